@@ -1,0 +1,66 @@
+/* ops.h: the CPU kernels of every graph op, as a table with one entry per op.
+ *
+ * Two tables exist: the scalar reference (ops_ref.c: plain loops, the definition of each op) and the AVX2
+ * kernels (ops_avx2.c, compiled with -mavx2 -mfma -mf16c and used only where the CPU has those features,
+ * checked at run time). Both compute the same math; tests compare every entry on odd shapes too.
+ *
+ * Ternary (TQ1_0, TQ2_0) matrix-vector products use int8 activations, quantized per block of 256 as
+ * llama.cpp's fast kernels do: the block dot product is exact in integers, so reference and AVX2 results
+ * are bitwise identical. Other types use float activations (identical up to summation order). */
+#ifndef TRN_OPS_H
+#define TRN_OPS_H
+
+#include <stdint.h>
+
+#include "../host/tensor_types.h"
+
+/* int8 activations for one block of 256: x[i] ~ d * q[i], with sum = sum(q) (for the -1 offset of codes). */
+typedef struct {
+    float d;
+    int32_t sum;
+    int8_t q[TRN_QK_K];
+} trn_block_q8_act;
+
+/* A weight matrix W[rows][cols] of any supported type, rows stored contiguously. */
+typedef struct {
+    trn_type type;
+    const void *data;
+    int64_t rows, cols;
+    size_t row_bytes;
+} trn_matrix;
+
+typedef struct {
+    const char *name; /* "scalar" or "avx2" */
+    /* x[n] -> n/256 blocks (n a multiple of 256). */
+    void (*quantize_act)(const float *x, trn_block_q8_act *xq, int64_t n);
+    /* dst[r] = W[r] . x for r in [r0, r1); ternary types read xq (the quantized x), others read x. */
+    void (*matvec)(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                   int64_t r1);
+    /* dst[cols] = row `row` of W as floats. */
+    void (*get_row)(const trn_matrix *w, int64_t row, float *dst);
+    /* dst[n] = x[n] / sqrt(mean(x^2) + eps) * weight[n] */
+    void (*rmsnorm)(const float *x, const float *weight, float *dst, int64_t n, float eps);
+    /* For each of n_heads heads of head_dim: (x[2i], x[2i+1]) rotated by the angle whose cos and sin are
+     * cos_sin[2i], cos_sin[2i+1]. src and dst may be the same. */
+    void (*rope)(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin);
+    /* One query head over n_pos cached positions: out[hd] = sum_t softmax_t(q . k_t / sqrt(hd)) v_t, where
+     * k_t = k_cache + t * stride (likewise v). scores: scratch of n_pos floats. */
+    void (*attention_head)(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                           int head_dim, float *scores, float *out);
+    /* dst[n] = silu(gate[n]) * up[n], silu(x) = x / (1 + exp(-x)) */
+    void (*swiglu)(const float *gate, const float *up, float *dst, int64_t n);
+    /* dst[n] = a[n] + b[n] */
+    void (*add)(const float *a, const float *b, float *dst, int64_t n);
+} trn_cpu_ops;
+
+const trn_cpu_ops *trn_cpu_ops_ref(void);
+/* The AVX2 table, or NULL where it is not compiled in or the CPU lacks AVX2, FMA or F16C. */
+const trn_cpu_ops *trn_cpu_ops_avx2(void);
+/* The fastest table this CPU runs. */
+const trn_cpu_ops *trn_cpu_ops_best(void);
+
+/* Shared by both tables: dst[rows r0..r1) for Q4_K and Q6_K (dequantize a row, then a float dot product). */
+void trn_matvec_via_dequant(const trn_matrix *w, const float *x, float *dst, int64_t r0, int64_t r1,
+                            float (*dot)(const float *, const float *, int64_t));
+
+#endif

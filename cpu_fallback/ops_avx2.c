@@ -1,0 +1,425 @@
+/* ops_avx2.c: the AVX2/FMA/F16C kernels of every CPU op. This file alone is compiled with -mavx2 -mfma
+ * -mf16c; ops.c hands its table out only where the CPU has those features.
+ *
+ * Ternary matrix-vector products (the bulk of a ternary model's time) work on four rows at a time so one
+ * set of activation loads serves four weight streams: codes are unpacked with shifts and masks (TQ2_0) or
+ * base-3 digit extraction (TQ1_0), multiplied with int8 activations by vpmaddubsw, summed exactly per
+ * block in integers, and scaled in the same order as the reference, so results are bitwise identical. */
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "ops.h"
+#include "quants.h"
+
+/* ---- helpers ---- */
+
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* exp(x) for 8 floats: x = n ln2 + r, exp(r) by a degree-6 polynomial (Cephes coefficients), times 2^n.
+ * Relative error about 2e-7 over the clamped range. */
+static inline __m256 exp_ps(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static float dot_f32_avx2(const float *x, const float *y, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    float sum = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++)
+        sum += x[i] * y[i];
+    return sum;
+}
+
+/* ---- activations ---- */
+
+static void quantize_act_avx2(const float *x, trn_block_q8_act *xq, int64_t n) {
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / TRN_QK_K; b++) {
+        const float *xb = x + b * TRN_QK_K;
+        __m256 vmax = _mm256_setzero_ps();
+        for (int i = 0; i < TRN_QK_K; i += 8)
+            vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(xb + i)));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        const float d = amax / 127.0f;
+        const float id = d > 0.0f ? 1.0f / d : 0.0f;
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i sum = _mm256_setzero_si256();
+        for (int i = 0; i < TRN_QK_K; i += 32) {
+            __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i), vid));
+            __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 8), vid));
+            __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 16), vid));
+            __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 24), vid));
+            sum = _mm256_add_epi32(sum, _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+            /* pack 32 int32 -> 32 int8; packs interleave 128-bit lanes, the permute restores order */
+            __m256i p16 = _mm256_packs_epi32(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+            (void)p16;
+            __m256i w01 = _mm256_packs_epi32(i0, i1);
+            __m256i w23 = _mm256_packs_epi32(i2, i3);
+            __m256i bytes = _mm256_packs_epi16(w01, w23);
+            bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(xq[b].q + i), bytes);
+        }
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s = _mm_hadd_epi32(s, s);
+        s = _mm_hadd_epi32(s, s);
+        xq[b].d = d;
+        xq[b].sum = _mm_cvtsi128_si32(s);
+    }
+}
+
+/* ---- ternary matrix-vector ---- */
+
+/* Four row sums of 8 int32 lanes each -> one __m128i [r0, r1, r2, r3]. */
+static inline __m128i hsum4_epi32(__m256i s0, __m256i s1, __m256i s2, __m256i s3) {
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, s1), _mm256_hadd_epi32(s2, s3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* sum over one TQ2_0 block of code * q as 16 int16 lanes (exact: at most 8 products of 2 * 127 per lane). */
+static inline __m256i tq2_block_dot16(const uint8_t *qs, const __m256i a[8]) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    __m256i acc = _mm256_setzero_si256();
+    for (int half = 0; half < 2; half++) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
+        __m256i c0 = _mm256_and_si256(q, mask);
+        __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(q, 2), mask);
+        __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+        __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(q, 6), mask);
+        __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(c0, a[4 * half]), _mm256_maddubs_epi16(c1, a[4 * half + 1]));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c2, a[4 * half + 2]));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c3, a[4 * half + 3]));
+        acc = _mm256_add_epi16(acc, s);
+    }
+    return acc;
+}
+
+/* Codes of 32 bytes of 256-bit TQ1_0 digits: digit n of byte q is (q * 3^n mod 256) * 3 >> 8, which is
+ * (t > 85) + (t > 170) for t = q * 3^n mod 256. */
+static inline __m256i tq1_digit(__m256i q, int pow3) {
+    const __m256i low = _mm256_set1_epi16(0x00ff);
+    __m256i lo = _mm256_mullo_epi16(q, _mm256_set1_epi16((short)pow3));
+    __m256i hi = _mm256_mullo_epi16(_mm256_srli_epi16(q, 8), _mm256_set1_epi16((short)pow3));
+    __m256i t = _mm256_or_si256(_mm256_and_si256(lo, low), _mm256_slli_epi16(hi, 8));
+    __m256i ts = _mm256_xor_si256(t, _mm256_set1_epi8((char)0x80)); /* unsigned compare via signed */
+    __m256i gt85 = _mm256_cmpgt_epi8(ts, _mm256_set1_epi8((char)(85 ^ 0x80)));
+    __m256i gt170 = _mm256_cmpgt_epi8(ts, _mm256_set1_epi8((char)(170 ^ 0x80)));
+    return _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(gt85, gt170));
+}
+
+static inline __m128i tq1_digit128(__m128i q, __m128i pow3) {
+    const __m128i low = _mm_set1_epi16(0x00ff);
+    __m128i lo = _mm_mullo_epi16(q, pow3);
+    __m128i hi = _mm_mullo_epi16(_mm_srli_epi16(q, 8), pow3);
+    __m128i t = _mm_or_si128(_mm_and_si128(lo, low), _mm_slli_epi16(hi, 8));
+    __m128i ts = _mm_xor_si128(t, _mm_set1_epi8((char)0x80));
+    __m128i gt85 = _mm_cmpgt_epi8(ts, _mm_set1_epi8((char)(85 ^ 0x80)));
+    __m128i gt170 = _mm_cmpgt_epi8(ts, _mm_set1_epi8((char)(170 ^ 0x80)));
+    return _mm_sub_epi8(_mm_setzero_si128(), _mm_add_epi8(gt85, gt170));
+}
+
+/* The 256 codes of a TQ1_0 block, in weight order (see tensor_types.h). */
+static inline void tq1_block_codes_avx2(const trn_block_tq1_0 *block, uint8_t codes[TRN_QK_K]) {
+    static const int pow3[5] = {1, 3, 9, 27, 81};
+    __m256i q = _mm256_loadu_si256((const __m256i *)block->qs);
+    for (int n = 0; n < 5; n++)
+        _mm256_storeu_si256((__m256i *)(codes + 32 * n), tq1_digit(q, pow3[n]));
+    __m128i q16 = _mm_loadu_si128((const __m128i *)(block->qs + 32));
+    for (int n = 0; n < 5; n++)
+        _mm_storeu_si128((__m128i *)(codes + 160 + 16 * n), tq1_digit128(q16, _mm_set1_epi16((short)pow3[n])));
+    int32_t qh;
+    memcpy(&qh, block->qh, 4);
+    /* byte 4n + j of the result is digit n of qh[j]; lanes of 16 bits share n */
+    __m128i qh4 = _mm_set1_epi32(qh);
+    __m128i mult = _mm_setr_epi16(1, 1, 3, 3, 9, 9, 27, 27);
+    _mm_storeu_si128((__m128i *)(codes + 240), tq1_digit128(qh4, mult));
+}
+
+static inline __m256i codes_block_dot16(const uint8_t *codes, const __m256i a[8]) {
+    __m256i acc = _mm256_setzero_si256();
+    for (int i = 0; i < 8; i++)
+        acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(codes + 32 * i)), a[i]));
+    return acc;
+}
+
+static void matvec_ternary_avx2(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                                int64_t r1) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    const int is_tq2 = w->type == TRN_TYPE_TQ2_0;
+    const size_t block_bytes = is_tq2 ? sizeof(trn_block_tq2_0) : sizeof(trn_block_tq1_0);
+    const __m256i ones = _mm256_set1_epi16(1);
+    _Alignas(32) uint8_t codes[4][TRN_QK_K];
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const uint8_t *rows[4];
+        for (int k = 0; k < 4; k++)
+            rows[k] = (const uint8_t *)w->data + (r + k) * w->row_bytes;
+        __m128 acc = _mm_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i a[8];
+            for (int i = 0; i < 8; i++)
+                a[i] = _mm256_loadu_si256((const __m256i *)(xq[b].q + 32 * i));
+            __m256i s[4];
+            trn_fp16 d16[4];
+            for (int k = 0; k < 4; k++) {
+                const uint8_t *block = rows[k] + b * block_bytes;
+                if (is_tq2) {
+                    s[k] = tq2_block_dot16(((const trn_block_tq2_0 *)block)->qs, a);
+                    d16[k] = ((const trn_block_tq2_0 *)block)->d;
+                } else {
+                    tq1_block_codes_avx2((const trn_block_tq1_0 *)block, codes[k]);
+                    s[k] = codes_block_dot16(codes[k], a);
+                    d16[k] = ((const trn_block_tq1_0 *)block)->d;
+                }
+                s[k] = _mm256_madd_epi16(s[k], ones);
+            }
+            __m128i isum = _mm_sub_epi32(hsum4_epi32(s[0], s[1], s[2], s[3]), _mm_set1_epi32(xq[b].sum));
+            __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)d16[0], (short)d16[1], (short)d16[2], (short)d16[3], 0, 0, 0, 0));
+            __m128 scale = _mm_mul_ps(dw, _mm_set1_ps(xq[b].d));
+            acc = _mm_add_ps(acc, _mm_mul_ps(scale, _mm_cvtepi32_ps(isum)));
+        }
+        _mm_storeu_ps(dst + r, acc);
+    }
+    for (; r < r1; r++) { /* leftover rows, one at a time, same arithmetic */
+        const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i a[8];
+            for (int i = 0; i < 8; i++)
+                a[i] = _mm256_loadu_si256((const __m256i *)(xq[b].q + 32 * i));
+            const uint8_t *block = row + b * block_bytes;
+            __m256i s;
+            float d;
+            if (is_tq2) {
+                s = tq2_block_dot16(((const trn_block_tq2_0 *)block)->qs, a);
+                d = trn_fp16_to_f32(((const trn_block_tq2_0 *)block)->d);
+            } else {
+                tq1_block_codes_avx2((const trn_block_tq1_0 *)block, codes[0]);
+                s = codes_block_dot16(codes[0], a);
+                d = trn_fp16_to_f32(((const trn_block_tq1_0 *)block)->d);
+            }
+            s = _mm256_madd_epi16(s, ones);
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            s4 = _mm_hadd_epi32(s4, s4);
+            s4 = _mm_hadd_epi32(s4, s4);
+            const int32_t isum = _mm_cvtsi128_si32(s4) - xq[b].sum;
+            acc += (d * xq[b].d) * (float)isum;
+        }
+        dst[r] = acc;
+    }
+}
+
+/* ---- float-family matrix-vector ---- */
+
+static float row_dot_f16(const trn_fp16 *w, const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i))), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + 8))), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float sum = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++)
+        sum += trn_fp16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+static float row_dot_bf16(const trn_bf16 *w, const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i wi = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + i))), 16);
+        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(wi), _mm256_loadu_ps(x + i), a0);
+    }
+    float sum = hsum_ps(a0);
+    for (; i < n; i++)
+        sum += trn_bf16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+static float row_dot_q8_0(const trn_block_q8_0 *blocks, const float *x, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / TRN_QK8_0; b++) {
+        const float *xb = x + b * TRN_QK8_0;
+        __m256 s = _mm256_setzero_ps();
+        for (int i = 0; i < TRN_QK8_0; i += 8) {
+            __m256 wq = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(blocks[b].qs + i))));
+            s = _mm256_fmadd_ps(wq, _mm256_loadu_ps(xb + i), s);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(trn_fp16_to_f32(blocks[b].d)), s, acc);
+    }
+    return hsum_ps(acc);
+}
+
+static void matvec_avx2(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                        int64_t r1) {
+    if (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0) {
+        matvec_ternary_avx2(w, xq, dst, r0, r1);
+        return;
+    }
+    if (w->type == TRN_TYPE_Q4_K || w->type == TRN_TYPE_Q6_K) {
+        trn_matvec_via_dequant(w, x, dst, r0, r1, dot_f32_avx2);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = (const uint8_t *)w->data + r * w->row_bytes;
+        switch (w->type) {
+        case TRN_TYPE_F32: dst[r] = dot_f32_avx2(row, x, w->cols); break;
+        case TRN_TYPE_F16: dst[r] = row_dot_f16(row, x, w->cols); break;
+        case TRN_TYPE_BF16: dst[r] = row_dot_bf16(row, x, w->cols); break;
+        case TRN_TYPE_Q8_0: dst[r] = row_dot_q8_0(row, x, w->cols); break;
+        default: break;
+        }
+    }
+}
+
+static void get_row_avx2(const trn_matrix *w, int64_t row, float *dst) {
+    const void *src = (const uint8_t *)w->data + row * w->row_bytes;
+    if (w->type == TRN_TYPE_F16) {
+        const trn_fp16 *h = src;
+        int64_t i = 0;
+        for (; i + 8 <= w->cols; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+        for (; i < w->cols; i++)
+            dst[i] = trn_fp16_to_f32(h[i]);
+        return;
+    }
+    trn_dequantize_row(w->type, src, dst, w->cols);
+}
+
+/* ---- vector ops ---- */
+
+static void rmsnorm_avx2(const float *x, const float *weight, float *dst, int64_t n, float eps) {
+    const float ss = dot_f32_avx2(x, x, n);
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    const __m256 vs = _mm256_set1_ps(scale);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(weight + i)));
+    for (; i < n; i++)
+        dst[i] = x[i] * scale * weight[i];
+}
+
+static void rope_avx2(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin) {
+    for (int h = 0; h < n_heads; h++) {
+        const float *s = src + h * head_dim;
+        float *d = dst + h * head_dim;
+        int i = 0;
+        for (; i + 8 <= head_dim; i += 8) {
+            __m256 x = _mm256_loadu_ps(s + i);            /* x0 x1 | x0' x1' ... */
+            __m256 cs = _mm256_loadu_ps(cos_sin + i);     /* c  s  | c'  s'  ... */
+            __m256 c = _mm256_moveldup_ps(cs);            /* c  c  */
+            __m256 sn = _mm256_movehdup_ps(cs);           /* s  s  */
+            __m256 swapped = _mm256_permute_ps(x, 0xb1);  /* x1 x0 */
+            /* even: x0 c - x1 s; odd: x1 c + x0 s */
+            __m256 out = _mm256_addsub_ps(_mm256_mul_ps(x, c), _mm256_mul_ps(swapped, sn));
+            _mm256_storeu_ps(d + i, out);
+        }
+        for (; i < head_dim; i += 2) {
+            const float c = cos_sin[i], sn = cos_sin[i + 1], x0 = s[i], x1 = s[i + 1];
+            d[i] = x0 * c - x1 * sn;
+            d[i + 1] = x0 * sn + x1 * c;
+        }
+    }
+}
+
+static void attention_head_avx2(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                                int head_dim, float *scores, float *out) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    float max = -INFINITY;
+    for (int t = 0; t < n_pos; t++) {
+        scores[t] = dot_f32_avx2(q, k_cache + t * stride, head_dim) * scale;
+        max = fmaxf(max, scores[t]);
+    }
+    __m256 vsum = _mm256_setzero_ps();
+    const __m256 vmax = _mm256_set1_ps(max);
+    int t = 0;
+    for (; t + 8 <= n_pos; t += 8) {
+        __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + t), vmax));
+        _mm256_storeu_ps(scores + t, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    float sum = hsum_ps(vsum);
+    for (; t < n_pos; t++) {
+        scores[t] = expf(scores[t] - max);
+        sum += scores[t];
+    }
+    const float inv = 1.0f / sum;
+    int i = 0;
+    for (; i + 8 <= head_dim; i += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int p = 0; p < n_pos; p++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[p]), _mm256_loadu_ps(v_cache + p * stride + i), acc);
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
+    }
+    for (; i < head_dim; i++) {
+        float acc = 0.0f;
+        for (int p = 0; p < n_pos; p++)
+            acc += scores[p] * v_cache[p * stride + i];
+        out[i] = acc * inv;
+    }
+}
+
+static void swiglu_avx2(const float *gate, const float *up, float *dst, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(dst + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++)
+        dst[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+static void add_avx2(const float *a, const float *b, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    for (; i < n; i++)
+        dst[i] = a[i] + b[i];
+}
+
+static const trn_cpu_ops avx2_ops = {
+    .name = "avx2",
+    .quantize_act = quantize_act_avx2,
+    .matvec = matvec_avx2,
+    .get_row = get_row_avx2,
+    .rmsnorm = rmsnorm_avx2,
+    .rope = rope_avx2,
+    .attention_head = attention_head_avx2,
+    .swiglu = swiglu_avx2,
+    .add = add_avx2,
+};
+
+const trn_cpu_ops *trn_cpu_ops_avx2_table(void);
+const trn_cpu_ops *trn_cpu_ops_avx2_table(void) { return &avx2_ops; }

@@ -1,0 +1,182 @@
+/* ops_ref.c: the scalar reference of every CPU op: plain loops, no intrinsics. This file defines what each
+ * op computes; the AVX2 kernels (ops_avx2.c) are tested against it. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "ops.h"
+#include "quants.h"
+
+static void quantize_act_ref(const float *x, trn_block_q8_act *xq, int64_t n) {
+    for (int64_t b = 0; b < n / TRN_QK_K; b++) {
+        const float *xb = x + b * TRN_QK_K;
+        float amax = 0.0f;
+        for (int i = 0; i < TRN_QK_K; i++)
+            amax = fmaxf(amax, fabsf(xb[i]));
+        const float d = amax / 127.0f;
+        const float id = d > 0.0f ? 1.0f / d : 0.0f;
+        int32_t sum = 0;
+        for (int i = 0; i < TRN_QK_K; i++) {
+            int q = (int)lrintf(xb[i] * id); /* round half to even, as vcvtps2dq does */
+            xq[b].q[i] = (int8_t)q;
+            sum += q;
+        }
+        xq[b].d = d;
+        xq[b].sum = sum;
+    }
+}
+
+/* x[n] . y[n], accumulated in order. */
+static float dot_f32_ref(const float *x, const float *y, int64_t n) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        sum += x[i] * y[i];
+    return sum;
+}
+
+/* One ternary row: for each block, isum = sum(code * q) - sum(q) exactly, then acc += (d_w * d_x) * isum. */
+static float ternary_row_dot(const uint8_t codes[TRN_QK_K], const trn_block_q8_act *xb) {
+    int32_t isum = 0;
+    for (int i = 0; i < TRN_QK_K; i++)
+        isum += (int32_t)codes[i] * xb->q[i];
+    return (float)(isum - xb->sum);
+}
+
+void trn_matvec_via_dequant(const trn_matrix *w, const float *x, float *dst, int64_t r0, int64_t r1,
+                            float (*dot)(const float *, const float *, int64_t)) {
+    float *row = malloc((size_t)w->cols * sizeof(float));
+    if (!row)
+        abort(); /* a few KB; the backend checked memory at prepare */
+    for (int64_t r = r0; r < r1; r++) {
+        trn_dequantize_row(w->type, (const uint8_t *)w->data + r * w->row_bytes, row, w->cols);
+        dst[r] = dot(row, x, w->cols);
+    }
+    free(row);
+}
+
+static void matvec_ref(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                       int64_t r1) {
+    const int64_t cols = w->cols;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
+        float acc = 0.0f;
+        switch (w->type) {
+        case TRN_TYPE_F32:
+            acc = dot_f32_ref((const float *)row, x, cols);
+            break;
+        case TRN_TYPE_F16:
+            for (int64_t i = 0; i < cols; i++)
+                acc += trn_fp16_to_f32(((const trn_fp16 *)row)[i]) * x[i];
+            break;
+        case TRN_TYPE_BF16:
+            for (int64_t i = 0; i < cols; i++)
+                acc += trn_bf16_to_f32(((const trn_bf16 *)row)[i]) * x[i];
+            break;
+        case TRN_TYPE_Q8_0: {
+            const trn_block_q8_0 *blocks = (const trn_block_q8_0 *)row;
+            for (int64_t b = 0; b < cols / TRN_QK8_0; b++) {
+                float sum = 0.0f;
+                for (int i = 0; i < TRN_QK8_0; i++)
+                    sum += (float)blocks[b].qs[i] * x[b * TRN_QK8_0 + i];
+                acc += trn_fp16_to_f32(blocks[b].d) * sum;
+            }
+            break;
+        }
+        case TRN_TYPE_TQ2_0:
+        case TRN_TYPE_TQ1_0: {
+            uint8_t codes[TRN_QK_K];
+            for (int64_t b = 0; b < cols / TRN_QK_K; b++) {
+                float d;
+                if (w->type == TRN_TYPE_TQ2_0) {
+                    const trn_block_tq2_0 *block = (const trn_block_tq2_0 *)row + b;
+                    trn_tq2_0_block_codes(block, codes);
+                    d = trn_fp16_to_f32(block->d);
+                } else {
+                    const trn_block_tq1_0 *block = (const trn_block_tq1_0 *)row + b;
+                    trn_tq1_0_block_codes(block, codes);
+                    d = trn_fp16_to_f32(block->d);
+                }
+                acc += (d * xq[b].d) * ternary_row_dot(codes, &xq[b]);
+            }
+            break;
+        }
+        default: /* Q4_K, Q6_K */
+            trn_matvec_via_dequant(w, x, dst, r, r + 1, dot_f32_ref);
+            continue;
+        }
+        dst[r] = acc;
+    }
+}
+
+static void get_row_ref(const trn_matrix *w, int64_t row, float *dst) {
+    trn_dequantize_row(w->type, (const uint8_t *)w->data + row * w->row_bytes, dst, w->cols);
+}
+
+static void rmsnorm_ref(const float *x, const float *weight, float *dst, int64_t n, float eps) {
+    float ss = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        ss += x[i] * x[i];
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = x[i] * scale * weight[i];
+}
+
+static void rope_ref(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin) {
+    for (int h = 0; h < n_heads; h++) {
+        const float *s = src + h * head_dim;
+        float *d = dst + h * head_dim;
+        for (int i = 0; i < head_dim; i += 2) {
+            const float c = cos_sin[i], sn = cos_sin[i + 1];
+            const float x0 = s[i], x1 = s[i + 1];
+            d[i] = x0 * c - x1 * sn;
+            d[i + 1] = x0 * sn + x1 * c;
+        }
+    }
+}
+
+static void attention_head_ref(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                               int head_dim, float *scores, float *out) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    float max = -INFINITY;
+    for (int t = 0; t < n_pos; t++) {
+        scores[t] = dot_f32_ref(q, k_cache + t * stride, head_dim) * scale;
+        max = fmaxf(max, scores[t]);
+    }
+    float sum = 0.0f;
+    for (int t = 0; t < n_pos; t++) {
+        scores[t] = expf(scores[t] - max);
+        sum += scores[t];
+    }
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < head_dim; i++)
+        out[i] = 0.0f;
+    for (int t = 0; t < n_pos; t++) {
+        const float p = scores[t] * inv;
+        const float *v = v_cache + t * stride;
+        for (int i = 0; i < head_dim; i++)
+            out[i] += p * v[i];
+    }
+}
+
+static void swiglu_ref(const float *gate, const float *up, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+static void add_ref(const float *a, const float *b, float *dst, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = a[i] + b[i];
+}
+
+static const trn_cpu_ops ref_ops = {
+    .name = "scalar",
+    .quantize_act = quantize_act_ref,
+    .matvec = matvec_ref,
+    .get_row = get_row_ref,
+    .rmsnorm = rmsnorm_ref,
+    .rope = rope_ref,
+    .attention_head = attention_head_ref,
+    .swiglu = swiglu_ref,
+    .add = add_ref,
+};
+
+const trn_cpu_ops *trn_cpu_ops_ref(void) { return &ref_ops; }

@@ -1,0 +1,380 @@
+/* main.c: the `trinity` command: generate, tokenize, info, graph and bench, with llama.cpp-style flags.
+ * This is the only place that prints errors and chooses exit codes: 0 on success, 1 on an error at run
+ * time (bad model file, prompt too long, ...), 2 on bad usage (unknown flag, impossible value). */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../graph/graph.h"
+#include "../profiling/bench.h"
+#include "generate.h"
+#include "model.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+typedef struct {
+    const char *command;
+    const char *model_path;
+    char synthetic_path[64];
+    const char *prompt;
+    int n_predict;        /* -1: default */
+    int n_ctx;            /* 0: the model's */
+    int n_threads;        /* 0: all cores */
+    const char *device;
+    int add_bos;
+    int json;
+    int force_scalar;
+    int seed_given;
+    trn_sampling sampling;
+    const char *text;     /* tokenize */
+    int bench_prompt, bench_decode;
+} cli_options;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: trinity COMMAND [options]\n"
+            "commands:\n"
+            "  generate  -m FILE -p TEXT [-n N] [-c CTX] [--temp T] [--top-k K] [--top-p P]\n"
+            "            [--repeat-penalty R] [--seed S] [-t THREADS] [--device cpu|cuda|auto] [--no-bos]\n"
+            "  tokenize  -m FILE [--no-bos] TEXT\n"
+            "  info      -m FILE\n"
+            "  graph     -m FILE [-c CTX]\n"
+            "  bench     (-m FILE | --synthetic NAME) [-t THREADS] [--json] [--prompt-tokens N] [--decode-tokens N]\n"
+            "model: -m FILE.gguf, or --synthetic tinyllama|tinyllama-tq1|tiny (generated in memory, no download)\n"
+            "other: --scalar (run the scalar reference kernels), -h/--help\n");
+}
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "error: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, " (see trinity --help)\n");
+    return EXIT_USAGE;
+}
+
+static int parse_int(const char *flag, const char *s, long min, long max, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "error: %s %s: expected an integer from %ld to %ld\n", flag, s, min, max);
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+static int parse_float(const char *flag, const char *s, double min, double max, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= min && v <= max)) {
+        fprintf(stderr, "error: %s %s: expected a number from %g to %g\n", flag, s, min, max);
+        return 0;
+    }
+    *out = (float)v;
+    return 1;
+}
+
+/* Returns 0 on success, else the exit code. */
+static int parse_args(int argc, char **argv, cli_options *o) {
+    memset(o, 0, sizeof(*o));
+    o->n_predict = -1;
+    o->device = "auto";
+    o->add_bos = 1;
+    o->sampling = trn_sampling_default();
+    o->bench_prompt = 64;
+    o->bench_decode = 32;
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    o->command = argv[1];
+    if (strcmp(o->command, "-h") == 0 || strcmp(o->command, "--help") == 0 || strcmp(o->command, "help") == 0) {
+        usage(stdout);
+        exit(0);
+    }
+    const char *commands[] = {"generate", "tokenize", "info", "graph", "bench"};
+    int known = 0;
+    for (size_t i = 0; i < TRN_ARRAY_LEN(commands); i++)
+        known |= strcmp(o->command, commands[i]) == 0;
+    if (!known)
+        return usage_error("unknown command '%s'", o->command);
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED_VALUE()                                               \
+        do {                                                       \
+            if (!v)                                                \
+                return usage_error("%s needs a value", a);         \
+            i++;                                                   \
+        } while (0)
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
+            NEED_VALUE();
+            o->model_path = v;
+        } else if (strcmp(a, "--synthetic") == 0) {
+            NEED_VALUE();
+            if (!trn_synthetic_known(v))
+                return usage_error("--synthetic %s: unknown synthetic model (tinyllama, tinyllama-tq1 or tiny)", v);
+            snprintf(o->synthetic_path, sizeof(o->synthetic_path), "synthetic:%s", v);
+            o->model_path = o->synthetic_path;
+        } else if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0) {
+            NEED_VALUE();
+            o->prompt = v;
+        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-predict") == 0) {
+            NEED_VALUE();
+            if (!parse_int(a, v, 0, INT_MAX, &o->n_predict))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx-size") == 0) {
+            NEED_VALUE();
+            if (!parse_int(a, v, 1, 1 << 20, &o->n_ctx))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
+            NEED_VALUE();
+            if (!parse_int(a, v, 1, 1024, &o->n_threads))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--temp") == 0) {
+            NEED_VALUE();
+            if (!parse_float(a, v, 0.0, 1e6, &o->sampling.temp))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--top-k") == 0) {
+            NEED_VALUE();
+            if (!parse_int(a, v, 0, INT_MAX, &o->sampling.top_k))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--top-p") == 0) {
+            NEED_VALUE();
+            if (!parse_float(a, v, 1e-6, 1.0, &o->sampling.top_p))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--repeat-penalty") == 0) {
+            NEED_VALUE();
+            if (!parse_float(a, v, 1e-3, 1e3, &o->sampling.repeat_penalty))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--seed") == 0 || strcmp(a, "-s") == 0) {
+            NEED_VALUE();
+            char *end;
+            errno = 0;
+            unsigned long long seed = strtoull(v, &end, 10);
+            if (errno || end == v || *end || v[0] == '-')
+                return usage_error("--seed %s: expected a non-negative integer", v);
+            o->sampling.seed = seed;
+            o->seed_given = 1;
+        } else if (strcmp(a, "--device") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto"))
+                return usage_error("--device %s: expected cpu, cuda or auto", v);
+            o->device = v;
+        } else if (strcmp(a, "--prompt-tokens") == 0) {
+            NEED_VALUE();
+            if (!parse_int(a, v, 1, 2048, &o->bench_prompt))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--decode-tokens") == 0) {
+            NEED_VALUE();
+            if (!parse_int(a, v, 1, 2048, &o->bench_decode))
+                return EXIT_USAGE;
+        } else if (strcmp(a, "--no-bos") == 0) {
+            o->add_bos = 0;
+        } else if (strcmp(a, "--json") == 0) {
+            o->json = 1;
+        } else if (strcmp(a, "--scalar") == 0) {
+            o->force_scalar = 1;
+        } else if (a[0] == '-' && a[1] != 0) {
+            return usage_error("unknown flag '%s'", a);
+        } else if (strcmp(o->command, "tokenize") == 0 && !o->text) {
+            o->text = a;
+        } else {
+            return usage_error("unexpected argument '%s'", a);
+        }
+#undef NEED_VALUE
+    }
+    if (!o->model_path)
+        return usage_error("%s needs a model: -m FILE or --synthetic NAME", o->command);
+    if (strcmp(o->command, "tokenize") == 0 && !o->text)
+        o->text = o->prompt;
+    if (strcmp(o->command, "tokenize") == 0 && !o->text)
+        return usage_error("%s needs the text to tokenize", o->command);
+    return 0;
+}
+
+static int fail(void) {
+    fprintf(stderr, "error: %s\n", trn_last_error());
+    return EXIT_RUNTIME;
+}
+
+static int load_model(const cli_options *o, trn_model **model) {
+    double t0 = trn_time_s();
+    if (trn_model_load(o->model_path, model) != TRN_OK)
+        return fail();
+    if (strcmp(o->command, "generate") == 0 || strcmp(o->command, "bench") == 0)
+        fprintf(stderr, "load: %s in %.2f s\n", (*model)->name, trn_time_s() - t0);
+    return 0;
+}
+
+static int context_size(const cli_options *o, const trn_model *model) {
+    int n_ctx = o->n_ctx > 0 ? o->n_ctx : model->hp.n_ctx_train;
+    if (o->n_ctx > model->hp.n_ctx_train)
+        fprintf(stderr, "warning: -c %d exceeds the context length the model declares (%d)\n", o->n_ctx,
+                model->hp.n_ctx_train);
+    return n_ctx;
+}
+
+static int cmd_generate(const cli_options *o) {
+    trn_model *model = NULL;
+    int rc = load_model(o, &model);
+    if (rc)
+        return rc;
+    trn_graph *graph = NULL;
+    trn_backend *backend = NULL;
+    trn_backend_config config = {.n_threads = o->n_threads, .force_scalar = o->force_scalar, .sampling = o->sampling};
+    if (!o->seed_given && config.sampling.temp > 0.0f) {
+        config.sampling.seed = (uint64_t)time(NULL);
+        fprintf(stderr, "seed: %llu\n", (unsigned long long)config.sampling.seed);
+    }
+    const int n_ctx = context_size(o, model);
+    trn_generate_options gen = {.n_predict = o->n_predict, .add_bos = o->add_bos, .out = stdout};
+    if (gen.n_predict < 0) { /* default: up to 128 new tokens, within the context */
+        int *ids = NULL, n_ids = 0;
+        if (trn_tokenizer_encode(model->tokenizer, o->prompt ? o->prompt : "", strlen(o->prompt ? o->prompt : ""),
+                                 o->add_bos, &ids, &n_ids) == TRN_OK)
+            gen.n_predict = TRN_MAX(0, TRN_MIN(128, n_ctx - n_ids));
+        free(ids);
+    }
+    trn_generate_stats stats;
+    if (trn_graph_build_decode(model, n_ctx, &graph) != TRN_OK || trn_backend_for_device(o->device, &backend) != TRN_OK ||
+        backend->iface->prepare(backend, graph, &config) != TRN_OK ||
+        trn_generate(model, graph, backend, o->prompt ? o->prompt : "", &gen, &stats) != TRN_OK) {
+        rc = fail();
+    } else {
+        printf("\n");
+        fprintf(stderr, "backend: %s\n", backend->iface->describe(backend));
+        fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tokens/s)\n", stats.n_prompt, stats.prompt_s,
+                stats.n_prompt / stats.prompt_s);
+        if (stats.n_generated > 1)
+            fprintf(stderr, "generate: %d tokens in %.3f s (%.2f tokens/s)%s\n", stats.n_generated - 1,
+                    stats.generate_s, (stats.n_generated - 1) / stats.generate_s, stats.hit_eos ? ", stopped at EOS" : "");
+    }
+    trn_backend_free(backend);
+    trn_graph_free(graph);
+    trn_model_free(model);
+    return rc;
+}
+
+static int cmd_tokenize(const cli_options *o) {
+    trn_gguf *gguf = NULL;
+    trn_tokenizer *tok = NULL;
+    /* a vocabulary-only GGUF has no tensors: open the tokenizer without binding a model */
+    trn_status status = strncmp(o->model_path, "synthetic:", 10) == 0 ? trn_synthetic_gguf(o->model_path + 10, &gguf)
+                                                                       : trn_gguf_open(o->model_path, &gguf);
+    if (status == TRN_OK)
+        status = trn_tokenizer_from_gguf(gguf, &tok);
+    int *ids = NULL, n_ids = 0;
+    if (status == TRN_OK)
+        status = trn_tokenizer_encode(tok, o->text, strlen(o->text), o->add_bos, &ids, &n_ids);
+    int rc = 0;
+    if (status != TRN_OK) {
+        rc = fail();
+    } else {
+        for (int i = 0; i < n_ids; i++)
+            printf("%s%d", i ? " " : "", ids[i]);
+        printf("\n");
+    }
+    free(ids);
+    trn_tokenizer_free(tok);
+    trn_gguf_close(gguf);
+    return rc;
+}
+
+static int cmd_info(const cli_options *o) {
+    trn_model *model = NULL;
+    int rc = load_model(o, &model);
+    if (rc)
+        return rc;
+    const trn_hparams *hp = &model->hp;
+    const trn_gguf *g = model->gguf;
+    printf("file             %s (GGUF v%u, %zu bytes, %lld metadata keys, alignment %zu)\n", trn_gguf_path(g),
+           trn_gguf_version(g), trn_gguf_file_size(g), (long long)trn_gguf_n_kv(g), trn_gguf_alignment(g));
+    printf("name             %s\n", model->name);
+    printf("architecture     llama\n");
+    printf("layers           %d\n", hp->n_layer);
+    printf("embedding        %d\n", hp->n_embd);
+    printf("feed-forward     %d\n", hp->n_ff);
+    printf("heads            %d (head size %d)\n", hp->n_head, hp->head_dim);
+    printf("kv heads         %d (GQA group %d)\n", hp->n_head_kv, hp->n_head / hp->n_head_kv);
+    printf("vocabulary       %d\n", hp->n_vocab);
+    printf("context length   %d\n", hp->n_ctx_train);
+    printf("rope base        %g\n", hp->rope_base);
+    printf("rms epsilon      %g\n", hp->rms_eps);
+    printf("lm head          %s\n", model->output_tied ? "tied to token_embd.weight" : "output.weight");
+    printf("\n%-28s %-6s %-16s %14s\n", "tensor", "type", "shape", "bytes");
+    size_t total = 0;
+    int64_t params = 0;
+    for (int64_t i = 0; i < trn_gguf_n_tensors(g); i++) {
+        const trn_gguf_tensor *t = trn_gguf_tensor_at(g, i);
+        char shape[48];
+        if (t->n_dims == 1)
+            snprintf(shape, sizeof(shape), "%lld", (long long)t->ne[0]);
+        else
+            snprintf(shape, sizeof(shape), "%lld x %lld", (long long)t->ne[0], (long long)t->ne[1]);
+        printf("%-28s %-6s %-16s %14zu\n", t->name, trn_type_name(t->type), shape, t->bytes);
+        total += t->bytes;
+        params += t->n_elems;
+    }
+    printf("\ntotal            %lld tensors, %lld parameters, %.2f MB (%.3f bits per parameter)\n",
+           (long long)trn_gguf_n_tensors(g), (long long)params, total / 1e6, 8.0 * total / (double)params);
+    printf("read per token   %.2f MB\n", trn_model_weight_bytes_per_token(model) / 1e6);
+    trn_model_free(model);
+    return 0;
+}
+
+static int cmd_graph(const cli_options *o) {
+    trn_model *model = NULL;
+    int rc = load_model(o, &model);
+    if (rc)
+        return rc;
+    trn_graph *graph = NULL;
+    if (trn_graph_build_decode(model, context_size(o, model), &graph) != TRN_OK)
+        rc = fail();
+    else
+        trn_graph_print(graph, stdout);
+    trn_graph_free(graph);
+    trn_model_free(model);
+    return rc;
+}
+
+static int cmd_bench(const cli_options *o) {
+    trn_model *model = NULL;
+    int rc = load_model(o, &model);
+    if (rc)
+        return rc;
+    trn_bench_options opts = {.device = o->device, .n_threads = o->n_threads, .n_prompt = o->bench_prompt,
+                              .n_decode = o->bench_decode, .force_scalar = o->force_scalar, .json = o->json};
+    trn_bench_result result;
+    if (trn_bench_run(model, &opts, &result) != TRN_OK)
+        rc = fail();
+    else
+        trn_bench_print(model, &result, o->json, stdout);
+    trn_model_free(model);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    cli_options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc)
+        return rc;
+    if (strcmp(o.command, "generate") == 0)
+        return cmd_generate(&o);
+    if (strcmp(o.command, "tokenize") == 0)
+        return cmd_tokenize(&o);
+    if (strcmp(o.command, "info") == 0)
+        return cmd_info(&o);
+    if (strcmp(o.command, "graph") == 0)
+        return cmd_graph(&o);
+    return cmd_bench(&o);
+}
