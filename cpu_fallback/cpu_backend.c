@@ -201,6 +201,14 @@ static void cpu_release(cpu_context *c) {
     memset(c, 0, sizeof(*c));
 }
 
+/* Whether some node uses buffer `id` as the matrix of a MATVEC (an embedding table is only read by rows). */
+static int node_reads_as_matrix(const trn_graph *g, int id) {
+    for (int n = 0; n < g->n_nodes; n++)
+        if (g->nodes[n].op == TRN_OP_MATVEC && g->nodes[n].src[0] == id)
+            return 1;
+    return 0;
+}
+
 static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const trn_backend_config *config) {
     cpu_context *c = backend->context;
     cpu_release(c);
@@ -241,14 +249,24 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
                     return trn_fail(TRN_ERR_NOMEM, "out of memory preparing the CPU backend");
                 }
                 trn_cpu_ops_ref()->get_row(&(trn_matrix){buf->type, buf->tensor->data, 1, buf->ne[0],
-                                                         trn_row_bytes(buf->type, buf->ne[0])},
+                                                         trn_row_bytes(buf->type, buf->ne[0]), TRN_LAYOUT_ROWS},
                                            0, wide);
                 c->owned[i] = c->data[i] = wide;
             } else {
                 c->data[i] = (void *)buf->tensor->data;
             }
             c->matrix[i] = (trn_matrix){buf->type, buf->tensor->data, buf->ne[1], buf->ne[0],
-                                        trn_row_bytes(buf->type, buf->ne[0])};
+                                        trn_row_bytes(buf->type, buf->ne[0]), TRN_LAYOUT_ROWS};
+            if (buf->type == TRN_TYPE_TQ2_0 && buf->ne[1] >= 4 && node_reads_as_matrix(g, i)) {
+                /* repack once so each group of four rows is one sequential stream (ops.h, TRN_LAYOUT_X4) */
+                void *packed = trn_alloc(buf->bytes);
+                if (!packed) {
+                    cpu_release(c);
+                    return trn_fail(TRN_ERR_NOMEM, "out of memory repacking '%s' (%zu bytes)", buf->name, buf->bytes);
+                }
+                c->matrix[i] = trn_repack_tq2_0_x4(&c->matrix[i], packed);
+                c->owned[i] = packed;
+            }
             break;
         case TRN_BUF_ACTIVATION:
             c->data[i] = c->arena + buf->offset;

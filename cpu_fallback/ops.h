@@ -21,13 +21,30 @@ typedef struct {
     int8_t q[TRN_QK_K];
 } trn_block_q8_act;
 
-/* A weight matrix W[rows][cols] of any supported type, rows stored contiguously. */
+typedef enum {
+    TRN_LAYOUT_ROWS = 0, /* as in the file: row after row */
+    TRN_LAYOUT_X4 = 1,   /* TQ2_0 repacked at load: rows in groups of four; for each block index b of a group the
+                            four blocks' codes (4 x 64 bytes), then their four fp16 scales; rows past the last full
+                            group follow in the file layout. One group is read as one sequential stream. */
+} trn_layout;
+
+/* A weight matrix W[rows][cols] of any supported type. */
 typedef struct {
     trn_type type;
     const void *data;
     int64_t rows, cols;
-    size_t row_bytes;
+    size_t row_bytes;   /* bytes of one row in the file layout */
+    trn_layout layout;
 } trn_matrix;
+
+#define TRN_X4_GROUP_BLOCK_BYTES (4 * TRN_QK_K / 4 + 4 * 2) /* 264 */
+
+/* Writes the X4 layout of a TQ2_0 matrix into dst (as many bytes as the file layout) and returns the view. */
+trn_matrix trn_repack_tq2_0_x4(const trn_matrix *src, void *dst);
+/* Row `row` of W as floats, in either layout (scalar; shared by both tables). */
+void trn_get_row_any_layout(const trn_matrix *w, int64_t row, float *dst);
+/* Codes and scale of block b of row r of a TQ2_0 matrix in either layout. */
+void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t **qs, trn_fp16 *d);
 
 typedef struct {
     const char *name; /* "scalar" or "avx2" */

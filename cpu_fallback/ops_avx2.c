@@ -8,11 +8,16 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops.h"
 #include "quants.h"
 
 /* ---- helpers ---- */
+
+#ifndef TRN_PF_AHEAD
+#define TRN_PF_AHEAD 2048 /* bytes of a sequential weight stream prefetched ahead of use */
+#endif
 
 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -104,24 +109,6 @@ static inline __m128i hsum4_epi32(__m256i s0, __m256i s1, __m256i s2, __m256i s3
     return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-/* sum over one TQ2_0 block of code * q as 16 int16 lanes (exact: at most 8 products of 2 * 127 per lane). */
-static inline __m256i tq2_block_dot16(const uint8_t *qs, const __m256i a[8]) {
-    const __m256i mask = _mm256_set1_epi8(3);
-    __m256i acc = _mm256_setzero_si256();
-    for (int half = 0; half < 2; half++) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
-        __m256i c0 = _mm256_and_si256(q, mask);
-        __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(q, 2), mask);
-        __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
-        __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(q, 6), mask);
-        __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(c0, a[4 * half]), _mm256_maddubs_epi16(c1, a[4 * half + 1]));
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c2, a[4 * half + 2]));
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(c3, a[4 * half + 3]));
-        acc = _mm256_add_epi16(acc, s);
-    }
-    return acc;
-}
-
 /* Codes of 32 bytes of 256-bit TQ1_0 digits: digit n of byte q is (q * 3^n mod 256) * 3 >> 8, which is
  * (t > 85) + (t > 170) for t = q * 3^n mod 256. */
 static inline __m256i tq1_digit(__m256i q, int pow3) {
@@ -170,68 +157,105 @@ static inline __m256i codes_block_dot16(const uint8_t *codes, const __m256i a[8]
     return acc;
 }
 
-static void matvec_ternary_avx2(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
-                                int64_t r1) {
+/* Per-block scale products (d_w * d_x) of four rows, as the reference rounds them. */
+static inline __m128 scale4(trn_fp16 d0, trn_fp16 d1, trn_fp16 d2, trn_fp16 d3, float dx) {
+    const __m128i h = _mm_cvtsi64_si128((long long)((uint64_t)d0 | (uint64_t)d1 << 16 | (uint64_t)d2 << 32 |
+                                                    (uint64_t)d3 << 48));
+    return _mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(dx));
+}
+
+/* Sum over one half block (128 weights) of code * q for the 32 code bytes at qs, as int16 lanes. */
+static inline __m256i tq2_half_dot16(const uint8_t *qs, __m256i a0, __m256i a1, __m256i a2, __m256i a3) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    const __m256i q = _mm256_loadu_si256((const __m256i *)qs);
+    __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(q, mask), a0),
+                                 _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 2), mask), a1));
+    t = _mm256_add_epi16(t, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), a2));
+    return _mm256_add_epi16(t, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 6), mask), a3));
+}
+
+/* TQ2_0 in the X4 layout: a group of four rows is one sequential stream of 264-byte group blocks. For each
+ * half block the four activation vectors are loaded once and serve all four rows; each row's block sum stays
+ * in int16 lanes (exact) until one vpmaddwd. */
+static void matvec_tq2_0_x4_avx2(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                                 int64_t r1) {
     const int64_t nb = w->cols / TRN_QK_K;
-    const int is_tq2 = w->type == TRN_TYPE_TQ2_0;
-    const size_t block_bytes = is_tq2 ? sizeof(trn_block_tq2_0) : sizeof(trn_block_tq1_0);
+    const int64_t full_rows = w->layout == TRN_LAYOUT_X4 ? w->rows / 4 * 4 : 0;
     const __m256i ones = _mm256_set1_epi16(1);
-    _Alignas(32) uint8_t codes[4][TRN_QK_K];
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        const uint8_t *rows[4];
-        for (int k = 0; k < 4; k++)
-            rows[k] = (const uint8_t *)w->data + (r + k) * w->row_bytes;
+    for (; r + 4 <= r1 && r + 4 <= full_rows && r % 4 == 0; r += 4) {
+        const uint8_t *group = (const uint8_t *)w->data + (r / 4) * nb * TRN_X4_GROUP_BLOCK_BYTES;
         __m128 acc = _mm_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
-            __m256i a[8];
-            for (int i = 0; i < 8; i++)
-                a[i] = _mm256_loadu_si256((const __m256i *)(xq[b].q + 32 * i));
-            __m256i s[4];
-            trn_fp16 d16[4];
-            for (int k = 0; k < 4; k++) {
-                const uint8_t *block = rows[k] + b * block_bytes;
-                if (is_tq2) {
-                    s[k] = tq2_block_dot16(((const trn_block_tq2_0 *)block)->qs, a);
-                    d16[k] = ((const trn_block_tq2_0 *)block)->d;
-                } else {
-                    tq1_block_codes_avx2((const trn_block_tq1_0 *)block, codes[k]);
-                    s[k] = codes_block_dot16(codes[k], a);
-                    d16[k] = ((const trn_block_tq1_0 *)block)->d;
-                }
-                s[k] = _mm256_madd_epi16(s[k], ones);
+            const uint8_t *gb = group + b * TRN_X4_GROUP_BLOCK_BYTES;
+            _mm_prefetch((const char *)gb + TRN_PF_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)gb + TRN_PF_AHEAD + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)gb + TRN_PF_AHEAD + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)gb + TRN_PF_AHEAD + 192, _MM_HINT_T0);
+            __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+            for (int half = 0; half < 2; half++) {
+                const int8_t *a = xq[b].q + 128 * half;
+                const __m256i a0 = _mm256_loadu_si256((const __m256i *)a);
+                const __m256i a1 = _mm256_loadu_si256((const __m256i *)(a + 32));
+                const __m256i a2 = _mm256_loadu_si256((const __m256i *)(a + 64));
+                const __m256i a3 = _mm256_loadu_si256((const __m256i *)(a + 96));
+                s0 = _mm256_add_epi16(s0, tq2_half_dot16(gb + 0 * 64 + 32 * half, a0, a1, a2, a3));
+                s1 = _mm256_add_epi16(s1, tq2_half_dot16(gb + 1 * 64 + 32 * half, a0, a1, a2, a3));
+                s2 = _mm256_add_epi16(s2, tq2_half_dot16(gb + 2 * 64 + 32 * half, a0, a1, a2, a3));
+                s3 = _mm256_add_epi16(s3, tq2_half_dot16(gb + 3 * 64 + 32 * half, a0, a1, a2, a3));
             }
-            __m128i isum = _mm_sub_epi32(hsum4_epi32(s[0], s[1], s[2], s[3]), _mm_set1_epi32(xq[b].sum));
-            __m128 dw = _mm_cvtph_ps(_mm_setr_epi16((short)d16[0], (short)d16[1], (short)d16[2], (short)d16[3], 0, 0, 0, 0));
-            __m128 scale = _mm_mul_ps(dw, _mm_set1_ps(xq[b].d));
+            const __m128i isum = _mm_sub_epi32(
+                hsum4_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones), _mm256_madd_epi16(s2, ones),
+                            _mm256_madd_epi16(s3, ones)),
+                _mm_set1_epi32(xq[b].sum));
+            const __m128 dw = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(gb + 256)));
+            const __m128 scale = _mm_mul_ps(dw, _mm_set1_ps(xq[b].d));
             acc = _mm_add_ps(acc, _mm_mul_ps(scale, _mm_cvtepi32_ps(isum)));
         }
         _mm_storeu_ps(dst + r, acc);
     }
-    for (; r < r1; r++) { /* leftover rows, one at a time, same arithmetic */
-        const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
+    for (; r < r1; r++) { /* rows outside full groups (or a range not starting on a group), one at a time */
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
-            __m256i a[8];
-            for (int i = 0; i < 8; i++)
-                a[i] = _mm256_loadu_si256((const __m256i *)(xq[b].q + 32 * i));
-            const uint8_t *block = row + b * block_bytes;
-            __m256i s;
-            float d;
-            if (is_tq2) {
-                s = tq2_block_dot16(((const trn_block_tq2_0 *)block)->qs, a);
-                d = trn_fp16_to_f32(((const trn_block_tq2_0 *)block)->d);
-            } else {
-                tq1_block_codes_avx2((const trn_block_tq1_0 *)block, codes[0]);
-                s = codes_block_dot16(codes[0], a);
-                d = trn_fp16_to_f32(((const trn_block_tq1_0 *)block)->d);
+            const uint8_t *qs;
+            trn_fp16 d16;
+            trn_tq2_0_block_at(w, r, b, &qs, &d16);
+            __m256i s = _mm256_setzero_si256();
+            for (int half = 0; half < 2; half++) {
+                const int8_t *a = xq[b].q + 128 * half;
+                s = _mm256_add_epi16(s, tq2_half_dot16(qs + 32 * half, _mm256_loadu_si256((const __m256i *)a),
+                                                       _mm256_loadu_si256((const __m256i *)(a + 32)),
+                                                       _mm256_loadu_si256((const __m256i *)(a + 64)),
+                                                       _mm256_loadu_si256((const __m256i *)(a + 96))));
             }
             s = _mm256_madd_epi16(s, ones);
             __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
             s4 = _mm_hadd_epi32(s4, s4);
             s4 = _mm_hadd_epi32(s4, s4);
-            const int32_t isum = _mm_cvtsi128_si32(s4) - xq[b].sum;
-            acc += (d * xq[b].d) * (float)isum;
+            acc += (trn_fp16_to_f32(d16) * xq[b].d) * (float)(_mm_cvtsi128_si32(s4) - xq[b].sum);
+        }
+        dst[r] = acc;
+    }
+}
+
+/* TQ1_0: each block's base-3 digits are unpacked into codes, then multiplied as for TQ2_0. */
+static void matvec_tq1_0_avx2(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0, int64_t r1) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    const __m256i ones = _mm256_set1_epi16(1);
+    _Alignas(32) uint8_t codes[TRN_QK_K];
+    for (int64_t r = r0; r < r1; r++) {
+        const trn_block_tq1_0 *x = (const trn_block_tq1_0 *)((const uint8_t *)w->data + r * w->row_bytes);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            __m256i a[8];
+            for (int i = 0; i < 8; i++)
+                a[i] = _mm256_loadu_si256((const __m256i *)(xq[b].q + 32 * i));
+            tq1_block_codes_avx2(&x[b], codes);
+            __m256i s = _mm256_madd_epi16(codes_block_dot16(codes, a), ones);
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            s4 = _mm_hadd_epi32(s4, s4);
+            s4 = _mm_hadd_epi32(s4, s4);
+            acc += (trn_fp16_to_f32(x[b].d) * xq[b].d) * (float)(_mm_cvtsi128_si32(s4) - xq[b].sum);
         }
         dst[r] = acc;
     }
@@ -281,8 +305,12 @@ static float row_dot_q8_0(const trn_block_q8_0 *blocks, const float *x, int64_t 
 
 static void matvec_avx2(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
                         int64_t r1) {
-    if (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0) {
-        matvec_ternary_avx2(w, xq, dst, r0, r1);
+    if (w->type == TRN_TYPE_TQ2_0) { /* either layout: the X4 kernel reads file-layout rows one at a time */
+        matvec_tq2_0_x4_avx2(w, xq, dst, r0, r1);
+        return;
+    }
+    if (w->type == TRN_TYPE_TQ1_0) {
+        matvec_tq1_0_avx2(w, xq, dst, r0, r1);
         return;
     }
     if (w->type == TRN_TYPE_Q4_K || w->type == TRN_TYPE_Q6_K) {
@@ -303,7 +331,7 @@ static void matvec_avx2(const trn_matrix *w, const float *x, const trn_block_q8_
 
 static void get_row_avx2(const trn_matrix *w, int64_t row, float *dst) {
     const void *src = (const uint8_t *)w->data + row * w->row_bytes;
-    if (w->type == TRN_TYPE_F16) {
+    if (w->type == TRN_TYPE_F16 && w->layout == TRN_LAYOUT_ROWS) {
         const trn_fp16 *h = src;
         int64_t i = 0;
         for (; i + 8 <= w->cols; i += 8)
@@ -312,7 +340,7 @@ static void get_row_avx2(const trn_matrix *w, int64_t row, float *dst) {
             dst[i] = trn_fp16_to_f32(h[i]);
         return;
     }
-    trn_dequantize_row(w->type, src, dst, w->cols);
+    trn_get_row_any_layout(w, row, dst);
 }
 
 /* ---- vector ops ---- */

@@ -2,6 +2,7 @@
  * op computes; the AVX2 kernels (ops_avx2.c) are tested against it. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ops.h"
 #include "quants.h"
@@ -53,6 +54,39 @@ void trn_matvec_via_dequant(const trn_matrix *w, const float *x, float *dst, int
     free(row);
 }
 
+void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t **qs, trn_fp16 *d) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    const int64_t full_rows = w->layout == TRN_LAYOUT_X4 ? w->rows / 4 * 4 : 0;
+    if (r < full_rows) {
+        const uint8_t *group_block = (const uint8_t *)w->data + ((r / 4) * nb + b) * TRN_X4_GROUP_BLOCK_BYTES;
+        *qs = group_block + (r % 4) * (TRN_QK_K / 4);
+        memcpy(d, group_block + 4 * (TRN_QK_K / 4) + (r % 4) * 2, 2);
+        return;
+    }
+    const trn_block_tq2_0 *block = (const trn_block_tq2_0 *)((const uint8_t *)w->data + r * w->row_bytes) + b;
+    *qs = block->qs;
+    *d = block->d;
+}
+
+trn_matrix trn_repack_tq2_0_x4(const trn_matrix *src, void *dst) {
+    const int64_t nb = src->cols / TRN_QK_K, full_rows = src->rows / 4 * 4;
+    uint8_t *out = dst;
+    for (int64_t g = 0; g < full_rows / 4; g++)
+        for (int64_t b = 0; b < nb; b++)
+            for (int k = 0; k < 4; k++) {
+                const trn_block_tq2_0 *block =
+                    (const trn_block_tq2_0 *)((const uint8_t *)src->data + (4 * g + k) * src->row_bytes) + b;
+                memcpy(out + (g * nb + b) * TRN_X4_GROUP_BLOCK_BYTES + k * (TRN_QK_K / 4), block->qs, TRN_QK_K / 4);
+                memcpy(out + (g * nb + b) * TRN_X4_GROUP_BLOCK_BYTES + 4 * (TRN_QK_K / 4) + 2 * k, &block->d, 2);
+            }
+    memcpy(out + full_rows * src->row_bytes, (const uint8_t *)src->data + full_rows * src->row_bytes,
+           (size_t)(src->rows - full_rows) * src->row_bytes);
+    trn_matrix view = *src;
+    view.data = dst;
+    view.layout = TRN_LAYOUT_X4;
+    return view;
+}
+
 static void matvec_ref(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
                        int64_t r1) {
     const int64_t cols = w->cols;
@@ -87,9 +121,12 @@ static void matvec_ref(const trn_matrix *w, const float *x, const trn_block_q8_a
             for (int64_t b = 0; b < cols / TRN_QK_K; b++) {
                 float d;
                 if (w->type == TRN_TYPE_TQ2_0) {
-                    const trn_block_tq2_0 *block = (const trn_block_tq2_0 *)row + b;
-                    trn_tq2_0_block_codes(block, codes);
-                    d = trn_fp16_to_f32(block->d);
+                    trn_block_tq2_0 block;
+                    const uint8_t *qs;
+                    trn_tq2_0_block_at(w, r, b, &qs, &block.d);
+                    memcpy(block.qs, qs, sizeof(block.qs));
+                    trn_tq2_0_block_codes(&block, codes);
+                    d = trn_fp16_to_f32(block.d);
                 } else {
                     const trn_block_tq1_0 *block = (const trn_block_tq1_0 *)row + b;
                     trn_tq1_0_block_codes(block, codes);
@@ -107,9 +144,21 @@ static void matvec_ref(const trn_matrix *w, const float *x, const trn_block_q8_a
     }
 }
 
-static void get_row_ref(const trn_matrix *w, int64_t row, float *dst) {
+void trn_get_row_any_layout(const trn_matrix *w, int64_t row, float *dst) {
+    if (w->layout == TRN_LAYOUT_X4) {
+        for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
+            trn_block_tq2_0 block;
+            const uint8_t *qs;
+            trn_tq2_0_block_at(w, row, b, &qs, &block.d);
+            memcpy(block.qs, qs, sizeof(block.qs));
+            trn_dequantize_row(TRN_TYPE_TQ2_0, &block, dst + b * TRN_QK_K, TRN_QK_K);
+        }
+        return;
+    }
     trn_dequantize_row(w->type, (const uint8_t *)w->data + row * w->row_bytes, dst, w->cols);
 }
+
+static void get_row_ref(const trn_matrix *w, int64_t row, float *dst) { trn_get_row_any_layout(w, row, dst); }
 
 static void rmsnorm_ref(const float *x, const float *weight, float *dst, int64_t n, float eps) {
     float ss = 0.0f;

@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# test_cli.sh: the `trinity` command on bad input and on a few good ones.
+#
+#   bash tests/test_cli.sh TRINITY MAKE_TEST_MODELS
+#
+# Every bad input must give a non-zero exit below 128 (no signal, no hang: each command runs under
+# `timeout 60`, or TRN_TEST_TIMEOUT seconds), the documented exit code (2 for bad usage, 1 for an error
+# at run time), exactly one "error: " line on stderr, as its last line, preceded by nothing but progress
+# lines (load:, device:, warning:, seed:), a message naming the file, key or tensor at fault, nothing on
+# stdout, and no file left behind in the working directory. No sanitizer report may appear anywhere.
+# The good inputs must succeed with the expected output. Prints one line per case (ok, or FAIL with the
+# details) and "test_cli: N passed, M failed"; exits 1 if any case failed. Needs bash, coreutils and
+# grep; python3, where present, checks the JSON of `bench --json` (grep does otherwise).
+set -u
+
+if [ $# -ne 2 ]; then
+    echo "usage: bash tests/test_cli.sh TRINITY MAKE_TEST_MODELS" >&2
+    exit 2
+fi
+TRINITY=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+MAKE_MODELS=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+for exe in "$TRINITY" "$MAKE_MODELS"; do
+    if [ ! -x "$exe" ]; then
+        echo "test_cli: $exe is not an executable" >&2
+        exit 1
+    fi
+done
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/trinity_test_cli.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+M=$TMP/models
+WORK=$TMP/work  # the working directory of every command: it must stay empty
+mkdir -p "$M" "$WORK"
+OUT=$TMP/stdout
+ERR=$TMP/stderr
+
+# make_test_models prints nothing when it succeeds (anything else, a sanitizer report say, is a failure).
+if ! timeout 120 "$MAKE_MODELS" "$M" >"$TMP/make.log" 2>&1 || [ -s "$TMP/make.log" ]; then
+    echo "FAIL make_test_models: $(head -c 2000 "$TMP/make.log")"
+    echo "test_cli: 0 passed, 1 failed"
+    exit 1
+fi
+
+PASSED=0
+FAILED=0
+RC=0
+
+LIMIT=${TRN_TEST_TIMEOUT:-60} # seconds per command
+
+# run CMD...: runs CMD in an empty $WORK under `timeout $LIMIT`; sets RC, fills $OUT and $ERR.
+run() {
+    rm -rf "$WORK" && mkdir "$WORK" || exit 1
+    (cd "$WORK" && exec timeout "$LIMIT" "$@") >"$OUT" 2>"$ERR" </dev/null
+    RC=$?
+}
+
+details() {
+    echo "    exit code: $RC"
+    echo "    stdout (first 5 lines):"
+    head -n 5 "$OUT" | cut -c1-300 | sed 's/^/      | /'
+    echo "    stderr (first 10 lines):"
+    head -n 10 "$ERR" | cut -c1-300 | sed 's/^/      | /'
+}
+
+ok() {
+    PASSED=$((PASSED + 1))
+    echo "ok   $1"
+}
+
+not_ok() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL $1: $2"
+    details
+}
+
+# A sanitizer report or a crash message anywhere in stderr.
+sanitizer_report() {
+    grep -E -m1 -e 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|==[0-9]+==' \
+        -e 'Segmentation fault|Aborted|core dumped' "$ERR"
+}
+
+# expect_error NAME WANT_RC PATTERNS -- CMD...
+#   WANT_RC: 1 (run time), 2 (usage) or "any" (any code from 1 to 127).
+#   PATTERNS: extended regular expressions separated by '|||', all of which the error line must match
+#   (case-insensitive).
+expect_error() {
+    local name=$1 want_rc=$2 patterns=$3
+    shift 4
+    run "$@"
+    local problem=""
+    local report
+    report=$(sanitizer_report)
+    if [ "$RC" -eq 124 ]; then
+        problem="timed out after $LIMIT s (hang?)"
+    elif [ "$RC" -ge 128 ]; then
+        problem="killed by signal $((RC - 128))"
+    elif [ -n "$report" ]; then
+        problem="sanitizer or crash report on stderr: $report"
+    elif [ "$RC" -eq 0 ]; then
+        problem="exit code 0 on bad input"
+    elif [ "$want_rc" != any ] && [ "$RC" -ne "$want_rc" ]; then
+        problem="exit code $RC, expected $want_rc"
+    fi
+    local lines=()
+    mapfile -t lines <"$ERR"
+    local n=${#lines[@]}
+    local n_errors
+    n_errors=$(grep -c '^error: ' "$ERR")
+    if [ -z "$problem" ]; then
+        if [ "$n" -eq 0 ]; then
+            problem="nothing on stderr"
+        elif [ "$n_errors" -ne 1 ]; then
+            problem="$n_errors lines start with 'error: ' on stderr, expected exactly 1"
+        elif [[ "${lines[n - 1]}" != "error: "* ]]; then
+            problem="the last line of stderr does not start with 'error: '"
+        fi
+    fi
+    if [ -z "$problem" ]; then
+        local i
+        for ((i = 0; i < n - 1; i++)); do
+            case "${lines[i]}" in
+            load:* | device:* | warning:* | seed:*) ;;
+            *)
+                problem="unexpected line on stderr before the error: '${lines[i]}'"
+                break
+                ;;
+            esac
+        done
+    fi
+    if [ -z "$problem" ]; then
+        local message=${lines[n - 1]} pattern rest=$patterns
+        while [ -n "$rest" ]; do
+            pattern=${rest%%|||*}
+            if [ "$pattern" = "$rest" ]; then rest=""; else rest=${rest#*|||}; fi
+            if ! grep -q -i -E -e "$pattern" <<<"$message"; then
+                problem="the message does not match /$pattern/"
+                break
+            fi
+        done
+    fi
+    if [ -z "$problem" ] && [ -s "$OUT" ]; then
+        problem="output on stdout"
+    fi
+    if [ -z "$problem" ] && [ -n "$(find "$WORK" -mindepth 1 -print -quit)" ]; then
+        problem="files left in the working directory: $(find "$WORK" -mindepth 1 -maxdepth 1 -printf '%f ')"
+    fi
+    if [ -n "$problem" ]; then
+        not_ok "$name" "$problem"
+    else
+        ok "$name"
+    fi
+}
+
+# expect_success NAME -- CMD...: exit 0, no error line, no sanitizer report. The caller checks the output.
+# Returns 1 (after reporting) when the run itself failed.
+expect_success() {
+    local name=$1
+    shift 2
+    run "$@"
+    local report
+    report=$(sanitizer_report)
+    if [ "$RC" -eq 124 ]; then
+        not_ok "$name" "timed out after $LIMIT s (hang?)"
+    elif [ "$RC" -ge 128 ]; then
+        not_ok "$name" "killed by signal $((RC - 128))"
+    elif [ -n "$report" ]; then
+        not_ok "$name" "sanitizer or crash report on stderr: $report"
+    elif [ "$RC" -ne 0 ]; then
+        not_ok "$name" "exit code $RC"
+    elif grep -q '^error' "$ERR"; then
+        not_ok "$name" "an error line on stderr"
+    else
+        return 0
+    fi
+    return 1
+}
+
+check() { # check NAME CONDITION-DESCRIPTION: records the result of the last test command ($?)
+    if [ "$3" -eq 0 ]; then ok "$1"; else not_ok "$1" "$2"; fi
+}
+
+# ---- broken model files: every command that loads a model ------------------------------------------------
+
+declare -A PATTERN=(
+    [truncated.gguf]='truncated'
+    [truncated_meta.gguf]='truncated|||tokenizer\.ggml\.tokens|metadata'
+    [bad_magic.gguf]='magic|not a GGUF'
+    [bad_version.gguf]='version|||\b1\b'
+    [bad_version4.gguf]='version|||\b4\b'
+    [unknown_type.gguf]='blk\.0\.attn_q\.weight|||type|||\b99\b'
+    [missing_tensor.gguf]='blk\.1\.ffn_down\.weight|||missing'
+    [wrong_shape.gguf]='blk\.0\.attn_q\.weight|||shape'
+    [bad_arch.gguf]='gpt2|||architecture'
+    [huge_count.gguf]='1099511627776|||tensors'
+    [vocab_mismatch.gguf]='token_embd\.weight|||vocabulary'
+    [empty.gguf]='empty'
+    [vocab_only.gguf]='missing'
+)
+# Files broken at the GGUF level: even `tokenize` (which needs no tensors) must refuse them.
+declare -A GGUF_BROKEN=()
+for file in truncated.gguf truncated_meta.gguf bad_magic.gguf bad_version.gguf bad_version4.gguf unknown_type.gguf \
+    huge_count.gguf empty.gguf; do
+    GGUF_BROKEN[$file]=1
+done
+
+for file in truncated.gguf truncated_meta.gguf bad_magic.gguf bad_version.gguf bad_version4.gguf \
+    unknown_type.gguf missing_tensor.gguf wrong_shape.gguf bad_arch.gguf huge_count.gguf vocab_mismatch.gguf \
+    empty.gguf vocab_only.gguf; do
+    want="${file//./\\.}|||${PATTERN[$file]}" # the message names the file, and the problem
+    expect_error "info -m $file" 1 "$want" -- "$TRINITY" info -m "$M/$file"
+    expect_error "generate -m $file" 1 "$want" -- "$TRINITY" generate -m "$M/$file" -p hi -n 4
+    expect_error "graph -m $file" 1 "$want" -- "$TRINITY" graph -m "$M/$file"
+    expect_error "bench -m $file" 1 "$want" -- "$TRINITY" bench -m "$M/$file" --prompt-tokens 2 --decode-tokens 2
+    if [ -n "${GGUF_BROKEN[$file]:-}" ]; then
+        expect_error "tokenize -m $file" 1 "$want" -- "$TRINITY" tokenize -m "$M/$file" hi
+    fi
+done
+
+expect_error "info -m nonexistent" 1 "does_not_exist\.gguf|||cannot open|No such file" -- \
+    "$TRINITY" info -m "$M/does_not_exist.gguf"
+expect_error "generate -m nonexistent" 1 "does_not_exist\.gguf" -- \
+    "$TRINITY" generate -m "$M/does_not_exist.gguf" -p hi -n 4
+expect_error "tokenize -m nonexistent" 1 "does_not_exist\.gguf" -- \
+    "$TRINITY" tokenize -m "$M/does_not_exist.gguf" hi
+expect_error "info -m DIRECTORY" 1 "models|||regular file|directory" -- "$TRINITY" info -m "$M"
+expect_error "generate -m DIRECTORY" 1 "models|||regular file|directory" -- "$TRINITY" generate -m "$M" -p hi -n 4
+expect_error "tokenize -m DIRECTORY" 1 "models|||regular file|directory" -- "$TRINITY" tokenize -m "$M" hi
+
+# ---- bad usage: exit code 2 ------------------------------------------------------------------------------
+
+G=$M/good.gguf
+expect_error "generate --bogus" 2 "--bogus" -- "$TRINITY" generate --bogus
+expect_error "generate -m good --bogus" 2 "--bogus" -- "$TRINITY" generate -m "$G" -p hi --bogus
+expect_error "unknown command" 2 "frobnicate" -- "$TRINITY" frobnicate -m "$G"
+expect_error "missing value: -n at the end" 2 "-n|||value" -- "$TRINITY" generate -m "$G" -p hi -n
+expect_error "missing value: -m at the end" 2 "-m|||value" -- "$TRINITY" info -m
+expect_error "missing value: -p at the end" 2 "-p|||value" -- "$TRINITY" generate -m "$G" -p
+expect_error "-n -5" 2 "-n|||-5" -- "$TRINITY" generate -m "$G" -p hi -n -5
+expect_error "-n abc" 2 "-n|||abc" -- "$TRINITY" generate -m "$G" -p hi -n abc
+expect_error "-n 99999999999999999999" 2 "-n" -- "$TRINITY" generate -m "$G" -p hi -n 99999999999999999999
+expect_error "-c 0" 2 "-c|||\b0\b" -- "$TRINITY" generate -m "$G" -p hi -c 0
+expect_error "-c -3" 2 "-c" -- "$TRINITY" generate -m "$G" -p hi -c -3
+expect_error "--top-p 2" 2 "--top-p|||\b2\b" -- "$TRINITY" generate -m "$G" -p hi --top-p 2
+expect_error "--top-p 0" 2 "--top-p" -- "$TRINITY" generate -m "$G" -p hi --top-p 0
+expect_error "--temp -1" 2 "--temp|||-1" -- "$TRINITY" generate -m "$G" -p hi --temp -1
+expect_error "--temp nan" 2 "--temp|||nan" -- "$TRINITY" generate -m "$G" -p hi --temp nan
+expect_error "--top-k -1" 2 "--top-k" -- "$TRINITY" generate -m "$G" -p hi --top-k -1
+expect_error "--repeat-penalty 0" 2 "--repeat-penalty" -- "$TRINITY" generate -m "$G" -p hi --repeat-penalty 0
+expect_error "--seed -1" 2 "--seed" -- "$TRINITY" generate -m "$G" -p hi --seed -1
+expect_error "-t 0" 2 "-t|||\b0\b" -- "$TRINITY" generate -m "$G" -p hi -t 0
+expect_error "--device tpu" 2 "--device|||tpu" -- "$TRINITY" generate -m "$G" -p hi --device tpu
+expect_error "--synthetic nope" 2 "--synthetic|||nope" -- "$TRINITY" bench --synthetic nope
+expect_error "--prompt-tokens 0" 2 "--prompt-tokens" -- "$TRINITY" bench --synthetic tiny --prompt-tokens 0
+expect_error "generate without a model" 2 "model" -- "$TRINITY" generate -p hi
+expect_error "tokenize without text" 2 "text" -- "$TRINITY" tokenize -m "$M/vocab_only.gguf"
+expect_error "unexpected argument" 2 "extra" -- "$TRINITY" info -m "$G" extra
+
+run "$TRINITY"
+if [ "$RC" -eq 2 ] && [ ! -s "$OUT" ] && grep -q usage "$ERR" && [ -z "$(sanitizer_report)" ]; then
+    ok "no arguments: usage on stderr, exit 2"
+else
+    not_ok "no arguments: usage on stderr, exit 2" "unexpected result"
+fi
+
+# ---- bad requests at run time: exit code 1 ----------------------------------------------------------------
+
+LONG="hello world hello world hello world hello world hello world hello world hello world hello world"
+expect_error "prompt longer than the context (-c 8)" 1 "prompt|||context" -- \
+    "$TRINITY" generate -m "$G" -c 8 -p "$LONG" -n 1 --temp 0
+expect_error "-n past the context (-c 16 -n 100)" 1 "-n|||100|||context" -- \
+    "$TRINITY" generate -m "$G" -c 16 -p hi -n 100 --temp 0
+expect_error "empty prompt with --no-bos" 1 "empty|||no-bos" -- \
+    "$TRINITY" generate -m "$G" -p "" --no-bos -n 2 --temp 0
+
+# This build has no CUDA backend: --device cuda must refuse with one line (a build with one may run).
+run "$TRINITY" generate -m "$G" -p hi -n 2 --temp 0 --device cuda
+if [ "$RC" -eq 0 ] && grep -qi '^backend: .*cuda' "$ERR"; then
+    ok "--device cuda (skipped: this build has a CUDA backend)"
+else
+    expect_error "--device cuda" 1 "cuda" -- "$TRINITY" generate -m "$G" -p hi -n 2 --temp 0 --device cuda
+fi
+
+# ---- good input --------------------------------------------------------------------------------------------
+
+if expect_success "info -m good.gguf" -- "$TRINITY" info -m "$G"; then
+    grep -q '^tensor ' "$OUT" && grep -q '^blk\.1\.ffn_down\.weight  *tq2_0 ' "$OUT" &&
+        grep -q '^token_embd\.weight ' "$OUT" && grep -q '^layers  *2$' "$OUT"
+    check "info -m good.gguf" "stdout lacks the tensor table or the hyperparameters" $?
+fi
+
+if expect_success "generate --temp 0" -- "$TRINITY" generate -m "$G" -p "hello world" -n 5 --temp 0; then
+    cp "$OUT" "$TMP/greedy1"
+    [[ "$(head -c 11 "$OUT")" == "hello world" ]]
+    check "generate --temp 0" "stdout does not start with 'hello world'" $?
+fi
+if expect_success "generate --temp 0, again" -- "$TRINITY" generate -m "$G" -p "hello world" -n 5 --temp 0; then
+    cmp -s "$OUT" "$TMP/greedy1"
+    check "generate --temp 0 is deterministic" "two greedy runs differ" $?
+fi
+if expect_success "generate --temp 0 -t 1 --device cpu" -- \
+    "$TRINITY" generate -m "$G" -p "hello world" -n 5 --temp 0 -t 1 --device cpu; then
+    cmp -s "$OUT" "$TMP/greedy1"
+    check "generate --temp 0 -t 1 --device cpu matches the default threads" "output differs" $?
+fi
+
+if expect_success "generate --seed 1 --temp 0.8" -- \
+    "$TRINITY" generate -m "$G" -p "hello world" -n 5 --seed 1 --temp 0.8; then
+    cp "$OUT" "$TMP/sampled1"
+    if expect_success "generate --seed 1 --temp 0.8, again" -- \
+        "$TRINITY" generate -m "$G" -p "hello world" -n 5 --seed 1 --temp 0.8; then
+        [[ "$(head -c 11 "$OUT")" == "hello world" ]] && cmp -s "$OUT" "$TMP/sampled1"
+        check "generate --seed 1 --temp 0.8 twice gives identical output" "outputs differ or lack the prompt" $?
+    fi
+fi
+
+# "hi" is one token ("\u2581hi") without BOS: -n 63 fills the 64 positions exactly, -n 64 is one too many.
+if expect_success "generate -c 64 -n 63 --no-bos (fills the context exactly)" -- \
+    "$TRINITY" generate -m "$G" -p "hi" -n 63 --temp 0 -c 64 --no-bos; then
+    [[ "$(head -c 2 "$OUT")" == "hi" ]]
+    check "generate -c 64 -n 63 --no-bos (fills the context exactly)" "stdout does not start with 'hi'" $?
+fi
+expect_error "generate -c 64 -n 64 --no-bos (one position too many)" 1 "-n|||64|||context" -- \
+    "$TRINITY" generate -m "$G" -p "hi" -n 64 --temp 0 -c 64 --no-bos
+
+if expect_success "tokenize -m vocab_only.gguf" -- "$TRINITY" tokenize -m "$M/vocab_only.gguf" "hello"; then
+    grep -Eq '^1( [0-9]+)+$' "$OUT" && [ "$(wc -l <"$OUT")" -eq 1 ]
+    check "tokenize -m vocab_only.gguf" "stdout is not one line of ids starting with BOS (1)" $?
+fi
+if expect_success "tokenize -m good.gguf --no-bos" -- "$TRINITY" tokenize -m "$G" --no-bos "hello world"; then
+    grep -Eq '^[0-9]+( [0-9]+)*$' "$OUT" && ! grep -Eq '^1( |$)' "$OUT"
+    check "tokenize -m good.gguf --no-bos" "stdout is not one line of ids without BOS" $?
+fi
+
+if expect_success "graph -m good.gguf" -- "$TRINITY" graph -m "$G"; then
+    grep -q 'matvec' "$OUT" && grep -q 'blk\.1\.ffn_down\.weight' "$OUT"
+    check "graph -m good.gguf" "stdout lacks graph nodes" $?
+fi
+
+if expect_success "bench --synthetic tiny --json" -- \
+    "$TRINITY" bench --synthetic tiny --json --decode-tokens 4 --prompt-tokens 4; then
+    KEYS=(decode_tokens_per_s prefill_tokens_per_s weight_bytes_per_token bandwidth_gbs roofline_fraction
+        device threads)
+    if command -v python3 >/dev/null 2>&1; then
+        python3 - "$OUT" "${KEYS[@]}" <<'EOF'
+import json, sys
+try:
+    with open(sys.argv[1]) as f:
+        obj = json.loads(f.read())
+    assert isinstance(obj, dict), "not a JSON object"
+    missing = [k for k in sys.argv[2:] if k not in obj]
+    assert not missing, "missing keys: %s" % missing
+    for k in sys.argv[2:]:
+        if k != "device":
+            assert isinstance(obj[k], (int, float)) and obj[k] >= 0, "%s is not a non-negative number" % k
+    assert isinstance(obj["device"], str) and obj["device"], "device is not a non-empty string"
+    assert obj["decode_tokens_per_s"] > 0 and obj["weight_bytes_per_token"] > 0, "zero rate or byte count"
+except Exception as e:
+    print("    json check: %s" % (e,))
+    sys.exit(1)
+EOF
+    else
+        result=0
+        grep -q '^{.*}$' "$OUT" || result=1
+        for key in "${KEYS[@]}"; do grep -q "\"$key\":" "$OUT" || result=1; done
+        [ "$result" -eq 0 ]
+    fi
+    check "bench --synthetic tiny --json" "stdout is not a JSON object with the expected keys" $?
+fi
+
+run "$TRINITY" --help
+if [ "$RC" -eq 0 ] && grep -q '^usage: trinity' "$OUT" && [ -z "$(sanitizer_report)" ]; then
+    ok "--help"
+else
+    not_ok "--help" "expected usage on stdout and exit 0"
+fi
+
+echo "test_cli: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
