@@ -7,12 +7,14 @@
  * vector ranges) and followed by a barrier, so there is no thread start-up per op. A matrix-vector product
  * with a ternary weight first quantizes its input to int8 blocks (shared by the following products that read
  * the same input, e.g. Q, K and V). */
+#define _POSIX_C_SOURCE 200809L
 #include "cpu_backend.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef TRN_HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -209,9 +211,19 @@ static int node_reads_as_matrix(const trn_graph *g, int id) {
     return 0;
 }
 
+/* Physical memory in bytes, or 0 if unknown. */
+static double physical_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+}
+
 static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const trn_backend_config *config) {
     cpu_context *c = backend->context;
     cpu_release(c);
+    const double state = (double)trn_graph_state_bytes(g), memory = physical_memory();
+    if (memory > 0 && state > 0.75 * memory)
+        return trn_fail(TRN_ERR_NOMEM, "a context of %d needs %.1f GB of KV cache, more than this machine's %.1f GB "
+                        "of memory allows; choose a smaller -c", g->n_ctx, state / 1e9, memory / 1e9);
     c->graph = g;
     c->config = *config;
     c->ops = config->force_scalar ? trn_cpu_ops_ref() : trn_cpu_ops_best();

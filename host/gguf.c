@@ -219,6 +219,9 @@ static trn_status gguf_parse(trn_gguf *g) {
     for (uint64_t i = 0; i < n_kv; i++) {
         g->n_kv = (int64_t)i + 1;
         TRN_TRY(read_kv(&c, &g->kvs[i]));
+        for (uint64_t j = 0; j < i; j++)
+            if (strcmp(g->kvs[j].key, g->kvs[i].key) == 0)
+                return trn_fail(TRN_ERR_FORMAT, "%s: metadata key '%s' appears twice", g->path, g->kvs[i].key);
     }
     g->alignment = TRN_GGUF_DEFAULT_ALIGNMENT;
     int64_t alignment = TRN_GGUF_DEFAULT_ALIGNMENT;
@@ -387,6 +390,9 @@ trn_status trn_gguf_get_int(const trn_gguf *g, const char *key, int64_t *out, tr
         return missing_key(g, key, missing);
     int ok;
     int64_t v = load_int(kv->type, kv->data, &ok);
+    if (kv->type == TRN_GGUF_U64 && !ok)
+        return trn_fail(TRN_ERR_FORMAT, "%s: metadata key '%s' = %llu is out of range", g->path, kv->key,
+                        (unsigned long long)(uint64_t)v);
     if (!ok || kv->type == TRN_GGUF_BOOL)
         return wrong_type(g, kv, "an integer");
     *out = v;

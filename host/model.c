@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,7 @@ static trn_status read_hparams(trn_model *m) {
     double base = 10000.0, eps = 1e-5;
     TRN_TRY(trn_gguf_get_float(g, "llama.rope.freq_base", &base, TRN_OK));
     TRN_TRY(trn_gguf_get_float(g, "llama.attention.layer_norm_rms_epsilon", &eps, TRN_OK));
-    if (!(base > 1.0) || !(eps > 0.0) || eps > 1.0)
+    if (!(base > 1.0) || !isfinite(base) || !(eps > 0.0) || eps > 1.0)
         return trn_fail(TRN_ERR_FORMAT, "%s: rope.freq_base %g or layer_norm_rms_epsilon %g is out of range", path,
                         base, eps);
     hp->rope_base = (float)base;
