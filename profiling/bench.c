@@ -59,6 +59,11 @@ double trn_bandwidth_probe(int n_threads, size_t bytes, int reps) {
     uint8_t *buf = trn_alloc(bytes);
     if (!buf)
         return 0.0;
+    /* distinct, non-zero contents: pages of zeros may be shared by the host and read from cache */
+    for (size_t i = 0; i < bytes / 8; i++) {
+        const uint64_t v = (uint64_t)i * 0x9E3779B97F4A7C15ull;
+        memcpy(buf + 8 * i, &v, 8);
+    }
     int use_avx2 = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
@@ -69,7 +74,7 @@ double trn_bandwidth_probe(int n_threads, size_t bytes, int reps) {
     double times[16];
     reps = TRN_MIN(reps, 16);
     volatile uint64_t sink = 0;
-    for (int r = -1; r < reps; r++) { /* r = -1: warm-up (pages already touched by the zeroing) */
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
         double t0 = trn_time_s();
         uint64_t acc = 0;
 #pragma omp parallel num_threads(n_threads) reduction(^ : acc)
@@ -121,7 +126,6 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
         res->threads = omp_get_num_procs();
 #endif
     res->weight_bytes_per_token = (double)trn_model_weight_bytes_per_token(model);
-    res->bandwidth_gbs = trn_bandwidth_probe(res->threads, (size_t)512 << 20, 7);
 
     /* prefill: the prompt tokens through the step, logits only for the last */
     const int bos = trn_tokenizer_bos(model->tokenizer);
@@ -133,12 +137,21 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
     double prefill_s = trn_time_s() - t0;
     res->prefill_tokens_per_s = opts->n_prompt / prefill_s;
 
+    /* Decode steps interleaved with bandwidth probes: on a shared machine the bandwidth drifts, and the
+     * fraction of the bound is only meaningful when both are measured under the same conditions. */
+    enum { ROUNDS = 7 };
+    double probes[ROUNDS];
     double *times = malloc((size_t)opts->n_decode * sizeof(double));
-    for (int i = 0; i < opts->n_decode && status == TRN_OK && times; i++) {
-        t0 = trn_time_s();
-        status = backend->iface->step(backend, next, opts->n_prompt + i, 1, &next);
-        times[i] = trn_time_s() - t0;
+    int done = 0;
+    for (int round = 0; round < ROUNDS && status == TRN_OK && times; round++) {
+        probes[round] = trn_bandwidth_probe(res->threads, (size_t)256 << 20, 1);
+        for (const int stop = opts->n_decode * (round + 1) / ROUNDS; done < stop && status == TRN_OK; done++) {
+            t0 = trn_time_s();
+            status = backend->iface->step(backend, next, opts->n_prompt + done, 1, &next);
+            times[done] = trn_time_s() - t0;
+        }
     }
+    res->bandwidth_gbs = median(probes, ROUNDS);
     if (status == TRN_OK && times) {
         const double step_s = median(times, opts->n_decode);
         res->decode_ms_per_token = 1e3 * step_s;
