@@ -62,11 +62,16 @@ static trn_status read_string(cursor *c, trn_gguf_str *s, const char *what) {
     return TRN_OK;
 }
 
+/* A NUL-terminated copy of a key or tensor name. Control characters become '?', so that a name quoted in an
+ * error message can never break the message's single line or drive the terminal. */
 static char *str_dup(trn_gguf_str s) {
     char *out = malloc(s.len + 1);
     if (out) {
         memcpy(out, s.ptr, s.len);
         out[s.len] = 0;
+        for (uint64_t i = 0; i < s.len; i++)
+            if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+                out[i] = '?';
     }
     return out;
 }
@@ -464,7 +469,7 @@ typedef struct {
 } byte_buf;
 
 static void buf_put(byte_buf *b, const void *src, size_t n) {
-    if (b->failed)
+    if (b->failed || n == 0)
         return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
@@ -506,7 +511,7 @@ struct trn_gguf_writer {
     writer_tensor *tensors;
     int64_t n_tensors, cap_tensors;
     uint64_t data_bytes; /* aligned running size of the data section */
-    int failed;
+    int64_t alignment_key; /* value of a general.alignment key the caller set, or 0 */
 };
 
 trn_gguf_writer *trn_gguf_writer_new(void) { return calloc(1, sizeof(trn_gguf_writer)); }
@@ -528,6 +533,12 @@ static void kv_begin(trn_gguf_writer *w, const char *key, trn_gguf_vtype type) {
 }
 
 void trn_gguf_set_scalar(trn_gguf_writer *w, const char *key, trn_gguf_vtype type, const void *value) {
+    if (strcmp(key, "general.alignment") == 0) { /* the writer lays data out on 32 bytes: remember, check at write */
+        int ok;
+        w->alignment_key = load_int(type, value, &ok);
+        if (!ok)
+            w->alignment_key = -1;
+    }
     kv_begin(w, key, type);
     buf_put(&w->kv, value, trn_gguf_vtype_size(type));
 }
@@ -601,6 +612,9 @@ trn_status trn_gguf_add_tensor(trn_gguf_writer *w, const char *name, trn_type ty
 
 /* Header, metadata and tensor directory, padded to the alignment. */
 static trn_status writer_header(trn_gguf_writer *w, byte_buf *head) {
+    if (w->alignment_key != 0 && w->alignment_key != TRN_GGUF_DEFAULT_ALIGNMENT)
+        return trn_fail(TRN_ERR_UNSUPPORTED, "general.alignment = %lld: the GGUF writer lays data out on %d bytes only",
+                        (long long)w->alignment_key, TRN_GGUF_DEFAULT_ALIGNMENT);
     buf_u32(head, GGUF_MAGIC);
     buf_u32(head, 3);
     buf_u64(head, (uint64_t)w->n_tensors);
@@ -648,7 +662,11 @@ trn_status trn_gguf_write_memory(trn_gguf_writer *w, void **out_data, size_t *ou
 
 trn_status trn_gguf_write_file(trn_gguf_writer *w, const char *path) {
     byte_buf head = {0};
-    TRN_TRY(writer_header(w, &head));
+    trn_status header_status = writer_header(w, &head);
+    if (header_status != TRN_OK) {
+        free(head.data);
+        return header_status;
+    }
     size_t tmp_len = strlen(path) + 32;
     char *tmp = malloc(tmp_len);
     if (!tmp) {

@@ -24,14 +24,6 @@ typedef struct {
     float *logits; /* [STEPS][n_vocab] */
 } run_result;
 
-static double nmse(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? num / den : num;
-}
 
 static void check_graph(const trn_model *model, const trn_graph *g) {
     const int per_layer = 17; /* norm, q, k, v, rope x2, store x2, attention, o, add, norm, gate, up, swiglu, down, add */
@@ -107,7 +99,7 @@ static void check_model(const char *path) {
                   "%s: logits differ between 1 and 2 threads", path);
         CHECK_MSG(memcmp(scalar.tokens, one.tokens, sizeof(one.tokens)) == 0, "%s: scalar and %s kernels pick "
                   "different tokens", path, have_avx2 ? "avx2" : "scalar");
-        const double err = nmse(one.logits, scalar.logits, (int64_t)STEPS * n_vocab);
+        const double err = test_nmse(one.logits, scalar.logits, (int64_t)STEPS * n_vocab);
         CHECK_MSG(err <= 1e-8, "%s: logits nmse %.3g between kernels", path, err);
         printf("%s: %d steps, scalar vs %s logits nmse %.3g, 1 vs 2 threads identical\n", path, STEPS,
                have_avx2 ? "avx2" : "scalar", err);

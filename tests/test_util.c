@@ -64,3 +64,12 @@ char *test_read_file(const char *path, size_t *len) {
     }
     return data;
 }
+
+double test_nmse(const float *a, const float *b, long long n) {
+    double num = 0, den = 0;
+    for (long long i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? num / den : num;
+}

@@ -29,6 +29,8 @@ extern int test_checks;
         }                                                                           \
     } while (0)
 
+/* Normalized squared error sum (a-b)^2 / sum b^2 (sum (a-b)^2 when b is all zero). */
+double test_nmse(const float *a, const float *b, long long n);
 /* Path of a file under ../shared/testdata, or NULL (with a message) if it does not exist. */
 const char *test_data_path(const char *relative);
 /* Path of a file under the source tree (for golden files in tests/golden). */
