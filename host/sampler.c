@@ -5,12 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct {
+    float logit;
+    int id;
+} candidate;
+
 struct trn_sampler {
     int n_vocab;
     uint32_t *seen;  /* [n_vocab] stamp of the last call that penalized the token */
     uint32_t stamp;
     int *cand;       /* [n_vocab] candidate ids */
     float *prob;     /* [n_vocab] candidate probabilities */
+    candidate *sorted; /* [n_vocab] scratch for a full sort (top-p without top-k) */
 };
 
 trn_sampling trn_sampling_default(void) {
@@ -26,7 +32,8 @@ trn_sampler *trn_sampler_new(int n_vocab) {
     s->seen = calloc((size_t)n_vocab, sizeof(uint32_t));
     s->cand = malloc((size_t)n_vocab * sizeof(int));
     s->prob = malloc((size_t)n_vocab * sizeof(float));
-    if (!s->seen || !s->cand || !s->prob) {
+    s->sorted = malloc((size_t)n_vocab * sizeof(candidate));
+    if (!s->seen || !s->cand || !s->prob || !s->sorted) {
         trn_sampler_free(s);
         return NULL;
     }
@@ -39,6 +46,7 @@ void trn_sampler_free(trn_sampler *s) {
     free(s->seen);
     free(s->cand);
     free(s->prob);
+    free(s->sorted);
     free(s);
 }
 
@@ -60,13 +68,11 @@ static int argmax(const float *logits, int n) {
 }
 
 /* Candidates sorted by descending logit, ties by ascending id. */
-static const float *sort_logits;
 static int by_logit_desc(const void *a, const void *b) {
-    const int ia = *(const int *)a, ib = *(const int *)b;
-    const float la = sort_logits[ia], lb = sort_logits[ib];
-    if (la != lb)
-        return la > lb ? -1 : 1;
-    return ia - ib;
+    const candidate *x = a, *y = b;
+    if (x->logit != y->logit)
+        return x->logit > y->logit ? -1 : 1;
+    return x->id - y->id;
 }
 
 /* Keeps the k largest of cand[0..n) in cand[0..k), sorted, by a bounded insertion into a sorted prefix. */
@@ -114,8 +120,11 @@ int trn_sampler_sample(trn_sampler *s, const trn_sampling *p, float *logits, con
     if (p->top_k > 0 && p->top_k < n) {
         n_cand = select_top_k(s->cand, n, p->top_k, logits);
     } else if (p->top_p < 1.0f) {
-        sort_logits = logits;
-        qsort(s->cand, (size_t)n, sizeof(int), by_logit_desc);
+        for (int i = 0; i < n; i++)
+            s->sorted[i] = (candidate){logits[i], i};
+        qsort(s->sorted, (size_t)n, sizeof(candidate), by_logit_desc);
+        for (int i = 0; i < n; i++)
+            s->cand[i] = s->sorted[i].id;
     }
     /* softmax over the candidates (sorted descending whenever top-k or top-p is active) */
     const float max = logits[argmax(logits, n)];

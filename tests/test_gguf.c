@@ -1124,16 +1124,22 @@ static void check_stories_data(const trn_gguf *g) {
     free(bin);
 }
 
-static void test_stories(void) {
-    const char *path = test_data_path("stories260K/stories260K.gguf");
+/* Opens one of the third-party files under ../shared/testdata; NULL (after saying why) when it is absent or fails. */
+static trn_gguf *open_test_file(const char *relative) {
+    const char *path = test_data_path(relative);
     if (!path) {
-        printf("test_gguf: stories260K.gguf absent, skipping its checks\n");
-        return;
+        printf("test_gguf: %s absent, skipping its checks\n", relative);
+        return NULL;
     }
     trn_gguf *g = NULL;
     trn_status st = trn_gguf_open(path, &g);
     CHECK_MSG(st == TRN_OK, "%s", trn_last_error());
-    if (st != TRN_OK)
+    return st == TRN_OK ? g : NULL;
+}
+
+static void test_stories(void) {
+    trn_gguf *g = open_test_file("stories260K/stories260K.gguf");
+    if (!g)
         return;
     CHECK(trn_gguf_version(g) == 3);
     CHECK(trn_gguf_alignment(g) == 32);
@@ -1237,15 +1243,8 @@ static void test_stories(void) {
 }
 
 static void test_vocab(void) {
-    const char *path = test_data_path("vocab/ggml-vocab-llama-spm.gguf");
-    if (!path) {
-        printf("test_gguf: ggml-vocab-llama-spm.gguf absent, skipping its checks\n");
-        return;
-    }
-    trn_gguf *g = NULL;
-    trn_status st = trn_gguf_open(path, &g);
-    CHECK_MSG(st == TRN_OK, "%s", trn_last_error());
-    if (st != TRN_OK)
+    trn_gguf *g = open_test_file("vocab/ggml-vocab-llama-spm.gguf");
+    if (!g)
         return;
     CHECK(trn_gguf_version(g) == 3);
     CHECK(trn_gguf_file_size(g) == 723869);
@@ -1280,7 +1279,7 @@ static void test_vocab(void) {
     int64_t iv = 0;
     clear_error();
     CHECK(trn_gguf_get_int(g, "tokenizer.ggml.add_bos_token", &iv, TRN_OK) == TRN_ERR_FORMAT); /* a bool is no int */
-    check_error_message("get_int(add_bos_token)", path, "tokenizer.ggml.add_bos_token");
+    check_error_message("get_int(add_bos_token)", trn_gguf_path(g), "tokenizer.ggml.add_bos_token");
 
     const trn_gguf_kv *tokens = trn_gguf_get_array(g, "tokenizer.ggml.tokens", TRN_GGUF_STRING);
     const trn_gguf_kv *scores = trn_gguf_get_array(g, "tokenizer.ggml.scores", TRN_GGUF_F32);

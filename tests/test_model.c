@@ -142,6 +142,18 @@ static void check_sampler(void) {
     p.top_p = 1e-6f;
     memcpy(l, base, sizeof(l));
     CHECK(trn_sampler_sample(s, &p, l, NULL, 0, 3) == 1);
+    /* top-p alone (a full sort): ids 1 and 5 tie at the top with about 0.34 each, so p = 0.6 keeps exactly
+     * those two, and every draw is one of them */
+    p.top_p = 0.6f;
+    p.temp = 1.0f;
+    int only_top = 1, seen5 = 0;
+    for (int pos = 0; pos < 200; pos++) {
+        memcpy(l, base, sizeof(l));
+        const int t = trn_sampler_sample(s, &p, l, NULL, 0, pos);
+        only_top &= t == 1 || t == 5;
+        seen5 |= t == 5;
+    }
+    CHECK_MSG(only_top && seen5, "top-p 0.6 should draw ids 1 and 5 only, and both");
     /* same seed, same draws; frequencies follow the softmax at temperature 1 */
     p = trn_sampling_default();
     p.temp = 1.0f;
