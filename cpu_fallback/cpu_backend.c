@@ -82,7 +82,7 @@ static void run_node(cpu_context *c, const trn_node *node, int ith, int nth) {
         break;
     case TRN_OP_MATVEC:
         split(dst_buf->ne[0], ith, nth, 4, &begin, &end);
-        ops->matvec(&c->matrix[node->src[0]], s1, c->xq, dst, begin, end);
+        ops->matvec(&c->matrix[node->src[0]], s1, c->config.act == TRN_ACT_INT8 ? c->xq : NULL, dst, begin, end);
         break;
     case TRN_OP_ROPE:
         if (ith == 0) {
@@ -143,7 +143,8 @@ static void run_nodes(cpu_context *c, int n_nodes) {
         int quantized = -1; /* buffer whose int8 copy is in c->xq; the same on every thread */
         for (int n = 0; n < n_nodes; n++) {
             const trn_node *node = &g->nodes[n];
-            if (node->op == TRN_OP_MATVEC && is_ternary(c->matrix[node->src[0]].type) && node->src[1] != quantized) {
+            if (node->op == TRN_OP_MATVEC && c->config.act == TRN_ACT_INT8 && is_ternary(c->matrix[node->src[0]].type) &&
+                node->src[1] != quantized) {
                 const int64_t blocks = g->buffers[node->src[1]].ne[0] / TRN_QK_K;
                 int64_t begin, end;
                 split(blocks, ith, nth, 1, &begin, &end);
@@ -298,8 +299,8 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
             c->rope_cos_sin[(int64_t)pos * hp->head_dim + 2 * i] = (float)cos(angle);
             c->rope_cos_sin[(int64_t)pos * hp->head_dim + 2 * i + 1] = (float)sin(angle);
         }
-    snprintf(c->description, sizeof(c->description), "cpu (%s kernels, %d thread%s)", c->ops->name, c->n_threads,
-             c->n_threads == 1 ? "" : "s");
+    snprintf(c->description, sizeof(c->description), "cpu (%s kernels, act %s, %d thread%s)", c->ops->name,
+             config->act == TRN_ACT_F32 ? "f32" : "int8", c->n_threads, c->n_threads == 1 ? "" : "s");
     return TRN_OK;
 }
 

@@ -50,7 +50,8 @@ typedef struct {
     const char *name; /* "scalar" or "avx2" */
     /* x[n] -> n/256 blocks (n a multiple of 256). */
     void (*quantize_act)(const float *x, trn_block_q8_act *xq, int64_t n);
-    /* dst[r] = W[r] . x for r in [r0, r1); ternary types read xq (the quantized x), others read x. */
+    /* dst[r] = W[r] . x for r in [r0, r1); ternary types read xq (the quantized x) when it is not NULL and x
+     * otherwise (float activations: per block, d * sum((code - 1) * x)); other types read x. */
     void (*matvec)(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
                    int64_t r1);
     /* dst[cols] = row `row` of W as floats. */

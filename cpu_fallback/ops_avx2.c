@@ -303,8 +303,53 @@ static float row_dot_q8_0(const trn_block_q8_0 *blocks, const float *x, int64_t 
     return hsum_ps(acc);
 }
 
+/* Ternary rows with float activations: each block's codes are unpacked, widened to floats and multiplied
+ * with x by FMA; one sum per block, scaled by the block's d. */
+static void matvec_ternary_f32_avx2(const trn_matrix *w, const float *x, float *dst, int64_t r0, int64_t r1) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    _Alignas(32) uint8_t codes[TRN_QK_K];
+    const __m256i one = _mm256_set1_epi32(1);
+    for (int64_t r = r0; r < r1; r++) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            float d;
+            if (w->type == TRN_TYPE_TQ2_0) {
+                const uint8_t *qs;
+                trn_fp16 d16;
+                trn_tq2_0_block_at(w, r, b, &qs, &d16);
+                const __m256i mask = _mm256_set1_epi8(3);
+                for (int half = 0; half < 2; half++) { /* codes of weights 128 half + 32 l + m */
+                    const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
+                    for (int l = 0; l < 4; l++)
+                        _mm256_store_si256((__m256i *)(codes + 128 * half + 32 * l),
+                                           _mm256_and_si256(_mm256_srli_epi16(q, 2 * l), mask));
+                }
+                d = trn_fp16_to_f32(d16);
+            } else {
+                const trn_block_tq1_0 *block = (const trn_block_tq1_0 *)((const uint8_t *)w->data + r * w->row_bytes) + b;
+                tq1_block_codes_avx2(block, codes);
+                d = trn_fp16_to_f32(block->d);
+            }
+            const float *xb = x + b * TRN_QK_K;
+            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+            for (int i = 0; i < TRN_QK_K; i += 16) {
+                __m256i c0 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(codes + i))), one);
+                __m256i c1 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(codes + i + 8))), one);
+                s0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c0), _mm256_loadu_ps(xb + i), s0);
+                s1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c1), _mm256_loadu_ps(xb + i + 8), s1);
+            }
+            acc += d * hsum_ps(_mm256_add_ps(s0, s1));
+        }
+        dst[r] = acc;
+    }
+}
+
 static void matvec_avx2(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
                         int64_t r1) {
+    if ((w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0) && !xq) {
+        matvec_ternary_f32_avx2(w, x, dst, r0, r1);
+        return;
+    }
     if (w->type == TRN_TYPE_TQ2_0) { /* either layout: the X4 kernel reads file-layout rows one at a time */
         matvec_tq2_0_x4_avx2(w, xq, dst, r0, r1);
         return;

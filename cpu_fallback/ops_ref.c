@@ -132,7 +132,14 @@ static void matvec_ref(const trn_matrix *w, const float *x, const trn_block_q8_a
                     trn_tq1_0_block_codes(block, codes);
                     d = trn_fp16_to_f32(block->d);
                 }
-                acc += (d * xq[b].d) * ternary_row_dot(codes, &xq[b]);
+                if (xq) {
+                    acc += (d * xq[b].d) * ternary_row_dot(codes, &xq[b]);
+                } else { /* float activations */
+                    float sum = 0.0f;
+                    for (int i = 0; i < TRN_QK_K; i++)
+                        sum += (float)((int)codes[i] - 1) * x[b * TRN_QK_K + i];
+                    acc += d * sum;
+                }
             }
             break;
         }

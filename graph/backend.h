@@ -11,8 +11,15 @@
 
 typedef struct trn_backend trn_backend;
 
+/* How ternary (TQ1_0, TQ2_0) layers see their input vector. */
+typedef enum {
+    TRN_ACT_INT8 = 0, /* quantized to int8 per block of 256, as llama.cpp's TQ kernels do (fast; the default) */
+    TRN_ACT_F32 = 1,  /* kept in float: exact to the model's math up to float rounding */
+} trn_act_mode;
+
 typedef struct {
     int n_threads;          /* CPU threads; <= 0 means all cores */
+    trn_act_mode act;       /* activations of ternary layers */
     int force_scalar;       /* run the scalar reference kernels (to bisect a wrong result) */
     trn_sampling sampling;  /* used by the graph's SAMPLE node */
 } trn_backend_config;

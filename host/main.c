@@ -8,10 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../graph/graph.h"
 #include "../profiling/bench.h"
+#include "eval.h"
 #include "generate.h"
+#include "npy.h"
 #include "model.h"
 
 #define EXIT_RUNTIME 1
@@ -33,6 +36,11 @@ typedef struct {
     trn_sampling sampling;
     const char *text;     /* tokenize */
     int bench_prompt, bench_decode;
+    trn_act_mode act;
+    const char *text_file; /* perplexity -f */
+    const char *ids;       /* logits --ids */
+    const char *output;    /* logits -o */
+    int top;               /* logits --top */
 } cli_options;
 
 static void usage(FILE *out) {
@@ -45,6 +53,9 @@ static void usage(FILE *out) {
             "  info      -m FILE\n"
             "  graph     -m FILE [-c CTX]\n"
             "  bench     (-m FILE | --synthetic NAME) [-t THREADS] [--json] [--prompt-tokens N] [--decode-tokens N]\n"
+            "  perplexity -m FILE -f TEXT.txt [-c CTX] [--json]\n"
+            "  logits    -m FILE (-p TEXT | --ids \"1 2 3\") (-o OUT.npy | --top K)\n"
+            "ternary layers: --act int8 (default: int8 activations, as llama.cpp) or --act f32 (exact float math)\n"
             "model: -m FILE.gguf, or --synthetic tinyllama|tinyllama-tq1|tiny (generated in memory, no download)\n"
             "other: --scalar (run the scalar reference kernels), -h/--help\n");
 }
@@ -98,7 +109,7 @@ static int parse_args(int argc, char **argv, cli_options *o) {
         usage(stdout);
         exit(0);
     }
-    const char *commands[] = {"generate", "tokenize", "info", "graph", "bench"};
+    const char *commands[] = {"generate", "tokenize", "info", "graph", "bench", "perplexity", "logits"};
     int known = 0;
     for (size_t i = 0; i < TRN_ARRAY_LEN(commands); i++)
         known |= strcmp(o->command, commands[i]) == 0;
@@ -178,6 +189,24 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             NEED_VALUE();
             if (!parse_int(a, v, 1, 2048, &o->bench_decode))
                 return EXIT_USAGE;
+        } else if (strcmp(a, "--act") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "int8") && strcmp(v, "f32"))
+                return usage_error("--act %s: expected int8 or f32", v);
+            o->act = strcmp(v, "f32") == 0 ? TRN_ACT_F32 : TRN_ACT_INT8;
+        } else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) {
+            NEED_VALUE();
+            o->text_file = v;
+        } else if (strcmp(a, "--ids") == 0) {
+            NEED_VALUE();
+            o->ids = v;
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
+            NEED_VALUE();
+            o->output = v;
+        } else if (strcmp(a, "--top") == 0) {
+            NEED_VALUE();
+            if (!parse_int(a, v, 1, 1 << 20, &o->top))
+                return EXIT_USAGE;
         } else if (strcmp(a, "--no-bos") == 0) {
             o->add_bos = 0;
         } else if (strcmp(a, "--json") == 0) {
@@ -199,6 +228,14 @@ static int parse_args(int argc, char **argv, cli_options *o) {
         o->text = o->prompt;
     if (strcmp(o->command, "tokenize") == 0 && !o->text)
         return usage_error("%s needs the text to tokenize", o->command);
+    if (strcmp(o->command, "perplexity") == 0 && !o->text_file)
+        return usage_error("%s needs a text file: -f TEXT.txt", o->command);
+    if (strcmp(o->command, "logits") == 0) {
+        if (!o->prompt == !o->ids)
+            return usage_error("%s needs exactly one of -p TEXT and --ids \"1 2 3\"", o->command);
+        if (!o->output == !o->top)
+            return usage_error("%s needs exactly one of -o OUT.npy and --top K", o->command);
+    }
     return 0;
 }
 
@@ -231,7 +268,8 @@ static int cmd_generate(const cli_options *o) {
         return rc;
     trn_graph *graph = NULL;
     trn_backend *backend = NULL;
-    trn_backend_config config = {.n_threads = o->n_threads, .force_scalar = o->force_scalar, .sampling = o->sampling};
+    trn_backend_config config = {.n_threads = o->n_threads, .act = o->act, .force_scalar = o->force_scalar,
+                                 .sampling = o->sampling};
     if (!o->seed_given && config.sampling.temp > 0.0f) {
         config.sampling.seed = (uint64_t)time(NULL);
         fprintf(stderr, "seed: %llu\n", (unsigned long long)config.sampling.seed);
@@ -352,13 +390,228 @@ static int cmd_bench(const cli_options *o) {
     int rc = load_model(o, &model);
     if (rc)
         return rc;
-    trn_bench_options opts = {.device = o->device, .n_threads = o->n_threads, .n_prompt = o->bench_prompt,
+    trn_bench_options opts = {.device = o->device, .n_threads = o->n_threads, .act = o->act, .n_prompt = o->bench_prompt,
                               .n_decode = o->bench_decode, .force_scalar = o->force_scalar, .json = o->json};
     trn_bench_result result;
     if (trn_bench_run(model, &opts, &result) != TRN_OK)
         rc = fail();
     else
         trn_bench_print(model, &result, o->json, stdout);
+    trn_model_free(model);
+    return rc;
+}
+
+/* A graph and a prepared backend for evaluation (greedy sampling; the sampled token is unused). */
+static int prepare_eval(const cli_options *o, const trn_model *model, int n_ctx, trn_graph **graph,
+                        trn_backend **backend) {
+    trn_backend_config config = {.n_threads = o->n_threads, .act = o->act, .force_scalar = o->force_scalar,
+                                 .sampling = trn_sampling_default()};
+    config.sampling.temp = 0.0f;
+    if (trn_graph_build_decode(model, n_ctx, graph) != TRN_OK || trn_backend_for_device(o->device, backend) != TRN_OK ||
+        (*backend)->iface->prepare(*backend, *graph, &config) != TRN_OK)
+        return fail();
+    return 0;
+}
+
+/* Whether bytes[0..n) is valid UTF-8; *bad is the offset of the first invalid byte. */
+static int valid_utf8(const unsigned char *s, size_t n, size_t *bad) {
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (len == 0 || i + len > n || (len == 2 && c < 0xc2)) {
+            *bad = i;
+            return 0;
+        }
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xc0) != 0x80) {
+                *bad = i;
+                return 0;
+            }
+        i += len;
+    }
+    return 1;
+}
+
+static void print_progress(int chunk, int n_chunks, double ppl, void *user) {
+    if (*(const int *)user)
+        fprintf(stderr, "\rperplexity: chunk %d/%d, running %.4f", chunk, n_chunks, ppl);
+}
+
+static int cmd_perplexity(const cli_options *o) {
+    size_t len = 0;
+    FILE *f = fopen(o->text_file, "rb");
+    char *text = NULL;
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        text = size >= 0 ? malloc((size_t)size + 1) : NULL;
+        len = text ? fread(text, 1, (size_t)size, f) : 0;
+        if (text)
+            text[len] = 0;
+        fclose(f);
+    }
+    if (!text) {
+        fprintf(stderr, "error: %s: cannot read: %s\n", o->text_file, strerror(errno));
+        return EXIT_RUNTIME;
+    }
+    size_t bad = 0;
+    if (!valid_utf8((const unsigned char *)text, len, &bad) || memchr(text, 0, len)) {
+        fprintf(stderr, "error: %s: not UTF-8 text (invalid byte at offset %zu)\n", o->text_file,
+                memchr(text, 0, len) ? (size_t)((char *)memchr(text, 0, len) - text) : bad);
+        free(text);
+        return EXIT_RUNTIME;
+    }
+    trn_model *model = NULL;
+    int rc = load_model(o, &model);
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    const int ctx = o->n_ctx > 0 ? o->n_ctx : TRN_MIN(512, model->hp.n_ctx_train);
+    int *ids = NULL, n_ids = 0;
+    trn_graph *graph = NULL;
+    trn_backend *backend = NULL;
+    if (ctx > model->hp.n_ctx_train) {
+        fprintf(stderr, "error: -c %d is larger than the model's context length %d\n", ctx, model->hp.n_ctx_train);
+        rc = EXIT_RUNTIME;
+    } else if (trn_tokenizer_encode(model->tokenizer, text, len, 1, &ids, &n_ids) != TRN_OK) {
+        rc = fail();
+    } else if (n_ids < ctx || n_ids < 4) {
+        fprintf(stderr, "error: %s is %d tokens; perplexity with -c %d needs at least %d\n", o->text_file, n_ids, ctx,
+                TRN_MAX(ctx, 4));
+        rc = EXIT_RUNTIME;
+    } else if ((rc = prepare_eval(o, model, ctx, &graph, &backend)) == 0) {
+        int show = isatty(2) && !o->json;
+        trn_perplexity_result r;
+        if (trn_eval_perplexity(model, graph, backend, ids, n_ids, ctx, print_progress, &show, &r) != TRN_OK) {
+            rc = fail();
+        } else {
+            if (show)
+                fprintf(stderr, "\n");
+            if (o->json)
+                printf("{\"perplexity\": %.10g, \"stderr\": %.6g, \"tokens\": %d, \"scored\": %d, \"chunks\": %d, "
+                       "\"ctx\": %d, \"tokens_per_s\": %.3f, \"device\": \"%s\"}\n",
+                       r.perplexity, r.stderr_perplexity, r.n_tokens, r.n_scored, r.n_chunks, r.ctx, r.tokens_per_s,
+                       backend->iface->describe(backend));
+            else
+                printf("perplexity: %.4f +/- %.4f over %d scored tokens (%d chunks of %d, %d tokens in the text); "
+                       "%.1f tokens/s on %s\n",
+                       r.perplexity, r.stderr_perplexity, r.n_scored, r.n_chunks, r.ctx, r.n_tokens, r.tokens_per_s,
+                       backend->iface->describe(backend));
+        }
+    }
+    free(ids);
+    free(text);
+    trn_backend_free(backend);
+    trn_graph_free(graph);
+    trn_model_free(model);
+    return rc;
+}
+
+/* "1 2 3" -> ids; 0 with a message on anything that is not a list of integers. */
+static int parse_ids(const char *s, int **ids, int *n_ids) {
+    int cap = 16, n = 0;
+    int *out = malloc((size_t)cap * sizeof(int));
+    while (out) {
+        while (*s == ' ' || *s == ',' || *s == '\t')
+            s++;
+        if (!*s)
+            break;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < INT_MIN || v > INT_MAX) {
+            fprintf(stderr, "error: --ids: '%.20s' is not an integer\n", s);
+            free(out);
+            return 0;
+        }
+        if (n == cap)
+            out = realloc(out, (size_t)(cap *= 2) * sizeof(int));
+        if (out)
+            out[n++] = (int)v;
+        s = end;
+    }
+    if (!out || n == 0) {
+        fprintf(stderr, "error: --ids: no token ids given\n");
+        free(out);
+        return 0;
+    }
+    *ids = out;
+    *n_ids = n;
+    return 1;
+}
+
+static int cmd_logits(const cli_options *o) {
+    int *ids = NULL, n_ids = 0;
+    if (o->ids && !parse_ids(o->ids, &ids, &n_ids))
+        return EXIT_USAGE;
+    trn_model *model = NULL;
+    int rc = load_model(o, &model);
+    if (rc) {
+        free(ids);
+        return rc;
+    }
+    if (o->prompt && trn_tokenizer_encode(model->tokenizer, o->prompt, strlen(o->prompt), o->add_bos, &ids, &n_ids) != TRN_OK)
+        rc = fail();
+    const int n_vocab = model->hp.n_vocab;
+    for (int i = 0; rc == 0 && i < n_ids; i++)
+        if (ids[i] < 0 || ids[i] >= n_vocab) {
+            fprintf(stderr, "error: token id %d is outside the vocabulary of %d\n", ids[i], n_vocab);
+            rc = EXIT_RUNTIME;
+        }
+    if (rc == 0 && n_ids == 0) {
+        fprintf(stderr, "error: the prompt is empty and --no-bos was given: no tokens to score\n");
+        rc = EXIT_RUNTIME;
+    }
+    const int n_ctx = o->n_ctx > 0 ? o->n_ctx : model->hp.n_ctx_train;
+    if (rc == 0 && n_ids > n_ctx) {
+        fprintf(stderr, "error: %d tokens are more than the context of %d (-c)\n", n_ids, n_ctx);
+        rc = EXIT_RUNTIME;
+    }
+    trn_graph *graph = NULL;
+    trn_backend *backend = NULL;
+    float *logits = NULL;
+    if (rc == 0 && (rc = prepare_eval(o, model, n_ctx, &graph, &backend)) == 0) {
+        logits = malloc((size_t)n_ids * n_vocab * sizeof(float));
+        if (!logits) {
+            fprintf(stderr, "error: out of memory for %d x %d logits\n", n_ids, n_vocab);
+            rc = EXIT_RUNTIME;
+        } else if (trn_eval_logits(model, graph, backend, ids, n_ids, logits) != TRN_OK) {
+            rc = fail();
+        } else if (o->output) {
+            if (trn_npy_write_f32(o->output, logits, n_ids, n_vocab) != TRN_OK)
+                rc = fail();
+            else
+                fprintf(stderr, "logits: [%d, %d] float32 written to %s\n", n_ids, n_vocab, o->output);
+        } else {
+            const int k = TRN_MIN(o->top, n_vocab);
+            int *best = malloc((size_t)k * sizeof(int));
+            for (int i = 0; best && i < n_ids; i++) {
+                const float *row = logits + (size_t)i * n_vocab;
+                int kept = 0; /* insertion into a sorted prefix: descending logit, ascending id on ties */
+                for (int t = 0; t < n_vocab; t++) {
+                    if (kept == k && !(row[t] > row[best[k - 1]]))
+                        continue;
+                    int j = kept < k ? kept++ : k - 1;
+                    while (j > 0 && row[t] > row[best[j - 1]]) {
+                        best[j] = best[j - 1];
+                        j--;
+                    }
+                    best[j] = t;
+                }
+                printf("%d\t%d", i, ids[i]);
+                for (int j = 0; j < kept; j++)
+                    printf("\t%d:%.4f", best[j], row[best[j]]);
+                printf("\n");
+            }
+            free(best);
+        }
+    }
+    free(logits);
+    free(ids);
+    trn_backend_free(backend);
+    trn_graph_free(graph);
     trn_model_free(model);
     return rc;
 }
@@ -376,5 +629,9 @@ int main(int argc, char **argv) {
         return cmd_info(&o);
     if (strcmp(o.command, "graph") == 0)
         return cmd_graph(&o);
+    if (strcmp(o.command, "perplexity") == 0)
+        return cmd_perplexity(&o);
+    if (strcmp(o.command, "logits") == 0)
+        return cmd_logits(&o);
     return cmd_bench(&o);
 }

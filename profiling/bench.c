@@ -109,7 +109,7 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
     TRN_TRY(trn_graph_build_decode(model, n_ctx, &graph));
     trn_backend *backend = NULL;
     trn_status status = trn_backend_for_device(opts->device, &backend);
-    trn_backend_config config = {.n_threads = opts->n_threads, .force_scalar = opts->force_scalar,
+    trn_backend_config config = {.n_threads = opts->n_threads, .act = (trn_act_mode)opts->act, .force_scalar = opts->force_scalar,
                                  .sampling = trn_sampling_default()};
     config.sampling.temp = 0.0f;
     if (status == TRN_OK)

@@ -13,6 +13,7 @@ typedef struct {
     int n_decode;         /* decode steps timed */
     int force_scalar;
     int json;
+    int act;              /* trn_act_mode */
 } trn_bench_options;
 
 typedef struct {

@@ -272,6 +272,42 @@ expect_error "-n past the context (-c 16 -n 100)" 1 "-n|||100|||context" -- \
 expect_error "empty prompt with --no-bos" 1 "empty|||no-bos" -- \
     "$TRINITY" generate -m "$G" -p "" --no-bos -n 2 --temp 0
 
+# ---- evaluation commands: perplexity and logits ----
+TEXTS=$TMP/texts
+mkdir -p "$TEXTS"
+: >"$TEXTS/empty.txt"
+printf 'a' >"$TEXTS/one.txt"
+printf 'hello \xff\xfe world\n' >"$TEXTS/latin1.txt"
+for i in $(seq 1 40); do printf 'hello world hi there a b c d e f g h. '; done >"$TEXTS/long.txt"
+expect_error "perplexity: empty text" 1 "empty\.txt|||tokens" -- "$TRINITY" perplexity -m "$G" -f "$TEXTS/empty.txt" -c 16
+expect_error "perplexity: one-token text" 1 "one\.txt|||tokens" -- "$TRINITY" perplexity -m "$G" -f "$TEXTS/one.txt" -c 16
+expect_error "perplexity: not UTF-8" 1 "latin1\.txt|||UTF-8" -- "$TRINITY" perplexity -m "$G" -f "$TEXTS/latin1.txt" -c 16
+expect_error "perplexity: -c past the model's context" 1 "-c|||context" -- \
+    "$TRINITY" perplexity -m "$G" -f "$TEXTS/long.txt" -c 4096
+expect_error "perplexity: missing file" 1 "nope\.txt" -- "$TRINITY" perplexity -m "$G" -f "$TEXTS/nope.txt"
+expect_error "perplexity without -f" 2 "-f" -- "$TRINITY" perplexity -m "$G"
+expect_error "logits: id out of range" 1 "99999|||vocabulary" -- "$TRINITY" logits -m "$G" --ids "1 99999" --top 2
+expect_error "logits: negative id" 1 "-3|||vocabulary" -- "$TRINITY" logits -m "$G" --ids "1 -3" --top 2
+expect_error "logits: ids not numbers" 2 "--ids" -- "$TRINITY" logits -m "$G" --ids "1 two" --top 2
+expect_error "logits: neither -o nor --top" 2 "-o|||--top" -- "$TRINITY" logits -m "$G" --ids "1 2"
+expect_error "logits: both -p and --ids" 2 "-p|||--ids" -- "$TRINITY" logits -m "$G" -p hi --ids "1 2" --top 1
+expect_error "--act bogus" 2 "--act" -- "$TRINITY" logits -m "$G" --ids "1 2" --top 1 --act int4
+expect_error "logits: unwritable output" 1 "no_such_dir" -- \
+    "$TRINITY" logits -m "$G" --ids "1 2" -o "$TMP/no_such_dir/out.npy"
+if expect_success "perplexity --json" -- "$TRINITY" perplexity -m "$G" -f "$TEXTS/long.txt" -c 16 --json; then
+    grep -q '"perplexity": [0-9]' "$OUT" && grep -q '"ctx": 16' "$OUT" && grep -q '"stderr"' "$OUT"
+    check "perplexity --json" "JSON keys perplexity, stderr, ctx missing" $?
+fi
+if expect_success "logits -o npy" -- "$TRINITY" logits -m "$G" --ids "1 5 6 7" -o "$TMP/logits.npy" --act f32; then
+    # header: magic, version 1.0, then the shape (4, vocab) and float32 data
+    head -c 128 "$TMP/logits.npy" | grep -q "'shape': (4, " && [ "$(head -c 6 "$TMP/logits.npy" | tail -c 5)" = "NUMPY" ]
+    check "logits -o npy" ".npy header wrong" $?
+fi
+if expect_success "logits --top 3" -- "$TRINITY" logits -m "$G" -p "hello world" --top 3; then
+    [ "$(wc -l <"$OUT")" -ge 3 ] && [ "$(head -1 "$OUT" | awk -F'\t' '{print NF}')" -eq 5 ]
+    check "logits --top 3" "expected one line per token with 3 id:logit pairs" $?
+fi
+
 # This build has no CUDA backend: --device cuda must refuse with one line (a build with one may run).
 run "$TRINITY" generate -m "$G" -p hi -n 2 --temp 0 --device cuda
 if [ "$RC" -eq 0 ] && grep -qi '^backend: .*cuda' "$ERR"; then

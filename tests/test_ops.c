@@ -134,6 +134,21 @@ static void check_matvec(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
                   trn_type_name(type), (long long)rows, (long long)cols, (long long)cut);
         free(split);
     }
+    if (ternary) { /* float activations (--act f32): close to the float math in both tables, in both layouts */
+        float *f32_ref = calloc((size_t)rows, sizeof(float)), *f32_fast = calloc((size_t)rows, sizeof(float));
+        trn_cpu_ops_ref()->matvec(&w, x, NULL, f32_ref, 0, rows);
+        CHECK_MSG(test_nmse(f32_ref, exact, rows) <= 1e-12, "%s %lldx%lld f32 activations: reference vs float math "
+                  "nmse %.3g", trn_type_name(type), (long long)rows, (long long)cols, test_nmse(f32_ref, exact, rows));
+        void *packed = type == TRN_TYPE_TQ2_0 ? trn_alloc(w.row_bytes * (size_t)rows) : NULL;
+        trn_matrix view = packed ? trn_repack_tq2_0_x4(&w, packed) : w;
+        (fast ? fast : trn_cpu_ops_ref())->matvec(&view, x, NULL, f32_fast, 0, rows);
+        CHECK_MSG(test_nmse(f32_fast, f32_ref, rows) <= 1e-12, "%s %lldx%lld f32 activations: %s vs reference nmse %.3g",
+                  trn_type_name(type), (long long)rows, (long long)cols, fast ? "avx2" : "x4 layout",
+                  test_nmse(f32_fast, f32_ref, rows));
+        trn_free(packed);
+        free(f32_ref);
+        free(f32_fast);
+    }
     if (type == TRN_TYPE_TQ2_0) { /* the repacked layout gives bitwise the same in both tables */
         void *packed = trn_alloc(w.row_bytes * (size_t)rows);
         trn_matrix x4 = trn_repack_tq2_0_x4(&w, packed);

@@ -1,0 +1,76 @@
+/* eval.c: teacher-forced logits and perplexity (see eval.h for the method). */
+#include "eval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+double trn_log_prob(const float *logits, int n_vocab, int target) {
+    float max = logits[0];
+    for (int i = 1; i < n_vocab; i++)
+        max = logits[i] > max ? logits[i] : max;
+    double sum = 0.0;
+    for (int i = 0; i < n_vocab; i++)
+        sum += exp((double)logits[i] - max);
+    return (double)logits[target] - max - log(sum);
+}
+
+trn_status trn_eval_logits(const trn_model *model, const trn_graph *graph, trn_backend *backend, const int *ids,
+                           int n_ids, float *out) {
+    const int n_vocab = model->hp.n_vocab;
+    if (n_ids > graph->n_ctx)
+        return trn_fail(TRN_ERR_INVALID, "%d tokens do not fit the context of %d (-c)", n_ids, graph->n_ctx);
+    for (int i = 0; i < n_ids; i++) {
+        if (ids[i] < 0 || ids[i] >= n_vocab)
+            return trn_fail(TRN_ERR_INVALID, "token id %d (position %d) is outside the vocabulary of %d", ids[i], i,
+                            n_vocab);
+        int next;
+        TRN_TRY(backend->iface->step(backend, ids[i], i, 1, &next));
+        memcpy(out + (size_t)i * n_vocab, backend->iface->logits(backend), (size_t)n_vocab * sizeof(float));
+    }
+    return TRN_OK;
+}
+
+trn_status trn_eval_perplexity(const trn_model *model, const trn_graph *graph, trn_backend *backend, const int *tokens,
+                               int n_tokens, int ctx, trn_perplexity_progress progress, void *user,
+                               trn_perplexity_result *res) {
+    memset(res, 0, sizeof(*res));
+    if (ctx < 4 || ctx > graph->n_ctx)
+        return trn_fail(TRN_ERR_INVALID, "perplexity context %d must be from 4 to %d", ctx, graph->n_ctx);
+    if (n_tokens < ctx)
+        return trn_fail(TRN_ERR_INVALID, "the text is %d tokens; perplexity with -c %d needs at least %d", n_tokens, ctx,
+                        ctx);
+    const int n_vocab = model->hp.n_vocab, bos = trn_tokenizer_bos(model->tokenizer);
+    const int n_chunks = n_tokens / ctx, first = ctx / 2;
+    double sum = 0.0, sum_sq = 0.0;
+    int scored = 0;
+    const double t0 = trn_time_s();
+    for (int chunk = 0; chunk < n_chunks; chunk++) {
+        const int *chunk_tokens = tokens + (size_t)chunk * ctx;
+        for (int j = 0; j < ctx - 1; j++) {
+            const int token = j == 0 ? bos : chunk_tokens[j];
+            int next;
+            /* logits are needed only where a next token is scored */
+            TRN_TRY(backend->iface->step(backend, token, j, j >= first, &next));
+            if (j < first)
+                continue;
+            const double nll = -trn_log_prob(backend->iface->logits(backend), n_vocab, chunk_tokens[j + 1]);
+            sum += nll;
+            sum_sq += nll * nll;
+            scored++;
+        }
+        if (progress)
+            progress(chunk + 1, n_chunks, exp(sum / scored), user);
+    }
+    const double mean = sum / scored;
+    const double var = sum_sq / scored - mean * mean; /* as llama.cpp: population variance, then / (N - 1) */
+    res->mean_nll = mean;
+    res->perplexity = exp(mean);
+    res->stderr_perplexity = scored > 1 && var > 0 ? res->perplexity * sqrt(var / (scored - 1)) : 0.0;
+    res->n_scored = scored;
+    res->n_chunks = n_chunks;
+    res->n_tokens = n_tokens;
+    res->ctx = ctx;
+    res->tokens_per_s = (double)n_chunks * (ctx - 1) / (trn_time_s() - t0);
+    return TRN_OK;
+}
