@@ -677,7 +677,7 @@ trn_status trn_gguf_write_file(trn_gguf_writer *w, const char *path) {
     FILE *f = fopen(tmp, "wb");
     trn_status status = TRN_OK;
     if (!f) {
-        status = trn_fail(TRN_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        status = trn_fail(TRN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
         goto done;
     }
     int ok = fwrite(head.data, 1, head.len, f) == head.len;

@@ -12,6 +12,7 @@
 
 #include "../graph/graph.h"
 #include "../profiling/bench.h"
+#include "convert.h"
 #include "eval.h"
 #include "generate.h"
 #include "npy.h"
@@ -41,6 +42,8 @@ typedef struct {
     const char *ids;       /* logits --ids */
     const char *output;    /* logits -o */
     int top;               /* logits --top */
+    trn_convert_options convert;
+    int type_given, embed_type_given;
 } cli_options;
 
 static void usage(FILE *out) {
@@ -55,6 +58,10 @@ static void usage(FILE *out) {
             "  bench     (-m FILE | --synthetic NAME) [-t THREADS] [--json] [--prompt-tokens N] [--decode-tokens N]\n"
             "  perplexity -m FILE -f TEXT.txt [-c CTX] [--json]\n"
             "  logits    -m FILE (-p TEXT | --ids \"1 2 3\") (-o OUT.npy | --top K)\n"
+            "  convert   --from hf HF_DIR -o OUT.gguf [--type tq2_0|tq1_0|f16|f32] [--embed-type f16|f32]\n"
+            "            [--ternary-rule absmean|seed] [--vocab V.gguf]\n"
+            "  convert   --from trin PACKED.bin --base HF_DIR -o OUT.gguf [--type tq2_0|tq1_0] [--vocab V.gguf]\n"
+            "  convert   --from llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf [--type f32|f16|tq2_0|tq1_0]\n"
             "ternary layers: --act int8 (default: int8 activations, as llama.cpp) or --act f32 (exact float math)\n"
             "model: -m FILE.gguf, or --synthetic tinyllama|tinyllama-tq1|tiny (generated in memory, no download)\n"
             "other: --scalar (run the scalar reference kernels), -h/--help\n");
@@ -100,6 +107,7 @@ static int parse_args(int argc, char **argv, cli_options *o) {
     o->sampling = trn_sampling_default();
     o->bench_prompt = 64;
     o->bench_decode = 32;
+    o->convert = trn_convert_defaults();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -109,14 +117,28 @@ static int parse_args(int argc, char **argv, cli_options *o) {
         usage(stdout);
         exit(0);
     }
-    const char *commands[] = {"generate", "tokenize", "info", "graph", "bench", "perplexity", "logits"};
+    const char *commands[] = {"generate", "tokenize", "info", "graph", "bench", "perplexity", "logits", "convert"};
     int known = 0;
     for (size_t i = 0; i < TRN_ARRAY_LEN(commands); i++)
         known |= strcmp(o->command, commands[i]) == 0;
     if (!known)
         return usage_error("unknown command '%s'", o->command);
+    int positional_only = 0; /* after "--", every argument is text (e.g. tokenize -- -5) */
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
+        if (!positional_only && strcmp(a, "--") == 0) {
+            positional_only = 1;
+            continue;
+        }
+        if (positional_only) {
+            if (strcmp(o->command, "tokenize") == 0 && !o->text)
+                o->text = a;
+            else if (strcmp(o->command, "convert") == 0 && !o->convert.input)
+                o->convert.input = a;
+            else
+                return usage_error("unexpected argument '%s'", a);
+            continue;
+        }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define NEED_VALUE()                                               \
         do {                                                       \
@@ -207,6 +229,39 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             NEED_VALUE();
             if (!parse_int(a, v, 1, 1 << 20, &o->top))
                 return EXIT_USAGE;
+        } else if (strcmp(a, "--from") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "hf") && strcmp(v, "trin") && strcmp(v, "llama2c"))
+                return usage_error("--from %s: expected hf, trin or llama2c", v);
+            o->convert.from = v;
+        } else if (strcmp(a, "--base") == 0) {
+            NEED_VALUE();
+            o->convert.base_dir = v;
+        } else if (strcmp(a, "--tokenizer") == 0) {
+            NEED_VALUE();
+            o->convert.tokenizer = v;
+        } else if (strcmp(a, "--vocab") == 0) {
+            NEED_VALUE();
+            o->convert.vocab_gguf = v;
+        } else if (strcmp(a, "--type") == 0 || strcmp(a, "--embed-type") == 0) {
+            NEED_VALUE();
+            const int type = trn_type_from_name(v);
+            const int embed = strcmp(a, "--embed-type") == 0;
+            if (embed ? type != TRN_TYPE_F16 && type != TRN_TYPE_F32
+                      : type != TRN_TYPE_TQ2_0 && type != TRN_TYPE_TQ1_0 && type != TRN_TYPE_F16 && type != TRN_TYPE_F32)
+                return usage_error(embed ? "--embed-type %s: expected f16 or f32" : "--type %s: expected tq2_0, tq1_0, f16 or f32", v);
+            if (embed) {
+                o->convert.embed_type = (trn_type)type;
+                o->embed_type_given = 1;
+            } else {
+                o->convert.type = (trn_type)type;
+                o->type_given = 1;
+            }
+        } else if (strcmp(a, "--ternary-rule") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "absmean") && strcmp(v, "seed"))
+                return usage_error("--ternary-rule %s: expected absmean or seed", v);
+            o->convert.rule = strcmp(v, "seed") == 0 ? TRN_TERNARY_SEED : TRN_TERNARY_ABSMEAN;
         } else if (strcmp(a, "--no-bos") == 0) {
             o->add_bos = 0;
         } else if (strcmp(a, "--json") == 0) {
@@ -217,10 +272,29 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             return usage_error("unknown flag '%s'", a);
         } else if (strcmp(o->command, "tokenize") == 0 && !o->text) {
             o->text = a;
+        } else if (strcmp(o->command, "convert") == 0 && !o->convert.input) {
+            o->convert.input = a;
         } else {
             return usage_error("unexpected argument '%s'", a);
         }
 #undef NEED_VALUE
+    }
+    if (strcmp(o->command, "convert") == 0) {
+        o->convert.output = o->output;
+        if (!o->convert.from)
+            return usage_error("%s needs --from hf, trin or llama2c", o->command);
+        if (!o->convert.input || !o->convert.output)
+            return usage_error("%s needs an input and -o OUT.gguf", o->command);
+        if (strcmp(o->convert.from, "trin") == 0 && !o->convert.base_dir)
+            return usage_error("%s --from trin needs --base HF_DIR (shapes, scales, norms, embeddings)", o->command);
+        if (strcmp(o->convert.from, "llama2c") == 0 && !o->convert.tokenizer && !o->convert.vocab_gguf)
+            return usage_error("%s --from llama2c needs --tokenizer TOK.bin (or --vocab FILE.gguf)", o->command);
+        if (strcmp(o->convert.from, "llama2c") == 0 && !o->type_given)
+            o->convert.type = TRN_TYPE_F32; /* llama2.c rows are rarely a multiple of 256 */
+        if (strcmp(o->convert.from, "llama2c") == 0 && !o->embed_type_given)
+            o->convert.embed_type = TRN_TYPE_F32; /* as llama.cpp's converter keeps them: small models, exact */
+        o->convert.progress = 1;
+        return 0;
     }
     if (!o->model_path)
         return usage_error("%s needs a model: -m FILE or --synthetic NAME", o->command);
@@ -633,5 +707,12 @@ int main(int argc, char **argv) {
         return cmd_perplexity(&o);
     if (strcmp(o.command, "logits") == 0)
         return cmd_logits(&o);
+    if (strcmp(o.command, "convert") == 0) {
+        const double t0 = trn_time_s();
+        if (trn_convert(&o.convert) != TRN_OK)
+            return fail();
+        fprintf(stderr, "convert: wrote %s in %.2f s\n", o.convert.output, trn_time_s() - t0);
+        return 0;
+    }
     return cmd_bench(&o);
 }

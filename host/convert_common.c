@@ -1,0 +1,253 @@
+/* convert_common.c: what every converter shares: options and dispatch, vocabulary and hyperparameter
+ * metadata, ternarization rules, the Q/K row permutation, quantizing tensors into writer-owned memory, and the
+ * progress bar. The per-format readers live in convert_hf.c, convert_trin.c, convert_llama2c.c, convert_vocab.c. */
+#define _POSIX_C_SOURCE 200809L
+#include "convert.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../cpu_fallback/quants.h"
+
+trn_convert_options trn_convert_defaults(void) {
+    trn_convert_options o = {0};
+    o.type = TRN_TYPE_TQ2_0;
+    o.embed_type = TRN_TYPE_F16;
+    o.rule = TRN_TERNARY_ABSMEAN;
+    return o;
+}
+
+trn_status trn_convert(const trn_convert_options *o) {
+    if (!o->input || !o->output)
+        return trn_fail(TRN_ERR_INVALID, "convert needs an input and -o OUT.gguf");
+    if (o->type != TRN_TYPE_TQ2_0 && o->type != TRN_TYPE_TQ1_0 && o->type != TRN_TYPE_F16 && o->type != TRN_TYPE_F32)
+        return trn_fail(TRN_ERR_INVALID, "--type %s: expected tq2_0, tq1_0, f16 or f32", trn_type_name(o->type));
+    if (o->embed_type != TRN_TYPE_F16 && o->embed_type != TRN_TYPE_F32)
+        return trn_fail(TRN_ERR_INVALID, "--embed-type %s: expected f16 or f32", trn_type_name(o->embed_type));
+    struct stat st;
+    if (stat(o->output, &st) == 0 && S_ISDIR(st.st_mode))
+        return trn_fail(TRN_ERR_INVALID, "%s: is a directory; -o names the GGUF file to write", o->output);
+    if (strcmp(o->from, "hf") == 0)
+        return trn_convert_hf(o);
+    if (strcmp(o->from, "trin") == 0)
+        return trn_convert_trin(o);
+    if (strcmp(o->from, "llama2c") == 0)
+        return trn_convert_llama2c(o);
+    return trn_fail(TRN_ERR_INVALID, "--from %s: expected trin, hf or llama2c", o->from);
+}
+
+/* ---- vocabulary ---- */
+
+void trn_vocab_free(trn_vocab *v) {
+    if (!v)
+        return;
+    for (int i = 0; v->tokens && i < v->n; i++)
+        free(v->tokens[i]);
+    free(v->tokens);
+    free(v->scores);
+    free(v->types);
+    memset(v, 0, sizeof(*v));
+}
+
+void trn_vocab_write(trn_gguf_writer *w, const trn_vocab *v) {
+    trn_gguf_set_string(w, "tokenizer.ggml.model", "llama");
+    trn_gguf_set_string_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, (uint64_t)v->n);
+    trn_gguf_set_array(w, "tokenizer.ggml.scores", TRN_GGUF_F32, v->scores, (uint64_t)v->n);
+    trn_gguf_set_array(w, "tokenizer.ggml.token_type", TRN_GGUF_I32, v->types, (uint64_t)v->n);
+    trn_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
+    trn_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
+    trn_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk);
+}
+
+trn_status trn_vocab_from_gguf(const char *path, trn_vocab *out) {
+    memset(out, 0, sizeof(*out));
+    trn_gguf *g = NULL;
+    TRN_TRY(trn_gguf_open(path, &g));
+    trn_tokenizer *tok = NULL;
+    trn_status status = trn_tokenizer_from_gguf(g, &tok);
+    if (status == TRN_OK) {
+        const int n = trn_tokenizer_n_vocab(tok);
+        out->tokens = calloc((size_t)n, sizeof(char *));
+        out->scores = calloc((size_t)n, sizeof(float));
+        out->types = calloc((size_t)n, sizeof(int32_t));
+        const trn_gguf_kv *scores = trn_gguf_find_kv(g, "tokenizer.ggml.scores");
+        out->n = n;
+        for (int i = 0; out->tokens && out->scores && out->types && i < n; i++) {
+            out->tokens[i] = strdup(trn_tokenizer_piece(tok, i));
+            out->types[i] = (int32_t)trn_tokenizer_type(tok, i);
+            out->scores[i] = scores && scores->type == TRN_GGUF_ARRAY && (uint64_t)i < scores->n_elems
+                                 ? (float)trn_gguf_array_float(scores, (uint64_t)i)
+                                 : 0.0f;
+            if (!out->tokens[i])
+                break;
+        }
+        if (!out->tokens || !out->scores || !out->types || (n > 0 && !out->tokens[n - 1]))
+            status = trn_fail(TRN_ERR_NOMEM, "out of memory reading the vocabulary of %s", path);
+        out->bos = trn_tokenizer_bos(tok);
+        out->eos = trn_tokenizer_eos(tok);
+        int64_t unk = 0;
+        trn_gguf_get_int(g, "tokenizer.ggml.unknown_token_id", &unk, TRN_OK);
+        out->unk = (int)unk;
+    }
+    trn_tokenizer_free(tok);
+    trn_gguf_close(g);
+    if (status != TRN_OK)
+        trn_vocab_free(out);
+    return status;
+}
+
+static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+trn_status trn_vocab_for_hf_dir(const char *dir, const char *vocab_gguf, trn_vocab *out) {
+    if (vocab_gguf)
+        return trn_vocab_from_gguf(vocab_gguf, out);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tokenizer.model", dir);
+    if (file_exists(path))
+        return trn_vocab_from_sentencepiece(path, out);
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+    if (file_exists(path))
+        return trn_vocab_from_hf_json(path, out);
+    memset(out, 0, sizeof(*out));
+    return trn_fail(TRN_ERR_IO, "%s: no tokenizer.model or tokenizer.json; give the vocabulary with --vocab FILE.gguf",
+                    dir);
+}
+
+void trn_convert_write_hparams(trn_gguf_writer *w, const trn_hparams *hp, const char *name) {
+    trn_gguf_set_string(w, "general.architecture", "llama");
+    trn_gguf_set_string(w, "general.name", name);
+    trn_gguf_set_u32(w, "llama.block_count", (uint32_t)hp->n_layer);
+    trn_gguf_set_u32(w, "llama.context_length", (uint32_t)hp->n_ctx_train);
+    trn_gguf_set_u32(w, "llama.embedding_length", (uint32_t)hp->n_embd);
+    trn_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)hp->n_ff);
+    trn_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)hp->n_head);
+    trn_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)hp->n_head_kv);
+    trn_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)(hp->n_embd / hp->n_head));
+    trn_gguf_set_f32(w, "llama.rope.freq_base", hp->rope_base);
+    trn_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", hp->rms_eps);
+    trn_gguf_set_u32(w, "llama.vocab_size", (uint32_t)hp->n_vocab);
+}
+
+/* ---- tensor data ---- */
+
+void *trn_convert_arena_alloc(trn_convert_arena *a, size_t bytes) {
+    if (a->n == a->cap) {
+        int cap = a->cap ? 2 * a->cap : 64;
+        void **grown = realloc(a->blocks, (size_t)cap * sizeof(void *));
+        if (!grown)
+            return NULL;
+        a->blocks = grown;
+        a->cap = cap;
+    }
+    void *p = trn_alloc(bytes);
+    if (p)
+        a->blocks[a->n++] = p;
+    return p;
+}
+
+void trn_convert_arena_free(trn_convert_arena *a) {
+    for (int i = 0; i < a->n; i++)
+        trn_free(a->blocks[i]);
+    free(a->blocks);
+    memset(a, 0, sizeof(*a));
+}
+
+float trn_ternarize(float *w, int64_t n, trn_ternary_rule rule) {
+    if (n <= 0)
+        return 0.0f;
+    double scale;
+    if (rule == TRN_TERNARY_ABSMEAN) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < n; i++)
+            sum += fabs((double)w[i]);
+        scale = sum / (double)n;
+        const double inv = scale > 0 ? 1.0 / scale : 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            double q = nearbyint((double)w[i] * inv);
+            q = q > 1 ? 1 : q < -1 ? -1 : q;
+            w[i] = (float)(q * scale);
+        }
+        return (float)scale;
+    }
+    /* seed: q = sign(w); s = std(w) / std(q), population standard deviations over the tensor */
+    double sw = 0, sw2 = 0, sq = 0, sq2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double q = w[i] > 0 ? 1.0 : w[i] < 0 ? -1.0 : 0.0;
+        sw += w[i];
+        sw2 += (double)w[i] * w[i];
+        sq += q;
+        sq2 += q * q;
+    }
+    const double std_w = sqrt(fmax(sw2 / n - (sw / n) * (sw / n), 0.0));
+    const double std_q = sqrt(fmax(sq2 / n - (sq / n) * (sq / n), 0.0));
+    scale = std_q > 0 ? std_w / std_q : 0.0;
+    for (int64_t i = 0; i < n; i++)
+        w[i] = (float)((w[i] > 0 ? 1.0 : w[i] < 0 ? -1.0 : 0.0) * scale);
+    return (float)scale;
+}
+
+void trn_permute_qk(float *w, int n_head, int head_dim, int64_t cols) {
+    const size_t row_bytes = (size_t)cols * sizeof(float);
+    float *head = malloc((size_t)head_dim * row_bytes);
+    if (!head)
+        abort(); /* one head's rows: a few hundred KB at most */
+    for (int h = 0; h < n_head; h++) {
+        float *rows = w + (int64_t)h * head_dim * cols;
+        memcpy(head, rows, (size_t)head_dim * row_bytes);
+        for (int j = 0; j < head_dim / 2; j++)
+            for (int k = 0; k < 2; k++) /* GGUF row 2j + k <- HF row k * hd/2 + j */
+                memcpy(rows + (int64_t)(2 * j + k) * cols, head + (int64_t)(k * head_dim / 2 + j) * cols, row_bytes);
+    }
+    free(head);
+}
+
+trn_status trn_convert_add_tensor(trn_gguf_writer *w, trn_convert_arena *arena, const char *name, trn_type type,
+                                  const float *data, int64_t rows, int64_t cols) {
+    const size_t row_bytes = trn_row_bytes(type, cols);
+    if (row_bytes == 0)
+        return trn_fail(TRN_ERR_UNSUPPORTED, "tensor '%s' has rows of %lld values; %s needs a multiple of %d: use "
+                        "--type f16 or f32", name, (long long)cols, trn_type_name(type), trn_type_get(type)->block_size);
+    uint8_t *out = trn_convert_arena_alloc(arena, row_bytes * (size_t)rows);
+    if (!out)
+        return trn_fail(TRN_ERR_NOMEM, "out of memory converting '%s' (%zu bytes)", name, row_bytes * (size_t)rows);
+    for (int64_t r = 0; r < rows; r++)
+        if (!trn_quantize_row(type, data + r * cols, out + r * row_bytes, cols))
+            return trn_fail(TRN_ERR_UNSUPPORTED, "tensor '%s': cannot write type %s", name, trn_type_name(type));
+    const int64_t ne[2] = {cols, rows};
+    return trn_gguf_add_tensor(w, name, type, rows > 1 ? 2 : 1, ne, out);
+}
+
+/* ---- progress ---- */
+
+void trn_progress_begin(trn_progress *p, int enabled, const char *label, int64_t total) {
+    memset(p, 0, sizeof(*p));
+    p->enabled = enabled && isatty(2);
+    p->label = label;
+    p->total = total > 0 ? total : 1;
+    p->last_percent = -1;
+}
+
+void trn_progress_add(trn_progress *p, int64_t amount) {
+    p->done += amount;
+    if (!p->enabled)
+        return;
+    const int percent = (int)(100 * TRN_MIN(p->done, p->total) / p->total);
+    if (percent == p->last_percent)
+        return;
+    p->last_percent = percent;
+    char bar[41];
+    const int filled = percent * 40 / 100;
+    for (int i = 0; i < 40; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[40] = 0;
+    fprintf(stderr, "\r%s [%s] %3d%%", p->label, bar, percent);
+}
+
+void trn_progress_end(trn_progress *p) {
+    if (p->enabled && p->last_percent >= 0)
+        fprintf(stderr, "\n");
+}
