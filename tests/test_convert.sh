@@ -233,6 +233,13 @@ top1_matches() {
     fi
 }
 
+# A build without cJSON has no hf/trin converters (they fail with a line saying so): nothing here can compare.
+if "$TRINITY" convert --from hf "$GOLD/hf_tiny" -o "$TMP/probe.gguf" 2>&1 >/dev/null | grep -q "needs cJSON"; then
+    echo "SKIPPED: this trinity was built without cJSON (libcjson-dev), so it has no hf or trin converter"
+    exit 77
+fi
+rm -f "$TMP/probe.gguf"
+
 HAVE_NUMPY=0
 HAVE_GGUF=0
 HAVE_LLAMACPP=0
