@@ -6,14 +6,31 @@
 #include <string.h>
 
 #include "../cpu_fallback/cpu_backend.h"
+#ifdef TRN_HAVE_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
 
 trn_status trn_backend_for_device(const char *device, trn_backend **out) {
     if (strcmp(device, "cpu") == 0)
         return trn_cpu_backend_create(out);
-    if (strcmp(device, "cuda") == 0)
-        return trn_fail(TRN_ERR_DEVICE, "--device cuda: this build has no CUDA backend yet; use --device cpu");
+    if (strcmp(device, "cuda") == 0) {
+#ifdef TRN_HAVE_CUDA
+        return trn_cuda_backend_create(out);
+#else
+        return trn_fail(TRN_ERR_DEVICE, "--device cuda: this build has no CUDA backend (no nvcc at build time); use "
+                        "--device cpu");
+#endif
+    }
     if (strcmp(device, "auto") == 0) {
+#ifdef TRN_HAVE_CUDA
+        if (trn_cuda_backend_create(out) == TRN_OK) {
+            fprintf(stderr, "device: cuda\n");
+            return TRN_OK;
+        }
+        fprintf(stderr, "device: cpu (CUDA unavailable: %s)\n", trn_last_error());
+#else
         fprintf(stderr, "device: cpu (this build has no CUDA backend)\n");
+#endif
         return trn_cpu_backend_create(out);
     }
     return trn_fail(TRN_ERR_INVALID, "--device %s: unknown device (cpu, cuda or auto)", device);

@@ -10,6 +10,13 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The same header serves the CUDA sources (C++): a static assertion in either language. */
+#ifdef __cplusplus
+#define TRN_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define TRN_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
 typedef enum {
     TRN_TYPE_F32 = 0,
     TRN_TYPE_F16 = 1,
@@ -32,7 +39,7 @@ typedef struct {
     trn_fp16 d;
     int8_t qs[TRN_QK8_0];
 } trn_block_q8_0;
-_Static_assert(sizeof(trn_block_q8_0) == 34, "Q8_0 block is 34 bytes");
+TRN_STATIC_ASSERT(sizeof(trn_block_q8_0) == 34, "Q8_0 block is 34 bytes");
 
 /* TQ2_0: 256 ternary weights, 2 bits each. Byte qs[j + m] (j in {0, 32}, m < 32) holds in bits 2l..2l+1
  * the code (w + 1) of weight 4j + 32l + m; w = code - 1 in {-1, 0, +1}, times d. */
@@ -40,7 +47,7 @@ typedef struct {
     uint8_t qs[TRN_QK_K / 4];
     trn_fp16 d;
 } trn_block_tq2_0;
-_Static_assert(sizeof(trn_block_tq2_0) == 66, "TQ2_0 block is 66 bytes");
+TRN_STATIC_ASSERT(sizeof(trn_block_tq2_0) == 66, "TQ2_0 block is 66 bytes");
 
 /* TQ1_0: 256 ternary weights in base 3, five per byte (1.6875 bits per weight with the scale).
  * qs[0..31]: digit n of byte m is weight 32n + m (n < 5); qs[32..47]: digit n of byte 32+m is weight
@@ -51,7 +58,7 @@ typedef struct {
     uint8_t qh[TRN_QK_K / 64];
     trn_fp16 d;
 } trn_block_tq1_0;
-_Static_assert(sizeof(trn_block_tq1_0) == 54, "TQ1_0 block is 54 bytes");
+TRN_STATIC_ASSERT(sizeof(trn_block_tq1_0) == 54, "TQ1_0 block is 54 bytes");
 
 /* Q4_K: 256 weights in 8 sub-blocks of 32, 6-bit sub-block scales and mins packed in scales[12]. */
 typedef struct {
@@ -60,7 +67,7 @@ typedef struct {
     uint8_t scales[12];
     uint8_t qs[TRN_QK_K / 2];
 } trn_block_q4_k;
-_Static_assert(sizeof(trn_block_q4_k) == 144, "Q4_K block is 144 bytes");
+TRN_STATIC_ASSERT(sizeof(trn_block_q4_k) == 144, "Q4_K block is 144 bytes");
 
 /* Q6_K: 256 weights in 16 sub-blocks of 16, 4 low bits in ql, 2 high bits in qh, int8 scales. */
 typedef struct {
@@ -69,7 +76,7 @@ typedef struct {
     int8_t scales[TRN_QK_K / 16];
     trn_fp16 d;
 } trn_block_q6_k;
-_Static_assert(sizeof(trn_block_q6_k) == 210, "Q6_K block is 210 bytes");
+TRN_STATIC_ASSERT(sizeof(trn_block_q6_k) == 210, "Q6_K block is 210 bytes");
 
 typedef struct {
     const char *name;  /* as llama.cpp prints it: "f32", "tq2_0", ... */
@@ -78,6 +85,9 @@ typedef struct {
     int is_ternary;    /* TQ1_0 / TQ2_0 */
 } trn_type_traits;
 
+#ifdef __cplusplus
+extern "C" {
+#endif
 /* Traits of a type id, or NULL if Trinity does not know the type. */
 const trn_type_traits *trn_type_get(uint32_t type);
 const char *trn_type_name(uint32_t type); /* "type 99" style text for unknown ids */
@@ -85,6 +95,9 @@ const char *trn_type_name(uint32_t type); /* "type 99" style text for unknown id
 int trn_type_from_name(const char *name);
 /* Bytes of a row of n elements; 0 if n is not a multiple of the block size. */
 size_t trn_row_bytes(trn_type type, int64_t n);
+#ifdef __cplusplus
+}
+#endif
 
 static inline float trn_fp16_to_f32(trn_fp16 h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
@@ -127,18 +140,18 @@ static inline trn_fp16 trn_f32_to_fp16(float f) {
             return (trn_fp16)sign;
         uint32_t mant = (abs & 0x7fffff) | 0x800000;
         int shift = 126 - (int)(abs >> 23); /* 14..24 */
-        uint32_t half = mant >> shift;
+        uint32_t h16 = mant >> shift;
         uint32_t rest = mant & ((1u << shift) - 1);
         uint32_t mid = 1u << (shift - 1);
-        if (rest > mid || (rest == mid && (half & 1)))
-            half++;
-        return (trn_fp16)(sign | half);
+        if (rest > mid || (rest == mid && (h16 & 1)))
+            h16++;
+        return (trn_fp16)(sign | h16);
     }
-    uint32_t half = ((abs - 0x38000000u) >> 13);
+    uint32_t h16 = ((abs - 0x38000000u) >> 13);
     uint32_t rest = abs & 0x1fff;
-    if (rest > 0x1000 || (rest == 0x1000 && (half & 1)))
-        half++;
-    return (trn_fp16)(sign | half);
+    if (rest > 0x1000 || (rest == 0x1000 && (h16 & 1)))
+        h16++;
+    return (trn_fp16)(sign | h16);
 }
 
 static inline float trn_bf16_to_f32(trn_bf16 h) {

@@ -1,0 +1,168 @@
+/* attention.cu: decode attention on the GPU: one query vector per head against the device KV cache, with grouped
+ * query attention. Launcher declared in cuda_ops.h; the CPU definition it follows is attention_head_ref in
+ * cpu_fallback/ops_ref.c, called per head by the ATTENTION case of cpu_fallback/cpu_backend.c.
+ *
+ * Owns: the attention kernel. Does not own: writing K and V into the cache (store_row in elementwise.cu), RoPE.
+ *
+ *   q[n_head][hd], K/V caches [n_ctx][n_head_kv * hd] -> out[n_head][hd]
+ *   out_h = sum_t softmax_t(q_h . k_t / sqrt(hd)) v_t over t = 0..*pos, with k_t, v_t the slice of KV head
+ *   h / (n_head / n_head_kv).
+ *
+ * Design: one block of ATT_THREADS threads per query head; the number of positions, *pos + 1, is read on the device,
+ * so the launch configuration depends only on the model (n_head, head_dim) and the graph serves every token. The
+ * block walks the positions in tiles of ATT_THREADS with an online softmax (running max m and running sum l; when a
+ * tile raises the max, the accumulated sum and output are rescaled by exp(m_old - m_new)), so shared memory is
+ * fixed (a few KB) and any context length works: nothing is sized by n_ctx, which only clamps the position.
+ * Per tile:
+ *   1. scores: thread i takes position t0 + i: s = (q . k_t) * scale, q from shared memory, k_t read in float4
+ *      where head_dim % 4 == 0 and the caches are 16-byte aligned (scalar otherwise; head_dim 8 of stories260K
+ *      takes the float4 path, head_dim < 4 or odd the scalar one);
+ *   2. block max of the tile, new running max, p_t = exp(s - m) into shared memory, block sum of p;
+ *   3. output: the threads form ATT_THREADS / hd groups of hd threads; thread d of group g accumulates
+ *      p_t * v_t[d] over the tile's positions g, g + groups, ... (coalesced rows of V).
+ * At the end the groups' partial outputs are summed in group order and divided by l.
+ * Rounding: the CPU normalizes p before the weighted sum and sums in position order; this kernel normalizes at the
+ * end and sums per group, so results agree to float rounding (a few ulp relative), not bitwise.
+ * Performance note: n_head blocks (32 for Trinity) keep 32 SMs busy; at long contexts splitting positions across
+ * blocks (flash-decoding) would use the whole GPU but needs a scratch buffer for the partial results, which this
+ * launcher's interface does not pass. */
+#include <cuda_runtime.h>
+#include <math.h>
+
+#include "cuda_ops.h"
+
+#define ATT_THREADS 256
+#define ATT_WARPS (ATT_THREADS / 32)
+#define ATT_MAX_HEAD_DIM ATT_THREADS /* every output element needs at least one thread in phase 3 */
+
+/* Block-wide max and sum over ATT_THREADS threads; every thread gets the result. `scratch` holds ATT_WARPS + 1
+ * floats and is free again when the function returns. */
+static __device__ inline float att_block_max(float v, float *scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int off = 16; off > 0; off >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+    if (lane == 0)
+        scratch[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < ATT_WARPS ? scratch[lane] : -INFINITY;
+        for (int off = 16; off > 0; off >>= 1)
+            v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+        if (lane == 0)
+            scratch[ATT_WARPS] = v;
+    }
+    __syncthreads();
+    v = scratch[ATT_WARPS];
+    __syncthreads();
+    return v;
+}
+
+static __device__ inline float att_block_sum(float v, float *scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    for (int off = 16; off > 0; off >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (lane == 0)
+        scratch[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < ATT_WARPS ? scratch[lane] : 0.0f;
+        for (int off = 16; off > 0; off >>= 1)
+            v += __shfl_xor_sync(0xffffffffu, v, off);
+        if (lane == 0)
+            scratch[ATT_WARPS] = v;
+    }
+    __syncthreads();
+    v = scratch[ATT_WARPS];
+    __syncthreads();
+    return v;
+}
+
+/* q[hd] (shared) . k[hd] (global), in element order. */
+template <bool VEC4> static __device__ inline float att_dot(const float *q, const float *k, int head_dim) {
+    float acc = 0.0f;
+    if (VEC4) {
+        const float4 *k4 = reinterpret_cast<const float4 *>(k);
+        const float4 *q4 = reinterpret_cast<const float4 *>(q);
+        for (int i = 0; i < head_dim / 4; i++) {
+            const float4 a = q4[i], b = k4[i];
+            acc = fmaf(a.x, b.x, acc);
+            acc = fmaf(a.y, b.y, acc);
+            acc = fmaf(a.z, b.z, acc);
+            acc = fmaf(a.w, b.w, acc);
+        }
+    } else {
+        for (int i = 0; i < head_dim; i++)
+            acc = fmaf(q[i], k[i], acc);
+    }
+    return acc;
+}
+
+/* grid (n_head), block (ATT_THREADS). kv_stride = n_head_kv * head_dim floats between cache rows. */
+template <bool VEC4>
+static __global__ void __launch_bounds__(ATT_THREADS)
+    attention_decode_kernel(const float *q, const float *k_cache, const float *v_cache, float *out, int group,
+                            int head_dim, int kv_stride, int n_ctx, const int32_t *pos) {
+    __shared__ __align__(16) float q_s[ATT_MAX_HEAD_DIM];
+    __shared__ float p_s[ATT_THREADS];   /* tile probabilities, then the groups' partial outputs */
+    __shared__ float red_s[ATT_WARPS + 1];
+    const int tid = threadIdx.x;
+    const int h = blockIdx.x, kv_head = h / group;
+    const int n_pos = min(*pos + 1, n_ctx);
+    const float *k_head = k_cache + (int64_t)kv_head * head_dim;
+    const float *v_head = v_cache + (int64_t)kv_head * head_dim;
+    for (int i = tid; i < head_dim; i += ATT_THREADS)
+        q_s[i] = q[(int64_t)h * head_dim + i];
+    __syncthreads();
+
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const int n_groups = ATT_THREADS / head_dim;
+    const int g = tid / head_dim, d = tid - g * head_dim; /* phase-3 role; g >= n_groups: idle there */
+    float m = -INFINITY, l = 0.0f, acc = 0.0f;
+    for (int t0 = 0; t0 < n_pos; t0 += ATT_THREADS) {
+        const int tile = min(ATT_THREADS, n_pos - t0);
+        /* 1. score of position t0 + tid */
+        float s = -INFINITY;
+        if (tid < tile)
+            s = att_dot<VEC4>(q_s, k_head + (int64_t)(t0 + tid) * kv_stride, head_dim) * scale;
+        /* 2. online softmax update */
+        const float m_new = fmaxf(m, att_block_max(s, red_s));
+        const float alpha = expf(m - m_new); /* 0 on the first tile (m = -inf) */
+        const float p = tid < tile ? expf(s - m_new) : 0.0f;
+        p_s[tid] = p;
+        l = l * alpha + att_block_sum(p, red_s); /* the sum's barriers also publish p_s */
+        m = m_new;
+        /* 3. weighted sum of V rows */
+        acc *= alpha;
+        if (g < n_groups)
+            for (int j = g; j < tile; j += n_groups)
+                acc = fmaf(p_s[j], v_head[(int64_t)(t0 + j) * kv_stride + d], acc);
+        __syncthreads(); /* p_s is rewritten by the next tile */
+    }
+    /* combine the groups' partial outputs in group order */
+    p_s[tid] = g < n_groups ? acc : 0.0f;
+    __syncthreads();
+    if (tid < head_dim) {
+        float o = 0.0f;
+        for (int gg = 0; gg < n_groups; gg++)
+            o += p_s[gg * head_dim + tid];
+        out[(int64_t)h * head_dim + tid] = o / l;
+    }
+}
+
+extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
+                                  int n_head_kv, int head_dim, int n_ctx, const int32_t *pos,
+                                  trn_cuda_stream stream) {
+    if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 || head_dim <= 0 || head_dim > ATT_MAX_HEAD_DIM ||
+        n_ctx <= 0)
+        return (int)cudaErrorInvalidValue;
+    const int group = n_head / n_head_kv, kv_stride = n_head_kv * head_dim;
+    /* float4 rows: k_t starts at a multiple of head_dim floats from k_cache (q goes through shared memory) */
+    const bool vec4 = head_dim % 4 == 0 && ((uintptr_t)k_cache & 15) == 0;
+    if (vec4)
+        attention_decode_kernel<true><<<n_head, ATT_THREADS, 0, (cudaStream_t)stream>>>(
+            q, k_cache, v_cache, out, group, head_dim, kv_stride, n_ctx, pos);
+    else
+        attention_decode_kernel<false><<<n_head, ATT_THREADS, 0, (cudaStream_t)stream>>>(
+            q, k_cache, v_cache, out, group, head_dim, kv_stride, n_ctx, pos);
+    return (int)cudaGetLastError();
+}

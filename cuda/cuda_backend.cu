@@ -1,0 +1,466 @@
+/* cuda_backend.cu: runs a trn_graph on an NVIDIA GPU.
+ *
+ * prepare: picks device 0, checks free memory against what the model needs, uploads every weight once in the
+ * layout the kernels read (ternary codes and scales split, so codes are 16-byte aligned; norms widened to F32),
+ * allocates the activation arena the planner sized, the KV cache, the token history, int8 activation scratch,
+ * the sampler's scratch and a RoPE cos/sin table; then captures two CUDA Graphs: the whole step (token and
+ * position copied in from pinned host memory, every node, the sampled id copied back to pinned memory) and the
+ * body alone (for prompt tokens whose logits are unused).
+ * step: writes token and position into pinned memory, launches one graph, waits, reads the sampled id.
+ * TRN_CUDA_NO_GRAPH=1 runs the nodes as plain launches instead (to bisect a wrong result), with an NVTX range per
+ * layer stage; a captured graph replays without host code, so it shows as one range per step. */
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <nvtx3/nvToolsExt.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "cuda_check.h"
+#include "cuda_ops.h"
+
+extern "C" {
+#include "../cpu_fallback/quants.h"
+#include "cuda_backend.h"
+}
+
+namespace {
+
+struct cuda_context {
+    const trn_graph *graph = nullptr;
+    trn_backend_config config{};
+    int device = 0;
+    cudaDeviceProp prop{};
+    cudaStream_t stream = nullptr;
+    std::vector<void *> device_allocations;
+    std::vector<void *> buffer;          /* [n_buffers] device address of each buffer's elements */
+    std::vector<trn_cuda_matrix> matrix; /* [n_buffers] weight views */
+    trn_cuda_q8_block *xq = nullptr;
+    float *rope_cos_sin = nullptr;
+    void *sample_scratch = nullptr;
+    int32_t *pinned = nullptr;           /* [0] token, [1] position, [2] sampled id */
+    float *host_logits = nullptr;
+    trn_cuda_sampling sampling{};
+    cudaGraphExec_t full = nullptr, body = nullptr;
+    int use_graph = 1;
+    int launches = 0;                    /* kernel launches per full step */
+    size_t device_bytes = 0;
+    char description[160] = "";
+};
+
+cuda_context *ctx_of(trn_backend *b) { return static_cast<cuda_context *>(b->context); }
+
+trn_status device_alloc(cuda_context *c, void **out, size_t bytes, const char *what) {
+    cudaError_t err = cudaMalloc(out, bytes ? bytes : 1);
+    if (err != cudaSuccess)
+        return trn_fail(TRN_ERR_NOMEM, "out of device memory allocating %s (%zu bytes): %s", what, bytes,
+                        cudaGetErrorString(err));
+    c->device_allocations.push_back(*out);
+    c->device_bytes += bytes;
+    return TRN_OK;
+}
+
+void release(cuda_context *c) {
+    if (c->full)
+        cudaGraphExecDestroy(c->full);
+    if (c->body)
+        cudaGraphExecDestroy(c->body);
+    for (void *p : c->device_allocations)
+        cudaFree(p);
+    if (c->pinned)
+        cudaFreeHost(c->pinned);
+    if (c->stream)
+        cudaStreamDestroy(c->stream);
+    free(c->host_logits);
+    *c = cuda_context();
+}
+
+bool is_ternary(trn_type t) { return t == TRN_TYPE_TQ2_0 || t == TRN_TYPE_TQ1_0; }
+
+/* Uploads one weight: ternary matrices split into codes [rows][nb * code_bytes] and scales [rows][nb];
+ * vectors (norms) widened to F32; everything else as stored. */
+trn_status upload_weight(cuda_context *c, int id) {
+    const trn_buffer *buf = &c->graph->buffers[id];
+    const trn_gguf_tensor *t = buf->tensor;
+    const int64_t rows = buf->ne[1], cols = buf->ne[0];
+    trn_cuda_matrix m{};
+    m.type = buf->type;
+    m.rows = rows;
+    m.cols = cols;
+    if (rows == 1 && buf->type != TRN_TYPE_F32) { /* a norm weight */
+        std::vector<float> wide((size_t)cols);
+        trn_dequantize_row(buf->type, t->data, wide.data(), cols);
+        void *d = nullptr;
+        TRN_TRY(device_alloc(c, &d, wide.size() * sizeof(float), buf->name));
+        CUDA_CHECK(cudaMemcpy(d, wide.data(), wide.size() * sizeof(float), cudaMemcpyHostToDevice));
+        c->buffer[id] = d;
+        m.type = TRN_TYPE_F32;
+        m.qs = d;
+        m.row_bytes = (size_t)cols * sizeof(float);
+        c->matrix[id] = m;
+        return TRN_OK;
+    }
+    if (is_ternary(buf->type)) {
+        const int64_t nb = cols / TRN_QK_K;
+        const bool tq2 = buf->type == TRN_TYPE_TQ2_0;
+        const size_t block_bytes = tq2 ? sizeof(trn_block_tq2_0) : sizeof(trn_block_tq1_0);
+        const size_t code_bytes = tq2 ? 64 : 52; /* TQ1_0: qs[48] then qh[4] */
+        std::vector<uint8_t> codes((size_t)(rows * nb) * code_bytes);
+        std::vector<trn_fp16> scales((size_t)(rows * nb));
+        const uint8_t *src = static_cast<const uint8_t *>(t->data);
+        for (int64_t b = 0; b < rows * nb; b++) {
+            const uint8_t *block = src + (size_t)b * block_bytes;
+            memcpy(&codes[(size_t)b * code_bytes], block, code_bytes); /* TQ1_0: qs and qh are adjacent */
+            memcpy(&scales[(size_t)b], block + code_bytes, sizeof(trn_fp16));
+        }
+        void *dq = nullptr, *dd = nullptr;
+        TRN_TRY(device_alloc(c, &dq, codes.size(), buf->name));
+        TRN_TRY(device_alloc(c, &dd, scales.size() * sizeof(trn_fp16), buf->name));
+        CUDA_CHECK(cudaMemcpy(dq, codes.data(), codes.size(), cudaMemcpyHostToDevice));
+        CUDA_CHECK(cudaMemcpy(dd, scales.data(), scales.size() * sizeof(trn_fp16), cudaMemcpyHostToDevice));
+        m.qs = dq;
+        m.d = static_cast<const trn_fp16 *>(dd);
+        m.row_bytes = (size_t)nb * code_bytes;
+        c->buffer[id] = dq;
+        c->matrix[id] = m;
+        return TRN_OK;
+    }
+    void *d = nullptr;
+    TRN_TRY(device_alloc(c, &d, t->bytes, buf->name));
+    CUDA_CHECK(cudaMemcpy(d, t->data, t->bytes, cudaMemcpyHostToDevice));
+    m.qs = d;
+    m.row_bytes = trn_row_bytes(buf->type, cols);
+    c->buffer[id] = d;
+    c->matrix[id] = m;
+    return TRN_OK;
+}
+
+/* Device bytes the graph needs: weights as uploaded (about their file size), arena, state, outputs, scratch. */
+size_t bytes_needed(const trn_graph *g) {
+    size_t total = g->arena_bytes + trn_graph_state_bytes(g) + (size_t)g->n_ctx * g->model->hp.head_dim * 4;
+    for (int i = 0; i < g->n_buffers; i++)
+        if (g->buffers[i].kind == TRN_BUF_WEIGHT)
+            total += g->buffers[i].ne[1] == 1 ? (size_t)g->buffers[i].ne[0] * 4 : g->buffers[i].bytes;
+        else if (g->buffers[i].kind != TRN_BUF_ACTIVATION)
+            total += g->buffers[i].bytes;
+    return total + trn_cuda_sample_scratch_bytes(g->model->hp.n_vocab) + ((size_t)64 << 20);
+}
+
+/* Enqueues nodes [0, n_nodes) on the stream. */
+trn_status run_nodes(cuda_context *c, int n_nodes, bool ranges) {
+    const trn_graph *g = c->graph;
+    trn_cuda_stream s = reinterpret_cast<trn_cuda_stream>(c->stream);
+    int quantized = -1; /* buffer whose int8 copy is in c->xq */
+    int open_layer = -2;
+    for (int n = 0; n < n_nodes; n++) {
+        const trn_node *node = &g->nodes[n];
+        if (ranges && node->layer != open_layer) {
+            if (open_layer != -2)
+                nvtxRangePop();
+            char label[32];
+            snprintf(label, sizeof(label), node->layer >= 0 ? "blk.%d" : "head", node->layer);
+            nvtxRangePushA(label);
+            open_layer = node->layer;
+        }
+        void *dst = c->buffer[node->dst];
+        auto src = [&](int i) { return node->src[i] >= 0 ? c->buffer[node->src[i]] : nullptr; };
+        const trn_buffer *dst_buf = &g->buffers[node->dst];
+        switch (node->op) {
+        case TRN_OP_GET_ROW:
+            CUDA_LAUNCH_CHECK(trn_cuda_get_row(&c->matrix[node->src[0]], static_cast<const int32_t *>(src(1)),
+                                               static_cast<float *>(dst), s));
+            break;
+        case TRN_OP_RMSNORM:
+            CUDA_LAUNCH_CHECK(trn_cuda_rmsnorm(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
+                                               static_cast<float *>(dst), dst_buf->ne[0], node->eps, s));
+            break;
+        case TRN_OP_MATVEC: {
+            const trn_cuda_matrix *w = &c->matrix[node->src[0]];
+            const float *x = static_cast<const float *>(src(1));
+            if (is_ternary(w->type)) {
+                const trn_cuda_q8_block *xq = nullptr;
+                if (c->config.act == TRN_ACT_INT8) {
+                    if (node->src[1] != quantized) {
+                        CUDA_LAUNCH_CHECK(trn_cuda_quantize_act(x, c->xq, w->cols, s));
+                        quantized = node->src[1];
+                    }
+                    xq = c->xq;
+                }
+                CUDA_LAUNCH_CHECK(trn_cuda_gemv_ternary(w, x, xq, static_cast<float *>(dst), s));
+            } else {
+                CUDA_LAUNCH_CHECK(trn_cuda_gemv_float(w, x, static_cast<float *>(dst), s));
+            }
+            break;
+        }
+        case TRN_OP_ROPE:
+            CUDA_LAUNCH_CHECK(trn_cuda_rope(static_cast<const float *>(src(0)), static_cast<float *>(dst), node->n_head,
+                                            node->head_dim, c->rope_cos_sin, static_cast<const int32_t *>(src(1)), s));
+            break;
+        case TRN_OP_STORE_ROW:
+            CUDA_LAUNCH_CHECK(trn_cuda_store_row(src(0), dst, dst_buf->ne[0], static_cast<const int32_t *>(src(1)), s));
+            break;
+        case TRN_OP_ATTENTION:
+            CUDA_LAUNCH_CHECK(trn_cuda_attention(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
+                                                 static_cast<const float *>(src(2)), static_cast<float *>(dst),
+                                                 node->n_head, node->n_head_kv, node->head_dim, g->n_ctx,
+                                                 static_cast<const int32_t *>(src(3)), s));
+            break;
+        case TRN_OP_SWIGLU:
+            CUDA_LAUNCH_CHECK(trn_cuda_swiglu(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
+                                              static_cast<float *>(dst), dst_buf->ne[0], s));
+            break;
+        case TRN_OP_ADD:
+            CUDA_LAUNCH_CHECK(trn_cuda_add(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
+                                           static_cast<float *>(dst), dst_buf->ne[0], s));
+            break;
+        case TRN_OP_SAMPLE:
+            CUDA_LAUNCH_CHECK(trn_cuda_sample(static_cast<const float *>(src(0)), g->model->hp.n_vocab,
+                                              static_cast<const int32_t *>(src(1)), static_cast<const int32_t *>(src(2)),
+                                              &c->sampling, c->sample_scratch, static_cast<int32_t *>(dst), s));
+            break;
+        default:
+            return trn_fail(TRN_ERR_UNSUPPORTED, "the CUDA backend has no kernel for op %s", trn_op_name(node->op));
+        }
+        if (node->dst == quantized)
+            quantized = -1;
+    }
+    if (ranges && open_layer != -2)
+        nvtxRangePop();
+    return TRN_OK;
+}
+
+/* Kernel launches of nodes [0, n_nodes): one per node plus one per int8 quantization of a new input. */
+int count_launches(const cuda_context *c, int n_nodes) {
+    int launches = 0, quantized = -1;
+    for (int n = 0; n < n_nodes; n++) {
+        const trn_node *node = &c->graph->nodes[n];
+        if (node->op == TRN_OP_MATVEC && is_ternary(c->matrix[node->src[0]].type) && c->config.act == TRN_ACT_INT8 &&
+            node->src[1] != quantized) {
+            quantized = node->src[1];
+            launches++;
+        }
+        if (node->dst == quantized)
+            quantized = -1;
+        launches++;
+    }
+    return launches;
+}
+
+/* Inputs in (pinned -> device), the nodes, and for a full step the sampled id out (device -> pinned). */
+trn_status enqueue_step(cuda_context *c, bool full, bool ranges) {
+    const trn_graph *g = c->graph;
+    CUDA_CHECK(cudaMemcpyAsync(c->buffer[g->buf_token], &c->pinned[0], sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
+    CUDA_CHECK(cudaMemcpyAsync(c->buffer[g->buf_pos], &c->pinned[1], sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
+    TRN_TRY(run_nodes(c, full ? g->n_nodes : g->n_body_nodes, ranges));
+    if (full)
+        CUDA_CHECK(cudaMemcpyAsync(&c->pinned[2], c->buffer[g->buf_next_token], sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                   c->stream));
+    return TRN_OK;
+}
+
+trn_status capture(cuda_context *c, bool full, cudaGraphExec_t *exec) {
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    trn_status status = enqueue_step(c, full, false);
+    cudaError_t end = cudaStreamEndCapture(c->stream, &graph);
+    if (status != TRN_OK) {
+        if (graph)
+            cudaGraphDestroy(graph);
+        return status;
+    }
+    if (end != cudaSuccess)
+        return trn_fail(TRN_ERR_DEVICE, "cudaStreamEndCapture failed: %s", cudaGetErrorString(end));
+    cudaError_t inst = cudaGraphInstantiate(exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (inst != cudaSuccess)
+        return trn_fail(TRN_ERR_DEVICE, "cudaGraphInstantiate failed: %s", cudaGetErrorString(inst));
+    return TRN_OK;
+}
+
+trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_config *config) {
+    c->graph = g;
+    c->config = *config;
+    const char *no_graph = getenv("TRN_CUDA_NO_GRAPH");
+    c->use_graph = !(no_graph && no_graph[0] == '1');
+    c->sampling = {config->sampling.temp, config->sampling.top_k, config->sampling.top_p,
+                   config->sampling.repeat_penalty, config->sampling.seed};
+    nvtxRangePushA("load");
+    CUDA_CHECK(cudaSetDevice(c->device));
+    CUDA_CHECK(cudaGetDeviceProperties(&c->prop, c->device));
+    size_t free_bytes = 0, total_bytes = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const size_t needed = bytes_needed(g);
+    if (needed > free_bytes) {
+        nvtxRangePop();
+        return trn_fail(TRN_ERR_NOMEM, "out of device memory: the model and a context of %d need %.2f GB, %s has %.2f GB "
+                        "free", g->n_ctx, needed / 1e9, c->prop.name, free_bytes / 1e9);
+    }
+    CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaMallocHost(reinterpret_cast<void **>(&c->pinned), 4 * sizeof(int32_t)));
+    c->buffer.assign((size_t)g->n_buffers, nullptr);
+    c->matrix.assign((size_t)g->n_buffers, trn_cuda_matrix{});
+    void *arena = nullptr;
+    TRN_TRY(device_alloc(c, &arena, g->arena_bytes, "the activation arena"));
+    int64_t max_cols = 0;
+    for (int i = 0; i < g->n_buffers; i++) {
+        const trn_buffer *buf = &g->buffers[i];
+        if (buf->kind == TRN_BUF_WEIGHT) {
+            TRN_TRY(upload_weight(c, i));
+            max_cols = std::max<int64_t>(max_cols, buf->ne[0]);
+        } else if (buf->kind == TRN_BUF_ACTIVATION) {
+            c->buffer[i] = static_cast<uint8_t *>(arena) + buf->offset;
+        } else {
+            TRN_TRY(device_alloc(c, &c->buffer[i], buf->bytes, buf->name));
+            CUDA_CHECK(cudaMemset(c->buffer[i], 0, buf->bytes));
+        }
+    }
+    void *p = nullptr;
+    TRN_TRY(device_alloc(c, &p, (size_t)(max_cols / TRN_QK_K + 1) * sizeof(trn_cuda_q8_block), "activation scratch"));
+    c->xq = static_cast<trn_cuda_q8_block *>(p);
+    const int hd = g->model->hp.head_dim;
+    std::vector<float> table((size_t)g->n_ctx * hd);
+    for (int pos = 0; pos < g->n_ctx; pos++) /* as the CPU backend: angle = pos * base^(-2i / head_dim) */
+        for (int i = 0; i < hd / 2; i++) {
+            const double angle = pos * std::pow((double)g->model->hp.rope_base, -2.0 * i / hd);
+            table[(size_t)pos * hd + 2 * i] = (float)std::cos(angle);
+            table[(size_t)pos * hd + 2 * i + 1] = (float)std::sin(angle);
+        }
+    TRN_TRY(device_alloc(c, &p, table.size() * sizeof(float), "the RoPE table"));
+    c->rope_cos_sin = static_cast<float *>(p);
+    CUDA_CHECK(cudaMemcpy(c->rope_cos_sin, table.data(), table.size() * sizeof(float), cudaMemcpyHostToDevice));
+    TRN_TRY(device_alloc(c, &c->sample_scratch, trn_cuda_sample_scratch_bytes(g->model->hp.n_vocab), "sampler scratch"));
+    c->host_logits = static_cast<float *>(malloc((size_t)g->model->hp.n_vocab * sizeof(float)));
+    if (!c->host_logits)
+        return trn_fail(TRN_ERR_NOMEM, "out of memory for the logits");
+    CUDA_CHECK(cudaDeviceSynchronize());
+    if (c->use_graph) {
+        /* one warm-up step outside capture (first launches load modules), then capture both graphs */
+        c->pinned[0] = 0;
+        c->pinned[1] = 0;
+        TRN_TRY(enqueue_step(c, true, false));
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
+        TRN_TRY(capture(c, true, &c->full));
+        TRN_TRY(capture(c, false, &c->body));
+    }
+    nvtxRangePop();
+    c->launches = count_launches(c, g->n_nodes);
+    snprintf(c->description, sizeof(c->description),
+             "cuda (%s, sm_%d%d, %s, act %s, %d kernels per token, %.2f GB on the device)", c->prop.name, c->prop.major,
+             c->prop.minor, c->use_graph ? "CUDA Graph" : "no graph: TRN_CUDA_NO_GRAPH",
+             config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->device_bytes / 1e9);
+    return TRN_OK;
+}
+
+trn_status cuda_prepare(trn_backend *b, const trn_graph *g, const trn_backend_config *config) {
+    cuda_context *c = ctx_of(b);
+    const int device = c->device;
+    release(c);
+    c->device = device;
+    trn_status status = prepare_impl(c, g, config);
+    if (status != TRN_OK) {
+        release(c);
+        c->device = device;
+    }
+    return status;
+}
+
+trn_status cuda_step(trn_backend *b, int token, int pos, int want_output, int *next_token) {
+    cuda_context *c = ctx_of(b);
+    const trn_graph *g = c->graph;
+    if (pos < 0 || pos >= g->n_ctx)
+        return trn_fail(TRN_ERR_INVALID, "position %d is outside the context of %d", pos, g->n_ctx);
+    if (token < 0 || token >= g->model->hp.n_vocab)
+        return trn_fail(TRN_ERR_INVALID, "token id %d is outside the vocabulary of %d", token, g->model->hp.n_vocab);
+    nvtxRangePushA(want_output ? "decode step" : "prefill token");
+    c->pinned[0] = token;
+    c->pinned[1] = pos;
+    trn_status status = TRN_OK;
+    if (c->use_graph) {
+        cudaError_t err = cudaGraphLaunch(want_output ? c->full : c->body, c->stream);
+        if (err != cudaSuccess)
+            status = trn_fail(TRN_ERR_DEVICE, "cudaGraphLaunch failed: %s", cudaGetErrorString(err));
+    } else {
+        status = enqueue_step(c, want_output != 0, true);
+    }
+    if (status == TRN_OK) {
+        cudaError_t err = cudaStreamSynchronize(c->stream);
+        if (err != cudaSuccess)
+            status = trn_fail(TRN_ERR_DEVICE, "decode step at position %d failed on the device: %s", pos,
+                              cudaGetErrorString(err));
+    }
+    nvtxRangePop();
+    if (status == TRN_OK && want_output && next_token)
+        *next_token = c->pinned[2];
+    return status;
+}
+
+const float *cuda_logits(trn_backend *b) {
+    cuda_context *c = ctx_of(b);
+    const int n = c->graph->model->hp.n_vocab;
+    if (cudaMemcpy(c->host_logits, c->buffer[c->graph->buf_logits], (size_t)n * sizeof(float), cudaMemcpyDeviceToHost) !=
+        cudaSuccess)
+        return nullptr;
+    return c->host_logits;
+}
+
+const char *cuda_describe(trn_backend *b) { return ctx_of(b)->description; }
+
+void cuda_free(trn_backend *b) {
+    if (!b)
+        return;
+    release(ctx_of(b));
+    delete ctx_of(b);
+    free(b);
+}
+
+const trn_backend_i cuda_iface = {
+    "cuda", cuda_prepare, cuda_step, cuda_logits, cuda_describe, cuda_free,
+};
+
+} // namespace
+
+extern "C" trn_status trn_cuda_backend_create(trn_backend **out) {
+    *out = nullptr;
+    /* Without a driver the runtime spends about half a second finding out; the driver library's absence is quicker
+     * to see, and it is the common case on a CPU-only machine. */
+    void *driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (!driver)
+        return trn_fail(TRN_ERR_DEVICE, "no NVIDIA driver is installed (libcuda.so.1 not found)");
+    dlclose(driver);
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err == cudaErrorInsufficientDriver) {
+        int driver_version = 0;
+        cudaDriverGetVersion(&driver_version);
+        return trn_fail(TRN_ERR_DEVICE, "the NVIDIA driver (CUDA %d.%d) is too old for this build's CUDA runtime %d.%d",
+                        driver_version / 1000, driver_version % 1000 / 10, CUDART_VERSION / 1000,
+                        CUDART_VERSION % 1000 / 10);
+    }
+    if (err == cudaErrorNoDevice || (err == cudaSuccess && count == 0))
+        return trn_fail(TRN_ERR_DEVICE, "no CUDA device is present");
+    if (err != cudaSuccess)
+        return trn_fail(TRN_ERR_DEVICE, "no usable CUDA device: %s", cudaGetErrorString(err));
+    cudaDeviceProp prop;
+    err = cudaGetDeviceProperties(&prop, 0);
+    if (err != cudaSuccess)
+        return trn_fail(TRN_ERR_DEVICE, "cannot query CUDA device 0: %s", cudaGetErrorString(err));
+    if (prop.major * 10 + prop.minor < 61)
+        return trn_fail(TRN_ERR_DEVICE, "%s (sm_%d%d) is older than sm_61, which the kernels need", prop.name,
+                        prop.major, prop.minor);
+    trn_backend *b = static_cast<trn_backend *>(calloc(1, sizeof(trn_backend)));
+    cuda_context *c = new (std::nothrow) cuda_context();
+    if (!b || !c) {
+        free(b);
+        delete c;
+        return trn_fail(TRN_ERR_NOMEM, "out of memory creating the CUDA backend");
+    }
+    b->iface = &cuda_iface;
+    b->context = c;
+    *out = b;
+    return TRN_OK;
+}

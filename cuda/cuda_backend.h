@@ -1,0 +1,19 @@
+/* cuda_backend.h: the CUDA backend (cuda/cuda_backend.cu), built where nvcc exists (TRN_HAVE_CUDA). */
+#ifndef TRN_CUDA_BACKEND_H
+#define TRN_CUDA_BACKEND_H
+
+#include "../graph/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Fails with TRN_ERR_DEVICE and one line when no usable GPU is present (no device, a driver too old for this
+ * build, a device that cannot be used). */
+trn_status trn_cuda_backend_create(trn_backend **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

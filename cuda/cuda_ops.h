@@ -1,0 +1,95 @@
+/* cuda_ops.h: the CUDA kernels of every graph op, as C-callable launchers (one .cu file per op family).
+ *
+ * Every launcher enqueues on `stream` and returns cudaGetLastError() as an int (0 = success), so the backend can
+ * name the failing launch; none synchronizes, so all of them can be captured into a CUDA Graph. Shapes follow
+ * ops.h (the CPU definitions these kernels are tested against): W[rows][cols], vectors contiguous. Scalars that
+ * change per token (token id, position) are read from device memory, never passed by value, so a captured graph
+ * serves every token. */
+#ifndef TRN_CUDA_OPS_H
+#define TRN_CUDA_OPS_H
+
+#include <stdint.h>
+
+#include "../host/tensor_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct CUstream_st *trn_cuda_stream; /* cudaStream_t without the CUDA headers */
+
+/* A weight matrix in device memory, in the layout the kernels read (prepared once at load).
+ * Ternary (TQ2_0, TQ1_0): codes and scales split so codes are 16-byte aligned:
+ *   qs: [rows][nb * bytes_per_block_codes] (TQ2_0: 64 bytes per block as in the file; TQ1_0: 48 + 4 = 52 bytes,
+ *       qs then qh), d: [rows][nb] fp16 scales.
+ * Every other type: the file's rows as they are (data), d unused. */
+typedef struct {
+    trn_type type;
+    int64_t rows, cols;
+    const void *qs;       /* ternary codes, or the whole row data for other types */
+    const trn_fp16 *d;    /* ternary scales */
+    size_t row_bytes;     /* bytes of one row in qs (ternary) or data (other types) */
+} trn_cuda_matrix;
+
+/* int8 activations per block of 256, as trn_block_q8_act on the CPU: d = max|x| / 127, q = rint(x / d)
+ * (round half to even), sum = sum(q). */
+typedef struct {
+    float d;
+    int32_t sum;
+    int8_t q[256];
+} trn_cuda_q8_block;
+
+/* ---- gemv_ternary.cu ---- */
+/* x[n] -> xq[n/256]. */
+int trn_cuda_quantize_act(const float *x, trn_cuda_q8_block *xq, int64_t n, trn_cuda_stream stream);
+/* y[rows] = W @ x. With xq (int8 mode) the block sums are exact integers (dp4a) and each row is
+ * sum_b (d_w[b] * xq[b].d) * (isum_b - ...) in block order, as the CPU reference; with xq == NULL float activations
+ * (per block d * sum((code - 1) * x)). Codes are staged in shared memory and decoded there. */
+int trn_cuda_gemv_ternary(const trn_cuda_matrix *w, const float *x, const trn_cuda_q8_block *xq, float *y,
+                          trn_cuda_stream stream);
+
+/* ---- gemv_float.cu: F32, F16, BF16, Q8_0, Q4_K, Q6_K ---- */
+int trn_cuda_gemv_float(const trn_cuda_matrix *w, const float *x, float *y, trn_cuda_stream stream);
+/* dst[cols] = row *row_index (device int32) of W as floats (embedding lookup), any type incl. ternary. */
+int trn_cuda_get_row(const trn_cuda_matrix *w, const int32_t *row_index, float *dst, trn_cuda_stream stream);
+
+/* ---- elementwise.cu ---- */
+/* dst[n] = x / sqrt(mean(x^2) + eps) * weight */
+int trn_cuda_rmsnorm(const float *x, const float *weight, float *dst, int64_t n, float eps, trn_cuda_stream stream);
+/* dst[n] = silu(gate) * up */
+int trn_cuda_swiglu(const float *gate, const float *up, float *dst, int64_t n, trn_cuda_stream stream);
+/* dst[n] = a + b */
+int trn_cuda_add(const float *a, const float *b, float *dst, int64_t n, trn_cuda_stream stream);
+/* dst[n_heads][head_dim] = src with adjacent pairs rotated by cos_sin[*pos][head_dim] (interleaved cos, sin). */
+int trn_cuda_rope(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin, const int32_t *pos,
+                  trn_cuda_stream stream);
+/* Row *pos of cache[n_ctx][width] = src[width] (width elements of elem_bytes: 4 for floats and int32 ids). */
+int trn_cuda_store_row(const void *src, void *cache, int64_t width, const int32_t *pos, trn_cuda_stream stream);
+
+/* ---- attention.cu ---- */
+/* out[n_head][hd] = softmax(q . k_t / sqrt(hd)) v over t = 0..*pos, K/V caches [n_ctx][n_head_kv * hd];
+ * query head h reads KV head h / (n_head / n_head_kv). */
+int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
+                       int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, trn_cuda_stream stream);
+
+/* ---- sample.cu ---- */
+typedef struct {
+    float temp;           /* <= 0: greedy (lowest id on ties) */
+    int top_k;            /* <= 0: off */
+    float top_p;          /* >= 1: off */
+    float repeat_penalty; /* 1: off */
+    uint64_t seed;
+} trn_cuda_sampling;
+
+/* Scratch the sampler needs for a vocabulary of n_vocab (bytes). */
+size_t trn_cuda_sample_scratch_bytes(int n_vocab);
+/* *next = the token sampled from logits[n_vocab] with the rules and draw of host/sampler.h (penalty over
+ * history[0..*pos], then temperature, top-k, top-p, and u = hash(seed, *pos)); logits are not modified. */
+int trn_cuda_sample(const float *logits, int n_vocab, const int32_t *history, const int32_t *pos,
+                    const trn_cuda_sampling *params, void *scratch, int32_t *next, trn_cuda_stream stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

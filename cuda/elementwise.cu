@@ -1,0 +1,164 @@
+/* elementwise.cu: the small vector ops of a decode step on the GPU: RMSNorm, SwiGLU, residual add, RoPE and the
+ * KV-cache (or token history) row store. Launchers are declared in cuda_ops.h; the CPU definitions they follow are
+ * the scalar references in cpu_fallback/ops_ref.c and the STORE_ROW / ROPE cases of cpu_fallback/cpu_backend.c.
+ *
+ * Owns: these five kernels and the per-element math they share with the host (trn_cuda_rope_pair,
+ * trn_cuda_silu_mul: __host__ __device__, so a host test can check them against ops_ref.c).
+ * Does not own: matrix-vector products (gemv_*.cu), attention (attention.cu), sampling (sample.cu), the RoPE
+ * cos/sin table (built once by the backend at prepare).
+ *
+ * Launch configurations (none depends on a per-token value, so all of them can be captured into a CUDA Graph):
+ *   rmsnorm     one block of 1024 threads (n is at most a few thousand: one block reads it at L2 speed and
+ *               needs no second reduction kernel)
+ *   swiglu, add one thread per element, blocks of 256
+ *   rope        one thread per (head, pair), blocks of 256; reads the position from device memory
+ *   store_row   one thread per 4-byte element, blocks of 256; reads the position from device memory
+ *
+ * Rounding: rmsnorm sums x^2 in a different order than the CPU (a tree instead of a loop), so its scale differs in
+ * the last bits. RoPE and the final products use explicitly rounded intrinsics (__fmul_rn and friends) so that no
+ * multiply-add is contracted into an FMA: rope is bitwise the CPU reference. silu uses the precise expf (CUDA's
+ * expf is within 2 ulp; glibc's is within 1), so swiglu may differ from the CPU by an ulp or two; a build with
+ * --use_fast_math would replace expf by __expf and is not supported. */
+#include <cuda_runtime.h>
+
+#include "cuda_ops.h"
+
+#define EW_THREADS 256
+#define RMSNORM_THREADS 1024
+
+/* ---- per-element math, shared with the host ---- */
+
+/* (y0, y1) = (x0, x1) rotated by the angle with cosine c and sine s, as rope_ref: x0 c - x1 s, x0 s + x1 c, each
+ * product rounded before the sum. */
+static __host__ __device__ inline void trn_cuda_rope_pair(float x0, float x1, float c, float s, float *y0, float *y1) {
+#ifdef __CUDA_ARCH__
+    *y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+    *y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+#else
+    const float a = x0 * c, b = x1 * s, e = x0 * s, f = x1 * c; /* host: compile with -ffp-contract=off */
+    *y0 = a - b;
+    *y1 = e + f;
+#endif
+}
+
+/* silu(g) * u with silu(g) = g / (1 + exp(-g)), as swiglu_ref. */
+static __host__ __device__ inline float trn_cuda_silu_mul(float g, float u) {
+#ifdef __CUDA_ARCH__
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+#else
+    return g / (1.0f + expf(-g)) * u;
+#endif
+}
+
+/* ---- kernels ---- */
+
+/* x[n], weight[n] -> dst[n] = x * (1 / sqrt(mean(x^2) + eps)) * weight. One block; dst may be x. */
+static __global__ void __launch_bounds__(RMSNORM_THREADS)
+    rmsnorm_kernel(const float *x, const float *weight, float *dst, int n, float eps) {
+    __shared__ float warp_sums[RMSNORM_THREADS / 32];
+    __shared__ float scale_shared;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    float ss = 0.0f;
+    for (int i = tid; i < n; i += blockDim.x)
+        ss += x[i] * x[i];
+    for (int off = 16; off > 0; off >>= 1)
+        ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if (lane == 0)
+        warp_sums[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        ss = lane < (int)(blockDim.x >> 5) ? warp_sums[lane] : 0.0f;
+        for (int off = 16; off > 0; off >>= 1)
+            ss += __shfl_xor_sync(0xffffffffu, ss, off);
+        if (lane == 0)
+            scale_shared = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)n), eps)));
+    }
+    __syncthreads();
+    const float scale = scale_shared;
+    for (int i = tid; i < n; i += blockDim.x)
+        dst[i] = __fmul_rn(__fmul_rn(x[i], scale), weight[i]);
+}
+
+/* gate[n], up[n] -> dst[n] = silu(gate) * up */
+static __global__ void swiglu_kernel(const float *gate, const float *up, float *dst, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        dst[i] = trn_cuda_silu_mul(gate[i], up[i]);
+}
+
+/* a[n], b[n] -> dst[n] = a + b */
+static __global__ void add_kernel(const float *a, const float *b, float *dst, int64_t n) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n)
+        dst[i] = __fadd_rn(a[i], b[i]);
+}
+
+/* src[n_heads][head_dim] -> dst (may be src): pair (2i, 2i+1) of every head rotated by row *pos of
+ * cos_sin[n_ctx][head_dim] (interleaved cos, sin of pair i). One thread per pair. */
+static __global__ void rope_kernel(const float *src, float *dst, int n_pairs, int half_dim, const float *cos_sin,
+                            const int32_t *pos) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n_pairs)
+        return;
+    const int head_dim = 2 * half_dim;
+    const int h = j / half_dim, i = j - h * half_dim;
+    const float *cs = cos_sin + (int64_t)(*pos) * head_dim + 2 * i;
+    const int64_t e = (int64_t)h * head_dim + 2 * i;
+    const float x0 = src[e], x1 = src[e + 1];
+    float y0, y1;
+    trn_cuda_rope_pair(x0, x1, cs[0], cs[1], &y0, &y1);
+    dst[e] = y0;
+    dst[e + 1] = y1;
+}
+
+/* src[width] (4-byte elements) -> row *pos of cache[n_ctx][width] */
+static __global__ void store_row_kernel(const uint32_t *src, uint32_t *cache, int64_t width, const int32_t *pos) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < width)
+        cache[(int64_t)(*pos) * width + i] = src[i];
+}
+
+/* ---- launchers ---- */
+
+static unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+extern "C" int trn_cuda_rmsnorm(const float *x, const float *weight, float *dst, int64_t n, float eps,
+                                trn_cuda_stream stream) {
+    if (n <= 0 || n > INT32_MAX)
+        return (int)cudaErrorInvalidValue;
+    rmsnorm_kernel<<<1, RMSNORM_THREADS, 0, (cudaStream_t)stream>>>(x, weight, dst, (int)n, eps);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int trn_cuda_swiglu(const float *gate, const float *up, float *dst, int64_t n, trn_cuda_stream stream) {
+    if (n <= 0)
+        return (int)cudaErrorInvalidValue;
+    swiglu_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, (cudaStream_t)stream>>>(gate, up, dst, n);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int trn_cuda_add(const float *a, const float *b, float *dst, int64_t n, trn_cuda_stream stream) {
+    if (n <= 0)
+        return (int)cudaErrorInvalidValue;
+    add_kernel<<<blocks_for(n, EW_THREADS), EW_THREADS, 0, (cudaStream_t)stream>>>(a, b, dst, n);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int trn_cuda_rope(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin,
+                             const int32_t *pos, trn_cuda_stream stream) {
+    if (n_heads <= 0 || head_dim <= 0 || head_dim % 2 != 0)
+        return (int)cudaErrorInvalidValue;
+    const int n_pairs = n_heads * (head_dim / 2);
+    rope_kernel<<<blocks_for(n_pairs, EW_THREADS), EW_THREADS, 0, (cudaStream_t)stream>>>(src, dst, n_pairs,
+                                                                                         head_dim / 2, cos_sin, pos);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int trn_cuda_store_row(const void *src, void *cache, int64_t width, const int32_t *pos,
+                                  trn_cuda_stream stream) {
+    if (width <= 0)
+        return (int)cudaErrorInvalidValue;
+    store_row_kernel<<<blocks_for(width, EW_THREADS), EW_THREADS, 0, (cudaStream_t)stream>>>(
+        static_cast<const uint32_t *>(src), static_cast<uint32_t *>(cache), width, pos);
+    return (int)cudaGetLastError();
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# gpu_check.sh OUT_DIR: the one prepared command for a GPU machine. Configures and builds with CUDA (for the GPU
+# present, or sm_90 where it cannot be asked), runs every test (test_cuda is the CUDA-vs-CPU parity test), the
+# decode benchmark on the GPU, and prints a short summary, also written as one JSON object to OUT_DIR/gpu_check.json.
+# Logs go to OUT_DIR. Budget: under 8 minutes on a 16-core machine with one H100/H200.
+set -uo pipefail
+OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+START=$(date +%s)
+
+GPU=$(nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>"$OUT/nvidia-smi.err" | head -1)
+CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+ARCH=${CAP:-90}
+echo "gpu: ${GPU:-none found} (building for sm_$ARCH)"
+
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTRN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$OUT/configure.log" 2>&1
+BUILD_RC=$?
+if [ $BUILD_RC -eq 0 ]; then
+    cmake --build build-gpu -j"$(nproc)" >"$OUT/build.log" 2>&1
+    BUILD_RC=$?
+fi
+
+PASSED=0; FAILED=0; TOTAL=0
+if [ $BUILD_RC -eq 0 ]; then
+    (cd build-gpu && timeout 300 ctest --output-on-failure) >"$OUT/ctest.log" 2>&1
+    TOTAL=$(grep -oE "tests failed out of [0-9]+" "$OUT/ctest.log" | grep -oE "[0-9]+$" || echo 0)
+    FAILED=$(grep -oE "[0-9]+ tests failed" "$OUT/ctest.log" | grep -oE "^[0-9]+" || echo 0)
+    PASSED=$((TOTAL - FAILED))
+    grep -E "nmse|test_cuda" "$OUT/ctest.log" >"$OUT/cuda_parity.txt" 2>/dev/null
+    (cd build-gpu && ./tests/test_cuda) >"$OUT/test_cuda.log" 2>&1
+    for act in int8 f32; do
+        timeout 120 ./build-gpu/trinity bench --synthetic tinyllama --device cuda --act $act --json \
+            --prompt-tokens 32 --decode-tokens 256 >"$OUT/bench_$act.json" 2>"$OUT/bench_$act.err"
+    done
+    TRN_CUDA_NO_GRAPH=1 timeout 120 ./build-gpu/trinity bench --synthetic tinyllama --device cuda --json \
+        --prompt-tokens 8 --decode-tokens 64 >"$OUT/bench_nograph.json" 2>"$OUT/bench_nograph.err"
+    timeout 60 ./build-gpu/trinity generate -m ../shared/testdata/stories260K/stories260K.gguf -p "" -n 200 -c 512 \
+        --temp 0 --device cuda >"$OUT/stories_cuda.txt" 2>"$OUT/stories_cuda.err"
+    timeout 60 ./build-gpu/trinity generate -m ../shared/testdata/stories260K/stories260K.gguf -p "" -n 200 -c 512 \
+        --temp 0 --device cpu >"$OUT/stories_cpu.txt" 2>/dev/null
+fi
+
+field() { grep -oE "\"$2\": [^,}]+" "$1" 2>/dev/null | head -1 | sed 's/.*: //'; }
+TPS=$(field "$OUT/bench_int8.json" decode_tokens_per_s)
+MS=$(field "$OUT/bench_int8.json" decode_ms_per_token)
+GBS=$(field "$OUT/bench_int8.json" achieved_gbs)
+DEVICE=$(grep -oE '"device": "[^"]*"' "$OUT/bench_int8.json" 2>/dev/null | sed 's/"device": //')
+KERNELS=$(echo "$DEVICE" | grep -oE "[0-9]+ kernels per token" | grep -oE "^[0-9]+")
+TPS_F32=$(field "$OUT/bench_f32.json" decode_tokens_per_s)
+TPS_NOGRAPH=$(field "$OUT/bench_nograph.json" decode_tokens_per_s)
+SAME_TEXT=false
+if [ -s "$OUT/stories_cuda.txt" ] && cmp -s "$OUT/stories_cuda.txt" "$OUT/stories_cpu.txt"; then SAME_TEXT=true; fi
+ELAPSED=$(( $(date +%s) - START ))
+
+cat >"$OUT/gpu_check.json" <<JSON
+{"gpu": "${GPU:-none}", "build_ok": $([ $BUILD_RC -eq 0 ] && echo true || echo false), "tests_passed": ${PASSED:-0}, "tests_failed": ${FAILED:-0}, "decode_tokens_per_s": ${TPS:-null}, "ms_per_token": ${MS:-null}, "achieved_gbs": ${GBS:-null}, "kernels_per_token": ${KERNELS:-null}, "decode_tokens_per_s_f32_act": ${TPS_F32:-null}, "decode_tokens_per_s_no_graph": ${TPS_NOGRAPH:-null}, "stories260K_text_identical_to_cpu": $SAME_TEXT, "device": ${DEVICE:-null}, "seconds": $ELAPSED}
+JSON
+echo "---- gpu_check summary ----"
+echo "gpu:                 ${GPU:-none}"
+echo "build:               $([ $BUILD_RC -eq 0 ] && echo ok || echo "FAILED (see $OUT/build.log)")"
+echo "tests:               ${PASSED:-0} passed, ${FAILED:-0} failed (see $OUT/ctest.log)"
+echo "decode (int8 act):   ${TPS:-n/a} tokens/s, ${MS:-n/a} ms/token, ${GBS:-n/a} GB/s, ${KERNELS:-n/a} kernels per token"
+echo "decode (f32 act):    ${TPS_F32:-n/a} tokens/s; without CUDA Graph: ${TPS_NOGRAPH:-n/a} tokens/s"
+echo "stories260K text:    $([ "$SAME_TEXT" = true ] && echo "identical to the CPU's" || echo "DIFFERS or missing")"
+echo "time:                ${ELAPSED} s; JSON: $OUT/gpu_check.json"
+[ $BUILD_RC -eq 0 ] && [ "${FAILED:-1}" -eq 0 ]
