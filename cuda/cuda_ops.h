@@ -44,7 +44,8 @@ typedef struct {
 int trn_cuda_quantize_act(const float *x, trn_cuda_q8_block *xq, int64_t n, trn_cuda_stream stream);
 /* y[rows] = W @ x. With xq (int8 mode) the block sums are exact integers (dp4a) and each row is
  * sum_b (d_w[b] * xq[b].d) * (isum_b - ...) in block order, as the CPU reference; with xq == NULL float activations
- * (per block d * sum((code - 1) * x)). Codes are staged in shared memory and decoded there. */
+ * (per block d * sum((code - 1) * x)). The int8 activations are staged in shared memory; codes go from memory to
+ * registers with 16-byte loads and are decoded there (sm_75 has no asynchronous copy to make staging them pay). */
 int trn_cuda_gemv_ternary(const trn_cuda_matrix *w, const float *x, const trn_cuda_q8_block *xq, float *y,
                           trn_cuda_stream stream);
 
@@ -83,7 +84,8 @@ typedef struct {
 
 /* Scratch the sampler needs for a vocabulary of n_vocab (bytes). */
 size_t trn_cuda_sample_scratch_bytes(int n_vocab);
-/* *next = the token sampled from logits[n_vocab] with the rules and draw of host/sampler.h (penalty over
+/* `params` is a host pointer, read at launch (a captured graph keeps the values of capture time).
+ * *next = the token sampled from logits[n_vocab] with the rules and draw of host/sampler.h (penalty over
  * history[0..*pos], then temperature, top-k, top-p, and u = hash(seed, *pos)); logits are not modified. */
 int trn_cuda_sample(const float *logits, int n_vocab, const int32_t *history, const int32_t *pos,
                     const trn_cuda_sampling *params, void *scratch, int32_t *next, trn_cuda_stream stream);

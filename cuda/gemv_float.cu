@@ -24,9 +24,6 @@
 #include <math.h>
 #include <stdint.h>
 
-extern "C" {
-#include "../host/tensor_types.h" /* C linkage for trn_type_get, trn_row_bytes (cuda_ops.h includes it outside its extern "C") */
-}
 #include "cuda_ops.h"
 
 /* ---- device code ---- */

@@ -10,13 +10,14 @@
  *    row adds its terms in block order, as the CPU loop does: bitwise the CPU result.
  *  - f32 mode (xq == NULL): per block d_w * sum((code - 1) * x); every product is exact but the 256 of a block are
  *    added in a tree rather than the CPU's left-to-right loop, so rows agree with the CPU to float rounding
- *    (normalized error ~1e-14), not bitwise. Block terms are still added in block order.
+ *    (per row ~1e-7 of sum |w x|), not bitwise. Block terms are still added in block order.
  *
  * Launch configuration (batch 1 is memory bound: 2-bit weights must stream at HBM speed):
  *  - one warp per row, 8 warps (rows) per CTA of 256 threads, __launch_bounds__(256, 4) (<= 64 registers, so four
  *    CTAs = 32 warps fit an SM on sm_61..sm_90); grid = min(ceil(rows / 8), 4 * SMs), each warp walking rows
  *    row, row + 8 * grid, ... and loading the codes of its next row (or next part of a long row) while it computes
- *    the current one: one to two row-loads (0.5 to 3 KB) in flight per warp, 16 to 90 KB per SM.
+ *    the current one: a load is 0.5 to 2 KB per warp, two in flight once a warp has several rows (LM head).
+ *    Register use (ptxas, sm_75 and sm_90): 31 to 64 per thread, no spills.
  *  - int8 mode: the CTA first stages the whole quantized activation vector in shared memory (nb * 328 bytes, read
  *    once per CTA from L2) in a padded layout that makes the 16-byte reads below bank-conflict free; codes stream
  *    from HBM straight into registers (16-byte loads, evict-first), where they are decoded: on sm_75 and older
@@ -29,7 +30,6 @@
  *  - TQ1_0 (52 code bytes = 13 words per block, rows only 4-byte aligned): each half-warp takes one block, lane j
  *    < 13 its word j (3 lanes idle); 2 * NS blocks per load, NS = the power of two >= nb / 2, at most 8 (f32
  *    mode: 4). Base-3 digits are extracted four at a time in 16-bit lanes of 32-bit multiplies (tq1_next_digits).
- *  Register use (ptxas, sm_75 and sm_90): 31 to 64 per thread, no spills.
  *  - quantize_act: one CTA of 256 threads per block of 256 values. */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -63,7 +63,7 @@ __host__ __device__ __forceinline__ int act_offset(int b, int i) {
     return b * kActBlock + (i >> 7) * kActHalf + (i & 127);
 }
 
-/* Rounding made explicit (no FMA contraction) and the same on the host, where these functions are also tested. */
+/* Rounding made explicit (no FMA contraction); the host branches let the device code be emulated on a CPU. */
 __host__ __device__ __forceinline__ float mul_rn(float a, float b) {
 #ifdef __CUDA_ARCH__
     return __fmul_rn(a, b);

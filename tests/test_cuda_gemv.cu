@@ -1,0 +1,174 @@
+/* test_cuda_gemv.cu: the kernels of cuda/gemv_ternary.cu and cuda/gemv_float.cu on a GPU against the CPU reference
+ * (cpu_fallback/ops_ref.c, quants.c), then timings at Trinity-1.1B shapes. Exit status 1 on any mismatch, 77
+ * (skipped) where no GPU is present. Expect: int8 ternary rows, quantized activations and get_row bitwise equal;
+ * f32-mode and float types within 1e-6 of sum|w x| per row. */
+#include <cuda_runtime.h>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+extern "C" {
+extern "C" {
+#include "host/tensor_types.h"
+#include "cpu_fallback/ops.h"
+#include "cpu_fallback/quants.h"
+}
+}
+#include "cuda/cuda_ops.h"
+
+#define CK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); exit(2); } } while (0)
+#define LK(call) do { int e_ = (call); if (e_ != 0) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString((cudaError_t)e_)); exit(2); } } while (0)
+
+static int failures = 0;
+static uint64_t st = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd() { st ^= st << 13; st ^= st >> 7; st ^= st << 17; return st; }
+static float frand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 11) * (1.0 / 9007199254740992.0)); }
+static uint8_t brand() { return (uint8_t)(rnd() >> 32); }
+
+template <class T> static T *up(const T *h, size_t n) { T *d; CK(cudaMalloc(&d, n * sizeof(T) + 16)); CK(cudaMemcpy(d, h, n * sizeof(T), cudaMemcpyHostToDevice)); return d; }
+template <class T> static std::vector<T> down(const T *d, size_t n) { std::vector<T> h(n); CK(cudaDeviceSynchronize()); CK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost)); return h; }
+
+static double row_err(const trn_matrix *m, const float *x, const float *got, const float *want) {
+    std::vector<float> w((size_t)m->cols);
+    double worst = 0;
+    for (int64_t r = 0; r < m->rows; r++) {
+        trn_dequantize_row(m->type, (const uint8_t *)m->data + r * m->row_bytes, w.data(), m->cols);
+        double s = 1e-30;
+        for (int64_t i = 0; i < m->cols; i++) s += fabs((double)w[(size_t)i] * x[i]);
+        double e = fabs((double)got[r] - want[r]) / s;
+        if (!(e <= worst)) worst = e;
+    }
+    return worst;
+}
+
+struct dev_matrix { trn_cuda_matrix m; std::vector<uint8_t> file; size_t file_rb; };
+
+/* file rows of any type; ternary ones split into codes + scales as cuda_backend.cu does */
+static dev_matrix make(trn_type t, int64_t rows, int64_t cols) {
+    dev_matrix dm{};
+    const size_t rb = trn_row_bytes(t, cols);
+    dm.file.resize((size_t)rows * rb);
+    dm.file_rb = rb;
+    std::vector<float> f((size_t)cols);
+    if (t == TRN_TYPE_Q4_K || t == TRN_TYPE_Q6_K) {
+        for (auto &b : dm.file) b = brand();
+        const size_t bb = t == TRN_TYPE_Q4_K ? 144 : 210;
+        for (size_t k = 0; k < dm.file.size() / bb; k++) {
+            trn_fp16 d = trn_f32_to_fp16(frand(0.0005f, 0.01f)), dm2 = trn_f32_to_fp16(frand(0.0f, 0.01f));
+            if (t == TRN_TYPE_Q4_K) { memcpy(&dm.file[k * bb], &d, 2); memcpy(&dm.file[k * bb + 2], &dm2, 2); }
+            else memcpy(&dm.file[k * bb + 208], &d, 2);
+        }
+    } else if (t == TRN_TYPE_TQ2_0 || t == TRN_TYPE_TQ1_0) {
+        for (auto &b : dm.file) b = brand(); /* any codes, incl. TQ2_0 code 3 and TQ1_0 bytes >= 243 */
+        const size_t bb = t == TRN_TYPE_TQ2_0 ? 66 : 54, cb = bb - 2;
+        for (size_t k = 0; k < dm.file.size() / bb; k++) { trn_fp16 d = trn_f32_to_fp16(frand(0.001f, 0.05f)); memcpy(&dm.file[k * bb + cb], &d, 2); }
+        std::vector<uint8_t> codes(dm.file.size() / bb * cb);
+        std::vector<trn_fp16> sc(dm.file.size() / bb);
+        for (size_t k = 0; k < sc.size(); k++) { memcpy(&codes[k * cb], &dm.file[k * bb], cb); memcpy(&sc[k], &dm.file[k * bb + cb], 2); }
+        dm.m = {t, rows, cols, up(codes.data(), codes.size()), up(sc.data(), sc.size()), (size_t)(cols / 256) * cb};
+        return dm;
+    } else {
+        for (int64_t r = 0; r < rows; r++) {
+            for (auto &v : f) v = frand(-1.0f, 1.0f);
+            trn_quantize_row(t, f.data(), dm.file.data() + (size_t)r * rb, cols);
+        }
+    }
+    dm.m = {t, rows, cols, up(dm.file.data(), dm.file.size()), nullptr, rb};
+    return dm;
+}
+
+static void check(trn_type t, int64_t rows, int64_t cols) {
+    dev_matrix dm = make(t, rows, cols);
+    trn_matrix cm = {t, dm.file.data(), rows, cols, dm.file_rb, TRN_LAYOUT_ROWS};
+    std::vector<float> x((size_t)cols);
+    for (auto &v : x) v = frand(-2.0f, 2.0f);
+    float *dx = up(x.data(), x.size()), *dy;
+    CK(cudaMalloc(&dy, (size_t)rows * 4));
+    std::vector<float> want((size_t)rows);
+    const bool tern = t == TRN_TYPE_TQ2_0 || t == TRN_TYPE_TQ1_0;
+    if (tern) {
+        const int nb = (int)(cols / 256);
+        std::vector<trn_block_q8_act> xq((size_t)nb);
+        trn_cpu_ops_ref()->quantize_act(x.data(), xq.data(), cols);
+        trn_cuda_q8_block *dxq;
+        CK(cudaMalloc(&dxq, (size_t)nb * sizeof(trn_cuda_q8_block)));
+        LK(trn_cuda_quantize_act(dx, dxq, cols, nullptr));
+        auto gq = down(dxq, (size_t)nb);
+        if (memcmp(gq.data(), xq.data(), (size_t)nb * 264)) { failures++; printf("FAIL quantize_act cols %lld\n", (long long)cols); }
+        trn_cpu_ops_ref()->matvec(&cm, x.data(), xq.data(), want.data(), 0, rows);
+        LK(trn_cuda_gemv_ternary(&dm.m, dx, dxq, dy, nullptr));
+        auto y = down(dy, (size_t)rows);
+        const bool same = memcmp(y.data(), want.data(), (size_t)rows * 4) == 0;
+        if (!same) { failures++; printf("FAIL %s int8 %lldx%lld not bitwise (row 0: %.9g vs %.9g, err %.3g)\n", trn_type_name(t), (long long)rows, (long long)cols, y[0], want[0], row_err(&cm, x.data(), y.data(), want.data())); }
+        CK(cudaFree(dxq));
+        trn_cpu_ops_ref()->matvec(&cm, x.data(), NULL, want.data(), 0, rows);
+        LK(trn_cuda_gemv_ternary(&dm.m, dx, nullptr, dy, nullptr));
+        y = down(dy, (size_t)rows);
+        double e = row_err(&cm, x.data(), y.data(), want.data());
+        if (!(e < 1e-6)) { failures++; printf("FAIL %s f32 %lldx%lld err %.3g\n", trn_type_name(t), (long long)rows, (long long)cols, e); }
+        printf("%-6s %6lld x %-6lld int8 %s, f32 err %.2g\n", trn_type_name(t), (long long)rows, (long long)cols, same ? "bitwise" : "DIFFERS", e);
+    } else {
+        trn_cpu_ops_ref()->matvec(&cm, x.data(), NULL, want.data(), 0, rows);
+        LK(trn_cuda_gemv_float(&dm.m, dx, dy, nullptr));
+        auto y = down(dy, (size_t)rows);
+        double e = row_err(&cm, x.data(), y.data(), want.data());
+        if (!(e < 1e-6)) failures++;
+        printf("%-6s %6lld x %-6lld err %.2g%s\n", trn_type_name(t), (long long)rows, (long long)cols, e, e < 1e-6 ? "" : "  FAIL");
+    }
+    /* get_row of the last row, bitwise */
+    int32_t idx = (int32_t)(rows - 1), *didx = up(&idx, 1);
+    float *drow;
+    CK(cudaMalloc(&drow, (size_t)cols * 4));
+    LK(trn_cuda_get_row(&dm.m, didx, drow, nullptr));
+    auto got = down(drow, (size_t)cols);
+    std::vector<float> wrow((size_t)cols);
+    trn_dequantize_row(t, dm.file.data() + (size_t)(rows - 1) * dm.file_rb, wrow.data(), cols);
+    if (memcmp(got.data(), wrow.data(), (size_t)cols * 4)) { failures++; printf("FAIL get_row %s cols %lld\n", trn_type_name(t), (long long)cols); }
+    CK(cudaFree(drow)); CK(cudaFree(didx)); CK(cudaFree(dx)); CK(cudaFree(dy));
+    CK(cudaFree((void *)dm.m.qs)); if (dm.m.d) CK(cudaFree((void *)dm.m.d));
+}
+
+static void bench(trn_type t, int64_t rows, int64_t cols, bool int8) {
+    dev_matrix dm = make(t, rows, cols);
+    std::vector<float> x((size_t)cols);
+    for (auto &v : x) v = frand(-2.0f, 2.0f);
+    float *dx = up(x.data(), x.size()), *dy;
+    CK(cudaMalloc(&dy, (size_t)rows * 4));
+    trn_cuda_q8_block *dxq = nullptr;
+    const bool tern = t == TRN_TYPE_TQ2_0 || t == TRN_TYPE_TQ1_0;
+    if (tern && int8) { CK(cudaMalloc(&dxq, (size_t)(cols / 256) * 264)); LK(trn_cuda_quantize_act(dx, dxq, cols, nullptr)); }
+    auto launch = [&] { if (tern) LK(trn_cuda_gemv_ternary(&dm.m, dx, dxq, dy, nullptr)); else LK(trn_cuda_gemv_float(&dm.m, dx, dy, nullptr)); };
+    for (int i = 0; i < 20; i++) launch();
+    cudaEvent_t a, b; CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
+    const int reps = 200;
+    CK(cudaEventRecord(a));
+    for (int i = 0; i < reps; i++) launch();
+    CK(cudaEventRecord(b)); CK(cudaEventSynchronize(b));
+    float ms; CK(cudaEventElapsedTime(&ms, a, b));
+    const double bytes = (double)rows * dm.m.row_bytes + (tern ? rows * (cols / 256) * 2.0 : 0.0);
+    const double us = ms * 1000.0 / reps;
+    printf("bench %-6s %s %6lld x %-6lld %8.2f us  %7.1f GB/s (weights)\n", trn_type_name(t), tern ? (int8 ? "int8" : "f32 ") : "    ", (long long)rows, (long long)cols, us, bytes / us * 1e-3);
+    if (dxq) CK(cudaFree(dxq));
+    CK(cudaFree(dx)); CK(cudaFree(dy)); CK(cudaFree((void *)dm.m.qs)); if (dm.m.d) CK(cudaFree((void *)dm.m.d));
+}
+
+int main() {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+        printf("SKIPPED: no usable GPU: the CUDA kernels compiled and linked, their tests did not run\n");
+        return 77;
+    }
+    cudaDeviceProp p; CK(cudaGetDeviceProperties(&p, 0));
+    printf("device: %s, %d SMs\n", p.name, p.multiProcessorCount);
+    const trn_type all[] = {TRN_TYPE_TQ2_0, TRN_TYPE_TQ1_0, TRN_TYPE_F32, TRN_TYPE_F16, TRN_TYPE_BF16, TRN_TYPE_Q8_0, TRN_TYPE_Q4_K, TRN_TYPE_Q6_K};
+    const int64_t shapes[][2] = {{1, 256}, {7, 512}, {37, 2304}, {256, 2048}, {2048, 5632}, {1000, 8448}, {5000, 2048}};
+    for (trn_type t : all) for (auto &s : shapes) check(t, s[0], s[1]);
+    for (trn_type t : {TRN_TYPE_F32, TRN_TYPE_F16, TRN_TYPE_BF16}) for (int64_t c : {7, 64, 172, 33}) check(t, 9, c);
+    for (int64_t c : {32, 64, 96, 288}) check(TRN_TYPE_Q8_0, 9, c);
+    printf("%s: %d failures\n", failures ? "FAILED" : "all checks passed", failures);
+    const int64_t trinity[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
+    for (auto &s : trinity) { bench(TRN_TYPE_TQ2_0, s[0], s[1], true); bench(TRN_TYPE_TQ2_0, s[0], s[1], false); bench(TRN_TYPE_TQ1_0, s[0], s[1], true); }
+    bench(TRN_TYPE_Q6_K, 32000, 2048, false); bench(TRN_TYPE_F16, 32000, 2048, false); bench(TRN_TYPE_Q8_0, 32000, 2048, false); bench(TRN_TYPE_Q4_K, 32000, 2048, false);
+    return failures ? 1 : 0;
+}
