@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,4 +51,50 @@ double trn_time_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+trn_status trn_read_file(const char *path, size_t max_bytes, const char *what, char **data, size_t *size) {
+    *data = NULL;
+    if (size)
+        *size = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    /* read in growing chunks rather than trusting a size: works for pipes and files that change */
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    trn_status status = TRN_OK;
+    for (;;) {
+        if (len + 1 >= cap) {
+            size_t grow = cap ? 2 * cap : 65536;
+            char *grown = realloc(buf, grow);
+            if (!grown) {
+                status = trn_fail(TRN_ERR_NOMEM, "%s: out of memory reading it", path);
+                break;
+            }
+            buf = grown;
+            cap = grow;
+        }
+        const size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (len > max_bytes) {
+            status = trn_fail(TRN_ERR_FORMAT, "%s: larger than %zu bytes, too large for %s", path, max_bytes, what);
+            break;
+        }
+        if (n == 0) {
+            if (ferror(f))
+                status = trn_fail(TRN_ERR_IO, "%s: read failed", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (status != TRN_OK) {
+        free(buf);
+        return status;
+    }
+    buf[len] = 0;
+    *data = buf;
+    if (size)
+        *size = len;
+    return TRN_OK;
 }

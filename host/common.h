@@ -37,6 +37,11 @@ const char *trn_status_name(trn_status status);
 void *trn_alloc(size_t bytes);
 void trn_free(void *ptr);
 
+/* The whole of a file, read into malloc'd memory with one NUL byte after it (so text can be used as a string).
+ * Fails with one line naming the file when it cannot be read or is larger than max_bytes ("what" names the kind
+ * of file in that message, e.g. "a config"). size may be NULL. */
+trn_status trn_read_file(const char *path, size_t max_bytes, const char *what, char **data, size_t *size);
+
 /* Monotonic wall-clock time in seconds. */
 double trn_time_s(void);
 

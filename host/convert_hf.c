@@ -31,47 +31,6 @@
 
 /* ---- config.json ---- */
 
-/* The whole of a small text file, NUL-terminated. */
-static trn_status read_text(const char *path, char **out) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    trn_status status = TRN_OK;
-    for (;;) {
-        if (len + 1 >= cap) {
-            if (cap >= HF_MAX_CONFIG_BYTES) {
-                status = trn_fail(TRN_ERR_FORMAT, "%s: larger than %u bytes, too large for a config", path,
-                                  HF_MAX_CONFIG_BYTES);
-                break;
-            }
-            cap = cap ? 2 * cap : 16384;
-            char *grown = realloc(buf, cap);
-            if (!grown) {
-                status = trn_fail(TRN_ERR_NOMEM, "out of memory reading %s", path);
-                break;
-            }
-            buf = grown;
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0) {
-            if (ferror(f))
-                status = trn_fail(TRN_ERR_IO, "%s: read failed", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (status != TRN_OK) {
-        free(buf);
-        return status;
-    }
-    buf[len] = 0;
-    *out = buf;
-    return TRN_OK;
-}
 
 /* An integer key in [1, 2^24]: present, or `fallback` when absent and fallback > 0. */
 static trn_status config_int(const char *path, const cJSON *root, const char *key, int fallback, int *out) {
@@ -219,7 +178,7 @@ trn_status trn_hf_read_config(const char *dir, trn_hf_config *out) {
     if (snprintf(path, sizeof(path), "%s/config.json", dir) >= (int)sizeof(path))
         return trn_fail(TRN_ERR_INVALID, "%s: path too long", dir);
     char *text = NULL;
-    TRN_TRY(read_text(path, &text));
+    TRN_TRY(trn_read_file(path, HF_MAX_CONFIG_BYTES, "a config", &text, NULL));
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root)

@@ -52,37 +52,6 @@
 
 /* ---- shared helpers ------------------------------------------------------------------------------------ */
 
-/* Reads the whole file into malloc'd memory (one extra NUL byte after the data). */
-static trn_status read_file(const char *path, uint8_t **data, size_t *size) {
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return trn_fail(TRN_ERR_IO, "%s: cannot determine the file size", path);
-    }
-    uint8_t *buf = malloc((size_t)len + 1);
-    if (!buf) {
-        fclose(f);
-        return trn_fail(TRN_ERR_NOMEM, "%s: out of memory reading %ld bytes", path, len);
-    }
-    size_t got = fread(buf, 1, (size_t)len, f);
-    int failed = ferror(f);
-    fclose(f);
-    if (failed || got != (size_t)len) {
-        free(buf);
-        return trn_fail(TRN_ERR_IO, "%s: read error", path);
-    }
-    buf[len] = 0;
-    *data = buf;
-    *size = (size_t)len;
-    return TRN_OK;
-}
 
 static void vocab_clear(trn_vocab *v) {
     memset(v, 0, sizeof(*v));
@@ -459,7 +428,7 @@ trn_status trn_vocab_from_sentencepiece(const char *path, trn_vocab *out) {
     vocab_clear(out);
     uint8_t *buf;
     size_t size;
-    TRN_TRY(read_file(path, &buf, &size));
+    TRN_TRY(trn_read_file(path, (size_t)1 << 32, "a vocabulary", (char **)&buf, &size));
     trn_status status = sp_parse(path, buf, size, out);
     free(buf);
     return status;
@@ -715,7 +684,7 @@ trn_status trn_vocab_from_hf_json(const char *path, trn_vocab *out) {
     vocab_clear(out);
     uint8_t *buf;
     size_t size;
-    TRN_TRY(read_file(path, &buf, &size));
+    TRN_TRY(trn_read_file(path, (size_t)1 << 32, "a vocabulary", (char **)&buf, &size));
     cJSON *root = cJSON_ParseWithLength((const char *)buf, size);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
@@ -819,7 +788,7 @@ trn_status trn_vocab_from_llama2c(const char *path, int vocab_size, trn_vocab *o
         return trn_fail(TRN_ERR_INVALID, "%s: a vocabulary of %d pieces (needs 3..%d)", path, vocab_size, MAX_VOCAB);
     uint8_t *buf;
     size_t size;
-    TRN_TRY(read_file(path, &buf, &size));
+    TRN_TRY(trn_read_file(path, (size_t)1 << 32, "a vocabulary", (char **)&buf, &size));
     trn_status status = llama2c_parse(path, buf, size, vocab_size, out);
     free(buf);
     return status;

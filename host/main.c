@@ -513,22 +513,9 @@ static void print_progress(int chunk, int n_chunks, double ppl, void *user) {
 
 static int cmd_perplexity(const cli_options *o) {
     size_t len = 0;
-    FILE *f = fopen(o->text_file, "rb");
     char *text = NULL;
-    if (f) {
-        fseek(f, 0, SEEK_END);
-        long size = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        text = size >= 0 ? malloc((size_t)size + 1) : NULL;
-        len = text ? fread(text, 1, (size_t)size, f) : 0;
-        if (text)
-            text[len] = 0;
-        fclose(f);
-    }
-    if (!text) {
-        fprintf(stderr, "error: %s: cannot read: %s\n", o->text_file, strerror(errno));
-        return EXIT_RUNTIME;
-    }
+    if (trn_read_file(o->text_file, (size_t)1 << 31, "a text", &text, &len) != TRN_OK)
+        return fail();
     size_t bad = 0;
     if (!valid_utf8((const unsigned char *)text, len, &bad) || memchr(text, 0, len)) {
         fprintf(stderr, "error: %s: not UTF-8 text (invalid byte at offset %zu)\n", o->text_file,

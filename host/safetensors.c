@@ -305,49 +305,6 @@ trn_status trn_safetensors_open_file(const char *path, trn_safetensors **out) {
 
 /* ---- a directory: one file, or shards listed by the index ---- */
 
-/* The whole of a small text file, NUL-terminated. */
-static trn_status slurp(const char *path, char **out, size_t *out_len) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    trn_status status = TRN_OK;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            size_t grow = cap ? 2 * cap : 65536;
-            if (grow > ST_MAX_INDEX_BYTES + 4096 + 1) {
-                status = trn_fail(TRN_ERR_FORMAT, "%s: larger than %u bytes, too large for an index", path,
-                                  ST_MAX_INDEX_BYTES);
-                break;
-            }
-            char *grown = realloc(buf, grow);
-            if (!grown) {
-                status = trn_fail(TRN_ERR_NOMEM, "out of memory reading %s", path);
-                break;
-            }
-            buf = grown;
-            cap = grow;
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0) {
-            if (ferror(f))
-                status = trn_fail(TRN_ERR_IO, "%s: read failed", path);
-            break;
-        }
-    }
-    fclose(f);
-    if (status != TRN_OK) {
-        free(buf);
-        return status;
-    }
-    buf[len] = 0;
-    *out = buf;
-    *out_len = len;
-    return TRN_OK;
-}
 
 static int file_exists(const char *path) {
     struct stat sb;
@@ -373,7 +330,7 @@ static int shard_name_ok(const char *name) {
 static trn_status open_sharded(trn_safetensors *st, const char *dir, const char *index_path) {
     char *text = NULL;
     size_t len = 0;
-    TRN_TRY(slurp(index_path, &text, &len));
+    TRN_TRY(trn_read_file(index_path, ST_MAX_INDEX_BYTES, "an index", &text, &len));
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     if (!root)

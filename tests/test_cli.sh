@@ -47,37 +47,9 @@ RC=0
 
 LIMIT=${TRN_TEST_TIMEOUT:-60} # seconds per command
 
-# run CMD...: runs CMD in an empty $WORK under `timeout $LIMIT`; sets RC, fills $OUT and $ERR.
-run() {
-    rm -rf "$WORK" && mkdir "$WORK" || exit 1
-    (cd "$WORK" && exec timeout "$LIMIT" "$@") >"$OUT" 2>"$ERR" </dev/null
-    RC=$?
-}
-
-details() {
-    echo "    exit code: $RC"
-    echo "    stdout (first 5 lines):"
-    head -n 5 "$OUT" | cut -c1-300 | sed 's/^/      | /'
-    echo "    stderr (first 10 lines):"
-    head -n 10 "$ERR" | cut -c1-300 | sed 's/^/      | /'
-}
-
-ok() {
-    PASSED=$((PASSED + 1))
-    echo "ok   $1"
-}
-
-not_ok() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL $1: $2"
-    details
-}
-
-# A sanitizer report or a crash message anywhere in stderr.
-sanitizer_report() {
-    grep -E -m1 -e 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|==[0-9]+==' \
-        -e 'Segmentation fault|Aborted|core dumped' "$ERR"
-}
+SKIPPED=0
+# shellcheck source=tests/cli_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 # expect_error NAME WANT_RC PATTERNS -- CMD...
 #   WANT_RC: 1 (run time), 2 (usage) or "any" (any code from 1 to 127).
@@ -173,10 +145,6 @@ expect_success() {
         return 0
     fi
     return 1
-}
-
-check() { # check NAME CONDITION-DESCRIPTION: records the result of the last test command ($?)
-    if [ "$3" -eq 0 ]; then ok "$1"; else not_ok "$1" "$2"; fi
 }
 
 # ---- broken model files: every command that loads a model ------------------------------------------------

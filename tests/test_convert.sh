@@ -75,44 +75,8 @@ RC=0
 
 # ---- helpers (as in test_cli.sh) ----------------------------------------------------------------------------------
 
-run() { # run CMD...: in an empty $WORK under timeout; sets RC, fills $OUT and $ERR
-    rm -rf "$WORK" && mkdir "$WORK" || exit 1
-    (cd "$WORK" && exec timeout "$LIMIT" "$@") >"$OUT" 2>"$ERR" </dev/null
-    RC=$?
-}
-
-details() {
-    echo "    exit code: $RC"
-    echo "    stdout (first 5 lines):"
-    head -n 5 "$OUT" | cut -c1-300 | sed 's/^/      | /'
-    echo "    stderr (last 10 lines):"
-    tail -n 10 "$ERR" | cut -c1-300 | sed 's/^/      | /'
-}
-
-ok() {
-    PASSED=$((PASSED + 1))
-    echo "ok   $1"
-}
-
-not_ok() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL $1: $2"
-    details
-}
-
-skip() {
-    SKIPPED=$((SKIPPED + 1))
-    echo "SKIPPED $1: $2"
-}
-
-check() { # check NAME WHAT-FAILED STATUS
-    if [ "$3" -eq 0 ]; then ok "$1"; else not_ok "$1" "$2"; fi
-}
-
-sanitizer_report() {
-    grep -E -m1 -e 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:|==[0-9]+==' \
-        -e 'Segmentation fault|Aborted|core dumped' "$ERR"
-}
+# shellcheck source=tests/cli_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 # expect_error NAME WANT_RC PATTERNS -- CMD...
 #   WANT_RC 1 (run time) or 2 (usage). PATTERNS: extended regular expressions separated by '|||', all of which
