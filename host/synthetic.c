@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert.h"
 #include "model.h"
 
 typedef struct {
@@ -162,24 +163,13 @@ trn_status trn_synthetic_gguf(const char *name, trn_gguf **out) {
     }
     char full_name[64];
     snprintf(full_name, sizeof(full_name), "synthetic-%s", name);
-    trn_gguf_set_string(w, "general.architecture", "llama");
-    trn_gguf_set_string(w, "general.name", full_name);
-    trn_gguf_set_u32(w, "llama.block_count", (uint32_t)spec->n_layer);
-    trn_gguf_set_u32(w, "llama.context_length", (uint32_t)spec->n_ctx);
-    trn_gguf_set_u32(w, "llama.embedding_length", (uint32_t)spec->n_embd);
-    trn_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)spec->n_ff);
-    trn_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)spec->n_head);
-    trn_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)spec->n_head_kv);
-    trn_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)head_dim);
-    trn_gguf_set_f32(w, "llama.rope.freq_base", 10000.0f);
-    trn_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    trn_gguf_set_string(w, "tokenizer.ggml.model", "llama");
-    trn_gguf_set_string_array(w, "tokenizer.ggml.tokens", (const char *const *)tokens, (uint64_t)spec->n_vocab);
-    trn_gguf_set_array(w, "tokenizer.ggml.scores", TRN_GGUF_F32, scores, (uint64_t)spec->n_vocab);
-    trn_gguf_set_array(w, "tokenizer.ggml.token_type", TRN_GGUF_I32, types, (uint64_t)spec->n_vocab);
-    trn_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
-    trn_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
-    trn_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    const trn_hparams hp = {.n_layer = spec->n_layer, .n_embd = spec->n_embd, .n_ff = spec->n_ff,
+                            .n_head = spec->n_head, .n_head_kv = spec->n_head_kv, .head_dim = head_dim,
+                            .n_vocab = spec->n_vocab, .n_ctx_train = spec->n_ctx, .rope_base = 10000.0f,
+                            .rms_eps = 1e-5f};
+    trn_convert_write_hparams(w, &hp, full_name);
+    const trn_vocab vocab = {tokens, scores, types, spec->n_vocab, 1, 2, 0};
+    trn_vocab_write(w, &vocab);
 
     trn_status status = TRN_OK;
 #define ADD(tname, type, ne0, ne1)                                                          \
