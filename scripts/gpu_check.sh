@@ -8,13 +8,21 @@ OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 START=$(date +%s)
+# Third-party test data: ../shared/testdata beside the checkout, or a copy in .testdata (for a machine that
+# receives the checkout alone).
+TESTDATA=${TRN_TESTDATA:-../shared/testdata}
+[ -d "$TESTDATA" ] || TESTDATA=.testdata
+TESTDATA=$(cd "$TESTDATA" 2>/dev/null && pwd || echo "$TESTDATA")
+export TRN_TESTDATA=$TESTDATA
+STORIES=$TESTDATA/stories260K/stories260K.gguf
 
 GPU=$(nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>"$OUT/nvidia-smi.err" | head -1)
 CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
 ARCH=${CAP:-90}
 echo "gpu: ${GPU:-none found} (building for sm_$ARCH)"
 
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTRN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >"$OUT/configure.log" 2>&1
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTRN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
+    -DTRN_TESTDATA="$TESTDATA" >"$OUT/configure.log" 2>&1
 BUILD_RC=$?
 if [ $BUILD_RC -eq 0 ]; then
     cmake --build build-gpu -j"$(nproc)" >"$OUT/build.log" 2>&1
@@ -23,21 +31,27 @@ fi
 
 PASSED=0; FAILED=0; TOTAL=0
 if [ $BUILD_RC -eq 0 ]; then
-    (cd build-gpu && timeout 300 ctest --output-on-failure) >"$OUT/ctest.log" 2>&1
+    (cd build-gpu && timeout 300 ctest -j4 --output-on-failure) >"$OUT/ctest.log" 2>&1
     TOTAL=$(grep -oE "tests failed out of [0-9]+" "$OUT/ctest.log" | grep -oE "[0-9]+$" || echo 0)
     FAILED=$(grep -oE "[0-9]+ tests failed" "$OUT/ctest.log" | grep -oE "^[0-9]+" || echo 0)
     PASSED=$((TOTAL - FAILED))
     grep -E "nmse|test_cuda" "$OUT/ctest.log" >"$OUT/cuda_parity.txt" 2>/dev/null
-    (cd build-gpu && ./tests/test_cuda) >"$OUT/test_cuda.log" 2>&1
+    (cd build-gpu && timeout 120 ./tests/test_cuda) >"$OUT/test_cuda.log" 2>&1
+    if command -v compute-sanitizer >/dev/null; then  # out-of-bounds and race checks on the one-op tests
+        for t in test_cuda_ops test_cuda_gemv; do
+            (cd build-gpu && timeout 90 compute-sanitizer --error-exitcode 3 ./tests/$t) >"$OUT/sanitizer_$t.log" 2>&1
+            echo "compute-sanitizer $t: exit $?" >>"$OUT/sanitizer.txt"
+        done
+    fi
     for act in int8 f32; do
         timeout 120 ./build-gpu/trinity bench --synthetic tinyllama --device cuda --act $act --json \
             --prompt-tokens 32 --decode-tokens 256 >"$OUT/bench_$act.json" 2>"$OUT/bench_$act.err"
     done
     TRN_CUDA_NO_GRAPH=1 timeout 120 ./build-gpu/trinity bench --synthetic tinyllama --device cuda --json \
         --prompt-tokens 8 --decode-tokens 64 >"$OUT/bench_nograph.json" 2>"$OUT/bench_nograph.err"
-    timeout 60 ./build-gpu/trinity generate -m ../shared/testdata/stories260K/stories260K.gguf -p "" -n 200 -c 512 \
+    timeout 60 ./build-gpu/trinity generate -m "$STORIES" -p "" -n 200 -c 512 \
         --temp 0 --device cuda >"$OUT/stories_cuda.txt" 2>"$OUT/stories_cuda.err"
-    timeout 60 ./build-gpu/trinity generate -m ../shared/testdata/stories260K/stories260K.gguf -p "" -n 200 -c 512 \
+    timeout 60 ./build-gpu/trinity generate -m "$STORIES" -p "" -n 200 -c 512 \
         --temp 0 --device cpu >"$OUT/stories_cpu.txt" 2>/dev/null
 fi
 
