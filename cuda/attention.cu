@@ -30,6 +30,7 @@
 #include <math.h>
 
 #include "cuda_ops.h"
+#include "device_math.cuh"
 
 #define ATT_THREADS 256
 #define ATT_WARPS (ATT_THREADS / 32)
@@ -107,6 +108,8 @@ static __global__ void __launch_bounds__(ATT_THREADS)
     __shared__ float red_s[ATT_WARPS + 1];
     const int tid = threadIdx.x;
     const int h = blockIdx.x, kv_head = h / group;
+    trn_pdl_wait(); /* q, the caches and pos come from earlier kernels */
+    trn_pdl_launch_dependents();
     const int n_pos = min(*pos + 1, n_ctx);
     const float *k_head = k_cache + (int64_t)kv_head * head_dim;
     const float *v_head = v_cache + (int64_t)kv_head * head_dim;
@@ -150,7 +153,7 @@ static __global__ void __launch_bounds__(ATT_THREADS)
 }
 
 extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
-                                  int n_head_kv, int head_dim, int n_ctx, const int32_t *pos,
+                                  int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, int pdl,
                                   trn_cuda_stream stream) {
     if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 || head_dim <= 0 || head_dim > ATT_MAX_HEAD_DIM ||
         n_ctx <= 0)
@@ -158,11 +161,19 @@ extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const fl
     const int group = n_head / n_head_kv, kv_stride = n_head_kv * head_dim;
     /* float4 rows: k_t starts at a multiple of head_dim floats from k_cache (q goes through shared memory) */
     const bool vec4 = head_dim % 4 == 0 && ((uintptr_t)k_cache & 15) == 0;
-    if (vec4)
-        attention_decode_kernel<true><<<n_head, ATT_THREADS, 0, (cudaStream_t)stream>>>(
-            q, k_cache, v_cache, out, group, head_dim, kv_stride, n_ctx, pos);
-    else
-        attention_decode_kernel<false><<<n_head, ATT_THREADS, 0, (cudaStream_t)stream>>>(
-            q, k_cache, v_cache, out, group, head_dim, kv_stride, n_ctx, pos);
-    return (int)cudaGetLastError();
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3((unsigned)n_head);
+    config.blockDim = dim3(ATT_THREADS);
+    config.stream = (cudaStream_t)stream;
+    cudaLaunchAttribute attribute; /* programmatic dependent launch: see device_math.cuh */
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = pdl ? &attribute : nullptr;
+    config.numAttrs = pdl ? 1 : 0;
+    const cudaError_t err =
+        vec4 ? cudaLaunchKernelEx(&config, attention_decode_kernel<true>, q, k_cache, v_cache, out, group, head_dim,
+                                  kv_stride, n_ctx, pos)
+             : cudaLaunchKernelEx(&config, attention_decode_kernel<false>, q, k_cache, v_cache, out, group, head_dim,
+                                  kv_stride, n_ctx, pos);
+    return (int)(err != cudaSuccess ? err : cudaGetLastError());
 }

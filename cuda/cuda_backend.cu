@@ -31,6 +31,14 @@ extern "C" {
 
 namespace {
 
+/* One launch of the plan: a fused ternary product covering several nodes, or one node by its own kernel (an
+ * unfused ternary product in int8 mode quantizing its input first where the previous one did not). */
+struct launch_entry {
+    int node = 0, n_nodes = 1;
+    bool fused = false, quantize = false;
+    trn_cuda_ternary_op op{};
+};
+
 struct cuda_context {
     const trn_graph *graph = nullptr;
     trn_backend_config config{};
@@ -47,13 +55,20 @@ struct cuda_context {
     float *host_logits = nullptr;
     trn_cuda_sampling sampling{};
     cudaGraphExec_t full = nullptr, body = nullptr;
-    int use_graph = 1;
+    bool use_graph = true, fuse = true, pdl = false;
+    std::vector<launch_entry> plan;      /* the launches of a full step, in order */
+    int plan_body = 0;                   /* entries before the head: a prompt token's step */
     int launches = 0;                    /* kernel launches per full step */
     size_t device_bytes = 0;
     char description[160] = "";
 };
 
 cuda_context *ctx_of(trn_backend *b) { return static_cast<cuda_context *>(b->context); }
+
+bool env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && v[0] == '1';
+}
 
 trn_status device_alloc(cuda_context *c, void **out, size_t bytes, const char *what) {
     cudaError_t err = cudaMalloc(out, bytes ? bytes : 1);
@@ -151,104 +166,223 @@ size_t bytes_needed(const trn_graph *g) {
     return total + trn_cuda_sample_scratch_bytes(g->model->hp.n_vocab) + ((size_t)64 << 20);
 }
 
-/* Enqueues nodes [0, n_nodes) on the stream. */
-trn_status run_nodes(cuda_context *c, int n_nodes, bool ranges) {
+bool matvec_ternary(const cuda_context *c, const trn_node *node) {
+    return node->op == TRN_OP_MATVEC && is_ternary(c->matrix[node->src[0]].type);
+}
+
+/* Whether any node in [from, n_nodes) reads buffer `id` (an intermediate a fused launch does not write). */
+bool read_after(const trn_graph *g, int id, int from, int n_nodes) {
+    for (int n = from; n < n_nodes; n++)
+        for (int i = 0; i < TRN_MAX_SRC; i++)
+            if (g->nodes[n].src[i] == id)
+                return true;
+    return false;
+}
+
+/* Fusion: the node patterns of the decode graph that one trn_cuda_ternary launch replaces (int8 mode):
+ *   RMSNORM h; MATVEC q, k, v of h; ROPE q; ROPE k; STORE_ROW k; STORE_ROW v  -> NORM_QUANT + QKV
+ *   RMSNORM h; MATVEC gate, up of h; SWIGLU                                   -> NORM_QUANT + SWIGLU
+ *   RMSNORM h; MATVEC of h                                                    -> NORM_QUANT + STORE (LM head)
+ *   MATVEC o; ADD x = x + o                                                   -> QUANT + ADD
+ *   MATVEC                                                                    -> QUANT + STORE
+ * where every product is ternary with one type and width, and no later node reads what the launch skips (h, the
+ * unrotated k, v, gate, up, o). Returns the nodes covered, 0 where none matches at node n. */
+int match_fusion(const cuda_context *c, int n, int n_nodes, trn_cuda_ternary_op *op) {
+    const trn_graph *g = c->graph;
+    auto at = [&](int i) -> const trn_node * { return n + i < n_nodes ? &g->nodes[n + i] : nullptr; };
+    auto product_of = [&](const trn_node *m, int input) {
+        return m && matvec_ternary(c, m) && m->src[1] == input &&
+               c->matrix[m->src[0]].type == c->matrix[at(1)->src[0]].type &&
+               c->matrix[m->src[0]].cols == c->matrix[at(1)->src[0]].cols;
+    };
+    auto buf = [&](int id) { return static_cast<float *>(c->buffer[id]); };
+    *op = trn_cuda_ternary_op{};
+    const trn_node *first = at(0);
+    if (first->op == TRN_OP_RMSNORM && at(1) && matvec_ternary(c, at(1)) && at(1)->src[1] == first->dst) {
+        const int h = first->dst;
+        op->input = TRN_CUDA_IN_NORM_QUANT;
+        op->x = buf(first->src[0]);
+        op->norm = buf(first->src[1]);
+        op->eps = first->eps;
+        const trn_node *q = at(1), *k = at(2), *v = at(3), *rq = at(4), *rk = at(5), *sk = at(6), *sv = at(7);
+        if (product_of(k, h) && product_of(v, h) && rq && rq->op == TRN_OP_ROPE && rq->src[0] == q->dst &&
+            rq->dst == q->dst && rk && rk->op == TRN_OP_ROPE && rk->src[0] == k->dst && rk->dst == k->dst &&
+            rk->head_dim == rq->head_dim && sk && sk->op == TRN_OP_STORE_ROW && sk->src[0] == k->dst && sv &&
+            sv->op == TRN_OP_STORE_ROW && sv->src[0] == v->dst && rq->src[1] == g->buf_pos &&
+            rk->src[1] == g->buf_pos && sk->src[1] == g->buf_pos && sv->src[1] == g->buf_pos &&
+            !read_after(g, h, n + 8, n_nodes) && !read_after(g, k->dst, n + 8, n_nodes) &&
+            !read_after(g, v->dst, n + 8, n_nodes)) {
+            op->n_mat = 3;
+            op->w[0] = c->matrix[q->src[0]];
+            op->w[1] = c->matrix[k->src[0]];
+            op->w[2] = c->matrix[v->src[0]];
+            op->output = TRN_CUDA_OUT_QKV;
+            op->y = buf(q->dst);
+            op->k_cache = buf(sk->dst);
+            op->v_cache = buf(sv->dst);
+            op->rope_cos_sin = c->rope_cos_sin;
+            op->pos = static_cast<const int32_t *>(c->buffer[g->buf_pos]);
+            op->head_dim = rq->head_dim;
+            return 8;
+        }
+        const trn_node *gate = at(1), *up = at(2), *act = at(3);
+        if (product_of(up, h) && act && act->op == TRN_OP_SWIGLU && act->src[0] == gate->dst &&
+            act->src[1] == up->dst && !read_after(g, h, n + 4, n_nodes) && !read_after(g, gate->dst, n + 4, n_nodes) &&
+            !read_after(g, up->dst, n + 4, n_nodes)) {
+            op->n_mat = 2;
+            op->w[0] = c->matrix[gate->src[0]];
+            op->w[1] = c->matrix[up->src[0]];
+            op->output = TRN_CUDA_OUT_SWIGLU;
+            op->y = buf(act->dst);
+            return 4;
+        }
+        if (!read_after(g, h, n + 2, n_nodes)) {
+            op->n_mat = 1;
+            op->w[0] = c->matrix[at(1)->src[0]];
+            op->output = TRN_CUDA_OUT_STORE;
+            op->y = buf(at(1)->dst);
+            return 2;
+        }
+        return 0;
+    }
+    if (matvec_ternary(c, first)) {
+        op->n_mat = 1;
+        op->w[0] = c->matrix[first->src[0]];
+        op->input = TRN_CUDA_IN_QUANT;
+        op->x = buf(first->src[1]);
+        const trn_node *add = at(1);
+        if (add && add->op == TRN_OP_ADD && add->dst == add->src[0] && add->src[1] == first->dst &&
+            add->dst != first->src[1] && !read_after(g, first->dst, n + 2, n_nodes)) {
+            op->output = TRN_CUDA_OUT_ADD;
+            op->y = buf(add->dst);
+            return 2;
+        }
+        op->output = TRN_CUDA_OUT_STORE;
+        op->y = buf(first->dst);
+        return 1;
+    }
+    return 0;
+}
+
+/* The launches of a full step, built once at prepare (the graph is static, so is this plan). */
+void build_plan(cuda_context *c) {
+    const trn_graph *g = c->graph;
+    const bool int8 = c->config.act == TRN_ACT_INT8;
+    c->plan.clear();
+    c->plan_body = 0;
+    int quantized = -1; /* buffer whose int8 copy is in c->xq (unfused path) */
+    for (int n = 0; n < g->n_nodes;) {
+        launch_entry e;
+        e.node = n;
+        const int limit = n < g->n_body_nodes ? g->n_body_nodes : g->n_nodes; /* no launch spans body and head */
+        const int covered = c->fuse && int8 ? match_fusion(c, n, limit, &e.op) : 0;
+        if (covered > 0) {
+            e.fused = true;
+            e.n_nodes = covered;
+            quantized = -1;
+        } else {
+            const trn_node *node = &g->nodes[n];
+            if (int8 && matvec_ternary(c, node) && node->src[1] != quantized) {
+                e.quantize = true;
+                quantized = node->src[1];
+            }
+            if (node->dst == quantized)
+                quantized = -1;
+        }
+        if (n < g->n_body_nodes)
+            c->plan_body++;
+        c->plan.push_back(e);
+        n += e.n_nodes;
+    }
+    c->launches = 0;
+    for (const launch_entry &e : c->plan)
+        c->launches += 1 + (e.quantize ? 1 : 0);
+}
+
+/* Enqueues one node by its own kernel. */
+trn_status run_node(cuda_context *c, const launch_entry &e) {
     const trn_graph *g = c->graph;
     trn_cuda_stream s = reinterpret_cast<trn_cuda_stream>(c->stream);
-    int quantized = -1; /* buffer whose int8 copy is in c->xq */
+    const trn_node *node = &g->nodes[e.node];
+    void *dst = c->buffer[node->dst];
+    auto src = [&](int i) { return node->src[i] >= 0 ? c->buffer[node->src[i]] : nullptr; };
+    const trn_buffer *dst_buf = &g->buffers[node->dst];
+    switch (node->op) {
+    case TRN_OP_GET_ROW:
+        CUDA_LAUNCH_CHECK(trn_cuda_get_row(&c->matrix[node->src[0]], static_cast<const int32_t *>(src(1)),
+                                           static_cast<float *>(dst), s));
+        break;
+    case TRN_OP_RMSNORM:
+        CUDA_LAUNCH_CHECK(trn_cuda_rmsnorm(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
+                                           static_cast<float *>(dst), dst_buf->ne[0], node->eps, s));
+        break;
+    case TRN_OP_MATVEC: {
+        const trn_cuda_matrix *w = &c->matrix[node->src[0]];
+        const float *x = static_cast<const float *>(src(1));
+        if (is_ternary(w->type)) {
+            const bool int8 = c->config.act == TRN_ACT_INT8;
+            if (e.quantize)
+                CUDA_LAUNCH_CHECK(trn_cuda_quantize_act(x, c->xq, w->cols, s));
+            CUDA_LAUNCH_CHECK(trn_cuda_gemv_ternary(w, x, int8 ? c->xq : nullptr, static_cast<float *>(dst), s));
+        } else {
+            CUDA_LAUNCH_CHECK(trn_cuda_gemv_float(w, x, static_cast<float *>(dst), s));
+        }
+        break;
+    }
+    case TRN_OP_ROPE:
+        CUDA_LAUNCH_CHECK(trn_cuda_rope(static_cast<const float *>(src(0)), static_cast<float *>(dst), node->n_head,
+                                        node->head_dim, c->rope_cos_sin, static_cast<const int32_t *>(src(1)), s));
+        break;
+    case TRN_OP_STORE_ROW:
+        CUDA_LAUNCH_CHECK(trn_cuda_store_row(src(0), dst, dst_buf->ne[0], static_cast<const int32_t *>(src(1)), s));
+        break;
+    case TRN_OP_ATTENTION:
+        CUDA_LAUNCH_CHECK(trn_cuda_attention(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
+                                             static_cast<const float *>(src(2)), static_cast<float *>(dst),
+                                             node->n_head, node->n_head_kv, node->head_dim, g->n_ctx,
+                                             static_cast<const int32_t *>(src(3)), c->pdl, s));
+        break;
+    case TRN_OP_SWIGLU:
+        CUDA_LAUNCH_CHECK(trn_cuda_swiglu(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
+                                          static_cast<float *>(dst), dst_buf->ne[0], s));
+        break;
+    case TRN_OP_ADD:
+        CUDA_LAUNCH_CHECK(trn_cuda_add(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
+                                       static_cast<float *>(dst), dst_buf->ne[0], s));
+        break;
+    case TRN_OP_SAMPLE:
+        CUDA_LAUNCH_CHECK(trn_cuda_sample(static_cast<const float *>(src(0)), g->model->hp.n_vocab,
+                                          static_cast<const int32_t *>(src(1)), static_cast<const int32_t *>(src(2)),
+                                          &c->sampling, c->sample_scratch, static_cast<int32_t *>(dst), s));
+        break;
+    default:
+        return trn_fail(TRN_ERR_UNSUPPORTED, "the CUDA backend has no kernel for op %s", trn_op_name(node->op));
+    }
+    return TRN_OK;
+}
+
+/* Enqueues plan entries [0, n_entries) on the stream, with an NVTX range per layer where `ranges` is set. */
+trn_status run_plan(cuda_context *c, int n_entries, bool ranges) {
     int open_layer = -2;
-    for (int n = 0; n < n_nodes; n++) {
-        const trn_node *node = &g->nodes[n];
-        if (ranges && node->layer != open_layer) {
+    for (int i = 0; i < n_entries; i++) {
+        const launch_entry &e = c->plan[(size_t)i];
+        const int layer = c->graph->nodes[e.node].layer;
+        if (ranges && layer != open_layer) {
             if (open_layer != -2)
                 nvtxRangePop();
             char label[32];
-            snprintf(label, sizeof(label), node->layer >= 0 ? "blk.%d" : "head", node->layer);
+            snprintf(label, sizeof(label), layer >= 0 ? "blk.%d" : "head", layer);
             nvtxRangePushA(label);
-            open_layer = node->layer;
+            open_layer = layer;
         }
-        void *dst = c->buffer[node->dst];
-        auto src = [&](int i) { return node->src[i] >= 0 ? c->buffer[node->src[i]] : nullptr; };
-        const trn_buffer *dst_buf = &g->buffers[node->dst];
-        switch (node->op) {
-        case TRN_OP_GET_ROW:
-            CUDA_LAUNCH_CHECK(trn_cuda_get_row(&c->matrix[node->src[0]], static_cast<const int32_t *>(src(1)),
-                                               static_cast<float *>(dst), s));
-            break;
-        case TRN_OP_RMSNORM:
-            CUDA_LAUNCH_CHECK(trn_cuda_rmsnorm(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
-                                               static_cast<float *>(dst), dst_buf->ne[0], node->eps, s));
-            break;
-        case TRN_OP_MATVEC: {
-            const trn_cuda_matrix *w = &c->matrix[node->src[0]];
-            const float *x = static_cast<const float *>(src(1));
-            if (is_ternary(w->type)) {
-                const trn_cuda_q8_block *xq = nullptr;
-                if (c->config.act == TRN_ACT_INT8) {
-                    if (node->src[1] != quantized) {
-                        CUDA_LAUNCH_CHECK(trn_cuda_quantize_act(x, c->xq, w->cols, s));
-                        quantized = node->src[1];
-                    }
-                    xq = c->xq;
-                }
-                CUDA_LAUNCH_CHECK(trn_cuda_gemv_ternary(w, x, xq, static_cast<float *>(dst), s));
-            } else {
-                CUDA_LAUNCH_CHECK(trn_cuda_gemv_float(w, x, static_cast<float *>(dst), s));
-            }
-            break;
-        }
-        case TRN_OP_ROPE:
-            CUDA_LAUNCH_CHECK(trn_cuda_rope(static_cast<const float *>(src(0)), static_cast<float *>(dst), node->n_head,
-                                            node->head_dim, c->rope_cos_sin, static_cast<const int32_t *>(src(1)), s));
-            break;
-        case TRN_OP_STORE_ROW:
-            CUDA_LAUNCH_CHECK(trn_cuda_store_row(src(0), dst, dst_buf->ne[0], static_cast<const int32_t *>(src(1)), s));
-            break;
-        case TRN_OP_ATTENTION:
-            CUDA_LAUNCH_CHECK(trn_cuda_attention(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
-                                                 static_cast<const float *>(src(2)), static_cast<float *>(dst),
-                                                 node->n_head, node->n_head_kv, node->head_dim, g->n_ctx,
-                                                 static_cast<const int32_t *>(src(3)), s));
-            break;
-        case TRN_OP_SWIGLU:
-            CUDA_LAUNCH_CHECK(trn_cuda_swiglu(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
-                                              static_cast<float *>(dst), dst_buf->ne[0], s));
-            break;
-        case TRN_OP_ADD:
-            CUDA_LAUNCH_CHECK(trn_cuda_add(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
-                                           static_cast<float *>(dst), dst_buf->ne[0], s));
-            break;
-        case TRN_OP_SAMPLE:
-            CUDA_LAUNCH_CHECK(trn_cuda_sample(static_cast<const float *>(src(0)), g->model->hp.n_vocab,
-                                              static_cast<const int32_t *>(src(1)), static_cast<const int32_t *>(src(2)),
-                                              &c->sampling, c->sample_scratch, static_cast<int32_t *>(dst), s));
-            break;
-        default:
-            return trn_fail(TRN_ERR_UNSUPPORTED, "the CUDA backend has no kernel for op %s", trn_op_name(node->op));
-        }
-        if (node->dst == quantized)
-            quantized = -1;
+        if (e.fused)
+            CUDA_LAUNCH_CHECK(trn_cuda_ternary(&e.op, c->pdl, reinterpret_cast<trn_cuda_stream>(c->stream)));
+        else
+            TRN_TRY(run_node(c, e));
     }
     if (ranges && open_layer != -2)
         nvtxRangePop();
     return TRN_OK;
-}
-
-/* Kernel launches of nodes [0, n_nodes): one per node plus one per int8 quantization of a new input. */
-int count_launches(const cuda_context *c, int n_nodes) {
-    int launches = 0, quantized = -1;
-    for (int n = 0; n < n_nodes; n++) {
-        const trn_node *node = &c->graph->nodes[n];
-        if (node->op == TRN_OP_MATVEC && is_ternary(c->matrix[node->src[0]].type) && c->config.act == TRN_ACT_INT8 &&
-            node->src[1] != quantized) {
-            quantized = node->src[1];
-            launches++;
-        }
-        if (node->dst == quantized)
-            quantized = -1;
-        launches++;
-    }
-    return launches;
 }
 
 /* Inputs in (pinned -> device), the nodes, and for a full step the sampled id out (device -> pinned). */
@@ -256,7 +390,7 @@ trn_status enqueue_step(cuda_context *c, bool full, bool ranges) {
     const trn_graph *g = c->graph;
     CUDA_CHECK(cudaMemcpyAsync(c->buffer[g->buf_token], &c->pinned[0], sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
     CUDA_CHECK(cudaMemcpyAsync(c->buffer[g->buf_pos], &c->pinned[1], sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
-    TRN_TRY(run_nodes(c, full ? g->n_nodes : g->n_body_nodes, ranges));
+    TRN_TRY(run_plan(c, full ? (int)c->plan.size() : c->plan_body, ranges));
     if (full)
         CUDA_CHECK(cudaMemcpyAsync(&c->pinned[2], c->buffer[g->buf_next_token], sizeof(int32_t), cudaMemcpyDeviceToHost,
                                    c->stream));
@@ -282,16 +416,26 @@ trn_status capture(cuda_context *c, bool full, cudaGraphExec_t *exec) {
     return TRN_OK;
 }
 
+trn_status capture_both(cuda_context *c) {
+    if (c->full) {
+        cudaGraphExecDestroy(c->full);
+        c->full = nullptr;
+    }
+    TRN_TRY(capture(c, true, &c->full));
+    return capture(c, false, &c->body);
+}
+
 trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_config *config) {
     c->graph = g;
     c->config = *config;
-    const char *no_graph = getenv("TRN_CUDA_NO_GRAPH");
-    c->use_graph = !(no_graph && no_graph[0] == '1');
+    c->use_graph = !env_flag("TRN_CUDA_NO_GRAPH"); /* the bisecting mode: plain launches, one kernel per node */
+    c->fuse = c->use_graph && !env_flag("TRN_CUDA_NO_FUSION");
     c->sampling = {config->sampling.temp, config->sampling.top_k, config->sampling.top_p,
                    config->sampling.repeat_penalty, config->sampling.seed};
     nvtxRangePushA("load");
     CUDA_CHECK(cudaSetDevice(c->device));
     CUDA_CHECK(cudaGetDeviceProperties(&c->prop, c->device));
+    c->pdl = c->fuse && c->prop.major >= 9 && !env_flag("TRN_CUDA_NO_PDL");
     size_t free_bytes = 0, total_bytes = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     const size_t needed = bytes_needed(g);
@@ -338,20 +482,28 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     if (!c->host_logits)
         return trn_fail(TRN_ERR_NOMEM, "out of memory for the logits");
     CUDA_CHECK(cudaDeviceSynchronize());
+    build_plan(c);
     if (c->use_graph) {
         /* one warm-up step outside capture (first launches load modules), then capture both graphs */
         c->pinned[0] = 0;
         c->pinned[1] = 0;
         TRN_TRY(enqueue_step(c, true, false));
         CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        TRN_TRY(capture(c, true, &c->full));
-        TRN_TRY(capture(c, false, &c->body));
+        trn_status captured = capture_both(c);
+        if (captured != TRN_OK && c->pdl) { /* a driver that cannot capture programmatic launches: without them */
+            fprintf(stderr, "warning: capturing the step with programmatic dependent launch failed (%s); "
+                            "capturing without it\n", trn_last_error());
+            c->pdl = false;
+            (void)cudaGetLastError();
+            captured = capture_both(c);
+        }
+        TRN_TRY(captured);
     }
     nvtxRangePop();
-    c->launches = count_launches(c, g->n_nodes);
     snprintf(c->description, sizeof(c->description),
-             "cuda (%s, sm_%d%d, %s, act %s, %d kernels per token, %.2f GB on the device)", c->prop.name, c->prop.major,
-             c->prop.minor, c->use_graph ? "CUDA Graph" : "no graph: TRN_CUDA_NO_GRAPH",
+             "cuda (%s, sm_%d%d, %s%s%s, act %s, %d kernels per token, %.2f GB on the device)", c->prop.name,
+             c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : "no graph: TRN_CUDA_NO_GRAPH",
+             c->use_graph ? (c->fuse ? ", fused" : ", unfused") : "", c->pdl ? ", PDL" : "",
              config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->device_bytes / 1e9);
     return TRN_OK;
 }

@@ -44,10 +44,49 @@ typedef struct {
 int trn_cuda_quantize_act(const float *x, trn_cuda_q8_block *xq, int64_t n, trn_cuda_stream stream);
 /* y[rows] = W @ x. With xq (int8 mode) the block sums are exact integers (dp4a) and each row is
  * sum_b (d_w[b] * xq[b].d) * (isum_b - ...) in block order, as the CPU reference; with xq == NULL float activations
- * (per block d * sum((code - 1) * x)). The int8 activations are staged in shared memory; codes go from memory to
- * registers with 16-byte loads and are decoded there (sm_75 has no asynchronous copy to make staging them pay). */
+ * (per block d * sum((code - 1) * x)). The same kernel as trn_cuda_ternary with one matrix, input XQ or F32 and
+ * output STORE. */
 int trn_cuda_gemv_ternary(const trn_cuda_matrix *w, const float *x, const trn_cuda_q8_block *xq, float *y,
                           trn_cuda_stream stream);
+
+/* Fused ternary products: one launch reads up to three matrices of one type and width and replaces the nodes around
+ * them: the input prologue (RMSNorm and int8 quantization, done by every CTA into its shared memory) and the output
+ * epilogue (residual add, SwiGLU, or RoPE with the K/V cache store). */
+typedef enum {
+    TRN_CUDA_IN_XQ,         /* xq, quantized beforehand by trn_cuda_quantize_act */
+    TRN_CUDA_IN_F32,        /* float activations x (the f32 mode) */
+    TRN_CUDA_IN_QUANT,      /* x quantized to int8 in the kernel */
+    TRN_CUDA_IN_NORM_QUANT, /* RMSNorm(x) * norm (eps), then quantized, in the kernel */
+} trn_cuda_input;
+
+typedef enum {
+    TRN_CUDA_OUT_STORE,  /* y[rows of all matrices, in order] = W x */
+    TRN_CUDA_OUT_ADD,    /* y[rows] += W x (the residual add; y is not an input of the product) */
+    TRN_CUDA_OUT_SWIGLU, /* w = {gate, up} of equal rows: y[rows] = silu(gate x) * (up x) */
+    TRN_CUDA_OUT_QKV,    /* w = {q, k, v}: y[rows of q] = RoPE(q x); row *pos of k_cache [n_ctx][rows of k] =
+                            RoPE(k x), of v_cache = v x; RoPE rotates adjacent pairs of each head of head_dim by row
+                            *pos of rope_cos_sin [n_ctx][head_dim] (interleaved cos, sin) */
+} trn_cuda_output;
+
+typedef struct {
+    int n_mat;
+    trn_cuda_matrix w[3];
+    trn_cuda_input input;
+    const float *x;                 /* QUANT, NORM_QUANT, F32: [cols], 16-byte aligned */
+    const trn_cuda_q8_block *xq;    /* XQ: [cols / 256] */
+    const float *norm;              /* NORM_QUANT: [cols], 16-byte aligned */
+    float eps;
+    trn_cuda_output output;
+    float *y;
+    float *k_cache, *v_cache;       /* QKV */
+    const float *rope_cos_sin;      /* QKV */
+    const int32_t *pos;             /* QKV */
+    int head_dim;                   /* QKV */
+} trn_cuda_ternary_op;
+
+/* Enqueues op. pdl: launch with programmatic dependent launch (sm_90: the kernel starts while the one before it
+ * finishes, reading weights early; see device_math.cuh). */
+int trn_cuda_ternary(const trn_cuda_ternary_op *op, int pdl, trn_cuda_stream stream);
 
 /* ---- gemv_float.cu: F32, F16, BF16, Q8_0, Q4_K, Q6_K ---- */
 int trn_cuda_gemv_float(const trn_cuda_matrix *w, const float *x, float *y, trn_cuda_stream stream);
@@ -71,7 +110,7 @@ int trn_cuda_store_row(const void *src, void *cache, int64_t width, const int32_
 /* out[n_head][hd] = softmax(q . k_t / sqrt(hd)) v over t = 0..*pos, K/V caches [n_ctx][n_head_kv * hd];
  * query head h reads KV head h / (n_head / n_head_kv). */
 int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
-                       int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, trn_cuda_stream stream);
+                       int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, int pdl, trn_cuda_stream stream);
 
 /* ---- sample.cu ---- */
 typedef struct {

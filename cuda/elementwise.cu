@@ -2,8 +2,8 @@
  * KV-cache (or token history) row store. Launchers are declared in cuda_ops.h; the CPU definitions they follow are
  * the scalar references in cpu_fallback/ops_ref.c and the STORE_ROW / ROPE cases of cpu_fallback/cpu_backend.c.
  *
- * Owns: these five kernels and the per-element math they share with the host (trn_cuda_rope_pair,
- * trn_cuda_silu_mul: __host__ __device__, so a host test can check them against ops_ref.c).
+ * Owns: these five kernels. The per-element math (trn_cuda_rope_pair, trn_cuda_silu_mul) is in device_math.cuh,
+ * shared with the fused epilogues of gemv_ternary.cu.
  * Does not own: matrix-vector products (gemv_*.cu), attention (attention.cu), sampling (sample.cu), the RoPE
  * cos/sin table (built once by the backend at prepare).
  *
@@ -22,33 +22,10 @@
 #include <cuda_runtime.h>
 
 #include "cuda_ops.h"
+#include "device_math.cuh"
 
 #define EW_THREADS 256
 #define RMSNORM_THREADS 1024
-
-/* ---- per-element math, shared with the host ---- */
-
-/* (y0, y1) = (x0, x1) rotated by the angle with cosine c and sine s, as rope_ref: x0 c - x1 s, x0 s + x1 c, each
- * product rounded before the sum. */
-static __host__ __device__ inline void trn_cuda_rope_pair(float x0, float x1, float c, float s, float *y0, float *y1) {
-#ifdef __CUDA_ARCH__
-    *y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-    *y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
-#else
-    const float a = x0 * c, b = x1 * s, e = x0 * s, f = x1 * c; /* host: compile with -ffp-contract=off */
-    *y0 = a - b;
-    *y1 = e + f;
-#endif
-}
-
-/* silu(g) * u with silu(g) = g / (1 + exp(-g)), as swiglu_ref. */
-static __host__ __device__ inline float trn_cuda_silu_mul(float g, float u) {
-#ifdef __CUDA_ARCH__
-    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
-#else
-    return g / (1.0f + expf(-g)) * u;
-#endif
-}
 
 /* ---- kernels ---- */
 

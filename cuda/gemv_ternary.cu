@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "cuda_ops.h"
+#include "device_math.cuh"
 
 static_assert(sizeof(trn_cuda_q8_block) == 264 && offsetof(trn_cuda_q8_block, q) == 8, "trn_cuda_q8_block layout");
 
@@ -244,92 +245,6 @@ __device__ __forceinline__ float tq2_lane_fsum(uint4 c, const float *x_b, int pa
     return s;
 }
 
-/* Codes and scales of one load of a TQ2_0 row: chunks k = 0..NCH-1 of 8 blocks from block 8 NCH item; the lane's
- * block in chunk k is 8 NCH item + 8 k + lane / 4. Past the row's end: zeros. */
-template <int NCH>
-__device__ __forceinline__ void tq2_load(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ dw, int64_t row,
-                                         int item, int nb, size_t row_bytes, int lane, uint4 (&c)[NCH],
-                                         uint16_t (&d)[NCH]) {
-    const uint8_t *row_qs = qs + (size_t)row * row_bytes;
-#pragma unroll
-    for (int k = 0; k < NCH; k++) {
-        const int b = 8 * NCH * item + 8 * k + (lane >> 2);
-        if (b < nb) {
-            c[k] = __ldcs(reinterpret_cast<const uint4 *>(row_qs + (size_t)b * (TRN_QK_K / 4)) + (lane & 3));
-            d[k] = __ldcs(dw + (size_t)row * nb + b);
-        } else {
-            c[k] = make_uint4(0, 0, 0, 0);
-            d[k] = 0;
-        }
-    }
-}
-
-/* W (rows, 256 nb) TQ2_0 @ x (256 nb,) -> y (rows,); int8 mode reads xq (nb,), f32 mode x. */
-template <int NCH, bool INT8>
-__global__ void __launch_bounds__(kCtaThreads, kCtasPerSm)
-    gemv_tq2_0_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ dw, int64_t rows, int nb,
-                      size_t row_bytes, const float *__restrict__ x, const trn_cuda_q8_block *__restrict__ xq,
-                      bool xq_aligned8, float *__restrict__ y) {
-    extern __shared__ __align__(16) uint8_t smem[];
-    uint8_t *act = smem;
-    float *xd = reinterpret_cast<float *>(smem + (size_t)nb * kActBlock);
-    int *xs = reinterpret_cast<int *>(xd + nb);
-    const int lane = threadIdx.x & (kWarp - 1), part = lane & 3;
-    const int items_per_row = (nb + 8 * NCH - 1) / (8 * NCH);
-    const int64_t row_step = (int64_t)gridDim.x * kWarpsPerCta;
-    int64_t row = (int64_t)blockIdx.x * kWarpsPerCta + (threadIdx.x >> 5);
-    int item = 0;
-    uint4 cur[NCH], nxt[NCH] = {};
-    uint16_t dcur[NCH], dnxt[NCH] = {};
-    if (row < rows) /* the first codes are on their way while the CTA stages the activations */
-        tq2_load<NCH>(qs, dw, row, 0, nb, row_bytes, lane, cur, dcur);
-    if (INT8)
-        stage_activations(xq, nb, xq_aligned8, act, xd, xs);
-    float acc = 0.0f;
-    while (row < rows) { /* warp-uniform */
-        int64_t next_row = row;
-        int next_item = item + 1;
-        if (next_item == items_per_row) {
-            next_item = 0;
-            next_row += row_step;
-        }
-        if (next_row < rows)
-            tq2_load<NCH>(qs, dw, next_row, next_item, nb, row_bytes, lane, nxt, dnxt);
-#pragma unroll
-        for (int k = 0; k < NCH; k++) {
-            const int first = 8 * NCH * item + 8 * k; /* first block of the chunk */
-            if (first >= nb)
-                break;
-            const int b = first + (lane >> 2);
-            float term = 0.0f;
-            if (INT8) {
-                int s = b < nb ? tq2_lane_isum(cur[k], act + b * kActBlock, part) : 0;
-                s = group_sum<4>(s);
-                if (b < nb)
-                    term = mul_rn(mul_rn(half_to_float(dcur[k]), xd[b]), (float)(s - xs[b]));
-            } else {
-                float s = b < nb ? tq2_lane_fsum(cur[k], x + (size_t)b * TRN_QK_K, part) : 0.0f;
-                s = group_sum<4>(s);
-                if (b < nb)
-                    term = mul_rn(half_to_float(dcur[k]), s);
-            }
-            acc = fold_terms<4>(acc, term, nb - first);
-        }
-        if (item == items_per_row - 1) {
-            if (lane == 0)
-                y[row] = acc;
-            acc = 0.0f;
-        }
-#pragma unroll
-        for (int k = 0; k < NCH; k++) {
-            cur[k] = nxt[k];
-            dcur[k] = dnxt[k];
-        }
-        row = next_row;
-        item = next_item;
-    }
-}
-
 /* ---- TQ1_0 ---- */
 
 /* Where the digits of code word j (bytes 4 j .. 4 j + 3 of qs[48] ++ qh[4]) go: digit n of the word's byte k is
@@ -395,91 +310,272 @@ __device__ __forceinline__ float tq1_word_fsum(uint32_t w, int j, const float *x
 
 constexpr int kTq1Bytes = 52; /* code bytes per block: qs[48] ++ qh[4] */
 
-/* Code words and scales of one load of a TQ1_0 row: steps s = 0..NS-1 of two blocks from block 2 NS item; the
- * lane's block in step s is 2 NS item + 2 s + lane / 16, its word lane % 16 (none for lanes 13..15). */
-template <int NS>
-__device__ __forceinline__ void tq1_load(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ dw, int64_t row,
-                                         int item, int nb, size_t row_bytes, int lane, uint32_t (&c)[NS],
-                                         uint16_t (&d)[NS]) {
-    const uint8_t *row_qs = qs + (size_t)row * row_bytes;
-    const int j = lane & 15;
+/* ---- the two code formats, as policies of the one kernel below ---- */
+
+/* TQ2_0: a step is 8 blocks (512 code bytes), one uint4 per lane: lane = 4 * block + part. */
+struct Tq2Format {
+    using word = uint4;
+    static constexpr int kBlocksPerStep = 8, kLanesPerBlock = 4;
+    static constexpr int kCodeBytes = TRN_QK_K / 4;
+    __device__ static bool has_word(int) { return true; }
+    __device__ static word load(const uint8_t *row_qs, int b, int lane) {
+        return __ldcs(reinterpret_cast<const uint4 *>(row_qs + (size_t)b * kCodeBytes) + (lane & 3));
+    }
+    __device__ static word zero() { return make_uint4(0, 0, 0, 0); }
+    __device__ static int isum(word c, const uint8_t *act_b, int lane) { return tq2_lane_isum(c, act_b, lane & 3); }
+    __device__ static float fsum(word c, const float *x_b, int lane) { return tq2_lane_fsum(c, x_b, lane & 3); }
+};
+
+/* TQ1_0: a step is 2 blocks, a half-warp per block, lane j < 13 of it holding code word j (3 lanes idle). */
+struct Tq1Format {
+    using word = uint32_t;
+    static constexpr int kBlocksPerStep = 2, kLanesPerBlock = 16;
+    static constexpr int kCodeBytes = kTq1Bytes;
+    __device__ static bool has_word(int lane) { return (lane & 15) < kTq1Bytes / 4; }
+    __device__ static word load(const uint8_t *row_qs, int b, int lane) {
+        return __ldcs(reinterpret_cast<const uint32_t *>(row_qs + (size_t)b * kCodeBytes) + (lane & 15));
+    }
+    __device__ static word zero() { return 0; }
+    __device__ static int isum(word c, const uint8_t *act_b, int lane) { return tq1_word_isum(c, lane & 15, act_b); }
+    __device__ static float fsum(word c, const float *x_b, int lane) { return tq1_word_fsum(c, lane & 15, x_b); }
+};
+
+/* ---- one launch: up to three matrices, an input prologue, an output epilogue ---- */
+
+struct ternary_params {
+    const uint8_t *qs[3];     /* codes [rows[m]][row_bytes] */
+    const uint16_t *d[3];     /* scales [rows[m]][nb] */
+    int64_t rows[3];
+    int n_mat;
+    int nb;                   /* blocks per row (cols / 256), the same for every matrix */
+    size_t row_bytes;
+    int rows_per_unit;        /* 2 where the epilogue needs two rows at once (SWIGLU, QKV), else 1 */
+    int64_t n_units;          /* (rows of all matrices) / rows_per_unit */
+    int input;                /* trn_cuda_input */
+    const float *x;
+    const trn_cuda_q8_block *xq;
+    bool xq_aligned8;
+    const float *norm;
+    float eps;
+    int output;               /* trn_cuda_output */
+    float *y, *k_cache, *v_cache;
+    const float *rope_cos_sin;
+    const int32_t *pos;
+    int head_dim;
+};
+
+/* Virtual row v -> matrix m and its row. SWIGLU interleaves gate and up (v = 2 r + m); otherwise the matrices'
+ * rows follow one another. */
+__device__ __forceinline__ void map_row(const ternary_params &p, int64_t v, int &m, int64_t &row) {
+    if (p.output == TRN_CUDA_OUT_SWIGLU) {
+        m = (int)(v & 1);
+        row = v >> 1;
+        return;
+    }
+    m = 0;
+    row = v;
+    if (p.n_mat > 1 && row >= p.rows[0]) {
+        row -= p.rows[0];
+        m = 1;
+        if (p.n_mat > 2 && row >= p.rows[1]) {
+            row -= p.rows[1];
+            m = 2;
+        }
+    }
+}
+
+/* Codes and scales of load `item` (N steps) of virtual row v; zeros past the row's end. */
+template <class F, int N>
+__device__ __forceinline__ void load_codes(const ternary_params &p, int64_t v, int item, int lane,
+                                           typename F::word (&c)[N], uint16_t (&d)[N]) {
+    int m;
+    int64_t row;
+    map_row(p, v, m, row);
+    const uint8_t *row_qs = (m == 0 ? p.qs[0] : m == 1 ? p.qs[1] : p.qs[2]) + (size_t)row * p.row_bytes;
+    const uint16_t *row_d = (m == 0 ? p.d[0] : m == 1 ? p.d[1] : p.d[2]) + (size_t)row * p.nb;
 #pragma unroll
-    for (int s = 0; s < NS; s++) {
-        const int b = 2 * NS * item + 2 * s + (lane >> 4);
-        if (b < nb && j < kTq1Bytes / 4) {
-            c[s] = __ldcs(reinterpret_cast<const uint32_t *>(row_qs + (size_t)b * kTq1Bytes) + j);
-            d[s] = __ldcs(dw + (size_t)row * nb + b);
+    for (int s = 0; s < N; s++) {
+        const int b = F::kBlocksPerStep * (N * item + s) + lane / F::kLanesPerBlock;
+        if (b < p.nb && F::has_word(lane)) {
+            c[s] = F::load(row_qs, b, lane);
+            d[s] = __ldcs(row_d + b);
         } else {
-            c[s] = 0;
+            c[s] = F::zero();
             d[s] = 0;
         }
     }
 }
 
-/* W (rows, 256 nb) TQ1_0 @ x (256 nb,) -> y (rows,); int8 mode reads xq (nb,), f32 mode x. */
-template <int NS, bool INT8>
-__global__ void __launch_bounds__(kCtaThreads, kCtasPerSm)
-    gemv_tq1_0_kernel(const uint8_t *__restrict__ qs, const uint16_t *__restrict__ dw, int64_t rows, int nb,
-                      size_t row_bytes, const float *__restrict__ x, const trn_cuda_q8_block *__restrict__ xq,
-                      bool xq_aligned8, float *__restrict__ y) {
+/* The QUANT and NORM_QUANT prologues: every CTA turns x (256 nb,) into the int8 blocks of the shared-memory layout,
+ * RMSNorm first for NORM_QUANT: scale = 1 / sqrt(mean(x^2) + eps), v = (x * scale) * norm, as rmsnorm_ref (the sum
+ * of squares in a fixed tree order, the same in every CTA). Then per block, as quantize_act_kernel: warp w takes
+ * blocks w, w + 8, ..., lane 8 values. */
+__device__ void quantize_into_shared(const ternary_params &p, uint8_t *act, float *xd, int *xs) {
+    __shared__ float partial[kWarpsPerCta];
+    const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x >> 5, n = p.nb * TRN_QK_K;
+    const bool norm = p.input == TRN_CUDA_IN_NORM_QUANT;
+    float scale = 1.0f;
+    if (norm) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < n; i += kCtaThreads)
+            ss = add_rn(ss, mul_rn(p.x[i], p.x[i]));
+        ss = group_sum<kWarp>(ss);
+        if (lane == 0)
+            partial[warp] = ss;
+        __syncthreads();
+        ss = 0.0f;
+        for (int w = 0; w < kWarpsPerCta; w++)
+            ss = add_rn(ss, partial[w]);
+        scale = div_rn(1.0f, __fsqrt_rn(add_rn(div_rn(ss, (float)n), p.eps)));
+    }
+    for (int b = warp; b < p.nb; b += kWarpsPerCta) {
+        const int i0 = b * TRN_QK_K + 8 * lane;
+        float v[8];
+        const float4 x0 = *reinterpret_cast<const float4 *>(p.x + i0), x1 = *reinterpret_cast<const float4 *>(p.x + i0 + 4);
+        v[0] = x0.x, v[1] = x0.y, v[2] = x0.z, v[3] = x0.w, v[4] = x1.x, v[5] = x1.y, v[6] = x1.z, v[7] = x1.w;
+        if (norm) {
+            const float4 w0 = *reinterpret_cast<const float4 *>(p.norm + i0);
+            const float4 w1 = *reinterpret_cast<const float4 *>(p.norm + i0 + 4);
+            const float w[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                v[k] = mul_rn(mul_rn(v[k], scale), w[k]);
+        }
+        float m = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            m = fmaxf(m, fabsf(v[k]));
+        for (int o = kWarp / 2; o > 0; o /= 2)
+            m = fmaxf(m, __shfl_xor_sync(kFullMask, m, o));
+        const float d = div_rn(m, 127.0f);
+        const float id = d > 0.0f ? div_rn(1.0f, d) : 0.0f;
+        uint32_t packed[2] = {0, 0};
+        int sum = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int q = rint_to_int(mul_rn(v[k], id));
+            sum += q;
+            packed[k / 4] |= (uint32_t)(uint8_t)(int8_t)q << (8 * (k % 4));
+        }
+        *reinterpret_cast<uint2 *>(act + act_offset(b, 8 * lane)) = make_uint2(packed[0], packed[1]);
+        sum = group_sum<kWarp>(sum);
+        if (lane == 0) {
+            xd[b] = d;
+            xs[b] = sum;
+        }
+    }
+    __syncthreads();
+}
+
+/* The epilogue of one unit (one row, or two for SWIGLU and QKV: acc0 the first row's result, acc the second's).
+ * Every lane holds the results; lane 0 (and lane 1 for a pair's second value) writes. */
+__device__ __forceinline__ void finish_unit(const ternary_params &p, int64_t unit, float acc0, float acc, int lane) {
+    switch (p.output) {
+    case TRN_CUDA_OUT_STORE:
+        if (lane == 0)
+            p.y[unit] = acc;
+        break;
+    case TRN_CUDA_OUT_ADD:
+        if (lane == 0)
+            p.y[unit] = add_rn(p.y[unit], acc);
+        break;
+    case TRN_CUDA_OUT_SWIGLU:
+        if (lane == 0)
+            p.y[unit] = trn_cuda_silu_mul(acc0, acc);
+        break;
+    default: { /* QKV: rows 2 unit, 2 unit + 1 are a RoPE pair of q or k, or two values of v */
+        int m;
+        int64_t row;
+        map_row(p, 2 * unit, m, row);
+        const int pos = *p.pos;
+        float y0 = acc0, y1 = acc;
+        if (m < 2) {
+            const float *cs = p.rope_cos_sin + (int64_t)pos * p.head_dim + (int)(row % p.head_dim);
+            trn_cuda_rope_pair(acc0, acc, cs[0], cs[1], &y0, &y1);
+        }
+        float *dst = m == 0 ? p.y + row : (m == 1 ? p.k_cache : p.v_cache) + (int64_t)pos * p.rows[1] + row;
+        if (lane < 2)
+            dst[lane] = lane == 0 ? y0 : y1;
+    }
+    }
+}
+
+/* The ternary product of one launch. Warp w of the grid takes units w, w + 8 * grid, ...; a unit's rows are walked
+ * in loads of N steps, the next load's codes in flight while the current one is computed. Codes are read before
+ * trn_pdl_wait() (weights: nothing earlier writes them), activations only after it. */
+template <class F, int N, bool INT8>
+__global__ void __launch_bounds__(kCtaThreads, kCtasPerSm) ternary_kernel(const ternary_params p) {
     extern __shared__ __align__(16) uint8_t smem[];
+    const int nb = p.nb;
     uint8_t *act = smem;
     float *xd = reinterpret_cast<float *>(smem + (size_t)nb * kActBlock);
     int *xs = reinterpret_cast<int *>(xd + nb);
-    const int lane = threadIdx.x & (kWarp - 1), j = lane & 15;
-    const bool has_word = j < kTq1Bytes / 4;
-    const int items_per_row = (nb + 2 * NS - 1) / (2 * NS);
-    const int64_t row_step = (int64_t)gridDim.x * kWarpsPerCta;
-    int64_t row = (int64_t)blockIdx.x * kWarpsPerCta + (threadIdx.x >> 5);
-    int item = 0;
-    uint32_t cur[NS], nxt[NS] = {};
-    uint16_t dcur[NS], dnxt[NS] = {};
-    if (row < rows)
-        tq1_load<NS>(qs, dw, row, 0, nb, row_bytes, lane, cur, dcur);
-    if (INT8)
-        stage_activations(xq, nb, xq_aligned8, act, xd, xs);
-    float acc = 0.0f;
-    while (row < rows) { /* warp-uniform */
-        int64_t next_row = row;
-        int next_item = item + 1;
+    const int lane = threadIdx.x & (kWarp - 1);
+    const int items_per_row = (nb + F::kBlocksPerStep * N - 1) / (F::kBlocksPerStep * N);
+    const int R = p.rows_per_unit;
+    const int64_t unit_step = (int64_t)gridDim.x * kWarpsPerCta;
+    int64_t unit = (int64_t)blockIdx.x * kWarpsPerCta + (threadIdx.x >> 5);
+    int sub = 0, item = 0; /* row sub of the unit, load item of the row */
+    typename F::word cur[N], nxt[N];
+    uint16_t dcur[N], dnxt[N];
+    if (unit < p.n_units)
+        load_codes<F, N>(p, unit * R, 0, lane, cur, dcur);
+    trn_pdl_wait();
+    trn_pdl_launch_dependents();
+    if (INT8) {
+        if (p.input == TRN_CUDA_IN_XQ)
+            stage_activations(p.xq, nb, p.xq_aligned8, act, xd, xs);
+        else
+            quantize_into_shared(p, act, xd, xs);
+    }
+    float acc = 0.0f, acc0 = 0.0f;
+    while (unit < p.n_units) { /* warp-uniform */
+        int64_t next_unit = unit;
+        int next_sub = sub, next_item = item + 1;
         if (next_item == items_per_row) {
             next_item = 0;
-            next_row += row_step;
+            if (++next_sub == R) {
+                next_sub = 0;
+                next_unit += unit_step;
+            }
         }
-        if (next_row < rows)
-            tq1_load<NS>(qs, dw, next_row, next_item, nb, row_bytes, lane, nxt, dnxt);
+        if (next_unit < p.n_units)
+            load_codes<F, N>(p, next_unit * R + next_sub, next_item, lane, nxt, dnxt);
 #pragma unroll
-        for (int s = 0; s < NS; s++) {
-            const int first = 2 * NS * item + 2 * s;
+        for (int s = 0; s < N; s++) {
+            const int first = F::kBlocksPerStep * (N * item + s); /* first block of the step */
             if (first >= nb)
                 break;
-            const int b = first + (lane >> 4);
-            const bool live = b < nb && has_word;
+            const int b = first + lane / F::kLanesPerBlock;
+            const bool live = b < nb && F::has_word(lane);
             float term = 0.0f;
             if (INT8) {
-                int v = live ? tq1_word_isum(cur[s], j, act + b * kActBlock) : 0;
-                v = group_sum<16>(v);
+                int v = live ? F::isum(cur[s], act + b * kActBlock, lane) : 0;
+                v = group_sum<F::kLanesPerBlock>(v);
                 if (b < nb)
                     term = mul_rn(mul_rn(half_to_float(dcur[s]), xd[b]), (float)(v - xs[b]));
             } else {
-                float v = live ? tq1_word_fsum(cur[s], j, x + (size_t)b * TRN_QK_K) : 0.0f;
-                v = group_sum<16>(v);
+                float v = live ? F::fsum(cur[s], p.x + (size_t)b * TRN_QK_K, lane) : 0.0f;
+                v = group_sum<F::kLanesPerBlock>(v);
                 if (b < nb)
                     term = mul_rn(half_to_float(dcur[s]), v);
             }
-            acc = fold_terms<16>(acc, term, nb - first);
+            acc = fold_terms<F::kLanesPerBlock>(acc, term, nb - first);
         }
         if (item == items_per_row - 1) {
-            if (lane == 0)
-                y[row] = acc;
+            if (sub == R - 1)
+                finish_unit(p, unit, acc0, acc, lane);
+            else
+                acc0 = acc;
             acc = 0.0f;
         }
 #pragma unroll
-        for (int s = 0; s < NS; s++) {
+        for (int s = 0; s < N; s++) {
             cur[s] = nxt[s];
             dcur[s] = dnxt[s];
         }
-        row = next_row;
+        unit = next_unit;
+        sub = next_sub;
         item = next_item;
     }
 }
@@ -492,7 +588,7 @@ namespace {
 
 /* Largest nb whose staged activations fit the 48 KB of shared memory every card gives without opting in:
  * cols up to 38144 (Llama-family FFNs reach 28672). */
-constexpr int kMaxBlocksPerRow = (48 * 1024) / kActBytesPerBlock;
+constexpr int kMaxBlocksPerRow = (48 * 1024 - kWarpsPerCta * 4) / kActBytesPerBlock;
 
 int sm_count() {
     int device = 0, n = 0;
@@ -502,9 +598,9 @@ int sm_count() {
     return n;
 }
 
-/* CTAs for `rows` rows: one warp per row up to four resident CTAs per SM, then warps take several rows. */
-int grid_for_rows(int64_t rows) {
-    const int64_t wanted = (rows + kWarpsPerCta - 1) / kWarpsPerCta;
+/* CTAs for `units` units: one warp per unit up to four resident CTAs per SM, then warps take several units. */
+int grid_for_units(int64_t units) {
+    const int64_t wanted = (units + kWarpsPerCta - 1) / kWarpsPerCta;
     const int sms = sm_count();
     const int64_t cap = sms > 0 ? (int64_t)sms * kCtasPerSm : wanted;
     return (int)(wanted < cap ? wanted : cap);
@@ -512,18 +608,45 @@ int grid_for_rows(int64_t rows) {
 
 bool aligned(const void *p, uintptr_t n) { return (reinterpret_cast<uintptr_t>(p) & (n - 1)) == 0; }
 
-template <int NCH, bool INT8>
-void launch_tq2(int grid, size_t smem, cudaStream_t stream, const trn_cuda_matrix *w, int nb, const float *x,
-                const trn_cuda_q8_block *xq, float *y) {
-    gemv_tq2_0_kernel<NCH, INT8><<<grid, kCtaThreads, smem, stream>>>(
-        static_cast<const uint8_t *>(w->qs), w->d, w->rows, nb, w->row_bytes, x, xq, INT8 && aligned(xq, 8), y);
+template <class F, int N, bool INT8>
+cudaError_t launch(const ternary_params &p, int grid, size_t smem, bool pdl, cudaStream_t stream) {
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3((unsigned)grid);
+    config.blockDim = dim3(kCtaThreads);
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    cudaLaunchAttribute attribute;
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = pdl ? &attribute : nullptr;
+    config.numAttrs = pdl ? 1 : 0;
+    const cudaError_t err = cudaLaunchKernelEx(&config, ternary_kernel<F, N, INT8>, p);
+    return err != cudaSuccess ? err : cudaGetLastError();
 }
 
-template <int NS, bool INT8>
-void launch_tq1(int grid, size_t smem, cudaStream_t stream, const trn_cuda_matrix *w, int nb, const float *x,
-                const trn_cuda_q8_block *xq, float *y) {
-    gemv_tq1_0_kernel<NS, INT8><<<grid, kCtaThreads, smem, stream>>>(
-        static_cast<const uint8_t *>(w->qs), w->d, w->rows, nb, w->row_bytes, x, xq, INT8 && aligned(xq, 8), y);
+/* Steps per load: TQ2_0 the whole row up to cols 8192 in int8 mode (Trinity-1.1B: cols 2048 -> 1, 5632 -> 3),
+ * TQ1_0 up to 16 blocks; f32 mode keeps a quarter less in flight (3 and 4) to stay within 64 registers. */
+cudaError_t dispatch(const ternary_params &p, bool tq2, bool int8, int grid, size_t smem, bool pdl, cudaStream_t s) {
+    if (tq2) {
+        const int steps = (p.nb + 7) / 8;
+        if (int8)
+            return steps <= 1 ? launch<Tq2Format, 1, true>(p, grid, smem, pdl, s)
+                 : steps <= 2 ? launch<Tq2Format, 2, true>(p, grid, smem, pdl, s)
+                 : steps <= 3 ? launch<Tq2Format, 3, true>(p, grid, smem, pdl, s)
+                              : launch<Tq2Format, 4, true>(p, grid, smem, pdl, s);
+        return steps <= 1 ? launch<Tq2Format, 1, false>(p, grid, 0, pdl, s)
+             : steps <= 2 ? launch<Tq2Format, 2, false>(p, grid, 0, pdl, s)
+                          : launch<Tq2Format, 3, false>(p, grid, 0, pdl, s);
+    }
+    const int steps = (p.nb + 1) / 2;
+    if (int8)
+        return steps <= 1 ? launch<Tq1Format, 1, true>(p, grid, smem, pdl, s)
+             : steps <= 2 ? launch<Tq1Format, 2, true>(p, grid, smem, pdl, s)
+             : steps <= 4 ? launch<Tq1Format, 4, true>(p, grid, smem, pdl, s)
+                          : launch<Tq1Format, 8, true>(p, grid, smem, pdl, s);
+    return steps <= 1 ? launch<Tq1Format, 1, false>(p, grid, 0, pdl, s)
+         : steps <= 2 ? launch<Tq1Format, 2, false>(p, grid, 0, pdl, s)
+                      : launch<Tq1Format, 4, false>(p, grid, 0, pdl, s);
 }
 
 } // namespace
@@ -539,58 +662,111 @@ extern "C" int trn_cuda_quantize_act(const float *x, trn_cuda_q8_block *xq, int6
     return (int)cudaGetLastError();
 }
 
+extern "C" int trn_cuda_ternary(const trn_cuda_ternary_op *op, int pdl, trn_cuda_stream stream) {
+    if (!op || op->n_mat < 1 || op->n_mat > 3 || !op->y)
+        return cudaErrorInvalidValue;
+    const trn_cuda_matrix *w = op->w;
+    const bool tq2 = w[0].type == TRN_TYPE_TQ2_0;
+    if ((!tq2 && w[0].type != TRN_TYPE_TQ1_0) || w[0].cols <= 0 || w[0].cols % TRN_QK_K != 0 ||
+        w[0].cols / TRN_QK_K > kMaxBlocksPerRow)
+        return cudaErrorInvalidValue;
+    const int nb = (int)(w[0].cols / TRN_QK_K);
+    /* 16-byte code loads (TQ2_0) or 4-byte ones (TQ1_0) */
+    const uintptr_t code_align = tq2 ? 16 : 4;
+    if (w[0].row_bytes < (size_t)nb * (tq2 ? TRN_QK_K / 4 : kTq1Bytes) || w[0].row_bytes % code_align != 0)
+        return cudaErrorInvalidValue;
+    ternary_params p = {};
+    int64_t total_rows = 0;
+    for (int m = 0; m < op->n_mat; m++) {
+        if (w[m].type != w[0].type || w[m].cols != w[0].cols || w[m].row_bytes != w[0].row_bytes || w[m].rows < 0 ||
+            !w[m].qs || !w[m].d)
+            return cudaErrorInvalidValue;
+        if (!aligned(w[m].qs, code_align) || !aligned(w[m].d, 2))
+            return cudaErrorMisalignedAddress;
+        p.qs[m] = static_cast<const uint8_t *>(w[m].qs);
+        p.d[m] = w[m].d;
+        p.rows[m] = w[m].rows;
+        total_rows += w[m].rows;
+    }
+    const bool int8 = op->input != TRN_CUDA_IN_F32;
+    switch (op->input) {
+    case TRN_CUDA_IN_XQ:
+        if (!op->xq)
+            return cudaErrorInvalidValue;
+        if (!aligned(op->xq, 4))
+            return cudaErrorMisalignedAddress;
+        break;
+    case TRN_CUDA_IN_NORM_QUANT:
+        if (!op->norm)
+            return cudaErrorInvalidValue;
+        if (!aligned(op->norm, 16))
+            return cudaErrorMisalignedAddress;
+        [[fallthrough]];
+    case TRN_CUDA_IN_QUANT:
+    case TRN_CUDA_IN_F32:
+        if (!op->x)
+            return cudaErrorInvalidValue;
+        if (!aligned(op->x, 16))
+            return cudaErrorMisalignedAddress;
+        break;
+    default:
+        return cudaErrorInvalidValue;
+    }
+    int rows_per_unit = 1;
+    switch (op->output) {
+    case TRN_CUDA_OUT_STORE:
+    case TRN_CUDA_OUT_ADD:
+        break;
+    case TRN_CUDA_OUT_SWIGLU:
+        if (op->n_mat != 2 || w[0].rows != w[1].rows)
+            return cudaErrorInvalidValue;
+        rows_per_unit = 2;
+        break;
+    case TRN_CUDA_OUT_QKV:
+        if (op->n_mat != 3 || w[1].rows != w[2].rows || !op->k_cache || !op->v_cache || !op->rope_cos_sin ||
+            !op->pos || op->head_dim <= 0 || op->head_dim % 2 != 0 || w[0].rows % op->head_dim != 0 ||
+            w[1].rows % op->head_dim != 0)
+            return cudaErrorInvalidValue;
+        rows_per_unit = 2;
+        break;
+    default:
+        return cudaErrorInvalidValue;
+    }
+    if (total_rows == 0)
+        return cudaSuccess;
+    p.n_mat = op->n_mat;
+    p.nb = nb;
+    p.row_bytes = w[0].row_bytes;
+    p.rows_per_unit = rows_per_unit;
+    p.n_units = total_rows / rows_per_unit;
+    p.input = op->input;
+    p.x = op->x;
+    p.xq = op->xq;
+    p.xq_aligned8 = op->xq && aligned(op->xq, 8);
+    p.norm = op->norm;
+    p.eps = op->eps;
+    p.output = op->output;
+    p.y = op->y;
+    p.k_cache = op->k_cache;
+    p.v_cache = op->v_cache;
+    p.rope_cos_sin = op->rope_cos_sin;
+    p.pos = op->pos;
+    p.head_dim = op->head_dim;
+    const size_t smem = int8 ? (size_t)nb * kActBytesPerBlock : 0;
+    return (int)dispatch(p, tq2, int8, grid_for_units(p.n_units), smem, pdl != 0, reinterpret_cast<cudaStream_t>(stream));
+}
+
 extern "C" int trn_cuda_gemv_ternary(const trn_cuda_matrix *w, const float *x, const trn_cuda_q8_block *xq, float *y,
                                      trn_cuda_stream stream) {
-    if (!w || !y || !w->qs || !w->d || (!x && !xq))
+    if (!w || (!x && !xq))
         return cudaErrorInvalidValue;
-    if (w->rows == 0)
-        return cudaSuccess;
-    const bool tq2 = w->type == TRN_TYPE_TQ2_0;
-    if ((!tq2 && w->type != TRN_TYPE_TQ1_0) || w->rows < 0 || w->cols <= 0 || w->cols % TRN_QK_K != 0 ||
-        w->cols / TRN_QK_K > kMaxBlocksPerRow)
-        return cudaErrorInvalidValue;
-    const int nb = (int)(w->cols / TRN_QK_K);
-    const size_t code_bytes = (size_t)nb * (tq2 ? TRN_QK_K / 4 : kTq1Bytes);
-    if (w->row_bytes < code_bytes)
-        return cudaErrorInvalidValue;
-    /* 16-byte code loads (TQ2_0) or 4-byte ones (TQ1_0), 16-byte float reads in f32 mode, 4-byte int8 blocks */
-    const uintptr_t code_align = tq2 ? 16 : 4;
-    if (!aligned(w->qs, code_align) || w->row_bytes % code_align != 0 || !aligned(w->d, 2) ||
-        (xq ? !aligned(xq, 4) : !aligned(x, 16)))
-        return cudaErrorMisalignedAddress;
-    const size_t smem = xq ? (size_t)nb * kActBytesPerBlock : 0;
-    const int grid = grid_for_rows(w->rows);
-    /* Blocks per load: the whole row up to cols 8192 (TQ2_0) or 4096 (TQ1_0) in int8 mode; f32 mode keeps a
-     * quarter less in flight (3 chunks, 4 steps) to stay within 64 registers without spilling. */
-    if (tq2) {
-        const int chunks = (nb + 7) / 8;
-        if (xq) {
-            switch (chunks) {
-            case 1: launch_tq2<1, true>(grid, smem, stream, w, nb, x, xq, y); break;
-            case 2: launch_tq2<2, true>(grid, smem, stream, w, nb, x, xq, y); break;
-            case 3: launch_tq2<3, true>(grid, smem, stream, w, nb, x, xq, y); break;
-            default: launch_tq2<4, true>(grid, smem, stream, w, nb, x, xq, y); break;
-            }
-        } else {
-            switch (chunks) {
-            case 1: launch_tq2<1, false>(grid, 0, stream, w, nb, x, xq, y); break;
-            case 2: launch_tq2<2, false>(grid, 0, stream, w, nb, x, xq, y); break;
-            default: launch_tq2<3, false>(grid, 0, stream, w, nb, x, xq, y); break;
-            }
-        }
-    } else {
-        const int steps = (nb + 1) / 2; /* two blocks per step */
-        if (steps <= 1)
-            xq ? launch_tq1<1, true>(grid, smem, stream, w, nb, x, xq, y)
-               : launch_tq1<1, false>(grid, 0, stream, w, nb, x, xq, y);
-        else if (steps <= 2)
-            xq ? launch_tq1<2, true>(grid, smem, stream, w, nb, x, xq, y)
-               : launch_tq1<2, false>(grid, 0, stream, w, nb, x, xq, y);
-        else if (steps <= 4 || !xq)
-            xq ? launch_tq1<4, true>(grid, smem, stream, w, nb, x, xq, y)
-               : launch_tq1<4, false>(grid, 0, stream, w, nb, x, xq, y);
-        else
-            launch_tq1<8, true>(grid, smem, stream, w, nb, x, xq, y);
-    }
-    return (int)cudaGetLastError();
+    trn_cuda_ternary_op op = {};
+    op.n_mat = 1;
+    op.w[0] = *w;
+    op.input = xq ? TRN_CUDA_IN_XQ : TRN_CUDA_IN_F32;
+    op.x = x;
+    op.xq = xq;
+    op.output = TRN_CUDA_OUT_STORE;
+    op.y = y;
+    return trn_cuda_ternary(&op, 0, stream);
 }

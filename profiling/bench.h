@@ -24,7 +24,7 @@ typedef struct {
     double achieved_gbs;       /* weight bytes per token x decode tokens/s */
     double roofline_fraction;  /* achieved / probe bandwidth */
     int threads;
-    char device[96];
+    char device[192];
 } trn_bench_result;
 
 trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, trn_bench_result *result);

@@ -1,14 +1,18 @@
 /* test_cuda.c: the CUDA backend against the CPU backend (built only where nvcc exists; skipped, with a message,
  * where no usable GPU is present).
  *
- * For each model (the synthetic "tiny" TQ2_0 model, tests/golden/eval/tiny_ternary.gguf, and stories260K where
+ * For each model (the synthetic "tiny" TQ2_0 model, the synthetic Trinity-1.1B-shaped models in TQ2_0 and TQ1_0,
+ * tests/golden/eval/tiny_ternary.gguf, and stories260K where
  * ../shared/testdata is present) and each activation mode, 24 greedy steps run on the CPU (AVX2 or scalar)
  * and on the GPU, with and without the CUDA Graph:
  *   - the greedy tokens are identical;
  *   - logits agree within a normalized squared error of 1e-8 in f32 mode (summation order only), and 1e-3 in int8
  *     mode (a float difference before an int8 quantization can move a value across a rounding boundary, which
  *     moves logits by ~1e-4: see tests/test_eval.c);
- *   - graph replay and plain launches give bitwise identical logits;
+ *   - the fused kernels (the default in int8 mode) against one kernel per node: NMSE <= 1e-4 (the fused RMSNorm sums
+ *     its squares in another order), the same greedy tokens; f32 mode has no fusion, so bitwise;
+ *   - graph replay and plain launches (both unfused) give bitwise identical logits, as do launches with and without
+ *     programmatic dependent launch;
  *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
@@ -54,6 +58,17 @@ static trn_backend *make(int cuda) {
     return b;
 }
 
+/* run() on a CUDA backend created with environment switch `name` set to 1. */
+static int run_with_env(const char *name, const trn_model *model, const trn_graph *g, trn_act_mode act, int *tokens,
+                        float *logits) {
+    setenv(name, "1", 1);
+    trn_backend *d = make(1);
+    const int ok = d && run(d, model, g, act, 0.0f, tokens, logits);
+    unsetenv(name);
+    trn_backend_free(d);
+    return ok;
+}
+
 static void check_model(const char *path) {
     trn_model *model = NULL;
     if (trn_model_load(path, &model) != TRN_OK) {
@@ -79,14 +94,26 @@ static void check_model(const char *path) {
             CHECK_MSG(memcmp(t_cpu, t_gpu, sizeof(t_cpu)) == 0, "%s act %d: greedy tokens differ", path, act);
         }
         trn_backend_free(d);
-        /* plain launches (TRN_CUDA_NO_GRAPH=1) against graph replay */
-        setenv("TRN_CUDA_NO_GRAPH", "1", 1);
-        d = make(1);
-        ok = ok && d && run(d, model, g, (trn_act_mode)act, 0.0f, t_plain, plain);
-        unsetenv("TRN_CUDA_NO_GRAPH");
-        CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0, "%s act %d: graph and plain launches differ", path,
-                  act);
-        trn_backend_free(d);
+        /* the switches: fusion off (TRN_CUDA_NO_FUSION), plain launches (TRN_CUDA_NO_GRAPH: no graph, no fusion),
+         * programmatic dependent launch off (TRN_CUDA_NO_PDL: the same kernels, so the same bits) */
+        float *unfused = malloc(n * sizeof(float));
+        int t_unfused[STEPS];
+        ok = ok && unfused && run_with_env("TRN_CUDA_NO_FUSION", model, g, (trn_act_mode)act, t_unfused, unfused);
+        if (ok) {
+            const double err = test_nmse(gpu, unfused, (long long)n);
+            printf("%s, act %s: fused vs unfused logits nmse %.3g\n", path, act ? "f32" : "int8", err);
+            CHECK_MSG(err <= (act == TRN_ACT_F32 ? 0.0 : 1e-4), "%s act %d: fused vs unfused nmse %.3g", path, act,
+                      err);
+            CHECK_MSG(memcmp(t_unfused, t_gpu, sizeof(t_gpu)) == 0, "%s act %d: fusion changed the greedy tokens", path,
+                      act);
+        }
+        ok = ok && run_with_env("TRN_CUDA_NO_GRAPH", model, g, (trn_act_mode)act, t_plain, plain);
+        CHECK_MSG(ok && memcmp(plain, unfused, n * sizeof(float)) == 0, "%s act %d: graph and plain launches differ",
+                  path, act);
+        ok = ok && run_with_env("TRN_CUDA_NO_PDL", model, g, (trn_act_mode)act, t_plain, plain);
+        CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0,
+                  "%s act %d: launches with and without programmatic dependent launch differ", path, act);
+        free(unfused);
         trn_backend_free(c);
     }
     /* sampling on the device: the same seed gives the same text */
@@ -111,6 +138,8 @@ int main(void) {
     }
     trn_backend_free(probe);
     check_model("synthetic:tiny");
+    check_model("synthetic:tinyllama"); /* Trinity-1.1B's shapes, TQ2_0 */
+    check_model("synthetic:tinyllama-tq1");
     check_model(test_source_path("tests/golden/eval/tiny_ternary.gguf"));
     const char *stories = test_data_path("stories260K/stories260K.gguf");
     if (stories)

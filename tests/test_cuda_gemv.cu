@@ -1,7 +1,8 @@
 /* test_cuda_gemv.cu: the kernels of cuda/gemv_ternary.cu and cuda/gemv_float.cu on a GPU against the CPU reference
  * (cpu_fallback/ops_ref.c, quants.c), then timings at Trinity-1.1B shapes. Exit status 1 on any mismatch, 77
  * (skipped) where no GPU is present. Expect: int8 ternary rows, quantized activations and get_row bitwise equal;
- * f32-mode and float types within 1e-6 of sum|w x| per row. */
+ * f32-mode and float types within 1e-6 of sum|w x| per row; the fused launches of trn_cuda_ternary as check_fused
+ * says. */
 #include <cuda_runtime.h>
 #include <cmath>
 #include <cstdio>
@@ -129,6 +130,99 @@ static void check(trn_type t, int64_t rows, int64_t cols) {
     CK(cudaFree((void *)dm.m.qs)); if (dm.m.d) CK(cudaFree((void *)dm.m.d));
 }
 
+
+/* trn_cuda_ternary's fused prologues and epilogues against the CPU composition of the same nodes. QUANT input:
+ * bitwise (quantization and block sums are exact; RoPE and the add are single rounded operations); NORM_QUANT: the
+ * fused RMSNorm sums its squares in another order, so NMSE <= 1e-5 (a last-bit change can move one int8 value);
+ * SWIGLU: CUDA's expf against glibc's, relative error <= 1e-5. */
+static double nmse(const float *a, const float *b, size_t n) {
+    double num = 0, den = 1e-30;
+    for (size_t i = 0; i < n; i++) { num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]); den += (double)b[i] * b[i]; }
+    return num / den;
+}
+
+static void check_fused(trn_type t, int64_t cols, int n_head, int n_kv, int hd, int64_t ff) {
+    const trn_cpu_ops *ref = trn_cpu_ops_ref();
+    const int nb = (int)(cols / 256), q_rows = n_head * hd, kv_rows = n_kv * hd, n_ctx = 5, pos = 3;
+    dev_matrix wq = make(t, q_rows, cols), wk = make(t, kv_rows, cols), wv = make(t, kv_rows, cols);
+    dev_matrix wg = make(t, ff, cols), wu = make(t, ff, cols);
+    auto view = [&](dev_matrix &d, int64_t rows) { return trn_matrix{t, d.file.data(), rows, cols, d.file_rb, TRN_LAYOUT_ROWS}; };
+    trn_matrix cq = view(wq, q_rows), ck = view(wk, kv_rows), cv = view(wv, kv_rows), cg = view(wg, ff), cu = view(wu, ff);
+    std::vector<float> x((size_t)cols), norm((size_t)cols), h((size_t)cols), table((size_t)n_ctx * hd);
+    for (auto &v : x) v = frand(-3.0f, 3.0f);
+    for (auto &v : norm) v = frand(0.5f, 1.5f);
+    for (int p = 0; p < n_ctx; p++) for (int i = 0; i < hd / 2; i++) { const double a = p * pow(10000.0, -2.0 * i / hd); table[(size_t)p * hd + 2 * i] = (float)cos(a); table[(size_t)p * hd + 2 * i + 1] = (float)sin(a); }
+    std::vector<trn_block_q8_act> xq((size_t)nb);
+    float *dx = up(x.data(), x.size()), *dnorm = up(norm.data(), norm.size()), *dtable = up(table.data(), table.size());
+    int32_t *dpos = up(&pos, 1);
+    const char *name = trn_type_name(t);
+    auto fail = [&](const char *what, double err) { failures++; printf("FAIL fused %s %s cols %lld: %.3g\n", name, what, (long long)cols, err); };
+    trn_cuda_ternary_op op = {};
+
+    /* QKV, QUANT input: q roped, row pos of the caches written, the others untouched (NaN) */
+    std::vector<float> q((size_t)q_rows), k((size_t)kv_rows), v((size_t)kv_rows);
+    ref->quantize_act(x.data(), xq.data(), cols);
+    ref->matvec(&cq, x.data(), xq.data(), q.data(), 0, q_rows);
+    ref->matvec(&ck, x.data(), xq.data(), k.data(), 0, kv_rows);
+    ref->matvec(&cv, x.data(), xq.data(), v.data(), 0, kv_rows);
+    ref->rope(q.data(), q.data(), n_head, hd, table.data() + (size_t)pos * hd);
+    ref->rope(k.data(), k.data(), n_kv, hd, table.data() + (size_t)pos * hd);
+    std::vector<float> nan_cache((size_t)n_ctx * kv_rows, NAN);
+    float *dq, *dkc = up(nan_cache.data(), nan_cache.size()), *dvc = up(nan_cache.data(), nan_cache.size());
+    CK(cudaMalloc(&dq, (size_t)q_rows * 4));
+    op.n_mat = 3; op.w[0] = wq.m; op.w[1] = wk.m; op.w[2] = wv.m;
+    op.input = TRN_CUDA_IN_QUANT; op.x = dx;
+    op.output = TRN_CUDA_OUT_QKV; op.y = dq; op.k_cache = dkc; op.v_cache = dvc; op.rope_cos_sin = dtable; op.pos = dpos; op.head_dim = hd;
+    LK(trn_cuda_ternary(&op, 1, nullptr));
+    auto gq = down(dq, (size_t)q_rows), gk = down(dkc, nan_cache.size()), gv = down(dvc, nan_cache.size());
+    if (memcmp(gq.data(), q.data(), q.size() * 4)) fail("QKV q", nmse(gq.data(), q.data(), q.size()));
+    if (memcmp(&gk[(size_t)pos * kv_rows], k.data(), k.size() * 4)) fail("QKV k", nmse(&gk[(size_t)pos * kv_rows], k.data(), k.size()));
+    if (memcmp(&gv[(size_t)pos * kv_rows], v.data(), v.size() * 4)) fail("QKV v", nmse(&gv[(size_t)pos * kv_rows], v.data(), v.size()));
+    for (int p = 0; p < n_ctx; p++) for (int i = 0; i < kv_rows && p != pos; i++)
+        if (!std::isnan(gk[(size_t)p * kv_rows + i]) || !std::isnan(gv[(size_t)p * kv_rows + i])) { fail("QKV wrote another cache row", p); p = n_ctx; break; }
+
+    /* STORE with NORM_QUANT (the LM head's fusion) on the q matrix */
+    ref->rmsnorm(x.data(), norm.data(), h.data(), cols, 1e-5f);
+    ref->quantize_act(h.data(), xq.data(), cols);
+    ref->matvec(&cq, h.data(), xq.data(), q.data(), 0, q_rows);
+    op = {}; op.n_mat = 1; op.w[0] = wq.m; op.input = TRN_CUDA_IN_NORM_QUANT; op.x = dx; op.norm = dnorm; op.eps = 1e-5f;
+    op.output = TRN_CUDA_OUT_STORE; op.y = dq;
+    LK(trn_cuda_ternary(&op, 0, nullptr));
+    gq = down(dq, (size_t)q_rows);
+    const double e_norm = nmse(gq.data(), q.data(), q.size());
+    if (!(e_norm <= 1e-5)) fail("NORM_QUANT", e_norm);
+
+    /* SWIGLU with NORM_QUANT */
+    std::vector<float> g((size_t)ff), u((size_t)ff), act((size_t)ff);
+    ref->matvec(&cg, h.data(), xq.data(), g.data(), 0, ff);
+    ref->matvec(&cu, h.data(), xq.data(), u.data(), 0, ff);
+    ref->swiglu(g.data(), u.data(), act.data(), ff);
+    float *dact;
+    CK(cudaMalloc(&dact, (size_t)ff * 4));
+    op = {}; op.n_mat = 2; op.w[0] = wg.m; op.w[1] = wu.m; op.input = TRN_CUDA_IN_NORM_QUANT; op.x = dx; op.norm = dnorm;
+    op.eps = 1e-5f; op.output = TRN_CUDA_OUT_SWIGLU; op.y = dact;
+    LK(trn_cuda_ternary(&op, 1, nullptr));
+    auto gact = down(dact, (size_t)ff);
+    const double e_swiglu = nmse(gact.data(), act.data(), act.size());
+    if (!(e_swiglu <= 1e-5)) fail("SWIGLU", e_swiglu);
+
+    /* ADD with QUANT input (the residual add): y = y0 + W x, bitwise */
+    std::vector<float> y0((size_t)q_rows), want((size_t)q_rows);
+    for (auto &e : y0) e = frand(-1.0f, 1.0f);
+    ref->quantize_act(x.data(), xq.data(), cols);
+    ref->matvec(&cq, x.data(), xq.data(), want.data(), 0, q_rows);
+    ref->add(y0.data(), want.data(), want.data(), q_rows);
+    CK(cudaMemcpy(dq, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
+    op = {}; op.n_mat = 1; op.w[0] = wq.m; op.input = TRN_CUDA_IN_QUANT; op.x = dx; op.output = TRN_CUDA_OUT_ADD; op.y = dq;
+    LK(trn_cuda_ternary(&op, 1, nullptr));
+    gq = down(dq, (size_t)q_rows);
+    if (memcmp(gq.data(), want.data(), want.size() * 4)) fail("ADD", nmse(gq.data(), want.data(), want.size()));
+    printf("fused %-6s cols %-5lld q %d kv %d hd %d ff %lld: QKV, ADD bitwise checked; NORM_QUANT nmse %.2g, SWIGLU nmse %.2g\n",
+           name, (long long)cols, q_rows, kv_rows, hd, (long long)ff, e_norm, e_swiglu);
+    for (void *p : {(void *)dx, (void *)dnorm, (void *)dtable, (void *)dpos, (void *)dq, (void *)dkc, (void *)dvc, (void *)dact}) CK(cudaFree(p));
+    for (dev_matrix *d : {&wq, &wk, &wv, &wg, &wu}) { CK(cudaFree((void *)d->m.qs)); CK(cudaFree((void *)d->m.d)); }
+}
+
 static void bench(trn_type t, int64_t rows, int64_t cols, bool int8) {
     dev_matrix dm = make(t, rows, cols);
     std::vector<float> x((size_t)cols);
@@ -166,6 +260,11 @@ int main() {
     for (trn_type t : all) for (auto &s : shapes) check(t, s[0], s[1]);
     for (trn_type t : {TRN_TYPE_F32, TRN_TYPE_F16, TRN_TYPE_BF16}) for (int64_t c : {7, 64, 172, 33}) check(t, 9, c);
     for (int64_t c : {32, 64, 96, 288}) check(TRN_TYPE_Q8_0, 9, c);
+    for (trn_type t : {TRN_TYPE_TQ2_0, TRN_TYPE_TQ1_0}) {
+        check_fused(t, 2048, 32, 4, 64, 5632); /* Trinity-1.1B */
+        check_fused(t, 512, 4, 2, 16, 40);
+        check_fused(t, 5632, 2, 1, 8, 24);
+    }
     printf("%s: %d failures\n", failures ? "FAILED" : "all checks passed", failures);
     const int64_t trinity[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
     for (auto &s : trinity) { bench(TRN_TYPE_TQ2_0, s[0], s[1], true); bench(TRN_TYPE_TQ2_0, s[0], s[1], false); bench(TRN_TYPE_TQ1_0, s[0], s[1], true); }

@@ -151,7 +151,7 @@ static void check_attention(cudaStream_t s) {
         CK(cudaMalloc(&dp, sizeof(int32_t)));
         for (int pos : {0, 1, 4, 254, 255, 256, 699, 2047}) {
             CK(cudaMemcpy(dp, &pos, 4, cudaMemcpyHostToDevice));
-            LK(trn_cuda_attention(dq, dk, dv, dout, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp, s));
+            LK(trn_cuda_attention(dq, dk, dv, dout, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp, 0, s));
             std::vector<float> want(q.size()), scores(n_ctx);
             for (int h = 0; h < sh.n_head; h++)
                 ref->attention_head(q.data() + h * sh.hd, k.data() + (h / group) * sh.hd, v.data() + (h / group) * sh.hd,
@@ -321,10 +321,10 @@ static void timings(cudaStream_t s) {
     float *dq = dev(q), *dk = dev(k), *dv = dev(k), *dout;
     CK(cudaMalloc(&dout, q.size() * 4));
     int32_t *dpos = dev(std::vector<int32_t>{127});
-    const float t127 = time_us([&] { LK(trn_cuda_attention(dq, dk, dv, dout, 32, 4, 64, n_ctx, dpos, s)); });
+    const float t127 = time_us([&] { LK(trn_cuda_attention(dq, dk, dv, dout, 32, 4, 64, n_ctx, dpos, 0, s)); });
     const int last = 2047;
     CK(cudaMemcpy(dpos, &last, 4, cudaMemcpyHostToDevice));
-    const float t2047 = time_us([&] { LK(trn_cuda_attention(dq, dk, dv, dout, 32, 4, 64, n_ctx, dpos, s)); });
+    const float t2047 = time_us([&] { LK(trn_cuda_attention(dq, dk, dv, dout, 32, 4, 64, n_ctx, dpos, 0, s)); });
     float *x = dev(std::vector<float>(5632, 1.0f)), *w = dev(std::vector<float>(5632, 1.0f)), *y;
     CK(cudaMalloc(&y, 5632 * 4));
     const float tnorm = time_us([&] { LK(trn_cuda_rmsnorm(x, w, y, 2048, 1e-5f, s)); });

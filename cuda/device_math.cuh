@@ -1,0 +1,50 @@
+/* device_math.cuh: small device functions shared by the CUDA kernels.
+ *  - Per-element math, also compiled for the host so tests can check it (__host__ __device__): the RoPE rotation of
+ *    one pair and silu(g) * u, each with the rounding of the CPU reference (cpu_fallback/ops_ref.c): every product
+ *    rounded before the sum, no multiply-add contracted into an FMA.
+ *  - Programmatic dependent launch (PDL) markers. */
+#ifndef TRN_DEVICE_MATH_CUH
+#define TRN_DEVICE_MATH_CUH
+
+#include <math.h>
+
+/* (y0, y1) = (x0, x1) rotated by the angle with cosine c and sine s, as rope_ref: x0 c - x1 s, x0 s + x1 c, each
+ * product rounded before the sum. */
+static __host__ __device__ inline void trn_cuda_rope_pair(float x0, float x1, float c, float s, float *y0, float *y1) {
+#ifdef __CUDA_ARCH__
+    *y0 = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+    *y1 = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+#else
+    const float a = x0 * c, b = x1 * s, e = x0 * s, f = x1 * c; /* host: compile with -ffp-contract=off */
+    *y0 = a - b;
+    *y1 = e + f;
+#endif
+}
+
+/* silu(g) * u with silu(g) = g / (1 + exp(-g)), as swiglu_ref. */
+static __host__ __device__ inline float trn_cuda_silu_mul(float g, float u) {
+#ifdef __CUDA_ARCH__
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+#else
+    return g / (1.0f + expf(-g)) * u;
+#endif
+}
+
+/* Programmatic dependent launch (sm_90 and newer; no-ops elsewhere and for kernels launched without the attribute).
+ * A kernel launched with cudaLaunchAttributeProgrammaticStreamSerialization may start while the kernel before it
+ * is still running: before trn_pdl_wait() it may read only what no earlier kernel writes (weights) and write
+ * nothing; trn_pdl_wait() returns once every earlier kernel has finished and its writes are visible.
+ * trn_pdl_launch_dependents() lets the next such kernel start early. */
+static __device__ __forceinline__ void trn_pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void trn_pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+#endif
