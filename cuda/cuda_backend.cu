@@ -23,6 +23,7 @@
 
 #include "cuda_check.h"
 #include "cuda_ops.h"
+#include "weights.h"
 
 extern "C" {
 #include "../cpu_fallback/quants.h"
@@ -59,8 +60,9 @@ struct cuda_context {
     std::vector<launch_entry> plan;      /* the launches of a full step, in order */
     int plan_body = 0;                   /* entries before the head: a prompt token's step */
     int launches = 0;                    /* kernel launches per full step */
+    trn_cuda::weights weights;           /* placement of the weights, the copies of streamed ones */
     size_t device_bytes = 0;
-    char description[160] = "";
+    char description[320] = "";
 };
 
 cuda_context *ctx_of(trn_backend *b) { return static_cast<cuda_context *>(b->context); }
@@ -87,6 +89,7 @@ void release(cuda_context *c) {
         cudaGraphExecDestroy(c->body);
     for (void *p : c->device_allocations)
         cudaFree(p);
+    trn_cuda::weights_release(&c->weights);
     if (c->pinned)
         cudaFreeHost(c->pinned);
     if (c->stream)
@@ -97,71 +100,11 @@ void release(cuda_context *c) {
 
 bool is_ternary(trn_type t) { return t == TRN_TYPE_TQ2_0 || t == TRN_TYPE_TQ1_0; }
 
-/* Uploads one weight: ternary matrices split into codes [rows][nb * code_bytes] and scales [rows][nb];
- * vectors (norms) widened to F32; everything else as stored. */
-trn_status upload_weight(cuda_context *c, int id) {
-    const trn_buffer *buf = &c->graph->buffers[id];
-    const trn_gguf_tensor *t = buf->tensor;
-    const int64_t rows = buf->ne[1], cols = buf->ne[0];
-    trn_cuda_matrix m{};
-    m.type = buf->type;
-    m.rows = rows;
-    m.cols = cols;
-    if (rows == 1 && buf->type != TRN_TYPE_F32) { /* a norm weight */
-        std::vector<float> wide((size_t)cols);
-        trn_dequantize_row(buf->type, t->data, wide.data(), cols);
-        void *d = nullptr;
-        TRN_TRY(device_alloc(c, &d, wide.size() * sizeof(float), buf->name));
-        CUDA_CHECK(cudaMemcpy(d, wide.data(), wide.size() * sizeof(float), cudaMemcpyHostToDevice));
-        c->buffer[id] = d;
-        m.type = TRN_TYPE_F32;
-        m.qs = d;
-        m.row_bytes = (size_t)cols * sizeof(float);
-        c->matrix[id] = m;
-        return TRN_OK;
-    }
-    if (is_ternary(buf->type)) {
-        const int64_t nb = cols / TRN_QK_K;
-        const bool tq2 = buf->type == TRN_TYPE_TQ2_0;
-        const size_t block_bytes = tq2 ? sizeof(trn_block_tq2_0) : sizeof(trn_block_tq1_0);
-        const size_t code_bytes = tq2 ? 64 : 52; /* TQ1_0: qs[48] then qh[4] */
-        std::vector<uint8_t> codes((size_t)(rows * nb) * code_bytes);
-        std::vector<trn_fp16> scales((size_t)(rows * nb));
-        const uint8_t *src = static_cast<const uint8_t *>(t->data);
-        for (int64_t b = 0; b < rows * nb; b++) {
-            const uint8_t *block = src + (size_t)b * block_bytes;
-            memcpy(&codes[(size_t)b * code_bytes], block, code_bytes); /* TQ1_0: qs and qh are adjacent */
-            memcpy(&scales[(size_t)b], block + code_bytes, sizeof(trn_fp16));
-        }
-        void *dq = nullptr, *dd = nullptr;
-        TRN_TRY(device_alloc(c, &dq, codes.size(), buf->name));
-        TRN_TRY(device_alloc(c, &dd, scales.size() * sizeof(trn_fp16), buf->name));
-        CUDA_CHECK(cudaMemcpy(dq, codes.data(), codes.size(), cudaMemcpyHostToDevice));
-        CUDA_CHECK(cudaMemcpy(dd, scales.data(), scales.size() * sizeof(trn_fp16), cudaMemcpyHostToDevice));
-        m.qs = dq;
-        m.d = static_cast<const trn_fp16 *>(dd);
-        m.row_bytes = (size_t)nb * code_bytes;
-        c->buffer[id] = dq;
-        c->matrix[id] = m;
-        return TRN_OK;
-    }
-    void *d = nullptr;
-    TRN_TRY(device_alloc(c, &d, t->bytes, buf->name));
-    CUDA_CHECK(cudaMemcpy(d, t->data, t->bytes, cudaMemcpyHostToDevice));
-    m.qs = d;
-    m.row_bytes = trn_row_bytes(buf->type, cols);
-    c->buffer[id] = d;
-    c->matrix[id] = m;
-    return TRN_OK;
-}
-
-/* Device bytes the graph needs: weights as uploaded (about their file size), arena, state, outputs, scratch. */
-size_t bytes_needed(const trn_graph *g) {
+/* Device bytes the graph needs besides its weights: arena, state, outputs, RoPE table, scratch, and a margin. */
+size_t other_bytes_needed(const trn_graph *g) {
     size_t total = g->arena_bytes + trn_graph_state_bytes(g) + (size_t)g->n_ctx * g->model->hp.head_dim * 4;
     for (int i = 0; i < g->n_buffers; i++)
-        if (g->buffers[i].kind == TRN_BUF_WEIGHT)
-            total += g->buffers[i].ne[1] == 1 ? (size_t)g->buffers[i].ne[0] * 4 : g->buffers[i].bytes;
-        else if (g->buffers[i].kind != TRN_BUF_ACTIVATION)
+        if (g->buffers[i].kind == TRN_BUF_OUTPUT || g->buffers[i].kind == TRN_BUF_INPUT)
             total += g->buffers[i].bytes;
     return total + trn_cuda_sample_scratch_bytes(g->model->hp.n_vocab) + ((size_t)64 << 20);
 }
@@ -361,9 +304,12 @@ trn_status run_node(cuda_context *c, const launch_entry &e) {
     return TRN_OK;
 }
 
-/* Enqueues plan entries [0, n_entries) on the stream, with an NVTX range per layer where `ranges` is set. */
-trn_status run_plan(cuda_context *c, int n_entries, bool ranges) {
-    int open_layer = -2;
+/* Enqueues plan entries [0, n_entries) on the stream (covering the first n_nodes nodes), with the copies of streamed
+ * weights around them and an NVTX range per layer where `ranges` is set. */
+trn_status run_plan(cuda_context *c, int n_entries, int n_nodes, bool ranges) {
+    trn_cuda::weights *w = &c->weights;
+    TRN_TRY(trn_cuda::weights_enqueue_begin(w, c->stream, n_nodes));
+    int open_layer = -2, group = -1;
     for (int i = 0; i < n_entries; i++) {
         const launch_entry &e = c->plan[(size_t)i];
         const int layer = c->graph->nodes[e.node].layer;
@@ -375,11 +321,17 @@ trn_status run_plan(cuda_context *c, int n_entries, bool ranges) {
             nvtxRangePushA(label);
             open_layer = layer;
         }
+        const int entry_group = w->group_of_node[(size_t)e.node];
+        if (entry_group != group) {
+            TRN_TRY(trn_cuda::weights_enqueue_group(w, c->stream, group, entry_group, n_nodes));
+            group = entry_group;
+        }
         if (e.fused)
             CUDA_LAUNCH_CHECK(trn_cuda_ternary(&e.op, c->pdl, reinterpret_cast<trn_cuda_stream>(c->stream)));
         else
             TRN_TRY(run_node(c, e));
     }
+    TRN_TRY(trn_cuda::weights_enqueue_end(w, c->stream, group, n_nodes));
     if (ranges && open_layer != -2)
         nvtxRangePop();
     return TRN_OK;
@@ -390,7 +342,7 @@ trn_status enqueue_step(cuda_context *c, bool full, bool ranges) {
     const trn_graph *g = c->graph;
     CUDA_CHECK(cudaMemcpyAsync(c->buffer[g->buf_token], &c->pinned[0], sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
     CUDA_CHECK(cudaMemcpyAsync(c->buffer[g->buf_pos], &c->pinned[1], sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
-    TRN_TRY(run_plan(c, full ? (int)c->plan.size() : c->plan_body, ranges));
+    TRN_TRY(run_plan(c, full ? (int)c->plan.size() : c->plan_body, full ? g->n_nodes : g->n_body_nodes, ranges));
     if (full)
         CUDA_CHECK(cudaMemcpyAsync(&c->pinned[2], c->buffer[g->buf_next_token], sizeof(int32_t), cudaMemcpyDeviceToHost,
                                    c->stream));
@@ -438,23 +390,26 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     c->pdl = c->fuse && c->prop.major >= 9 && !env_flag("TRN_CUDA_NO_PDL");
     size_t free_bytes = 0, total_bytes = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    const size_t needed = bytes_needed(g);
-    if (needed > free_bytes) {
+    const size_t other_bytes = other_bytes_needed(g);
+    if (other_bytes > free_bytes) {
         nvtxRangePop();
-        return trn_fail(TRN_ERR_NOMEM, "out of device memory: the model and a context of %d need %.2f GB, %s has %.2f GB "
-                        "free", g->n_ctx, needed / 1e9, c->prop.name, free_bytes / 1e9);
+        return trn_fail(TRN_ERR_NOMEM, "out of device memory: a context of %d needs %.2f GB besides the weights, %s "
+                        "has %.2f GB free", g->n_ctx, other_bytes / 1e9, c->prop.name, free_bytes / 1e9);
     }
     CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     CUDA_CHECK(cudaMallocHost(reinterpret_cast<void **>(&c->pinned), 4 * sizeof(int32_t)));
     c->buffer.assign((size_t)g->n_buffers, nullptr);
     c->matrix.assign((size_t)g->n_buffers, trn_cuda_matrix{});
+    TRN_TRY(trn_cuda::weights_place(&c->weights, g, config, free_bytes, other_bytes, c->matrix, c->buffer));
+    c->device_bytes += c->weights.device_bytes;
+    if (!c->weights.pinned) /* copies from pageable memory cannot be captured */
+        c->use_graph = c->fuse = c->pdl = false;
     void *arena = nullptr;
     TRN_TRY(device_alloc(c, &arena, g->arena_bytes, "the activation arena"));
     int64_t max_cols = 0;
     for (int i = 0; i < g->n_buffers; i++) {
         const trn_buffer *buf = &g->buffers[i];
         if (buf->kind == TRN_BUF_WEIGHT) {
-            TRN_TRY(upload_weight(c, i));
             max_cols = std::max<int64_t>(max_cols, buf->ne[0]);
         } else if (buf->kind == TRN_BUF_ACTIVATION) {
             c->buffer[i] = static_cast<uint8_t *>(arena) + buf->offset;
@@ -501,10 +456,10 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     }
     nvtxRangePop();
     snprintf(c->description, sizeof(c->description),
-             "cuda (%s, sm_%d%d, %s%s%s, act %s, %d kernels per token, %.2f GB on the device)", c->prop.name,
+             "cuda (%s, sm_%d%d, %s%s%s, act %s, %d kernels per token, %s, %.2f GB on the device)", c->prop.name,
              c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : "no graph: TRN_CUDA_NO_GRAPH",
              c->use_graph ? (c->fuse ? ", fused" : ", unfused") : "", c->pdl ? ", PDL" : "",
-             config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->device_bytes / 1e9);
+             config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->weights.note, c->device_bytes / 1e9);
     return TRN_OK;
 }
 
@@ -570,8 +525,19 @@ void cuda_free(trn_backend *b) {
     free(b);
 }
 
+void cuda_stats(trn_backend *b, trn_backend_stats *out) {
+    const cuda_context *c = ctx_of(b);
+    const trn_cuda::weights *w = &c->weights;
+    out->weights = w->mode == TRN_WEIGHTS_MAPPED ? "mapped" : w->mode == TRN_WEIGHTS_STREAMING ? "streaming" : "resident";
+    out->resident_layers = w->resident_layers;
+    out->n_layers = w->n_layers;
+    out->h2d_bytes_per_token = trn_cuda::weights_h2d_bytes(w);
+    out->mapped_bytes_per_token = c->graph ? trn_cuda::weights_mapped_bytes(w, c->graph) : 0.0;
+    out->device_bytes = (double)c->device_bytes;
+}
+
 const trn_backend_i cuda_iface = {
-    "cuda", cuda_prepare, cuda_step, cuda_logits, cuda_describe, cuda_free,
+    "cuda", cuda_prepare, cuda_step, cuda_logits, cuda_describe, cuda_free, cuda_stats,
 };
 
 } // namespace
@@ -615,4 +581,8 @@ extern "C" trn_status trn_cuda_backend_create(trn_backend **out) {
     b->context = c;
     *out = b;
     return TRN_OK;
+}
+
+extern "C" trn_status trn_cuda_copy_bandwidth(int host_to_device, size_t bytes, int reps, double *gbs) {
+    return trn_cuda::copy_bandwidth(host_to_device != 0, bytes, reps, gbs);
 }

@@ -12,6 +12,10 @@ extern "C" {
  * build, a device that cannot be used). */
 trn_status trn_cuda_backend_create(trn_backend **out);
 
+/* Copy bandwidth of device 0 in GB/s, the median of `reps` copies of `bytes`: from pinned host memory to the device
+ * (host_to_device), or within device memory (bytes read + bytes written). */
+trn_status trn_cuda_copy_bandwidth(int host_to_device, size_t bytes, int reps, double *gbs);
+
 #ifdef __cplusplus
 }
 #endif

@@ -106,6 +106,10 @@ int trn_cuda_rope(const float *src, float *dst, int n_heads, int head_dim, const
 /* Row *pos of cache[n_ctx][width] = src[width] (width elements of elem_bytes: 4 for floats and int32 ids). */
 int trn_cuda_store_row(const void *src, void *cache, int64_t width, const int32_t *pos, trn_cuda_stream stream);
 
+/* Occupies the stream for `microseconds` (one thread spinning on the global timer): tests slow a copy stream with it on
+ * purpose. */
+int trn_cuda_delay(int microseconds, trn_cuda_stream stream);
+
 /* ---- attention.cu ---- */
 /* out[n_head][hd] = softmax(q . k_t / sqrt(hd)) v over t = 0..*pos, K/V caches [n_ctx][n_head_kv * hd];
  * query head h reads KV head h / (n_head / n_head_kv). */

@@ -2,7 +2,7 @@
  * KV-cache (or token history) row store. Launchers are declared in cuda_ops.h; the CPU definitions they follow are
  * the scalar references in cpu_fallback/ops_ref.c and the STORE_ROW / ROPE cases of cpu_fallback/cpu_backend.c.
  *
- * Owns: these five kernels. The per-element math (trn_cuda_rope_pair, trn_cuda_silu_mul) is in device_math.cuh,
+ * Owns: these five kernels, and a delay kernel tests use to slow a stream. The per-element math (trn_cuda_rope_pair, trn_cuda_silu_mul) is in device_math.cuh,
  * shared with the fused epilogues of gemv_ternary.cu.
  * Does not own: matrix-vector products (gemv_*.cu), attention (attention.cu), sampling (sample.cu), the RoPE
  * cos/sin table (built once by the backend at prepare).
@@ -95,6 +95,15 @@ static __global__ void store_row_kernel(const uint32_t *src, uint32_t *cache, in
         cache[(int64_t)(*pos) * width + i] = src[i];
 }
 
+/* spins until `ns` nanoseconds of the global timer have passed */
+static __global__ void delay_kernel(unsigned long long ns) {
+    unsigned long long start, now;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+    do
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+    while (now - start < ns);
+}
+
 /* ---- launchers ---- */
 
 static unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
@@ -137,5 +146,12 @@ extern "C" int trn_cuda_store_row(const void *src, void *cache, int64_t width, c
         return (int)cudaErrorInvalidValue;
     store_row_kernel<<<blocks_for(width, EW_THREADS), EW_THREADS, 0, (cudaStream_t)stream>>>(
         static_cast<const uint32_t *>(src), static_cast<uint32_t *>(cache), width, pos);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int trn_cuda_delay(int microseconds, trn_cuda_stream stream) {
+    if (microseconds < 0)
+        return (int)cudaErrorInvalidValue;
+    delay_kernel<<<1, 1, 0, (cudaStream_t)stream>>>((unsigned long long)microseconds * 1000ull);
     return (int)cudaGetLastError();
 }

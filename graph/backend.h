@@ -17,12 +17,33 @@ typedef enum {
     TRN_ACT_F32 = 1,  /* kept in float: exact to the model's math up to float rounding */
 } trn_act_mode;
 
+/* Where a GPU backend keeps the weights (the CPU backend reads them where they are mapped). */
+typedef enum {
+    TRN_WEIGHTS_AUTO = 0,   /* resident where they fit in free device memory, else as many layers as fit + streaming */
+    TRN_WEIGHTS_RESIDENT,   /* all in device memory */
+    TRN_WEIGHTS_STREAMING,  /* in pinned host memory, each layer copied into a ring of device buffers before use
+                               (the first resident_layers layers resident) */
+    TRN_WEIGHTS_MAPPED,     /* in pinned host memory, read by the kernels directly (zero-copy) */
+} trn_weight_mode;
+
 typedef struct {
     int n_threads;          /* CPU threads; <= 0 means all cores */
     trn_act_mode act;       /* activations of ternary layers */
     int force_scalar;       /* run the scalar reference kernels (to bisect a wrong result) */
     trn_sampling sampling;  /* used by the graph's SAMPLE node */
+    trn_weight_mode weights;
+    int resident_layers_given; /* STREAMING or AUTO: resident_layers layers stay resident (else AUTO decides and */
+    int resident_layers;       /* STREAMING keeps none) */
 } trn_backend_config;
+
+/* What a prepared backend moves and holds (for benchmarks). */
+typedef struct {
+    const char *weights;           /* "resident", "streaming", "mapped", "host" (CPU) */
+    int resident_layers, n_layers;
+    double h2d_bytes_per_token;    /* weight bytes copied host -> device per decode step */
+    double mapped_bytes_per_token; /* weight bytes kernels read from host memory per decode step */
+    double device_bytes;           /* device memory allocated */
+} trn_backend_stats;
 
 typedef struct {
     const char *name;
@@ -36,6 +57,8 @@ typedef struct {
     /* One line describing the kernels in use, e.g. "cpu (avx2, 2 threads)". */
     const char *(*describe)(trn_backend *backend);
     void (*free)(trn_backend *backend);
+    /* Optional (NULL where a backend has nothing to report): fills *out. */
+    void (*stats)(trn_backend *backend, trn_backend_stats *out);
 } trn_backend_i;
 
 struct trn_backend {

@@ -38,6 +38,8 @@ typedef struct {
     const char *text;     /* tokenize */
     int bench_prompt, bench_decode;
     trn_act_mode act;
+    trn_weight_mode weights;
+    int weights_given, resident_layers_given, resident_layers, compare_weights;
     const char *text_file; /* perplexity -f */
     const char *ids;       /* logits --ids */
     const char *output;    /* logits -o */
@@ -63,6 +65,8 @@ static void usage(FILE *out) {
             "  convert   --from trin PACKED.bin --base HF_DIR -o OUT.gguf [--type tq2_0|tq1_0] [--vocab V.gguf]\n"
             "  convert   --from llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf [--type f32|f16|tq2_0|tq1_0]\n"
             "ternary layers: --act int8 (default: int8 activations, as llama.cpp) or --act f32 (exact float math)\n"
+            "GPU weights: --weights auto|resident|streaming|mapped, --resident-layers K (the rest streamed);\n"
+            "             bench --compare-weights runs every mode (--device cuda)\n"
             "model: -m FILE.gguf, or --synthetic tinyllama|tinyllama-tq1|tiny (generated in memory, no download)\n"
             "other: --scalar (run the scalar reference kernels), -h/--help\n");
 }
@@ -216,6 +220,24 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             if (strcmp(v, "int8") && strcmp(v, "f32"))
                 return usage_error("--act %s: expected int8 or f32", v);
             o->act = strcmp(v, "f32") == 0 ? TRN_ACT_F32 : TRN_ACT_INT8;
+        } else if (strcmp(a, "--weights") == 0) {
+            NEED_VALUE();
+            const char *modes[] = {"auto", "resident", "streaming", "mapped"}; /* in trn_weight_mode's order */
+            int found = -1;
+            for (int m = 0; m < 4; m++)
+                if (strcmp(v, modes[m]) == 0)
+                    found = m;
+            if (found < 0)
+                return usage_error("--weights %s: expected auto, resident, streaming or mapped", v);
+            o->weights = (trn_weight_mode)found;
+            o->weights_given = 1;
+        } else if (strcmp(a, "--resident-layers") == 0) {
+            NEED_VALUE();
+            if (!parse_int(a, v, 0, 4096, &o->resident_layers))
+                return EXIT_USAGE;
+            o->resident_layers_given = 1;
+        } else if (strcmp(a, "--compare-weights") == 0) {
+            o->compare_weights = 1;
         } else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) {
             NEED_VALUE();
             o->text_file = v;
@@ -298,6 +320,16 @@ static int parse_args(int argc, char **argv, cli_options *o) {
     }
     if (!o->model_path)
         return usage_error("%s needs a model: -m FILE or --synthetic NAME", o->command);
+    if (o->resident_layers_given && (o->weights == TRN_WEIGHTS_RESIDENT || o->weights == TRN_WEIGHTS_MAPPED))
+        return usage_error("--resident-layers goes with --weights streaming or auto, not %s",
+                           o->weights == TRN_WEIGHTS_RESIDENT ? "resident" : "mapped");
+    if ((o->weights_given || o->resident_layers_given || o->compare_weights) && strcmp(o->device, "cpu") == 0)
+        return usage_error("%s: GPU weight modes need --device cuda or auto", o->compare_weights ? "--compare-weights"
+                           : o->weights_given ? "--weights" : "--resident-layers");
+    if (o->compare_weights && strcmp(o->command, "bench") != 0)
+        return usage_error("--compare-weights is a bench option, not one of %s", o->command);
+    if (o->compare_weights && (o->weights_given || o->resident_layers_given))
+        return usage_error("%s: --compare-weights runs every weight mode itself", o->command);
     if (strcmp(o->command, "tokenize") == 0 && !o->text)
         o->text = o->prompt;
     if (strcmp(o->command, "tokenize") == 0 && !o->text)
@@ -343,7 +375,9 @@ static int cmd_generate(const cli_options *o) {
     trn_graph *graph = NULL;
     trn_backend *backend = NULL;
     trn_backend_config config = {.n_threads = o->n_threads, .act = o->act, .force_scalar = o->force_scalar,
-                                 .sampling = o->sampling};
+                                 .sampling = o->sampling, .weights = o->weights,
+                                 .resident_layers_given = o->resident_layers_given,
+                                 .resident_layers = o->resident_layers};
     if (!o->seed_given && config.sampling.temp > 0.0f) {
         config.sampling.seed = (uint64_t)time(NULL);
         fprintf(stderr, "seed: %llu\n", (unsigned long long)config.sampling.seed);
@@ -465,12 +499,18 @@ static int cmd_bench(const cli_options *o) {
     if (rc)
         return rc;
     trn_bench_options opts = {.device = o->device, .n_threads = o->n_threads, .act = o->act, .n_prompt = o->bench_prompt,
-                              .n_decode = o->bench_decode, .force_scalar = o->force_scalar, .json = o->json};
+                              .n_decode = o->bench_decode, .force_scalar = o->force_scalar, .json = o->json,
+                              .weights = o->weights, .resident_layers_given = o->resident_layers_given,
+                              .resident_layers = o->resident_layers};
     trn_bench_result result;
-    if (trn_bench_run(model, &opts, &result) != TRN_OK)
+    if (o->compare_weights) {
+        if (trn_bench_compare_weights(model, &opts, stdout) != TRN_OK)
+            rc = fail();
+    } else if (trn_bench_run(model, &opts, &result) != TRN_OK) {
         rc = fail();
-    else
+    } else {
         trn_bench_print(model, &result, o->json, stdout);
+    }
     trn_model_free(model);
     return rc;
 }
@@ -479,7 +519,9 @@ static int cmd_bench(const cli_options *o) {
 static int prepare_eval(const cli_options *o, const trn_model *model, int n_ctx, trn_graph **graph,
                         trn_backend **backend) {
     trn_backend_config config = {.n_threads = o->n_threads, .act = o->act, .force_scalar = o->force_scalar,
-                                 .sampling = trn_sampling_default()};
+                                 .sampling = trn_sampling_default(), .weights = o->weights,
+                                 .resident_layers_given = o->resident_layers_given,
+                                 .resident_layers = o->resident_layers};
     config.sampling.temp = 0.0f;
     if (trn_graph_build_decode(model, n_ctx, graph) != TRN_OK || trn_backend_for_device(o->device, backend) != TRN_OK ||
         (*backend)->iface->prepare(*backend, *graph, &config) != TRN_OK)

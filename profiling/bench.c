@@ -6,6 +6,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 
+#ifdef TRN_HAVE_CUDA
+#include "../cuda/cuda_backend.h"
+#endif
+
 #include <stdlib.h>
 #include <string.h>
 #ifdef TRN_HAVE_OPENMP
@@ -110,7 +114,9 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
     trn_backend *backend = NULL;
     trn_status status = trn_backend_for_device(opts->device, &backend);
     trn_backend_config config = {.n_threads = opts->n_threads, .act = (trn_act_mode)opts->act, .force_scalar = opts->force_scalar,
-                                 .sampling = trn_sampling_default()};
+                                 .sampling = trn_sampling_default(), .weights = (trn_weight_mode)opts->weights,
+                                 .resident_layers_given = opts->resident_layers_given,
+                                 .resident_layers = opts->resident_layers};
     config.sampling.temp = 0.0f;
     if (status == TRN_OK)
         status = backend->iface->prepare(backend, graph, &config);
@@ -120,6 +126,8 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
         return status;
     }
     snprintf(res->device, sizeof(res->device), "%s", backend->iface->describe(backend));
+    if (backend->iface->stats)
+        backend->iface->stats(backend, &res->stats);
     res->threads = opts->n_threads > 0 ? opts->n_threads : 1;
 #ifdef TRN_HAVE_OPENMP
     if (opts->n_threads <= 0)
@@ -143,7 +151,7 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
     double probes[ROUNDS];
     double *times = malloc((size_t)opts->n_decode * sizeof(double));
     int done = 0;
-    /* the probe reads host memory: it bounds the CPU backend only (a GPU's bound is not measured here yet) */
+    /* the probe reads host memory: it bounds the CPU backend only (a GPU is probed below) */
     const int on_cpu = strcmp(backend->iface->name, "cpu") == 0;
     for (int round = 0; round < ROUNDS && status == TRN_OK && times; round++) {
         probes[round] = on_cpu ? trn_bandwidth_probe(res->threads, (size_t)256 << 20, 1) : 0.0;
@@ -153,7 +161,13 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
             times[done] = trn_time_s() - t0;
         }
     }
-    res->bandwidth_gbs = median(probes, ROUNDS);
+    res->bandwidth_gbs = on_cpu ? median(probes, ROUNDS) : 0.0;
+#ifdef TRN_HAVE_CUDA
+    /* a GPU's bound: device memory bandwidth, from a 1 GB device-to-device copy (bytes read + written) */
+    if (status == TRN_OK && strcmp(backend->iface->name, "cuda") == 0 &&
+        trn_cuda_copy_bandwidth(0, (size_t)1 << 30, 5, &res->bandwidth_gbs) != TRN_OK)
+        res->bandwidth_gbs = 0.0;
+#endif
     if (status == TRN_OK && times) {
         const double step_s = median(times, opts->n_decode);
         res->decode_ms_per_token = 1e3 * step_s;

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "../graph/backend.h"
 #include "../host/model.h"
 
 typedef struct {
@@ -14,6 +15,8 @@ typedef struct {
     int force_scalar;
     int json;
     int act;              /* trn_act_mode */
+    int weights;          /* trn_weight_mode (GPU) */
+    int resident_layers_given, resident_layers;
 } trn_bench_options;
 
 typedef struct {
@@ -25,10 +28,15 @@ typedef struct {
     double roofline_fraction;  /* achieved / probe bandwidth */
     int threads;
     char device[192];
+    trn_backend_stats stats;   /* weight placement, bytes moved host -> device (zero where not reported) */
 } trn_bench_result;
 
 trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, trn_bench_result *result);
 void trn_bench_print(const trn_model *model, const trn_bench_result *result, int json, FILE *out);
+
+/* `trinity bench --compare-weights` (profiling/bench_weights.c): decode with the weights resident, streamed, partly
+ * resident and mapped, and a pinned host-to-device copy probe, in one run; one table (or JSON with opts->json). */
+trn_status trn_bench_compare_weights(const trn_model *model, const trn_bench_options *opts, FILE *out);
 
 /* Read bandwidth in GB/s: n_threads threads each stream through their share of a buffer much larger than
  * the caches; the median of `reps` runs. */

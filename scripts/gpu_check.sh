@@ -43,16 +43,40 @@ if [ $BUILD_RC -eq 0 ]; then
             echo "compute-sanitizer $t: exit $?" >>"$OUT/sanitizer.txt"
         done
     fi
-    for act in int8 f32; do
-        timeout 120 ./build-gpu/trinity bench --synthetic tinyllama --device cuda --act $act --json \
-            --prompt-tokens 32 --decode-tokens 256 >"$OUT/bench_$act.json" 2>"$OUT/bench_$act.err"
-    done
+    (cd build-gpu && timeout 120 ./tests/test_cuda_gemv) >"$OUT/test_cuda_gemv.log" 2>&1  # kernel timings too
+    # decode: the default (fused kernels, programmatic dependent launch on sm_90) and the switches that bisect it
+    BENCH="./build-gpu/trinity bench --device cuda --json --prompt-tokens 32 --decode-tokens 256"
+    timeout 120 $BENCH --synthetic tinyllama >"$OUT/bench_int8.json" 2>"$OUT/bench_int8.err"
+    TRN_CUDA_NO_PDL=1 timeout 120 $BENCH --synthetic tinyllama >"$OUT/bench_nopdl.json" 2>"$OUT/bench_nopdl.err"
+    TRN_CUDA_NO_FUSION=1 timeout 120 $BENCH --synthetic tinyllama >"$OUT/bench_unfused.json" 2>"$OUT/bench_unfused.err"
+    timeout 120 $BENCH --synthetic tinyllama --act f32 >"$OUT/bench_f32.json" 2>"$OUT/bench_f32.err"
+    timeout 120 $BENCH --synthetic tinyllama-tq1 >"$OUT/bench_tq1.json" 2>"$OUT/bench_tq1.err"
     TRN_CUDA_NO_GRAPH=1 timeout 120 ./build-gpu/trinity bench --synthetic tinyllama --device cuda --json \
         --prompt-tokens 8 --decode-tokens 64 >"$OUT/bench_nograph.json" 2>"$OUT/bench_nograph.err"
+    # weight residency: every mode in one run (table and JSON), and the greedy text of each mode
+    timeout 120 ./build-gpu/trinity bench --synthetic tinyllama --device cuda --compare-weights --prompt-tokens 8 \
+        --decode-tokens 64 >"$OUT/compare_weights.txt" 2>"$OUT/compare_weights.err"
+    timeout 120 ./build-gpu/trinity bench --synthetic tinyllama --device cuda --compare-weights --json \
+        --prompt-tokens 8 --decode-tokens 64 >"$OUT/compare_weights.json" 2>>"$OUT/compare_weights.err"
     timeout 60 ./build-gpu/trinity generate -m "$STORIES" -p "" -n 200 -c 512 \
         --temp 0 --device cuda >"$OUT/stories_cuda.txt" 2>"$OUT/stories_cuda.err"
     timeout 60 ./build-gpu/trinity generate -m "$STORIES" -p "" -n 200 -c 512 \
         --temp 0 --device cpu >"$OUT/stories_cpu.txt" 2>/dev/null
+    TEXT_SAME=true
+    for mode in "streaming" "streaming --resident-layers 2" "mapped"; do
+        tag=$(echo "$mode" | tr -c 'a-z0-9\n' '_')
+        timeout 60 ./build-gpu/trinity generate -m "$STORIES" -p "" -n 200 -c 512 --temp 0 --device cuda \
+            --weights $mode >"$OUT/stories_$tag.txt" 2>>"$OUT/modes.err"
+        cmp -s "$OUT/stories_$tag.txt" "$OUT/stories_cuda.txt" && [ -s "$OUT/stories_cuda.txt" ] || TEXT_SAME=false
+    done
+    timeout 60 ./build-gpu/trinity generate --synthetic tinyllama -p "Once upon a time" -n 48 --temp 0 \
+        --device cuda >"$OUT/tl_resident.txt" 2>>"$OUT/modes.err"
+    for mode in "streaming" "streaming --resident-layers 11" "mapped"; do
+        tag=$(echo "$mode" | tr -c 'a-z0-9\n' '_')
+        timeout 60 ./build-gpu/trinity generate --synthetic tinyllama -p "Once upon a time" -n 48 --temp 0 \
+            --device cuda --weights $mode >"$OUT/tl_$tag.txt" 2>>"$OUT/modes.err"
+        cmp -s "$OUT/tl_$tag.txt" "$OUT/tl_resident.txt" && [ -s "$OUT/tl_resident.txt" ] || TEXT_SAME=false
+    done
 fi
 
 field() { grep -oE "\"$2\": [^,}]+" "$1" 2>/dev/null | head -1 | sed 's/.*: //'; }
@@ -63,19 +87,32 @@ DEVICE=$(grep -oE '"device": "[^"]*"' "$OUT/bench_int8.json" 2>/dev/null | sed '
 KERNELS=$(echo "$DEVICE" | grep -oE "[0-9]+ kernels per token" | grep -oE "^[0-9]+")
 TPS_F32=$(field "$OUT/bench_f32.json" decode_tokens_per_s)
 TPS_NOGRAPH=$(field "$OUT/bench_nograph.json" decode_tokens_per_s)
+TPS_NOPDL=$(field "$OUT/bench_nopdl.json" decode_tokens_per_s)
+TPS_UNFUSED=$(field "$OUT/bench_unfused.json" decode_tokens_per_s)
+TPS_TQ1=$(field "$OUT/bench_tq1.json" decode_tokens_per_s)
+BW=$(field "$OUT/bench_int8.json" bandwidth_gbs)
+ROOF=$(field "$OUT/bench_int8.json" roofline_fraction)
 SAME_TEXT=false
 if [ -s "$OUT/stories_cuda.txt" ] && cmp -s "$OUT/stories_cuda.txt" "$OUT/stories_cpu.txt"; then SAME_TEXT=true; fi
+# the streaming mode's fraction of its bound: the second entry of the comparison's modes
+H2D_FRACTION=$(grep -oE '"h2d_bound_fraction": [0-9.]+' "$OUT/compare_weights.json" 2>/dev/null | sed -n 2p | sed 's/.*: //')
+COMPARE=$(cat "$OUT/compare_weights.json" 2>/dev/null | tr -d '\n')
+STREAMING="{\"compare\": ${COMPARE:-null}, \"text_identical\": ${TEXT_SAME:-false}, \"h2d_bound_fraction\": ${H2D_FRACTION:-null}}"
 ELAPSED=$(( $(date +%s) - START ))
 
 cat >"$OUT/gpu_check.json" <<JSON
-{"gpu": "${GPU:-none}", "build_ok": $([ $BUILD_RC -eq 0 ] && echo true || echo false), "tests_passed": ${PASSED:-0}, "tests_failed": ${FAILED:-0}, "decode_tokens_per_s": ${TPS:-null}, "ms_per_token": ${MS:-null}, "achieved_gbs": ${GBS:-null}, "kernels_per_token": ${KERNELS:-null}, "decode_tokens_per_s_f32_act": ${TPS_F32:-null}, "decode_tokens_per_s_no_graph": ${TPS_NOGRAPH:-null}, "stories260K_text_identical_to_cpu": $SAME_TEXT, "device": ${DEVICE:-null}, "seconds": $ELAPSED}
+{"gpu": "${GPU:-none}", "build_ok": $([ $BUILD_RC -eq 0 ] && echo true || echo false), "tests_passed": ${PASSED:-0}, "tests_failed": ${FAILED:-0}, "decode_tokens_per_s": ${TPS:-null}, "ms_per_token": ${MS:-null}, "achieved_gbs": ${GBS:-null}, "kernels_per_token": ${KERNELS:-null}, "bandwidth_gbs": ${BW:-null}, "roofline_fraction": ${ROOF:-null}, "decode_tokens_per_s_f32_act": ${TPS_F32:-null}, "decode_tokens_per_s_no_pdl": ${TPS_NOPDL:-null}, "decode_tokens_per_s_unfused": ${TPS_UNFUSED:-null}, "decode_tokens_per_s_no_graph": ${TPS_NOGRAPH:-null}, "decode_tokens_per_s_tq1_0": ${TPS_TQ1:-null}, "stories260K_text_identical_to_cpu": $SAME_TEXT, "streaming": $STREAMING, "device": ${DEVICE:-null}, "seconds": $ELAPSED}
 JSON
 echo "---- gpu_check summary ----"
 echo "gpu:                 ${GPU:-none}"
 echo "build:               $([ $BUILD_RC -eq 0 ] && echo ok || echo "FAILED (see $OUT/build.log)")"
 echo "tests:               ${PASSED:-0} passed, ${FAILED:-0} failed (see $OUT/ctest.log)"
 echo "decode (int8 act):   ${TPS:-n/a} tokens/s, ${MS:-n/a} ms/token, ${GBS:-n/a} GB/s, ${KERNELS:-n/a} kernels per token"
-echo "decode (f32 act):    ${TPS_F32:-n/a} tokens/s; without CUDA Graph: ${TPS_NOGRAPH:-n/a} tokens/s"
+echo "memory bandwidth:    ${BW:-n/a} GB/s (device copy probe); decode at ${ROOF:-n/a} of it"
+echo "switches:            no PDL ${TPS_NOPDL:-n/a}, unfused ${TPS_UNFUSED:-n/a}, no graph ${TPS_NOGRAPH:-n/a} tokens/s"
+echo "other:               f32 act ${TPS_F32:-n/a}, TQ1_0 ${TPS_TQ1:-n/a} tokens/s"
+echo "weights (--compare-weights; text of every mode identical: ${TEXT_SAME:-false}):"
+cat "$OUT/compare_weights.txt" 2>/dev/null
 echo "stories260K text:    $([ "$SAME_TEXT" = true ] && echo "identical to the CPU's" || echo "DIFFERS or missing")"
 echo "time:                ${ELAPSED} s; JSON: $OUT/gpu_check.json"
 [ $BUILD_RC -eq 0 ] && [ "${FAILED:-1}" -eq 0 ]

@@ -284,6 +284,24 @@ else
     expect_error "--device cuda" 1 "cuda" -- "$TRINITY" generate -m "$G" -p hi -n 2 --temp 0 --device cuda
 fi
 
+# GPU weight modes: flags checked before any model runs; on a machine without a GPU the comparison names why.
+expect_error "--weights bogus" 2 "--weights" -- "$TRINITY" generate -m "$G" -p hi --weights disk
+expect_error "--weights with --device cpu" 2 "--device cuda" -- \
+    "$TRINITY" generate -m "$G" -p hi --weights streaming --device cpu
+expect_error "--resident-layers with --weights mapped" 2 "--resident-layers" -- \
+    "$TRINITY" generate -m "$G" -p hi --weights mapped --resident-layers 1
+expect_error "--resident-layers -1" 2 "--resident-layers" -- "$TRINITY" generate -m "$G" -p hi --resident-layers -1
+expect_error "--compare-weights outside bench" 2 "bench" -- "$TRINITY" generate -m "$G" -p hi --compare-weights
+expect_error "--compare-weights with --weights" 2 "--compare-weights" -- \
+    "$TRINITY" bench -m "$G" --compare-weights --weights mapped
+run "$TRINITY" bench -m "$G" --compare-weights --decode-tokens 4 --prompt-tokens 2
+if [ "$RC" -eq 0 ]; then
+    ok "bench --compare-weights (skipped: this machine has a GPU)"
+else
+    expect_error "bench --compare-weights without a GPU" 1 "cuda|driver|gpu|device" -- \
+        "$TRINITY" bench -m "$G" --compare-weights --decode-tokens 4 --prompt-tokens 2
+fi
+
 # ---- good input --------------------------------------------------------------------------------------------
 
 if expect_success "info -m good.gguf" -- "$TRINITY" info -m "$G"; then

@@ -13,7 +13,9 @@
  *     its squares in another order), the same greedy tokens; f32 mode has no fusion, so bitwise;
  *   - graph replay and plain launches (both unfused) give bitwise identical logits, as do launches with and without
  *     programmatic dependent launch;
- *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text). */
+ *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text);
+ *   - every weight mode (streamed, partly resident, mapped; copies slowed on purpose; pinned memory refused) gives
+ *     bitwise the logits and tokens of resident weights. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +27,9 @@
 
 #define STEPS 24
 
-static int run(trn_backend *backend, const trn_model *model, const trn_graph *g, trn_act_mode act, float temp,
-               int *tokens, float *logits) {
-    trn_backend_config config = {.n_threads = 0, .act = act, .sampling = trn_sampling_default()};
-    config.sampling.temp = temp;
-    config.sampling.seed = 7;
-    if (backend->iface->prepare(backend, g, &config) != TRN_OK) {
+static int run_config(trn_backend *backend, const trn_model *model, const trn_graph *g,
+                      const trn_backend_config *config, int *tokens, float *logits) {
+    if (backend->iface->prepare(backend, g, config) != TRN_OK) {
         fprintf(stderr, "prepare failed: %s\n", trn_last_error());
         return 0;
     }
@@ -49,6 +48,14 @@ static int run(trn_backend *backend, const trn_model *model, const trn_graph *g,
         tokens[pos] = token = next;
     }
     return 1;
+}
+
+static int run(trn_backend *backend, const trn_model *model, const trn_graph *g, trn_act_mode act, float temp,
+               int *tokens, float *logits) {
+    trn_backend_config config = {.n_threads = 0, .act = act, .sampling = trn_sampling_default()};
+    config.sampling.temp = temp;
+    config.sampling.seed = 7;
+    return run_config(backend, model, g, &config, tokens, logits);
 }
 
 static trn_backend *make(int cuda) {
@@ -128,6 +135,61 @@ static void check_model(const char *path) {
     trn_model_free(model);
 }
 
+/* Weight residency: every mode gives bitwise the logits of resident weights (the same kernels read the same bytes,
+ * only from elsewhere), also with each copy delayed on purpose (a kernel reading a ring slot before its layer
+ * arrived would read another layer's weights) and with pinned memory refused (pageable copies, no graph). */
+static void check_weights(const char *path) {
+    trn_model *model = NULL;
+    if (trn_model_load(path, &model) != TRN_OK) {
+        CHECK_MSG(0, "%s: %s", path, trn_last_error());
+        return;
+    }
+    trn_graph *g = NULL;
+    CHECK(trn_graph_build_decode(model, 64, &g) == TRN_OK);
+    const size_t n = (size_t)STEPS * model->hp.n_vocab;
+    float *resident = malloc(n * sizeof(float)), *other = malloc(n * sizeof(float));
+    int t_resident[STEPS], t_other[STEPS];
+    const int L = model->hp.n_layer;
+    struct {
+        const char *label, *env;
+        trn_weight_mode mode;
+        int resident_layers; /* -1: not given */
+    } cases[] = {
+        {"resident", NULL, TRN_WEIGHTS_RESIDENT, -1},
+        {"streaming", NULL, TRN_WEIGHTS_STREAMING, 0},
+        {"streaming, half resident", NULL, TRN_WEIGHTS_STREAMING, L / 2},
+        {"streaming, last layer streamed", NULL, TRN_WEIGHTS_STREAMING, L - 1},
+        {"mapped", NULL, TRN_WEIGHTS_MAPPED, -1},
+        {"streaming, copies delayed 300 us", "TRN_CUDA_SLOW_COPY_US", TRN_WEIGHTS_STREAMING, 0},
+        {"streaming, pinned memory refused", "TRN_CUDA_FAIL_PINNED", TRN_WEIGHTS_STREAMING, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        trn_backend_config config = {.act = TRN_ACT_INT8, .sampling = trn_sampling_default(), .weights = cases[i].mode,
+                                     .resident_layers_given = cases[i].resident_layers >= 0,
+                                     .resident_layers = cases[i].resident_layers};
+        config.sampling.temp = 0.0f;
+        if (cases[i].env)
+            setenv(cases[i].env, strcmp(cases[i].env, "TRN_CUDA_SLOW_COPY_US") == 0 ? "300" : "1", 1);
+        trn_backend *d = make(1);
+        const int ok = d && run_config(d, model, g, &config, i ? t_other : t_resident, i ? other : resident);
+        if (cases[i].env)
+            unsetenv(cases[i].env);
+        CHECK_MSG(ok, "%s, weights %s: the run failed", path, cases[i].label);
+        if (ok && i > 0) {
+            const int same = memcmp(other, resident, n * sizeof(float)) == 0 &&
+                             memcmp(t_other, t_resident, sizeof(t_other)) == 0;
+            printf("%s, weights %s: %s resident's (%s)\n", path, cases[i].label, same ? "bitwise" : "DIFFERS from",
+                   d->iface->describe(d));
+            CHECK_MSG(same, "%s: weights %s differ from resident weights", path, cases[i].label);
+        }
+        trn_backend_free(d);
+    }
+    free(resident);
+    free(other);
+    trn_graph_free(g);
+    trn_model_free(model);
+}
+
 int main(void) {
     trn_backend *probe = NULL;
     if (trn_cuda_backend_create(&probe) != TRN_OK) {
@@ -142,9 +204,12 @@ int main(void) {
     check_model("synthetic:tinyllama-tq1");
     check_model(test_source_path("tests/golden/eval/tiny_ternary.gguf"));
     const char *stories = test_data_path("stories260K/stories260K.gguf");
-    if (stories)
+    check_weights("synthetic:tiny");
+    check_weights("synthetic:tinyllama");
+    if (stories) {
         check_model(stories);
-    else
+        check_weights(stories);
+    } else
         printf("stories260K part skipped: ../shared/testdata is absent\n");
     return test_finish("test_cuda");
 }
