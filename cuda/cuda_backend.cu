@@ -402,8 +402,8 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     c->matrix.assign((size_t)g->n_buffers, trn_cuda_matrix{});
     TRN_TRY(trn_cuda::weights_place(&c->weights, g, config, free_bytes, other_bytes, c->matrix, c->buffer));
     c->device_bytes += c->weights.device_bytes;
-    if (!c->weights.pinned) /* copies from pageable memory cannot be captured */
-        c->use_graph = c->fuse = c->pdl = false;
+    if (!c->weights.pinned) /* copies from pageable memory cannot be captured: plain launches */
+        c->use_graph = false;
     void *arena = nullptr;
     TRN_TRY(device_alloc(c, &arena, g->arena_bytes, "the activation arena"));
     int64_t max_cols = 0;
@@ -457,8 +457,8 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     nvtxRangePop();
     snprintf(c->description, sizeof(c->description),
              "cuda (%s, sm_%d%d, %s%s%s, act %s, %d kernels per token, %s, %.2f GB on the device)", c->prop.name,
-             c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : "no graph: TRN_CUDA_NO_GRAPH",
-             c->use_graph ? (c->fuse ? ", fused" : ", unfused") : "", c->pdl ? ", PDL" : "",
+             c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : c->fuse ? "no graph: pageable weights" : "no graph: TRN_CUDA_NO_GRAPH",
+             c->fuse ? ", fused" : ", unfused", c->pdl ? ", PDL" : "",
              config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->weights.note, c->device_bytes / 1e9);
     return TRN_OK;
 }

@@ -2,6 +2,8 @@
  * schedule of a step. See weights.h. */
 #include "weights.h"
 
+#include <nvtx3/nvToolsExt.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -140,11 +142,20 @@ int streamed_in(const weights *w, int n_nodes) {
     return n;
 }
 
+/* Enqueues the copy of streamed rank s (an NVTX range around the enqueue; on the timeline the copy itself shows on
+ * the copy stream, beside the kernels of the compute stream). */
 trn_status issue_copy(weights *w, int s) {
     const weight_group &grp = w->groups[(size_t)w->streamed[(size_t)s]];
-    if (w->slow_copy_us > 0)
-        CUDA_LAUNCH_CHECK(trn_cuda_delay(w->slow_copy_us, reinterpret_cast<trn_cuda_stream>(w->copy_stream)));
-    CUDA_CHECK(cudaMemcpyAsync(grp.device, grp.host, grp.bytes, cudaMemcpyHostToDevice, w->copy_stream));
+    nvtxRangePushA("copy weights");
+    if (w->slow_copy_us > 0 && trn_cuda_delay(w->slow_copy_us, reinterpret_cast<trn_cuda_stream>(w->copy_stream))) {
+        nvtxRangePop();
+        return trn_fail(TRN_ERR_DEVICE, "the copy-delay kernel failed: %s", cudaGetErrorString(cudaGetLastError()));
+    }
+    const cudaError_t err = cudaMemcpyAsync(grp.device, grp.host, grp.bytes, cudaMemcpyHostToDevice, w->copy_stream);
+    nvtxRangePop();
+    if (err != cudaSuccess)
+        return trn_fail(TRN_ERR_DEVICE, "cudaMemcpyAsync of %zu bytes of weights failed: %s", grp.bytes,
+                        cudaGetErrorString(err));
     CUDA_CHECK(cudaEventRecord(w->copied[(size_t)s], w->copy_stream));
     return TRN_OK;
 }
