@@ -29,12 +29,13 @@ if [ $BUILD_RC -eq 0 ]; then
     BUILD_RC=$?
 fi
 
-PASSED=0; FAILED=0; TOTAL=0
+PASSED=0; FAILED=0; SKIPPED=0; TOTAL=0
 if [ $BUILD_RC -eq 0 ]; then
     (cd build-gpu && timeout 300 ctest -j4 --output-on-failure) >"$OUT/ctest.log" 2>&1
     TOTAL=$(grep -oE "tests failed out of [0-9]+" "$OUT/ctest.log" | grep -oE "[0-9]+$" || echo 0)
     FAILED=$(grep -oE "[0-9]+ tests failed" "$OUT/ctest.log" | grep -oE "^[0-9]+" || echo 0)
-    PASSED=$((TOTAL - FAILED))
+    SKIPPED=$(grep -c "(Skipped)" "$OUT/ctest.log" || true)
+    PASSED=$((TOTAL - FAILED - SKIPPED))
     grep -E "nmse|test_cuda" "$OUT/ctest.log" >"$OUT/cuda_parity.txt" 2>/dev/null
     (cd build-gpu && timeout 120 ./tests/test_cuda) >"$OUT/test_cuda.log" 2>&1
     if command -v compute-sanitizer >/dev/null; then  # out-of-bounds and race checks on the one-op tests
@@ -101,12 +102,12 @@ STREAMING="{\"compare\": ${COMPARE:-null}, \"text_identical\": ${TEXT_SAME:-fals
 ELAPSED=$(( $(date +%s) - START ))
 
 cat >"$OUT/gpu_check.json" <<JSON
-{"gpu": "${GPU:-none}", "build_ok": $([ $BUILD_RC -eq 0 ] && echo true || echo false), "tests_passed": ${PASSED:-0}, "tests_failed": ${FAILED:-0}, "decode_tokens_per_s": ${TPS:-null}, "ms_per_token": ${MS:-null}, "achieved_gbs": ${GBS:-null}, "kernels_per_token": ${KERNELS:-null}, "bandwidth_gbs": ${BW:-null}, "roofline_fraction": ${ROOF:-null}, "decode_tokens_per_s_f32_act": ${TPS_F32:-null}, "decode_tokens_per_s_no_pdl": ${TPS_NOPDL:-null}, "decode_tokens_per_s_unfused": ${TPS_UNFUSED:-null}, "decode_tokens_per_s_no_graph": ${TPS_NOGRAPH:-null}, "decode_tokens_per_s_tq1_0": ${TPS_TQ1:-null}, "stories260K_text_identical_to_cpu": $SAME_TEXT, "streaming": $STREAMING, "device": ${DEVICE:-null}, "seconds": $ELAPSED}
+{"gpu": "${GPU:-none}", "build_ok": $([ $BUILD_RC -eq 0 ] && echo true || echo false), "tests_passed": ${PASSED:-0}, "tests_failed": ${FAILED:-0}, "tests_skipped": ${SKIPPED:-0}, "decode_tokens_per_s": ${TPS:-null}, "ms_per_token": ${MS:-null}, "achieved_gbs": ${GBS:-null}, "kernels_per_token": ${KERNELS:-null}, "bandwidth_gbs": ${BW:-null}, "roofline_fraction": ${ROOF:-null}, "decode_tokens_per_s_f32_act": ${TPS_F32:-null}, "decode_tokens_per_s_no_pdl": ${TPS_NOPDL:-null}, "decode_tokens_per_s_unfused": ${TPS_UNFUSED:-null}, "decode_tokens_per_s_no_graph": ${TPS_NOGRAPH:-null}, "decode_tokens_per_s_tq1_0": ${TPS_TQ1:-null}, "stories260K_text_identical_to_cpu": $SAME_TEXT, "streaming": $STREAMING, "device": ${DEVICE:-null}, "seconds": $ELAPSED}
 JSON
 echo "---- gpu_check summary ----"
 echo "gpu:                 ${GPU:-none}"
 echo "build:               $([ $BUILD_RC -eq 0 ] && echo ok || echo "FAILED (see $OUT/build.log)")"
-echo "tests:               ${PASSED:-0} passed, ${FAILED:-0} failed (see $OUT/ctest.log)"
+echo "tests:               ${PASSED:-0} passed, ${FAILED:-0} failed, ${SKIPPED:-0} skipped (see $OUT/ctest.log)"
 echo "decode (int8 act):   ${TPS:-n/a} tokens/s, ${MS:-n/a} ms/token, ${GBS:-n/a} GB/s, ${KERNELS:-n/a} kernels per token"
 echo "memory bandwidth:    ${BW:-n/a} GB/s (device copy probe); decode at ${ROOF:-n/a} of it"
 echo "switches:            no PDL ${TPS_NOPDL:-n/a}, unfused ${TPS_UNFUSED:-n/a}, no graph ${TPS_NOGRAPH:-n/a} tokens/s"

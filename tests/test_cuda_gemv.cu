@@ -1,8 +1,9 @@
 /* test_cuda_gemv.cu: the kernels of cuda/gemv_ternary.cu and cuda/gemv_float.cu on a GPU against the CPU reference
  * (cpu_fallback/ops_ref.c, quants.c), then timings at Trinity-1.1B shapes. Exit status 1 on any mismatch, 77
  * (skipped) where no GPU is present. Expect: int8 ternary rows, quantized activations and get_row bitwise equal;
- * f32-mode and float types within 1e-6 of sum|w x| per row; the fused launches of trn_cuda_ternary as check_fused
+ * f32-mode and float types within 1e-6 of sum|w x| per row (F32 also against cuBLAS's Sgemv); the fused launches of trn_cuda_ternary as check_fused
  * says. */
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cmath>
 #include <cstdio>
@@ -115,7 +116,24 @@ static void check(trn_type t, int64_t rows, int64_t cols) {
         auto y = down(dy, (size_t)rows);
         double e = row_err(&cm, x.data(), y.data(), want.data());
         if (!(e < 1e-6)) failures++;
-        printf("%-6s %6lld x %-6lld err %.2g%s\n", trn_type_name(t), (long long)rows, (long long)cols, e, e < 1e-6 ? "" : "  FAIL");
+        printf("%-6s %6lld x %-6lld err %.2g%s", trn_type_name(t), (long long)rows, (long long)cols, e, e < 1e-6 ? "" : "  FAIL");
+        if (t == TRN_TYPE_F32) { /* and against cuBLAS: W row-major is the column-major cols x rows matrix W^T */
+            cublasHandle_t handle;
+            float *dref, one = 1.0f, zero = 0.0f;
+            CK(cudaMalloc(&dref, (size_t)rows * 4));
+            if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS ||
+                cublasSgemv(handle, CUBLAS_OP_T, (int)cols, (int)rows, &one, (const float *)dm.m.qs, (int)cols, dx, 1,
+                            &zero, dref, 1) != CUBLAS_STATUS_SUCCESS) { failures++; printf("  FAIL cublasSgemv"); }
+            else {
+                auto r = down(dref, (size_t)rows);
+                const double ec = row_err(&cm, x.data(), y.data(), r.data());
+                if (!(ec < 1e-6)) failures++;
+                printf(", vs cuBLAS %.2g%s", ec, ec < 1e-6 ? "" : "  FAIL");
+                cublasDestroy(handle);
+            }
+            CK(cudaFree(dref));
+        }
+        printf("\n");
     }
     /* get_row of the last row, bitwise */
     int32_t idx = (int32_t)(rows - 1), *didx = up(&idx, 1);
