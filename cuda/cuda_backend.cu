@@ -1,14 +1,17 @@
 /* cuda_backend.cu: runs a trn_graph on an NVIDIA GPU.
  *
- * prepare: picks device 0, checks free memory against what the model needs, uploads every weight once in the
- * layout the kernels read (ternary codes and scales split, so codes are 16-byte aligned; norms widened to F32),
- * allocates the activation arena the planner sized, the KV cache, the token history, int8 activation scratch,
+ * prepare: picks device 0, checks free memory against what the model needs, places the weights (weights.cu: in the
+ * layout the kernels read, resident by default), allocates the activation arena the planner sized, the KV cache, the token history, int8 activation scratch,
  * the sampler's scratch and a RoPE cos/sin table; then captures two CUDA Graphs: the whole step (token and
  * position copied in from pinned host memory, every node, the sampled id copied back to pinned memory) and the
  * body alone (for prompt tokens whose logits are unused).
  * step: writes token and position into pinned memory, launches one graph, waits, reads the sampled id.
  * TRN_CUDA_NO_GRAPH=1 runs the nodes as plain launches instead (to bisect a wrong result), with an NVTX range per
- * layer stage; a captured graph replays without host code, so it shows as one range per step. */
+ * layer stage; a captured graph replays without host code, so it shows as one range per step.
+ * Launch plan: built once at prepare; in int8 mode node patterns are fused into trn_cuda_ternary launches
+ * (match_fusion), and on sm_90 kernels use programmatic dependent launch. Switches: TRN_CUDA_NO_FUSION=1,
+ * TRN_CUDA_NO_PDL=1, TRN_CUDA_PROFILE=1 (time per kind of launch, printed when the backend is freed).
+ * Weights: placed by weights.cu (resident, streamed through a ring, mapped), with the copies in the graph. */
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <nvtx3/nvToolsExt.h>
@@ -19,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "cuda_check.h"
@@ -61,6 +65,10 @@ struct cuda_context {
     int plan_body = 0;                   /* entries before the head: a prompt token's step */
     int launches = 0;                    /* kernel launches per full step */
     trn_cuda::weights weights;           /* placement of the weights, the copies of streamed ones */
+    bool profile = false;                /* TRN_CUDA_PROFILE=1: an event after every launch of a full step */
+    std::vector<cudaEvent_t> profile_events; /* [plan entries + 1] */
+    std::vector<double> profile_ms;      /* [plan entries] summed over profiled steps */
+    int profile_steps = 0;
     size_t device_bytes = 0;
     char description[320] = "";
 };
@@ -90,6 +98,8 @@ void release(cuda_context *c) {
     for (void *p : c->device_allocations)
         cudaFree(p);
     trn_cuda::weights_release(&c->weights);
+    for (cudaEvent_t e : c->profile_events)
+        cudaEventDestroy(e);
     if (c->pinned)
         cudaFreeHost(c->pinned);
     if (c->stream)
@@ -326,10 +336,15 @@ trn_status run_plan(cuda_context *c, int n_entries, int n_nodes, bool ranges) {
             TRN_TRY(trn_cuda::weights_enqueue_group(w, c->stream, group, entry_group, n_nodes));
             group = entry_group;
         }
+        const bool timed = c->profile && n_entries == (int)c->plan.size();
+        if (timed && i == 0)
+            CUDA_CHECK(cudaEventRecord(c->profile_events[0], c->stream));
         if (e.fused)
             CUDA_LAUNCH_CHECK(trn_cuda_ternary(&e.op, c->pdl, reinterpret_cast<trn_cuda_stream>(c->stream)));
         else
             TRN_TRY(run_node(c, e));
+        if (timed)
+            CUDA_CHECK(cudaEventRecord(c->profile_events[(size_t)i + 1], c->stream));
     }
     TRN_TRY(trn_cuda::weights_enqueue_end(w, c->stream, group, n_nodes));
     if (ranges && open_layer != -2)
@@ -438,6 +453,14 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         return trn_fail(TRN_ERR_NOMEM, "out of memory for the logits");
     CUDA_CHECK(cudaDeviceSynchronize());
     build_plan(c);
+    c->profile = env_flag("TRN_CUDA_PROFILE");
+    if (c->profile) { /* an event between launches breaks programmatic dependent launch: profiled without it */
+        c->pdl = false;
+        c->profile_events.assign(c->plan.size() + 1, nullptr);
+        c->profile_ms.assign(c->plan.size(), 0.0);
+        for (cudaEvent_t &e : c->profile_events)
+            CUDA_CHECK(cudaEventCreate(&e));
+    }
     if (c->use_graph) {
         /* one warm-up step outside capture (first launches load modules), then capture both graphs */
         c->pinned[0] = 0;
@@ -501,6 +524,14 @@ trn_status cuda_step(trn_backend *b, int token, int pos, int want_output, int *n
                               cudaGetErrorString(err));
     }
     nvtxRangePop();
+    if (status == TRN_OK && want_output && c->profile) {
+        for (size_t i = 0; i < c->profile_ms.size(); i++) {
+            float ms = 0.0f;
+            if (cudaEventElapsedTime(&ms, c->profile_events[i], c->profile_events[i + 1]) == cudaSuccess)
+                c->profile_ms[i] += ms;
+        }
+        c->profile_steps++;
+    }
     if (status == TRN_OK && want_output && next_token)
         *next_token = c->pinned[2];
     return status;
@@ -517,9 +548,50 @@ const float *cuda_logits(trn_backend *b) {
 
 const char *cuda_describe(trn_backend *b) { return ctx_of(b)->description; }
 
+/* TRN_CUDA_PROFILE=1: time per step of each kind of launch (events between launches, so without programmatic
+ * dependent launch), summed over the layers, on standard error. */
+void print_profile(const cuda_context *c) {
+    if (!c->profile || c->profile_steps == 0)
+        return;
+    const trn_graph *g = c->graph;
+    std::vector<std::string> labels;
+    std::vector<double> us;
+    std::vector<int> counts;
+    double total = 0.0;
+    for (size_t i = 0; i < c->plan.size(); i++) {
+        const launch_entry &e = c->plan[i];
+        const trn_node *node = &g->nodes[e.node];
+        std::string label = trn_op_name(node->op);
+        for (int n = e.node; n < e.node + e.n_nodes; n++) /* name a launch by its first weight matrix */
+            if (g->nodes[n].op == TRN_OP_MATVEC) {
+                const char *name = g->buffers[g->nodes[n].src[0]].name;
+                const char *dot = g->nodes[n].layer >= 0 ? strchr(strchr(name, '.') + 1, '.') : nullptr;
+                label = std::string(e.fused ? "fused " : "matvec ") + (dot ? dot + 1 : name);
+                break;
+            }
+        const double t = 1e3 * c->profile_ms[i] / c->profile_steps;
+        total += t;
+        const auto at = std::find(labels.begin(), labels.end(), label);
+        if (at == labels.end()) {
+            labels.push_back(label);
+            us.push_back(t);
+            counts.push_back(1);
+        } else {
+            us[(size_t)(at - labels.begin())] += t;
+            counts[(size_t)(at - labels.begin())]++;
+        }
+    }
+    fprintf(stderr, "profile: %d steps, %.1f us per step between the first and last launch (no PDL), by launch:\n",
+            c->profile_steps, total);
+    for (size_t i = 0; i < labels.size(); i++)
+        fprintf(stderr, "profile: %-36s %4d launches %9.1f us %5.1f%%  %6.2f us each\n", labels[i].c_str(), counts[i],
+                us[i], 100.0 * us[i] / total, us[i] / counts[i]);
+}
+
 void cuda_free(trn_backend *b) {
     if (!b)
         return;
+    print_profile(ctx_of(b));
     release(ctx_of(b));
     delete ctx_of(b);
     free(b);

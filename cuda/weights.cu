@@ -98,17 +98,26 @@ int most_resident_layers(const weights *w, size_t available) {
     return 0;
 }
 
+/* cudaHostAlloc, or an error where the OS refuses (TRN_CUDA_FAIL_PINNED=1 makes it refuse, for tests). */
+cudaError_t pinned_alloc(void **p, size_t bytes, bool mapped) {
+    const char *refuse = getenv("TRN_CUDA_FAIL_PINNED");
+    if (refuse && refuse[0] == '1')
+        return cudaErrorMemoryAllocation;
+    const cudaError_t err = cudaHostAlloc(p, bytes, mapped ? cudaHostAllocMapped : cudaHostAllocDefault);
+    if (err != cudaSuccess)
+        (void)cudaGetLastError();
+    return err;
+}
+
+/* The host blob of a streamed or mapped group: pinned, else (streamed only) pageable with a warning. */
 trn_status alloc_host(weights *w, weight_group *grp, bool mapped) {
-    const bool refuse = getenv("TRN_CUDA_FAIL_PINNED") && getenv("TRN_CUDA_FAIL_PINNED")[0] == '1'; /* tests */
     void *p = nullptr;
-    cudaError_t err = refuse ? cudaErrorMemoryAllocation
-                             : cudaHostAlloc(&p, grp->bytes, mapped ? cudaHostAllocMapped : cudaHostAllocDefault);
+    const cudaError_t err = pinned_alloc(&p, grp->bytes, mapped);
     if (err == cudaSuccess) {
         grp->host = static_cast<uint8_t *>(p);
         grp->pinned = true;
         return TRN_OK;
     }
-    (void)cudaGetLastError();
     if (mapped)
         return trn_fail(TRN_ERR_NOMEM, "mapped weights need pinned host memory, and %zu bytes were refused: %s",
                         grp->bytes, cudaGetErrorString(err));
@@ -274,6 +283,18 @@ trn_status weights_place(weights *w, const trn_graph *g, const trn_backend_confi
             continue;
         std::vector<uint8_t> staging;
         uint8_t *host = nullptr;
+        if (wg.where == placement::mapped && mode == TRN_WEIGHTS_STREAMING) {
+            /* the embedding (one row read per token) is mapped where pinned memory is granted, else resident */
+            void *p = nullptr;
+            if (pinned_alloc(&p, wg.bytes, true) == cudaSuccess) {
+                wg.host = static_cast<uint8_t *>(p);
+                wg.pinned = true;
+            } else {
+                wg.where = placement::resident;
+                if (w->pinned)
+                    fprintf(stderr, "warning: pinned host memory refused: the token embedding stays on the device\n");
+            }
+        }
         if (wg.where == placement::resident) {
             void *p = nullptr;
             TRN_TRY(device_malloc(w, &p, wg.bytes, "weights"));
@@ -281,7 +302,8 @@ trn_status weights_place(weights *w, const trn_graph *g, const trn_backend_confi
             staging.assign(wg.bytes, 0);
             host = staging.data();
         } else {
-            TRN_TRY(alloc_host(w, &wg, wg.where == placement::mapped));
+            if (!wg.host)
+                TRN_TRY(alloc_host(w, &wg, wg.where == placement::mapped));
             host = wg.host;
             memset(host, 0, wg.bytes);
             if (wg.where == placement::mapped) {
