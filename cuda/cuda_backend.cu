@@ -314,6 +314,16 @@ trn_status run_node(cuda_context *c, const launch_entry &e) {
     return TRN_OK;
 }
 
+/* Records profile event i on the stream; under stream capture as an event record node of the graph (a plain record
+ * there only orders streams and never fires). */
+trn_status record_profile_event(cuda_context *c, int i) {
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    CUDA_CHECK(cudaStreamIsCapturing(c->stream, &capturing));
+    CUDA_CHECK(cudaEventRecordWithFlags(c->profile_events[(size_t)i], c->stream,
+                                        capturing == cudaStreamCaptureStatusActive ? cudaEventRecordExternal : 0));
+    return TRN_OK;
+}
+
 /* Enqueues plan entries [0, n_entries) on the stream (covering the first n_nodes nodes), with the copies of streamed
  * weights around them and an NVTX range per layer where `ranges` is set. */
 trn_status run_plan(cuda_context *c, int n_entries, int n_nodes, bool ranges) {
@@ -338,13 +348,13 @@ trn_status run_plan(cuda_context *c, int n_entries, int n_nodes, bool ranges) {
         }
         const bool timed = c->profile && n_entries == (int)c->plan.size();
         if (timed && i == 0)
-            CUDA_CHECK(cudaEventRecord(c->profile_events[0], c->stream));
+            TRN_TRY(record_profile_event(c, 0));
         if (e.fused)
             CUDA_LAUNCH_CHECK(trn_cuda_ternary(&e.op, c->pdl, reinterpret_cast<trn_cuda_stream>(c->stream)));
         else
             TRN_TRY(run_node(c, e));
         if (timed)
-            CUDA_CHECK(cudaEventRecord(c->profile_events[(size_t)i + 1], c->stream));
+            TRN_TRY(record_profile_event(c, i + 1));
     }
     TRN_TRY(trn_cuda::weights_enqueue_end(w, c->stream, group, n_nodes));
     if (ranges && open_layer != -2)

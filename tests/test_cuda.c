@@ -5,7 +5,7 @@
  * tests/golden/eval/tiny_ternary.gguf, and stories260K where ../shared/testdata is present) and each activation mode,
  * 24 greedy steps run on the CPU (AVX2 or scalar), and every GPU run is fed the CPU's tokens (teacher forcing):
  *   - the greedy choices agree, except at near-ties (the CPU's logits of the two tokens within 2e-3 of its largest
- *     |logit|: random-weight models have such ties, and rounding may break them either way);
+ *     |logit|), and except in int8 mode on the random-weight Trinity-shaped models (see check_model);
  *   - logits agree within a normalized squared error of 1e-8 in f32 mode (summation order only), and 1e-3 in int8
  *     mode (a float difference before an int8 quantization can move a value across a rounding boundary, which
  *     moves logits by ~1e-4: see tests/test_eval.c);
@@ -101,8 +101,10 @@ static int run_with_env(const char *name, const trn_model *model, const trn_grap
 }
 
 /* chaotic: a synthetic Trinity-1.1B-shaped model with random weights, whose 22 layers amplify a flipped int8 value
- * far more than a trained model's do: its int8 bounds are 1e-2 instead of 1e-3 (against the CPU) and 1e-4 (fused vs
- * unfused). A wrong kernel gives NMSE near 1. */
+ * far more than a trained model's do (on an H200: NMSE 7e-4 against the CPU in int8 mode, 3e-4 fused vs unfused, and
+ * 7e-13 in f32 mode, where nothing is quantized). Its int8 bounds are 1e-2 instead of 1e-3 (against the CPU) and
+ * 1e-4 (fused vs unfused), and its greedy choices in int8 mode are printed, not required to agree: errors of that
+ * size break its many close calls either way. A wrong kernel gives NMSE near 1; f32 mode keeps the strict checks. */
 static void check_model(const char *path, int chaotic) {
     trn_model *model = NULL;
     if (trn_model_load(path, &model) != TRN_OK) {
@@ -129,7 +131,8 @@ static void check_model(const char *path, int chaotic) {
             printf("%s, act %s: cuda vs cpu logits nmse %.3g (bound %.0e), greedy choices %s (%d near-ties) on %s\n",
                    path, act ? "f32" : "int8", err, bound, same ? "agree" : "DIFFER", ties, d->iface->describe(d));
             CHECK_MSG(err <= bound, "%s act %d: nmse %.3g", path, act, err);
-            CHECK_MSG(same, "%s act %d: greedy choices differ beyond near-ties", path, act);
+            CHECK_MSG(same || (chaotic && act == TRN_ACT_INT8), "%s act %d: greedy choices differ beyond near-ties",
+                      path, act);
         }
         trn_backend_free(d);
         /* the switches: fusion off (TRN_CUDA_NO_FUSION), plain launches (TRN_CUDA_NO_GRAPH: no graph, no fusion),
@@ -145,7 +148,8 @@ static void check_model(const char *path, int chaotic) {
                    act ? "f32" : "int8", err, same ? "agree" : "DIFFER", ties);
             CHECK_MSG(err <= (act == TRN_ACT_F32 ? 0.0 : chaotic ? 1e-2 : 1e-4), "%s act %d: fused vs unfused nmse %.3g",
                       path, act, err);
-            CHECK_MSG(same, "%s act %d: fusion changed greedy choices beyond near-ties", path, act);
+            CHECK_MSG(same || (chaotic && act == TRN_ACT_INT8), "%s act %d: fusion changed greedy choices beyond "
+                      "near-ties", path, act);
         }
         ok = ok && run_with_env("TRN_CUDA_NO_GRAPH", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
         CHECK_MSG(ok && memcmp(plain, unfused, n * sizeof(float)) == 0, "%s act %d: graph and plain launches differ",
