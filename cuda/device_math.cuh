@@ -1,4 +1,5 @@
 /* device_math.cuh: small device functions shared by the CUDA kernels.
+ *  - Explicitly rounded float operations (mul_rn, add_rn, sub_rn, div_rn).
  *  - Per-element math, also compiled for the host so tests can check it (__host__ __device__): the RoPE rotation of
  *    one pair and silu(g) * u, each with the rounding of the CPU reference (cpu_fallback/ops_ref.c): every product
  *    rounded before the sum, no multiply-add contracted into an FMA.
@@ -7,6 +8,39 @@
 #define TRN_DEVICE_MATH_CUH
 
 #include <math.h>
+
+/* Single correctly rounded operations (no contraction into an FMA), the same on the host. */
+static __host__ __device__ __forceinline__ float mul_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+
+static __host__ __device__ __forceinline__ float add_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fadd_rn(a, b);
+#else
+    return a + b;
+#endif
+}
+
+static __host__ __device__ __forceinline__ float sub_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fsub_rn(a, b);
+#else
+    return a - b;
+#endif
+}
+
+static __host__ __device__ __forceinline__ float div_rn(float a, float b) {
+#ifdef __CUDA_ARCH__
+    return __fdiv_rn(a, b);
+#else
+    return a / b;
+#endif
+}
 
 /* (y0, y1) = (x0, x1) rotated by the angle with cosine c and sine s, as rope_ref: x0 c - x1 s, x0 s + x1 c, each
  * product rounded before the sum. */

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "cuda_ops.h"
+#include "device_math.cuh"
 
 /* ---- device code ---- */
 
@@ -34,31 +35,6 @@ constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kWarpsPerCta = 8;
 constexpr int kCtaThreads = kWarpsPerCta * kWarp;
-
-/* Rounding made explicit (no FMA contraction) and the same on the host. */
-__host__ __device__ __forceinline__ float mul_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-    return __fmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-
-__host__ __device__ __forceinline__ float sub_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-    return __fsub_rn(a, b);
-#else
-    return a - b;
-#endif
-}
-
-__host__ __device__ __forceinline__ float add_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-    return __fadd_rn(a, b);
-#else
-    return a + b;
-#endif
-}
 
 __host__ __device__ __forceinline__ float half_to_float(uint32_t h) { /* low 16 bits */
 #ifdef __CUDA_ARCH__

@@ -64,31 +64,6 @@ __host__ __device__ __forceinline__ int act_offset(int b, int i) {
     return b * kActBlock + (i >> 7) * kActHalf + (i & 127);
 }
 
-/* Rounding made explicit (no FMA contraction); the host branches let the device code be emulated on a CPU. */
-__host__ __device__ __forceinline__ float mul_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-    return __fmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-
-__host__ __device__ __forceinline__ float add_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-    return __fadd_rn(a, b);
-#else
-    return a + b;
-#endif
-}
-
-__host__ __device__ __forceinline__ float div_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-    return __fdiv_rn(a, b);
-#else
-    return a / b;
-#endif
-}
-
 __host__ __device__ __forceinline__ int rint_to_int(float v) { /* round half to even, as lrintf */
 #ifdef __CUDA_ARCH__
     return __float2int_rn(v);
