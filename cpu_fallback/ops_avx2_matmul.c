@@ -1,0 +1,284 @@
+/* ops_avx2_matmul.c: the batched (prefill) ternary matrix-matrix kernel of the AVX2 table (`matmul`, ops.h), and
+ * that table's matmul entry. Compiled with the same flags as ops_avx2.c (-mavx2 -mfma -mf16c): the vpmaddubsw build;
+ * compiled a second time by ops_avx2_matmul_vnni.c, with TRN_MATMUL_DPBUSD defined and AVX-512 flags: the vpdpbusd
+ * build, which the entry runs where the CPU has AVX512F and AVX512-VNNI. The scalar reference is matmul_ref in
+ * ops_ref.c.
+ *
+ * A matrix-vector product reads every weight byte once per token; this kernel reads it once per batch and is bound
+ * by integer multiply-adds instead. Rows go in tiles of TILE_ROWS (8, one per 32-bit lane of a 256-bit vector; 16
+ * with 512-bit vectors in the vpdpbusd build). For each 256-weight block the tile's codes are unpacked once and
+ * transposed so that one vector holds, for 4 consecutive weights, the 4 codes of each row (dword k = row k):
+ * multiplied by a token's 4 int8 activations broadcast to every dword, each lane accumulates its own row, so a block
+ * ends with the rows' sums in the lanes, without horizontal reductions. Per step (4 weights, all rows, one token):
+ * vpmaddubsw + vpaddw into int16 lanes (widened by vpmaddwd every 32 steps, before 32 x 762 could leave int16:
+ * codes <= 3, |q| <= 127), or one vpdpbusd into int32 lanes. Tokens go in groups whose accumulators stay in
+ * registers for a whole block (8, or 16 with the 32 registers of the vpdpbusd build).
+ *
+ * The sums are exact integers and the float steps are the matrix-vector kernels', per element in the same order:
+ * acc += (d_w * d_x) * (float)(isum - sum) block by block, from 0. So every output is bitwise what matvec gives.
+ *
+ * Shapes: W [rows][cols] (cols a multiple of 256); xq [n_tok][ld_xq] int8 blocks; dst [n_tok][ld_dst] floats. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../host/common.h"
+#include "ops.h"
+#include "quants.h"
+
+#if defined(TRN_MATMUL_DPBUSD)
+#define TRN_MATMUL_TQ trn_matmul_tq_dpbusd
+enum { TILE_ROWS = 16, WIDE_GROUP = 16 };
+typedef __m512i row_sums; /* one token's block sums: lane k = row k */
+#else
+#define TRN_MATMUL_TQ trn_matmul_tq_maddubs
+enum { TILE_ROWS = 8, WIDE_GROUP = 8 };
+typedef __m256i row_sums;
+#endif
+
+enum {
+    TILE_TOKENS = 64,     /* tokens whose activations are copied together (a multiple of WIDE_GROUP) */
+    STEPS = TRN_QK_K / 4, /* 4-weight steps per block */
+    GROUP = 8,            /* tokens per group where no more than GROUP are left */
+};
+
+/* One block of a tile: step j (weights 4j..4j+3), row k at codes[j][k] (4 codes, one per byte); the rows' scales. */
+typedef struct {
+    _Alignas(64) uint32_t codes[STEPS][TILE_ROWS];
+    _Alignas(64) float d[TILE_ROWS];
+} tile_block;
+
+/* Codes (0..3) of 256 weights from their 64 TQ2_0 code bytes, in weight order: weight 128h + 32l + m is bits
+ * 2l..2l+1 of byte 32h + m (tensor_types.h). */
+static inline void unpack_tq2_0(const uint8_t *qs, uint8_t codes[TRN_QK_K]) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    for (int half = 0; half < 2; half++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
+        for (int l = 0; l < 4; l++)
+            _mm256_store_si256((__m256i *)(codes + 128 * half + 32 * l),
+                               _mm256_and_si256(_mm256_srli_epi16(q, 2 * l), mask));
+    }
+}
+
+/* r[k] = dwords 0..7 of row k -> out[i * TILE_ROWS + k] = dword i of row k (an 8x8 transpose of dwords). */
+static inline void transpose8(const __m256i r[8], uint32_t *out) {
+    __m256i t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_epi32(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_epi32(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_unpacklo_epi64(t[k], t[k + 2]);
+        u[k + 1] = _mm256_unpackhi_epi64(t[k], t[k + 2]);
+        u[k + 2] = _mm256_unpacklo_epi64(t[k + 1], t[k + 3]);
+        u[k + 3] = _mm256_unpackhi_epi64(t[k + 1], t[k + 3]);
+    }
+    for (int i = 0; i < 4; i++) { /* dword i from the low 128-bit halves, 4 + i from the high ones */
+        _mm256_store_si256((__m256i *)(out + i * TILE_ROWS), _mm256_permute2x128_si256(u[i], u[4 + i], 0x20));
+        _mm256_store_si256((__m256i *)(out + (4 + i) * TILE_ROWS), _mm256_permute2x128_si256(u[i], u[4 + i], 0x31));
+    }
+}
+
+/* Block b of 8 rows r..r+7, of which the first n_rows exist (the others keep zero codes and scales), into
+ * tb->codes[.][k0..k0+7] and tb->d[k0..k0+7]. Two whole X4 groups are read from their group blocks straight into
+ * the transpose; anything else (TQ1_0, the file layout, rows off the groups) is decoded row by row into `rows`. */
+static void unpack8(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[8][TRN_QK_K], tile_block *tb,
+                    int k0) {
+    const int64_t nb = w->cols / TRN_QK_K, full_rows = w->layout == TRN_LAYOUT_X4 ? w->rows / 4 * 4 : 0;
+    if (w->type == TRN_TYPE_TQ2_0 && n_rows == 8 && r % 4 == 0 && r + 8 <= full_rows) {
+        const uint8_t *g0 = (const uint8_t *)w->data + ((r / 4) * nb + b) * TRN_X4_GROUP_BLOCK_BYTES;
+        const uint8_t *g1 = g0 + nb * TRN_X4_GROUP_BLOCK_BYTES; /* the next group */
+        _mm_prefetch((const char *)g0 + 4 * TRN_X4_GROUP_BLOCK_BYTES, _MM_HINT_T0);
+        _mm_prefetch((const char *)g1 + 4 * TRN_X4_GROUP_BLOCK_BYTES, _MM_HINT_T0);
+        const __m256i mask = _mm256_set1_epi8(3);
+        for (int half = 0; half < 2; half++) {
+            /* the packed bytes are transposed first: p[i] = code bytes 4i..4i+3 of the half for the 8 rows; bits 2l
+             * of them are the codes of weights 128 half + 32 l + 4i .. + 3, i.e. of step 32 half + 8 l + i */
+            __m256i q[8];
+            _Alignas(32) uint32_t p[8][TILE_ROWS];
+            for (int k = 0; k < 8; k++)
+                q[k] = _mm256_loadu_si256((const __m256i *)((k < 4 ? g0 : g1) + (k % 4) * (TRN_QK_K / 4) + 32 * half));
+            transpose8(q, p[0]);
+            for (int i = 0; i < 8; i++) {
+                const __m256i packed = _mm256_load_si256((const __m256i *)p[i]);
+                for (int l = 0; l < 4; l++)
+                    _mm256_store_si256((__m256i *)(tb->codes[32 * half + 8 * l + i] + k0),
+                                       _mm256_and_si256(_mm256_srli_epi16(packed, 2 * l), mask));
+            }
+        }
+        _mm_storeu_ps(tb->d + k0, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(g0 + 4 * (TRN_QK_K / 4)))));
+        _mm_storeu_ps(tb->d + k0 + 4, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(g1 + 4 * (TRN_QK_K / 4)))));
+        return;
+    }
+    for (int k = 0; k < n_rows; k++) {
+        if (w->type == TRN_TYPE_TQ2_0) {
+            const uint8_t *qs;
+            trn_fp16 d16;
+            trn_tq2_0_block_at(w, r + k, b, &qs, &d16);
+            unpack_tq2_0(qs, rows[k]);
+            tb->d[k0 + k] = trn_fp16_to_f32(d16);
+        } else { /* TQ1_0: base-3 digits decoded by the scalar reference, once per block for every token */
+            const trn_block_tq1_0 *block =
+                (const trn_block_tq1_0 *)((const uint8_t *)w->data + (r + k) * w->row_bytes) + b;
+            trn_tq1_0_block_codes(block, rows[k]);
+            tb->d[k0 + k] = trn_fp16_to_f32(block->d);
+        }
+    }
+    for (int jb = 0; jb < STEPS / 8; jb++) {
+        __m256i c[8];
+        for (int k = 0; k < 8; k++) /* row k, steps 8 jb .. 8 jb + 7 */
+            c[k] = _mm256_load_si256((const __m256i *)(rows[k] + 32 * jb));
+        transpose8(c, tb->codes[8 * jb] + k0);
+    }
+}
+
+/* The block sums of the tile's rows for n tokens (GROUP or WIDE_GROUP) whose 256 activations are at
+ * a + t * TRN_QK_K, into sums[0..n). */
+#if defined(TRN_MATMUL_DPBUSD)
+/* acc += codes . the token's 4 activations broadcast from memory inside vpdpbusd ({1to16}): GCC does not fold
+ * _mm512_set1_epi32 into it, and a separate broadcast costs about a fifth of the speed. */
+#define DPBUSD(acc, t) __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(c), "m"(*(const int32_t *)(x + (t) * TRN_QK_K)))
+static inline void group_sums(const tile_block *tb, const int8_t *a, int n, row_sums sums[WIDE_GROUP]) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    __m512i s8 = s0, s9 = s0, s10 = s0, s11 = s0, s12 = s0, s13 = s0, s14 = s0, s15 = s0;
+    if (n == WIDE_GROUP) { /* sixteen chains: vpdpbusd's latency does not limit its throughput */
+        for (int j = 0; j < STEPS; j++) {
+            const __m512i c = _mm512_load_si512(tb->codes[j]);
+            const int8_t *x = a + 4 * j;
+            DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); DPBUSD(s4, 4); DPBUSD(s5, 5);
+            DPBUSD(s6, 6); DPBUSD(s7, 7); DPBUSD(s8, 8); DPBUSD(s9, 9); DPBUSD(s10, 10); DPBUSD(s11, 11);
+            DPBUSD(s12, 12); DPBUSD(s13, 13); DPBUSD(s14, 14); DPBUSD(s15, 15);
+        }
+    } else {
+        for (int j = 0; j < STEPS; j++) {
+            const __m512i c = _mm512_load_si512(tb->codes[j]);
+            const int8_t *x = a + 4 * j;
+            DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); DPBUSD(s4, 4); DPBUSD(s5, 5);
+            DPBUSD(s6, 6); DPBUSD(s7, 7);
+        }
+    }
+    const __m512i s[WIDE_GROUP] = {s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15};
+    memcpy(sums, s, sizeof(s));
+}
+
+/* acc[k] += (d[k] * x->d) * (float)(sums[k] - x->sum) for the tile's rows k. */
+static inline void add_block(float acc[TILE_ROWS], row_sums sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
+    const __m512i isum = _mm512_sub_epi32(sums, _mm512_set1_epi32(x->sum));
+    const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d), _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(isum));
+    _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), term));
+}
+#else
+static inline void group_sums(const tile_block *tb, const int8_t *a, int n, row_sums sums[WIDE_GROUP]) {
+    (void)n; /* always GROUP */
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int t = 0; t < GROUP; t++)
+        sums[t] = _mm256_setzero_si256();
+    for (int half = 0; half < 2; half++) { /* 32 steps: int16 lanes stay within 32 x 762 */
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+        for (int j = 32 * half; j < 32 * half + 32; j++) {
+            const __m256i c = _mm256_load_si256((const __m256i *)tb->codes[j]);
+            int32_t x[GROUP];
+            for (int t = 0; t < GROUP; t++)
+                memcpy(&x[t], a + t * TRN_QK_K + 4 * j, 4);
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[0])));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[1])));
+            s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[2])));
+            s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[3])));
+            s4 = _mm256_add_epi16(s4, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[4])));
+            s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[5])));
+            s6 = _mm256_add_epi16(s6, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[6])));
+            s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[7])));
+            /* keep the eight running sums in registers: without this GCC re-associates the unrolled sums into a
+             * tree whose products spill to the stack */
+            __asm__("" : "+x"(s0), "+x"(s1), "+x"(s2), "+x"(s3), "+x"(s4), "+x"(s5), "+x"(s6), "+x"(s7));
+        }
+        const __m256i s[GROUP] = {s0, s1, s2, s3, s4, s5, s6, s7};
+        for (int t = 0; t < GROUP; t++) /* lanes 2k, 2k + 1 (row k) -> int32 lane k */
+            sums[t] = _mm256_add_epi32(sums[t], _mm256_madd_epi16(s[t], ones));
+    }
+}
+
+static inline void add_block(float acc[TILE_ROWS], row_sums sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
+    const __m256i isum = _mm256_sub_epi32(sums, _mm256_set1_epi32(x->sum));
+    const __m256 term = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(d), _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(isum));
+    _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), term));
+}
+#endif
+
+/* dst rows r..r+n_rows-1 (n_rows <= TILE_ROWS) for nt tokens (nt <= TILE_TOKENS) whose activations are in q
+ * ([nb][nt_padded][256], nt_padded = nt rounded up to WIDE_GROUP, zero past nt) and whose scales and sums are in
+ * xq. */
+static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, int64_t nt_padded,
+                 const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst, int64_t ld_dst) {
+    _Alignas(32) uint8_t rows[8][TRN_QK_K];
+    tile_block tb;
+    float acc[TILE_TOKENS][TILE_ROWS];
+    memset(rows, 0, sizeof(rows));
+    memset(&tb, 0, sizeof(tb));
+    memset(acc, 0, sizeof(acc));
+    for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
+        for (int k0 = 0; k0 < TILE_ROWS && k0 < n_rows; k0 += 8)
+            unpack8(w, r + k0, TRN_MIN(8, n_rows - k0), b, rows, &tb, k0);
+        for (int64_t t0 = 0; t0 < nt;) {
+            const int n = nt - t0 > GROUP ? WIDE_GROUP : GROUP;
+            row_sums sums[WIDE_GROUP];
+            group_sums(&tb, q + (b * nt_padded + t0) * TRN_QK_K, n, sums);
+            for (int64_t t = t0; t < TRN_MIN(nt, t0 + n); t++)
+                add_block(acc[t], sums[t - t0], tb.d, &xq[t * ld_xq + b]);
+            t0 += n;
+        }
+    }
+    for (int64_t t = 0; t < nt; t++)
+        memcpy(dst + t * ld_dst + r, acc[t], (size_t)n_rows * sizeof(float));
+}
+
+void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
+                   int64_t n_tok, int64_t r0, int64_t r1) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    int8_t *q = aligned_alloc(64, (size_t)(nb * TILE_TOKENS) * TRN_QK_K);
+    if (!q)
+        abort(); /* at most a few hundred KB; the backend checked memory at prepare */
+    for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_TOKENS) {
+        const int64_t nt = TRN_MIN(TILE_TOKENS, n_tok - t0), padded = (nt + WIDE_GROUP - 1) / WIDE_GROUP * WIDE_GROUP;
+        for (int64_t b = 0; b < nb; b++) /* a dense copy: one base pointer, constant offsets per token */
+            for (int64_t t = 0; t < padded; t++) {
+                int8_t *row = q + (b * padded + t) * TRN_QK_K;
+                if (t < nt)
+                    memcpy(row, xq[(t0 + t) * ld_xq + b].q, TRN_QK_K);
+                else
+                    memset(row, 0, TRN_QK_K);
+            }
+        for (int64_t r = r0; r < r1; r += TILE_ROWS)
+            tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, padded, xq + t0 * ld_xq, ld_xq, nt, dst + t0 * ld_dst,
+                 ld_dst);
+    }
+    free(q);
+}
+
+#if !defined(TRN_MATMUL_DPBUSD)
+const trn_cpu_ops *trn_cpu_ops_avx2_table(void); /* ops_avx2.c */
+
+int trn_matmul_tq_dpbusd_supported(void) {
+#if defined(TRN_HAVE_VNNI)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+void trn_matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
+                     float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    if (!xq || (w->type != TRN_TYPE_TQ2_0 && w->type != TRN_TYPE_TQ1_0)) {
+        trn_matmul_by_matvec(trn_cpu_ops_avx2_table()->matvec, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        return;
+    }
+#if defined(TRN_HAVE_VNNI)
+    if (trn_matmul_tq_dpbusd_supported()) {
+        trn_matmul_tq_dpbusd(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        return;
+    }
+#endif
+    trn_matmul_tq_maddubs(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+}
+#endif
