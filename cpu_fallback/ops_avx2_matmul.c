@@ -29,11 +29,9 @@
 #if defined(TRN_MATMUL_DPBUSD)
 #define TRN_MATMUL_TQ trn_matmul_tq_dpbusd
 enum { TILE_ROWS = 16, WIDE_GROUP = 16 };
-typedef __m512i row_sums; /* one token's block sums: lane k = row k */
 #else
 #define TRN_MATMUL_TQ trn_matmul_tq_maddubs
 enum { TILE_ROWS = 8, WIDE_GROUP = 8 };
-typedef __m256i row_sums;
 #endif
 
 enum {
@@ -79,6 +77,25 @@ static inline void transpose8(const __m256i r[8], uint32_t *out) {
     }
 }
 
+enum { PREFETCH_BLOCKS = 4 }; /* how far ahead, in blocks of a tile, the weights are prefetched */
+
+/* Prefetches the 264 bytes of group block b of X4 group g, PREFETCH_BLOCKS blocks ahead in the order tiles read
+ * them: the same groups' later blocks, then the next tile's groups' first ones. */
+static inline void prefetch_ahead(const trn_matrix *w, int64_t g, int64_t b) {
+    const int64_t nb = w->cols / TRN_QK_K, n_groups = w->rows / 4;
+    int64_t ahead = b + PREFETCH_BLOCKS;
+    if (ahead >= nb) {
+        ahead -= nb;
+        g += TILE_ROWS / 4;
+    }
+    if (g >= n_groups || ahead >= nb)
+        return;
+    const char *p = (const char *)w->data + (g * nb + ahead) * TRN_X4_GROUP_BLOCK_BYTES;
+    for (int i = 0; i < TRN_X4_GROUP_BLOCK_BYTES; i += 64)
+        _mm_prefetch(p + i, _MM_HINT_T0);
+    _mm_prefetch(p + TRN_X4_GROUP_BLOCK_BYTES - 1, _MM_HINT_T0);
+}
+
 /* Block b of 8 rows r..r+7, of which the first n_rows exist (the others keep zero codes and scales), into
  * tb->codes[.][k0..k0+7] and tb->d[k0..k0+7]. Two whole X4 groups are read from their group blocks straight into
  * the transpose; anything else (TQ1_0, the file layout, rows off the groups) is decoded row by row into `rows`. */
@@ -88,8 +105,8 @@ static void unpack8(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8
     if (w->type == TRN_TYPE_TQ2_0 && n_rows == 8 && r % 4 == 0 && r + 8 <= full_rows) {
         const uint8_t *g0 = (const uint8_t *)w->data + ((r / 4) * nb + b) * TRN_X4_GROUP_BLOCK_BYTES;
         const uint8_t *g1 = g0 + nb * TRN_X4_GROUP_BLOCK_BYTES; /* the next group */
-        _mm_prefetch((const char *)g0 + 4 * TRN_X4_GROUP_BLOCK_BYTES, _MM_HINT_T0);
-        _mm_prefetch((const char *)g1 + 4 * TRN_X4_GROUP_BLOCK_BYTES, _MM_HINT_T0);
+        prefetch_ahead(w, r / 4, b);
+        prefetch_ahead(w, r / 4 + 1, b);
         const __m256i mask = _mm256_set1_epi8(3);
         for (int half = 0; half < 2; half++) {
             /* the packed bytes are transposed first: p[i] = code bytes 4i..4i+3 of the half for the 8 rows; bits 2l
@@ -132,13 +149,22 @@ static void unpack8(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8
     }
 }
 
-/* The block sums of the tile's rows for n tokens (GROUP or WIDE_GROUP) whose 256 activations are at
- * a + t * TRN_QK_K, into sums[0..n). */
+/* One group of n tokens (GROUP or WIDE_GROUP) through block b: the tile rows' block sums against the tokens' 256
+ * activations at a + t * TRN_QK_K, then, for the first n_valid tokens, acc[t][k] += (d[k] * x_t->d) *
+ * (float)(sum - x_t->sum) with x_t = x + t * ld_xq, the token's block of int8 activations. */
 #if defined(TRN_MATMUL_DPBUSD)
+static inline void add_block(float acc[TILE_ROWS], __m512i sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
+    const __m512i isum = _mm512_sub_epi32(sums, _mm512_set1_epi32(x->sum));
+    const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d), _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(isum));
+    _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), term));
+}
+
 /* acc += codes . the token's 4 activations broadcast from memory inside vpdpbusd ({1to16}): GCC does not fold
  * _mm512_set1_epi32 into it, and a separate broadcast costs about a fifth of the speed. */
 #define DPBUSD(acc, t) __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(c), "m"(*(const int32_t *)(x + (t) * TRN_QK_K)))
-static inline void group_sums(const tile_block *tb, const int8_t *a, int n, row_sums sums[WIDE_GROUP]) {
+#define ADD_BLOCK(t) if ((t) < n_valid) add_block(acc[t], s##t, tb->d, xb + (t) * ld_xq)
+static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
+                               const trn_block_q8_act *xb, int64_t ld_xq) {
     __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
     __m512i s8 = s0, s9 = s0, s10 = s0, s11 = s0, s12 = s0, s13 = s0, s14 = s0, s15 = s0;
     if (n == WIDE_GROUP) { /* sixteen chains: vpdpbusd's latency does not limit its throughput */
@@ -157,20 +183,22 @@ static inline void group_sums(const tile_block *tb, const int8_t *a, int n, row_
             DPBUSD(s6, 6); DPBUSD(s7, 7);
         }
     }
-    const __m512i s[WIDE_GROUP] = {s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15};
-    memcpy(sums, s, sizeof(s));
-}
-
-/* acc[k] += (d[k] * x->d) * (float)(sums[k] - x->sum) for the tile's rows k. */
-static inline void add_block(float acc[TILE_ROWS], row_sums sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
-    const __m512i isum = _mm512_sub_epi32(sums, _mm512_set1_epi32(x->sum));
-    const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d), _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(isum));
-    _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), term));
+    ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
+    ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
+    ADD_BLOCK(15);
 }
 #else
-static inline void group_sums(const tile_block *tb, const int8_t *a, int n, row_sums sums[WIDE_GROUP]) {
+static inline void add_block(float acc[TILE_ROWS], __m256i sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
+    const __m256i isum = _mm256_sub_epi32(sums, _mm256_set1_epi32(x->sum));
+    const __m256 term = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(d), _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(isum));
+    _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), term));
+}
+
+static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
+                               const trn_block_q8_act *xb, int64_t ld_xq) {
     (void)n; /* always GROUP */
     const __m256i ones = _mm256_set1_epi16(1);
+    __m256i sums[GROUP];
     for (int t = 0; t < GROUP; t++)
         sums[t] = _mm256_setzero_si256();
     for (int half = 0; half < 2; half++) { /* 32 steps: int16 lanes stay within 32 x 762 */
@@ -196,12 +224,8 @@ static inline void group_sums(const tile_block *tb, const int8_t *a, int n, row_
         for (int t = 0; t < GROUP; t++) /* lanes 2k, 2k + 1 (row k) -> int32 lane k */
             sums[t] = _mm256_add_epi32(sums[t], _mm256_madd_epi16(s[t], ones));
     }
-}
-
-static inline void add_block(float acc[TILE_ROWS], row_sums sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
-    const __m256i isum = _mm256_sub_epi32(sums, _mm256_set1_epi32(x->sum));
-    const __m256 term = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(d), _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(isum));
-    _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), term));
+    for (int t = 0; t < n_valid; t++)
+        add_block(acc[t], sums[t], tb->d, xb + t * ld_xq);
 }
 #endif
 
@@ -221,10 +245,8 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, in
             unpack8(w, r + k0, TRN_MIN(8, n_rows - k0), b, rows, &tb, k0);
         for (int64_t t0 = 0; t0 < nt;) {
             const int n = nt - t0 > GROUP ? WIDE_GROUP : GROUP;
-            row_sums sums[WIDE_GROUP];
-            group_sums(&tb, q + (b * nt_padded + t0) * TRN_QK_K, n, sums);
-            for (int64_t t = t0; t < TRN_MIN(nt, t0 + n); t++)
-                add_block(acc[t], sums[t - t0], tb.d, &xq[t * ld_xq + b]);
+            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, n, (int)TRN_MIN(n, nt - t0), acc + t0,
+                        xq + t0 * ld_xq + b, ld_xq);
             t0 += n;
         }
     }
