@@ -58,8 +58,8 @@ static inline void unpack_tq2_0(const uint8_t *qs, uint8_t codes[TRN_QK_K]) {
     }
 }
 
-/* r[k] = dwords 0..7 of row k -> out[i * TILE_ROWS + k] = dword i of row k (an 8x8 transpose of dwords). */
-static inline void transpose8(const __m256i r[8], uint32_t *out) {
+/* r[k] = dwords 0..7 of row k -> c[i] = dword i of rows 0..7 (an 8x8 transpose of dwords). */
+static inline void transpose8(const __m256i r[8], __m256i c[8]) {
     __m256i t[8], u[8];
     for (int k = 0; k < 8; k += 2) {
         t[k] = _mm256_unpacklo_epi32(r[k], r[k + 1]);
@@ -72,59 +72,52 @@ static inline void transpose8(const __m256i r[8], uint32_t *out) {
         u[k + 3] = _mm256_unpackhi_epi64(t[k + 1], t[k + 3]);
     }
     for (int i = 0; i < 4; i++) { /* dword i from the low 128-bit halves, 4 + i from the high ones */
-        _mm256_store_si256((__m256i *)(out + i * TILE_ROWS), _mm256_permute2x128_si256(u[i], u[4 + i], 0x20));
-        _mm256_store_si256((__m256i *)(out + (4 + i) * TILE_ROWS), _mm256_permute2x128_si256(u[i], u[4 + i], 0x31));
+        c[i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x20);
+        c[4 + i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x31);
     }
 }
 
-enum { PREFETCH_BLOCKS = 4 }; /* how far ahead, in blocks of a tile, the weights are prefetched */
-
-/* Prefetches the 264 bytes of group block b of X4 group g, PREFETCH_BLOCKS blocks ahead in the order tiles read
- * them: the same groups' later blocks, then the next tile's groups' first ones. */
-static inline void prefetch_ahead(const trn_matrix *w, int64_t g, int64_t b) {
-    const int64_t nb = w->cols / TRN_QK_K, n_groups = w->rows / 4;
-    int64_t ahead = b + PREFETCH_BLOCKS;
-    if (ahead >= nb) {
-        ahead -= nb;
-        g += TILE_ROWS / 4;
+/* Block b of a whole tile of TQ2_0 rows in X4 groups (r a multiple of 4, TILE_ROWS / 4 whole groups), read from
+ * the group blocks straight into the transpose: the packed code bytes are transposed first, p[i] = bytes 4i..4i+3
+ * of a half block for 8 rows, whose bits 2l are the codes of weights 128 half + 32 l + 4i .. + 3, i.e. of step
+ * 32 half + 8 l + i. (The shifts move bits across bytes, but the mask keeps each byte's own two bits.) */
+static void unpack_x4(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    const uint8_t *g[TILE_ROWS / 4];
+    for (int i = 0; i < TILE_ROWS / 4; i++) {
+        g[i] = (const uint8_t *)w->data + ((r / 4 + i) * nb + b) * TRN_X4_GROUP_BLOCK_BYTES;
+        _mm_storeu_ps(tb->d + 4 * i, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(g[i] + 4 * (TRN_QK_K / 4)))));
     }
-    if (g >= n_groups || ahead >= nb)
-        return;
-    const char *p = (const char *)w->data + (g * nb + ahead) * TRN_X4_GROUP_BLOCK_BYTES;
-    for (int i = 0; i < TRN_X4_GROUP_BLOCK_BYTES; i += 64)
-        _mm_prefetch(p + i, _MM_HINT_T0);
-    _mm_prefetch(p + TRN_X4_GROUP_BLOCK_BYTES - 1, _MM_HINT_T0);
-}
-
-/* Block b of 8 rows r..r+7, of which the first n_rows exist (the others keep zero codes and scales), into
- * tb->codes[.][k0..k0+7] and tb->d[k0..k0+7]. Two whole X4 groups are read from their group blocks straight into
- * the transpose; anything else (TQ1_0, the file layout, rows off the groups) is decoded row by row into `rows`. */
-static void unpack8(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[8][TRN_QK_K], tile_block *tb,
-                    int k0) {
-    const int64_t nb = w->cols / TRN_QK_K, full_rows = w->layout == TRN_LAYOUT_X4 ? w->rows / 4 * 4 : 0;
-    if (w->type == TRN_TYPE_TQ2_0 && n_rows == 8 && r % 4 == 0 && r + 8 <= full_rows) {
-        const uint8_t *g0 = (const uint8_t *)w->data + ((r / 4) * nb + b) * TRN_X4_GROUP_BLOCK_BYTES;
-        const uint8_t *g1 = g0 + nb * TRN_X4_GROUP_BLOCK_BYTES; /* the next group */
-        prefetch_ahead(w, r / 4, b);
-        prefetch_ahead(w, r / 4 + 1, b);
-        const __m256i mask = _mm256_set1_epi8(3);
-        for (int half = 0; half < 2; half++) {
-            /* the packed bytes are transposed first: p[i] = code bytes 4i..4i+3 of the half for the 8 rows; bits 2l
-             * of them are the codes of weights 128 half + 32 l + 4i .. + 3, i.e. of step 32 half + 8 l + i */
+    for (int half = 0; half < 2; half++) {
+        __m256i p[TILE_ROWS / 8][8];
+        for (int e = 0; e < TILE_ROWS / 8; e++) { /* rows 8e..8e+7 */
             __m256i q[8];
-            _Alignas(32) uint32_t p[8][TILE_ROWS];
             for (int k = 0; k < 8; k++)
-                q[k] = _mm256_loadu_si256((const __m256i *)((k < 4 ? g0 : g1) + (k % 4) * (TRN_QK_K / 4) + 32 * half));
-            transpose8(q, p[0]);
-            for (int i = 0; i < 8; i++) {
-                const __m256i packed = _mm256_load_si256((const __m256i *)p[i]);
-                for (int l = 0; l < 4; l++)
-                    _mm256_store_si256((__m256i *)(tb->codes[32 * half + 8 * l + i] + k0),
-                                       _mm256_and_si256(_mm256_srli_epi16(packed, 2 * l), mask));
-            }
+                q[k] = _mm256_loadu_si256((const __m256i *)(g[2 * e + k / 4] + (k % 4) * (TRN_QK_K / 4) + 32 * half));
+            transpose8(q, p[e]);
         }
-        _mm_storeu_ps(tb->d + k0, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(g0 + 4 * (TRN_QK_K / 4)))));
-        _mm_storeu_ps(tb->d + k0 + 4, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(g1 + 4 * (TRN_QK_K / 4)))));
+        for (int i = 0; i < 8; i++)
+            for (int l = 0; l < 4; l++) {
+                uint32_t *step = tb->codes[32 * half + 8 * l + i];
+#if defined(TRN_MATMUL_DPBUSD)
+                const __m512i packed = _mm512_inserti64x4(_mm512_castsi256_si512(p[0][i]), p[1][i], 1);
+                _mm512_store_si512(step, _mm512_and_si512(_mm512_srli_epi32(packed, 2 * l), _mm512_set1_epi8(3)));
+#else
+                _mm256_store_si256((__m256i *)step, _mm256_and_si256(_mm256_srli_epi32(p[0][i], 2 * l),
+                                                                     _mm256_set1_epi8(3)));
+#endif
+            }
+    }
+}
+
+/* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others keep zero codes and scales) into tb: whole X4
+ * groups through unpack_x4; anything else (TQ1_0, the file layout, rows off the groups, a partial tile) decoded row
+ * by row into `rows`, then transposed 8 rows at a time. */
+static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[TILE_ROWS][TRN_QK_K],
+                        tile_block *tb) {
+    if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X4 && n_rows == TILE_ROWS && r % 4 == 0 &&
+        r + TILE_ROWS <= w->rows / 4 * 4) {
+        unpack_x4(w, r, b, tb);
         return;
     }
     for (int k = 0; k < n_rows; k++) {
@@ -133,20 +126,23 @@ static void unpack8(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8
             trn_fp16 d16;
             trn_tq2_0_block_at(w, r + k, b, &qs, &d16);
             unpack_tq2_0(qs, rows[k]);
-            tb->d[k0 + k] = trn_fp16_to_f32(d16);
+            tb->d[k] = trn_fp16_to_f32(d16);
         } else { /* TQ1_0: base-3 digits decoded by the scalar reference, once per block for every token */
             const trn_block_tq1_0 *block =
                 (const trn_block_tq1_0 *)((const uint8_t *)w->data + (r + k) * w->row_bytes) + b;
             trn_tq1_0_block_codes(block, rows[k]);
-            tb->d[k0 + k] = trn_fp16_to_f32(block->d);
+            tb->d[k] = trn_fp16_to_f32(block->d);
         }
     }
-    for (int jb = 0; jb < STEPS / 8; jb++) {
-        __m256i c[8];
-        for (int k = 0; k < 8; k++) /* row k, steps 8 jb .. 8 jb + 7 */
-            c[k] = _mm256_load_si256((const __m256i *)(rows[k] + 32 * jb));
-        transpose8(c, tb->codes[8 * jb] + k0);
-    }
+    for (int k0 = 0; k0 < n_rows; k0 += 8)
+        for (int jb = 0; jb < STEPS / 8; jb++) {
+            __m256i c[8];
+            for (int k = 0; k < 8; k++) /* row k0 + k, steps 8 jb .. 8 jb + 7 */
+                c[k] = _mm256_load_si256((const __m256i *)(rows[k0 + k] + 32 * jb));
+            transpose8(c, c);
+            for (int i = 0; i < 8; i++)
+                _mm256_store_si256((__m256i *)(tb->codes[8 * jb + i] + k0), c[i]);
+        }
 }
 
 /* One group of n tokens (GROUP or WIDE_GROUP) through block b: the tile rows' block sums against the tokens' 256
@@ -234,15 +230,14 @@ static inline void group_block(const tile_block *tb, const int8_t *a, int n, int
  * xq. */
 static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, int64_t nt_padded,
                  const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst, int64_t ld_dst) {
-    _Alignas(32) uint8_t rows[8][TRN_QK_K];
+    _Alignas(32) uint8_t rows[TILE_ROWS][TRN_QK_K];
     tile_block tb;
     float acc[TILE_TOKENS][TILE_ROWS];
     memset(rows, 0, sizeof(rows));
     memset(&tb, 0, sizeof(tb));
     memset(acc, 0, sizeof(acc));
     for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
-        for (int k0 = 0; k0 < TILE_ROWS && k0 < n_rows; k0 += 8)
-            unpack8(w, r + k0, TRN_MIN(8, n_rows - k0), b, rows, &tb, k0);
+        unpack_tile(w, r, n_rows, b, rows, &tb);
         for (int64_t t0 = 0; t0 < nt;) {
             const int n = nt - t0 > GROUP ? WIDE_GROUP : GROUP;
             group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, n, (int)TRN_MIN(n, nt - t0), acc + t0,
