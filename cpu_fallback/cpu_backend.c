@@ -2,11 +2,19 @@
  *
  * prepare: binds weight buffers to the model's tensors (no copy; norm weights stored as F16/BF16 are
  * widened to F32 once), allocates the activation arena the planner sized, the KV cache and token history,
- * the int8 activation scratch and a RoPE cos/sin table for every position.
+ * the int8 activation scratch and a RoPE cos/sin table for every position; and the prefill batch: a second
+ * arena where every activation holds one row per token of a batch (the planner's offsets scaled by the batch
+ * size, so buffers whose live ranges overlap stay apart), with its int8 scratch.
  * step: one OpenMP parallel region per step; every node is split across the threads (matrix rows, heads,
  * vector ranges) and followed by a barrier, so there is no thread start-up per op. A matrix-vector product
  * with a ternary weight first quantizes its input to int8 blocks (shared by the following products that read
- * the same input, e.g. Q, K and V). */
+ * the same input, e.g. Q, K and V).
+ * prefill: the same nodes over batches of up to max_batch tokens (default 64), one parallel region per batch.
+ * Matrix-vector products become matrix-matrix products (ops matmul: each weight block read once per batch), the
+ * KV cache is stored for every position of the batch before attention, and token i of the batch attends to
+ * positions 0..pos0+i. Every other op runs per token with the arithmetic of a step (vector ranges cut at the
+ * same boundaries), so logits are bitwise those of token-by-token steps. The head (final norm, LM head) runs for
+ * the last token only, or for every token where all logits are wanted. */
 #define _POSIX_C_SOURCE 200809L
 #include "cpu_backend.h"
 
@@ -20,6 +28,23 @@
 #endif
 
 #include "ops.h"
+
+enum { CPU_DEFAULT_BATCH = 64 }; /* prefill tokens per batch where the config does not say */
+
+/* Where each buffer's rows are for one pass over the nodes: a step (one row per buffer) or a prefill batch. */
+typedef struct {
+    void **data;           /* [n_buffers] the row of the pass's first token */
+    size_t *stride;        /* [n_buffers] bytes from one token's row to the next; 0: one row shared by all tokens */
+    trn_block_q8_act *xq;  /* int8 copy of the current matrix input: [tokens][xq_stride] blocks */
+    int64_t xq_stride;
+} buffer_view;
+
+/* One pass: n_tok tokens through nodes [0, n_nodes); the head nodes (from the graph's n_body_nodes on) for
+ * tokens [head_first, n_tok) only; SAMPLE, where `sample` is set, for the last token. */
+typedef struct {
+    const buffer_view *view;
+    int n_tok, head_first, n_nodes, sample;
+} pass;
 
 typedef struct {
     const trn_graph *graph;
@@ -36,6 +61,11 @@ typedef struct {
     float *sample_logits; /* [n_vocab] copy the sampler may modify, so the logits output stays raw */
     trn_sampler *sampler;
     char description[96];
+    buffer_view one;     /* a step: data, the planned arena, xq */
+    buffer_view batch;   /* prefill: rows of up to max_batch tokens */
+    int max_batch;
+    uint8_t *batch_arena;  /* [arena_bytes * max_batch] */
+    int32_t *batch_inputs; /* [2][max_batch]: token ids, then positions */
 } cpu_context;
 
 static int get_thread_num(void) {
@@ -61,77 +91,145 @@ static void split(int64_t n, int ith, int nth, int64_t align, int64_t *begin, in
     *end = TRN_MIN(n, units * (ith + 1) / nth * align);
 }
 
+/* Thread ith's part of n_tok rows of n elements, cut in units of `align` elements counted over all rows: for row
+ * t, the elements [*begin, *end) (empty where begin >= end). Each row's pieces start at multiples of `align`, as
+ * split() cuts one row, so a kernel meets the same vector and tail boundaries as in a step. */
+static void split_row(int64_t n_tok, int64_t n, int ith, int nth, int64_t align, int64_t t, int64_t *begin,
+                      int64_t *end) {
+    const int64_t units = (n + align - 1) / align;
+    int64_t u0, u1;
+    split(n_tok * units, ith, nth, 1, &u0, &u1);
+    *begin = TRN_MIN(n, TRN_MAX(u0 - t * units, 0) * align);
+    *end = TRN_MIN(n, TRN_MAX(TRN_MIN(u1 - t * units, units), 0) * align);
+}
+
 static int is_ternary(trn_type type) { return type == TRN_TYPE_TQ1_0 || type == TRN_TYPE_TQ2_0; }
 
-static void run_node(cpu_context *c, const trn_node *node, int ith, int nth) {
+/* Row of token t of buffer id. */
+static inline void *row_at(const buffer_view *v, int id, int64_t t) {
+    return (uint8_t *)v->data[id] + (size_t)t * v->stride[id];
+}
+
+static inline int32_t int_at(const buffer_view *v, int id, int64_t t) { return *(const int32_t *)row_at(v, id, t); }
+
+/* Whether a MATVEC node reads its input as int8 blocks (ternary weight, int8 activations). */
+static int reads_int8(const cpu_context *c, const trn_node *node) {
+    return node->op == TRN_OP_MATVEC && c->config.act == TRN_ACT_INT8 && is_ternary(c->matrix[node->src[0]].type);
+}
+
+/* The first token a node runs for in a pass: every token for the body, the head's tokens for the head, the last
+ * token for SAMPLE. */
+static int first_token(const cpu_context *c, const pass *p, int n) {
+    if (c->graph->nodes[n].op == TRN_OP_SAMPLE)
+        return p->n_tok - 1;
+    return n >= c->graph->n_body_nodes ? p->head_first : 0;
+}
+
+/* Rows of tokens [t0, t0 + n_tok) of buffer id quantized into xq, the threads splitting the (token, block) pairs. */
+static void quantize_rows(cpu_context *c, const buffer_view *v, int id, int64_t t0, int64_t n_tok, int ith, int nth) {
+    const int64_t blocks = c->graph->buffers[id].ne[0] / TRN_QK_K;
+    int64_t begin, end;
+    split(n_tok * blocks, ith, nth, 1, &begin, &end);
+    for (int64_t i = begin; i < end;) {
+        const int64_t t = t0 + i / blocks, b = i % blocks, count = TRN_MIN(end - i, blocks - b);
+        c->ops->quantize_act((const float *)row_at(v, id, t) + b * TRN_QK_K, v->xq + t * v->xq_stride + b,
+                             count * TRN_QK_K);
+        i += count;
+    }
+}
+
+static void run_node(cpu_context *c, const pass *p, int n, int ith, int nth) {
     const trn_graph *g = c->graph;
+    const trn_node *node = &g->nodes[n];
     const trn_cpu_ops *ops = c->ops;
-    const trn_buffer *dst_buf = &g->buffers[node->dst];
-    float *dst = c->data[node->dst];
-    const void *s0 = node->src[0] >= 0 ? c->data[node->src[0]] : NULL;
-    const void *s1 = node->src[1] >= 0 ? c->data[node->src[1]] : NULL;
+    const buffer_view *v = p->view;
+    const int64_t width = g->buffers[node->dst].ne[0];
+    const int t0 = first_token(c, p, n), n_tok = p->n_tok - t0;
     int64_t begin, end;
     switch (node->op) {
-    case TRN_OP_GET_ROW:
-        if (ith == 0)
-            ops->get_row(&c->matrix[node->src[0]], *(const int32_t *)s1, dst);
-        break;
-    case TRN_OP_RMSNORM:
-        if (ith == 0)
-            ops->rmsnorm(s0, s1, dst, dst_buf->ne[0], node->eps);
-        break;
-    case TRN_OP_MATVEC:
-        split(dst_buf->ne[0], ith, nth, 4, &begin, &end);
-        ops->matvec(&c->matrix[node->src[0]], s1, c->config.act == TRN_ACT_INT8 ? c->xq : NULL, dst, begin, end);
-        break;
-    case TRN_OP_ROPE:
-        if (ith == 0) {
-            const int pos = *(const int32_t *)s1;
-            ops->rope(s0, dst, node->n_head, node->head_dim, c->rope_cos_sin + (int64_t)pos * node->head_dim);
+    case TRN_OP_MATVEC: { /* rows split among the threads; every token of the pass */
+        split(width, ith, nth, 4, &begin, &end);
+        const trn_matrix *w = &c->matrix[node->src[0]];
+        const float *x = row_at(v, node->src[1], t0);
+        const trn_block_q8_act *xq = reads_int8(c, node) ? v->xq + t0 * v->xq_stride : NULL;
+        float *dst = row_at(v, node->dst, t0);
+        if (n_tok == 1) {
+            ops->matvec(w, x, xq, dst, begin, end);
+            break;
         }
+        const int64_t ld_x = (int64_t)(v->stride[node->src[1]] / sizeof(float));
+        const int64_t ld_dst = (int64_t)(v->stride[node->dst] / sizeof(float));
+        if (ops->matmul)
+            ops->matmul(w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, begin, end);
+        else
+            trn_matmul_by_matvec(ops->matvec, w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, begin, end);
         break;
-    case TRN_OP_STORE_ROW:
-        if (ith == 0) {
-            const int64_t width = dst_buf->ne[0];
-            const int pos = *(const int32_t *)s1;
-            memcpy((uint8_t *)dst + (size_t)pos * (size_t)width * 4, s0, (size_t)width * 4);
-        }
-        break;
-    case TRN_OP_ATTENTION: {
-        const int pos = *(const int32_t *)c->data[node->src[3]];
+    }
+    case TRN_OP_ATTENTION: { /* (head, token) pairs, head-major, so that a thread's heads share KV heads */
         const int group = node->n_head / node->n_head_kv;
         const int64_t stride = g->buffers[node->src[1]].ne[0];
         const float *k_cache = c->data[node->src[1]], *v_cache = c->data[node->src[2]];
         float *scores = c->scores + (int64_t)ith * g->n_ctx;
-        split(node->n_head, ith, nth, 1, &begin, &end);
-        for (int64_t h = begin; h < end; h++) {
-            const int64_t kv_offset = (h / group) * node->head_dim;
-            ops->attention_head((const float *)s0 + h * node->head_dim, k_cache + kv_offset, v_cache + kv_offset, stride,
-                                pos + 1, node->head_dim, scores, dst + h * node->head_dim);
+        split((int64_t)node->n_head * n_tok, ith, nth, 1, &begin, &end);
+        for (int64_t i = begin; i < end; i++) {
+            const int64_t h = i / n_tok, t = t0 + i % n_tok, kv_offset = (h / group) * node->head_dim;
+            ops->attention_head((const float *)row_at(v, node->src[0], t) + h * node->head_dim, k_cache + kv_offset,
+                                v_cache + kv_offset, stride, int_at(v, node->src[3], t) + 1, node->head_dim, scores,
+                                (float *)row_at(v, node->dst, t) + h * node->head_dim);
         }
         break;
     }
     case TRN_OP_SWIGLU:
-        split(dst_buf->ne[0], ith, nth, 8, &begin, &end);
-        ops->swiglu((const float *)s0 + begin, (const float *)s1 + begin, dst + begin, end - begin);
-        break;
-    case TRN_OP_ADD:
-        split(dst_buf->ne[0], ith, nth, 8, &begin, &end);
-        ops->add((const float *)s0 + begin, (const float *)s1 + begin, dst + begin, end - begin);
-        break;
-    case TRN_OP_SAMPLE:
-        if (ith == 0) {
-            const int pos = *(const int32_t *)c->data[node->src[2]];
-            memcpy(c->sample_logits, s0, (size_t)g->model->hp.n_vocab * sizeof(float));
-            *(int32_t *)dst = trn_sampler_sample(c->sampler, &c->config.sampling, c->sample_logits, s1, pos + 1, pos);
+    case TRN_OP_ADD: /* vector ranges of every token's row */
+        for (int64_t t = 0; t < n_tok; t++) {
+            split_row(n_tok, width, ith, nth, 8, t, &begin, &end);
+            if (begin >= end)
+                continue;
+            const float *a = (const float *)row_at(v, node->src[0], t0 + t) + begin;
+            const float *b = (const float *)row_at(v, node->src[1], t0 + t) + begin;
+            float *dst = (float *)row_at(v, node->dst, t0 + t) + begin;
+            if (node->op == TRN_OP_SWIGLU)
+                ops->swiglu(a, b, dst, end - begin);
+            else
+                ops->add(a, b, dst, end - begin);
         }
         break;
-    default:
+    default: /* per-token ops: tokens split among the threads */
+        split(n_tok, ith, nth, 1, &begin, &end);
+        for (int64_t t = t0 + begin; t < t0 + end; t++) {
+            const void *s0 = node->src[0] >= 0 ? row_at(v, node->src[0], t) : NULL;
+            const void *s1 = node->src[1] >= 0 ? row_at(v, node->src[1], t) : NULL;
+            void *dst = row_at(v, node->dst, t);
+            switch (node->op) {
+            case TRN_OP_GET_ROW:
+                ops->get_row(&c->matrix[node->src[0]], *(const int32_t *)s1, dst);
+                break;
+            case TRN_OP_RMSNORM:
+                ops->rmsnorm(s0, s1, dst, width, node->eps);
+                break;
+            case TRN_OP_ROPE:
+                ops->rope(s0, dst, node->n_head, node->head_dim,
+                          c->rope_cos_sin + (int64_t)*(const int32_t *)s1 * node->head_dim);
+                break;
+            case TRN_OP_STORE_ROW: /* dst is the cache (or history): one row per position */
+                memcpy((uint8_t *)c->data[node->dst] + (size_t)*(const int32_t *)s1 * (size_t)width * 4, s0,
+                       (size_t)width * 4);
+                break;
+            case TRN_OP_SAMPLE: {
+                const int pos = int_at(v, node->src[2], t);
+                memcpy(c->sample_logits, s0, (size_t)g->model->hp.n_vocab * sizeof(float));
+                *(int32_t *)dst = trn_sampler_sample(c->sampler, &c->config.sampling, c->sample_logits, s1, pos + 1, pos);
+                break;
+            }
+            default:
+                break;
+            }
+        }
         break;
     }
 }
 
-static void run_nodes(cpu_context *c, int n_nodes) {
+static void run_pass(cpu_context *c, const pass *p) {
     const trn_graph *g = c->graph;
 #pragma omp parallel num_threads(c->n_threads)
     {
@@ -140,20 +238,19 @@ static void run_nodes(cpu_context *c, int n_nodes) {
 #ifdef TRN_HAVE_OPENMP
         nth = omp_get_num_threads();
 #endif
-        int quantized = -1; /* buffer whose int8 copy is in c->xq; the same on every thread */
-        for (int n = 0; n < n_nodes; n++) {
+        int quantized = -1, quantized_from = -1; /* buffer (and first token) whose int8 copy is in xq */
+        for (int n = 0; n < p->n_nodes; n++) {
             const trn_node *node = &g->nodes[n];
-            if (node->op == TRN_OP_MATVEC && c->config.act == TRN_ACT_INT8 && is_ternary(c->matrix[node->src[0]].type) &&
-                node->src[1] != quantized) {
-                const int64_t blocks = g->buffers[node->src[1]].ne[0] / TRN_QK_K;
-                int64_t begin, end;
-                split(blocks, ith, nth, 1, &begin, &end);
-                c->ops->quantize_act((const float *)c->data[node->src[1]] + begin * TRN_QK_K, c->xq + begin,
-                                     (end - begin) * TRN_QK_K);
+            if (node->op == TRN_OP_SAMPLE && !p->sample)
+                continue;
+            const int t0 = first_token(c, p, n);
+            if (reads_int8(c, node) && (node->src[1] != quantized || t0 != quantized_from)) {
+                quantize_rows(c, p->view, node->src[1], t0, p->n_tok - t0, ith, nth);
                 quantized = node->src[1];
+                quantized_from = t0;
 #pragma omp barrier
             }
-            run_node(c, node, ith, nth);
+            run_node(c, p, n, ith, nth);
             if (node->dst == quantized)
                 quantized = -1;
 #pragma omp barrier
@@ -161,18 +258,60 @@ static void run_nodes(cpu_context *c, int n_nodes) {
     }
 }
 
+static trn_status check_token(const trn_graph *g, int token) {
+    if (token < 0 || token >= g->model->hp.n_vocab)
+        return trn_fail(TRN_ERR_INVALID, "token id %d is outside the vocabulary of %d", token, g->model->hp.n_vocab);
+    return TRN_OK;
+}
+
 static trn_status cpu_step(trn_backend *backend, int token, int pos, int want_output, int *next_token) {
     cpu_context *c = backend->context;
     const trn_graph *g = c->graph;
     if (pos < 0 || pos >= g->n_ctx)
         return trn_fail(TRN_ERR_INVALID, "position %d is outside the context of %d", pos, g->n_ctx);
-    if (token < 0 || token >= g->model->hp.n_vocab)
-        return trn_fail(TRN_ERR_INVALID, "token id %d is outside the vocabulary of %d", token, g->model->hp.n_vocab);
+    TRN_TRY(check_token(g, token));
     *(int32_t *)c->data[g->buf_token] = token;
     *(int32_t *)c->data[g->buf_pos] = pos;
-    run_nodes(c, want_output ? g->n_nodes : g->n_body_nodes);
+    const pass p = {&c->one, 1, 0, want_output ? g->n_nodes : g->n_body_nodes, want_output};
+    run_pass(c, &p);
     if (want_output && next_token)
         *next_token = *(const int32_t *)c->data[g->buf_next_token];
+    return TRN_OK;
+}
+
+static trn_status cpu_prefill(trn_backend *backend, const int *tokens, int n_tokens, int pos0, int want_output,
+                              int *next_token, float *all_logits) {
+    cpu_context *c = backend->context;
+    const trn_graph *g = c->graph;
+    const int n_vocab = g->model->hp.n_vocab;
+    if (n_tokens < 1)
+        return trn_fail(TRN_ERR_INVALID, "prefill of %d tokens: at least one is needed", n_tokens);
+    if (pos0 < 0 || (int64_t)pos0 + n_tokens > g->n_ctx)
+        return trn_fail(TRN_ERR_INVALID, "positions %d..%lld are outside the context of %d", pos0,
+                        (long long)pos0 + n_tokens - 1, g->n_ctx);
+    for (int i = 0; i < n_tokens; i++)
+        TRN_TRY(check_token(g, tokens[i]));
+    buffer_view *v = &c->batch;
+    for (int done = 0; done < n_tokens;) {
+        const int n = TRN_MIN(c->max_batch, n_tokens - done), last = done + n == n_tokens;
+        for (int t = 0; t < n; t++) {
+            c->batch_inputs[t] = tokens[done + t];
+            c->batch_inputs[c->max_batch + t] = pos0 + done + t;
+        }
+        /* logits: straight into the caller's rows, or (last token only) into the step's buffer */
+        v->data[g->buf_logits] = all_logits ? all_logits + (size_t)done * n_vocab : c->data[g->buf_logits];
+        v->stride[g->buf_logits] = all_logits ? (size_t)n_vocab * sizeof(float) : 0;
+        const int head = all_logits || (last && want_output);
+        const pass p = {v, n, all_logits ? 0 : n - 1, head ? g->n_nodes : g->n_body_nodes, last && want_output};
+        run_pass(c, &p);
+        done += n;
+    }
+    if (want_output) {
+        if (all_logits)
+            memcpy(c->data[g->buf_logits], all_logits + (size_t)(n_tokens - 1) * n_vocab, (size_t)n_vocab * sizeof(float));
+        if (next_token)
+            *next_token = *(const int32_t *)c->data[g->buf_next_token];
+    }
     return TRN_OK;
 }
 
@@ -201,6 +340,12 @@ static void cpu_release(cpu_context *c) {
     trn_free(c->scores);
     trn_free(c->sample_logits);
     trn_sampler_free(c->sampler);
+    free(c->one.stride);
+    free(c->batch.data);
+    free(c->batch.stride);
+    trn_free(c->batch.xq);
+    trn_free(c->batch_arena);
+    trn_free(c->batch_inputs);
     memset(c, 0, sizeof(*c));
 }
 
@@ -246,8 +391,17 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->scores = trn_alloc((size_t)c->n_threads * (size_t)g->n_ctx * sizeof(float));
     c->sampler = trn_sampler_new(hp->n_vocab);
     c->sample_logits = trn_alloc((size_t)hp->n_vocab * sizeof(float));
+    c->max_batch = TRN_MIN(config->max_batch > 0 ? config->max_batch : CPU_DEFAULT_BATCH, g->n_ctx);
+    const int64_t xq_stride = TRN_MAX(max_cols / TRN_QK_K, 1);
+    c->one.stride = calloc((size_t)g->n_buffers, sizeof(size_t));
+    c->batch.data = calloc((size_t)g->n_buffers, sizeof(void *));
+    c->batch.stride = calloc((size_t)g->n_buffers, sizeof(size_t));
+    c->batch.xq = trn_alloc((size_t)(c->max_batch * xq_stride) * sizeof(trn_block_q8_act));
+    c->batch_arena = trn_alloc(g->arena_bytes * (size_t)c->max_batch);
+    c->batch_inputs = trn_alloc(2 * (size_t)c->max_batch * sizeof(int32_t));
     if (!c->data || !c->owned || !c->matrix || !c->arena || !c->xq || !c->rope_cos_sin || !c->scores || !c->sampler ||
-        !c->sample_logits) {
+        !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
+        !c->batch_inputs) {
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory preparing the CPU backend");
     }
@@ -292,6 +446,20 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
             }
         }
     }
+    /* The two views: a step's rows (all shared), and a batch's (activations and inputs one row per token) */
+    c->one = (buffer_view){c->data, c->one.stride, c->xq, 0};
+    c->batch.xq_stride = xq_stride;
+    for (int i = 0; i < g->n_buffers; i++) {
+        const trn_buffer *buf = &g->buffers[i];
+        c->batch.data[i] = c->data[i];
+        if (buf->kind == TRN_BUF_ACTIVATION) {
+            c->batch.data[i] = c->batch_arena + buf->offset * (size_t)c->max_batch;
+            c->batch.stride[i] = buf->bytes;
+        }
+    }
+    c->batch.data[g->buf_token] = c->batch_inputs;
+    c->batch.data[g->buf_pos] = c->batch_inputs + c->max_batch;
+    c->batch.stride[g->buf_token] = c->batch.stride[g->buf_pos] = sizeof(int32_t);
     /* RoPE angles in double precision: angle(pos, i) = pos * base^(-2i / head_dim) */
     for (int pos = 0; pos < g->n_ctx; pos++)
         for (int i = 0; i < hp->head_dim / 2; i++) {
@@ -319,6 +487,7 @@ static const trn_backend_i cpu_iface = {
     .logits = cpu_logits,
     .describe = cpu_describe,
     .free = cpu_free,
+    .prefill = cpu_prefill,
 };
 
 trn_status trn_cpu_backend_create(trn_backend **out) {

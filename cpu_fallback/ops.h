@@ -69,7 +69,41 @@ typedef struct {
     void (*swiglu)(const float *gate, const float *up, float *dst, int64_t n);
     /* dst[n] = a[n] + b[n] */
     void (*add)(const float *a, const float *b, float *dst, int64_t n);
+    /* Batched prefill: dst[t][r] = W[r] . x[t] for tokens t in [0, n_tok) and rows r in [r0, r1), i.e. n_tok
+     * matrix-vector products that read each weight block once for all tokens. x: n_tok rows of ld_x floats; xq:
+     * n_tok rows of ld_xq blocks (x's int8 copy, or NULL, as for matvec); dst: n_tok rows of ld_dst floats.
+     * Every element is bitwise what this table's matvec gives for that token: the same exact block sums and the
+     * same float steps in the same order (per block acc += (d_w * d_x) * (float)(isum - sum)). May be NULL in a
+     * table; callers then use trn_matmul_by_matvec. */
+    void (*matmul)(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
+                   float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1);
 } trn_cpu_ops;
+
+typedef void (*trn_matvec_fn)(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                              int64_t r1);
+
+/* matmul as n_tok calls of `matvec` (types and modes without a batched kernel; tables without a matmul entry). */
+void trn_matmul_by_matvec(trn_matvec_fn matvec, const trn_matrix *w, const float *x, int64_t ld_x,
+                          const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok,
+                          int64_t r0, int64_t r1);
+
+#if defined(TRN_HAVE_AVX2)
+/* The AVX2 table's matmul entry (ops_avx2_matmul.c): ternary types with int8 activations through the batched
+ * kernel below, other cases through trn_matmul_by_matvec with the AVX2 matvec. */
+void trn_matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
+                     float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1);
+/* The batched ternary kernel (TQ1_0, TQ2_0 in either layout, int8 activations), same shapes as matmul: built with
+ * vpmaddubsw (AVX2), and with 512-bit vpdpbusd (AVX512F + AVX512-VNNI, where the compiler supports them:
+ * TRN_HAVE_VNNI), which trn_matmul_avx2 prefers where the CPU has them (trn_matmul_tq_dpbusd_supported). Both give
+ * the same exact sums, so the same outputs. */
+void trn_matmul_tq_maddubs(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
+                           int64_t n_tok, int64_t r0, int64_t r1);
+int trn_matmul_tq_dpbusd_supported(void); /* 0 where not built */
+#if defined(TRN_HAVE_VNNI)
+void trn_matmul_tq_dpbusd(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
+                          int64_t n_tok, int64_t r0, int64_t r1);
+#endif
+#endif
 
 const trn_cpu_ops *trn_cpu_ops_ref(void);
 /* The AVX2 table, or NULL where it is not compiled in or the CPU lacks AVX2, FMA or F16C. */

@@ -492,6 +492,7 @@ static const trn_cpu_ops avx2_ops = {
     .attention_head = attention_head_avx2,
     .swiglu = swiglu_avx2,
     .add = add_avx2,
+    .matmul = trn_matmul_avx2, /* ops_avx2_matmul.c */
 };
 
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void);

@@ -42,6 +42,21 @@ static float ternary_row_dot(const uint8_t codes[TRN_QK_K], const trn_block_q8_a
     return (float)(isum - xb->sum);
 }
 
+/* Codes of block b of row r of a ternary matrix (either layout), in weight order; returns the block's scale. */
+static float ternary_block(const trn_matrix *w, int64_t r, int64_t b, uint8_t codes[TRN_QK_K]) {
+    if (w->type == TRN_TYPE_TQ2_0) {
+        trn_block_tq2_0 block;
+        const uint8_t *qs;
+        trn_tq2_0_block_at(w, r, b, &qs, &block.d);
+        memcpy(block.qs, qs, sizeof(block.qs));
+        trn_tq2_0_block_codes(&block, codes);
+        return trn_fp16_to_f32(block.d);
+    }
+    const trn_block_tq1_0 *block = (const trn_block_tq1_0 *)((const uint8_t *)w->data + r * w->row_bytes) + b;
+    trn_tq1_0_block_codes(block, codes);
+    return trn_fp16_to_f32(block->d);
+}
+
 void trn_matvec_via_dequant(const trn_matrix *w, const float *x, float *dst, int64_t r0, int64_t r1,
                             float (*dot)(const float *, const float *, int64_t)) {
     float *row = malloc((size_t)w->cols * sizeof(float));
@@ -119,19 +134,7 @@ static void matvec_ref(const trn_matrix *w, const float *x, const trn_block_q8_a
         case TRN_TYPE_TQ1_0: {
             uint8_t codes[TRN_QK_K];
             for (int64_t b = 0; b < cols / TRN_QK_K; b++) {
-                float d;
-                if (w->type == TRN_TYPE_TQ2_0) {
-                    trn_block_tq2_0 block;
-                    const uint8_t *qs;
-                    trn_tq2_0_block_at(w, r, b, &qs, &block.d);
-                    memcpy(block.qs, qs, sizeof(block.qs));
-                    trn_tq2_0_block_codes(&block, codes);
-                    d = trn_fp16_to_f32(block.d);
-                } else {
-                    const trn_block_tq1_0 *block = (const trn_block_tq1_0 *)row + b;
-                    trn_tq1_0_block_codes(block, codes);
-                    d = trn_fp16_to_f32(block->d);
-                }
+                const float d = ternary_block(w, r, b, codes);
                 if (xq) {
                     acc += (d * xq[b].d) * ternary_row_dot(codes, &xq[b]);
                 } else { /* float activations */
@@ -148,6 +151,36 @@ static void matvec_ref(const trn_matrix *w, const float *x, const trn_block_q8_a
             continue;
         }
         dst[r] = acc;
+    }
+}
+
+void trn_matmul_by_matvec(trn_matvec_fn matvec, const trn_matrix *w, const float *x, int64_t ld_x,
+                          const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok,
+                          int64_t r0, int64_t r1) {
+    for (int64_t t = 0; t < n_tok; t++)
+        matvec(w, x + t * ld_x, xq ? xq + t * ld_xq : NULL, dst + t * ld_dst, r0, r1);
+}
+
+/* Ternary rows with int8 activations: each block's codes are decoded once and applied to every token; per token
+ * the steps are matvec_ref's (dst starts at 0.0f and takes acc += (d_w * d_x) * isum block by block). Other types
+ * and float activations run matvec_ref per token. */
+static void matmul_ref(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
+                       float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    if (!xq || (w->type != TRN_TYPE_TQ2_0 && w->type != TRN_TYPE_TQ1_0)) {
+        trn_matmul_by_matvec(matvec_ref, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        return;
+    }
+    uint8_t codes[TRN_QK_K];
+    for (int64_t r = r0; r < r1; r++) {
+        for (int64_t t = 0; t < n_tok; t++)
+            dst[t * ld_dst + r] = 0.0f;
+        for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
+            const float d = ternary_block(w, r, b, codes);
+            for (int64_t t = 0; t < n_tok; t++) {
+                const trn_block_q8_act *xb = &xq[t * ld_xq + b];
+                dst[t * ld_dst + r] += (d * xb->d) * ternary_row_dot(codes, xb);
+            }
+        }
     }
 }
 
@@ -233,6 +266,7 @@ static const trn_cpu_ops ref_ops = {
     .attention_head = attention_head_ref,
     .swiglu = swiglu_ref,
     .add = add_ref,
+    .matmul = matmul_ref,
 };
 
 const trn_cpu_ops *trn_cpu_ops_ref(void) { return &ref_ops; }

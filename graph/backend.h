@@ -2,7 +2,8 @@
  *
  * The host's generation loop sees only this table, as ggml's backends do: prepare once (weights bound or
  * uploaded, KV cache and scratch allocated), then one step per token: token id and position in, next
- * token id out (sampled by the backend), logits readable on demand. */
+ * token id out (sampled by the backend), logits readable on demand. A backend may also offer prefill: many
+ * tokens through the graph as one batch (a prompt), with the results of as many steps. */
 #ifndef TRN_BACKEND_H
 #define TRN_BACKEND_H
 
@@ -34,6 +35,7 @@ typedef struct {
     trn_weight_mode weights;
     int resident_layers_given; /* STREAMING or AUTO: resident_layers layers stay resident (else AUTO decides and */
     int resident_layers;       /* STREAMING keeps none) */
+    int max_batch;          /* prefill: tokens per batch; <= 0: the backend's default */
 } trn_backend_config;
 
 /* What a prepared backend moves and holds (for benchmarks). */
@@ -59,6 +61,13 @@ typedef struct {
     void (*free)(trn_backend *backend);
     /* Optional (NULL where a backend has nothing to report): fills *out. */
     void (*stats)(trn_backend *backend, trn_backend_stats *out);
+    /* Optional (NULL where a backend has none: callers then step token by token, see trn_prefill): runs
+     * tokens[0..n_tokens) at positions pos0, pos0 + 1, ... with the results of n_tokens steps, bitwise: the KV
+     * cache and token history filled for every position; with want_output the last token's logits computed
+     * (readable through logits()) and the next token sampled into *next_token; all_logits, when not NULL,
+     * receives every token's logits, [n_tokens][n_vocab]. */
+    trn_status (*prefill)(trn_backend *backend, const int *tokens, int n_tokens, int pos0, int want_output,
+                          int *next_token, float *all_logits);
 } trn_backend_i;
 
 struct trn_backend {

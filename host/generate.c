@@ -36,6 +36,30 @@ trn_status trn_backend_for_device(const char *device, trn_backend **out) {
     return trn_fail(TRN_ERR_INVALID, "--device %s: unknown device (cpu, cuda or auto)", device);
 }
 
+trn_status trn_prefill_steps(const trn_graph *graph, trn_backend *backend, const int *tokens, int n_tokens, int pos0,
+                             int want_output, int *next_token, float *all_logits) {
+    const int n_vocab = graph->model->hp.n_vocab;
+    if (n_tokens < 1)
+        return trn_fail(TRN_ERR_INVALID, "prefill of %d tokens: at least one is needed", n_tokens);
+    int next = -1;
+    for (int i = 0; i < n_tokens; i++) {
+        const int output = all_logits || (want_output && i == n_tokens - 1);
+        TRN_TRY(backend->iface->step(backend, tokens[i], pos0 + i, output, &next));
+        if (all_logits)
+            memcpy(all_logits + (size_t)i * n_vocab, backend->iface->logits(backend), (size_t)n_vocab * sizeof(float));
+    }
+    if (want_output && next_token)
+        *next_token = next;
+    return TRN_OK;
+}
+
+trn_status trn_prefill(const trn_graph *graph, trn_backend *backend, const int *tokens, int n_tokens, int pos0,
+                       int want_output, int *next_token, float *all_logits) {
+    if (backend->iface->prefill)
+        return backend->iface->prefill(backend, tokens, n_tokens, pos0, want_output, next_token, all_logits);
+    return trn_prefill_steps(graph, backend, tokens, n_tokens, pos0, want_output, next_token, all_logits);
+}
+
 static void print_token(const trn_tokenizer *tok, trn_text_stream *stream, int prev, int token) {
     char piece[256];
     size_t n = trn_tokenizer_decode(tok, prev, token, piece, sizeof(piece));
@@ -72,10 +96,9 @@ trn_status trn_generate(const trn_model *model, const trn_graph *graph, trn_back
     trn_status status = TRN_OK;
     double t0 = trn_time_s();
     int next = -1;
-    for (int i = 0; i < n_ids && status == TRN_OK; i++) {
-        const int want_output = i == n_ids - 1 && opts->n_predict > 0;
-        status = backend->iface->step(backend, ids[i], i, want_output, &next);
-    }
+    /* the whole prompt as one prefill (batched where the backend can); the first new token is sampled from the
+     * last prompt position's logits */
+    status = trn_prefill(graph, backend, ids, n_ids, 0, opts->n_predict > 0, &next, NULL);
     stats->prompt_s = trn_time_s() - t0;
     int prev = ids[n_ids - 1];
     int pos = n_ids;

@@ -27,6 +27,16 @@ typedef struct {
 trn_status trn_generate(const trn_model *model, const trn_graph *graph, trn_backend *backend, const char *prompt,
                         const trn_generate_options *opts, trn_generate_stats *stats);
 
+/* Runs tokens[0..n_tokens) at positions pos0.. as the backend's prefill does (see backend.h): through the backend's
+ * batched prefill where it has one, else token by token (trn_prefill_steps). With want_output the next token is
+ * sampled from the last token's logits into *next_token; all_logits, when not NULL, receives [n_tokens][n_vocab]. */
+trn_status trn_prefill(const trn_graph *graph, trn_backend *backend, const int *tokens, int n_tokens, int pos0,
+                       int want_output, int *next_token, float *all_logits);
+/* The same through one step per token (logits computed only where needed): the fallback, and the baseline the
+ * batched prefill is measured and tested against. */
+trn_status trn_prefill_steps(const trn_graph *graph, trn_backend *backend, const int *tokens, int n_tokens, int pos0,
+                             int want_output, int *next_token, float *all_logits);
+
 /* "cpu", "cuda" or "auto" (the best available; says which on standard error). */
 trn_status trn_backend_for_device(const char *device, trn_backend **out);
 

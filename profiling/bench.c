@@ -1,8 +1,10 @@
 /* bench.c: the benchmark behind `trinity bench` and the read-bandwidth probe it is measured against.
  *
- * Decode: a short prompt, then n_decode greedy steps each timed alone; the median step time gives ms per
- * token. Prefill: n_prompt tokens through the decode step (the prompt path the engine uses today). The
- * bound: weight bytes read per token / probe bandwidth; the fraction reached is the figure that matters. */
+ * Prefill: an n_prompt-token prompt through the backend's batched prefill and through one step per token,
+ * alternately, PREFILL_REPS times each; the medians give tokens/s and their ratio. Decode: n_decode greedy steps
+ * each timed alone, interleaved with bandwidth probes; the median step time gives ms per token. Decode runs at the
+ * requested thread count and (CPU only) at one thread, each with its own probe. The bound: weight bytes read per
+ * token / probe bandwidth; the fraction reached is the figure that matters. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 
@@ -106,106 +108,199 @@ double trn_bandwidth_probe(int n_threads, size_t bytes, int reps) {
     return (double)bytes / median(times, reps) / 1e9;
 }
 
-trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, trn_bench_result *res) {
-    memset(res, 0, sizeof(*res));
-    const int n_ctx = TRN_MIN(opts->n_prompt + opts->n_decode + 8, 4096);
-    trn_graph *graph = NULL;
-    TRN_TRY(trn_graph_build_decode(model, n_ctx, &graph));
-    trn_backend *backend = NULL;
-    trn_status status = trn_backend_for_device(opts->device, &backend);
-    trn_backend_config config = {.n_threads = opts->n_threads, .act = (trn_act_mode)opts->act, .force_scalar = opts->force_scalar,
-                                 .sampling = trn_sampling_default(), .weights = (trn_weight_mode)opts->weights,
-                                 .resident_layers_given = opts->resident_layers_given,
-                                 .resident_layers = opts->resident_layers};
-    config.sampling.temp = 0.0f;
-    if (status == TRN_OK)
-        status = backend->iface->prepare(backend, graph, &config);
-    if (status != TRN_OK) {
-        trn_backend_free(backend);
-        trn_graph_free(graph);
-        return status;
-    }
-    snprintf(res->device, sizeof(res->device), "%s", backend->iface->describe(backend));
-    if (backend->iface->stats)
-        backend->iface->stats(backend, &res->stats);
-    res->threads = opts->n_threads > 0 ? opts->n_threads : 1;
-#ifdef TRN_HAVE_OPENMP
-    if (opts->n_threads <= 0)
-        res->threads = omp_get_num_procs();
-#endif
-    res->weight_bytes_per_token = (double)trn_model_weight_bytes_per_token(model);
+enum { PREFILL_REPS = 3, DECODE_ROUNDS = 7 };
 
-    /* prefill: the prompt tokens through the step, logits only for the last */
-    const int bos = trn_tokenizer_bos(model->tokenizer);
-    const int vocab = model->hp.n_vocab;
-    int next = 0;
-    double t0 = trn_time_s();
-    for (int i = 0; i < opts->n_prompt && status == TRN_OK; i++)
-        status = backend->iface->step(backend, i == 0 ? bos : (7 * i + 300) % vocab, i, i == opts->n_prompt - 1, &next);
-    double prefill_s = trn_time_s() - t0;
-    res->prefill_tokens_per_s = opts->n_prompt / prefill_s;
-
-    /* Decode steps interleaved with bandwidth probes: on a shared machine the bandwidth drifts, and the
-     * fraction of the bound is only meaningful when both are measured under the same conditions. */
-    enum { ROUNDS = 7 };
-    double probes[ROUNDS];
-    double *times = malloc((size_t)opts->n_decode * sizeof(double));
+/* n_decode steps from `token` at position pos, with a bandwidth probe at `threads` threads before each of the
+ * DECODE_ROUNDS rounds of steps (on a shared machine the bandwidth drifts: the fraction of the bound is only
+ * meaningful when both are measured under the same conditions). */
+static trn_status measure_decode(trn_backend *backend, int threads, int token, int pos, int n_decode, int on_cpu,
+                                 double weight_bytes, trn_bench_decode *out) {
+    memset(out, 0, sizeof(*out));
+    out->threads = threads;
+    double probes[DECODE_ROUNDS];
+    double *times = malloc((size_t)n_decode * sizeof(double));
+    if (!times)
+        return trn_fail(TRN_ERR_NOMEM, "out of memory for %d step times", n_decode);
+    trn_status status = TRN_OK;
     int done = 0;
-    /* the probe reads host memory: it bounds the CPU backend only (a GPU is probed below) */
-    const int on_cpu = strcmp(backend->iface->name, "cpu") == 0;
-    for (int round = 0; round < ROUNDS && status == TRN_OK && times; round++) {
-        probes[round] = on_cpu ? trn_bandwidth_probe(res->threads, (size_t)256 << 20, 1) : 0.0;
-        for (const int stop = opts->n_decode * (round + 1) / ROUNDS; done < stop && status == TRN_OK; done++) {
-            t0 = trn_time_s();
-            status = backend->iface->step(backend, next, opts->n_prompt + done, 1, &next);
+    for (int round = 0; round < DECODE_ROUNDS && status == TRN_OK; round++) {
+        /* the probe reads host memory: it bounds the CPU backend only (a GPU is probed once, below) */
+        probes[round] = on_cpu ? trn_bandwidth_probe(threads, (size_t)256 << 20, 1) : 0.0;
+        for (const int stop = n_decode * (round + 1) / DECODE_ROUNDS; done < stop && status == TRN_OK; done++) {
+            const double t0 = trn_time_s();
+            status = backend->iface->step(backend, token, pos + done, 1, &token);
             times[done] = trn_time_s() - t0;
         }
     }
-    res->bandwidth_gbs = on_cpu ? median(probes, ROUNDS) : 0.0;
+    if (status == TRN_OK) {
+        const double step_s = median(times, n_decode);
+        out->bandwidth_gbs = on_cpu ? median(probes, DECODE_ROUNDS) : 0.0;
 #ifdef TRN_HAVE_CUDA
-    /* a GPU's bound: device memory bandwidth, from a 1 GB device-to-device copy (bytes read + written) */
-    if (status == TRN_OK && strcmp(backend->iface->name, "cuda") == 0 &&
-        trn_cuda_copy_bandwidth(0, (size_t)1 << 30, 5, &res->bandwidth_gbs) != TRN_OK)
-        res->bandwidth_gbs = 0.0;
+        /* a GPU's bound: device memory bandwidth, from a 1 GB device-to-device copy (bytes read + written) */
+        if (strcmp(backend->iface->name, "cuda") == 0 &&
+            trn_cuda_copy_bandwidth(0, (size_t)1 << 30, 5, &out->bandwidth_gbs) != TRN_OK)
+            out->bandwidth_gbs = 0.0;
 #endif
-    if (status == TRN_OK && times) {
-        const double step_s = median(times, opts->n_decode);
-        res->decode_ms_per_token = 1e3 * step_s;
-        res->decode_tokens_per_s = 1.0 / step_s;
-        res->achieved_gbs = res->weight_bytes_per_token / step_s / 1e9;
-        res->roofline_fraction = res->bandwidth_gbs > 0 ? res->achieved_gbs / res->bandwidth_gbs : 0.0;
+        out->ms_per_token = 1e3 * step_s;
+        out->tokens_per_s = 1.0 / step_s;
+        out->achieved_gbs = weight_bytes / step_s / 1e9;
+        out->roofline_fraction = out->bandwidth_gbs > 0 ? out->achieved_gbs / out->bandwidth_gbs : 0.0;
     }
     free(times);
-    trn_backend_free(backend);
-    trn_graph_free(graph);
     return status;
 }
 
+/* The prompt batched and token by token, alternately; *next: the token sampled after it. */
+static trn_status measure_prefill(const trn_graph *graph, trn_backend *backend, const int *ids, int n, int *next,
+                                  trn_bench_result *res) {
+    double batched[PREFILL_REPS], steps[PREFILL_REPS];
+    res->prefill_batched = backend->iface->prefill != NULL;
+    for (int r = 0; r < PREFILL_REPS; r++) {
+        double t0 = trn_time_s();
+        TRN_TRY(trn_prefill_steps(graph, backend, ids, n, 0, 1, next, NULL));
+        steps[r] = trn_time_s() - t0;
+        if (res->prefill_batched) {
+            t0 = trn_time_s();
+            TRN_TRY(trn_prefill(graph, backend, ids, n, 0, 1, next, NULL));
+            batched[r] = trn_time_s() - t0;
+        }
+    }
+    res->prefill_steps_tokens_per_s = n / median(steps, PREFILL_REPS);
+    res->prefill_tokens_per_s = res->prefill_batched ? n / median(batched, PREFILL_REPS) : res->prefill_steps_tokens_per_s;
+    return TRN_OK;
+}
+
+static trn_status prepared_backend(const trn_graph *graph, const trn_bench_options *opts, const char *device,
+                                   int n_threads, trn_backend **out) {
+    trn_backend_config config = {.n_threads = n_threads, .act = (trn_act_mode)opts->act,
+                                 .force_scalar = opts->force_scalar, .sampling = trn_sampling_default(),
+                                 .weights = (trn_weight_mode)opts->weights,
+                                 .resident_layers_given = opts->resident_layers_given,
+                                 .resident_layers = opts->resident_layers};
+    config.sampling.temp = 0.0f;
+    trn_status status = trn_backend_for_device(device, out);
+    if (status == TRN_OK)
+        status = (*out)->iface->prepare(*out, graph, &config);
+    if (status != TRN_OK) {
+        trn_backend_free(*out);
+        *out = NULL;
+    }
+    return status;
+}
+
+trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, trn_bench_result *res) {
+    memset(res, 0, sizeof(*res));
+    const int n_ctx = TRN_MIN(opts->n_prompt + opts->n_decode + 8, 4096);
+    int *ids = malloc((size_t)opts->n_prompt * sizeof(int));
+    if (!ids)
+        return trn_fail(TRN_ERR_NOMEM, "out of memory for a %d-token prompt", opts->n_prompt);
+    const int vocab = model->hp.n_vocab;
+    for (int i = 0; i < opts->n_prompt; i++)
+        ids[i] = i == 0 ? trn_tokenizer_bos(model->tokenizer) : (7 * i + 300) % vocab;
+    trn_graph *graph = NULL;
+    trn_backend *backend = NULL;
+    trn_status status = trn_graph_build_decode(model, n_ctx, &graph);
+    if (status == TRN_OK)
+        status = prepared_backend(graph, opts, opts->device, opts->n_threads, &backend);
+    int threads = opts->n_threads > 0 ? opts->n_threads : 1, on_cpu = 0, next = 0;
+    if (status == TRN_OK) {
+        snprintf(res->device, sizeof(res->device), "%s", backend->iface->describe(backend));
+        if (backend->iface->stats)
+            backend->iface->stats(backend, &res->stats);
+#ifdef TRN_HAVE_OPENMP
+        if (opts->n_threads <= 0)
+            threads = omp_get_num_procs();
+#endif
+        on_cpu = strcmp(backend->iface->name, "cpu") == 0;
+        res->n_prompt = opts->n_prompt;
+        res->weight_bytes_per_token = (double)trn_model_weight_bytes_per_token(model);
+        status = measure_prefill(graph, backend, ids, opts->n_prompt, &next, res);
+    }
+    if (status == TRN_OK)
+        status = measure_decode(backend, threads, next, opts->n_prompt, opts->n_decode, on_cpu,
+                                res->weight_bytes_per_token, &res->decode);
+    trn_backend_free(backend);
+    backend = NULL;
+    /* one thread, on the CPU: the same prompt (batched, not timed), then decode */
+    if (status == TRN_OK && on_cpu) {
+        res->has_1thread = 1;
+        if (threads == 1) {
+            res->decode_1thread = res->decode;
+        } else {
+            status = prepared_backend(graph, opts, "cpu", 1, &backend);
+            if (status == TRN_OK)
+                status = trn_prefill(graph, backend, ids, opts->n_prompt, 0, 1, &next, NULL);
+            if (status == TRN_OK)
+                status = measure_decode(backend, 1, next, opts->n_prompt, opts->n_decode, on_cpu,
+                                        res->weight_bytes_per_token, &res->decode_1thread);
+        }
+    }
+    trn_backend_free(backend);
+    trn_graph_free(graph);
+    free(ids);
+    return status;
+}
+
+static void print_decode(const trn_bench_result *r, const trn_bench_decode *d, FILE *out) {
+    fprintf(out, "decode, %d thread%s %s%.2f tokens/s, %.3f ms/token (median step), %.2f GB/s of weights\n", d->threads,
+            d->threads == 1 ? "" : "s", d->threads == 1 ? " " : "", d->tokens_per_s, d->ms_per_token, d->achieved_gbs);
+    if (d->bandwidth_gbs > 0)
+        fprintf(out, "  bound          %.2f GB/s read (probe, %d thread%s, same run) = %.2f tokens/s; reached %.1f%%\n",
+                d->bandwidth_gbs, d->threads, d->threads == 1 ? "" : "s",
+                d->bandwidth_gbs * 1e9 / r->weight_bytes_per_token, 100.0 * d->roofline_fraction);
+    else
+        fprintf(out, "  bound          read bandwidth not measured for this device\n");
+}
+
+/* `"key": value` for a measured figure, `"key": null` for one not measured. */
+static void json_number(FILE *out, const char *key, int measured, const char *format, double value) {
+    fprintf(out, ", \"%s\": ", key);
+    if (measured)
+        fprintf(out, format, value);
+    else
+        fprintf(out, "null");
+}
+
 void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json, FILE *out) {
+    const trn_bench_decode *d = &r->decode, *d1 = &r->decode_1thread;
+    const double prefill_ratio = r->prefill_tokens_per_s / r->prefill_steps_tokens_per_s;
     if (json) {
-        fprintf(out,
-                "{\"model\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"decode_tokens_per_s\": %.3f, "
-                "\"decode_ms_per_token\": %.4f, \"prefill_tokens_per_s\": %.3f, \"weight_bytes_per_token\": %.0f, "
-                "\"bandwidth_gbs\": %.3f, \"achieved_gbs\": %.3f, \"roofline_fraction\": %.4f}\n",
-                model->name, r->device, r->threads, r->decode_tokens_per_s, r->decode_ms_per_token,
-                r->prefill_tokens_per_s, r->weight_bytes_per_token, r->bandwidth_gbs, r->achieved_gbs,
-                r->roofline_fraction);
+        fprintf(out, "{\"model\": \"%s\", \"device\": \"%s\", \"threads\": %d", model->name, r->device, d->threads);
+        json_number(out, "decode_tokens_per_s", 1, "%.3f", d->tokens_per_s);
+        json_number(out, "decode_ms_per_token", 1, "%.4f", d->ms_per_token);
+        json_number(out, "prefill_tokens_per_s", 1, "%.3f", r->prefill_tokens_per_s);
+        json_number(out, "prefill_token_by_token_tokens_per_s", 1, "%.3f", r->prefill_steps_tokens_per_s);
+        json_number(out, "prefill_speedup", 1, "%.3f", prefill_ratio);
+        fprintf(out, ", \"prefill_batched\": %s, \"prompt_tokens\": %d", r->prefill_batched ? "true" : "false",
+                r->n_prompt);
+        json_number(out, "weight_bytes_per_token", 1, "%.0f", r->weight_bytes_per_token);
+        json_number(out, "bandwidth_gbs", 1, "%.3f", d->bandwidth_gbs);
+        json_number(out, "achieved_gbs", 1, "%.3f", d->achieved_gbs);
+        json_number(out, "roofline_fraction", 1, "%.4f", d->roofline_fraction);
+        json_number(out, "decode_tokens_per_s_1thread", r->has_1thread, "%.3f", d1->tokens_per_s);
+        json_number(out, "decode_ms_per_token_1thread", r->has_1thread, "%.4f", d1->ms_per_token);
+        json_number(out, "bandwidth_gbs_1thread", r->has_1thread, "%.3f", d1->bandwidth_gbs);
+        json_number(out, "achieved_gbs_1thread", r->has_1thread, "%.3f", d1->achieved_gbs);
+        json_number(out, "roofline_fraction_1thread", r->has_1thread, "%.4f", d1->roofline_fraction);
+        json_number(out, "decode_thread_speedup", r->has_1thread, "%.3f", d->tokens_per_s / d1->tokens_per_s);
+        fprintf(out, "}\n");
         return;
     }
     fprintf(out, "model            %s\n", model->name);
     fprintf(out, "device           %s\n", r->device);
     fprintf(out, "weights/token    %.1f MB\n", r->weight_bytes_per_token / 1e6);
-    if (r->bandwidth_gbs > 0) {
-        fprintf(out, "read bandwidth   %.2f GB/s (probe, %d thread%s, same run)\n", r->bandwidth_gbs, r->threads,
-                r->threads == 1 ? "" : "s");
-        fprintf(out, "bound            %.2f tokens/s (bandwidth / weight bytes per token)\n",
-                r->bandwidth_gbs * 1e9 / r->weight_bytes_per_token);
-    } else {
-        fprintf(out, "read bandwidth   not measured for this device\n");
+    if (r->prefill_batched)
+        fprintf(out, "prefill          %d-token prompt, %d thread%s: %.2f tokens/s batched, %.2f tokens/s token by token "
+                     "(%.2fx; medians of %d)\n",
+                r->n_prompt, d->threads, d->threads == 1 ? "" : "s", r->prefill_tokens_per_s,
+                r->prefill_steps_tokens_per_s, prefill_ratio, PREFILL_REPS);
+    else
+        fprintf(out, "prefill          %d-token prompt: %.2f tokens/s token by token (no batched prefill on this "
+                     "backend)\n", r->n_prompt, r->prefill_steps_tokens_per_s);
+    print_decode(r, d, out);
+    if (r->has_1thread && d->threads != 1) {
+        print_decode(r, d1, out);
+        fprintf(out, "threads          %d threads decode %.2fx as fast as one\n", d->threads,
+                d->tokens_per_s / d1->tokens_per_s);
     }
-    fprintf(out, "decode           %.2f tokens/s, %.3f ms/token (median step), %.2f GB/s\n", r->decode_tokens_per_s,
-            r->decode_ms_per_token, r->achieved_gbs);
-    if (r->bandwidth_gbs > 0)
-        fprintf(out, "roofline         %.1f%% of the bandwidth bound\n", 100.0 * r->roofline_fraction);
-    fprintf(out, "prefill          %.2f tokens/s (token by token)\n", r->prefill_tokens_per_s);
 }

@@ -1,4 +1,5 @@
-/* bench.h: `trinity bench`: decode and prompt throughput against the memory-bandwidth bound. */
+/* bench.h: `trinity bench`: decode throughput at all threads and at one, against the memory-bandwidth bound, and
+ * prompt (prefill) throughput batched and token by token, measured in the same run. */
 #ifndef TRN_BENCH_H
 #define TRN_BENCH_H
 
@@ -19,16 +20,27 @@ typedef struct {
     int resident_layers_given, resident_layers;
 } trn_bench_options;
 
+/* Decode at one thread count: the median step, and the read bandwidth probed in the same run. */
 typedef struct {
-    double decode_tokens_per_s, decode_ms_per_token;
-    double prefill_tokens_per_s;
-    double weight_bytes_per_token;
-    double bandwidth_gbs;      /* read bandwidth measured by the probe in the same run */
+    int threads;
+    double tokens_per_s, ms_per_token;
+    double bandwidth_gbs;      /* read bandwidth measured by the probe, interleaved with the steps on the CPU, before
+                                  them on a GPU (device-to-device copy); 0: not measured */
     double achieved_gbs;       /* weight bytes per token x decode tokens/s */
     double roofline_fraction;  /* achieved / probe bandwidth */
-    int threads;
+} trn_bench_decode;
+
+typedef struct {
+    trn_bench_decode decode;         /* opts->n_threads (all cores by default) */
+    trn_bench_decode decode_1thread; /* one thread (CPU only; has_1thread) */
+    int has_1thread;
+    int n_prompt;
+    int prefill_batched;             /* whether the backend has a batched prefill */
+    double prefill_tokens_per_s;     /* the prompt batched (token by token where the backend has no batched prefill) */
+    double prefill_steps_tokens_per_s; /* the same prompt token by token, measured in the same run */
+    double weight_bytes_per_token;
     char device[192];
-    trn_backend_stats stats;   /* weight placement, bytes moved host -> device (zero where not reported) */
+    trn_backend_stats stats;         /* weight placement, bytes moved host -> device (zero where not reported) */
 } trn_bench_result;
 
 trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, trn_bench_result *result);

@@ -361,7 +361,7 @@ fi
 if expect_success "bench --synthetic tiny --json" -- \
     "$TRINITY" bench --synthetic tiny --json --decode-tokens 4 --prompt-tokens 4; then
     KEYS=(decode_tokens_per_s prefill_tokens_per_s weight_bytes_per_token bandwidth_gbs roofline_fraction
-        device threads)
+        device threads achieved_gbs prefill_token_by_token_tokens_per_s decode_tokens_per_s_1thread)
     if command -v python3 >/dev/null 2>&1; then
         python3 - "$OUT" "${KEYS[@]}" <<'EOF'
 import json, sys

@@ -278,6 +278,82 @@ static void check_attention(const trn_cpu_ops *fast, int n_pos, int head_dim, in
     free(f);
 }
 
+/* Batched matrix products (matmul, the prefill kernel) against the same table's matrix-vector product run per
+ * token: bitwise equal for every type (ternary with int8 activations is the kernels' promise; other types and
+ * float activations go through matvec). Token counts of 1, odd ones and more than the AVX2 kernel's 64-token tile;
+ * row ranges split off a multiple of four; padded row strides (padding must stay untouched); both TQ2_0 layouts.
+ * For ternary int8 the scalar and AVX2 matmul are also compared with each other. */
+static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, int64_t cols, int64_t n_tok, int int8,
+                         int x4) {
+    const trn_matrix file = make_matrix(type, rows, cols);
+    void *packed = x4 ? trn_alloc(file.row_bytes * (size_t)rows) : NULL;
+    const trn_matrix w = x4 ? trn_repack_tq2_0_x4(&file, packed) : file;
+    const int64_t nb = TRN_MAX(cols / TRN_QK_K, 1), ld_x = cols + 3, ld_xq = nb + 1, ld_dst = rows + 5;
+    const int ternary = trn_type_get(type)->is_ternary;
+    float *x = malloc((size_t)(n_tok * ld_x) * sizeof(float));
+    trn_block_q8_act *xq = int8 && ternary ? trn_alloc((size_t)(n_tok * ld_xq) * sizeof(trn_block_q8_act)) : NULL;
+    for (int64_t i = 0; i < n_tok * ld_x; i++)
+        x[i] = frand();
+    for (int64_t t = 0; xq && t < n_tok; t++)
+        trn_cpu_ops_ref()->quantize_act(x + t * ld_x, xq + t * ld_xq, cols);
+    const size_t dst_bytes = (size_t)(n_tok * ld_dst) * sizeof(float);
+    float *want = malloc(dst_bytes), *got = malloc(dst_bytes), *ref_got = malloc(dst_bytes);
+    const trn_cpu_ops *tables[2] = {trn_cpu_ops_ref(), fast};
+    const int64_t cut = rows / 3; /* generally not a multiple of four */
+    for (int i = 0; i < 2 && tables[i]; i++) {
+        const trn_cpu_ops *ops = tables[i];
+        for (size_t k = 0; k < dst_bytes / sizeof(float); k++)
+            want[k] = got[k] = -7.0f; /* a sentinel: padding must keep it, every element must be written */
+        for (int64_t t = 0; t < n_tok; t++)
+            ops->matvec(&w, x + t * ld_x, xq ? xq + t * ld_xq : NULL, want + t * ld_dst, 0, rows);
+        ops->matmul(&w, x, ld_x, xq, ld_xq, got, ld_dst, n_tok, 0, cut);
+        ops->matmul(&w, x, ld_x, xq, ld_xq, got, ld_dst, n_tok, cut, rows);
+        CHECK_MSG(memcmp(want, got, dst_bytes) == 0, "%s matmul %s%s %lldx%lld, %lld tokens, act %s: differs from "
+                  "matvec per token", ops->name, trn_type_name(type), x4 ? " x4" : "", (long long)rows, (long long)cols,
+                  (long long)n_tok, xq ? "int8" : "f32");
+        if (i == 0)
+            memcpy(ref_got, got, dst_bytes);
+        else if (xq)
+            CHECK_MSG(memcmp(ref_got, got, dst_bytes) == 0, "%s%s %lldx%lld, %lld tokens: avx2 matmul differs from the "
+                      "scalar one", trn_type_name(type), x4 ? " x4" : "", (long long)rows, (long long)cols,
+                      (long long)n_tok);
+    }
+#if defined(TRN_HAVE_AVX2)
+    /* both builds of the batched ternary kernel, whichever the table picks on this CPU */
+    typedef void (*tq_kernel)(const trn_matrix *, const trn_block_q8_act *, int64_t, float *, int64_t, int64_t, int64_t,
+                              int64_t);
+    struct { const char *name; tq_kernel kernel; int usable; } variants[] = {
+        {"vpmaddubsw", trn_matmul_tq_maddubs, fast != NULL},
+#if defined(TRN_HAVE_VNNI)
+        {"vpdpbusd", trn_matmul_tq_dpbusd, trn_matmul_tq_dpbusd_supported()},
+#endif
+    };
+    for (size_t v = 0; xq && v < TRN_ARRAY_LEN(variants); v++) {
+        if (!variants[v].usable)
+            continue;
+        for (size_t k = 0; k < dst_bytes / sizeof(float); k++)
+            got[k] = -7.0f;
+        variants[v].kernel(&w, xq, ld_xq, got, ld_dst, n_tok, 0, cut);
+        variants[v].kernel(&w, xq, ld_xq, got, ld_dst, n_tok, cut, rows);
+        CHECK_MSG(memcmp(ref_got, got, dst_bytes) == 0, "%s%s %lldx%lld, %lld tokens: the %s kernel differs from the "
+                  "scalar matmul", trn_type_name(type), x4 ? " x4" : "", (long long)rows, (long long)cols,
+                  (long long)n_tok, variants[v].name);
+    }
+#endif
+    /* not vacuous: some outputs are non-zero */
+    int nonzero = 0;
+    for (int64_t r = 0; r < rows; r++)
+        nonzero |= ref_got[(n_tok - 1) * ld_dst + r] != 0.0f;
+    CHECK_MSG(nonzero, "%s %lldx%lld matmul: all outputs zero", trn_type_name(type), (long long)rows, (long long)cols);
+    free(x);
+    free(want);
+    free(got);
+    free(ref_got);
+    trn_free(xq);
+    trn_free(packed);
+    trn_free((void *)file.data);
+}
+
 int main(void) {
     const trn_cpu_ops *fast = trn_cpu_ops_avx2();
     if (!fast)
@@ -320,5 +396,20 @@ int main(void) {
     check_attention(fast, 300, 64, 256);
     check_attention(fast, 9, 8, 32);
     check_attention(fast, 5, 6, 6);
+    /* rows x cols x tokens: one token, odd counts, 16 + 8 and 16 + 16 + 5 token groups, more than a 64-token tile */
+    static const int64_t matmul_shapes[][3] = {{13, 256, 1}, {7, 768, 3}, {64, 512, 65}, {1000, 2048, 5}, {37, 2048, 2},
+                                               {40, 512, 24}, {24, 1024, 37}};
+    for (size_t i = 0; i < TRN_ARRAY_LEN(matmul_shapes); i++) {
+        const int64_t rows = matmul_shapes[i][0], cols = matmul_shapes[i][1], n_tok = matmul_shapes[i][2];
+        check_matmul(fast, TRN_TYPE_TQ2_0, rows, cols, n_tok, 1, 0);
+        check_matmul(fast, TRN_TYPE_TQ2_0, rows, cols, n_tok, 1, 1);
+        check_matmul(fast, TRN_TYPE_TQ1_0, rows, cols, n_tok, 1, 0);
+    }
+    check_matmul(fast, TRN_TYPE_TQ2_0, 13, 512, 3, 0, 1); /* float activations */
+    check_matmul(fast, TRN_TYPE_TQ1_0, 13, 512, 3, 0, 0);
+    check_matmul(fast, TRN_TYPE_F32, 172, 64, 3, 0, 0);
+    check_matmul(fast, TRN_TYPE_F16, 37, 2048, 2, 0, 0);
+    check_matmul(fast, TRN_TYPE_Q8_0, 33, 2048, 3, 0, 0);
+    check_matmul(fast, TRN_TYPE_Q4_K, 5, 256, 3, 0, 0);
     return test_finish("test_ops");
 }

@@ -1,0 +1,319 @@
+/* ops_avx2_matmul.c: the batched (prefill) ternary matrix-matrix kernel of the AVX2 table (`matmul`, ops.h), and
+ * that table's matmul entry. Compiled with the same flags as ops_avx2.c (-mavx2 -mfma -mf16c): the vpmaddubsw build;
+ * compiled a second time by ops_avx2_matmul_vnni.c, with TRN_MATMUL_DPBUSD defined and AVX-512 flags: the vpdpbusd
+ * build, which the entry runs where the CPU has AVX512F and AVX512-VNNI. The scalar reference is matmul_ref in
+ * ops_ref.c.
+ *
+ * A matrix-vector product reads every weight byte once per token; this kernel reads it once per batch and is bound
+ * by integer multiply-adds instead. Rows go in tiles of TILE_ROWS (8, one per 32-bit lane of a 256-bit vector; 16
+ * with 512-bit vectors in the vpdpbusd build). For each 256-weight block the tile's codes are unpacked once and
+ * transposed so that one vector holds, for 4 consecutive weights, the 4 codes of each row (dword k = row k):
+ * multiplied by a token's 4 int8 activations broadcast to every dword, each lane accumulates its own row, so a block
+ * ends with the rows' sums in the lanes, without horizontal reductions. Per step (4 weights, all rows, one token):
+ * vpmaddubsw + vpaddw into int16 lanes (widened by vpmaddwd every 32 steps, before 32 x 762 could leave int16:
+ * codes <= 3, |q| <= 127), or one vpdpbusd into int32 lanes. Tokens go in groups whose accumulators stay in
+ * registers for a whole block (8, or 16 with the 32 registers of the vpdpbusd build).
+ *
+ * The sums are exact integers and the float steps are the matrix-vector kernels', per element in the same order:
+ * acc += (d_w * d_x) * (float)(isum - sum) block by block, from 0. So every output is bitwise what matvec gives.
+ *
+ * Shapes: W [rows][cols] (cols a multiple of 256); xq [n_tok][ld_xq] int8 blocks; dst [n_tok][ld_dst] floats. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../host/common.h"
+#include "ops.h"
+#include "quants.h"
+
+#if defined(TRN_MATMUL_DPBUSD)
+#define TRN_MATMUL_TQ trn_matmul_tq_dpbusd
+enum { TILE_ROWS = 16, WIDE_GROUP = 16 };
+#else
+#define TRN_MATMUL_TQ trn_matmul_tq_maddubs
+enum { TILE_ROWS = 8, WIDE_GROUP = 8 };
+#endif
+
+enum {
+    TILE_TOKENS = 64,     /* tokens whose activations are copied together (a multiple of WIDE_GROUP) */
+    STEPS = TRN_QK_K / 4, /* 4-weight steps per block */
+    GROUP = 8,            /* tokens per group where no more than GROUP are left */
+};
+
+/* One block of a tile: step j (weights 4j..4j+3), row k at codes[j][k] (4 codes, one per byte); the rows' scales. */
+typedef struct {
+    _Alignas(64) uint32_t codes[STEPS][TILE_ROWS];
+    _Alignas(64) float d[TILE_ROWS];
+} tile_block;
+
+/* Codes (0..3) of 256 weights from their 64 TQ2_0 code bytes, in weight order: weight 128h + 32l + m is bits
+ * 2l..2l+1 of byte 32h + m (tensor_types.h). */
+static inline void unpack_tq2_0(const uint8_t *qs, uint8_t codes[TRN_QK_K]) {
+    const __m256i mask = _mm256_set1_epi8(3);
+    for (int half = 0; half < 2; half++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
+        for (int l = 0; l < 4; l++)
+            _mm256_store_si256((__m256i *)(codes + 128 * half + 32 * l),
+                               _mm256_and_si256(_mm256_srli_epi16(q, 2 * l), mask));
+    }
+}
+
+/* r[k] = dwords 0..7 of row k -> c[i] = dword i of rows 0..7 (an 8x8 transpose of dwords). */
+static inline void transpose8(const __m256i r[8], __m256i c[8]) {
+    __m256i t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_epi32(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_epi32(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_unpacklo_epi64(t[k], t[k + 2]);
+        u[k + 1] = _mm256_unpackhi_epi64(t[k], t[k + 2]);
+        u[k + 2] = _mm256_unpacklo_epi64(t[k + 1], t[k + 3]);
+        u[k + 3] = _mm256_unpackhi_epi64(t[k + 1], t[k + 3]);
+    }
+    for (int i = 0; i < 4; i++) { /* dword i from the low 128-bit halves, 4 + i from the high ones */
+        c[i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x20);
+        c[4 + i] = _mm256_permute2x128_si256(u[i], u[4 + i], 0x31);
+    }
+}
+
+/* Block b of the next tile's rows (r: this tile's first row) into L2. A tile's work on one block takes
+ * microseconds, so this comes a whole tile ahead of use; without it about a tenth of the time went to waiting for
+ * memory (measured on the synthetic Trinity-1.1B model). */
+static void prefetch_next_tile(const trn_matrix *w, int64_t r, int64_t b) {
+    const int64_t next = r + TILE_ROWS, nb = w->cols / TRN_QK_K;
+    if (w->layout == TRN_LAYOUT_X4) { /* whole groups: TILE_ROWS / 4 group blocks of 264 bytes */
+        for (int64_t g = next / 4; g < TRN_MIN(next + TILE_ROWS, w->rows) / 4; g++)
+            for (int i = 0; i < TRN_X4_GROUP_BLOCK_BYTES + 64; i += 64)
+                _mm_prefetch((const char *)w->data + (g * nb + b) * TRN_X4_GROUP_BLOCK_BYTES + i, _MM_HINT_T1);
+        return;
+    }
+    const int block_bytes = trn_type_get(w->type)->block_bytes;
+    for (int64_t row = next; row < TRN_MIN(next + TILE_ROWS, w->rows); row++)
+        for (int i = 0; i < block_bytes + 64; i += 64)
+            _mm_prefetch((const char *)w->data + row * w->row_bytes + b * block_bytes + i, _MM_HINT_T1);
+}
+
+/* Block b of a whole tile of TQ2_0 rows in X4 groups (r a multiple of 4, TILE_ROWS / 4 whole groups), read from
+ * the group blocks straight into the transpose: the packed code bytes are transposed first, p[i] = bytes 4i..4i+3
+ * of a half block for 8 rows, whose bits 2l are the codes of weights 128 half + 32 l + 4i .. + 3, i.e. of step
+ * 32 half + 8 l + i. (The shifts move bits across bytes, but the mask keeps each byte's own two bits.) */
+static void unpack_x4(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    const uint8_t *g[TILE_ROWS / 4];
+    for (int i = 0; i < TILE_ROWS / 4; i++) {
+        g[i] = (const uint8_t *)w->data + ((r / 4 + i) * nb + b) * TRN_X4_GROUP_BLOCK_BYTES;
+        _mm_storeu_ps(tb->d + 4 * i, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(g[i] + 4 * (TRN_QK_K / 4)))));
+    }
+    for (int half = 0; half < 2; half++) {
+        __m256i p[TILE_ROWS / 8][8];
+        for (int e = 0; e < TILE_ROWS / 8; e++) { /* rows 8e..8e+7 */
+            __m256i q[8];
+            for (int k = 0; k < 8; k++)
+                q[k] = _mm256_loadu_si256((const __m256i *)(g[2 * e + k / 4] + (k % 4) * (TRN_QK_K / 4) + 32 * half));
+            transpose8(q, p[e]);
+        }
+        for (int i = 0; i < 8; i++)
+            for (int l = 0; l < 4; l++) {
+                uint32_t *step = tb->codes[32 * half + 8 * l + i];
+#if defined(TRN_MATMUL_DPBUSD)
+                const __m512i packed = _mm512_inserti64x4(_mm512_castsi256_si512(p[0][i]), p[1][i], 1);
+                _mm512_store_si512(step, _mm512_and_si512(_mm512_srli_epi32(packed, 2 * l), _mm512_set1_epi8(3)));
+#else
+                _mm256_store_si256((__m256i *)step, _mm256_and_si256(_mm256_srli_epi32(p[0][i], 2 * l),
+                                                                     _mm256_set1_epi8(3)));
+#endif
+            }
+    }
+}
+
+/* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others keep zero codes and scales) into tb: whole X4
+ * groups through unpack_x4; anything else (TQ1_0, the file layout, rows off the groups, a partial tile) decoded row
+ * by row into `rows`, then transposed 8 rows at a time. */
+static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[TILE_ROWS][TRN_QK_K],
+                        tile_block *tb) {
+    if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X4 && n_rows == TILE_ROWS && r % 4 == 0 &&
+        r + TILE_ROWS <= w->rows / 4 * 4) {
+        unpack_x4(w, r, b, tb);
+        return;
+    }
+    for (int k = 0; k < n_rows; k++) {
+        if (w->type == TRN_TYPE_TQ2_0) {
+            const uint8_t *qs;
+            trn_fp16 d16;
+            trn_tq2_0_block_at(w, r + k, b, &qs, &d16);
+            unpack_tq2_0(qs, rows[k]);
+            tb->d[k] = trn_fp16_to_f32(d16);
+        } else { /* TQ1_0: base-3 digits decoded by the scalar reference, once per block for every token */
+            const trn_block_tq1_0 *block =
+                (const trn_block_tq1_0 *)((const uint8_t *)w->data + (r + k) * w->row_bytes) + b;
+            trn_tq1_0_block_codes(block, rows[k]);
+            tb->d[k] = trn_fp16_to_f32(block->d);
+        }
+    }
+    for (int k0 = 0; k0 < n_rows; k0 += 8)
+        for (int jb = 0; jb < STEPS / 8; jb++) {
+            __m256i c[8];
+            for (int k = 0; k < 8; k++) /* row k0 + k, steps 8 jb .. 8 jb + 7 */
+                c[k] = _mm256_load_si256((const __m256i *)(rows[k0 + k] + 32 * jb));
+            transpose8(c, c);
+            for (int i = 0; i < 8; i++)
+                _mm256_store_si256((__m256i *)(tb->codes[8 * jb + i] + k0), c[i]);
+        }
+}
+
+/* One group of n tokens (GROUP or WIDE_GROUP) through block b: the tile rows' block sums against the tokens' 256
+ * activations at a + t * TRN_QK_K, then, for the first n_valid tokens, acc[t][k] += (d[k] * x_t->d) *
+ * (float)(sum - x_t->sum) with x_t = x + t * ld_xq, the token's block of int8 activations. */
+#if defined(TRN_MATMUL_DPBUSD)
+static inline void add_block(float acc[TILE_ROWS], __m512i sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
+    const __m512i isum = _mm512_sub_epi32(sums, _mm512_set1_epi32(x->sum));
+    const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d), _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(isum));
+    _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), term));
+}
+
+/* acc += codes . the token's 4 activations broadcast from memory inside vpdpbusd ({1to16}): GCC does not fold
+ * _mm512_set1_epi32 into it, and a separate broadcast costs about a fifth of the speed. */
+#define DPBUSD(acc, t) __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(c), "m"(*(const int32_t *)(x + (t) * TRN_QK_K)))
+#define ADD_BLOCK(t) if ((t) < n_valid) add_block(acc[t], s##t, tb->d, xb + (t) * ld_xq)
+static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
+                               const trn_block_q8_act *xb, int64_t ld_xq) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    __m512i s8 = s0, s9 = s0, s10 = s0, s11 = s0, s12 = s0, s13 = s0, s14 = s0, s15 = s0;
+    if (n == WIDE_GROUP) { /* sixteen chains: vpdpbusd's latency does not limit its throughput */
+        for (int j = 0; j < STEPS; j++) {
+            const __m512i c = _mm512_load_si512(tb->codes[j]);
+            const int8_t *x = a + 4 * j;
+            DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); DPBUSD(s4, 4); DPBUSD(s5, 5);
+            DPBUSD(s6, 6); DPBUSD(s7, 7); DPBUSD(s8, 8); DPBUSD(s9, 9); DPBUSD(s10, 10); DPBUSD(s11, 11);
+            DPBUSD(s12, 12); DPBUSD(s13, 13); DPBUSD(s14, 14); DPBUSD(s15, 15);
+        }
+    } else {
+        for (int j = 0; j < STEPS; j++) {
+            const __m512i c = _mm512_load_si512(tb->codes[j]);
+            const int8_t *x = a + 4 * j;
+            DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); DPBUSD(s4, 4); DPBUSD(s5, 5);
+            DPBUSD(s6, 6); DPBUSD(s7, 7);
+        }
+    }
+    ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
+    ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
+    ADD_BLOCK(15);
+}
+#else
+static inline void add_block(float acc[TILE_ROWS], __m256i sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
+    const __m256i isum = _mm256_sub_epi32(sums, _mm256_set1_epi32(x->sum));
+    const __m256 term = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(d), _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(isum));
+    _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), term));
+}
+
+static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
+                               const trn_block_q8_act *xb, int64_t ld_xq) {
+    (void)n; /* always GROUP */
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i sums[GROUP];
+    for (int t = 0; t < GROUP; t++)
+        sums[t] = _mm256_setzero_si256();
+    for (int half = 0; half < 2; half++) { /* 32 steps: int16 lanes stay within 32 x 762 */
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+        for (int j = 32 * half; j < 32 * half + 32; j++) {
+            const __m256i c = _mm256_load_si256((const __m256i *)tb->codes[j]);
+            int32_t x[GROUP];
+            for (int t = 0; t < GROUP; t++)
+                memcpy(&x[t], a + t * TRN_QK_K + 4 * j, 4);
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[0])));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[1])));
+            s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[2])));
+            s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[3])));
+            s4 = _mm256_add_epi16(s4, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[4])));
+            s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[5])));
+            s6 = _mm256_add_epi16(s6, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[6])));
+            s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[7])));
+            /* keep the eight running sums in registers: without this GCC re-associates the unrolled sums into a
+             * tree whose products spill to the stack */
+            __asm__("" : "+x"(s0), "+x"(s1), "+x"(s2), "+x"(s3), "+x"(s4), "+x"(s5), "+x"(s6), "+x"(s7));
+        }
+        const __m256i s[GROUP] = {s0, s1, s2, s3, s4, s5, s6, s7};
+        for (int t = 0; t < GROUP; t++) /* lanes 2k, 2k + 1 (row k) -> int32 lane k */
+            sums[t] = _mm256_add_epi32(sums[t], _mm256_madd_epi16(s[t], ones));
+    }
+    for (int t = 0; t < n_valid; t++)
+        add_block(acc[t], sums[t], tb->d, xb + t * ld_xq);
+}
+#endif
+
+/* dst rows r..r+n_rows-1 (n_rows <= TILE_ROWS) for nt tokens (nt <= TILE_TOKENS) whose activations are in q
+ * ([nb][nt_padded][256], nt_padded = nt rounded up to WIDE_GROUP, zero past nt) and whose scales and sums are in
+ * xq. */
+static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, int64_t nt_padded,
+                 const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst, int64_t ld_dst) {
+    _Alignas(32) uint8_t rows[TILE_ROWS][TRN_QK_K];
+    tile_block tb;
+    float acc[TILE_TOKENS][TILE_ROWS];
+    memset(rows, 0, sizeof(rows));
+    memset(&tb, 0, sizeof(tb));
+    memset(acc, 0, sizeof(acc));
+    for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
+        prefetch_next_tile(w, r, b);
+        unpack_tile(w, r, n_rows, b, rows, &tb);
+        for (int64_t t0 = 0; t0 < nt;) {
+            const int n = nt - t0 > GROUP ? WIDE_GROUP : GROUP;
+            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, n, (int)TRN_MIN(n, nt - t0), acc + t0,
+                        xq + t0 * ld_xq + b, ld_xq);
+            t0 += n;
+        }
+    }
+    for (int64_t t = 0; t < nt; t++)
+        memcpy(dst + t * ld_dst + r, acc[t], (size_t)n_rows * sizeof(float));
+}
+
+void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
+                   int64_t n_tok, int64_t r0, int64_t r1) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    int8_t *q = aligned_alloc(64, (size_t)(nb * TILE_TOKENS) * TRN_QK_K);
+    if (!q)
+        abort(); /* at most a few hundred KB; the backend checked memory at prepare */
+    for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_TOKENS) {
+        const int64_t nt = TRN_MIN(TILE_TOKENS, n_tok - t0), padded = (nt + WIDE_GROUP - 1) / WIDE_GROUP * WIDE_GROUP;
+        for (int64_t b = 0; b < nb; b++) /* a dense copy: one base pointer, constant offsets per token */
+            for (int64_t t = 0; t < padded; t++) {
+                int8_t *row = q + (b * padded + t) * TRN_QK_K;
+                if (t < nt)
+                    memcpy(row, xq[(t0 + t) * ld_xq + b].q, TRN_QK_K);
+                else
+                    memset(row, 0, TRN_QK_K);
+            }
+        for (int64_t r = r0; r < r1; r += TILE_ROWS)
+            tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, padded, xq + t0 * ld_xq, ld_xq, nt, dst + t0 * ld_dst,
+                 ld_dst);
+    }
+    free(q);
+}
+
+#if !defined(TRN_MATMUL_DPBUSD)
+const trn_cpu_ops *trn_cpu_ops_avx2_table(void); /* ops_avx2.c */
+
+int trn_matmul_tq_dpbusd_supported(void) {
+#if defined(TRN_HAVE_VNNI)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+void trn_matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
+                     float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    if (!xq || (w->type != TRN_TYPE_TQ2_0 && w->type != TRN_TYPE_TQ1_0)) {
+        trn_matmul_by_matvec(trn_cpu_ops_avx2_table()->matvec, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        return;
+    }
+#if defined(TRN_HAVE_VNNI)
+    if (trn_matmul_tq_dpbusd_supported()) {
+        trn_matmul_tq_dpbusd(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        return;
+    }
+#endif
+    trn_matmul_tq_maddubs(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+}
+#endif
