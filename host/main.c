@@ -64,7 +64,9 @@ static void usage(FILE *out) {
             "  convert   --from llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf [--type f32|f16|tq2_0|tq1_0]\n"
             "ternary layers: --act int8 (default: int8 activations, as llama.cpp) or --act f32 (exact float math)\n"
             "model: -m FILE.gguf, or --synthetic tinyllama|tinyllama-tq1|tiny (generated in memory, no download)\n"
-            "other: --scalar (run the scalar reference kernels), -h/--help\n");
+            "cpu kernels: --kernels scalar|avx2|avx512|auto (default auto: the fastest this CPU runs; also the\n"
+            "             TRN_KERNELS environment variable), --scalar (the same as --kernels scalar)\n"
+            "other: -h/--help\n");
 }
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -216,6 +218,11 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             if (strcmp(v, "int8") && strcmp(v, "f32"))
                 return usage_error("--act %s: expected int8 or f32", v);
             o->act = strcmp(v, "f32") == 0 ? TRN_ACT_F32 : TRN_ACT_INT8;
+        } else if (strcmp(a, "--kernels") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "avx512") && strcmp(v, "auto"))
+                return usage_error("--kernels %s: expected scalar, avx2, avx512 or auto", v);
+            setenv("TRN_KERNELS", v, 1); /* the CPU backend reads it (ops.h, trn_cpu_ops_for_backend) */
         } else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) {
             NEED_VALUE();
             o->text_file = v;
