@@ -279,7 +279,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
                                                                     : TRN_LAYOUT_ROWS;
             if (layout != TRN_LAYOUT_ROWS && buf->ne[1] >= trn_layout_group_rows(layout) && node_reads_as_matrix(g, i)) {
                 /* repack once into the layout the table's kernels read (ops.h): a group of rows is one stream */
-                void *packed = trn_alloc(buf->bytes);
+                void *packed = trn_repack_alloc(buf->bytes);
                 if (!packed) {
                     cpu_release(c);
                     return trn_fail(TRN_ERR_NOMEM, "out of memory repacking '%s' (%zu bytes)", buf->name, buf->bytes);

@@ -463,17 +463,50 @@ void trn_avx2_rope(const float *src, float *dst, int n_heads, int head_dim, cons
     }
 }
 
-void trn_avx2_attention_head(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
-                                int head_dim, float *scores, float *out) {
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    float max = -INFINITY;
-    for (int t = 0; t < n_pos; t++) {
-        scores[t] = dot_f32_avx2(q, k_cache + t * stride, head_dim) * scale;
-        max = fmaxf(max, scores[t]);
+/* out[8 * chunks] = inv * sum_p scores[p] v[p * stride + 0 .. 8 * chunks): one accumulator per 8 floats, all live
+ * across the positions, so the FMAs of one position are independent (chunks is a constant at each call). */
+static inline void attention_values(const float *scores, const float *v, int64_t stride, int n_pos, float inv,
+                                    float *out, int chunks) {
+    __m256 acc[8];
+    for (int k = 0; k < chunks; k++)
+        acc[k] = _mm256_setzero_ps();
+    for (int p = 0; p < n_pos; p++) {
+        const __m256 s = _mm256_set1_ps(scores[p]);
+        for (int k = 0; k < chunks; k++)
+            acc[k] = _mm256_fmadd_ps(s, _mm256_loadu_ps(v + p * stride + 8 * k), acc[k]);
     }
+    for (int k = 0; k < chunks; k++)
+        _mm256_storeu_ps(out + 8 * k, _mm256_mul_ps(acc[k], _mm256_set1_ps(inv)));
+}
+
+/* Scores four positions at a time (head_dim a multiple of 8: four independent accumulators folded by hadds),
+ * softmax with exp_ps, then the values 64 outputs at a time (attention_values). */
+void trn_avx2_attention_head(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                             int head_dim, float *scores, float *out) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    int t = 0;
+    for (; head_dim % 8 == 0 && t + 4 <= n_pos; t += 4) {
+        const float *k = k_cache + t * stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < head_dim; i += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + i);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + i), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + stride + i), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 2 * stride + i), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 3 * stride + i), a3);
+        }
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        const __m128 dots = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        _mm_storeu_ps(scores + t, _mm_mul_ps(dots, _mm_set1_ps(scale)));
+    }
+    for (; t < n_pos; t++)
+        scores[t] = dot_f32_avx2(q, k_cache + t * stride, head_dim) * scale;
+    float max = -INFINITY;
+    for (t = 0; t < n_pos; t++)
+        max = fmaxf(max, scores[t]);
     __m256 vsum = _mm256_setzero_ps();
     const __m256 vmax = _mm256_set1_ps(max);
-    int t = 0;
+    t = 0;
     for (; t + 8 <= n_pos; t += 8) {
         __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + t), vmax));
         _mm256_storeu_ps(scores + t, e);
@@ -486,12 +519,10 @@ void trn_avx2_attention_head(const float *q, const float *k_cache, const float *
     }
     const float inv = 1.0f / sum;
     int i = 0;
-    for (; i + 8 <= head_dim; i += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int p = 0; p < n_pos; p++)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[p]), _mm256_loadu_ps(v_cache + p * stride + i), acc);
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
-    }
+    for (; i + 64 <= head_dim; i += 64)
+        attention_values(scores, v_cache + i, stride, n_pos, inv, out + i, 8);
+    for (; i + 8 <= head_dim; i += 8)
+        attention_values(scores, v_cache + i, stride, n_pos, inv, out + i, 1);
     for (; i < head_dim; i++) {
         float acc = 0.0f;
         for (int p = 0; p < n_pos; p++)

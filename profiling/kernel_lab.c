@@ -264,7 +264,7 @@ int main(int argc, char **argv) {
             float *y = malloc((size_t)rows * sizeof(float)), *y_ref = malloc((size_t)rows * sizeof(float));
             trn_block_q8_act *xq = trn_alloc((size_t)(cols / TRN_QK_K) * sizeof(trn_block_q8_act));
             trn_matrix *views = malloc((size_t)copies * sizeof(trn_matrix));
-            void *packed = var->layout != TRN_LAYOUT_ROWS ? trn_alloc(bytes * (size_t)copies) : NULL;
+            void *packed = var->layout != TRN_LAYOUT_ROWS ? trn_repack_alloc(bytes * (size_t)copies) : NULL;
             if (!data || !row || !x || !y || !y_ref || !xq || !views || (var->layout != TRN_LAYOUT_ROWS && !packed)) {
                 fprintf(stderr, "out of memory\n");
                 return 1;

@@ -457,6 +457,8 @@ int main(void) {
         check_attention(fast, 300, 64, 256);
         check_attention(fast, 9, 8, 32);
         check_attention(fast, 5, 6, 6);
+        check_attention(fast, 37, 96, 128); /* a 64-wide block of values, then 8-wide ones */
+        check_attention(fast, 70, 128, 256);
     }
     return test_finish("test_ops");
 }
