@@ -15,8 +15,10 @@
  *   9  AVX-512 VNNI, TQ1_0, X16: digits never extracted, two vpdpbusd per digit (the AVX-512 table's)
  *  10  scalar reference, TQ1_0, file layout (ops_ref.c)
  * For each shape: the matrix is larger than the last-level cache when repeated (a fresh copy per repetition is
- * not needed: 22 layers' worth of one shape is allocated and walked), single thread, best of REPS. Prints time,
- * GB/s of weights and whether the output equals the reference bitwise (int8 activations make that possible).
+ * not needed: 22 layers' worth of one shape is allocated and walked), one thread unless -t, best of REPS. Every
+ * copy lies on 2 MB pages where the kernel grants them (trn_repack_alloc, as the backend's repacked matrices do),
+ * so variants differ by layout and kernel only. Prints time, GB/s of weights and whether the output equals the
+ * reference bitwise (int8 activations make that possible).
  * --hot walks one copy over and over instead (from the caches where it fits: the 256-row shape fits in L2), which
  * gives a kernel's compute ceiling rather than its rate from memory. -t THREADS (OpenMP builds) splits each
  * product's rows among threads as the CPU backend does (multiples of four rows, a barrier after each product),
@@ -259,7 +261,7 @@ int main(int argc, char **argv) {
             const trn_type type = var->type;
             const size_t row_bytes = trn_row_bytes(type, cols), bytes = row_bytes * (size_t)rows;
             const int walks = (int)((((size_t)256 << 20) + bytes - 1) / bytes), copies = hot ? 1 : walks;
-            uint8_t *data = trn_alloc(bytes * (size_t)copies);
+            uint8_t *data = trn_repack_alloc(bytes * (size_t)copies);
             float *row = malloc((size_t)cols * sizeof(float)), *x = malloc((size_t)cols * sizeof(float));
             float *y = malloc((size_t)rows * sizeof(float)), *y_ref = malloc((size_t)rows * sizeof(float));
             trn_block_q8_act *xq = trn_alloc((size_t)(cols / TRN_QK_K) * sizeof(trn_block_q8_act));
