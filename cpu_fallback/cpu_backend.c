@@ -372,7 +372,11 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
                         "of memory allows; choose a smaller -c", g->n_ctx, state / 1e9, memory / 1e9);
     c->graph = g;
     c->config = *config;
-    c->ops = config->force_scalar ? trn_cpu_ops_ref() : trn_cpu_ops_best();
+    const char *kernels;
+    c->ops = trn_cpu_ops_for_backend(config->force_scalar, &kernels);
+    if (!c->ops)
+        return trn_fail(TRN_ERR_INVALID, "kernels '%s' (TRN_KERNELS) are not available: expected scalar, avx2, avx512 or "
+                        "auto, a table this build and CPU can run", kernels);
     c->n_threads = config->n_threads > 0 ? config->n_threads : default_threads();
 #ifndef TRN_HAVE_OPENMP
     c->n_threads = 1;
@@ -424,14 +428,17 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
             }
             c->matrix[i] = (trn_matrix){buf->type, buf->tensor->data, buf->ne[1], buf->ne[0],
                                         trn_row_bytes(buf->type, buf->ne[0]), TRN_LAYOUT_ROWS};
-            if (buf->type == TRN_TYPE_TQ2_0 && buf->ne[1] >= 4 && node_reads_as_matrix(g, i)) {
-                /* repack once so each group of four rows is one sequential stream (ops.h, TRN_LAYOUT_X4) */
-                void *packed = trn_alloc(buf->bytes);
+            const trn_layout layout = buf->type == TRN_TYPE_TQ2_0   ? c->ops->tq2_0_layout
+                                      : buf->type == TRN_TYPE_TQ1_0 ? c->ops->tq1_0_layout
+                                                                    : TRN_LAYOUT_ROWS;
+            if (layout != TRN_LAYOUT_ROWS && buf->ne[1] >= trn_layout_group_rows(layout) && node_reads_as_matrix(g, i)) {
+                /* repack once into the layout the table's kernels read (ops.h): a group of rows is one stream */
+                void *packed = trn_repack_alloc(buf->bytes);
                 if (!packed) {
                     cpu_release(c);
                     return trn_fail(TRN_ERR_NOMEM, "out of memory repacking '%s' (%zu bytes)", buf->name, buf->bytes);
                 }
-                c->matrix[i] = trn_repack_tq2_0_x4(&c->matrix[i], packed);
+                c->matrix[i] = trn_repack(&c->matrix[i], layout, packed);
                 c->owned[i] = packed;
             }
             break;

@@ -1,9 +1,10 @@
-/* ops.c: choosing the kernel table at run time from the CPU's features (see ops.h). */
+/* ops.c: choosing the kernel table at run time from the CPU's features and the TRN_KERNELS variable (ops.h). */
 #include "ops.h"
 
-#if defined(TRN_HAVE_AVX2)
-const trn_cpu_ops *trn_cpu_ops_avx2_table(void); /* ops_avx2.c */
-#endif
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops_simd.h"
 
 const trn_cpu_ops *trn_cpu_ops_avx2(void) {
 #if defined(TRN_HAVE_AVX2) && (defined(__GNUC__) || defined(__clang__))
@@ -14,7 +15,38 @@ const trn_cpu_ops *trn_cpu_ops_avx2(void) {
     return NULL;
 }
 
+const trn_cpu_ops *trn_cpu_ops_avx512(void) {
+#if defined(TRN_HAVE_AVX512) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    /* the table reuses AVX2 kernels for its other entries */
+    if (trn_cpu_ops_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        return trn_cpu_ops_avx512_table();
+#endif
+    return NULL;
+}
+
 const trn_cpu_ops *trn_cpu_ops_best(void) {
-    const trn_cpu_ops *avx2 = trn_cpu_ops_avx2();
-    return avx2 ? avx2 : trn_cpu_ops_ref();
+    const trn_cpu_ops *avx512 = trn_cpu_ops_avx512(), *avx2 = trn_cpu_ops_avx2();
+    return avx512 ? avx512 : avx2 ? avx2 : trn_cpu_ops_ref();
+}
+
+const trn_cpu_ops *trn_cpu_ops_by_name(const char *name) {
+    if (!name)
+        return NULL;
+    if (strcmp(name, "auto") == 0)
+        return trn_cpu_ops_best();
+    if (strcmp(name, "scalar") == 0)
+        return trn_cpu_ops_ref();
+    if (strcmp(name, "avx2") == 0)
+        return trn_cpu_ops_avx2();
+    if (strcmp(name, "avx512") == 0)
+        return trn_cpu_ops_avx512();
+    return NULL;
+}
+
+const trn_cpu_ops *trn_cpu_ops_for_backend(int force_scalar, const char **requested) {
+    const char *name = getenv("TRN_KERNELS");
+    *requested = name && *name ? name : "auto";
+    return force_scalar ? trn_cpu_ops_ref() : trn_cpu_ops_by_name(*requested);
 }

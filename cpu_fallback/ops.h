@@ -1,12 +1,17 @@
 /* ops.h: the CPU kernels of every graph op, as a table with one entry per op.
  *
- * Two tables exist: the scalar reference (ops_ref.c: plain loops, the definition of each op) and the AVX2
- * kernels (ops_avx2.c, compiled with -mavx2 -mfma -mf16c and used only where the CPU has those features,
- * checked at run time). Both compute the same math; tests compare every entry on odd shapes too.
+ * Three tables exist: the scalar reference (ops_ref.c: plain loops, the definition of each op), the AVX2
+ * kernels (ops_avx2.c, compiled with -mavx2 -mfma -mf16c) and the AVX-512 kernels (ops_avx512.c, compiled
+ * with -mavx512f -mavx512bw -mavx512vl -mavx512vnni besides; its ternary products use VNNI, the rest is the
+ * AVX2 table's). A table is handed out only where the CPU has its features, checked at run time. All compute
+ * the same math; tests compare every entry on odd shapes too.
  *
  * Ternary (TQ1_0, TQ2_0) matrix-vector products use int8 activations, quantized per block of 256 as
- * llama.cpp's fast kernels do: the block dot product is exact in integers, so reference and AVX2 results
- * are bitwise identical. Other types use float activations (identical up to summation order). */
+ * llama.cpp's fast kernels do: the block dot product is exact in integers, so every table's results are
+ * bitwise identical. Other types use float activations (identical up to summation order).
+ *
+ * Each table names the layout its ternary kernels read fastest (tq2_0_layout, tq1_0_layout); the CPU backend
+ * repacks weight matrices into it once at load (trn_repack). Every table's matvec accepts every layout. */
 #ifndef TRN_OPS_H
 #define TRN_OPS_H
 
@@ -26,6 +31,13 @@ typedef enum {
     TRN_LAYOUT_X4 = 1,   /* TQ2_0 repacked at load: rows in groups of four; for each block index b of a group the
                             four blocks' codes (4 x 64 bytes), then their four fp16 scales; rows past the last full
                             group follow in the file layout. One group is read as one sequential stream. */
+    TRN_LAYOUT_X16 = 2,  /* TQ1_0 or TQ2_0 repacked at load: rows in groups of sixteen, interleaved four code bytes
+                            at a time. For each block index b of a group: column j (j < C, C = code bytes / 4: 13
+                            for TQ1_0's qs[48] ++ qh[4], 16 for TQ2_0's qs[64]) is the 16 rows' code bytes
+                            4j..4j+3, row after row (64 bytes), then the 16 fp16 scales: 16 x 54 = 864 or 16 x 66
+                            = 1056 bytes, the file's size. So one 64-byte column holds a dword of every row and a
+                            dword-wise product (vpdpbusd) leaves row k's sum in lane k. Rows past the last full
+                            group follow in the file layout. */
 } trn_layout;
 
 /* A weight matrix W[rows][cols] of any supported type. */
@@ -38,16 +50,40 @@ typedef struct {
 } trn_matrix;
 
 #define TRN_X4_GROUP_BLOCK_BYTES (4 * TRN_QK_K / 4 + 4 * 2) /* 264 */
+#define TRN_X16_ROWS 16
+#define TRN_X16_COLUMN_BYTES (TRN_X16_ROWS * 4) /* 64: one dword of each of the 16 rows */
 
-/* Writes the X4 layout of a TQ2_0 matrix into dst (as many bytes as the file layout) and returns the view. */
-trn_matrix trn_repack_tq2_0_x4(const trn_matrix *src, void *dst);
-/* Row `row` of W as floats, in either layout (scalar; shared by both tables). */
+/* Rows in one group of `layout` (1 for TRN_LAYOUT_ROWS). */
+int trn_layout_group_rows(trn_layout layout);
+/* Rows of w stored in full groups (the rest follow in the file layout). */
+int64_t trn_layout_full_rows(const trn_matrix *w);
+/* Writes w (a TQ1_0 or TQ2_0 matrix in the file layout) in `layout` into dst (as many bytes as the file layout)
+ * and returns the view. X4 is for TQ2_0 only. */
+trn_matrix trn_repack(const trn_matrix *src, trn_layout layout, void *dst);
+/* Memory for a repacked matrix (not zeroed; trn_free releases it): aligned to 2 MB and, on Linux, asked to be
+ * backed by transparent huge pages. A decode step streams every matrix once: with 4 KB pages that is a TLB miss
+ * every 4 KB and hardware prefetchers that stop at each page's end. */
+void *trn_repack_alloc(size_t bytes);
+static inline trn_matrix trn_repack_tq2_0_x4(const trn_matrix *src, void *dst) {
+    return trn_repack(src, TRN_LAYOUT_X4, dst);
+}
+/* Row `row` of W as floats, in any layout (scalar; shared by the tables). */
 void trn_get_row_any_layout(const trn_matrix *w, int64_t row, float *dst);
-/* Codes and scale of block b of row r of a TQ2_0 matrix in either layout. */
+
+/* One ternary block in the file's bytes. */
+typedef union {
+    trn_block_tq2_0 tq2_0;
+    trn_block_tq1_0 tq1_0;
+} trn_ternary_block;
+/* Block b of row r of a TQ1_0 or TQ2_0 matrix in any layout, as the file stores it: a pointer into w where the
+ * block's bytes are contiguous there, else into *scratch, where they are gathered. */
+const trn_ternary_block *trn_ternary_block_at(const trn_matrix *w, int64_t r, int64_t b, trn_ternary_block *scratch);
+/* Codes and scale of block b of row r of a TQ2_0 matrix in the file or X4 layout (not X16). */
 void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t **qs, trn_fp16 *d);
 
 typedef struct {
-    const char *name; /* "scalar" or "avx2" */
+    const char *name; /* "scalar", "avx2" or "avx512" */
+    trn_layout tq2_0_layout, tq1_0_layout; /* what the backend repacks ternary matrices into for this table */
     /* x[n] -> n/256 blocks (n a multiple of 256). */
     void (*quantize_act)(const float *x, trn_block_q8_act *xq, int64_t n);
     /* dst[r] = W[r] . x for r in [r0, r1); ternary types read xq (the quantized x) when it is not NULL and x
@@ -108,8 +144,17 @@ void trn_matmul_tq_dpbusd(const trn_matrix *w, const trn_block_q8_act *xq, int64
 const trn_cpu_ops *trn_cpu_ops_ref(void);
 /* The AVX2 table, or NULL where it is not compiled in or the CPU lacks AVX2, FMA or F16C. */
 const trn_cpu_ops *trn_cpu_ops_avx2(void);
-/* The fastest table this CPU runs. */
+/* The AVX-512 table, or NULL where it is not compiled in or the CPU lacks AVX-512 F, BW, VL or VNNI (or AVX2). */
+const trn_cpu_ops *trn_cpu_ops_avx512(void);
+/* The fastest table this CPU runs: avx512, else avx2, else scalar. */
 const trn_cpu_ops *trn_cpu_ops_best(void);
+/* The table named "scalar", "avx2", "avx512" or "auto" (the best); NULL for another name or a table this build or
+ * CPU cannot run. */
+const trn_cpu_ops *trn_cpu_ops_by_name(const char *name);
+/* The table the CPU backend runs: the scalar reference if force_scalar, else the one named by the environment
+ * variable TRN_KERNELS (what `trinity --kernels` sets), else the best. NULL where TRN_KERNELS names a table this
+ * build or CPU cannot run (*requested then points to the name). */
+const trn_cpu_ops *trn_cpu_ops_for_backend(int force_scalar, const char **requested);
 
 /* Shared by both tables: dst[rows r0..r1) for Q4_K and Q6_K (dequantize a row, then a float dot product). */
 void trn_matvec_via_dequant(const trn_matrix *w, const float *x, float *dst, int64_t r0, int64_t r1,

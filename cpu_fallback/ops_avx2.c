@@ -1,23 +1,23 @@
 /* ops_avx2.c: the AVX2/FMA/F16C kernels of every CPU op. This file alone is compiled with -mavx2 -mfma
- * -mf16c; ops.c hands its table out only where the CPU has those features.
+ * -mf16c; ops.c hands its table out only where the CPU has those features. The AVX-512 table (ops_avx512.c)
+ * reuses the entries declared in ops_simd.h.
  *
- * Ternary matrix-vector products (the bulk of a ternary model's time) work on four rows at a time so one
- * set of activation loads serves four weight streams: codes are unpacked with shifts and masks (TQ2_0) or
- * base-3 digit extraction (TQ1_0), multiplied with int8 activations by vpmaddubsw, summed exactly per
- * block in integers, and scaled in the same order as the reference, so results are bitwise identical. */
+ * Ternary matrix-vector products (the bulk of a ternary model's time) work on groups of rows so one set of
+ * activation loads serves several weight streams: TQ2_0 in four-row groups (X4), codes unpacked with shifts and
+ * masks; TQ1_0 in sixteen-row groups (X16), base-3 digits extracted with byte adds and compares. Codes are
+ * multiplied with int8 activations by vpmaddubsw, summed exactly per block in integers, and scaled in the same
+ * order as the reference, so results are bitwise identical. Each kernel's scalar reference is matvec_ref
+ * (ops_ref.c). */
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ops.h"
+#include "ops_simd.h"
 #include "quants.h"
 
 /* ---- helpers ---- */
-
-#ifndef TRN_PF_AHEAD
-#define TRN_PF_AHEAD 2048 /* bytes of a sequential weight stream prefetched ahead of use */
-#endif
 
 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -63,7 +63,7 @@ static float dot_f32_avx2(const float *x, const float *y, int64_t n) {
 
 /* ---- activations ---- */
 
-static void quantize_act_avx2(const float *x, trn_block_q8_act *xq, int64_t n) {
+void trn_avx2_quantize_act(const float *x, trn_block_q8_act *xq, int64_t n) {
     const __m256 sign_mask = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / TRN_QK_K; b++) {
         const float *xb = x + b * TRN_QK_K;
@@ -109,45 +109,36 @@ static inline __m128i hsum4_epi32(__m256i s0, __m256i s1, __m256i s2, __m256i s3
     return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-/* Codes of 32 bytes of 256-bit TQ1_0 digits: digit n of byte q is (q * 3^n mod 256) * 3 >> 8, which is
- * (t > 85) + (t > 170) for t = q * 3^n mod 256. */
-static inline __m256i tq1_digit(__m256i q, int pow3) {
-    const __m256i low = _mm256_set1_epi16(0x00ff);
-    __m256i lo = _mm256_mullo_epi16(q, _mm256_set1_epi16((short)pow3));
-    __m256i hi = _mm256_mullo_epi16(_mm256_srli_epi16(q, 8), _mm256_set1_epi16((short)pow3));
-    __m256i t = _mm256_or_si256(_mm256_and_si256(lo, low), _mm256_slli_epi16(hi, 8));
-    __m256i ts = _mm256_xor_si256(t, _mm256_set1_epi8((char)0x80)); /* unsigned compare via signed */
-    __m256i gt85 = _mm256_cmpgt_epi8(ts, _mm256_set1_epi8((char)(85 ^ 0x80)));
-    __m256i gt170 = _mm256_cmpgt_epi8(ts, _mm256_set1_epi8((char)(170 ^ 0x80)));
+/* TQ1_0 digits (quants.c, tq1_digit): digit n of a code byte q is (t * 3) >> 8 for t = q * 3^n mod 256, that is
+ * (t > 85) + (t > 170). The kernels keep ts = t ^ 0x80, which a signed byte compare orders as t; and as
+ * (3t mod 256) ^ 0x80 = 3 ts mod 256, the next digit's ts is 3 ts: two byte adds. */
+static inline __m256i tq1_ts(__m256i q) { return _mm256_xor_si256(q, _mm256_set1_epi8((char)0x80)); }
+static inline __m256i tq1_next(__m256i ts) { return _mm256_add_epi8(_mm256_add_epi8(ts, ts), ts); }
+static inline __m256i tq1_digit(__m256i ts) {
+    const __m256i gt85 = _mm256_cmpgt_epi8(ts, _mm256_set1_epi8((char)(85 ^ 0x80)));
+    const __m256i gt170 = _mm256_cmpgt_epi8(ts, _mm256_set1_epi8((char)(170 ^ 0x80)));
     return _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(gt85, gt170));
 }
 
-static inline __m128i tq1_digit128(__m128i q, __m128i pow3) {
-    const __m128i low = _mm_set1_epi16(0x00ff);
-    __m128i lo = _mm_mullo_epi16(q, pow3);
-    __m128i hi = _mm_mullo_epi16(_mm_srli_epi16(q, 8), pow3);
-    __m128i t = _mm_or_si128(_mm_and_si128(lo, low), _mm_slli_epi16(hi, 8));
-    __m128i ts = _mm_xor_si128(t, _mm_set1_epi8((char)0x80));
-    __m128i gt85 = _mm_cmpgt_epi8(ts, _mm_set1_epi8((char)(85 ^ 0x80)));
-    __m128i gt170 = _mm_cmpgt_epi8(ts, _mm_set1_epi8((char)(170 ^ 0x80)));
-    return _mm_sub_epi8(_mm_setzero_si128(), _mm_add_epi8(gt85, gt170));
-}
-
-/* The 256 codes of a TQ1_0 block, in weight order (see tensor_types.h). */
+/* The 256 codes of a TQ1_0 block in the file's bytes, in weight order (tensor_types.h): qs[0..31] in one
+ * register, qs[32..47] and qh[0..3] in another. */
 static inline void tq1_block_codes_avx2(const trn_block_tq1_0 *block, uint8_t codes[TRN_QK_K]) {
-    static const int pow3[5] = {1, 3, 9, 27, 81};
-    __m256i q = _mm256_loadu_si256((const __m256i *)block->qs);
-    for (int n = 0; n < 5; n++)
-        _mm256_storeu_si256((__m256i *)(codes + 32 * n), tq1_digit(q, pow3[n]));
-    __m128i q16 = _mm_loadu_si128((const __m128i *)(block->qs + 32));
-    for (int n = 0; n < 5; n++)
-        _mm_storeu_si128((__m128i *)(codes + 160 + 16 * n), tq1_digit128(q16, _mm_set1_epi16((short)pow3[n])));
     int32_t qh;
     memcpy(&qh, block->qh, 4);
-    /* byte 4n + j of the result is digit n of qh[j]; lanes of 16 bits share n */
-    __m128i qh4 = _mm_set1_epi32(qh);
-    __m128i mult = _mm_setr_epi16(1, 1, 3, 3, 9, 9, 27, 27);
-    _mm_storeu_si128((__m128i *)(codes + 240), tq1_digit128(qh4, mult));
+    __m256i ts0 = tq1_ts(_mm256_loadu_si256((const __m256i *)block->qs));
+    __m256i ts1 = tq1_ts(_mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(block->qs + 32))), _mm_cvtsi32_si128(qh), 1));
+    for (int n = 0; n < 5; n++) {
+        _mm256_storeu_si256((__m256i *)(codes + 32 * n), tq1_digit(ts0));
+        const __m256i d1 = tq1_digit(ts1);
+        _mm_storeu_si128((__m128i *)(codes + 160 + 16 * n), _mm256_castsi256_si128(d1));
+        if (n < 4) {
+            const int32_t h = _mm_cvtsi128_si32(_mm256_extracti128_si256(d1, 1));
+            memcpy(codes + 240 + 4 * n, &h, 4);
+        }
+        ts0 = tq1_next(ts0);
+        ts1 = tq1_next(ts1);
+    }
 }
 
 static inline __m256i codes_block_dot16(const uint8_t *codes, const __m256i a[8]) {
@@ -155,13 +146,6 @@ static inline __m256i codes_block_dot16(const uint8_t *codes, const __m256i a[8]
     for (int i = 0; i < 8; i++)
         acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(codes + 32 * i)), a[i]));
     return acc;
-}
-
-/* Per-block scale products (d_w * d_x) of four rows, as the reference rounds them. */
-static inline __m128 scale4(trn_fp16 d0, trn_fp16 d1, trn_fp16 d2, trn_fp16 d3, float dx) {
-    const __m128i h = _mm_cvtsi64_si128((long long)((uint64_t)d0 | (uint64_t)d1 << 16 | (uint64_t)d2 << 32 |
-                                                    (uint64_t)d3 << 48));
-    return _mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(dx));
 }
 
 /* Sum over one half block (128 weights) of code * q for the 32 code bytes at qs, as int16 lanes. */
@@ -217,9 +201,9 @@ static void matvec_tq2_0_x4_avx2(const trn_matrix *w, const trn_block_q8_act *xq
     for (; r < r1; r++) { /* rows outside full groups (or a range not starting on a group), one at a time */
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *qs;
-            trn_fp16 d16;
-            trn_tq2_0_block_at(w, r, b, &qs, &d16);
+            trn_ternary_block scratch;
+            const trn_block_tq2_0 *block = &trn_ternary_block_at(w, r, b, &scratch)->tq2_0;
+            const uint8_t *qs = block->qs;
             __m256i s = _mm256_setzero_si256();
             for (int half = 0; half < 2; half++) {
                 const int8_t *a = xq[b].q + 128 * half;
@@ -232,33 +216,86 @@ static void matvec_tq2_0_x4_avx2(const trn_matrix *w, const trn_block_q8_act *xq
             __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
             s4 = _mm_hadd_epi32(s4, s4);
             s4 = _mm_hadd_epi32(s4, s4);
-            acc += (trn_fp16_to_f32(d16) * xq[b].d) * (float)(_mm_cvtsi128_si32(s4) - xq[b].sum);
+            acc += (trn_fp16_to_f32(block->d) * xq[b].d) * (float)(_mm_cvtsi128_si32(s4) - xq[b].sum);
         }
         dst[r] = acc;
     }
 }
 
-/* TQ1_0: each block's base-3 digits are unpacked into codes, then multiplied as for TQ2_0. */
+/* TQ1_0, one row at a time (the file layout, and rows outside full groups): each block's base-3 digits are
+ * unpacked into codes, then multiplied as for TQ2_0. */
 static void matvec_tq1_0_avx2(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0, int64_t r1) {
     const int64_t nb = w->cols / TRN_QK_K;
     const __m256i ones = _mm256_set1_epi16(1);
     _Alignas(32) uint8_t codes[TRN_QK_K];
     for (int64_t r = r0; r < r1; r++) {
-        const trn_block_tq1_0 *x = (const trn_block_tq1_0 *)((const uint8_t *)w->data + r * w->row_bytes);
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
             __m256i a[8];
             for (int i = 0; i < 8; i++)
                 a[i] = _mm256_loadu_si256((const __m256i *)(xq[b].q + 32 * i));
-            tq1_block_codes_avx2(&x[b], codes);
+            trn_ternary_block scratch;
+            const trn_block_tq1_0 *block = &trn_ternary_block_at(w, r, b, &scratch)->tq1_0;
+            tq1_block_codes_avx2(block, codes);
             __m256i s = _mm256_madd_epi16(codes_block_dot16(codes, a), ones);
             __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
             s4 = _mm_hadd_epi32(s4, s4);
             s4 = _mm_hadd_epi32(s4, s4);
-            acc += (trn_fp16_to_f32(x[b].d) * xq[b].d) * (float)(_mm_cvtsi128_si32(s4) - xq[b].sum);
+            acc += (trn_fp16_to_f32(block->d) * xq[b].d) * (float)(_mm_cvtsi128_si32(s4) - xq[b].sum);
         }
         dst[r] = acc;
     }
+}
+
+/* TQ1_0 in the X16 layout (ops.h): a group of sixteen rows is one sequential stream of 864-byte group blocks,
+ * 13 columns of 16 rows x 4 code bytes, then 16 scales. A column is two registers (rows 0-7, 8-15) whose dword
+ * lanes are rows. For each digit n, one broadcast dword of activations (trn_tq1_0_x16_act) multiplies every
+ * row's four digits by vpmaddubsw; each row's block sum stays in the int16 pair of its lane (64 products of
+ * pairs of at most 2 * 127 each: at most 32512, exact) until one vpmaddwd, so lane k ends as row k's isum.
+ * Rows of [r0, r1) are stored; rows outside full groups go one at a time. */
+static void matvec_tq1_0_x16_avx2(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                                  int64_t r1) {
+    const int64_t nb = w->cols / TRN_QK_K, full_rows = trn_layout_full_rows(w);
+    const size_t group_block = TRN_X16_ROWS * sizeof(trn_block_tq1_0);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t first = r0 / TRN_X16_ROWS * TRN_X16_ROWS; first < TRN_MIN(r1, full_rows); first += TRN_X16_ROWS) {
+        const uint8_t *group = (const uint8_t *)w->data + first / TRN_X16_ROWS * nb * group_block;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *gb = group + b * group_block;
+            const int8_t *a = xq[b].q;
+            __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+#pragma GCC unroll 13
+            for (int j = 0; j < TRN_TQ1_0_X16_COLUMNS; j++) {
+                _mm_prefetch((const char *)gb + TRN_X16_COLUMN_BYTES * j + TRN_PF_AHEAD, _MM_HINT_T0);
+                __m256i ts0 = tq1_ts(_mm256_loadu_si256((const __m256i *)(gb + TRN_X16_COLUMN_BYTES * j)));
+                __m256i ts1 = tq1_ts(_mm256_loadu_si256((const __m256i *)(gb + TRN_X16_COLUMN_BYTES * j + 32)));
+#pragma GCC unroll 5
+                for (int n = 0; n < trn_tq1_0_x16_digits(j); n++) {
+                    int32_t act;
+                    memcpy(&act, a + trn_tq1_0_x16_act(j, n), 4);
+                    const __m256i av = _mm256_set1_epi32(act);
+                    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(tq1_digit(ts0), av));
+                    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(tq1_digit(ts1), av));
+                    ts0 = tq1_next(ts0);
+                    ts1 = tq1_next(ts1);
+                }
+            }
+            const __m256i sum = _mm256_set1_epi32(xq[b].sum);
+            const __m256 dx = _mm256_set1_ps(xq[b].d);
+            const uint8_t *scales = gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES;
+            const __m256 sc0 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)scales)), dx);
+            const __m256 sc1 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + 16))), dx);
+            acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(sc0, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(s0, ones), sum))));
+            acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(sc1, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(s1, ones), sum))));
+        }
+        float sums[TRN_X16_ROWS];
+        _mm256_storeu_ps(sums, acc0);
+        _mm256_storeu_ps(sums + 8, acc1);
+        trn_store_group_rows(sums, TRN_X16_ROWS, first, dst, r0, r1);
+    }
+    if (r1 > full_rows)
+        matvec_tq1_0_avx2(w, xq, dst, TRN_MAX(r0, full_rows), r1);
 }
 
 /* ---- float-family matrix-vector ---- */
@@ -313,10 +350,10 @@ static void matvec_ternary_f32_avx2(const trn_matrix *w, const float *x, float *
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
             float d;
+            trn_ternary_block scratch;
+            const trn_ternary_block *block = trn_ternary_block_at(w, r, b, &scratch);
             if (w->type == TRN_TYPE_TQ2_0) {
-                const uint8_t *qs;
-                trn_fp16 d16;
-                trn_tq2_0_block_at(w, r, b, &qs, &d16);
+                const uint8_t *qs = block->tq2_0.qs;
                 const __m256i mask = _mm256_set1_epi8(3);
                 for (int half = 0; half < 2; half++) { /* codes of weights 128 half + 32 l + m */
                     const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * half));
@@ -324,11 +361,10 @@ static void matvec_ternary_f32_avx2(const trn_matrix *w, const float *x, float *
                         _mm256_store_si256((__m256i *)(codes + 128 * half + 32 * l),
                                            _mm256_and_si256(_mm256_srli_epi16(q, 2 * l), mask));
                 }
-                d = trn_fp16_to_f32(d16);
+                d = trn_fp16_to_f32(block->tq2_0.d);
             } else {
-                const trn_block_tq1_0 *block = (const trn_block_tq1_0 *)((const uint8_t *)w->data + r * w->row_bytes) + b;
-                tq1_block_codes_avx2(block, codes);
-                d = trn_fp16_to_f32(block->d);
+                tq1_block_codes_avx2(&block->tq1_0, codes);
+                d = trn_fp16_to_f32(block->tq1_0.d);
             }
             const float *xb = x + b * TRN_QK_K;
             __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -344,18 +380,21 @@ static void matvec_ternary_f32_avx2(const trn_matrix *w, const float *x, float *
     }
 }
 
-static void matvec_avx2(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
-                        int64_t r1) {
+void trn_avx2_matvec(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                     int64_t r1) {
     if ((w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0) && !xq) {
         matvec_ternary_f32_avx2(w, x, dst, r0, r1);
         return;
     }
-    if (w->type == TRN_TYPE_TQ2_0) { /* either layout: the X4 kernel reads file-layout rows one at a time */
+    if (w->type == TRN_TYPE_TQ2_0) { /* any layout: rows outside X4 groups go one at a time */
         matvec_tq2_0_x4_avx2(w, xq, dst, r0, r1);
         return;
     }
-    if (w->type == TRN_TYPE_TQ1_0) {
-        matvec_tq1_0_avx2(w, xq, dst, r0, r1);
+    if (w->type == TRN_TYPE_TQ1_0) { /* any layout: rows outside X16 groups go one at a time */
+        if (w->layout == TRN_LAYOUT_X16)
+            matvec_tq1_0_x16_avx2(w, xq, dst, r0, r1);
+        else
+            matvec_tq1_0_avx2(w, xq, dst, r0, r1);
         return;
     }
     if (w->type == TRN_TYPE_Q4_K || w->type == TRN_TYPE_Q6_K) {
@@ -374,7 +413,7 @@ static void matvec_avx2(const trn_matrix *w, const float *x, const trn_block_q8_
     }
 }
 
-static void get_row_avx2(const trn_matrix *w, int64_t row, float *dst) {
+void trn_avx2_get_row(const trn_matrix *w, int64_t row, float *dst) {
     const void *src = (const uint8_t *)w->data + row * w->row_bytes;
     if (w->type == TRN_TYPE_F16 && w->layout == TRN_LAYOUT_ROWS) {
         const trn_fp16 *h = src;
@@ -390,7 +429,7 @@ static void get_row_avx2(const trn_matrix *w, int64_t row, float *dst) {
 
 /* ---- vector ops ---- */
 
-static void rmsnorm_avx2(const float *x, const float *weight, float *dst, int64_t n, float eps) {
+void trn_avx2_rmsnorm(const float *x, const float *weight, float *dst, int64_t n, float eps) {
     const float ss = dot_f32_avx2(x, x, n);
     const float scale = 1.0f / sqrtf(ss / (float)n + eps);
     const __m256 vs = _mm256_set1_ps(scale);
@@ -401,7 +440,7 @@ static void rmsnorm_avx2(const float *x, const float *weight, float *dst, int64_
         dst[i] = x[i] * scale * weight[i];
 }
 
-static void rope_avx2(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin) {
+void trn_avx2_rope(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin) {
     for (int h = 0; h < n_heads; h++) {
         const float *s = src + h * head_dim;
         float *d = dst + h * head_dim;
@@ -424,17 +463,50 @@ static void rope_avx2(const float *src, float *dst, int n_heads, int head_dim, c
     }
 }
 
-static void attention_head_avx2(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
-                                int head_dim, float *scores, float *out) {
-    const float scale = 1.0f / sqrtf((float)head_dim);
-    float max = -INFINITY;
-    for (int t = 0; t < n_pos; t++) {
-        scores[t] = dot_f32_avx2(q, k_cache + t * stride, head_dim) * scale;
-        max = fmaxf(max, scores[t]);
+/* out[8 * chunks] = inv * sum_p scores[p] v[p * stride + 0 .. 8 * chunks): one accumulator per 8 floats, all live
+ * across the positions, so the FMAs of one position are independent (chunks is a constant at each call). */
+static inline void attention_values(const float *scores, const float *v, int64_t stride, int n_pos, float inv,
+                                    float *out, int chunks) {
+    __m256 acc[8];
+    for (int k = 0; k < chunks; k++)
+        acc[k] = _mm256_setzero_ps();
+    for (int p = 0; p < n_pos; p++) {
+        const __m256 s = _mm256_set1_ps(scores[p]);
+        for (int k = 0; k < chunks; k++)
+            acc[k] = _mm256_fmadd_ps(s, _mm256_loadu_ps(v + p * stride + 8 * k), acc[k]);
     }
+    for (int k = 0; k < chunks; k++)
+        _mm256_storeu_ps(out + 8 * k, _mm256_mul_ps(acc[k], _mm256_set1_ps(inv)));
+}
+
+/* Scores four positions at a time (head_dim a multiple of 8: four independent accumulators folded by hadds),
+ * softmax with exp_ps, then the values 64 outputs at a time (attention_values). */
+void trn_avx2_attention_head(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                             int head_dim, float *scores, float *out) {
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    int t = 0;
+    for (; head_dim % 8 == 0 && t + 4 <= n_pos; t += 4) {
+        const float *k = k_cache + t * stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < head_dim; i += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + i);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + i), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + stride + i), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 2 * stride + i), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 3 * stride + i), a3);
+        }
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        const __m128 dots = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        _mm_storeu_ps(scores + t, _mm_mul_ps(dots, _mm_set1_ps(scale)));
+    }
+    for (; t < n_pos; t++)
+        scores[t] = dot_f32_avx2(q, k_cache + t * stride, head_dim) * scale;
+    float max = -INFINITY;
+    for (t = 0; t < n_pos; t++)
+        max = fmaxf(max, scores[t]);
     __m256 vsum = _mm256_setzero_ps();
     const __m256 vmax = _mm256_set1_ps(max);
-    int t = 0;
+    t = 0;
     for (; t + 8 <= n_pos; t += 8) {
         __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + t), vmax));
         _mm256_storeu_ps(scores + t, e);
@@ -447,12 +519,10 @@ static void attention_head_avx2(const float *q, const float *k_cache, const floa
     }
     const float inv = 1.0f / sum;
     int i = 0;
-    for (; i + 8 <= head_dim; i += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int p = 0; p < n_pos; p++)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[p]), _mm256_loadu_ps(v_cache + p * stride + i), acc);
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
-    }
+    for (; i + 64 <= head_dim; i += 64)
+        attention_values(scores, v_cache + i, stride, n_pos, inv, out + i, 8);
+    for (; i + 8 <= head_dim; i += 8)
+        attention_values(scores, v_cache + i, stride, n_pos, inv, out + i, 1);
     for (; i < head_dim; i++) {
         float acc = 0.0f;
         for (int p = 0; p < n_pos; p++)
@@ -461,7 +531,7 @@ static void attention_head_avx2(const float *q, const float *k_cache, const floa
     }
 }
 
-static void swiglu_avx2(const float *gate, const float *up, float *dst, int64_t n) {
+void trn_avx2_swiglu(const float *gate, const float *up, float *dst, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -474,7 +544,7 @@ static void swiglu_avx2(const float *gate, const float *up, float *dst, int64_t 
         dst[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-static void add_avx2(const float *a, const float *b, float *dst, int64_t n) {
+void trn_avx2_add(const float *a, const float *b, float *dst, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
@@ -484,16 +554,17 @@ static void add_avx2(const float *a, const float *b, float *dst, int64_t n) {
 
 static const trn_cpu_ops avx2_ops = {
     .name = "avx2",
-    .quantize_act = quantize_act_avx2,
-    .matvec = matvec_avx2,
-    .get_row = get_row_avx2,
-    .rmsnorm = rmsnorm_avx2,
-    .rope = rope_avx2,
-    .attention_head = attention_head_avx2,
-    .swiglu = swiglu_avx2,
-    .add = add_avx2,
+    .tq2_0_layout = TRN_LAYOUT_X4,
+    .tq1_0_layout = TRN_LAYOUT_X16,
+    .quantize_act = trn_avx2_quantize_act,
+    .matvec = trn_avx2_matvec,
+    .get_row = trn_avx2_get_row,
+    .rmsnorm = trn_avx2_rmsnorm,
+    .rope = trn_avx2_rope,
+    .attention_head = trn_avx2_attention_head,
+    .swiglu = trn_avx2_swiglu,
+    .add = trn_avx2_add,
     .matmul = trn_matmul_avx2, /* ops_avx2_matmul.c */
 };
 
-const trn_cpu_ops *trn_cpu_ops_avx2_table(void);
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void) { return &avx2_ops; }

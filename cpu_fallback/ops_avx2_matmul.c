@@ -128,8 +128,8 @@ static void unpack_x4(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb)
 }
 
 /* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others keep zero codes and scales) into tb: whole X4
- * groups through unpack_x4; anything else (TQ1_0, the file layout, rows off the groups, a partial tile) decoded row
- * by row into `rows`, then transposed 8 rows at a time. */
+ * groups through unpack_x4; anything else (TQ1_0, the file or X16 layout, rows off the groups, a partial tile)
+ * decoded row by row into `rows`, then transposed 8 rows at a time. */
 static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[TILE_ROWS][TRN_QK_K],
                         tile_block *tb) {
     if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X4 && n_rows == TILE_ROWS && r % 4 == 0 &&
@@ -137,18 +137,15 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
         unpack_x4(w, r, b, tb);
         return;
     }
-    for (int k = 0; k < n_rows; k++) {
+    for (int k = 0; k < n_rows; k++) { /* any layout, block by block as the file stores it */
+        trn_ternary_block scratch;
+        const trn_ternary_block *block = trn_ternary_block_at(w, r + k, b, &scratch);
         if (w->type == TRN_TYPE_TQ2_0) {
-            const uint8_t *qs;
-            trn_fp16 d16;
-            trn_tq2_0_block_at(w, r + k, b, &qs, &d16);
-            unpack_tq2_0(qs, rows[k]);
-            tb->d[k] = trn_fp16_to_f32(d16);
+            unpack_tq2_0(block->tq2_0.qs, rows[k]);
+            tb->d[k] = trn_fp16_to_f32(block->tq2_0.d);
         } else { /* TQ1_0: base-3 digits decoded by the scalar reference, once per block for every token */
-            const trn_block_tq1_0 *block =
-                (const trn_block_tq1_0 *)((const uint8_t *)w->data + (r + k) * w->row_bytes) + b;
-            trn_tq1_0_block_codes(block, rows[k]);
-            tb->d[k] = trn_fp16_to_f32(block->d);
+            trn_tq1_0_block_codes(&block->tq1_0, rows[k]);
+            tb->d[k] = trn_fp16_to_f32(block->tq1_0.d);
         }
     }
     for (int k0 = 0; k0 < n_rows; k0 += 8)

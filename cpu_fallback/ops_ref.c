@@ -1,8 +1,14 @@
 /* ops_ref.c: the scalar reference of every CPU op: plain loops, no intrinsics. This file defines what each
- * op computes; the AVX2 kernels (ops_avx2.c) are tested against it. */
+ * op computes, and where each weight byte lies in the repacked layouts (trn_repack, trn_ternary_block_at); the
+ * AVX2 and AVX-512 kernels (ops_avx2.c, ops_avx512.c) are tested against it. It reads every layout and repacks
+ * into none (its table names the file layout). */
+#define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "ops.h"
 #include "quants.h"
@@ -44,17 +50,14 @@ static float ternary_row_dot(const uint8_t codes[TRN_QK_K], const trn_block_q8_a
 
 /* Codes of block b of row r of a ternary matrix (either layout), in weight order; returns the block's scale. */
 static float ternary_block(const trn_matrix *w, int64_t r, int64_t b, uint8_t codes[TRN_QK_K]) {
+    trn_ternary_block scratch;
+    const trn_ternary_block *block = trn_ternary_block_at(w, r, b, &scratch);
     if (w->type == TRN_TYPE_TQ2_0) {
-        trn_block_tq2_0 block;
-        const uint8_t *qs;
-        trn_tq2_0_block_at(w, r, b, &qs, &block.d);
-        memcpy(block.qs, qs, sizeof(block.qs));
-        trn_tq2_0_block_codes(&block, codes);
-        return trn_fp16_to_f32(block.d);
+        trn_tq2_0_block_codes(&block->tq2_0, codes);
+        return trn_fp16_to_f32(block->tq2_0.d);
     }
-    const trn_block_tq1_0 *block = (const trn_block_tq1_0 *)((const uint8_t *)w->data + r * w->row_bytes) + b;
-    trn_tq1_0_block_codes(block, codes);
-    return trn_fp16_to_f32(block->d);
+    trn_tq1_0_block_codes(&block->tq1_0, codes);
+    return trn_fp16_to_f32(block->tq1_0.d);
 }
 
 void trn_matvec_via_dequant(const trn_matrix *w, const float *x, float *dst, int64_t r0, int64_t r1,
@@ -69,36 +72,95 @@ void trn_matvec_via_dequant(const trn_matrix *w, const float *x, float *dst, int
     free(row);
 }
 
-void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t **qs, trn_fp16 *d) {
-    const int64_t nb = w->cols / TRN_QK_K;
-    const int64_t full_rows = w->layout == TRN_LAYOUT_X4 ? w->rows / 4 * 4 : 0;
-    if (r < full_rows) {
-        const uint8_t *group_block = (const uint8_t *)w->data + ((r / 4) * nb + b) * TRN_X4_GROUP_BLOCK_BYTES;
-        *qs = group_block + (r % 4) * (TRN_QK_K / 4);
-        memcpy(d, group_block + 4 * (TRN_QK_K / 4) + (r % 4) * 2, 2);
-        return;
-    }
-    const trn_block_tq2_0 *block = (const trn_block_tq2_0 *)((const uint8_t *)w->data + r * w->row_bytes) + b;
-    *qs = block->qs;
-    *d = block->d;
+/* ---- layouts (ops.h): where the bytes of block b of row r are ---- */
+
+int trn_layout_group_rows(trn_layout layout) {
+    return layout == TRN_LAYOUT_X4 ? 4 : layout == TRN_LAYOUT_X16 ? TRN_X16_ROWS : 1;
 }
 
-trn_matrix trn_repack_tq2_0_x4(const trn_matrix *src, void *dst) {
-    const int64_t nb = src->cols / TRN_QK_K, full_rows = src->rows / 4 * 4;
-    uint8_t *out = dst;
-    for (int64_t g = 0; g < full_rows / 4; g++)
-        for (int64_t b = 0; b < nb; b++)
-            for (int k = 0; k < 4; k++) {
-                const trn_block_tq2_0 *block =
-                    (const trn_block_tq2_0 *)((const uint8_t *)src->data + (4 * g + k) * src->row_bytes) + b;
-                memcpy(out + (g * nb + b) * TRN_X4_GROUP_BLOCK_BYTES + k * (TRN_QK_K / 4), block->qs, TRN_QK_K / 4);
-                memcpy(out + (g * nb + b) * TRN_X4_GROUP_BLOCK_BYTES + 4 * (TRN_QK_K / 4) + 2 * k, &block->d, 2);
-            }
-    memcpy(out + full_rows * src->row_bytes, (const uint8_t *)src->data + full_rows * src->row_bytes,
-           (size_t)(src->rows - full_rows) * src->row_bytes);
+int64_t trn_layout_full_rows(const trn_matrix *w) {
+    const int group = trn_layout_group_rows(w->layout);
+    return w->layout == TRN_LAYOUT_ROWS ? 0 : w->rows / group * group;
+}
+
+/* A block's bytes are its code bytes (TQ2_0: qs[64]; TQ1_0: qs[48] ++ qh[4]) and then its fp16 scale. In a group
+ * block (the blocks of index b of the group's rows), row k's code bytes lie in pieces of `piece` bytes (all of
+ * them in X4, four in X16), piece i at i * group * piece + k * piece; the group's scales follow the code bytes. */
+typedef struct {
+    int group, code_bytes, piece;
+    size_t group_block_bytes;
+} group_geometry;
+
+static group_geometry geometry(const trn_matrix *w) {
+    group_geometry g;
+    g.group = trn_layout_group_rows(w->layout);
+    g.code_bytes = trn_type_get(w->type)->block_bytes - (int)sizeof(trn_fp16);
+    g.piece = w->layout == TRN_LAYOUT_X16 ? 4 : g.code_bytes;
+    g.group_block_bytes = (size_t)g.group * (size_t)trn_type_get(w->type)->block_bytes;
+    return g;
+}
+
+/* Copies the file-layout block `block` of row k of a group block to or from (to_group) its place there. */
+static void copy_group_block(const group_geometry *g, uint8_t *group_block, int k, uint8_t *block, int to_group) {
+    for (int i = 0; i < g->code_bytes / g->piece; i++) {
+        uint8_t *place = group_block + (size_t)(i * g->group + k) * (size_t)g->piece;
+        memcpy(to_group ? place : block + i * g->piece, to_group ? block + i * g->piece : place, (size_t)g->piece);
+    }
+    uint8_t *scale = group_block + g->group * g->code_bytes + 2 * k;
+    memcpy(to_group ? scale : block + g->code_bytes, to_group ? block + g->code_bytes : scale, 2);
+}
+
+static const uint8_t *group_block_at(const trn_matrix *w, const group_geometry *g, int64_t r, int64_t b) {
+    return (const uint8_t *)w->data + ((r / g->group) * (w->cols / TRN_QK_K) + b) * g->group_block_bytes;
+}
+
+const trn_ternary_block *trn_ternary_block_at(const trn_matrix *w, int64_t r, int64_t b, trn_ternary_block *scratch) {
+    if (r >= trn_layout_full_rows(w))
+        return (const trn_ternary_block *)((const uint8_t *)w->data + r * w->row_bytes +
+                                           b * trn_type_get(w->type)->block_bytes);
+    const group_geometry g = geometry(w);
+    copy_group_block(&g, (uint8_t *)group_block_at(w, &g, r, b), (int)(r % g.group), (uint8_t *)scratch, 0);
+    return scratch;
+}
+
+void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t **qs, trn_fp16 *d) {
+    trn_ternary_block scratch;
+    const trn_ternary_block *block = trn_ternary_block_at(w, r, b, &scratch);
+    *d = block->tq2_0.d;
+    if (block != &scratch) {
+        *qs = block->tq2_0.qs;
+        return;
+    }
+    if (w->layout != TRN_LAYOUT_X4)
+        abort(); /* X16 code bytes are not contiguous: callers use trn_ternary_block_at */
+    const group_geometry g = geometry(w);
+    *qs = group_block_at(w, &g, r, b) + (r % 4) * g.code_bytes;
+}
+
+void *trn_repack_alloc(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    void *ptr = NULL;
+    if (posix_memalign(&ptr, huge, (bytes + huge - 1) / huge * huge) != 0)
+        return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(ptr, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE); /* a request: where refused, 4 KB pages */
+#endif
+    return ptr;
+}
+
+trn_matrix trn_repack(const trn_matrix *src, trn_layout layout, void *dst) {
     trn_matrix view = *src;
     view.data = dst;
-    view.layout = TRN_LAYOUT_X4;
+    view.layout = layout;
+    const group_geometry g = geometry(&view);
+    const int64_t nb = src->cols / TRN_QK_K, full_rows = trn_layout_full_rows(&view);
+    const int block_bytes = trn_type_get(src->type)->block_bytes;
+    for (int64_t r = 0; r < full_rows; r++)
+        for (int64_t b = 0; b < nb; b++)
+            copy_group_block(&g, (uint8_t *)group_block_at(&view, &g, r, b), (int)(r % g.group),
+                             (uint8_t *)src->data + r * src->row_bytes + b * block_bytes, 1);
+    memcpy((uint8_t *)dst + full_rows * src->row_bytes, (const uint8_t *)src->data + full_rows * src->row_bytes,
+           (size_t)(src->rows - full_rows) * src->row_bytes);
     return view;
 }
 
@@ -106,7 +168,7 @@ static void matvec_ref(const trn_matrix *w, const float *x, const trn_block_q8_a
                        int64_t r1) {
     const int64_t cols = w->cols;
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes;
+        const uint8_t *row = (const uint8_t *)w->data + r * w->row_bytes; /* file layout (non-ternary types) */
         float acc = 0.0f;
         switch (w->type) {
         case TRN_TYPE_F32:
@@ -185,13 +247,10 @@ static void matmul_ref(const trn_matrix *w, const float *x, int64_t ld_x, const 
 }
 
 void trn_get_row_any_layout(const trn_matrix *w, int64_t row, float *dst) {
-    if (w->layout == TRN_LAYOUT_X4) {
+    if (w->layout != TRN_LAYOUT_ROWS) {
         for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
-            trn_block_tq2_0 block;
-            const uint8_t *qs;
-            trn_tq2_0_block_at(w, row, b, &qs, &block.d);
-            memcpy(block.qs, qs, sizeof(block.qs));
-            trn_dequantize_row(TRN_TYPE_TQ2_0, &block, dst + b * TRN_QK_K, TRN_QK_K);
+            trn_ternary_block scratch;
+            trn_dequantize_row(w->type, trn_ternary_block_at(w, row, b, &scratch), dst + b * TRN_QK_K, TRN_QK_K);
         }
         return;
     }
@@ -258,6 +317,8 @@ static void add_ref(const float *a, const float *b, float *dst, int64_t n) {
 
 static const trn_cpu_ops ref_ops = {
     .name = "scalar",
+    .tq2_0_layout = TRN_LAYOUT_ROWS,
+    .tq1_0_layout = TRN_LAYOUT_ROWS,
     .quantize_act = quantize_act_ref,
     .matvec = matvec_ref,
     .get_row = get_row_ref,

@@ -68,7 +68,9 @@ static void usage(FILE *out) {
             "GPU weights: --weights auto|resident|streaming|mapped, --resident-layers K (the rest streamed);\n"
             "             bench --compare-weights runs every mode (--device cuda)\n"
             "model: -m FILE.gguf, or --synthetic tinyllama|tinyllama-tq1|tiny (generated in memory, no download)\n"
-            "other: --scalar (run the scalar reference kernels), -h/--help\n");
+            "cpu kernels: --kernels scalar|avx2|avx512|auto (default auto: the fastest this CPU runs; also the\n"
+            "             TRN_KERNELS environment variable), --scalar (the same as --kernels scalar)\n"
+            "other: -h/--help\n");
 }
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -238,6 +240,11 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             o->resident_layers_given = 1;
         } else if (strcmp(a, "--compare-weights") == 0) {
             o->compare_weights = 1;
+        } else if (strcmp(a, "--kernels") == 0) {
+            NEED_VALUE();
+            if (strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "avx512") && strcmp(v, "auto"))
+                return usage_error("--kernels %s: expected scalar, avx2, avx512 or auto", v);
+            setenv("TRN_KERNELS", v, 1); /* the CPU backend reads it (ops.h, trn_cpu_ops_for_backend) */
         } else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) {
             NEED_VALUE();
             o->text_file = v;

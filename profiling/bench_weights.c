@@ -59,7 +59,7 @@ trn_status trn_bench_compare_weights(const trn_model *model, const trn_bench_opt
     for (int i = 0; i < N_CASES; i++) {
         const trn_bench_result *r = &results[i];
         const double bus = r->stats.h2d_bytes_per_token + r->stats.mapped_bytes_per_token;
-        const double bus_gbs = bus * r->decode_tokens_per_s / 1e9;
+        const double bus_gbs = bus * r->decode.tokens_per_s / 1e9;
         const double fraction = probe > 0 && bus > 0 ? bus_gbs / probe : 0.0;
         if (opts->json)
             fprintf(out, "%s{\"weights\": \"%s\", \"resident_layers\": %d, \"n_layers\": %d, "
@@ -67,11 +67,11 @@ trn_status trn_bench_compare_weights(const trn_model *model, const trn_bench_opt
                          "\"mapped_bytes_per_token\": %.0f, \"bus_gbs\": %.3f, \"h2d_bound_fraction\": %.4f, "
                          "\"device_bytes\": %.0f, \"device\": \"%s\"}",
                     i ? ", " : "", cases[i].label, r->stats.resident_layers, r->stats.n_layers,
-                    r->decode_tokens_per_s, r->decode_ms_per_token, r->stats.h2d_bytes_per_token,
+                    r->decode.tokens_per_s, r->decode.ms_per_token, r->stats.h2d_bytes_per_token,
                     r->stats.mapped_bytes_per_token, bus_gbs, fraction, r->stats.device_bytes, r->device);
         else
-            fprintf(out, "%-20s %10.1f %9.3f %13.1f %9.2f %7.1f%% %10.2f\n", cases[i].label, r->decode_tokens_per_s,
-                    r->decode_ms_per_token, bus / 1e6, bus_gbs, 100.0 * fraction, r->stats.device_bytes / 1e9);
+            fprintf(out, "%-20s %10.1f %9.3f %13.1f %9.2f %7.1f%% %10.2f\n", cases[i].label, r->decode.tokens_per_s,
+                    r->decode.ms_per_token, bus / 1e6, bus_gbs, 100.0 * fraction, r->stats.device_bytes / 1e9);
     }
     if (opts->json)
         fprintf(out, "]}\n");

@@ -1,11 +1,14 @@
-/* test_ops.c: every AVX2 kernel against the scalar reference (ops.h), on the shapes of Trinity-1.1B and on
- * odd ones (stories260K's 172-wide rows, row counts that are not multiples of four).
+/* test_ops.c: every kernel of the AVX2 and AVX-512 tables against the scalar reference (ops.h), on the shapes of
+ * Trinity-1.1B and on odd ones (stories260K's 172-wide rows, one row, row counts that are not multiples of four
+ * or sixteen), and the table selection (names, TRN_KERNELS).
  *
- * Ternary matrix-vector products must agree bitwise across kernels, layouts and row splits (their block sums
- * are exact integers and the float steps run in one order); float-activation kernels must agree within a
- * normalized error of 1e-6 (only the summation order differs). Where the CPU has no AVX2 the comparisons
- * are skipped with a message and the reference checks still run. Tolerances are normalized squared errors
- * (sum (a-b)^2 / sum b^2): 1e-10 to 1e-12 for float ops, i.e. a relative RMS error of 1e-5 to 1e-6. */
+ * Ternary matrix-vector products must agree bitwise across tables, layouts (file, X4, X16) and row splits (their
+ * block sums are exact integers and the float steps run in one order), also on bytes the quantizer never writes;
+ * float-activation kernels must agree within a normalized error of 1e-6 (only the summation order differs).
+ * Where the CPU (or build) lacks a table its comparisons are skipped with a message and the rest still runs.
+ * Tolerances are normalized squared errors (sum (a-b)^2 / sum b^2): 1e-10 to 1e-12 for float ops, i.e. a
+ * relative RMS error of 1e-5 to 1e-6. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +84,84 @@ static void check_quantize_act(const trn_cpu_ops *fast, int64_t n) {
     trn_free(b);
 }
 
-/* One matrix shape and type: reference vs fast, row splits, X4 layout, and (for ternary) the exact-math bound. */
-static void check_matvec(const trn_cpu_ops *fast, trn_type type, int64_t rows, int64_t cols) {
+/* The SIMD tables this CPU and build run ("avx2", "avx512"); the others are skipped with a message. */
+static const trn_cpu_ops *fast_tables[2];
+static int n_fast;
+
+static const trn_layout all_layouts[] = {TRN_LAYOUT_ROWS, TRN_LAYOUT_X4, TRN_LAYOUT_X16};
+
+/* w in `layout` (a copy the caller frees with trn_free(view.data) unless layout is the file's). */
+static trn_matrix in_layout(const trn_matrix *w, trn_layout layout) {
+    return layout == TRN_LAYOUT_ROWS ? *w : trn_repack(w, layout, trn_alloc(w->row_bytes * (size_t)w->rows));
+}
+
+/* Every table's ternary product of w (in every layout, over the whole range and over row ranges cut anywhere,
+ * also inside a group) against ref, bitwise; get_row and the block accessor against the file layout. */
+static void check_ternary_layouts(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, const float *ref,
+                                  const char *what) {
+    const int64_t rows = w->rows, cols = w->cols;
+    float *out = malloc((size_t)rows * sizeof(float)), *split = malloc((size_t)rows * sizeof(float));
+    float *a = malloc((size_t)cols * sizeof(float)), *b = malloc((size_t)cols * sizeof(float));
+    for (size_t l = 0; l < TRN_ARRAY_LEN(all_layouts); l++) {
+        const trn_matrix view = in_layout(w, all_layouts[l]);
+        /* the accessor gives the file's bytes for every block of every row */
+        int same_blocks = 1;
+        const size_t block_bytes = (size_t)trn_type_get(w->type)->block_bytes;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t blk = 0; blk < cols / TRN_QK_K; blk++) {
+                trn_ternary_block scratch;
+                same_blocks &= memcmp(trn_ternary_block_at(&view, r, blk, &scratch),
+                                      (const uint8_t *)w->data + r * w->row_bytes + blk * block_bytes, block_bytes) == 0;
+            }
+        CHECK_MSG(same_blocks, "%s layout %d: trn_ternary_block_at differs from the file's blocks", what, (int)view.layout);
+        const trn_cpu_ops *tables[3] = {trn_cpu_ops_ref(), fast_tables[0], fast_tables[1]};
+        for (int t = 0; t < 1 + n_fast; t++) {
+            const trn_cpu_ops *ops = tables[t];
+            memset(out, 0, (size_t)rows * sizeof(float));
+            ops->matvec(&view, x, xq, out, 0, rows);
+            CHECK_MSG(memcmp(ref, out, (size_t)rows * sizeof(float)) == 0, "%s layout %d: %s differs from the reference",
+                      what, (int)view.layout, ops->name);
+            /* ranges as threads take them (multiples of four) and cut anywhere else: the same numbers */
+            const int64_t cuts[] = {rows / 8 * 4, rows / 3 + 1, 17, rows - 1};
+            for (size_t c = 0; c < TRN_ARRAY_LEN(cuts); c++) {
+                if (cuts[c] <= 0 || cuts[c] >= rows)
+                    continue;
+                /* each call writes its own rows only (threads share dst): the other part keeps a sentinel */
+                for (int part = 0; part < 2; part++) {
+                    const int64_t lo = part ? cuts[c] : 0, hi = part ? rows : cuts[c];
+                    for (int64_t r = 0; r < rows; r++)
+                        split[r] = -1234.5f;
+                    ops->matvec(&view, x, xq, split, lo, hi);
+                    int untouched = 1;
+                    for (int64_t r = 0; r < rows; r++)
+                        untouched &= (r >= lo && r < hi) || split[r] == -1234.5f;
+                    CHECK_MSG(untouched, "%s layout %d: %s rows [%lld, %lld) wrote outside its range", what,
+                              (int)view.layout, ops->name, (long long)lo, (long long)hi);
+                }
+                ops->matvec(&view, x, xq, split, 0, cuts[c]);
+                CHECK_MSG(memcmp(split, out, (size_t)rows * sizeof(float)) == 0, "%s layout %d: %s split at %lld differs",
+                          what, (int)view.layout, ops->name, (long long)cuts[c]);
+            }
+            /* get_row returns the file's rows */
+            for (int64_t r = 0; r < rows; r += TRN_MAX(rows / 5, 1)) {
+                trn_cpu_ops_ref()->get_row(w, r, a);
+                ops->get_row(&view, r, b);
+                CHECK_MSG(memcmp(a, b, (size_t)cols * sizeof(float)) == 0, "%s layout %d: %s get_row %lld", what,
+                          (int)view.layout, ops->name, (long long)r);
+            }
+        }
+        if (view.data != w->data)
+            trn_free((void *)view.data);
+    }
+    free(out);
+    free(split);
+    free(a);
+    free(b);
+}
+
+/* One matrix shape and type: the reference against float math (ternary: within the int8 bound), every table
+ * against the reference (ternary: bitwise, in every layout and row split), float activations for ternary. */
+static void check_matvec(trn_type type, int64_t rows, int64_t cols) {
     trn_matrix w = make_matrix(type, rows, cols);
     float *x = malloc((size_t)cols * sizeof(float));
     for (int64_t i = 0; i < cols; i++)
@@ -117,69 +196,50 @@ static void check_matvec(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
     }
     CHECK_MSG(rows_within, "%s %lldx%lld: the reference is off the float math", trn_type_name(type), (long long)rows,
               (long long)cols);
-    if (fast) {
+    char what[64];
+    snprintf(what, sizeof(what), "%s %lldx%lld", trn_type_name(type), (long long)rows, (long long)cols);
+    if (ternary) {
+        check_ternary_layouts(&w, x, xq, ref, what);
+        /* float activations (--act f32): close to the float math in every table and layout */
+        float *f32_ref = calloc((size_t)rows, sizeof(float)), *f32_fast = calloc((size_t)rows, sizeof(float));
+        trn_cpu_ops_ref()->matvec(&w, x, NULL, f32_ref, 0, rows);
+        CHECK_MSG(test_nmse(f32_ref, exact, rows) <= 1e-12, "%s f32 activations: reference vs float math nmse %.3g", what,
+                  test_nmse(f32_ref, exact, rows));
+        const trn_cpu_ops *tables[3] = {trn_cpu_ops_ref(), fast_tables[0], fast_tables[1]};
+        for (size_t l = 0; l < TRN_ARRAY_LEN(all_layouts); l++) {
+            const trn_matrix view = in_layout(&w, all_layouts[l]);
+            for (int t = 0; t < 1 + n_fast; t++) {
+                tables[t]->matvec(&view, x, NULL, f32_fast, 0, rows);
+                CHECK_MSG(test_nmse(f32_fast, f32_ref, rows) <= 1e-12, "%s f32 activations, layout %d: %s vs reference "
+                          "nmse %.3g", what, (int)view.layout, tables[t]->name, test_nmse(f32_fast, f32_ref, rows));
+            }
+            if (view.data != w.data)
+                trn_free((void *)view.data);
+        }
+        free(f32_ref);
+        free(f32_fast);
+    }
+    for (int t = 0; t < n_fast && !ternary; t++) {
+        const trn_cpu_ops *fast = fast_tables[t];
         fast->matvec(&w, x, xq, out, 0, rows);
-        if (ternary)
-            CHECK_MSG(memcmp(ref, out, (size_t)rows * sizeof(float)) == 0, "%s %lldx%lld: avx2 differs from reference",
-                      trn_type_name(type), (long long)rows, (long long)cols);
-        else
-            CHECK_MSG(test_nmse(out, ref, rows) <= 1e-10, "%s %lldx%lld: avx2 vs reference nmse %.3g",
-                      trn_type_name(type), (long long)rows, (long long)cols, test_nmse(out, ref, rows));
-        /* rows split as the threads split them (multiples of four) give the same numbers */
+        CHECK_MSG(test_nmse(out, ref, rows) <= 1e-10, "%s: %s vs reference nmse %.3g", what, fast->name,
+                  test_nmse(out, ref, rows));
+        /* rows split as the threads split them give the same numbers */
         float *split = calloc((size_t)rows, sizeof(float));
         const int64_t cut = rows / 8 * 4;
         fast->matvec(&w, x, xq, split, 0, cut);
         fast->matvec(&w, x, xq, split, cut, rows);
-        CHECK_MSG(memcmp(split, out, (size_t)rows * sizeof(float)) == 0, "%s %lldx%lld: split at %lld differs",
-                  trn_type_name(type), (long long)rows, (long long)cols, (long long)cut);
+        CHECK_MSG(memcmp(split, out, (size_t)rows * sizeof(float)) == 0, "%s: %s split at %lld differs", what, fast->name,
+                  (long long)cut);
         free(split);
-    }
-    if (ternary) { /* float activations (--act f32): close to the float math in both tables, in both layouts */
-        float *f32_ref = calloc((size_t)rows, sizeof(float)), *f32_fast = calloc((size_t)rows, sizeof(float));
-        trn_cpu_ops_ref()->matvec(&w, x, NULL, f32_ref, 0, rows);
-        CHECK_MSG(test_nmse(f32_ref, exact, rows) <= 1e-12, "%s %lldx%lld f32 activations: reference vs float math "
-                  "nmse %.3g", trn_type_name(type), (long long)rows, (long long)cols, test_nmse(f32_ref, exact, rows));
-        void *packed = type == TRN_TYPE_TQ2_0 ? trn_alloc(w.row_bytes * (size_t)rows) : NULL;
-        trn_matrix view = packed ? trn_repack_tq2_0_x4(&w, packed) : w;
-        (fast ? fast : trn_cpu_ops_ref())->matvec(&view, x, NULL, f32_fast, 0, rows);
-        CHECK_MSG(test_nmse(f32_fast, f32_ref, rows) <= 1e-12, "%s %lldx%lld f32 activations: %s vs reference nmse %.3g",
-                  trn_type_name(type), (long long)rows, (long long)cols, fast ? "avx2" : "x4 layout",
-                  test_nmse(f32_fast, f32_ref, rows));
-        trn_free(packed);
-        free(f32_ref);
-        free(f32_fast);
-    }
-    if (type == TRN_TYPE_TQ2_0) { /* the repacked layout gives bitwise the same in both tables */
-        void *packed = trn_alloc(w.row_bytes * (size_t)rows);
-        trn_matrix x4 = trn_repack_tq2_0_x4(&w, packed);
-        memset(out, 0, (size_t)rows * sizeof(float));
-        trn_cpu_ops_ref()->matvec(&x4, x, xq, out, 0, rows);
-        CHECK_MSG(memcmp(ref, out, (size_t)rows * sizeof(float)) == 0, "tq2_0 x4 %lldx%lld: reference differs",
-                  (long long)rows, (long long)cols);
-        if (fast) {
-            memset(out, 0, (size_t)rows * sizeof(float));
-            fast->matvec(&x4, x, xq, out, 0, rows);
-            CHECK_MSG(memcmp(ref, out, (size_t)rows * sizeof(float)) == 0, "tq2_0 x4 %lldx%lld: avx2 differs",
-                      (long long)rows, (long long)cols);
+        if (type == TRN_TYPE_F16 || type == TRN_TYPE_F32) {
+            float *a = malloc((size_t)cols * sizeof(float)), *b = malloc((size_t)cols * sizeof(float));
+            trn_cpu_ops_ref()->get_row(&w, rows - 1, a);
+            fast->get_row(&w, rows - 1, b);
+            CHECK_MSG(memcmp(a, b, (size_t)cols * sizeof(float)) == 0, "%s get_row (%s)", trn_type_name(type), fast->name);
+            free(a);
+            free(b);
         }
-        /* get_row of the repacked matrix returns the file's rows */
-        float *a = malloc((size_t)cols * sizeof(float)), *b = malloc((size_t)cols * sizeof(float));
-        for (int64_t r = 0; r < rows; r += TRN_MAX(rows / 5, 1)) {
-            trn_cpu_ops_ref()->get_row(&w, r, a);
-            (fast ? fast : trn_cpu_ops_ref())->get_row(&x4, r, b);
-            CHECK_MSG(memcmp(a, b, (size_t)cols * sizeof(float)) == 0, "tq2_0 x4 get_row %lld", (long long)r);
-        }
-        free(a);
-        free(b);
-        trn_free(packed);
-    }
-    if (fast && (type == TRN_TYPE_F16 || type == TRN_TYPE_F32)) {
-        float *a = malloc((size_t)cols * sizeof(float)), *b = malloc((size_t)cols * sizeof(float));
-        trn_cpu_ops_ref()->get_row(&w, rows - 1, a);
-        fast->get_row(&w, rows - 1, b);
-        CHECK_MSG(memcmp(a, b, (size_t)cols * sizeof(float)) == 0, "%s get_row", trn_type_name(type));
-        free(a);
-        free(b);
     }
     free(x);
     free(ref);
@@ -188,6 +248,69 @@ static void check_matvec(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
     free(row);
     trn_free(xq);
     trn_free((void *)w.data);
+}
+
+/* Ternary rows of arbitrary bytes (codes the quantizer never writes: TQ2_0's code 3, TQ1_0 bytes that are not
+ * ceil(256 v / 243), whose digits quants.c still defines) with sane scales: every table, every layout, bitwise. */
+static void check_ternary_any_bytes(trn_type type, int64_t rows, int64_t cols) {
+    const size_t row_bytes = trn_row_bytes(type, cols);
+    const int block_bytes = trn_type_get(type)->block_bytes;
+    uint8_t *data = trn_alloc(row_bytes * (size_t)rows);
+    for (size_t i = 0; i < row_bytes * (size_t)rows; i++)
+        data[i] = (uint8_t)((rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull) >> 56);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < cols / TRN_QK_K; b++) {
+            const trn_fp16 d = trn_f32_to_fp16(0.5f + 0.25f * frand());
+            memcpy(data + r * row_bytes + (b + 1) * block_bytes - 2, &d, 2);
+        }
+    if (type == TRN_TYPE_TQ1_0) /* every byte value appears */
+        for (int v = 0; v < 256 && v < (int)(row_bytes - 2); v++)
+            data[v + 2 * (v / (block_bytes - 2))] = (uint8_t)v;
+    const trn_matrix w = {type, data, rows, cols, row_bytes, TRN_LAYOUT_ROWS};
+    float *x = malloc((size_t)cols * sizeof(float)), *ref = malloc((size_t)rows * sizeof(float));
+    for (int64_t i = 0; i < cols; i++)
+        x[i] = frand();
+    x[3] = 40.0f; /* one large value: other activations of its block quantize small */
+    trn_block_q8_act *xq = trn_alloc((size_t)(cols / TRN_QK_K) * sizeof(trn_block_q8_act));
+    trn_cpu_ops_ref()->quantize_act(x, xq, cols);
+    trn_cpu_ops_ref()->matvec(&w, x, xq, ref, 0, rows);
+    char what[64];
+    snprintf(what, sizeof(what), "%s %lldx%lld, arbitrary bytes", trn_type_name(type), (long long)rows, (long long)cols);
+    check_ternary_layouts(&w, x, xq, ref, what);
+    free(x);
+    free(ref);
+    trn_free(xq);
+    trn_free(data);
+}
+
+/* Table selection: names, availability, the order of preference and TRN_KERNELS. */
+static void check_tables(void) {
+    CHECK(trn_cpu_ops_by_name("scalar") == trn_cpu_ops_ref());
+    CHECK(trn_cpu_ops_by_name("auto") == trn_cpu_ops_best());
+    CHECK(trn_cpu_ops_by_name("avx2") == trn_cpu_ops_avx2());
+    CHECK(trn_cpu_ops_by_name("avx512") == trn_cpu_ops_avx512());
+    CHECK(trn_cpu_ops_by_name("sse9") == NULL && trn_cpu_ops_by_name(NULL) == NULL);
+    const trn_cpu_ops *expect = trn_cpu_ops_avx512() ? trn_cpu_ops_avx512()
+                                : trn_cpu_ops_avx2() ? trn_cpu_ops_avx2()
+                                                     : trn_cpu_ops_ref();
+    CHECK_MSG(trn_cpu_ops_best() == expect, "best table is %s", trn_cpu_ops_best()->name);
+    if (trn_cpu_ops_avx512())
+        CHECK_MSG(trn_cpu_ops_avx2() != NULL, "the AVX-512 table reuses AVX2 kernels");
+    const char *requested;
+    setenv("TRN_KERNELS", "scalar", 1);
+    CHECK(trn_cpu_ops_for_backend(0, &requested) == trn_cpu_ops_ref() && strcmp(requested, "scalar") == 0);
+    setenv("TRN_KERNELS", "avx2", 1);
+    CHECK(trn_cpu_ops_for_backend(0, &requested) == trn_cpu_ops_avx2());
+    CHECK(trn_cpu_ops_for_backend(1, &requested) == trn_cpu_ops_ref()); /* --scalar wins */
+    setenv("TRN_KERNELS", "bogus", 1);
+    CHECK(trn_cpu_ops_for_backend(0, &requested) == NULL && strcmp(requested, "bogus") == 0);
+    unsetenv("TRN_KERNELS");
+    CHECK(trn_cpu_ops_for_backend(0, &requested) == trn_cpu_ops_best() && strcmp(requested, "auto") == 0);
+    /* the layouts the tables ask for: the reference none, the SIMD tables grouped ones */
+    CHECK(trn_cpu_ops_ref()->tq2_0_layout == TRN_LAYOUT_ROWS && trn_cpu_ops_ref()->tq1_0_layout == TRN_LAYOUT_ROWS);
+    for (int t = 0; t < n_fast; t++)
+        CHECK_MSG(fast_tables[t]->tq1_0_layout == TRN_LAYOUT_X16 && fast_tables[t]->tq2_0_layout != TRN_LAYOUT_ROWS,
+                  "%s table layouts", fast_tables[t]->name);
 }
 
 static void check_vector_ops(const trn_cpu_ops *fast, int64_t n) {
@@ -284,10 +407,11 @@ static void check_attention(const trn_cpu_ops *fast, int n_pos, int head_dim, in
  * row ranges split off a multiple of four; padded row strides (padding must stay untouched); both TQ2_0 layouts.
  * For ternary int8 the scalar and AVX2 matmul are also compared with each other. */
 static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, int64_t cols, int64_t n_tok, int int8,
-                         int x4) {
+                         trn_layout layout) {
     const trn_matrix file = make_matrix(type, rows, cols);
+    const int x4 = layout != TRN_LAYOUT_ROWS; /* repacked */
     void *packed = x4 ? trn_alloc(file.row_bytes * (size_t)rows) : NULL;
-    const trn_matrix w = x4 ? trn_repack_tq2_0_x4(&file, packed) : file;
+    const trn_matrix w = x4 ? trn_repack(&file, layout, packed) : file;
     const int64_t nb = TRN_MAX(cols / TRN_QK_K, 1), ld_x = cols + 3, ld_xq = nb + 1, ld_dst = rows + 5;
     const int ternary = trn_type_get(type)->is_ternary;
     float *x = malloc((size_t)(n_tok * ld_x) * sizeof(float));
@@ -309,13 +433,13 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
         ops->matmul(&w, x, ld_x, xq, ld_xq, got, ld_dst, n_tok, 0, cut);
         ops->matmul(&w, x, ld_x, xq, ld_xq, got, ld_dst, n_tok, cut, rows);
         CHECK_MSG(memcmp(want, got, dst_bytes) == 0, "%s matmul %s%s %lldx%lld, %lld tokens, act %s: differs from "
-                  "matvec per token", ops->name, trn_type_name(type), x4 ? " x4" : "", (long long)rows, (long long)cols,
+                  "matvec per token", ops->name, trn_type_name(type), layout == TRN_LAYOUT_X16 ? " x16" : x4 ? " x4" : "", (long long)rows, (long long)cols,
                   (long long)n_tok, xq ? "int8" : "f32");
         if (i == 0)
             memcpy(ref_got, got, dst_bytes);
         else if (xq)
             CHECK_MSG(memcmp(ref_got, got, dst_bytes) == 0, "%s%s %lldx%lld, %lld tokens: avx2 matmul differs from the "
-                      "scalar one", trn_type_name(type), x4 ? " x4" : "", (long long)rows, (long long)cols,
+                      "scalar one", trn_type_name(type), layout == TRN_LAYOUT_X16 ? " x16" : x4 ? " x4" : "", (long long)rows, (long long)cols,
                       (long long)n_tok);
     }
 #if defined(TRN_HAVE_AVX2)
@@ -336,7 +460,7 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
         variants[v].kernel(&w, xq, ld_xq, got, ld_dst, n_tok, 0, cut);
         variants[v].kernel(&w, xq, ld_xq, got, ld_dst, n_tok, cut, rows);
         CHECK_MSG(memcmp(ref_got, got, dst_bytes) == 0, "%s%s %lldx%lld, %lld tokens: the %s kernel differs from the "
-                  "scalar matmul", trn_type_name(type), x4 ? " x4" : "", (long long)rows, (long long)cols,
+                  "scalar matmul", trn_type_name(type), layout == TRN_LAYOUT_X16 ? " x16" : x4 ? " x4" : "", (long long)rows, (long long)cols,
                   (long long)n_tok, variants[v].name);
     }
 #endif
@@ -355,61 +479,81 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
 }
 
 int main(void) {
-    const trn_cpu_ops *fast = trn_cpu_ops_avx2();
-    if (!fast)
-        fprintf(stderr, "note: no AVX2 on this CPU (or not compiled in): comparisons against AVX2 are skipped, "
-                        "reference checks run\n");
-    static const int64_t act_sizes[] = {256, 2048, 5632};
-    for (size_t i = 0; i < TRN_ARRAY_LEN(act_sizes) && fast; i++)
-        check_quantize_act(fast, act_sizes[i]);
-
-    /* Trinity-1.1B shapes (rows x cols) and odd ones */
-    static const int64_t ternary_shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {1000, 2048},
-                                                {1, 256}, {3, 512}, {7, 768}, {13, 256}};
-    for (size_t i = 0; i < TRN_ARRAY_LEN(ternary_shapes); i++) {
-        check_matvec(fast, TRN_TYPE_TQ2_0, ternary_shapes[i][0], ternary_shapes[i][1]);
-        check_matvec(fast, TRN_TYPE_TQ1_0, ternary_shapes[i][0], ternary_shapes[i][1]);
+    static const char *simd_names[] = {"avx2", "avx512"};
+    for (size_t i = 0; i < TRN_ARRAY_LEN(simd_names); i++) {
+        const trn_cpu_ops *ops = trn_cpu_ops_by_name(simd_names[i]);
+        if (ops)
+            fast_tables[n_fast++] = ops;
+        else
+            printf("note: no %s kernels on this CPU (or not compiled in): its comparisons are skipped, the others run\n",
+                   simd_names[i]);
     }
+    check_tables();
+    static const int64_t act_sizes[] = {256, 2048, 5632};
+    for (int t = 0; t < n_fast; t++)
+        for (size_t i = 0; i < TRN_ARRAY_LEN(act_sizes); i++)
+            check_quantize_act(fast_tables[t], act_sizes[i]);
+
+    /* Trinity-1.1B shapes (rows x cols: q/o, k/v, gate/up, down, the LM head) and odd ones (one row, row counts
+     * that are not multiples of 4 or 16, a group and a bit) */
+    static const int64_t ternary_shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048},
+                                                {1000, 2048}, {1, 256}, {3, 512}, {7, 768}, {13, 256}, {16, 256},
+                                                {17, 512}, {37, 1280}, {64, 256}};
+    for (size_t i = 0; i < TRN_ARRAY_LEN(ternary_shapes); i++) {
+        check_matvec(TRN_TYPE_TQ2_0, ternary_shapes[i][0], ternary_shapes[i][1]);
+        check_matvec(TRN_TYPE_TQ1_0, ternary_shapes[i][0], ternary_shapes[i][1]);
+    }
+    check_ternary_any_bytes(TRN_TYPE_TQ2_0, 37, 512);
+    check_ternary_any_bytes(TRN_TYPE_TQ1_0, 37, 512);
+    check_ternary_any_bytes(TRN_TYPE_TQ1_0, 16, 1280);
     static const int64_t float_shapes[][2] = {{64, 64}, {172, 64}, {64, 172}, {37, 2048}, {1, 8}, {5, 3}};
     for (size_t i = 0; i < TRN_ARRAY_LEN(float_shapes); i++) {
-        check_matvec(fast, TRN_TYPE_F32, float_shapes[i][0], float_shapes[i][1]);
-        check_matvec(fast, TRN_TYPE_F16, float_shapes[i][0], float_shapes[i][1]);
-        check_matvec(fast, TRN_TYPE_BF16, float_shapes[i][0], float_shapes[i][1]);
+        check_matvec(TRN_TYPE_F32, float_shapes[i][0], float_shapes[i][1]);
+        check_matvec(TRN_TYPE_F16, float_shapes[i][0], float_shapes[i][1]);
+        check_matvec(TRN_TYPE_BF16, float_shapes[i][0], float_shapes[i][1]);
     }
     static const int64_t q8_shapes[][2] = {{64, 64}, {172, 160}, {33, 2048}};
     for (size_t i = 0; i < TRN_ARRAY_LEN(q8_shapes); i++)
-        check_matvec(fast, TRN_TYPE_Q8_0, q8_shapes[i][0], q8_shapes[i][1]);
+        check_matvec(TRN_TYPE_Q8_0, q8_shapes[i][0], q8_shapes[i][1]);
     static const int64_t k_shapes[][2] = {{5, 256}, {32, 2048}};
     for (size_t i = 0; i < TRN_ARRAY_LEN(k_shapes); i++) {
-        check_matvec(fast, TRN_TYPE_Q4_K, k_shapes[i][0], k_shapes[i][1]);
-        check_matvec(fast, TRN_TYPE_Q6_K, k_shapes[i][0], k_shapes[i][1]);
+        check_matvec(TRN_TYPE_Q4_K, k_shapes[i][0], k_shapes[i][1]);
+        check_matvec(TRN_TYPE_Q6_K, k_shapes[i][0], k_shapes[i][1]);
     }
     static const int64_t vec_sizes[] = {1, 7, 64, 172, 2048, 5632};
-    for (size_t i = 0; i < TRN_ARRAY_LEN(vec_sizes) && fast; i++)
-        check_vector_ops(fast, vec_sizes[i]);
-    check_rope(fast, 32, 64, 0);
-    check_rope(fast, 32, 64, 1777);
-    check_rope(fast, 8, 8, 5);   /* stories260K: head size 8 */
-    check_rope(fast, 3, 6, 9);   /* a head size that is not a multiple of 8 */
-    check_attention(fast, 1, 64, 256);
-    check_attention(fast, 13, 64, 256);
-    check_attention(fast, 300, 64, 256);
-    check_attention(fast, 9, 8, 32);
-    check_attention(fast, 5, 6, 6);
-    /* rows x cols x tokens: one token, odd counts, 16 + 8 and 16 + 16 + 5 token groups, more than a 64-token tile */
-    static const int64_t matmul_shapes[][3] = {{13, 256, 1}, {7, 768, 3}, {64, 512, 65}, {1000, 2048, 5}, {37, 2048, 2},
-                                               {40, 512, 24}, {24, 1024, 37}};
-    for (size_t i = 0; i < TRN_ARRAY_LEN(matmul_shapes); i++) {
-        const int64_t rows = matmul_shapes[i][0], cols = matmul_shapes[i][1], n_tok = matmul_shapes[i][2];
-        check_matmul(fast, TRN_TYPE_TQ2_0, rows, cols, n_tok, 1, 0);
-        check_matmul(fast, TRN_TYPE_TQ2_0, rows, cols, n_tok, 1, 1);
-        check_matmul(fast, TRN_TYPE_TQ1_0, rows, cols, n_tok, 1, 0);
+    for (int t = 0; t < TRN_MAX(n_fast, 1); t++) { /* without a SIMD table: the reference's own checks */
+        const trn_cpu_ops *fast = n_fast ? fast_tables[t] : NULL;
+        for (size_t i = 0; i < TRN_ARRAY_LEN(vec_sizes) && fast; i++)
+            check_vector_ops(fast, vec_sizes[i]);
+        check_rope(fast, 32, 64, 0);
+        check_rope(fast, 32, 64, 1777);
+        check_rope(fast, 8, 8, 5); /* stories260K: head size 8 */
+        check_rope(fast, 3, 6, 9); /* a head size that is not a multiple of 8 */
+        check_attention(fast, 1, 64, 256);
+        check_attention(fast, 13, 64, 256);
+        check_attention(fast, 300, 64, 256);
+        check_attention(fast, 9, 8, 32);
+        check_attention(fast, 5, 6, 6);
+        check_attention(fast, 37, 96, 128); /* a 64-wide block of values, then 8-wide ones */
+        check_attention(fast, 70, 128, 256);
+        /* rows x cols x tokens: one token, odd counts, 16 + 8 and 16 + 16 + 5 token groups, more than a 64-token
+         * tile; every layout a table may repack into */
+        static const int64_t matmul_shapes[][3] = {{13, 256, 1}, {7, 768, 3}, {64, 512, 65}, {1000, 2048, 5},
+                                                   {37, 2048, 2}, {40, 512, 24}, {24, 1024, 37}};
+        for (size_t i = 0; i < TRN_ARRAY_LEN(matmul_shapes); i++) {
+            const int64_t rows = matmul_shapes[i][0], cols = matmul_shapes[i][1], n_tok = matmul_shapes[i][2];
+            check_matmul(fast, TRN_TYPE_TQ2_0, rows, cols, n_tok, 1, TRN_LAYOUT_ROWS);
+            check_matmul(fast, TRN_TYPE_TQ2_0, rows, cols, n_tok, 1, TRN_LAYOUT_X4);
+            check_matmul(fast, TRN_TYPE_TQ2_0, rows, cols, n_tok, 1, TRN_LAYOUT_X16);
+            check_matmul(fast, TRN_TYPE_TQ1_0, rows, cols, n_tok, 1, TRN_LAYOUT_ROWS);
+            check_matmul(fast, TRN_TYPE_TQ1_0, rows, cols, n_tok, 1, TRN_LAYOUT_X16);
+        }
+        check_matmul(fast, TRN_TYPE_TQ2_0, 13, 512, 3, 0, TRN_LAYOUT_X4); /* float activations */
+        check_matmul(fast, TRN_TYPE_TQ1_0, 13, 512, 3, 0, TRN_LAYOUT_X16);
+        check_matmul(fast, TRN_TYPE_F32, 172, 64, 3, 0, TRN_LAYOUT_ROWS);
+        check_matmul(fast, TRN_TYPE_F16, 37, 2048, 2, 0, TRN_LAYOUT_ROWS);
+        check_matmul(fast, TRN_TYPE_Q8_0, 33, 2048, 3, 0, TRN_LAYOUT_ROWS);
+        check_matmul(fast, TRN_TYPE_Q4_K, 5, 256, 3, 0, TRN_LAYOUT_ROWS);
     }
-    check_matmul(fast, TRN_TYPE_TQ2_0, 13, 512, 3, 0, 1); /* float activations */
-    check_matmul(fast, TRN_TYPE_TQ1_0, 13, 512, 3, 0, 0);
-    check_matmul(fast, TRN_TYPE_F32, 172, 64, 3, 0, 0);
-    check_matmul(fast, TRN_TYPE_F16, 37, 2048, 2, 0, 0);
-    check_matmul(fast, TRN_TYPE_Q8_0, 33, 2048, 3, 0, 0);
-    check_matmul(fast, TRN_TYPE_Q4_K, 5, 256, 3, 0, 0);
     return test_finish("test_ops");
 }

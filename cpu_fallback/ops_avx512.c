@@ -1,0 +1,145 @@
+/* ops_avx512.c: the AVX-512 table: ternary matrix-vector products with VNNI (vpdpbusd) on sixteen-row groups
+ * (TRN_LAYOUT_X16, ops.h); every other entry is the AVX2 kernel (ops_simd.h), since those ops are a small part
+ * of a step and gain nothing measurable from 512-bit registers. This file alone is compiled with -mavx512f
+ * -mavx512bw -mavx512vl -mavx512vnni; ops.c hands its table out only where the CPU has those features.
+ *
+ * In X16 a 64-byte column holds one dword (four code bytes) of each of 16 rows, and the four activations those
+ * codes multiply are the same for every row (ops_simd.h), so vpdpbusd with one broadcast activation dword leaves
+ * row k's partial sum in int32 lane k: no horizontal sums, no shuffles. Per block the 16 exact integer sums
+ * become floats and are scaled in the reference's order, acc += (d_w * d_x) * (float)(isum - sum), so results
+ * are bitwise those of matvec_ref (ops_ref.c), each kernel's scalar reference.
+ *
+ * Shapes: W [rows][cols] (cols a multiple of 256), xq [cols / 256] int8 blocks, dst [rows]. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "ops.h"
+#include "ops_simd.h"
+#include "quants.h"
+
+/* Four activations a[0..3] in every dword lane. */
+static inline __m512i broadcast_act(const int8_t *a) {
+    int32_t v;
+    memcpy(&v, a, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* Prefetches the 64-byte line TRN_PF_AHEAD bytes past p (the stream of the groups that follow). */
+static inline void prefetch_ahead(const uint8_t *p) { _mm_prefetch((const char *)p + TRN_PF_AHEAD, _MM_HINT_T0); }
+
+/* acc[16] += (d_w[16] * d_x) * (float)(isum[16] - sum): the reference's float steps for 16 rows at once. */
+static inline __m512 scale_add(__m512 acc, __m512i isum, const uint8_t *scales, const trn_block_q8_act *xb) {
+    const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales)), _mm512_set1_ps(xb->d));
+    return _mm512_add_ps(acc, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(isum, _mm512_set1_epi32(xb->sum)))));
+}
+
+/* Stores the lanes of a group's 16 results that fall in [r0, r1). */
+static inline void store_group(__m512 acc, int64_t first, float *dst, int64_t r0, int64_t r1) {
+    const int64_t lo = TRN_MAX(first, r0), hi = TRN_MIN(first + TRN_X16_ROWS, r1);
+    const __mmask16 lanes = (__mmask16)(((1u << (hi - lo)) - 1) << (lo - first));
+    _mm512_mask_storeu_ps(dst + first, lanes, acc);
+}
+
+/* ---- TQ2_0 ---- */
+
+/* One group block of 16 rows (1056 bytes): 16 columns; field l (bits 2l..2l+1) of each code byte is taken as
+ * q & (3 << 2l), i.e. 4^l times the code, without a shift: field l accumulates apart (two accumulators each, to
+ * hide vpdpbusd's latency) and is divided by 4^l once per block, exactly (an arithmetic shift of a multiple of
+ * 4^l). Codes up to 3 times |q| <= 127 times 64 stay far inside int32. */
+static inline __m512i tq2_0_x16_block(const uint8_t *gb, const int8_t *a) {
+    __m512i s[4][2];
+    for (int l = 0; l < 4; l++)
+        s[l][0] = s[l][1] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+    for (int j = 0; j < TRN_TQ2_0_X16_COLUMNS; j++) {
+        prefetch_ahead(gb + TRN_X16_COLUMN_BYTES * j);
+        const __m512i q = _mm512_loadu_si512(gb + TRN_X16_COLUMN_BYTES * j);
+#pragma GCC unroll 4
+        for (int l = 0; l < 4; l++)
+            s[l][j & 1] = _mm512_dpbusd_epi32(s[l][j & 1], _mm512_and_si512(q, _mm512_set1_epi8((char)(3 << 2 * l))),
+                                              broadcast_act(a + trn_tq2_0_x16_act(j, l)));
+    }
+    __m512i isum = _mm512_add_epi32(s[0][0], s[0][1]);
+    for (int l = 1; l < 4; l++)
+        isum = _mm512_add_epi32(isum, _mm512_srai_epi32(_mm512_add_epi32(s[l][0], s[l][1]), 2 * l));
+    return isum;
+}
+
+/* ---- TQ1_0 ---- */
+
+/* One group block of 16 rows (864 bytes): 13 columns of code bytes q. With t_n = q * 3^n mod 256 (t_0 = q,
+ * t_{n+1} = 3 t_n: two byte adds), digit n is c_n = (3 t_n - t_{n+1}) / 256 exactly (3 t_n = 256 c_n + t_{n+1}).
+ * So sum_n c_n a_n = (3 sum_n t_n a_n - sum_n t_{n+1} a_n) / 256, two vpdpbusd per digit on the bytes as they
+ * are (unsigned t times signed a, exact in int32) instead of extracting digits; the division is an exact
+ * arithmetic shift once per block. Column 12 (qh) has four digits: its fifth is not a weight and is left out.
+ * Four accumulators of each kind hide vpdpbusd's latency. */
+static inline __m512i tq1_0_x16_block(const uint8_t *gb, const int8_t *a) {
+    __m512i s3[4], s1[4];
+    for (int k = 0; k < 4; k++)
+        s3[k] = s1[k] = _mm512_setzero_si512();
+#pragma GCC unroll 13
+    for (int j = 0; j < TRN_TQ1_0_X16_COLUMNS; j++) {
+        prefetch_ahead(gb + TRN_X16_COLUMN_BYTES * j);
+        __m512i t = _mm512_loadu_si512(gb + TRN_X16_COLUMN_BYTES * j);
+#pragma GCC unroll 5
+        for (int n = 0; n < trn_tq1_0_x16_digits(j); n++) {
+            const __m512i av = broadcast_act(a + trn_tq1_0_x16_act(j, n));
+            const __m512i next = _mm512_add_epi8(_mm512_add_epi8(t, t), t);
+            s3[(5 * j + n) & 3] = _mm512_dpbusd_epi32(s3[(5 * j + n) & 3], t, av);
+            s1[(5 * j + n) & 3] = _mm512_dpbusd_epi32(s1[(5 * j + n) & 3], next, av);
+            t = next;
+        }
+    }
+    const __m512i t3 = _mm512_add_epi32(_mm512_add_epi32(s3[0], s3[1]), _mm512_add_epi32(s3[2], s3[3]));
+    const __m512i t1 = _mm512_add_epi32(_mm512_add_epi32(s1[0], s1[1]), _mm512_add_epi32(s1[2], s1[3]));
+    return _mm512_srai_epi32(_mm512_sub_epi32(_mm512_add_epi32(_mm512_add_epi32(t3, t3), t3), t1), 8);
+}
+
+/* ---- the kernels ---- */
+
+/* Rows [r0, r1) of an X16 matrix of either ternary type: full groups here (a group cut by r0 or r1 is computed
+ * whole and only its rows in range stored), the rows after them by the AVX2 kernels, one at a time. */
+static void matvec_ternary_x16_avx512(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                                      int64_t r1) {
+    const int64_t nb = w->cols / TRN_QK_K, full_rows = trn_layout_full_rows(w);
+    const int tq1 = w->type == TRN_TYPE_TQ1_0;
+    const int columns = tq1 ? TRN_TQ1_0_X16_COLUMNS : TRN_TQ2_0_X16_COLUMNS;
+    const size_t group_block = (size_t)TRN_X16_ROWS * (size_t)trn_type_get(w->type)->block_bytes;
+    for (int64_t first = r0 / TRN_X16_ROWS * TRN_X16_ROWS; first < TRN_MIN(r1, full_rows); first += TRN_X16_ROWS) {
+        const uint8_t *group = (const uint8_t *)w->data + first / TRN_X16_ROWS * nb * group_block;
+        __m512 acc = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *gb = group + b * group_block;
+            const __m512i isum = tq1 ? tq1_0_x16_block(gb, xq[b].q) : tq2_0_x16_block(gb, xq[b].q);
+            acc = scale_add(acc, isum, gb + columns * TRN_X16_COLUMN_BYTES, &xq[b]);
+        }
+        store_group(acc, first, dst, r0, r1);
+    }
+    if (r1 > full_rows)
+        trn_avx2_matvec(w, NULL, xq, dst, TRN_MAX(r0, full_rows), r1);
+}
+
+static void matvec_avx512(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                          int64_t r1) {
+    if (xq && w->layout == TRN_LAYOUT_X16 && (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0))
+        matvec_ternary_x16_avx512(w, xq, dst, r0, r1);
+    else
+        trn_avx2_matvec(w, x, xq, dst, r0, r1);
+}
+
+static const trn_cpu_ops avx512_ops = {
+    .name = "avx512",
+    .tq2_0_layout = TRN_LAYOUT_X16,
+    .tq1_0_layout = TRN_LAYOUT_X16,
+    .quantize_act = trn_avx2_quantize_act,
+    .matvec = matvec_avx512,
+    .get_row = trn_avx2_get_row,
+    .rmsnorm = trn_avx2_rmsnorm,
+    .rope = trn_avx2_rope,
+    .attention_head = trn_avx2_attention_head,
+    .swiglu = trn_avx2_swiglu,
+    .matmul = trn_matmul_avx2, /* ops_avx2_matmul.c: vpdpbusd tiles where the CPU has VNNI */
+    .add = trn_avx2_add,
+};
+
+const trn_cpu_ops *trn_cpu_ops_avx512_table(void) { return &avx512_ops; }
