@@ -89,6 +89,12 @@ static void prefetch_next_tile(const trn_matrix *w, int64_t r, int64_t b) {
         return;
     }
     const int block_bytes = trn_type_get(w->type)->block_bytes;
+    if (w->layout == TRN_LAYOUT_X16 && next % TRN_X16_ROWS == 0 && next + TRN_X16_ROWS <= trn_layout_full_rows(w)) {
+        const size_t group_block = (size_t)TRN_X16_ROWS * (size_t)block_bytes; /* the next tile's 16 rows' blocks */
+        for (size_t i = 0; i < group_block + 64; i += 64)
+            _mm_prefetch((const char *)w->data + ((next / TRN_X16_ROWS) * nb + b) * group_block + i, _MM_HINT_T1);
+        return;
+    }
     for (int64_t row = next; row < TRN_MIN(next + TILE_ROWS, w->rows); row++)
         for (int i = 0; i < block_bytes + 64; i += 64)
             _mm_prefetch((const char *)w->data + row * w->row_bytes + b * block_bytes + i, _MM_HINT_T1);
@@ -127,9 +133,28 @@ static void unpack_x4(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb)
     }
 }
 
+#if defined(TRN_MATMUL_DPBUSD)
+/* Block b of a whole X16 group of TQ2_0 rows (r a multiple of 16, TILE_ROWS = 16): the layout is already the
+ * transpose, column j holding dword j of the 16 rows' codes, i.e. bytes 4j..4j+3 of a row's qs, whose bits 2l are
+ * the codes of weights 128 half + 32 l + 4i .. + 3 (half = j / 8, i = j % 8): step 32 half + 8 l + i, as in
+ * unpack_x4. The 16 fp16 scales follow the 16 columns. */
+static void unpack_x16(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    const uint8_t *gb = (const uint8_t *)w->data + ((r / TRN_X16_ROWS) * nb + b) * (TRN_X16_ROWS * sizeof(trn_block_tq2_0));
+    const int columns = TRN_QK_K / 4 / 4;
+    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + columns * TRN_X16_COLUMN_BYTES))));
+    for (int j = 0; j < columns; j++) {
+        const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
+        for (int l = 0; l < 4; l++)
+            _mm512_store_si512(tb->codes[32 * (j / 8) + 8 * l + j % 8],
+                               _mm512_and_si512(_mm512_srli_epi32(column, 2 * l), _mm512_set1_epi8(3)));
+    }
+}
+#endif
+
 /* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others keep zero codes and scales) into tb: whole X4
- * groups through unpack_x4; anything else (TQ1_0, the file or X16 layout, rows off the groups, a partial tile)
- * decoded row by row into `rows`, then transposed 8 rows at a time. */
+ * groups through unpack_x4, whole TQ2_0 X16 groups through unpack_x16 (16-row tiles); anything else (TQ1_0, the
+ * file layout, rows off the groups, a partial tile) decoded row by row into `rows`, then transposed 8 rows at a time. */
 static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[TILE_ROWS][TRN_QK_K],
                         tile_block *tb) {
     if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X4 && n_rows == TILE_ROWS && r % 4 == 0 &&
@@ -137,6 +162,13 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
         unpack_x4(w, r, b, tb);
         return;
     }
+#if defined(TRN_MATMUL_DPBUSD)
+    if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
+        r + TILE_ROWS <= trn_layout_full_rows(w)) {
+        unpack_x16(w, r, b, tb);
+        return;
+    }
+#endif
     for (int k = 0; k < n_rows; k++) { /* any layout, block by block as the file stores it */
         trn_ternary_block scratch;
         const trn_ternary_block *block = trn_ternary_block_at(w, r + k, b, &scratch);
