@@ -1,6 +1,7 @@
 /* cpu_backend.c: runs a trn_graph on the CPU.
  *
- * prepare: binds weight buffers to the model's tensors (no copy; norm weights stored as F16/BF16 are
+ * prepare: binds weight buffers to the model's tensors (no copy, except that ternary matrices are repacked into
+ * the layout the kernel table reads, all in one region on 2 MB pages, and norm weights stored as F16/BF16 are
  * widened to F32 once), allocates the activation arena the planner sized, the KV cache and token history,
  * the int8 activation scratch and a RoPE cos/sin table for every position; and the prefill batch: a second
  * arena where every activation holds one row per token of a batch (the planner's offsets scaled by the batch
@@ -52,6 +53,7 @@ typedef struct {
     const trn_cpu_ops *ops;
     int n_threads;
     uint8_t *arena;
+    uint8_t *repacked;   /* every repacked weight matrix, one region on 2 MB pages (trn_repack_alloc) */
     void **data;         /* [n_buffers] where each buffer's elements are */
     void **owned;        /* [n_buffers] allocations made here (state, outputs, widened norms) */
     trn_matrix *matrix;  /* [n_buffers] weight views */
@@ -335,6 +337,7 @@ static void cpu_release(cpu_context *c) {
     free(c->data);
     free(c->matrix);
     trn_free(c->arena);
+    trn_free(c->repacked);
     trn_free(c->xq);
     trn_free(c->rope_cos_sin);
     trn_free(c->scores);
@@ -355,6 +358,19 @@ static int node_reads_as_matrix(const trn_graph *g, int id) {
         if (g->nodes[n].op == TRN_OP_MATVEC && g->nodes[n].src[0] == id)
             return 1;
     return 0;
+}
+
+/* The layout buffer `id` is repacked into for c's kernel table (ops.h), or TRN_LAYOUT_ROWS where it stays as
+ * loaded: ternary matrices that some MATVEC reads, with at least one full group of rows. */
+static trn_layout repack_layout(const cpu_context *c, int id) {
+    const trn_buffer *buf = &c->graph->buffers[id];
+    const trn_layout layout = buf->kind != TRN_BUF_WEIGHT      ? TRN_LAYOUT_ROWS
+                              : buf->type == TRN_TYPE_TQ2_0 ? c->ops->tq2_0_layout
+                              : buf->type == TRN_TYPE_TQ1_0 ? c->ops->tq1_0_layout
+                                                            : TRN_LAYOUT_ROWS;
+    return layout != TRN_LAYOUT_ROWS && buf->ne[1] >= trn_layout_group_rows(layout) && node_reads_as_matrix(c->graph, id)
+               ? layout
+               : TRN_LAYOUT_ROWS;
 }
 
 /* Physical memory in bytes, or 0 if unknown. */
@@ -409,6 +425,14 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory preparing the CPU backend");
     }
+    size_t repacked_bytes = 0, repacked_at = 0; /* each repacked matrix 64-byte aligned in c->repacked */
+    for (int i = 0; i < g->n_buffers; i++)
+        if (repack_layout(c, i) != TRN_LAYOUT_ROWS)
+            repacked_bytes += (g->buffers[i].bytes + 63) & ~(size_t)63;
+    if (repacked_bytes && !(c->repacked = trn_repack_alloc(repacked_bytes))) {
+        cpu_release(c);
+        return trn_fail(TRN_ERR_NOMEM, "out of memory repacking %.1f MB of weights", repacked_bytes / 1e6);
+    }
     for (int i = 0; i < g->n_buffers; i++) {
         const trn_buffer *buf = &g->buffers[i];
         switch (buf->kind) {
@@ -428,18 +452,10 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
             }
             c->matrix[i] = (trn_matrix){buf->type, buf->tensor->data, buf->ne[1], buf->ne[0],
                                         trn_row_bytes(buf->type, buf->ne[0]), TRN_LAYOUT_ROWS};
-            const trn_layout layout = buf->type == TRN_TYPE_TQ2_0   ? c->ops->tq2_0_layout
-                                      : buf->type == TRN_TYPE_TQ1_0 ? c->ops->tq1_0_layout
-                                                                    : TRN_LAYOUT_ROWS;
-            if (layout != TRN_LAYOUT_ROWS && buf->ne[1] >= trn_layout_group_rows(layout) && node_reads_as_matrix(g, i)) {
+            if (repack_layout(c, i) != TRN_LAYOUT_ROWS) {
                 /* repack once into the layout the table's kernels read (ops.h): a group of rows is one stream */
-                void *packed = trn_repack_alloc(buf->bytes);
-                if (!packed) {
-                    cpu_release(c);
-                    return trn_fail(TRN_ERR_NOMEM, "out of memory repacking '%s' (%zu bytes)", buf->name, buf->bytes);
-                }
-                c->matrix[i] = trn_repack(&c->matrix[i], layout, packed);
-                c->owned[i] = packed;
+                c->matrix[i] = trn_repack(&c->matrix[i], repack_layout(c, i), c->repacked + repacked_at);
+                repacked_at += (buf->bytes + 63) & ~(size_t)63;
             }
             break;
         case TRN_BUF_ACTIVATION:
