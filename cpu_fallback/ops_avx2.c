@@ -199,10 +199,12 @@ static void matvec_tq2_0_x4_avx2(const trn_matrix *w, const trn_block_q8_act *xq
         _mm_storeu_ps(dst + r, acc);
     }
     for (; r < r1; r++) { /* rows outside full groups (or a range not starting on a group), one at a time */
+        const uint8_t *file_row = trn_file_row(w, r);
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
             trn_ternary_block scratch;
-            const trn_block_tq2_0 *block = &trn_ternary_block_at(w, r, b, &scratch)->tq2_0;
+            const trn_block_tq2_0 *block =
+                file_row ? (const trn_block_tq2_0 *)file_row + b : &trn_ternary_block_at(w, r, b, &scratch)->tq2_0;
             const uint8_t *qs = block->qs;
             __m256i s = _mm256_setzero_si256();
             for (int half = 0; half < 2; half++) {
@@ -229,13 +231,15 @@ static void matvec_tq1_0_avx2(const trn_matrix *w, const trn_block_q8_act *xq, f
     const __m256i ones = _mm256_set1_epi16(1);
     _Alignas(32) uint8_t codes[TRN_QK_K];
     for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *file_row = trn_file_row(w, r);
         float acc = 0.0f;
         for (int64_t b = 0; b < nb; b++) {
             __m256i a[8];
             for (int i = 0; i < 8; i++)
                 a[i] = _mm256_loadu_si256((const __m256i *)(xq[b].q + 32 * i));
             trn_ternary_block scratch;
-            const trn_block_tq1_0 *block = &trn_ternary_block_at(w, r, b, &scratch)->tq1_0;
+            const trn_block_tq1_0 *block =
+                file_row ? (const trn_block_tq1_0 *)file_row + b : &trn_ternary_block_at(w, r, b, &scratch)->tq1_0;
             tq1_block_codes_avx2(block, codes);
             __m256i s = _mm256_madd_epi16(codes_block_dot16(codes, a), ones);
             __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));

@@ -3,7 +3,7 @@
  * - the tables' getters (ops.c hands them out after checking the CPU);
  * - the AVX2 entries the AVX-512 table reuses where 512-bit registers gain nothing (defined in ops_avx2.c);
  * - the X16 geometry of the ternary kernels: which four activations go with the codes in one dword of a column;
- * - storing a group's 16 row results into the rows a call owns.
+ * - where a row's blocks are, and storing a group's 16 row results into the rows a call owns.
  * No intrinsics here: ops.c includes it without any -m flag. */
 #ifndef TRN_OPS_SIMD_H
 #define TRN_OPS_SIMD_H
@@ -48,6 +48,12 @@ static inline int trn_tq1_0_x16_act(int j, int n) {
 }
 /* Digits that carry weights in the bytes of column j: five, but four in qh (column 12). */
 static inline int trn_tq1_0_x16_digits(int j) { return j < 12 ? 5 : 4; }
+
+/* Row r's bytes where the row lies in the file layout (any row of TRN_LAYOUT_ROWS, rows after the last full group
+ * otherwise), else NULL: then trn_ternary_block_at gathers each of its blocks. */
+static inline const uint8_t *trn_file_row(const trn_matrix *w, int64_t r) {
+    return r >= trn_layout_full_rows(w) ? (const uint8_t *)w->data + r * w->row_bytes : NULL;
+}
 
 /* dst[r] = sums[r - first] for the rows r of the group starting at `first` that lie in [r0, r1). */
 static inline void trn_store_group_rows(const float *sums, int group, int64_t first, float *dst, int64_t r0,
