@@ -20,6 +20,8 @@
 #include "cpu_backend.h"
 
 #include <math.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +31,58 @@
 #endif
 
 #include "ops.h"
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#define prefetch_line(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
+#else
+#define cpu_relax() ((void)0)
+#define prefetch_line(p) __builtin_prefetch((p), 0, 2)
+#endif
 
 enum { CPU_DEFAULT_BATCH = 64 }; /* prefill tokens per batch where the config does not say */
+
+/* TRN_CPU_PROFILE=1: per thread and kind of node, the time spent in the node and then waiting at the barrier
+ * after it, over single-token steps; printed when the backend is freed. Kinds: the graph's ops, MATVEC by
+ * output width, and the int8 quantization of a matrix input. */
+enum { PROF_MATVEC_WIDTHS = 6, PROF_QUANTIZE = TRN_OP_COUNT, PROF_KINDS = TRN_OP_COUNT + 1 + PROF_MATVEC_WIDTHS };
+typedef struct {
+    double work_s, wait_s;
+    int64_t width; /* MATVEC kinds: the output width they stand for */
+    long count;
+} prof_entry;
+
+/* The schedule of a pass, made once at prepare (make_plan): nodes, the int8 quantization of a matrix input, and
+ * barriers only where a node depends on the work of another thread. */
+typedef enum { ITEM_NODE, ITEM_QUANTIZE, ITEM_BARRIER } item_kind;
+typedef struct {
+    item_kind kind;
+    int node;     /* the node run, or quantized for (its src[1]), or that the barrier precedes */
+    int quantize; /* ITEM_NODE of an elementwise op: each thread also quantizes the blocks of dst it wrote */
+    int prefetch; /* ITEM_BARRIER: the next MATVEC node, whose weights a waiting thread prefetches; -1 none */
+} plan_item;
+
+/* The barrier between the items of a pass: a counter and a generation, spun on. A thread that waits prefetches
+ * (into its L2) the start of its part of the next matrix-vector product's weights, so that the time one thread
+ * waits for another is spent streaming weights, which is what bounds a decode step. */
+typedef struct {
+    _Alignas(64) atomic_int arrived;
+    _Alignas(64) atomic_int generation;
+} spin_barrier;
+
+enum {
+    PREFETCH_MAX_BYTES = 256 << 10, /* per thread and barrier: a quarter of a 1 MB L2 */
+    SPINS_BEFORE_YIELD = 1 << 14,   /* more threads than cores: waiting threads give theirs up */
+};
+
+/* A thread's rows of one matrix-vector product in a step, [front, back) packed in one word: the owner takes chunks
+ * from the front, a thread done with its own rows takes them from the back (a memory-bound product's halves
+ * rarely finish together on a busy machine). Which thread computes a row does not change its value. */
+typedef struct {
+    _Alignas(64) _Atomic uint64_t range;
+} row_queue;
+
+enum { CHUNK_BYTES = 32 << 10 }; /* rows claimed at a time: about this many bytes of weights */
 
 /* Where each buffer's rows are for one pass over the nodes: a step (one row per buffer) or a prefill batch. */
 typedef struct {
@@ -68,6 +120,12 @@ typedef struct {
     int max_batch;
     uint8_t *batch_arena;  /* [arena_bytes * max_batch] */
     int32_t *batch_inputs; /* [2][max_batch]: token ids, then positions */
+    plan_item *plan;     /* [n_plan] what the threads do in a pass, in order (make_plan) */
+    int n_plan;
+    spin_barrier barrier;
+    row_queue *queues;   /* [n_nodes][n_threads] */
+    prof_entry (*profile)[PROF_KINDS]; /* TRN_CPU_PROFILE=1: [n_threads][kind] times of steps; NULL otherwise */
+    int profile_steps;
 } cpu_context;
 
 static int get_thread_num(void) {
@@ -105,6 +163,8 @@ static void split_row(int64_t n_tok, int64_t n, int ith, int nth, int64_t align,
     *end = TRN_MIN(n, TRN_MAX(TRN_MIN(u1 - t * units, units), 0) * align);
 }
 
+enum { MATVEC_ROW_ALIGN = 16 }; /* a thread's rows of a product start at a multiple: whole X16 and X4 groups */
+
 static int is_ternary(trn_type type) { return type == TRN_TYPE_TQ1_0 || type == TRN_TYPE_TQ2_0; }
 
 /* Row of token t of buffer id. */
@@ -140,7 +200,44 @@ static void quantize_rows(cpu_context *c, const buffer_view *v, int id, int64_t 
     }
 }
 
-static void run_node(cpu_context *c, const pass *p, int n, int ith, int nth) {
+/* Elementwise ops (RMSNORM, SWIGLU, ADD) cut rows of `width` into ranges of whole int8 blocks where the width
+ * allows, so that the thread that wrote a block can quantize it at once. */
+static int64_t elementwise_align(int64_t width) { return width % TRN_QK_K == 0 ? TRN_QK_K : 8; }
+
+/* Claims rows [*r0, *r1) of q, about `chunk` of them on chunk boundaries: from the front, or (a thief) the back. */
+static int claim_rows(row_queue *q, int64_t chunk, int from_back, int64_t *r0, int64_t *r1) {
+    uint64_t v = atomic_load_explicit(&q->range, memory_order_relaxed);
+    for (;;) {
+        const int64_t front = (int64_t)(v & 0xffffffffu), back = (int64_t)(v >> 32);
+        if (front >= back)
+            return 0;
+        *r0 = from_back ? TRN_MAX(front, (back - 1) / chunk * chunk) : front;
+        *r1 = from_back ? back : TRN_MIN(back, (front / chunk + 1) * chunk);
+        const uint64_t next = from_back ? ((uint64_t)*r0 << 32 | (uint64_t)front) : ((uint64_t)back << 32 | (uint64_t)*r1);
+        if (atomic_compare_exchange_weak_explicit(&q->range, &v, next, memory_order_relaxed, memory_order_relaxed))
+            return 1;
+    }
+}
+
+/* A step's product: this thread's rows (split()), in chunks, then what other threads have not started yet. A thief
+ * finds a queue of a product its owner has not reached in this step exhausted (every queue is at the end of a
+ * step), so it only takes rows its owner has put up. */
+static void matvec_shared(cpu_context *c, int n, const trn_matrix *w, const float *x, const trn_block_q8_act *xq,
+                          float *dst, int ith, int nth) {
+    const int64_t width = w->rows;
+    const int64_t chunk = TRN_MAX(1, CHUNK_BYTES / (int64_t)w->row_bytes / MATVEC_ROW_ALIGN) * MATVEC_ROW_ALIGN;
+    int64_t begin, end, r0, r1;
+    split(width, ith, nth, MATVEC_ROW_ALIGN, &begin, &end);
+    row_queue *queues = c->queues + (size_t)n * (size_t)c->n_threads;
+    atomic_store_explicit(&queues[ith].range, (uint64_t)end << 32 | (uint64_t)begin, memory_order_relaxed);
+    while (claim_rows(&queues[ith], chunk, 0, &r0, &r1))
+        c->ops->matvec(w, x, xq, dst, r0, r1);
+    for (int k = 1; k < nth; k++)
+        while (claim_rows(&queues[(ith + k) % nth], chunk, 1, &r0, &r1))
+            c->ops->matvec(w, x, xq, dst, r0, r1);
+}
+
+static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith, int nth) {
     const trn_graph *g = c->graph;
     const trn_node *node = &g->nodes[n];
     const trn_cpu_ops *ops = c->ops;
@@ -150,13 +247,13 @@ static void run_node(cpu_context *c, const pass *p, int n, int ith, int nth) {
     int64_t begin, end;
     switch (node->op) {
     case TRN_OP_MATVEC: { /* rows split among the threads; every token of the pass */
-        split(width, ith, nth, 4, &begin, &end);
+        split(width, ith, nth, MATVEC_ROW_ALIGN, &begin, &end);
         const trn_matrix *w = &c->matrix[node->src[0]];
         const float *x = row_at(v, node->src[1], t0);
         const trn_block_q8_act *xq = reads_int8(c, node) ? v->xq + t0 * v->xq_stride : NULL;
         float *dst = row_at(v, node->dst, t0);
         if (n_tok == 1) {
-            ops->matvec(w, x, xq, dst, begin, end);
+            matvec_shared(c, n, w, x, xq, dst, ith, nth);
             break;
         }
         const int64_t ld_x = (int64_t)(v->stride[node->src[1]] / sizeof(float));
@@ -181,19 +278,23 @@ static void run_node(cpu_context *c, const pass *p, int n, int ith, int nth) {
         }
         break;
     }
+    case TRN_OP_RMSNORM: /* the norm's scale from the whole row in every thread, its elements in ranges */
     case TRN_OP_SWIGLU:
     case TRN_OP_ADD: /* vector ranges of every token's row */
         for (int64_t t = 0; t < n_tok; t++) {
-            split_row(n_tok, width, ith, nth, 8, t, &begin, &end);
+            split_row(n_tok, width, ith, nth, elementwise_align(width), t, &begin, &end);
             if (begin >= end)
                 continue;
-            const float *a = (const float *)row_at(v, node->src[0], t0 + t) + begin;
-            const float *b = (const float *)row_at(v, node->src[1], t0 + t) + begin;
-            float *dst = (float *)row_at(v, node->dst, t0 + t) + begin;
-            if (node->op == TRN_OP_SWIGLU)
-                ops->swiglu(a, b, dst, end - begin);
+            const float *a = row_at(v, node->src[0], t0 + t), *b = row_at(v, node->src[1], t0 + t);
+            float *dst = row_at(v, node->dst, t0 + t);
+            if (node->op == TRN_OP_RMSNORM)
+                ops->rmsnorm(a, b, dst, width, node->eps, begin, end);
+            else if (node->op == TRN_OP_SWIGLU)
+                ops->swiglu(a + begin, b + begin, dst + begin, end - begin);
             else
-                ops->add(a, b, dst, end - begin);
+                ops->add(a + begin, b + begin, dst + begin, end - begin);
+            if (quantize) /* the blocks just written: quantize_rows' split of (token, block) pairs is the same */
+                ops->quantize_act(dst + begin, v->xq + (t0 + t) * v->xq_stride + begin / TRN_QK_K, end - begin);
         }
         break;
     default: /* per-token ops: tokens split among the threads */
@@ -205,9 +306,6 @@ static void run_node(cpu_context *c, const pass *p, int n, int ith, int nth) {
             switch (node->op) {
             case TRN_OP_GET_ROW:
                 ops->get_row(&c->matrix[node->src[0]], *(const int32_t *)s1, dst);
-                break;
-            case TRN_OP_RMSNORM:
-                ops->rmsnorm(s0, s1, dst, width, node->eps);
                 break;
             case TRN_OP_ROPE:
                 ops->rope(s0, dst, node->n_head, node->head_dim,
@@ -231,8 +329,60 @@ static void run_node(cpu_context *c, const pass *p, int n, int ith, int nth) {
     }
 }
 
+/* The profile kind of node n: its op, or for MATVEC one kind per output width (the first PROF_MATVEC_WIDTHS
+ * widths met; later ones share the op's own kind). */
+static int profile_kind(prof_entry *table, const trn_node *node, int64_t width) {
+    if (node->op != TRN_OP_MATVEC)
+        return node->op;
+    prof_entry *e = table + TRN_OP_COUNT + 1;
+    for (int k = 0; k < PROF_MATVEC_WIDTHS; k++)
+        if (e[k].width == width || (e[k].width == 0 && (e[k].width = width)))
+            return TRN_OP_COUNT + 1 + k;
+    return node->op;
+}
+
+/* Closes the interval [*t, now) as work or wait of kind k in a thread's table, where there is one. */
+static inline void profile_mark(prof_entry *table, int k, int waited, double *t) {
+    if (!table)
+        return;
+    const double now = trn_time_s();
+    prof_entry *e = &table[k];
+    if (waited) {
+        e->wait_s += now - *t;
+    } else {
+        e->work_s += now - *t;
+        e->count++;
+    }
+    *t = now;
+}
+
+/* Waits until all nth threads have arrived. While waiting, prefetches [*from, end) a line at a time, advancing
+ * *from past what it fetched (the caller's part of the next product, in the order the kernel reads it). */
+static void barrier_wait(spin_barrier *b, int nth, const uint8_t **from, const uint8_t *end) {
+    if (nth == 1)
+        return;
+    const int generation = atomic_load_explicit(&b->generation, memory_order_relaxed);
+    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == nth - 1) {
+        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->generation, generation + 1, memory_order_release);
+        return;
+    }
+    for (long spins = 0; atomic_load_explicit(&b->generation, memory_order_acquire) == generation; spins++) {
+        if (*from < end) {
+            prefetch_line(*from);
+            *from += 64;
+        } else if (spins < SPINS_BEFORE_YIELD) {
+            cpu_relax();
+        } else {
+            sched_yield();
+        }
+    }
+}
+
 static void run_pass(cpu_context *c, const pass *p) {
     const trn_graph *g = c->graph;
+    const int profiled = c->profile && p->n_tok == 1; /* steps only */
+    c->profile_steps += profiled;
 #pragma omp parallel num_threads(c->n_threads)
     {
         const int ith = get_thread_num();
@@ -240,24 +390,205 @@ static void run_pass(cpu_context *c, const pass *p) {
 #ifdef TRN_HAVE_OPENMP
         nth = omp_get_num_threads();
 #endif
-        int quantized = -1, quantized_from = -1; /* buffer (and first token) whose int8 copy is in xq */
-        for (int n = 0; n < p->n_nodes; n++) {
-            const trn_node *node = &g->nodes[n];
-            if (node->op == TRN_OP_SAMPLE && !p->sample)
-                continue;
-            const int t0 = first_token(c, p, n);
-            if (reads_int8(c, node) && (node->src[1] != quantized || t0 != quantized_from)) {
-                quantize_rows(c, p->view, node->src[1], t0, p->n_tok - t0, ith, nth);
-                quantized = node->src[1];
-                quantized_from = t0;
-#pragma omp barrier
+        prof_entry *table = profiled ? c->profile[ith] : NULL;
+        double t = table ? trn_time_s() : 0.0;
+        int kind = 0; /* profile kind of the last item that worked, which a barrier's wait is charged to */
+        for (int i = 0; i < c->n_plan && c->plan[i].node < p->n_nodes; i++) {
+            const plan_item *item = &c->plan[i];
+            const trn_node *node = &g->nodes[item->node];
+            switch (item->kind) {
+            case ITEM_BARRIER: {
+                const uint8_t *from = NULL, *end = NULL;
+                if (item->prefetch >= 0 && p->n_tok == 1) { /* steps: the first bytes of this thread's rows */
+                    int64_t r0, r1;
+                    size_t bytes;
+                    split(g->buffers[g->nodes[item->prefetch].dst].ne[0], ith, nth, MATVEC_ROW_ALIGN, &r0, &r1);
+                    trn_layout_row_span(&c->matrix[g->nodes[item->prefetch].src[0]], r0, r1, &from, &bytes);
+                    end = from + TRN_MIN(bytes, (size_t)PREFETCH_MAX_BYTES);
+                }
+                barrier_wait(&c->barrier, nth, &from, end);
+                profile_mark(table, kind, 1, &t);
+                break;
             }
-            run_node(c, p, n, ith, nth);
-            if (node->dst == quantized)
-                quantized = -1;
-#pragma omp barrier
+            case ITEM_QUANTIZE: {
+                const int t0 = first_token(c, p, item->node);
+                quantize_rows(c, p->view, node->src[1], t0, p->n_tok - t0, ith, nth);
+                kind = PROF_QUANTIZE;
+                profile_mark(table, kind, 0, &t);
+                break;
+            }
+            case ITEM_NODE:
+                if (node->op == TRN_OP_SAMPLE && !p->sample)
+                    break;
+                run_node(c, p, item->node, item->quantize, ith, nth);
+                kind = table ? profile_kind(table, node, g->buffers[node->dst].ne[0]) : 0;
+                profile_mark(table, kind, 0, &t);
+                break;
+            }
         }
     }
+}
+
+/* ---- the plan: which thread work may follow which without a barrier ---- */
+
+/* A byte range one item reads or writes: activations share the arena (region 0, where the planner reuses
+ * offsets), every other buffer is its own region, the int8 scratch too. */
+typedef struct {
+    int region;
+    size_t lo, hi;
+    int write;
+} mem_access;
+
+enum { REGION_XQ = -1, MAX_ACCESSES = TRN_MAX_SRC + 3 };
+
+static mem_access buffer_access(const trn_graph *g, int id, int write) {
+    const trn_buffer *b = &g->buffers[id];
+    if (b->kind == TRN_BUF_ACTIVATION)
+        return (mem_access){0, b->offset, b->offset + b->bytes, write};
+    return (mem_access){id + 1, 0, b->bytes, write};
+}
+
+/* Nodes whose threads each take whole tokens (split over the pass's tokens): the rows of a token that one such
+ * node writes are read by the next one in the same thread, so no barrier is needed between them. */
+static int takes_tokens(const trn_node *node) {
+    return node->op == TRN_OP_GET_ROW || node->op == TRN_OP_ROPE || node->op == TRN_OP_STORE_ROW;
+}
+
+/* Which tokens of a pass a node runs for (first_token): 0 body, 1 head, 2 the sampled token. */
+static int token_class(const trn_graph *g, int n) {
+    return g->nodes[n].op == TRN_OP_SAMPLE ? 2 : n >= g->n_body_nodes ? 1 : 0;
+}
+
+typedef struct {
+    mem_access acc[MAX_ACCESSES];
+    int n_acc;
+    int local;  /* token class + 1 for nodes that take whole tokens, 0 otherwise */
+} item_effects;
+
+static int conflicts(const item_effects *a, const item_effects *b) {
+    if (a->local && a->local == b->local)
+        return 0;
+    for (int i = 0; i < a->n_acc; i++)
+        for (int j = 0; j < b->n_acc; j++) {
+            const mem_access *x = &a->acc[i], *y = &b->acc[j];
+            if ((x->write || y->write) && x->region == y->region && x->lo < y->hi && y->lo < x->hi)
+                return 1;
+        }
+    return 0;
+}
+
+/* Makes c->plan. First where each int8 matrix input is quantized: by the elementwise node that wrote it (each
+ * thread its own blocks, no extra pass) where no other int8 product comes between, else in a pass of its own
+ * before the product; an input already in the scratch is not quantized again. Then the items in node order, with
+ * a barrier before an item only where it touches memory that an item since the last barrier wrote, or writes
+ * what such an item read. */
+static trn_status make_plan(cpu_context *c) {
+    const trn_graph *g = c->graph;
+    uint8_t *before = calloc((size_t)g->n_nodes, 1), *after = calloc((size_t)g->n_nodes, 1);
+    item_effects *open = malloc((size_t)g->n_nodes * 2 * sizeof(item_effects)); /* items since the last barrier */
+    c->plan = malloc((size_t)g->n_nodes * 3 * sizeof(plan_item));
+    if (!before || !after || !open || !c->plan) {
+        free(before);
+        free(after);
+        free(open);
+        return trn_fail(TRN_ERR_NOMEM, "out of memory planning the CPU backend's steps");
+    }
+    int quantized = -1, quantized_class = -1;
+    for (int n = 0; n < g->n_nodes; n++) {
+        const trn_node *node = &g->nodes[n];
+        if (reads_int8(c, node) && (node->src[1] != quantized || token_class(g, n) != quantized_class)) {
+            int writer = n - 1;
+            while (writer >= 0 && g->nodes[writer].dst != node->src[1])
+                writer--;
+            int fuse = writer >= 0 && token_class(g, writer) == token_class(g, n) &&
+                       g->buffers[node->src[1]].ne[0] % TRN_QK_K == 0 &&
+                       (g->nodes[writer].op == TRN_OP_RMSNORM || g->nodes[writer].op == TRN_OP_SWIGLU ||
+                        g->nodes[writer].op == TRN_OP_ADD);
+            for (int m = writer + 1; fuse && m < n; m++)
+                fuse = !reads_int8(c, &g->nodes[m]);
+            if (fuse)
+                after[writer] = 1;
+            else
+                before[n] = 1;
+            quantized = node->src[1];
+            quantized_class = token_class(g, n);
+        }
+        if (node->dst == quantized)
+            quantized = -1;
+    }
+    int n_open = 0;
+    c->n_plan = 0;
+    for (int n = 0; n < g->n_nodes; n++) {
+        const trn_node *node = &g->nodes[n];
+        for (int part = 0; part < 2; part++) {
+            item_effects e = {.n_acc = 0};
+            if (part == 0) { /* the quantization pass of the node's input, where planned */
+                if (!before[n])
+                    continue;
+                e.acc[e.n_acc++] = buffer_access(g, node->src[1], 0);
+                e.acc[e.n_acc++] = (mem_access){REGION_XQ, 0, 1, 1};
+            } else {
+                for (int k = 0; k < TRN_MAX_SRC; k++)
+                    if (node->src[k] >= 0 && g->buffers[node->src[k]].kind != TRN_BUF_WEIGHT)
+                        e.acc[e.n_acc++] = buffer_access(g, node->src[k], 0);
+                e.acc[e.n_acc++] = buffer_access(g, node->dst, 1);
+                if (reads_int8(c, node) || after[n])
+                    e.acc[e.n_acc++] = (mem_access){REGION_XQ, 0, 1, after[n]};
+                e.local = takes_tokens(node) ? token_class(g, n) + 1 : 0;
+            }
+            int wait = 0;
+            for (int i = 0; i < n_open && !wait; i++)
+                wait = conflicts(&open[i], &e);
+            if (wait) {
+                int next = n; /* the first product from here on */
+                while (next < g->n_nodes && g->nodes[next].op != TRN_OP_MATVEC)
+                    next++;
+                c->plan[c->n_plan++] = (plan_item){ITEM_BARRIER, n, 0, next < g->n_nodes ? next : -1};
+                n_open = 0;
+            }
+            open[n_open++] = e;
+            c->plan[c->n_plan++] = (plan_item){part == 0 ? ITEM_QUANTIZE : ITEM_NODE, n, after[n], -1};
+        }
+    }
+    free(before);
+    free(after);
+    free(open);
+    return TRN_OK;
+}
+
+/* Prints the profile: per kind, calls per step and microseconds per step of work and of barrier wait, per thread. */
+static void print_profile(const cpu_context *c) {
+    if (!c->profile || c->profile_steps == 0)
+        return;
+    const double steps = c->profile_steps;
+    fprintf(stderr, "cpu profile (TRN_CPU_PROFILE): %d steps, microseconds per step, work / barrier wait per thread\n",
+            c->profile_steps);
+    double total[2] = {0.0, 0.0};
+    for (int k = 0; k < PROF_KINDS; k++) {
+        const prof_entry *e0 = &c->profile[0][k];
+        if (e0->count == 0)
+            continue;
+        char name[48];
+        if (k == PROF_QUANTIZE)
+            snprintf(name, sizeof(name), "quantize");
+        else if (k > PROF_QUANTIZE)
+            snprintf(name, sizeof(name), "matvec %lld rows", (long long)e0->width);
+        else
+            snprintf(name, sizeof(name), "%s", trn_op_name((trn_op)k));
+        fprintf(stderr, "  %-18s %6.1f calls", name, e0->count / steps);
+        for (int th = 0; th < c->n_threads; th++) {
+            const prof_entry *e = &c->profile[th][k];
+            fprintf(stderr, "  %8.1f / %6.1f", e->work_s / steps * 1e6, e->wait_s / steps * 1e6);
+            total[0] += th == 0 ? e->work_s : 0.0;
+            total[1] += th == 0 ? e->wait_s : 0.0;
+        }
+        fprintf(stderr, "\n");
+    }
+    int barriers = 0;
+    for (int i = 0; i < c->n_plan; i++)
+        barriers += c->plan[i].kind == ITEM_BARRIER;
+    fprintf(stderr, "  thread 0: %.1f us work + %.1f us waiting per step; %d barriers per step (%d nodes)\n",
+            total[0] / steps * 1e6, total[1] / steps * 1e6, barriers, c->graph->n_nodes);
 }
 
 static trn_status check_token(const trn_graph *g, int token) {
@@ -330,6 +661,10 @@ static const char *cpu_describe(trn_backend *backend) {
 static void cpu_release(cpu_context *c) {
     if (!c)
         return;
+    print_profile(c);
+    free(c->profile);
+    free(c->plan);
+    trn_free(c->queues);
     if (c->graph && c->owned)
         for (int i = 0; i < c->graph->n_buffers; i++)
             trn_free(c->owned[i]);
@@ -397,6 +732,9 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
 #ifndef TRN_HAVE_OPENMP
     c->n_threads = 1;
 #endif
+    const char *profile = getenv("TRN_CPU_PROFILE");
+    if (profile && *profile && strcmp(profile, "0") != 0)
+        c->profile = calloc((size_t)c->n_threads, sizeof(*c->profile));
     const trn_hparams *hp = &g->model->hp;
     c->data = calloc((size_t)g->n_buffers, sizeof(void *));
     c->owned = calloc((size_t)g->n_buffers, sizeof(void *));
@@ -410,6 +748,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->rope_cos_sin = trn_alloc((size_t)g->n_ctx * (size_t)hp->head_dim * sizeof(float));
     c->scores = trn_alloc((size_t)c->n_threads * (size_t)g->n_ctx * sizeof(float));
     c->sampler = trn_sampler_new(hp->n_vocab);
+    c->queues = trn_alloc((size_t)g->n_nodes * (size_t)c->n_threads * sizeof(row_queue));
     c->sample_logits = trn_alloc((size_t)hp->n_vocab * sizeof(float));
     c->max_batch = TRN_MIN(config->max_batch > 0 ? config->max_batch : CPU_DEFAULT_BATCH, g->n_ctx);
     const int64_t xq_stride = TRN_MAX(max_cols / TRN_QK_K, 1);
@@ -419,7 +758,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->batch.xq = trn_alloc((size_t)(c->max_batch * xq_stride) * sizeof(trn_block_q8_act));
     c->batch_arena = trn_alloc(g->arena_bytes * (size_t)c->max_batch);
     c->batch_inputs = trn_alloc(2 * (size_t)c->max_batch * sizeof(int32_t));
-    if (!c->data || !c->owned || !c->matrix || !c->arena || !c->xq || !c->rope_cos_sin || !c->scores || !c->sampler ||
+    if (!c->data || !c->owned || !c->matrix || !c->arena || !c->queues || !c->xq || !c->rope_cos_sin || !c->scores || !c->sampler ||
         !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
         !c->batch_inputs) {
         cpu_release(c);
@@ -490,6 +829,11 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
             c->rope_cos_sin[(int64_t)pos * hp->head_dim + 2 * i] = (float)cos(angle);
             c->rope_cos_sin[(int64_t)pos * hp->head_dim + 2 * i + 1] = (float)sin(angle);
         }
+    const trn_status planned = make_plan(c);
+    if (planned != TRN_OK) {
+        cpu_release(c);
+        return planned;
+    }
     snprintf(c->description, sizeof(c->description), "cpu (%s kernels, act %s, %d thread%s)", c->ops->name,
              config->act == TRN_ACT_F32 ? "f32" : "int8", c->n_threads, c->n_threads == 1 ? "" : "s");
     return TRN_OK;

@@ -57,6 +57,10 @@ typedef struct {
 int trn_layout_group_rows(trn_layout layout);
 /* Rows of w stored in full groups (the rest follow in the file layout). */
 int64_t trn_layout_full_rows(const trn_matrix *w);
+/* The bytes that rows [r0, r1) of w lie in, in any layout (whole groups): what a kernel computing those rows
+ * reads, in the order it reads them. */
+void trn_layout_row_span(const trn_matrix *w, int64_t r0, int64_t r1, const uint8_t **start, size_t *bytes);
+
 /* Writes w (a TQ1_0 or TQ2_0 matrix in the file layout) in `layout` into dst (as many bytes as the file layout)
  * and returns the view. X4 is for TQ2_0 only. */
 trn_matrix trn_repack(const trn_matrix *src, trn_layout layout, void *dst);
@@ -93,8 +97,9 @@ typedef struct {
                    int64_t r1);
     /* dst[cols] = row `row` of W as floats. */
     void (*get_row)(const trn_matrix *w, int64_t row, float *dst);
-    /* dst[n] = x[n] / sqrt(mean(x^2) + eps) * weight[n] */
-    void (*rmsnorm)(const float *x, const float *weight, float *dst, int64_t n, float eps);
+    /* dst[i] = x[i] / sqrt(mean(x[0..n)^2) + eps) * weight[i] for i in [begin, end) only (the scale always from
+     * all n: threads that each take a range compute the same scale) */
+    void (*rmsnorm)(const float *x, const float *weight, float *dst, int64_t n, float eps, int64_t begin, int64_t end);
     /* For each of n_heads heads of head_dim: (x[2i], x[2i+1]) rotated by the angle whose cos and sin are
      * cos_sin[2i], cos_sin[2i+1]. src and dst may be the same. */
     void (*rope)(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin);

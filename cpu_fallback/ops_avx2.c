@@ -433,14 +433,15 @@ void trn_avx2_get_row(const trn_matrix *w, int64_t row, float *dst) {
 
 /* ---- vector ops ---- */
 
-void trn_avx2_rmsnorm(const float *x, const float *weight, float *dst, int64_t n, float eps) {
+void trn_avx2_rmsnorm(const float *x, const float *weight, float *dst, int64_t n, float eps, int64_t begin,
+                      int64_t end) {
     const float ss = dot_f32_avx2(x, x, n);
     const float scale = 1.0f / sqrtf(ss / (float)n + eps);
     const __m256 vs = _mm256_set1_ps(scale);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
+    int64_t i = begin;
+    for (; i + 8 <= end; i += 8)
         _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(weight + i)));
-    for (; i < n; i++)
+    for (; i < end; i++)
         dst[i] = x[i] * scale * weight[i];
 }
 

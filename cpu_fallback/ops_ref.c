@@ -83,6 +83,15 @@ int64_t trn_layout_full_rows(const trn_matrix *w) {
     return w->layout == TRN_LAYOUT_ROWS ? 0 : w->rows / group * group;
 }
 
+void trn_layout_row_span(const trn_matrix *w, int64_t r0, int64_t r1, const uint8_t **start, size_t *bytes) {
+    /* a group of rows takes as many bytes as its rows in the file layout, in every layout */
+    const int64_t group = trn_layout_group_rows(w->layout), full = trn_layout_full_rows(w);
+    const int64_t first = r0 < full ? r0 / group * group : r0;
+    const int64_t last = r1 <= full ? (r1 + group - 1) / group * group : r1;
+    *start = (const uint8_t *)w->data + (size_t)first * w->row_bytes;
+    *bytes = r1 > r0 ? (size_t)((last < w->rows ? last : w->rows) - first) * w->row_bytes : 0;
+}
+
 /* A block's bytes are its code bytes (TQ2_0: qs[64]; TQ1_0: qs[48] ++ qh[4]) and then its fp16 scale. In a group
  * block (the blocks of index b of the group's rows), row k's code bytes lie in pieces of `piece` bytes (all of
  * them in X4, four in X16), piece i at i * group * piece + k * piece; the group's scales follow the code bytes. */
@@ -259,12 +268,13 @@ void trn_get_row_any_layout(const trn_matrix *w, int64_t row, float *dst) {
 
 static void get_row_ref(const trn_matrix *w, int64_t row, float *dst) { trn_get_row_any_layout(w, row, dst); }
 
-static void rmsnorm_ref(const float *x, const float *weight, float *dst, int64_t n, float eps) {
+static void rmsnorm_ref(const float *x, const float *weight, float *dst, int64_t n, float eps, int64_t begin,
+                        int64_t end) {
     float ss = 0.0f;
     for (int64_t i = 0; i < n; i++)
         ss += x[i] * x[i];
     const float scale = 1.0f / sqrtf(ss / (float)n + eps);
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = begin; i < end; i++)
         dst[i] = x[i] * scale * weight[i];
 }
 

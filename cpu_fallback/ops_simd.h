@@ -19,7 +19,8 @@ void trn_avx2_quantize_act(const float *x, trn_block_q8_act *xq, int64_t n);
 void trn_avx2_matvec(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
                      int64_t r1);
 void trn_avx2_get_row(const trn_matrix *w, int64_t row, float *dst);
-void trn_avx2_rmsnorm(const float *x, const float *weight, float *dst, int64_t n, float eps);
+void trn_avx2_rmsnorm(const float *x, const float *weight, float *dst, int64_t n, float eps, int64_t begin,
+                      int64_t end);
 void trn_avx2_rope(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin);
 void trn_avx2_attention_head(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
                              int head_dim, float *scores, float *out);

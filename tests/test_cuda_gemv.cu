@@ -200,7 +200,7 @@ static void check_fused(trn_type t, int64_t cols, int n_head, int n_kv, int hd, 
         if (!std::isnan(gk[(size_t)p * kv_rows + i]) || !std::isnan(gv[(size_t)p * kv_rows + i])) { fail("QKV wrote another cache row", p); p = n_ctx; break; }
 
     /* STORE with NORM_QUANT (the LM head's fusion) on the q matrix */
-    ref->rmsnorm(x.data(), norm.data(), h.data(), cols, 1e-5f);
+    ref->rmsnorm(x.data(), norm.data(), h.data(), cols, 1e-5f, 0, cols);
     ref->quantize_act(h.data(), xq.data(), cols);
     ref->matvec(&cq, h.data(), xq.data(), q.data(), 0, q_rows);
     op = {}; op.n_mat = 1; op.w[0] = wq.m; op.input = TRN_CUDA_IN_NORM_QUANT; op.x = dx; op.norm = dnorm; op.eps = 1e-5f;

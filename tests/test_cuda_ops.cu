@@ -77,7 +77,7 @@ static void check_elementwise(cudaStream_t s) {
         }
         float *dx = dev(x), *dw = dev(w), *du = dev(u), *dy;
         CK(cudaMalloc(&dy, n * sizeof(float)));
-        ref->rmsnorm(x.data(), w.data(), want.data(), n, 1e-5f);
+        ref->rmsnorm(x.data(), w.data(), want.data(), n, 1e-5f, 0, n);
         LK(trn_cuda_rmsnorm(dx, dw, dy, n, 1e-5f, s));
         worst_norm = std::max(worst_norm, rel_err(host(dy, n), want));
         ref->swiglu(x.data(), u.data(), want.data(), n);

@@ -4,7 +4,7 @@
  *   never share bytes), a printable listing;
  * - backend: the synthetic "tiny" model (TQ2_0), stories260K (F32) and the Trinity-1.1B-shaped TQ1_0 model
  *   (fewer steps) run on the scalar kernels and on every SIMD table this CPU has (AVX2, AVX-512; the others are
- *   skipped with a message) with 1 and 2 threads: identical tokens, logits within 1e-8 normalized error between
+ *   skipped with a message) with 1, 2 and 3 threads: identical tokens, logits within 1e-8 normalized error between
  *   scalar and SIMD (1e-2 for the deep random TQ1_0 model, see check_model), bitwise identical between thread counts and between the AVX2 and AVX-512 tables (their
  *   ternary sums are exact and their float ops are the same AVX2 kernels);
  * - sampler: greedy, top-k 1, the repetition penalty rule, the same seed giving the same draws, and sampled
@@ -105,7 +105,8 @@ static void check_model(const char *path, int steps, double max_nmse) {
     check_graph(model, g);
     const int n_vocab = model->hp.n_vocab;
     const size_t logits_bytes = (size_t)steps * n_vocab * sizeof(float);
-    run_result scalar = {0}, simd[2][2]; /* [table][threads - 1] */
+    run_result scalar = {0}, simd[2][3]; /* [table][threads - 1]: 3 threads on 2 cores too (uneven splits, rows
+                                          * taken from two other threads, waiting threads that yield) */
     memset(simd, 0, sizeof(simd));
     static const char *tables[] = {"avx2", "avx512"};
     int have[2] = {0, 0};
@@ -120,18 +121,22 @@ static void check_model(const char *path, int steps, double max_nmse) {
                 printf("%s: no %s kernels on this CPU (or not compiled in): skipped\n", path, tables[t]);
                 continue;
             }
-            if (!run(model, g, tables[t], 1, steps, &simd[t][0]) || !run(model, g, tables[t], 2, steps, &simd[t][1]))
+            if (!run(model, g, tables[t], 1, steps, &simd[t][0]) || !run(model, g, tables[t], 2, steps, &simd[t][1]) ||
+                !run(model, g, tables[t], 3, steps, &simd[t][2]))
                 continue;
             have[t] = 1;
-            CHECK_MSG(memcmp(simd[t][0].tokens, simd[t][1].tokens, sizeof(scalar.tokens)) == 0,
-                      "%s: %s tokens differ between 1 and 2 threads", path, tables[t]);
-            CHECK_MSG(memcmp(simd[t][0].logits, simd[t][1].logits, logits_bytes) == 0,
-                      "%s: %s logits differ between 1 and 2 threads", path, tables[t]);
+            for (int k = 1; k < 3; k++) {
+                CHECK_MSG(memcmp(simd[t][0].tokens, simd[t][k].tokens, sizeof(scalar.tokens)) == 0,
+                          "%s: %s tokens differ between 1 and %d threads", path, tables[t], k + 1);
+                CHECK_MSG(memcmp(simd[t][0].logits, simd[t][k].logits, logits_bytes) == 0,
+                          "%s: %s logits differ between 1 and %d threads", path, tables[t], k + 1);
+            }
             CHECK_MSG(memcmp(scalar.tokens, simd[t][0].tokens, sizeof(scalar.tokens)) == 0,
                       "%s: scalar and %s kernels pick different tokens", path, tables[t]);
             const double err = test_nmse(simd[t][0].logits, scalar.logits, (int64_t)steps * n_vocab);
             CHECK_MSG(err <= max_nmse, "%s: logits nmse %.3g between scalar and %s", path, err, tables[t]);
-            printf("%s: %d steps, scalar vs %s logits nmse %.3g, 1 vs 2 threads identical\n", path, steps, tables[t], err);
+            printf("%s: %d steps, scalar vs %s logits nmse %.3g, 1, 2 and 3 threads identical\n", path, steps, tables[t],
+                   err);
         }
         if (have[0] && have[1]) {
             CHECK_MSG(memcmp(simd[0][1].logits, simd[1][1].logits, logits_bytes) == 0,
@@ -141,7 +146,7 @@ static void check_model(const char *path, int steps, double max_nmse) {
     }
     free(scalar.logits);
     for (int t = 0; t < 2; t++)
-        for (int k = 0; k < 2; k++)
+        for (int k = 0; k < 3; k++)
             free(simd[t][k].logits);
     trn_graph_free(g);
     trn_model_free(model);

@@ -323,9 +323,17 @@ static void check_vector_ops(const trn_cpu_ops *fast, int64_t n) {
         w[i] = 1.0f + 0.2f * frand();
     }
     a[0] = -90.0f; /* silu far in the negative tail (exp clamps) */
-    ref->rmsnorm(a, w, r, n, 1e-5f);
-    fast->rmsnorm(a, w, f, n, 1e-5f);
+    ref->rmsnorm(a, w, r, n, 1e-5f, 0, n);
+    fast->rmsnorm(a, w, f, n, 1e-5f, 0, n);
     CHECK_MSG(test_nmse(f, r, n) <= 1e-10, "rmsnorm n=%lld nmse %.3g", (long long)n, test_nmse(f, r, n));
+    /* in ranges, as threads take a row: bitwise the whole call's values, nothing written outside the range */
+    for (int64_t i = 0; i < n; i++)
+        r[i] = -7.0f;
+    const int64_t cut = n / 3 / 8 * 8 + 8 < n ? n / 3 / 8 * 8 + 8 : n;
+    fast->rmsnorm(a, w, r, n, 1e-5f, 0, cut);
+    CHECK_MSG(cut == n || r[cut] == -7.0f, "rmsnorm n=%lld wrote past its range", (long long)n);
+    fast->rmsnorm(a, w, r, n, 1e-5f, cut, n);
+    CHECK_MSG(memcmp(f, r, (size_t)n * 4) == 0, "rmsnorm n=%lld in two ranges differs from one call", (long long)n);
     ref->swiglu(a, b, r, n);
     fast->swiglu(a, b, f, n);
     CHECK_MSG(test_nmse(f, r, n) <= 1e-12, "swiglu n=%lld nmse %.3g", (long long)n, test_nmse(f, r, n));
@@ -333,7 +341,7 @@ static void check_vector_ops(const trn_cpu_ops *fast, int64_t n) {
     fast->add(a, b, f, n);
     CHECK_MSG(memcmp(f, r, (size_t)n * 4) == 0, "add n=%lld", (long long)n);
     /* rmsnorm output has unit RMS before the weight */
-    ref->rmsnorm(a, b, r, n, 0.0f);
+    ref->rmsnorm(a, b, r, n, 0.0f, 0, n);
     double ss = 0;
     for (int64_t i = 0; i < n; i++)
         ss += (double)(r[i] / b[i]) * (r[i] / b[i]);
