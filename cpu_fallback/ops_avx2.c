@@ -26,6 +26,13 @@ static inline float hsum_ps(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+static inline float hmax_ps(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
 /* exp(x) for 8 floats: x = n ln2 + r, exp(r) by a degree-6 polynomial (Cephes coefficients), times 2^n.
  * Relative error about 2e-7 over the clamped range. */
 static inline __m256 exp_ps(__m256 x) {
@@ -486,10 +493,39 @@ static inline void attention_values(const float *scores, const float *v, int64_t
 
 /* Scores four positions at a time (head_dim a multiple of 8: four independent accumulators folded by hadds),
  * softmax with exp_ps, then the values 64 outputs at a time (attention_values). */
+/* Scores of positions [0, n) (n a multiple of 4) for a head of HD dimensions (HD a multiple of 8 known at compile
+ * time, so q stays in registers), four at a time: four independent accumulators folded by hadds. */
+static inline void attention_scores4(const float *q, const float *k_cache, int64_t stride, int n, float scale,
+                                     float *scores, const int hd) {
+    __m256 qv[16];
+    for (int i = 0; i < hd / 8; i++)
+        qv[i] = _mm256_loadu_ps(q + 8 * i);
+    for (int t = 0; t < n; t += 4) {
+        const float *k = k_cache + t * stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < hd / 8; i++) {
+            a0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), a0);
+            a1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + stride + 8 * i), a1);
+            a2 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 2 * stride + 8 * i), a2);
+            a3 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 3 * stride + 8 * i), a3);
+        }
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+        const __m128 dots = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        _mm_storeu_ps(scores + t, _mm_mul_ps(dots, _mm_set1_ps(scale)));
+    }
+}
+
 void trn_avx2_attention_head(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
                              int head_dim, float *scores, float *out) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     int t = 0;
+    if (head_dim == 64 || head_dim == 128) { /* the common head sizes: unrolled, q in registers */
+        t = n_pos / 4 * 4;
+        if (head_dim == 64)
+            attention_scores4(q, k_cache, stride, t, scale, scores, 64);
+        else
+            attention_scores4(q, k_cache, stride, t, scale, scores, 128);
+    }
     for (; head_dim % 8 == 0 && t + 4 <= n_pos; t += 4) {
         const float *k = k_cache + t * stride;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -506,8 +542,11 @@ void trn_avx2_attention_head(const float *q, const float *k_cache, const float *
     }
     for (; t < n_pos; t++)
         scores[t] = dot_f32_avx2(q, k_cache + t * stride, head_dim) * scale;
-    float max = -INFINITY;
-    for (t = 0; t < n_pos; t++)
+    __m256 vmax8 = _mm256_set1_ps(-INFINITY);
+    for (t = 0; t + 8 <= n_pos; t += 8)
+        vmax8 = _mm256_max_ps(vmax8, _mm256_loadu_ps(scores + t));
+    float max = hmax_ps(vmax8);
+    for (; t < n_pos; t++)
         max = fmaxf(max, scores[t]);
     __m256 vsum = _mm256_setzero_ps();
     const __m256 vmax = _mm256_set1_ps(max);
