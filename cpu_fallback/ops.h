@@ -135,7 +135,7 @@ void trn_matmul_by_matvec(trn_matvec_fn matvec, const trn_matrix *w, const float
 void trn_matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
                      float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1);
 /* The batched ternary kernel (TQ1_0, TQ2_0 in either layout, int8 activations), same shapes as matmul: built with
- * vpmaddubsw (AVX2), and with 512-bit vpdpbusd (AVX512F + AVX512-VNNI, where the compiler supports them:
+ * vpmaddubsw (AVX2), and with 512-bit vpdpbusd (AVX512F + AVX512BW + AVX512-VNNI, where the compiler supports them:
  * TRN_HAVE_VNNI), which trn_matmul_avx2 prefers where the CPU has them (trn_matmul_tq_dpbusd_supported). Both give
  * the same exact sums, so the same outputs. */
 void trn_matmul_tq_maddubs(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,

@@ -1,7 +1,7 @@
 /* ops_avx2_matmul.c: the batched (prefill) ternary matrix-matrix kernel of the AVX2 table (`matmul`, ops.h), and
  * that table's matmul entry. Compiled with the same flags as ops_avx2.c (-mavx2 -mfma -mf16c): the vpmaddubsw build;
  * compiled a second time by ops_avx2_matmul_vnni.c, with TRN_MATMUL_DPBUSD defined and AVX-512 flags: the vpdpbusd
- * build, which the entry runs where the CPU has AVX512F and AVX512-VNNI. The scalar reference is matmul_ref in
+ * build, which the entry runs where the CPU has AVX512F, AVX512BW and AVX512-VNNI. The scalar reference is matmul_ref in
  * ops_ref.c.
  *
  * A matrix-vector product reads every weight byte once per token; this kernel reads it once per batch and is bound
@@ -24,6 +24,7 @@
 
 #include "../host/common.h"
 #include "ops.h"
+#include "ops_simd.h"
 #include "quants.h"
 
 #if defined(TRN_MATMUL_DPBUSD)
@@ -150,11 +151,34 @@ static void unpack_x16(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb
                                _mm512_and_si512(_mm512_srli_epi32(column, 2 * l), _mm512_set1_epi8(3)));
     }
 }
+
+/* Block b of a whole X16 group of TQ1_0 rows: column j holds bytes 4j..4j+3 of the 16 rows' qs ++ qh. Digit n of a
+ * byte t is (3 t_n) >> 8 with t_n = t 3^n mod 256 (t_{n+1} = 3 t_n: two byte adds); 3 t_n is formed in 16-bit
+ * lanes, the even and the odd bytes apart. Digit n of column j is the code of weights trn_tq1_0_x16_act(j, n)
+ * .. + 3 (ops_simd.h), i.e. of step act / 4. */
+static void unpack_x16_tq1(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    const uint8_t *gb = (const uint8_t *)w->data + ((r / TRN_X16_ROWS) * nb + b) * (TRN_X16_ROWS * sizeof(trn_block_tq1_0));
+    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
+                               (const __m256i *)(gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
+    const __m512i low_byte = _mm512_set1_epi16(0x00ff), three = _mm512_set1_epi16(3);
+    for (int j = 0; j < TRN_TQ1_0_X16_COLUMNS; j++) {
+        __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
+        for (int n = 0; n < trn_tq1_0_x16_digits(j); n++) {
+            const __m512i even = _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_and_si512(t, low_byte), three), 8);
+            const __m512i odd = _mm512_mullo_epi16(_mm512_srli_epi16(t, 8), three); /* digit in the high byte */
+            _mm512_store_si512(tb->codes[trn_tq1_0_x16_act(j, n) / 4],
+                               _mm512_or_si512(even, _mm512_andnot_si512(low_byte, odd)));
+            t = _mm512_add_epi8(_mm512_add_epi8(t, t), t);
+        }
+    }
+}
 #endif
 
 /* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others keep zero codes and scales) into tb: whole X4
- * groups through unpack_x4, whole TQ2_0 X16 groups through unpack_x16 (16-row tiles); anything else (TQ1_0, the
- * file layout, rows off the groups, a partial tile) decoded row by row into `rows`, then transposed 8 rows at a time. */
+ * groups through unpack_x4, whole X16 groups through unpack_x16 or unpack_x16_tq1 (16-row tiles); anything else
+ * (the file layout, rows off the groups, a partial tile, TQ1_0 without VNNI) decoded row by row into `rows`, then
+ * transposed 8 rows at a time. */
 static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[TILE_ROWS][TRN_QK_K],
                         tile_block *tb) {
     if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X4 && n_rows == TILE_ROWS && r % 4 == 0 &&
@@ -166,6 +190,11 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
     if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
         r + TILE_ROWS <= trn_layout_full_rows(w)) {
         unpack_x16(w, r, b, tb);
+        return;
+    }
+    if (w->type == TRN_TYPE_TQ1_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
+        r + TILE_ROWS <= trn_layout_full_rows(w)) {
+        unpack_x16_tq1(w, r, b, tb);
         return;
     }
 #endif
@@ -325,7 +354,8 @@ const trn_cpu_ops *trn_cpu_ops_avx2_table(void); /* ops_avx2.c */
 int trn_matmul_tq_dpbusd_supported(void) {
 #if defined(TRN_HAVE_VNNI)
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
 #else
     return 0;
 #endif
