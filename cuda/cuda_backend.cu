@@ -56,6 +56,7 @@ struct cuda_context {
     trn_cuda_q8_block *xq = nullptr;
     float *rope_cos_sin = nullptr;
     void *sample_scratch = nullptr;
+    void *attention_scratch = nullptr;   /* the split attention kernel's (fused plans only); nullptr: one block per head */
     int32_t *pinned = nullptr;           /* [0] token, [1] position, [2] sampled id */
     float *host_logits = nullptr;
     trn_cuda_sampling sampling{};
@@ -116,7 +117,9 @@ size_t other_bytes_needed(const trn_graph *g) {
     for (int i = 0; i < g->n_buffers; i++)
         if (g->buffers[i].kind == TRN_BUF_OUTPUT || g->buffers[i].kind == TRN_BUF_INPUT)
             total += g->buffers[i].bytes;
-    return total + trn_cuda_sample_scratch_bytes(g->model->hp.n_vocab) + ((size_t)64 << 20);
+    const trn_hparams *hp = &g->model->hp;
+    return total + trn_cuda_sample_scratch_bytes(hp->n_vocab) +
+           trn_cuda_attention_scratch_bytes(hp->n_head, hp->n_head_kv, hp->head_dim, g->n_ctx) + ((size_t)64 << 20);
 }
 
 bool matvec_ternary(const cuda_context *c, const trn_node *node) {
@@ -293,7 +296,7 @@ trn_status run_node(cuda_context *c, const launch_entry &e) {
         CUDA_LAUNCH_CHECK(trn_cuda_attention(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
                                              static_cast<const float *>(src(2)), static_cast<float *>(dst),
                                              node->n_head, node->n_head_kv, node->head_dim, g->n_ctx,
-                                             static_cast<const int32_t *>(src(3)), c->pdl, s));
+                                             static_cast<const int32_t *>(src(3)), c->attention_scratch, c->pdl, s));
         break;
     case TRN_OP_SWIGLU:
         CUDA_LAUNCH_CHECK(trn_cuda_swiglu(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
@@ -458,6 +461,12 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     c->rope_cos_sin = static_cast<float *>(p);
     CUDA_CHECK(cudaMemcpy(c->rope_cos_sin, table.data(), table.size() * sizeof(float), cudaMemcpyHostToDevice));
     TRN_TRY(device_alloc(c, &c->sample_scratch, trn_cuda_sample_scratch_bytes(g->model->hp.n_vocab), "sampler scratch"));
+    const trn_hparams *hp = &g->model->hp;
+    const size_t attention_bytes = trn_cuda_attention_scratch_bytes(hp->n_head, hp->n_head_kv, hp->head_dim, g->n_ctx);
+    if (c->fuse && attention_bytes) { /* its counters start at zero; the kernel leaves them so */
+        TRN_TRY(device_alloc(c, &c->attention_scratch, attention_bytes, "attention scratch"));
+        CUDA_CHECK(cudaMemset(c->attention_scratch, 0, attention_bytes));
+    }
     c->host_logits = static_cast<float *>(malloc((size_t)g->model->hp.n_vocab * sizeof(float)));
     if (!c->host_logits)
         return trn_fail(TRN_ERR_NOMEM, "out of memory for the logits");

@@ -112,9 +112,15 @@ int trn_cuda_delay(int microseconds, trn_cuda_stream stream);
 
 /* ---- attention.cu ---- */
 /* out[n_head][hd] = softmax(q . k_t / sqrt(hd)) v over t = 0..*pos, K/V caches [n_ctx][n_head_kv * hd];
- * query head h reads KV head h / (n_head / n_head_kv). */
+ * query head h reads KV head h / (n_head / n_head_kv). With `scratch` (device memory of
+ * trn_cuda_attention_scratch_bytes, zeroed once before the first launch and left to the kernel after) and shapes the
+ * split kernel serves, positions are split across blocks; with NULL, or other shapes, one block per query head. */
 int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
-                       int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, int pdl, trn_cuda_stream stream);
+                       int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, void *scratch, int pdl,
+                       trn_cuda_stream stream);
+/* Bytes of scratch the split kernel needs for these shapes; 0 where it does not serve them (head_dim other than 64,
+ * more than 8 query heads per KV head). */
+size_t trn_cuda_attention_scratch_bytes(int n_head, int n_head_kv, int head_dim, int n_ctx);
 
 /* ---- sample.cu ---- */
 typedef struct {

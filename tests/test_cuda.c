@@ -10,8 +10,9 @@
  *     mode (a float difference before an int8 quantization can move a value across a rounding boundary, which
  *     moves logits by ~1e-4: see tests/test_eval.c);
  *     (random-weight Trinity-shaped models: 1e-2, see check_model);
- *   - the fused kernels (the default in int8 mode) against one kernel per node: NMSE <= 1e-4 (the fused RMSNorm sums
- *     its squares in another order), the same greedy choices (near-ties aside); f32 mode has no fusion: bitwise;
+ *   - the default plan against one kernel per node (TRN_CUDA_NO_FUSION): in int8 mode NMSE <= 1e-4 (the fused RMSNorm
+ *     sums its squares in another order), the same greedy choices (near-ties aside); in f32 mode, which fuses nothing,
+ *     only the attention kernel differs (positions split across blocks, merged at the end): NMSE <= 1e-8;
  *   - graph replay and plain launches (both unfused) give bitwise identical logits, as do launches with and without
  *     programmatic dependent launch;
  *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text);
@@ -146,7 +147,7 @@ static void check_model(const char *path, int chaotic) {
             const int same = same_choices(t_gpu, t_unfused, unfused, n_vocab, &ties);
             printf("%s, act %s: fused vs unfused logits nmse %.3g, greedy choices %s (%d near-ties)\n", path,
                    act ? "f32" : "int8", err, same ? "agree" : "DIFFER", ties);
-            CHECK_MSG(err <= (act == TRN_ACT_F32 ? 0.0 : chaotic ? 1e-2 : 1e-4), "%s act %d: fused vs unfused nmse %.3g",
+            CHECK_MSG(err <= (act == TRN_ACT_F32 ? 1e-8 : chaotic ? 1e-2 : 1e-4), "%s act %d: fused vs unfused nmse %.3g",
                       path, act, err);
             CHECK_MSG(same || (chaotic && act == TRN_ACT_INT8), "%s act %d: fusion changed greedy choices beyond "
                       "near-ties", path, act);

@@ -129,13 +129,16 @@ static void check_elementwise(cudaStream_t s) {
     report("store_row", store_bad == 0, "%ld of 9 caches not bitwise equal", store_bad);
 }
 
+/* Both attention kernels: one block per head (scratch NULL) on every shape, and the split kernel where it serves the
+ * shape, its scratch reused across launches whose split counts go up and down (its counters must return to 0). */
 static void check_attention(cudaStream_t s) {
     const trn_cpu_ops *ref = trn_cpu_ops_ref();
     struct {
         int n_head, n_head_kv, hd;
-    } shapes[] = {{32, 4, 64}, {8, 8, 8}, {4, 1, 128}, {6, 2, 96}, {4, 2, 6}, {2, 1, 3}, {2, 2, 256}};
-    double worst = 0;
-    int cases = 0;
+    } shapes[] = {{32, 4, 64}, {8, 8, 8}, {4, 1, 128}, {6, 2, 96}, {4, 2, 6}, {2, 1, 3}, {2, 2, 256}, {8, 1, 64},
+                  {12, 4, 64}};
+    double worst[2] = {0, 0};
+    int cases[2] = {0, 0};
     for (auto sh : shapes) {
         const int n_ctx = 2048, stride = sh.n_head_kv * sh.hd, group = sh.n_head / sh.n_head_kv;
         std::vector<float> q((size_t)sh.n_head * sh.hd), k((size_t)n_ctx * stride), v(k.size());
@@ -149,20 +152,32 @@ static void check_attention(cudaStream_t s) {
         CK(cudaMalloc(&dout, q.size() * sizeof(float)));
         int32_t *dp;
         CK(cudaMalloc(&dp, sizeof(int32_t)));
-        for (int pos : {0, 1, 4, 254, 255, 256, 699, 2047}) {
-            CK(cudaMemcpy(dp, &pos, 4, cudaMemcpyHostToDevice));
-            LK(trn_cuda_attention(dq, dk, dv, dout, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp, 0, s));
-            std::vector<float> want(q.size()), scores(n_ctx);
-            for (int h = 0; h < sh.n_head; h++)
-                ref->attention_head(q.data() + h * sh.hd, k.data() + (h / group) * sh.hd, v.data() + (h / group) * sh.hd,
-                                    stride, pos + 1, sh.hd, scores.data(), want.data() + h * sh.hd);
-            worst = std::max(worst, rel_err(host(dout, q.size()), want));
-            cases++;
+        const size_t scratch_bytes = trn_cuda_attention_scratch_bytes(sh.n_head, sh.n_head_kv, sh.hd, n_ctx);
+        void *scratch = nullptr;
+        if (scratch_bytes) {
+            CK(cudaMalloc(&scratch, scratch_bytes));
+            CK(cudaMemset(scratch, 0, scratch_bytes));
         }
-        cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(dout), cudaFree(dp);
+        for (int split = 0; split < (scratch ? 2 : 1); split++)
+            for (int pos : {0, 1, 4, 63, 64, 254, 255, 256, 699, 2047, 130, 0}) {
+                CK(cudaMemcpy(dp, &pos, 4, cudaMemcpyHostToDevice));
+                LK(trn_cuda_attention(dq, dk, dv, dout, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp,
+                                      split ? scratch : nullptr, 0, s));
+                std::vector<float> want(q.size()), scores(n_ctx);
+                for (int h = 0; h < sh.n_head; h++)
+                    ref->attention_head(q.data() + h * sh.hd, k.data() + (h / group) * sh.hd,
+                                        v.data() + (h / group) * sh.hd, stride, pos + 1, sh.hd, scores.data(),
+                                        want.data() + h * sh.hd);
+                worst[split] = std::max(worst[split], rel_err(host(dout, q.size()), want));
+                cases[split]++;
+            }
+        cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(dout), cudaFree(dp), cudaFree(scratch);
     }
-    report("attention", worst < 1e-5, "%d cases (head_dim 3..256, GQA, 1..2048 positions), worst normalized error %.2g",
-           cases, worst);
+    report("attention", worst[0] < 1e-5, "%d cases (head_dim 3..256, GQA, 1..2048 positions), worst normalized error %.2g",
+           cases[0], worst[0]);
+    report("attention, split kernel", cases[1] >= 36 && worst[1] < 1e-5,
+           "%d cases (head_dim 64, 1 to 8 query heads per KV head, 1..2048 positions), worst normalized error %.2g",
+           cases[1], worst[1]);
 }
 
 static void make_logits(std::vector<float> &v, int n, int kind) {
@@ -321,17 +336,27 @@ static void timings(cudaStream_t s) {
     float *dq = dev(q), *dk = dev(k), *dv = dev(k), *dout;
     CK(cudaMalloc(&dout, q.size() * 4));
     int32_t *dpos = dev(std::vector<int32_t>{127});
-    const float t127 = time_us([&] { LK(trn_cuda_attention(dq, dk, dv, dout, 32, 4, 64, n_ctx, dpos, 0, s)); });
-    const int last = 2047;
-    CK(cudaMemcpy(dpos, &last, 4, cudaMemcpyHostToDevice));
-    const float t2047 = time_us([&] { LK(trn_cuda_attention(dq, dk, dv, dout, 32, 4, 64, n_ctx, dpos, 0, s)); });
+    void *att_scratch;
+    const size_t att_bytes = trn_cuda_attention_scratch_bytes(32, 4, 64, n_ctx);
+    CK(cudaMalloc(&att_scratch, att_bytes));
+    CK(cudaMemset(att_scratch, 0, att_bytes));
+    float t_att[2][2]; /* [split][pos 127, 2047] */
+    for (int split = 0; split < 2; split++)
+        for (int i = 0; i < 2; i++) {
+            const int at = i ? 2047 : 127;
+            CK(cudaMemcpy(dpos, &at, 4, cudaMemcpyHostToDevice));
+            t_att[split][i] = time_us([&] {
+                LK(trn_cuda_attention(dq, dk, dv, dout, 32, 4, 64, n_ctx, dpos, split ? att_scratch : nullptr, 0, s));
+            });
+        }
+    cudaFree(att_scratch);
     float *x = dev(std::vector<float>(5632, 1.0f)), *w = dev(std::vector<float>(5632, 1.0f)), *y;
     CK(cudaMalloc(&y, 5632 * 4));
     const float tnorm = time_us([&] { LK(trn_cuda_rmsnorm(x, w, y, 2048, 1e-5f, s)); });
     const float tswi = time_us([&] { LK(trn_cuda_swiglu(x, w, y, 5632, s)); });
-    printf("time: attention 32/4x64 at pos 127 %.1f us, at pos 2047 %.1f us; rmsnorm 2048 %.1f us; swiglu 5632 %.1f "
-           "us (each includes launch)\n",
-           t127, t2047, tnorm, tswi);
+    printf("time: attention 32/4x64, one block per head: at pos 127 %.1f us, at pos 2047 %.1f us; split kernel: %.1f "
+           "and %.1f us; rmsnorm 2048 %.1f us; swiglu 5632 %.1f us (each includes launch)\n",
+           t_att[0][0], t_att[0][1], t_att[1][0], t_att[1][1], tnorm, tswi);
 }
 
 int main() {
