@@ -237,6 +237,18 @@ static void matvec_shared(cpu_context *c, int n, const trn_matrix *w, const floa
             c->ops->matvec(w, x, xq, dst, r0, r1);
 }
 
+/* Requests into the caches the columns [first, first + width) of rows 0..n_pos-1 of the K and V caches (rows of
+ * `stride` floats): the KV heads a thread's attention heads read, strided rows that the hardware prefetchers follow
+ * late (about 1% of a step at 200 positions, measured on the synthetic Trinity-1.1B). */
+static void prefetch_kv(const float *k_cache, const float *v_cache, int64_t stride, int n_pos, int first, int width) {
+    for (int cache = 0; cache < 2; cache++)
+        for (int t = 0; t < n_pos; t++) {
+            const char *row = (const char *)((cache ? v_cache : k_cache) + (int64_t)t * stride + first);
+            for (size_t at = 0; at < (size_t)width * sizeof(float); at += 64)
+                prefetch_line(row + at);
+        }
+}
+
 static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith, int nth) {
     const trn_graph *g = c->graph;
     const trn_node *node = &g->nodes[n];
@@ -270,6 +282,9 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
         const float *k_cache = c->data[node->src[1]], *v_cache = c->data[node->src[2]];
         float *scores = c->scores + (int64_t)ith * g->n_ctx;
         split((int64_t)node->n_head * n_tok, ith, nth, 1, &begin, &end);
+        if (n_tok == 1 && end > begin) /* a step: this thread's KV heads, every position, requested up front */
+            prefetch_kv(k_cache, v_cache, stride, int_at(v, node->src[3], t0) + 1, (int)(begin / group) * node->head_dim,
+                        (int)((end - 1) / group - begin / group + 1) * node->head_dim);
         for (int64_t i = begin; i < end; i++) {
             const int64_t h = i / n_tok, t = t0 + i % n_tok, kv_offset = (h / group) * node->head_dim;
             ops->attention_head((const float *)row_at(v, node->src[0], t) + h * node->head_dim, k_cache + kv_offset,
