@@ -68,11 +68,12 @@ typedef struct {
 typedef struct {
     _Alignas(64) atomic_int arrived;
     _Alignas(64) atomic_int generation;
+    long spins_before_yield; /* SPINS_BEFORE_YIELD, or 0 with more threads than processors */
 } spin_barrier;
 
 enum {
     PREFETCH_MAX_BYTES = 256 << 10, /* per thread and barrier: a quarter of a 1 MB L2 */
-    SPINS_BEFORE_YIELD = 1 << 14,   /* more threads than cores: waiting threads give theirs up */
+    SPINS_BEFORE_YIELD = 1 << 14,   /* then a waiting thread gives its processor up (another thread may need it) */
 };
 
 /* A thread's rows of one matrix-vector product in a step, [front, back) packed in one word: the owner takes chunks
@@ -386,7 +387,7 @@ static void barrier_wait(spin_barrier *b, int nth, const uint8_t **from, const u
         if (*from < end) {
             prefetch_line(*from);
             *from += 64;
-        } else if (spins < SPINS_BEFORE_YIELD) {
+        } else if (spins < b->spins_before_yield) {
             cpu_relax();
         } else {
             sched_yield();
@@ -747,6 +748,8 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
 #ifndef TRN_HAVE_OPENMP
     c->n_threads = 1;
 #endif
+    /* more threads than processors: a waiting thread may hold the processor the last one needs, so it yields at once */
+    c->barrier.spins_before_yield = c->n_threads > default_threads() ? 0 : SPINS_BEFORE_YIELD;
     const char *profile = getenv("TRN_CPU_PROFILE");
     if (profile && *profile && strcmp(profile, "0") != 0)
         c->profile = calloc((size_t)c->n_threads, sizeof(*c->profile));
