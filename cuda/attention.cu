@@ -303,7 +303,8 @@ extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const fl
     attribute.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = pdl ? &attribute : nullptr;
     config.numAttrs = pdl ? 1 : 0;
-    if (scratch && vec4 && ((uintptr_t)v_cache & 15) == 0 && split_applies(n_head, n_head_kv, head_dim)) {
+    if (scratch && vec4 && ((uintptr_t)v_cache & 15) == 0 && split_applies(n_head, n_head_kv, head_dim) &&
+        split_count(n_ctx) <= 65535 /* grid y */) {
         config.gridDim = dim3((unsigned)n_head_kv, (unsigned)split_count(n_ctx));
         const cudaError_t err = cudaLaunchKernelEx(&config, attention_split_kernel, q, k_cache, v_cache, out, group,
                                                    kv_stride, n_ctx, pos, static_cast<int *>(scratch),
