@@ -118,6 +118,8 @@ echo "other:               f32 act ${TPS_F32:-n/a}, TQ1_0 ${TPS_TQ1:-n/a} tokens
 echo "weights (--compare-weights; text of every mode identical: ${TEXT_SAME:-false}):"
 cat "$OUT/compare_weights.txt" 2>/dev/null
 grep "^profile" "$OUT/profile.txt" 2>/dev/null
+echo "attention kernels (test_cuda_ops: the split kernel against the CPU, and both timed):"
+grep -E "attention.*(worst|us)" "$OUT/ctest.log" 2>/dev/null | sed 's/^[0-9]*: /  /'
 echo "stories260K text:    $([ "$SAME_TEXT" = true ] && echo "identical to the CPU's" || echo "DIFFERS or missing")"
 echo "time:                ${ELAPSED} s; JSON: $OUT/gpu_check.json"
 [ $BUILD_RC -eq 0 ] && [ "${FAILED:-1}" -eq 0 ]
