@@ -333,8 +333,12 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                 break;
             case TRN_OP_SAMPLE: {
                 const int pos = int_at(v, node->src[2], t);
-                memcpy(c->sample_logits, s0, (size_t)g->model->hp.n_vocab * sizeof(float));
-                *(int32_t *)dst = trn_sampler_sample(c->sampler, &c->config.sampling, c->sample_logits, s1, pos + 1, pos);
+                float *logits = (float *)s0; /* the raw logits stay an output: copied where sampling modifies them */
+                if (!trn_sampling_keeps_logits(&c->config.sampling)) {
+                    memcpy(c->sample_logits, s0, (size_t)g->model->hp.n_vocab * sizeof(float));
+                    logits = c->sample_logits;
+                }
+                *(int32_t *)dst = trn_sampler_sample(c->sampler, &c->config.sampling, logits, s1, pos + 1, pos);
                 break;
             }
             default:

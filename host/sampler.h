@@ -32,6 +32,10 @@ void trn_sampler_free(trn_sampler *sampler);
 int trn_sampler_sample(trn_sampler *sampler, const trn_sampling *params, float *logits, const int32_t *history,
                        int n_history, int pos);
 
+/* Whether trn_sampler_sample leaves the logits as they are for these parameters (greedy, no repetition penalty), so
+ * a caller need not copy them first. */
+int trn_sampling_keeps_logits(const trn_sampling *params);
+
 /* The uniform draw in [0, 1) for (seed, pos). */
 float trn_sampler_uniform(uint64_t seed, int pos);
 
