@@ -166,6 +166,12 @@ static void split_row(int64_t n_tok, int64_t n, int ith, int nth, int64_t align,
 
 enum { MATVEC_ROW_ALIGN = 16 }; /* a thread's rows of a product start at a multiple: whole X16 and X4 groups */
 
+/* Thread ith's own rows [*r0, *r1) of a product with `rows` rows: what it computes in a prefill, what it starts
+ * with in a step (matvec_shared), and what it prefetches while waiting before the product. */
+static void product_rows(int64_t rows, int ith, int nth, int64_t *r0, int64_t *r1) {
+    split(rows, ith, nth, MATVEC_ROW_ALIGN, r0, r1);
+}
+
 static int is_ternary(trn_type type) { return type == TRN_TYPE_TQ1_0 || type == TRN_TYPE_TQ2_0; }
 
 /* Row of token t of buffer id. */
@@ -228,7 +234,7 @@ static void matvec_shared(cpu_context *c, int n, const trn_matrix *w, const floa
     const int64_t width = w->rows;
     const int64_t chunk = TRN_MAX(1, CHUNK_BYTES / (int64_t)w->row_bytes / MATVEC_ROW_ALIGN) * MATVEC_ROW_ALIGN;
     int64_t begin, end, r0, r1;
-    split(width, ith, nth, MATVEC_ROW_ALIGN, &begin, &end);
+    product_rows(width, ith, nth, &begin, &end);
     row_queue *queues = c->queues + (size_t)n * (size_t)c->n_threads;
     atomic_store_explicit(&queues[ith].range, (uint64_t)end << 32 | (uint64_t)begin, memory_order_relaxed);
     while (claim_rows(&queues[ith], chunk, 0, &r0, &r1))
@@ -260,7 +266,6 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
     int64_t begin, end;
     switch (node->op) {
     case TRN_OP_MATVEC: { /* rows split among the threads; every token of the pass */
-        split(width, ith, nth, MATVEC_ROW_ALIGN, &begin, &end);
         const trn_matrix *w = &c->matrix[node->src[0]];
         const float *x = row_at(v, node->src[1], t0);
         const trn_block_q8_act *xq = reads_int8(c, node) ? v->xq + t0 * v->xq_stride : NULL;
@@ -269,6 +274,7 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
             matvec_shared(c, n, w, x, xq, dst, ith, nth);
             break;
         }
+        product_rows(width, ith, nth, &begin, &end);
         const int64_t ld_x = (int64_t)(v->stride[node->src[1]] / sizeof(float));
         const int64_t ld_dst = (int64_t)(v->stride[node->dst] / sizeof(float));
         if (ops->matmul)
@@ -422,7 +428,7 @@ static void run_pass(cpu_context *c, const pass *p) {
                 if (item->prefetch >= 0 && p->n_tok == 1) { /* steps: the first bytes of this thread's rows */
                     int64_t r0, r1;
                     size_t bytes;
-                    split(g->buffers[g->nodes[item->prefetch].dst].ne[0], ith, nth, MATVEC_ROW_ALIGN, &r0, &r1);
+                    product_rows(g->buffers[g->nodes[item->prefetch].dst].ne[0], ith, nth, &r0, &r1);
                     trn_layout_row_span(&c->matrix[g->nodes[item->prefetch].src[0]], r0, r1, &from, &bytes);
                     end = from + TRN_MIN(bytes, (size_t)PREFETCH_MAX_BYTES);
                 }
