@@ -43,7 +43,8 @@
 enum { CPU_DEFAULT_BATCH = 64 }; /* prefill tokens per batch where the config does not say */
 
 /* TRN_CPU_PROFILE=1: per thread and kind of node, the time spent in the node and then waiting at the barrier
- * after it, over single-token steps; printed when the backend is freed. Kinds: the graph's ops, MATVEC by
+ * after it, over single-token steps (TRN_CPU_PROFILE=prefill: over batched prefill passes instead); printed when
+ * the backend is freed. Kinds: the graph's ops, MATVEC by
  * output width, and the int8 quantization of a matrix input. */
 enum { PROF_MATVEC_WIDTHS = 6, PROF_QUANTIZE = TRN_OP_COUNT, PROF_KINDS = TRN_OP_COUNT + 1 + PROF_MATVEC_WIDTHS };
 typedef struct {
@@ -112,7 +113,10 @@ typedef struct {
     trn_matrix *matrix;  /* [n_buffers] weight views */
     trn_block_q8_act *xq; /* int8 copy of the current matrix-vector input */
     float *rope_cos_sin; /* [n_ctx][head_dim] interleaved cos, sin per pair */
-    float *scores;       /* [n_threads][n_ctx] attention scratch */
+    float *scores;       /* [n_threads][TRN_ATTENTION_SCRATCH(n_ctx)] attention scratch */
+    int *cache_head_dim; /* [n_buffers] head_dim for a KV cache, 0 for other buffers: caches are stored head-major,
+                            [n_head_kv][n_ctx][head_dim] (the graph's rows are [n_ctx][n_head_kv * head_dim]), so
+                            that a KV head's rows are one sequential stream for the attention kernel */
     float *sample_logits; /* [n_vocab] copy the sampler may modify, so the logits output stays raw */
     trn_sampler *sampler;
     char description[96];
@@ -123,10 +127,13 @@ typedef struct {
     int32_t *batch_inputs; /* [2][max_batch]: token ids, then positions */
     plan_item *plan;     /* [n_plan] what the threads do in a pass, in order (make_plan) */
     int n_plan;
+    int *kv_ahead;       /* [n_nodes] for a layer's first product (Q): its attention node, whose KV rows a step
+                            requests while that product streams its weights; -1 for other nodes */
     spin_barrier barrier;
     row_queue *queues;   /* [n_nodes][n_threads] */
-    prof_entry (*profile)[PROF_KINDS]; /* TRN_CPU_PROFILE=1: [n_threads][kind] times of steps; NULL otherwise */
-    int profile_steps;
+    prof_entry (*profile)[PROF_KINDS]; /* TRN_CPU_PROFILE: [n_threads][kind] times of passes; NULL otherwise */
+    int profile_steps;   /* passes profiled */
+    int profile_batches; /* TRN_CPU_PROFILE=prefill: profile batches of several tokens, not steps */
 } cpu_context;
 
 static int get_thread_num(void) {
@@ -229,30 +236,56 @@ static int claim_rows(row_queue *q, int64_t chunk, int from_back, int64_t *r0, i
 /* A step's product: this thread's rows (split()), in chunks, then what other threads have not started yet. A thief
  * finds a queue of a product its owner has not reached in this step exhausted (every queue is at the end of a
  * step), so it only takes rows its owner has put up. */
+/* Lines of a thread's KV rows still to request: its KV heads [kv, kv1) of K then of V, `floats` of each. */
+typedef struct {
+    const float *cache[2];
+    int64_t head_floats, floats, kv, kv1, kv0;
+    int which;      /* 0: K, 1: V, 2: done */
+    int64_t at;     /* bytes of the current head requested */
+} kv_cursor;
+
+static void kv_request(kv_cursor *k, int64_t lines) {
+    for (; lines > 0 && k->which < 2; lines--) {
+        prefetch_line((const char *)(k->cache[k->which] + k->kv * k->head_floats) + k->at);
+        k->at += 64;
+        if (k->at >= k->floats * (int64_t)sizeof(float)) {
+            k->at = 0;
+            if (++k->kv == k->kv1) {
+                k->kv = k->kv0;
+                k->which++;
+            }
+        }
+    }
+}
+
 static void matvec_shared(cpu_context *c, int n, const trn_matrix *w, const float *x, const trn_block_q8_act *xq,
-                          float *dst, int ith, int nth) {
+                          float *dst, int ith, int nth, kv_cursor *kv, int64_t kv_lines) {
     const int64_t width = w->rows;
     const int64_t chunk = TRN_MAX(1, CHUNK_BYTES / (int64_t)w->row_bytes / MATVEC_ROW_ALIGN) * MATVEC_ROW_ALIGN;
     int64_t begin, end, r0, r1;
     product_rows(width, ith, nth, &begin, &end);
     row_queue *queues = c->queues + (size_t)n * (size_t)c->n_threads;
     atomic_store_explicit(&queues[ith].range, (uint64_t)end << 32 | (uint64_t)begin, memory_order_relaxed);
-    while (claim_rows(&queues[ith], chunk, 0, &r0, &r1))
+    const int64_t per_chunk = kv ? kv_lines / TRN_MAX(1, (end - begin) / chunk) + 1 : 0;
+    while (claim_rows(&queues[ith], chunk, 0, &r0, &r1)) {
+        if (kv)
+            kv_request(kv, per_chunk);
         c->ops->matvec(w, x, xq, dst, r0, r1);
+    }
     for (int k = 1; k < nth; k++)
         while (claim_rows(&queues[(ith + k) % nth], chunk, 1, &r0, &r1))
             c->ops->matvec(w, x, xq, dst, r0, r1);
 }
 
-/* Requests into the caches the columns [first, first + width) of rows 0..n_pos-1 of the K and V caches (rows of
- * `stride` floats): the KV heads a thread's attention heads read, strided rows that the hardware prefetchers follow
- * late (about 1% of a step at 200 positions, measured on the synthetic Trinity-1.1B). */
-static void prefetch_kv(const float *k_cache, const float *v_cache, int64_t stride, int n_pos, int first, int width) {
+/* Requests into L2 the first `floats` of KV heads [kv0, kv1) of the K and V caches (head-major, head_floats apart):
+ * the positions a step's attention is about to read. */
+static void prefetch_kv(const float *k_cache, const float *v_cache, int64_t head_floats, int64_t kv0, int64_t kv1,
+                        int64_t floats) {
     for (int cache = 0; cache < 2; cache++)
-        for (int t = 0; t < n_pos; t++) {
-            const char *row = (const char *)((cache ? v_cache : k_cache) + (int64_t)t * stride + first);
-            for (size_t at = 0; at < (size_t)width * sizeof(float); at += 64)
-                prefetch_line(row + at);
+        for (int64_t kv = kv0; kv < kv1; kv++) {
+            const char *head = (const char *)((cache ? v_cache : k_cache) + kv * head_floats);
+            for (size_t at = 0; at < (size_t)floats * sizeof(float); at += 64)
+                prefetch_line(head + at);
         }
 }
 
@@ -271,7 +304,22 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
         const trn_block_q8_act *xq = reads_int8(c, node) ? v->xq + t0 * v->xq_stride : NULL;
         float *dst = row_at(v, node->dst, t0);
         if (n_tok == 1) {
-            matvec_shared(c, n, w, x, xq, dst, ith, nth);
+            kv_cursor kv_rows, *kv = NULL;
+            int64_t kv_lines = 0;
+            if (c->kv_ahead[n] >= 0) { /* this layer's attention: its KV rows, spread over the product */
+                const trn_node *att = &g->nodes[c->kv_ahead[n]];
+                const int group = att->n_head / att->n_head_kv;
+                int64_t h0, h1;
+                split(att->n_head, ith, nth, 1, &h0, &h1);
+                kv_rows = (kv_cursor){{c->data[att->src[1]], c->data[att->src[2]]}, (int64_t)g->n_ctx * att->head_dim,
+                                      (int64_t)int_at(v, att->src[3], t0) * att->head_dim, h0 / group,
+                                      h1 > h0 ? (h1 - 1) / group + 1 : h0 / group, h0 / group, h1 > h0 ? 0 : 2, 0};
+                kv = &kv_rows;
+                kv_lines = 2 * (kv_rows.kv1 - kv_rows.kv) * kv_rows.floats * (int64_t)sizeof(float) / 64;
+            }
+            matvec_shared(c, n, w, x, xq, dst, ith, nth, kv, kv_lines);
+            if (kv)
+                kv_request(kv, kv_lines); /* whatever the chunks left */
             break;
         }
         product_rows(width, ith, nth, &begin, &end);
@@ -283,20 +331,24 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
             trn_matmul_by_matvec(ops->matvec, w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, begin, end);
         break;
     }
-    case TRN_OP_ATTENTION: { /* (head, token) pairs, head-major, so that a thread's heads share KV heads */
-        const int group = node->n_head / node->n_head_kv;
-        const int64_t stride = g->buffers[node->src[1]].ne[0];
+    case TRN_OP_ATTENTION: { /* (KV head, token, query head of the group) triples in that order: a thread's run of
+                                triples that share a KV head and a token is one call */
+        const int group = node->n_head / node->n_head_kv, hd = node->head_dim;
+        const int64_t per_kv = (int64_t)n_tok * group, head_floats = (int64_t)g->n_ctx * hd; /* one KV head's cache */
         const float *k_cache = c->data[node->src[1]], *v_cache = c->data[node->src[2]];
-        float *scores = c->scores + (int64_t)ith * g->n_ctx;
+        float *scores = c->scores + (int64_t)ith * TRN_ATTENTION_SCRATCH(g->n_ctx);
         split((int64_t)node->n_head * n_tok, ith, nth, 1, &begin, &end);
         if (n_tok == 1 && end > begin) /* a step: this thread's KV heads, every position, requested up front */
-            prefetch_kv(k_cache, v_cache, stride, int_at(v, node->src[3], t0) + 1, (int)(begin / group) * node->head_dim,
-                        (int)((end - 1) / group - begin / group + 1) * node->head_dim);
-        for (int64_t i = begin; i < end; i++) {
-            const int64_t h = i / n_tok, t = t0 + i % n_tok, kv_offset = (h / group) * node->head_dim;
-            ops->attention_head((const float *)row_at(v, node->src[0], t) + h * node->head_dim, k_cache + kv_offset,
-                                v_cache + kv_offset, stride, int_at(v, node->src[3], t) + 1, node->head_dim, scores,
-                                (float *)row_at(v, node->dst, t) + h * node->head_dim);
+            prefetch_kv(k_cache, v_cache, head_floats, begin / group, (end - 1) / group + 1,
+                        (int64_t)(int_at(v, node->src[3], t0) + 1) * hd);
+        for (int64_t i = begin; i < end;) {
+            const int64_t kv = i / per_kv, t = t0 + i % per_kv / group, j = i % group;
+            const int n_q = (int)TRN_MIN(group - j, end - i);
+            const int64_t h = kv * group + j;
+            ops->attention((const float *)row_at(v, node->src[0], t) + h * hd, n_q, k_cache + kv * head_floats,
+                           v_cache + kv * head_floats, hd, int_at(v, node->src[3], t) + 1, hd, scores,
+                           (float *)row_at(v, node->dst, t) + h * hd);
+            i += n_q;
         }
         break;
     }
@@ -333,10 +385,17 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                 ops->rope(s0, dst, node->n_head, node->head_dim,
                           c->rope_cos_sin + (int64_t)*(const int32_t *)s1 * node->head_dim);
                 break;
-            case TRN_OP_STORE_ROW: /* dst is the cache (or history): one row per position */
-                memcpy((uint8_t *)c->data[node->dst] + (size_t)*(const int32_t *)s1 * (size_t)width * 4, s0,
-                       (size_t)width * 4);
+            case TRN_OP_STORE_ROW: { /* dst is a KV cache (head-major) or the history: one row per position */
+                const int64_t pos = *(const int32_t *)s1, hd = c->cache_head_dim[node->dst];
+                if (hd == 0) {
+                    memcpy((uint8_t *)c->data[node->dst] + (size_t)pos * (size_t)width * 4, s0, (size_t)width * 4);
+                    break;
+                }
+                for (int64_t kv = 0; kv < width / hd; kv++)
+                    memcpy((float *)c->data[node->dst] + (kv * g->n_ctx + pos) * hd, (const float *)s0 + kv * hd,
+                           (size_t)hd * sizeof(float));
                 break;
+            }
             case TRN_OP_SAMPLE: {
                 const int pos = int_at(v, node->src[2], t);
                 float *logits = (float *)s0; /* the raw logits stay an output: copied where sampling modifies them */
@@ -407,7 +466,7 @@ static void barrier_wait(spin_barrier *b, int nth, const uint8_t **from, const u
 
 static void run_pass(cpu_context *c, const pass *p) {
     const trn_graph *g = c->graph;
-    const int profiled = c->profile && p->n_tok == 1; /* steps only */
+    const int profiled = c->profile && (p->n_tok > 1) == c->profile_batches;
     c->profile_steps += profiled;
 #pragma omp parallel num_threads(c->n_threads)
     {
@@ -587,8 +646,8 @@ static void print_profile(const cpu_context *c) {
     if (!c->profile || c->profile_steps == 0)
         return;
     const double steps = c->profile_steps;
-    fprintf(stderr, "cpu profile (TRN_CPU_PROFILE): %d steps, microseconds per step, work / barrier wait per thread\n",
-            c->profile_steps);
+    fprintf(stderr, "cpu profile (TRN_CPU_PROFILE): %d %s, microseconds per pass, work / barrier wait per thread\n",
+            c->profile_steps, c->profile_batches ? "prefill batches" : "steps");
     double total[2] = {0.0, 0.0};
     for (int k = 0; k < PROF_KINDS; k++) {
         const prof_entry *e0 = &c->profile[0][k];
@@ -702,6 +761,8 @@ static void cpu_release(cpu_context *c) {
     trn_free(c->xq);
     trn_free(c->rope_cos_sin);
     trn_free(c->scores);
+    free(c->cache_head_dim);
+    free(c->kv_ahead);
     trn_free(c->sample_logits);
     trn_sampler_free(c->sampler);
     free(c->one.stride);
@@ -761,8 +822,10 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     /* more threads than processors: a waiting thread may hold the processor the last one needs, so it yields at once */
     c->barrier.spins_before_yield = c->n_threads > default_threads() ? 0 : SPINS_BEFORE_YIELD;
     const char *profile = getenv("TRN_CPU_PROFILE");
-    if (profile && *profile && strcmp(profile, "0") != 0)
+    if (profile && *profile && strcmp(profile, "0") != 0) {
         c->profile = calloc((size_t)c->n_threads, sizeof(*c->profile));
+        c->profile_batches = strcmp(profile, "prefill") == 0;
+    }
     const trn_hparams *hp = &g->model->hp;
     c->data = calloc((size_t)g->n_buffers, sizeof(void *));
     c->owned = calloc((size_t)g->n_buffers, sizeof(void *));
@@ -774,7 +837,9 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
             max_cols = TRN_MAX(max_cols, g->buffers[i].ne[0]);
     c->xq = trn_alloc((size_t)(max_cols / TRN_QK_K + 1) * sizeof(trn_block_q8_act));
     c->rope_cos_sin = trn_alloc((size_t)g->n_ctx * (size_t)hp->head_dim * sizeof(float));
-    c->scores = trn_alloc((size_t)c->n_threads * (size_t)g->n_ctx * sizeof(float));
+    c->scores = trn_alloc((size_t)c->n_threads * (size_t)TRN_ATTENTION_SCRATCH(g->n_ctx) * sizeof(float));
+    c->cache_head_dim = calloc((size_t)g->n_buffers, sizeof(int));
+    c->kv_ahead = malloc((size_t)g->n_nodes * sizeof(int));
     c->sampler = trn_sampler_new(hp->n_vocab);
     c->queues = trn_alloc((size_t)g->n_nodes * (size_t)c->n_threads * sizeof(row_queue));
     c->sample_logits = trn_alloc((size_t)hp->n_vocab * sizeof(float));
@@ -786,11 +851,23 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->batch.xq = trn_alloc((size_t)(c->max_batch * xq_stride) * sizeof(trn_block_q8_act));
     c->batch_arena = trn_alloc(g->arena_bytes * (size_t)c->max_batch);
     c->batch_inputs = trn_alloc(2 * (size_t)c->max_batch * sizeof(int32_t));
-    if (!c->data || !c->owned || !c->matrix || !c->arena || !c->queues || !c->xq || !c->rope_cos_sin || !c->scores || !c->sampler ||
-        !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
+    if (!c->data || !c->owned || !c->matrix || !c->arena || !c->queues || !c->xq || !c->rope_cos_sin || !c->scores ||
+        !c->cache_head_dim || !c->kv_ahead || !c->sampler || !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
         !c->batch_inputs) {
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory preparing the CPU backend");
+    }
+    for (int n = 0; n < g->n_nodes; n++) {
+        c->kv_ahead[n] = -1;
+        if (g->nodes[n].op != TRN_OP_ATTENTION)
+            continue;
+        c->cache_head_dim[g->nodes[n].src[1]] = c->cache_head_dim[g->nodes[n].src[2]] = g->nodes[n].head_dim;
+        int first = -1; /* the first product after the norm that precedes this attention */
+        for (int m = n - 1; m >= 0 && g->nodes[m].op != TRN_OP_RMSNORM && g->nodes[m].op != TRN_OP_ATTENTION; m--)
+            if (g->nodes[m].op == TRN_OP_MATVEC)
+                first = m;
+        if (first >= 0)
+            c->kv_ahead[first] = n;
     }
     size_t repacked_bytes = 0, repacked_at = 0; /* each repacked matrix 64-byte aligned in c->repacked */
     for (int i = 0; i < g->n_buffers; i++)

@@ -86,6 +86,9 @@ const trn_ternary_block *trn_ternary_block_at(const trn_matrix *w, int64_t r, in
 /* Codes and scale of block b of row r of a TQ2_0 matrix in the file or X4 layout (not X16). */
 void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t **qs, trn_fp16 *d);
 
+/* Scratch floats of one attention call over n_pos positions (8 heads' scores, position-major, in the AVX2 table). */
+#define TRN_ATTENTION_SCRATCH(n_pos) (8 * (int64_t)(n_pos))
+
 typedef struct {
     const char *name; /* "scalar", "avx2" or "avx512" */
     trn_layout tq2_0_layout, tq1_0_layout; /* what the backend repacks ternary matrices into for this table */
@@ -103,10 +106,12 @@ typedef struct {
     /* For each of n_heads heads of head_dim: (x[2i], x[2i+1]) rotated by the angle whose cos and sin are
      * cos_sin[2i], cos_sin[2i+1]. src and dst may be the same. */
     void (*rope)(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin);
-    /* One query head over n_pos cached positions: out[hd] = sum_t softmax_t(q . k_t / sqrt(hd)) v_t, where
-     * k_t = k_cache + t * stride (likewise v). scores: scratch of n_pos floats. */
-    void (*attention_head)(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
-                           int head_dim, float *scores, float *out);
+    /* n_q query heads that share one KV head, over n_pos cached positions: for each head h,
+     * out[h][hd] = sum_t softmax_t(q[h] . k_t / sqrt(hd)) v_t, where k_t = k_cache + t * stride (likewise v); q and
+     * out hold the heads one after another, hd floats each. scores: scratch of TRN_ATTENTION_SCRATCH(n_pos) floats.
+     * A head's output is the same whatever n_q it is computed with: the backend may split a group anywhere. */
+    void (*attention)(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                      int head_dim, float *scores, float *out);
     /* dst[n] = silu(gate[n]) * up[n], silu(x) = x / (1 + exp(-x)) */
     void (*swiglu)(const float *gate, const float *up, float *dst, int64_t n);
     /* dst[n] = a[n] + b[n] */

@@ -475,34 +475,101 @@ void trn_avx2_rope(const float *src, float *dst, int n_heads, int head_dim, cons
     }
 }
 
-/* out[8 * chunks] = inv * sum_p scores[p] v[p * stride + 0 .. 8 * chunks): one accumulator per 8 floats, all live
- * across the positions, so the FMAs of one position are independent (chunks is a constant at each call). */
-static inline void attention_values(const float *scores, const float *v, int64_t stride, int n_pos, float inv,
-                                    float *out, int chunks) {
-    __m256 acc[8];
-    for (int k = 0; k < chunks; k++)
-        acc[k] = _mm256_setzero_ps();
-    for (int p = 0; p < n_pos; p++) {
-        const __m256 s = _mm256_set1_ps(scores[p]);
-        for (int k = 0; k < chunks; k++)
-            acc[k] = _mm256_fmadd_ps(s, _mm256_loadu_ps(v + p * stride + 8 * k), acc[k]);
-    }
-    for (int k = 0; k < chunks; k++)
-        _mm256_storeu_ps(out + 8 * k, _mm256_mul_ps(acc[k], _mm256_set1_ps(inv)));
+/* ---- attention ----
+ *
+ * trn_avx2_attention (ops.h): n_q query heads that share one KV head, by one of two paths with the same arithmetic
+ * per head, so that a head's output does not depend on how many heads it was computed with (the CPU backend's
+ * thread split may cut a group of heads anywhere):
+ *  - one head at a time: scores four positions at a time with q in registers, the softmax along the positions,
+ *    the values 64 outputs at a time;
+ *  - 2 to 8 heads at once, one per vector lane: each K and V row is read once for all of them, and the scores
+ *    are stored position-major (scores[8 t + head]) so that the softmax runs on whole vectors.
+ * The shared arithmetic of one head: lane j of a is the FMA chain over i of q[8i + j] k_t[8i + j]; the score of
+ * position t is (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) / sqrt(hd) (the order of two hadds);
+ * e_t = exp_ps(score_t - max); the sum is the same tree over eight partial sums, partial j adding e_t for t = j
+ * mod 8 in order; out[d] is the FMA chain over t of e_t v_t[d], times 1 / sum. A head_dim that is not a multiple
+ * of 8, or is over ATT_MAX_HD, takes the one-head path for every head. */
+
+enum {
+    ATT_LANES = 8,    /* heads per vector in the many-head path */
+    ATT_MAX_HD = 256, /* head_dim limit of the many-head path (its padded copy of q lives on the stack) */
+    ATT_CHUNK = 32,   /* positions whose V rows stay in L1 while every head of a group reads them */
+};
+
+/* ((v0 + v1) + (v2 + v3)) + ((v4 + v5) + (v6 + v7)): the order of two hadds and a sum of the 128-bit halves. */
+static inline float tree_sum(__m256 v) {
+    const __m256 h = _mm256_hadd_ps(v, v);
+    const __m256 hh = _mm256_hadd_ps(h, h);
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(hh), _mm256_extractf128_ps(hh, 1)));
 }
 
-/* Scores four positions at a time (head_dim a multiple of 8: four independent accumulators folded by hadds),
- * softmax with exp_ps, then the values 64 outputs at a time (attention_values). */
-/* Scores of positions [0, n) (n a multiple of 4) for a head of HD dimensions (HD a multiple of 8 known at compile
- * time, so q stays in registers), four at a time: four independent accumulators folded by hadds. */
+/* out[8 * chunks] = (acc + sum over t in [t0, t1) of scores[lanes * t] v_t[0 .. 8 chunks)), times inv when `last`;
+ * acc: zero when `first`, else what out holds (the raw sums of the previous positions). The accumulators of one
+ * position are independent FMAs (chunks is a constant at each call). */
+static inline void attention_values(const float *scores, int lanes, const float *v, int64_t stride, int t0, int t1,
+                                    int first, int last, float inv, float *out, int chunks) {
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int k = 0; k < chunks; k++)
+        acc[k] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + 8 * k);
+    for (int t = t0; t < t1; t++) {
+        const __m256 s = _mm256_broadcast_ss(scores + (int64_t)lanes * t);
+#pragma GCC unroll 8
+        for (int k = 0; k < chunks; k++)
+            acc[k] = _mm256_fmadd_ps(s, _mm256_loadu_ps(v + t * stride + 8 * k), acc[k]);
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < chunks; k++)
+        _mm256_storeu_ps(out + 8 * k, last ? _mm256_mul_ps(acc[k], _mm256_set1_ps(inv)) : acc[k]);
+}
+
+/* The values of positions [t0, t1) for one head, all of its head_dim outputs (see attention_values). */
+static void attention_values_head(const float *scores, int lanes, const float *v_cache, int64_t stride, int t0, int t1,
+                                  int n_pos, float inv, float *out, int head_dim) {
+    int i = 0;
+    for (; i + 64 <= head_dim; i += 64)
+        attention_values(scores, lanes, v_cache + i, stride, t0, t1, t0 == 0, t1 == n_pos, inv, out + i, 8);
+    for (; i + 8 <= head_dim; i += 8)
+        attention_values(scores, lanes, v_cache + i, stride, t0, t1, t0 == 0, t1 == n_pos, inv, out + i, 1);
+}
+
+/* attention_values for four heads of the many-head path at once (lanes h..h+3 of scores, rows h..h+3 of out, hd
+ * floats apart) and 16 outputs: each V load serves four heads (six loads for eight FMAs instead of nine). Every
+ * accumulator is the same FMA chain over the positions as in attention_values. */
+static inline void attention_values4(const float *scores, const float *v, int64_t stride, int t0, int t1, int first,
+                                     int last, const float *inv, float *out, int hd) {
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int h = 0; h < 4; h++)
+        for (int k = 0; k < 2; k++)
+            acc[h][k] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(out + h * hd + 8 * k);
+    for (int t = t0; t < t1; t++) {
+        const __m256 v0 = _mm256_loadu_ps(v + t * stride), v1 = _mm256_loadu_ps(v + t * stride + 8);
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; h++) {
+            const __m256 s = _mm256_broadcast_ss(scores + ATT_LANES * t + h);
+            acc[h][0] = _mm256_fmadd_ps(s, v0, acc[h][0]);
+            acc[h][1] = _mm256_fmadd_ps(s, v1, acc[h][1]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < 4; h++)
+        for (int k = 0; k < 2; k++)
+            _mm256_storeu_ps(out + h * hd + 8 * k, last ? _mm256_mul_ps(acc[h][k], _mm256_set1_ps(inv[h])) : acc[h][k]);
+}
+
+/* Scores of positions [0, n) (n a multiple of 4) for one head of HD dimensions (a multiple of 8 known at compile
+ * time, so q stays in registers), four positions at a time: four independent chains folded by hadds. */
 static inline void attention_scores4(const float *q, const float *k_cache, int64_t stride, int n, float scale,
                                      float *scores, const int hd) {
     __m256 qv[16];
+#pragma GCC unroll 16
     for (int i = 0; i < hd / 8; i++)
         qv[i] = _mm256_loadu_ps(q + 8 * i);
     for (int t = 0; t < n; t += 4) {
         const float *k = k_cache + t * stride;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+#pragma GCC unroll 16
         for (int i = 0; i < hd / 8; i++) {
             a0 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), a0);
             a1 = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + stride + 8 * i), a1);
@@ -515,63 +582,145 @@ static inline void attention_scores4(const float *q, const float *k_cache, int64
     }
 }
 
-void trn_avx2_attention_head(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
-                             int head_dim, float *scores, float *out) {
+/* One head (the one-head path). */
+static void attention_one(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                          int head_dim, float *scores, float *out) {
     const float scale = 1.0f / sqrtf((float)head_dim);
     int t = 0;
-    if (head_dim == 64 || head_dim == 128) { /* the common head sizes: unrolled, q in registers */
-        t = n_pos / 4 * 4;
-        if (head_dim == 64)
-            attention_scores4(q, k_cache, stride, t, scale, scores, 64);
-        else
-            attention_scores4(q, k_cache, stride, t, scale, scores, 128);
-    }
-    for (; head_dim % 8 == 0 && t + 4 <= n_pos; t += 4) {
-        const float *k = k_cache + t * stride;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int i = 0; i < head_dim; i += 8) {
-            const __m256 qv = _mm256_loadu_ps(q + i);
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + i), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + stride + i), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 2 * stride + i), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + 3 * stride + i), a3);
+    if (head_dim % 8 == 0) {
+        if (head_dim == 64 || head_dim == 128) {
+            t = n_pos / 4 * 4;
+            if (head_dim == 64)
+                attention_scores4(q, k_cache, stride, t, scale, scores, 64);
+            else
+                attention_scores4(q, k_cache, stride, t, scale, scores, 128);
         }
-        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-        const __m128 dots = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        _mm_storeu_ps(scores + t, _mm_mul_ps(dots, _mm_set1_ps(scale)));
+        for (; t < n_pos; t++) { /* other sizes, and the last positions: the same chain and tree */
+            __m256 a = _mm256_setzero_ps();
+            for (int i = 0; i < head_dim; i += 8)
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k_cache + t * stride + i), a);
+            scores[t] = tree_sum(a) * scale;
+        }
+    } else {
+        for (; t < n_pos; t++)
+            scores[t] = dot_f32_avx2(q, k_cache + t * stride, head_dim) * scale;
     }
-    for (; t < n_pos; t++)
-        scores[t] = dot_f32_avx2(q, k_cache + t * stride, head_dim) * scale;
     __m256 vmax8 = _mm256_set1_ps(-INFINITY);
     for (t = 0; t + 8 <= n_pos; t += 8)
         vmax8 = _mm256_max_ps(vmax8, _mm256_loadu_ps(scores + t));
     float max = hmax_ps(vmax8);
     for (; t < n_pos; t++)
         max = fmaxf(max, scores[t]);
-    __m256 vsum = _mm256_setzero_ps();
     const __m256 vmax = _mm256_set1_ps(max);
-    t = 0;
-    for (; t + 8 <= n_pos; t += 8) {
-        __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + t), vmax));
+    __m256 vsum = _mm256_setzero_ps();
+    for (t = 0; t + 8 <= n_pos; t += 8) {
+        const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(scores + t), vmax));
         _mm256_storeu_ps(scores + t, e);
         vsum = _mm256_add_ps(vsum, e);
     }
-    float sum = hsum_ps(vsum);
-    for (; t < n_pos; t++) {
-        scores[t] = expf(scores[t] - max);
-        sum += scores[t];
+    if (t < n_pos) { /* the last n_pos - t positions in lanes 0..; the other lanes add exact zeros */
+        const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_pos - t), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(_mm256_maskload_ps(scores + t, lanes), vmax)),
+                                       _mm256_castsi256_ps(lanes));
+        _mm256_maskstore_ps(scores + t, lanes, e);
+        vsum = _mm256_add_ps(vsum, e);
     }
-    const float inv = 1.0f / sum;
-    int i = 0;
-    for (; i + 64 <= head_dim; i += 64)
-        attention_values(scores, v_cache + i, stride, n_pos, inv, out + i, 8);
-    for (; i + 8 <= head_dim; i += 8)
-        attention_values(scores, v_cache + i, stride, n_pos, inv, out + i, 1);
-    for (; i < head_dim; i++) {
+    const float inv = 1.0f / tree_sum(vsum);
+    if (head_dim % 8 == 0) {
+        attention_values_head(scores, 1, v_cache, stride, 0, n_pos, n_pos, inv, out, head_dim);
+        return;
+    }
+    for (int i = 0; i < head_dim; i++) {
         float acc = 0.0f;
         for (int p = 0; p < n_pos; p++)
             acc += scores[p] * v_cache[p * stride + i];
         out[i] = acc * inv;
+    }
+}
+
+/* 2..8 heads (head_dim a multiple of 8, at most ATT_MAX_HD), one per lane; scores: 8 n_pos floats. */
+static void attention_lanes(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t stride,
+                            int n_pos, int hd, float *scores, float *out) {
+    _Alignas(32) float padded[ATT_LANES * ATT_MAX_HD];
+    const float *qs = q; /* [8][hd]: the lanes past n_q score zeros, never read */
+    if (n_q < ATT_LANES) {
+        memcpy(padded, q, (size_t)n_q * (size_t)hd * sizeof(float));
+        memset(padded + n_q * hd, 0, (size_t)(ATT_LANES - n_q) * (size_t)hd * sizeof(float));
+        qs = padded;
+    }
+    const __m256 scale = _mm256_set1_ps(1.0f / sqrtf((float)hd));
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (int t = 0; t < n_pos; t++) {
+        const float *k = k_cache + t * stride;
+        __m256 a[ATT_LANES];
+#pragma GCC unroll 8
+        for (int h = 0; h < ATT_LANES; h++)
+            a[h] = _mm256_setzero_ps();
+        for (int i = 0; i < hd; i += 8) {
+            const __m256 kv = _mm256_loadu_ps(k + i);
+#pragma GCC unroll 8
+            for (int h = 0; h < ATT_LANES; h++)
+                a[h] = _mm256_fmadd_ps(_mm256_loadu_ps(qs + h * hd + i), kv, a[h]);
+        }
+        /* x: heads 0..3, the sums of lanes 0..3 then of lanes 4..7; y: heads 4..7 */
+        const __m256 x = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        const __m256 y = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+        const __m256 s = _mm256_mul_ps(_mm256_add_ps(_mm256_permute2f128_ps(x, y, 0x20), _mm256_permute2f128_ps(x, y, 0x31)),
+                                       scale);
+        _mm256_storeu_ps(scores + ATT_LANES * t, s);
+        vmax = _mm256_max_ps(vmax, s);
+    }
+    __m256 part[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+        part[j] = _mm256_setzero_ps();
+    int t = 0;
+    for (; t + 8 <= n_pos; t += 8)
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            float *s = scores + ATT_LANES * (t + j);
+            const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s), vmax));
+            _mm256_storeu_ps(s, e);
+            part[j] = _mm256_add_ps(part[j], e);
+        }
+    for (int j = 0; t < n_pos; t++, j++) {
+        float *s = scores + ATT_LANES * t;
+        const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s), vmax));
+        _mm256_storeu_ps(s, e);
+        part[j] = _mm256_add_ps(part[j], e);
+    }
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(part[0], part[1]), _mm256_add_ps(part[2], part[3])),
+                                     _mm256_add_ps(_mm256_add_ps(part[4], part[5]), _mm256_add_ps(part[6], part[7])));
+    float inv[ATT_LANES];
+    _mm256_storeu_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), sum));
+    for (int t0 = 0; t0 < n_pos; t0 += ATT_CHUNK) {
+        const int t1 = TRN_MIN(t0 + ATT_CHUNK, n_pos);
+        int h = 0;
+        for (; h + 4 <= n_q; h += 4) {
+            int d = 0;
+            for (; d + 16 <= hd; d += 16)
+                attention_values4(scores + h, v_cache + d, stride, t0, t1, t0 == 0, t1 == n_pos, inv + h,
+                                  out + h * hd + d, hd);
+            for (int j = 0; d < hd && j < 4; j++) /* hd = 16 m + 8: the last eight outputs */
+                attention_values(scores + h + j, ATT_LANES, v_cache + d, stride, t0, t1, t0 == 0, t1 == n_pos,
+                                 inv[h + j], out + (h + j) * hd + d, 1);
+        }
+        for (; h < n_q; h++)
+            attention_values_head(scores + h, ATT_LANES, v_cache, stride, t0, t1, n_pos, inv[h], out + h * hd, hd);
+    }
+}
+
+void trn_avx2_attention(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                        int head_dim, float *scores, float *out) {
+    for (int h0 = 0; h0 < n_q; h0 += ATT_LANES) {
+        const int n = TRN_MIN(ATT_LANES, n_q - h0);
+        const float *qh = q + (int64_t)h0 * head_dim;
+        float *oh = out + (int64_t)h0 * head_dim;
+        if (n >= (2) && head_dim % 8 == 0 && head_dim <= ATT_MAX_HD)
+            attention_lanes(qh, n, k_cache, v_cache, stride, n_pos, head_dim, scores, oh);
+        else
+            for (int h = 0; h < n; h++)
+                attention_one(qh + h * head_dim, k_cache, v_cache, stride, n_pos, head_dim, scores, oh + h * head_dim);
     }
 }
 
@@ -605,7 +754,7 @@ static const trn_cpu_ops avx2_ops = {
     .get_row = trn_avx2_get_row,
     .rmsnorm = trn_avx2_rmsnorm,
     .rope = trn_avx2_rope,
-    .attention_head = trn_avx2_attention_head,
+    .attention = trn_avx2_attention,
     .swiglu = trn_avx2_swiglu,
     .add = trn_avx2_add,
     .matmul = trn_matmul_avx2, /* ops_avx2_matmul.c */

@@ -315,6 +315,13 @@ static void attention_head_ref(const float *q, const float *k_cache, const float
     }
 }
 
+static void attention_ref(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                          int head_dim, float *scores, float *out) {
+    for (int h = 0; h < n_q; h++)
+        attention_head_ref(q + (int64_t)h * head_dim, k_cache, v_cache, stride, n_pos, head_dim, scores,
+                           out + (int64_t)h * head_dim);
+}
+
 static void swiglu_ref(const float *gate, const float *up, float *dst, int64_t n) {
     for (int64_t i = 0; i < n; i++)
         dst[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
@@ -334,7 +341,7 @@ static const trn_cpu_ops ref_ops = {
     .get_row = get_row_ref,
     .rmsnorm = rmsnorm_ref,
     .rope = rope_ref,
-    .attention_head = attention_head_ref,
+    .attention = attention_ref,
     .swiglu = swiglu_ref,
     .add = add_ref,
     .matmul = matmul_ref,

@@ -22,8 +22,8 @@ void trn_avx2_get_row(const trn_matrix *w, int64_t row, float *dst);
 void trn_avx2_rmsnorm(const float *x, const float *weight, float *dst, int64_t n, float eps, int64_t begin,
                       int64_t end);
 void trn_avx2_rope(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin);
-void trn_avx2_attention_head(const float *q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
-                             int head_dim, float *scores, float *out);
+void trn_avx2_attention(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
+                        int head_dim, float *scores, float *out);
 void trn_avx2_swiglu(const float *gate, const float *up, float *dst, int64_t n);
 void trn_avx2_add(const float *a, const float *b, float *dst, int64_t n);
 

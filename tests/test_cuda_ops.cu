@@ -165,9 +165,9 @@ static void check_attention(cudaStream_t s) {
                                       split ? scratch : nullptr, 0, s));
                 std::vector<float> want(q.size()), scores(n_ctx);
                 for (int h = 0; h < sh.n_head; h++)
-                    ref->attention_head(q.data() + h * sh.hd, k.data() + (h / group) * sh.hd,
-                                        v.data() + (h / group) * sh.hd, stride, pos + 1, sh.hd, scores.data(),
-                                        want.data() + h * sh.hd);
+                    ref->attention(q.data() + h * sh.hd, 1, k.data() + (h / group) * sh.hd,
+                                   v.data() + (h / group) * sh.hd, stride, pos + 1, sh.hd, scores.data(),
+                                   want.data() + h * sh.hd);
                 worst[split] = std::max(worst[split], rel_err(host(dout, q.size()), want));
                 cases[split]++;
             }

@@ -383,23 +383,39 @@ static void check_rope(const trn_cpu_ops *fast, int n_heads, int head_dim, int p
     free(cs);
 }
 
-static void check_attention(const trn_cpu_ops *fast, int n_pos, int head_dim, int stride) {
-    float *q = malloc((size_t)head_dim * 4), *k = malloc((size_t)n_pos * stride * 4), *v = malloc((size_t)n_pos * stride * 4);
-    float *scores = malloc((size_t)n_pos * 4), *r = malloc((size_t)head_dim * 4), *f = malloc((size_t)head_dim * 4);
-    for (int i = 0; i < head_dim; i++)
+/* Attention of n_q query heads that share one KV head: the table against the scalar reference (normalized error),
+ * and every head bitwise the same whether computed alone, with its whole group or with the group cut in two (the
+ * backend's thread split cuts groups anywhere). */
+static void check_attention(const trn_cpu_ops *fast, int n_pos, int head_dim, int stride, int n_q) {
+    const size_t head_bytes = (size_t)n_q * (size_t)head_dim * sizeof(float);
+    float *q = malloc(head_bytes), *k = malloc((size_t)n_pos * stride * 4), *v = malloc((size_t)n_pos * stride * 4);
+    float *scores = malloc((size_t)TRN_ATTENTION_SCRATCH(n_pos) * sizeof(float));
+    float *r = malloc(head_bytes), *f = malloc(head_bytes), *parts = malloc(head_bytes);
+    for (int i = 0; i < n_q * head_dim; i++)
         q[i] = 2.0f * frand();
     for (int i = 0; i < n_pos * stride; i++) {
         k[i] = 2.0f * frand();
         v[i] = frand();
     }
-    trn_cpu_ops_ref()->attention_head(q, k, v, stride, n_pos, head_dim, scores, r);
-    /* with one position the output is that position's value */
-    if (n_pos == 1)
-        CHECK_MSG(test_nmse(r, v, head_dim) <= 1e-12, "attention over one position returns v");
+    trn_cpu_ops_ref()->attention(q, n_q, k, v, stride, n_pos, head_dim, scores, r);
+    /* with one position each head's output is that position's value */
+    for (int h = 0; n_pos == 1 && h < n_q; h++)
+        CHECK_MSG(test_nmse(r + h * head_dim, v, head_dim) <= 1e-12, "attention over one position returns v");
     if (fast) {
-        fast->attention_head(q, k, v, stride, n_pos, head_dim, scores, f);
-        CHECK_MSG(test_nmse(f, r, head_dim) <= 1e-11, "attention n_pos %d head_dim %d nmse %.3g", n_pos, head_dim,
-                  test_nmse(f, r, head_dim));
+        fast->attention(q, n_q, k, v, stride, n_pos, head_dim, scores, f);
+        CHECK_MSG(test_nmse(f, r, (int64_t)n_q * head_dim) <= 1e-11, "attention n_pos %d head_dim %d n_q %d nmse %.3g",
+                  n_pos, head_dim, n_q, test_nmse(f, r, (int64_t)n_q * head_dim));
+        for (int h = 0; h < n_q; h++)
+            fast->attention(q + h * head_dim, 1, k, v, stride, n_pos, head_dim, scores, parts + h * head_dim);
+        CHECK_MSG(memcmp(parts, f, head_bytes) == 0, "attention n_pos %d head_dim %d: %d heads together differ from "
+                  "one at a time", n_pos, head_dim, n_q);
+        const int cut = n_q / 3 + 1;
+        if (cut < n_q) {
+            fast->attention(q, cut, k, v, stride, n_pos, head_dim, scores, parts);
+            fast->attention(q + cut * head_dim, n_q - cut, k, v, stride, n_pos, head_dim, scores, parts + cut * head_dim);
+            CHECK_MSG(memcmp(parts, f, head_bytes) == 0, "attention n_pos %d head_dim %d: %d heads cut after %d differ",
+                      n_pos, head_dim, n_q, cut);
+        }
     }
     free(q);
     free(k);
@@ -407,6 +423,7 @@ static void check_attention(const trn_cpu_ops *fast, int n_pos, int head_dim, in
     free(scores);
     free(r);
     free(f);
+    free(parts);
 }
 
 /* Batched matrix products (matmul, the prefill kernel) against the same table's matrix-vector product run per
@@ -537,13 +554,16 @@ int main(void) {
         check_rope(fast, 32, 64, 1777);
         check_rope(fast, 8, 8, 5); /* stories260K: head size 8 */
         check_rope(fast, 3, 6, 9); /* a head size that is not a multiple of 8 */
-        check_attention(fast, 1, 64, 256);
-        check_attention(fast, 13, 64, 256);
-        check_attention(fast, 300, 64, 256);
-        check_attention(fast, 9, 8, 32);
-        check_attention(fast, 5, 6, 6);
-        check_attention(fast, 37, 96, 128); /* a 64-wide block of values, then 8-wide ones */
-        check_attention(fast, 70, 128, 256);
+        for (int n_q = 1; n_q <= 12; n_q += n_q < 3 ? 1 : n_q < 8 ? 5 : 4) { /* 1, 2, 3, 8, 12 heads per KV head */
+            check_attention(fast, 1, 64, 256, n_q);
+            check_attention(fast, 13, 64, 256, n_q);
+            check_attention(fast, 300, 64, 256, n_q);
+            check_attention(fast, 9, 8, 32, n_q);
+            check_attention(fast, 5, 6, 6, n_q);
+            check_attention(fast, 37, 96, 128, n_q); /* a 64-wide block of values, then 8-wide ones */
+            check_attention(fast, 70, 128, 256, n_q);
+            check_attention(fast, 21, 320, 320, n_q); /* over the many-head path's head_dim limit */
+        }
         /* rows x cols x tokens: one token, odd counts, 16 + 8 and 16 + 16 + 5 token groups, more than a 64-token
          * tile; every layout a table may repack into */
         static const int64_t matmul_shapes[][3] = {{13, 256, 1}, {7, 768, 3}, {64, 512, 65}, {1000, 2048, 5},
