@@ -2,14 +2,11 @@
  * op computes, and where each weight byte lies in the repacked layouts (trn_repack, trn_ternary_block_at); the
  * AVX2 and AVX-512 kernels (ops_avx2.c, ops_avx512.c) are tested against it. It reads every layout and repacks
  * into none (its table names the file layout). */
-#define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 
+#include "../host/common.h"
 #include "ops.h"
 #include "quants.h"
 
@@ -146,16 +143,7 @@ void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t
     *qs = group_block_at(w, &g, r, b) + (r % 4) * g.code_bytes;
 }
 
-void *trn_repack_alloc(size_t bytes) {
-    const size_t huge = (size_t)2 << 20;
-    void *ptr = NULL;
-    if (posix_memalign(&ptr, huge, (bytes + huge - 1) / huge * huge) != 0)
-        return NULL;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    madvise(ptr, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE); /* a request: where refused, 4 KB pages */
-#endif
-    return ptr;
-}
+void *trn_repack_alloc(size_t bytes) { return trn_alloc_huge(bytes); }
 
 trn_matrix trn_repack(const trn_matrix *src, trn_layout layout, void *dst) {
     trn_matrix view = *src;

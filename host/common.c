@@ -1,4 +1,5 @@
-/* common.c: the thread-local last-error message, aligned allocation and the clock (see common.h). */
+/* common.c: the thread-local last-error message, aligned allocation (also on 2 MB pages) and the clock (see common.h). */
+#define _DEFAULT_SOURCE /* madvise */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
@@ -8,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 static _Thread_local char last_error[512];
 
@@ -42,6 +46,17 @@ void *trn_alloc(size_t bytes) {
     if (posix_memalign(&ptr, 64, rounded) != 0)
         return NULL;
     memset(ptr, 0, rounded);
+    return ptr;
+}
+
+void *trn_alloc_huge(size_t bytes) {
+    const size_t huge = (size_t)2 << 20, rounded = (bytes + huge - 1) / huge * huge;
+    void *ptr = NULL;
+    if (posix_memalign(&ptr, huge, rounded == 0 ? huge : rounded) != 0)
+        return NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(ptr, rounded, MADV_HUGEPAGE);
+#endif
     return ptr;
 }
 

@@ -35,6 +35,10 @@ const char *trn_status_name(trn_status status);
 
 /* Allocation helpers: 64-byte aligned, zeroed; NULL on failure (caller reports TRN_ERR_NOMEM). */
 void *trn_alloc(size_t bytes);
+/* Memory on 2 MB pages (not zeroed; trn_free releases it): aligned to 2 MB, rounded up to 2 MB and, on Linux, asked
+ * to be backed by transparent huge pages (a request: where refused, 4 KB pages). For data read as one long stream:
+ * the repacked weights, and the bandwidth probe that bounds reading them. */
+void *trn_alloc_huge(size_t bytes);
 void trn_free(void *ptr);
 
 /* The whole of a file, read into malloc'd memory with one NUL byte after it (so text can be used as a string).
