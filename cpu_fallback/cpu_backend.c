@@ -289,6 +289,32 @@ static void prefetch_kv(const float *k_cache, const float *v_cache, int64_t head
         }
 }
 
+/* A step's RoPE (split by heads) or KV-cache store (split by KV heads) for this thread; 0 for any other node. RoPE
+ * of K and the store of K split the same number of heads alike, so each thread stores the K heads it rotated: the
+ * planner's rule that a token-local node needs no barrier before the next one holds for heads too. One token has
+ * too little work to split by tokens: one thread did all of it while the others waited. */
+static int step_heads(cpu_context *c, const trn_node *node, const buffer_view *v, int t0, int ith, int nth) {
+    const trn_graph *g = c->graph;
+    const int64_t pos = int_at(v, node->src[1], t0); /* both: src0 the rows, src1 the position */
+    int64_t h0, h1;
+    if (node->op == TRN_OP_ROPE) {
+        const int hd = node->head_dim;
+        split(node->n_head, ith, nth, 1, &h0, &h1);
+        if (h1 > h0)
+            c->ops->rope((const float *)row_at(v, node->src[0], t0) + h0 * hd, (float *)row_at(v, node->dst, t0) + h0 * hd,
+                         (int)(h1 - h0), hd, c->rope_cos_sin + pos * hd);
+        return 1;
+    }
+    const int64_t hd = node->op == TRN_OP_STORE_ROW ? c->cache_head_dim[node->dst] : 0;
+    if (hd == 0)
+        return 0;
+    const float *row = row_at(v, node->src[0], t0);
+    split(g->buffers[node->dst].ne[0] / hd, ith, nth, 1, &h0, &h1);
+    for (int64_t kv = h0; kv < h1; kv++)
+        memcpy((float *)c->data[node->dst] + (kv * g->n_ctx + pos) * hd, row + kv * hd, (size_t)hd * sizeof(float));
+    return 1;
+}
+
 static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith, int nth) {
     const trn_graph *g = c->graph;
     const trn_node *node = &g->nodes[n];
@@ -371,7 +397,9 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                 ops->quantize_act(dst + begin, v->xq + (t0 + t) * v->xq_stride + begin / TRN_QK_K, end - begin);
         }
         break;
-    default: /* per-token ops: tokens split among the threads */
+    default: /* per-token ops: tokens split among the threads (in a step, RoPE and the KV stores split heads) */
+        if (n_tok == 1 && step_heads(c, node, v, t0, ith, nth))
+            break;
         split(n_tok, ith, nth, 1, &begin, &end);
         for (int64_t t = t0 + begin; t < t0 + end; t++) {
             const void *s0 = node->src[0] >= 0 ? row_at(v, node->src[0], t) : NULL;
