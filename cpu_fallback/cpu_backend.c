@@ -233,10 +233,8 @@ static int claim_rows(row_queue *q, int64_t chunk, int from_back, int64_t *r0, i
     }
 }
 
-/* A step's product: this thread's rows (split()), in chunks, then what other threads have not started yet. A thief
- * finds a queue of a product its owner has not reached in this step exhausted (every queue is at the end of a
- * step), so it only takes rows its owner has put up. */
-/* Lines of a thread's KV rows still to request: its KV heads [kv, kv1) of K then of V, `floats` of each. */
+/* Lines of a thread's KV rows still to request: its KV heads [kv, kv1) of K, then [kv0, kv1) of V, the first
+ * `floats` of each (head-major caches, head_floats apart). */
 typedef struct {
     const float *cache[2];
     int64_t head_floats, floats, kv, kv1, kv0;
@@ -244,6 +242,7 @@ typedef struct {
     int64_t at;     /* bytes of the current head requested */
 } kv_cursor;
 
+/* Requests the next `lines` lines of k into L2. */
 static void kv_request(kv_cursor *k, int64_t lines) {
     for (; lines > 0 && k->which < 2; lines--) {
         prefetch_line((const char *)(k->cache[k->which] + k->kv * k->head_floats) + k->at);
@@ -258,6 +257,10 @@ static void kv_request(kv_cursor *k, int64_t lines) {
     }
 }
 
+/* A step's product: this thread's rows (split()), in chunks, then what other threads have not started yet. A thief
+ * finds a queue of a product its owner has not reached in this step exhausted (every queue is at the end of a
+ * step), so it only takes rows its owner has put up. kv (or NULL): KV rows to request, kv_lines of them spread over
+ * the thread's own chunks. */
 static void matvec_shared(cpu_context *c, int n, const trn_matrix *w, const float *x, const trn_block_q8_act *xq,
                           float *dst, int ith, int nth, kv_cursor *kv, int64_t kv_lines) {
     const int64_t width = w->rows;
@@ -289,6 +292,13 @@ static void prefetch_kv(const float *k_cache, const float *v_cache, int64_t head
         }
 }
 
+/* KV heads [kv0, kv1) of one row (`row`, head_dim hd each) into a head-major cache at position pos. */
+static void store_cache_heads(const cpu_context *c, int cache, const float *row, int64_t pos, int64_t kv0, int64_t kv1,
+                              int64_t hd) {
+    for (int64_t kv = kv0; kv < kv1; kv++)
+        memcpy((float *)c->data[cache] + (kv * c->graph->n_ctx + pos) * hd, row + kv * hd, (size_t)hd * sizeof(float));
+}
+
 /* A step's RoPE (split by heads) or KV-cache store (split by KV heads) for this thread; 0 for any other node. RoPE
  * of K and the store of K split the same number of heads alike, so each thread stores the K heads it rotated: the
  * planner's rule that a token-local node needs no barrier before the next one holds for heads too. One token has
@@ -308,10 +318,8 @@ static int step_heads(cpu_context *c, const trn_node *node, const buffer_view *v
     const int64_t hd = node->op == TRN_OP_STORE_ROW ? c->cache_head_dim[node->dst] : 0;
     if (hd == 0)
         return 0;
-    const float *row = row_at(v, node->src[0], t0);
     split(g->buffers[node->dst].ne[0] / hd, ith, nth, 1, &h0, &h1);
-    for (int64_t kv = h0; kv < h1; kv++)
-        memcpy((float *)c->data[node->dst] + (kv * g->n_ctx + pos) * hd, row + kv * hd, (size_t)hd * sizeof(float));
+    store_cache_heads(c, node->dst, row_at(v, node->src[0], t0), pos, h0, h1, hd);
     return 1;
 }
 
@@ -337,9 +345,11 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                 const int group = att->n_head / att->n_head_kv;
                 int64_t h0, h1;
                 split(att->n_head, ith, nth, 1, &h0, &h1);
-                kv_rows = (kv_cursor){{c->data[att->src[1]], c->data[att->src[2]]}, (int64_t)g->n_ctx * att->head_dim,
-                                      (int64_t)int_at(v, att->src[3], t0) * att->head_dim, h0 / group,
-                                      h1 > h0 ? (h1 - 1) / group + 1 : h0 / group, h0 / group, h1 > h0 ? 0 : 2, 0};
+                kv_rows = (kv_cursor){.cache = {c->data[att->src[1]], c->data[att->src[2]]},
+                                      .head_floats = (int64_t)g->n_ctx * att->head_dim,
+                                      .floats = (int64_t)int_at(v, att->src[3], t0) * att->head_dim, /* positions so far */
+                                      .kv = h0 / group, .kv1 = h1 > h0 ? (h1 - 1) / group + 1 : h0 / group,
+                                      .kv0 = h0 / group, .which = h1 > h0 ? 0 : 2};
                 kv = &kv_rows;
                 kv_lines = 2 * (kv_rows.kv1 - kv_rows.kv) * kv_rows.floats * (int64_t)sizeof(float) / 64;
             }
@@ -419,9 +429,7 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                     memcpy((uint8_t *)c->data[node->dst] + (size_t)pos * (size_t)width * 4, s0, (size_t)width * 4);
                     break;
                 }
-                for (int64_t kv = 0; kv < width / hd; kv++)
-                    memcpy((float *)c->data[node->dst] + (kv * g->n_ctx + pos) * hd, (const float *)s0 + kv * hd,
-                           (size_t)hd * sizeof(float));
+                store_cache_heads(c, node->dst, s0, pos, 0, width / hd, hd);
                 break;
             }
             case TRN_OP_SAMPLE: {

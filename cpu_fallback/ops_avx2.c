@@ -485,7 +485,7 @@ void trn_avx2_rope(const float *src, float *dst, int n_heads, int head_dim, cons
  *  - 2 to 8 heads at once, one per vector lane: each K and V row is read once for all of them, and the scores
  *    are stored position-major (scores[8 t + head]) so that the softmax runs on whole vectors.
  * The shared arithmetic of one head: lane j of a is the FMA chain over i of q[8i + j] k_t[8i + j]; the score of
- * position t is (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) / sqrt(hd) (the order of two hadds);
+ * position t is (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) times 1 / sqrt(hd) (the order of two hadds);
  * e_t = exp_ps(score_t - max); the sum is the same tree over eight partial sums, partial j adding e_t for t = j
  * mod 8 in order; out[d] is the FMA chain over t of e_t v_t[d], times 1 / sum. A head_dim that is not a multiple
  * of 8, or is over ATT_MAX_HD, takes the one-head path for every head. */
