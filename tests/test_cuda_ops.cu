@@ -163,7 +163,7 @@ static void check_attention(cudaStream_t s) {
                 CK(cudaMemcpy(dp, &pos, 4, cudaMemcpyHostToDevice));
                 LK(trn_cuda_attention(dq, dk, dv, dout, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp,
                                       split ? scratch : nullptr, 0, s));
-                std::vector<float> want(q.size()), scores(n_ctx);
+                std::vector<float> want(q.size()), scores((size_t)TRN_ATTENTION_SCRATCH(n_ctx));
                 for (int h = 0; h < sh.n_head; h++)
                     ref->attention(q.data() + h * sh.hd, 1, k.data() + (h / group) * sh.hd,
                                    v.data() + (h / group) * sh.hd, stride, pos + 1, sh.hd, scores.data(),
