@@ -107,7 +107,7 @@ typedef struct {
     const trn_cpu_ops *ops;
     int n_threads;
     uint8_t *arena;
-    uint8_t *repacked;   /* every repacked weight matrix, one region on 2 MB pages (trn_repack_alloc) */
+    uint8_t *repacked;   /* every repacked weight matrix, one region on 2 MB pages (trn_alloc_huge) */
     void **data;         /* [n_buffers] where each buffer's elements are */
     void **owned;        /* [n_buffers] allocations made here (state, outputs, widened norms) */
     trn_matrix *matrix;  /* [n_buffers] weight views */
@@ -909,7 +909,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     for (int i = 0; i < g->n_buffers; i++)
         if (repack_layout(c, i) != TRN_LAYOUT_ROWS)
             repacked_bytes += (g->buffers[i].bytes + 63) & ~(size_t)63;
-    if (repacked_bytes && !(c->repacked = trn_repack_alloc(repacked_bytes))) {
+    if (repacked_bytes && !(c->repacked = trn_alloc_huge(repacked_bytes))) {
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory repacking %.1f MB of weights", repacked_bytes / 1e6);
     }

@@ -64,10 +64,6 @@ void trn_layout_row_span(const trn_matrix *w, int64_t r0, int64_t r1, const uint
 /* Writes w (a TQ1_0 or TQ2_0 matrix in the file layout) in `layout` into dst (as many bytes as the file layout)
  * and returns the view. X4 is for TQ2_0 only. */
 trn_matrix trn_repack(const trn_matrix *src, trn_layout layout, void *dst);
-/* Memory for repacked matrices: trn_alloc_huge (host/common.h), 2 MB pages. A decode step streams every matrix
- * once: with 4 KB pages that is a TLB miss every 4 KB and hardware prefetchers that stop at each page's end. One
- * region for many matrices (as the CPU backend does) wastes less than one page. */
-void *trn_repack_alloc(size_t bytes);
 static inline trn_matrix trn_repack_tq2_0_x4(const trn_matrix *src, void *dst) {
     return trn_repack(src, TRN_LAYOUT_X4, dst);
 }

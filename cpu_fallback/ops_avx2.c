@@ -638,6 +638,13 @@ static void attention_one(const float *q, const float *k_cache, const float *v_c
     }
 }
 
+/* s[8] = exp_ps(s - max) for one position's eight lanes; returns them. */
+static inline __m256 exp_lanes(float *s, __m256 vmax) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s), vmax));
+    _mm256_storeu_ps(s, e);
+    return e;
+}
+
 /* 2..8 heads (head_dim a multiple of 8, at most ATT_MAX_HD), one per lane; scores: 8 n_pos floats. */
 static void attention_lanes(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t stride,
                             int n_pos, int hd, float *scores, float *out) {
@@ -675,20 +682,12 @@ static void attention_lanes(const float *q, int n_q, const float *k_cache, const
     for (int j = 0; j < 8; j++)
         part[j] = _mm256_setzero_ps();
     int t = 0;
-    for (; t + 8 <= n_pos; t += 8)
+    for (; t + 8 <= n_pos; t += 8) /* eight at a time, so that the partial sums stay in registers */
 #pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            float *s = scores + ATT_LANES * (t + j);
-            const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s), vmax));
-            _mm256_storeu_ps(s, e);
-            part[j] = _mm256_add_ps(part[j], e);
-        }
-    for (int j = 0; t < n_pos; t++, j++) {
-        float *s = scores + ATT_LANES * t;
-        const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(s), vmax));
-        _mm256_storeu_ps(s, e);
-        part[j] = _mm256_add_ps(part[j], e);
-    }
+        for (int j = 0; j < 8; j++)
+            part[j] = _mm256_add_ps(part[j], exp_lanes(scores + ATT_LANES * (t + j), vmax));
+    for (int j = 0; t < n_pos; t++, j++)
+        part[j] = _mm256_add_ps(part[j], exp_lanes(scores + ATT_LANES * t, vmax));
     const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(part[0], part[1]), _mm256_add_ps(part[2], part[3])),
                                      _mm256_add_ps(_mm256_add_ps(part[4], part[5]), _mm256_add_ps(part[6], part[7])));
     float inv[ATT_LANES];
@@ -716,7 +715,7 @@ void trn_avx2_attention(const float *q, int n_q, const float *k_cache, const flo
         const int n = TRN_MIN(ATT_LANES, n_q - h0);
         const float *qh = q + (int64_t)h0 * head_dim;
         float *oh = out + (int64_t)h0 * head_dim;
-        if (n >= (2) && head_dim % 8 == 0 && head_dim <= ATT_MAX_HD)
+        if (n >= 2 && head_dim % 8 == 0 && head_dim <= ATT_MAX_HD)
             attention_lanes(qh, n, k_cache, v_cache, stride, n_pos, head_dim, scores, oh);
         else
             for (int h = 0; h < n; h++)

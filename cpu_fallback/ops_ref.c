@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../host/common.h"
 #include "ops.h"
 #include "quants.h"
 
@@ -142,8 +141,6 @@ void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t
     const group_geometry g = geometry(w);
     *qs = group_block_at(w, &g, r, b) + (r % 4) * g.code_bytes;
 }
-
-void *trn_repack_alloc(size_t bytes) { return trn_alloc_huge(bytes); }
 
 trn_matrix trn_repack(const trn_matrix *src, trn_layout layout, void *dst) {
     trn_matrix view = *src;

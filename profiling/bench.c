@@ -62,7 +62,7 @@ static uint64_t read_plain(const uint8_t *p, size_t n) {
 
 double trn_bandwidth_probe(int n_threads, size_t bytes, int reps) {
     bytes &= ~(size_t)4095;
-    /* on 2 MB pages, as the repacked weights are (trn_repack_alloc): on 4 KB pages this probe read about 8% less on
+    /* on 2 MB pages, as the repacked weights are (trn_alloc_huge): on 4 KB pages this probe read about 8% less on
      * the development machine, a bound the weights' own pages beat */
     uint8_t *buf = trn_alloc_huge(bytes);
     if (!buf)

@@ -16,7 +16,7 @@
  *  10  scalar reference, TQ1_0, file layout (ops_ref.c)
  * For each shape: the matrix is larger than the last-level cache when repeated (a fresh copy per repetition is
  * not needed: 22 layers' worth of one shape is allocated and walked), one thread unless -t, best of REPS. Every
- * copy lies on 2 MB pages where the kernel grants them (trn_repack_alloc, as the backend's repacked matrices do),
+ * copy lies on 2 MB pages where the kernel grants them (trn_alloc_huge, as the backend's repacked matrices do),
  * so variants differ by layout and kernel only. Prints time, GB/s of weights and whether the output equals the
  * reference bitwise (int8 activations make that possible).
  * --hot walks one copy over and over instead (from the caches where it fits: the 256-row shape fits in L2), which
@@ -261,12 +261,12 @@ int main(int argc, char **argv) {
             const trn_type type = var->type;
             const size_t row_bytes = trn_row_bytes(type, cols), bytes = row_bytes * (size_t)rows;
             const int walks = (int)((((size_t)256 << 20) + bytes - 1) / bytes), copies = hot ? 1 : walks;
-            uint8_t *data = trn_repack_alloc(bytes * (size_t)copies);
+            uint8_t *data = trn_alloc_huge(bytes * (size_t)copies);
             float *row = malloc((size_t)cols * sizeof(float)), *x = malloc((size_t)cols * sizeof(float));
             float *y = malloc((size_t)rows * sizeof(float)), *y_ref = malloc((size_t)rows * sizeof(float));
             trn_block_q8_act *xq = trn_alloc((size_t)(cols / TRN_QK_K) * sizeof(trn_block_q8_act));
             trn_matrix *views = malloc((size_t)copies * sizeof(trn_matrix));
-            void *packed = var->layout != TRN_LAYOUT_ROWS ? trn_repack_alloc(bytes * (size_t)copies) : NULL;
+            void *packed = var->layout != TRN_LAYOUT_ROWS ? trn_alloc_huge(bytes * (size_t)copies) : NULL;
             if (!data || !row || !x || !y || !y_ref || !xq || !views || (var->layout != TRN_LAYOUT_ROWS && !packed)) {
                 fprintf(stderr, "out of memory\n");
                 return 1;
