@@ -1,9 +1,12 @@
-/* kernel_lab.c: numbered variants of the ternary matrix-vector kernel, each checked against the scalar
- * reference and timed on every matrix shape of Trinity-1.1B (llm.c's dev/cuda habit, for the CPU).
+/* kernel_lab.c: numbered variants of the ternary matrix-vector and matrix-matrix kernels, each checked against the
+ * scalar reference and timed on every matrix shape of Trinity-1.1B (llm.c's dev/cuda habit, for the CPU).
  *
- *   ./build/kernel_lab [VARIANT] [REPS] [--hot] [-t THREADS]      (no VARIANT, or 0: all of them)
+ *   ./build/kernel_lab [VARIANT] [REPS] [--hot] [-t THREADS]                  matrix-vector (decode)
+ *   ./build/kernel_lab --matmul [VARIANT] [REPS] [-t THREADS] [--tokens N]    matrix-matrix (batched prefill)
  *
- * Variants (the winner keeps its number when it moves into cpu_fallback/; "lab" ones live only here):
+ * (no VARIANT, or 0: all of them). Exits with status 1 where any variant's output differs from the reference.
+ *
+ * Matrix-vector variants (the winner keeps its number when it moves into cpu_fallback/; "lab" ones live only here):
  *   1  scalar reference, TQ2_0, file layout (ops_ref.c)
  *   2  AVX2, TQ2_0, file layout: rows read one at a time (the unrepacked path)
  *   3  AVX2, TQ2_0 repacked into four-row groups (X4) with software prefetch (the AVX2 table's)
@@ -21,8 +24,20 @@
  * reference bitwise (int8 activations make that possible).
  * --hot walks one copy over and over instead (from the caches where it fits: the 256-row shape fits in L2), which
  * gives a kernel's compute ceiling rather than its rate from memory. -t THREADS (OpenMP builds) splits each
- * product's rows among threads as the CPU backend does (multiples of four rows, a barrier after each product),
- * which is how decode reads memory: one thread alone does not reach the machine's bandwidth. */
+ * product's rows among threads as the CPU backend does (multiples of sixteen rows, a barrier after each product),
+ * which is how decode reads memory: one thread alone does not reach the machine's bandwidth.
+ *
+ * Matrix-matrix variants (--matmul; N tokens, default 64, the bench's prompt; the four layer shapes, since a
+ * prefill runs the LM head for its last token only):
+ *   1  scalar reference, TQ2_0: the reference matrix-vector product once per token (ops_ref.c)
+ *   2  AVX-512 VNNI matrix-vector kernel once per token, TQ2_0 X16: the token-by-token path's products
+ *   3  AVX2 vpmaddubsw tiles, TQ2_0 X4 (the AVX2 table's matmul)
+ *   4  AVX-512 VNNI tiles, TQ2_0 X16 (the AVX-512 table's matmul: trn_matmul_tq_dpbusd)
+ *   5  AVX-512 VNNI tiles, TQ1_0 X16 (the AVX-512 table's matmul)
+ *   6  lab: AVX-512 VNNI straight from the X16 columns, TQ2_0: no unpacked tile, each column's four fields
+ *      shifted and masked in registers once per group of 16 tokens
+ * Prints time per product, GB/s of weights, G multiply-adds per second (rows x cols x tokens / time) and whether
+ * every output equals the reference bitwise. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +156,72 @@ LAB_AVX512 static void lab_tq2_0_x16_bw(const trn_matrix *w, const float *x, con
         _mm512_storeu_ps(dst + r, acc);
     }
 }
+
+/* Matmul variant 6: TQ2_0 X16 groups against tokens in groups of 16, straight from the columns: per block and
+ * token group, column j's field l, (q >> 2l) & 3, is the four codes of weights trn_tq2_0_x16_act(j, l) .. + 3 of
+ * the 16 rows, multiplied by each token's four activations broadcast from memory (vpdpbusd {1to16}); the block
+ * ends with the reference's float steps per token. The table's kernel (variant 4) unpacks a tile's codes once
+ * per block into an L1 copy that every token group reads; this one redoes the shifts and masks per token group
+ * instead. Activations are copied densely first, q[b][token][256] (tokens padded to 16 with zeros), as the
+ * table's kernel does. Rows must be whole groups. */
+#define LAB_DPBUSD(acc, t) \
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(c), "m"(*(const int32_t *)(a + (t) * TRN_QK_K)))
+LAB_AVX512 static void lab_matmul_x16_direct(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq,
+                                             float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    enum { TILE = 64, G = 16 };
+    const int64_t nb = w->cols / TRN_QK_K;
+    const size_t group_block = TRN_X16_ROWS * sizeof(trn_block_tq2_0);
+    int8_t *q = aligned_alloc(64, (size_t)(nb * TILE) * TRN_QK_K);
+    if (!q)
+        abort();
+    for (int64_t t0 = 0; t0 < n_tok; t0 += TILE) {
+        const int64_t nt = TRN_MIN(TILE, n_tok - t0), padded = (nt + G - 1) / G * G;
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t t = 0; t < padded; t++) {
+                int8_t *row = q + (b * padded + t) * TRN_QK_K;
+                if (t < nt)
+                    memcpy(row, xq[(t0 + t) * ld_xq + b].q, TRN_QK_K);
+                else
+                    memset(row, 0, TRN_QK_K);
+            }
+        for (int64_t first = r0; first < r1; first += TRN_X16_ROWS) {
+            const uint8_t *group = (const uint8_t *)w->data + first / TRN_X16_ROWS * nb * group_block;
+            __m512 acc[TILE];
+            for (int t = 0; t < TILE; t++)
+                acc[t] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *gb = group + b * group_block;
+                const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + 16 * TRN_X16_COLUMN_BYTES)));
+                for (int64_t g = 0; g < nt; g += G) {
+                    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0;
+                    __m512i s7 = s0, s8 = s0, s9 = s0, s10 = s0, s11 = s0, s12 = s0, s13 = s0, s14 = s0, s15 = s0;
+                    for (int j = 0; j < 16; j++) {
+                        const __m512i column = _mm512_loadu_si512(gb + TRN_X16_COLUMN_BYTES * j);
+#pragma GCC unroll 4
+                        for (int l = 0; l < 4; l++) {
+                            const __m512i c = _mm512_and_si512(_mm512_srli_epi32(column, 2 * l), _mm512_set1_epi8(3));
+                            const int8_t *a = q + (b * padded + g) * TRN_QK_K + 128 * (j / 8) + 32 * l + 4 * (j % 8);
+                            LAB_DPBUSD(s0, 0); LAB_DPBUSD(s1, 1); LAB_DPBUSD(s2, 2); LAB_DPBUSD(s3, 3);
+                            LAB_DPBUSD(s4, 4); LAB_DPBUSD(s5, 5); LAB_DPBUSD(s6, 6); LAB_DPBUSD(s7, 7);
+                            LAB_DPBUSD(s8, 8); LAB_DPBUSD(s9, 9); LAB_DPBUSD(s10, 10); LAB_DPBUSD(s11, 11);
+                            LAB_DPBUSD(s12, 12); LAB_DPBUSD(s13, 13); LAB_DPBUSD(s14, 14); LAB_DPBUSD(s15, 15);
+                        }
+                    }
+                    const __m512i s[G] = {s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15};
+                    for (int t = 0; t < G && g + t < nt; t++) {
+                        const trn_block_q8_act *x = &xq[(t0 + g + t) * ld_xq + b];
+                        const __m512i isum = _mm512_sub_epi32(s[t], _mm512_set1_epi32(x->sum));
+                        acc[g + t] = _mm512_add_ps(acc[g + t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(x->d)),
+                                                                             _mm512_cvtepi32_ps(isum)));
+                    }
+                }
+            }
+            for (int64_t t = 0; t < nt; t++)
+                _mm512_storeu_ps(dst + (t0 + t) * ld_dst + first, acc[t]);
+        }
+    }
+    free(q);
+}
 #endif
 
 /* ---- the variants ---- */
@@ -184,8 +265,15 @@ static matvec_fn variant_kernel(const variant *v) {
 #endif
 }
 
+/* Thread ith's rows [*begin, *end) of `rows`, in units of sixteen rows (the CPU backend's product_rows). */
+static void thread_rows(int64_t rows, int ith, int nth, int64_t *begin, int64_t *end) {
+    const int64_t units = (rows + 15) / 16;
+    *begin = TRN_MIN(rows, units * ith / nth * 16);
+    *end = TRN_MIN(rows, units * (ith + 1) / nth * 16);
+}
+
 /* Best time of `reps` over `walks` products of views[c % copies], rows split among `threads` as the backend
- * splits them (cpu_backend.c: units of four rows, a barrier after each product). */
+ * splits them (cpu_backend.c: units of sixteen rows, a barrier after each product). */
 static double time_kernel(matvec_fn kernel, const trn_matrix *views, int copies, int walks, int reps, int threads,
                           const float *x, const trn_block_q8_act *xq, float *y) {
     double best = 1e30;
@@ -196,8 +284,8 @@ static double time_kernel(matvec_fn kernel, const trn_matrix *views, int copies,
         ith = omp_get_thread_num();
         nth = omp_get_num_threads();
 #endif
-        const int64_t rows = views[0].rows, units = (rows + 3) / 4;
-        const int64_t begin = TRN_MIN(rows, units * ith / nth * 4), end = TRN_MIN(rows, units * (ith + 1) / nth * 4);
+        int64_t begin, end;
+        thread_rows(views[0].rows, ith, nth, &begin, &end);
         for (int k = 0; k < reps; k++) {
             double t0 = 0;
 #pragma omp barrier
@@ -224,26 +312,198 @@ static uint64_t next(void) {
     return rng;
 }
 
-int main(int argc, char **argv) {
-    const int only = argc > 1 ? atoi(argv[1]) : 0;
-    const int reps = argc > 2 ? atoi(argv[2]) : 5;
-    const int n_variants = (int)TRN_ARRAY_LEN(variants);
-    int hot = 0, threads = 1, bad = only < 0 || only > n_variants || reps < 1;
-    for (int i = 3; i < argc && !bad; i++) {
-        if (strcmp(argv[i], "--hot") == 0)
-            hot = 1;
-        else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else
-            bad = 1;
+/* ---- matrix-matrix variants (--matmul) ---- */
+
+typedef void (*matmul_fn)(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
+                          int64_t n_tok, int64_t r0, int64_t r1);
+
+static void mm_scalar(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
+                      int64_t n_tok, int64_t r0, int64_t r1) {
+    trn_matmul_by_matvec(trn_cpu_ops_ref()->matvec, w, NULL, 0, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+}
+
+static void mm_by_matvec_avx512(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst,
+                                int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    trn_matmul_by_matvec(trn_cpu_ops_avx512()->matvec, w, NULL, 0, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+}
+
+typedef struct {
+    const char *name;
+    trn_type type;
+    trn_layout layout;
+    matmul_fn kernel; /* NULL where this build lacks it */
+    int (*available)(void); /* whether this CPU runs it */
+} matmul_variant;
+
+static int always(void) { return 1; }
+static int cpu_has_avx512(void) { return trn_cpu_ops_avx512() != NULL; }
+#if defined(TRN_HAVE_AVX2)
+static int cpu_has_avx2(void) { return trn_cpu_ops_avx2() != NULL; }
+#endif
+#if defined(TRN_HAVE_VNNI)
+static int cpu_has_dpbusd(void) { return trn_matmul_tq_dpbusd_supported(); }
+#endif
+
+static const matmul_variant matmul_variants[] = {
+    {"scalar reference, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_ROWS, mm_scalar, always},
+    {"avx512 vnni matvec, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, mm_by_matvec_avx512, cpu_has_avx512},
+#if defined(TRN_HAVE_AVX2)
+    {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, trn_matmul_tq_maddubs, cpu_has_avx2},
+#else
+    {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, NULL, always},
+#endif
+#if defined(TRN_HAVE_VNNI)
+    {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, trn_matmul_tq_dpbusd, cpu_has_dpbusd},
+    {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, trn_matmul_tq_dpbusd, cpu_has_dpbusd},
+#else
+    {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
+    {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL, always},
+#endif
+#ifdef LAB_X86
+    {"lab: vnni from x16 columns", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_x16_direct, lab_has_avx512},
+#else
+    {"lab: vnni from x16 columns", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
+#endif
+};
+
+/* Best time of `reps` over `walks` products of views[c % copies] for n_tok tokens, rows split among `threads`. */
+static double time_matmul(matmul_fn kernel, const trn_matrix *views, int copies, int walks, int reps, int threads,
+                          const trn_block_q8_act *xq, int64_t ld_xq, float *y, int64_t n_tok) {
+    double best = 1e30;
+#pragma omp parallel num_threads(threads)
+    {
+        int ith = 0, nth = 1;
+#ifdef TRN_HAVE_OPENMP
+        ith = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        int64_t begin, end;
+        thread_rows(views[0].rows, ith, nth, &begin, &end);
+        for (int k = 0; k < reps; k++) {
+            double t0 = 0;
+#pragma omp barrier
+            if (ith == 0)
+                t0 = trn_time_s();
+            for (int c = 0; c < walks; c++) {
+                kernel(&views[c % copies], xq, ld_xq, y, views[0].rows, n_tok, begin, end);
+#pragma omp barrier
+            }
+            if (ith == 0) {
+                const double dt = (trn_time_s() - t0) / walks;
+                best = dt < best ? dt : best;
+            }
+        }
     }
+    return best;
+}
+
+/* The matrix-matrix table: returns the number of variants whose output differed from the reference. */
+static int run_matmul(int only, int reps, int threads, int64_t n_tok) {
+    int differ = 0;
+    printf("%-3s %-34s %-14s %10s %9s %9s %s\n", "var", "kernel", "shape", "ms", "GB/s", "GMAC/s", "vs reference");
+    for (size_t s = 0; s + 1 < TRN_ARRAY_LEN(shapes); s++) { /* not the LM head */
+        const int64_t rows = shapes[s].rows, cols = shapes[s].cols;
+        for (int v = 1; v <= (int)TRN_ARRAY_LEN(matmul_variants); v++) {
+            if (only && v != only)
+                continue;
+            const matmul_variant *var = &matmul_variants[v - 1];
+            if (!var->kernel || !var->available()) {
+                printf("%-3d %-34s (not available on this CPU or build)\n", v, var->name);
+                continue;
+            }
+            const size_t row_bytes = trn_row_bytes(var->type, cols), bytes = row_bytes * (size_t)rows;
+            /* copies walked in turn, 32 MB at least, so that weights come from memory as in a prefill; the
+             * scalar reference walks one product only */
+            const int walks = v == 1 ? 1 : (int)((((size_t)32 << 20) + bytes - 1) / bytes);
+            uint8_t *data = trn_alloc_huge(bytes * (size_t)walks);
+            void *packed = var->layout != TRN_LAYOUT_ROWS ? trn_alloc_huge(bytes * (size_t)walks) : NULL;
+            float *row = malloc((size_t)cols * sizeof(float)), *x = malloc((size_t)cols * sizeof(float));
+            float *y = malloc((size_t)(rows * n_tok) * sizeof(float)), *y_ref = malloc((size_t)(rows * n_tok) * sizeof(float));
+            const int64_t ld_xq = cols / TRN_QK_K;
+            trn_block_q8_act *xq = trn_alloc((size_t)(ld_xq * n_tok) * sizeof(trn_block_q8_act));
+            trn_matrix *views = malloc((size_t)walks * sizeof(trn_matrix));
+            if (!data || !row || !x || !y || !y_ref || !xq || !views || (var->layout != TRN_LAYOUT_ROWS && !packed)) {
+                fprintf(stderr, "out of memory\n");
+                exit(1);
+            }
+            for (int64_t r = 0; r < rows; r++) {
+                for (int64_t i = 0; i < cols; i++)
+                    row[i] = (float)((int)(next() % 3) - 1) * (float)(1 + r % 7);
+                trn_quantize_row(var->type, row, data + (size_t)r * row_bytes, cols);
+            }
+            for (int c = 1; c < walks; c++)
+                memcpy(data + (size_t)c * bytes, data, bytes);
+            for (int64_t t = 0; t < n_tok; t++) {
+                for (int64_t i = 0; i < cols; i++)
+                    x[i] = (float)(next() % 2001) / 1000.0f - 1.0f;
+                trn_cpu_ops_ref()->quantize_act(x, xq + t * ld_xq, cols);
+            }
+            trn_matrix base = {var->type, data, rows, cols, row_bytes, TRN_LAYOUT_ROWS};
+            mm_scalar(&base, xq, ld_xq, y_ref, rows, n_tok, 0, rows);
+            for (int c = 0; c < walks; c++) {
+                views[c] = base;
+                views[c].data = data + (size_t)c * bytes;
+                if (packed)
+                    views[c] = trn_repack(&views[c], var->layout, (uint8_t *)packed + (size_t)c * bytes);
+            }
+            memset(y, 0xff, (size_t)(rows * n_tok) * sizeof(float)); /* NaNs: a row left unwritten differs */
+            const double best = time_matmul(var->kernel, views, walks, walks, reps, threads, xq, ld_xq, y, n_tok);
+            const int same = memcmp(y, y_ref, (size_t)(rows * n_tok) * sizeof(float)) == 0;
+            differ += !same;
+            printf("%-3d %-34s %5lldx%-8lld %10.3f %9.2f %9.1f %s\n", v, var->name, (long long)rows, (long long)cols,
+                   best * 1e3, bytes / best / 1e9, (double)rows * (double)cols * (double)n_tok / best / 1e9,
+                   same ? "identical" : "DIFFERS");
+            free(views);
+            trn_free(packed);
+            trn_free(data);
+            trn_free(xq);
+            free(row);
+            free(x);
+            free(y);
+            free(y_ref);
+        }
+        printf("    (%s, %lld tokens)\n", shapes[s].what, (long long)n_tok);
+    }
+    return differ;
+}
+
+int main(int argc, char **argv) {
+    int only = 0, reps = 5, positional = 0, hot = 0, matmul = 0, threads = 1, bad = 0;
+    int64_t n_tok = 64;
+    for (int i = 1; i < argc && !bad; i++) {
+        char *end = NULL;
+        if (strcmp(argv[i], "--hot") == 0) {
+            hot = 1;
+        } else if (strcmp(argv[i], "--matmul") == 0) {
+            matmul = 1;
+        } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
+            threads = (int)strtol(argv[++i], &end, 10);
+            bad = *end != '\0';
+        } else if (strcmp(argv[i], "--tokens") == 0 && i + 1 < argc) {
+            n_tok = strtoll(argv[++i], &end, 10);
+            bad = *end != '\0' || n_tok < 1 || n_tok > 4096;
+        } else if (positional < 2) {
+            const long value = strtol(argv[i], &end, 10);
+            bad = *end != '\0' || argv[i][0] == '\0';
+            *(positional++ == 0 ? &only : &reps) = (int)value;
+        } else {
+            bad = 1;
+        }
+    }
+    const int n_variants = matmul ? (int)TRN_ARRAY_LEN(matmul_variants) : (int)TRN_ARRAY_LEN(variants);
+    bad |= only < 0 || only > n_variants || reps < 1 || threads < 1 || (matmul && hot);
 #ifndef TRN_HAVE_OPENMP
     bad |= threads != 1;
 #endif
-    if (bad || threads < 1) {
-        fprintf(stderr, "usage: kernel_lab [VARIANT 1..%d, 0 for all] [REPS >= 1] [--hot] [-t THREADS]\n", n_variants);
+    if (bad) {
+        fprintf(stderr, "usage: kernel_lab [VARIANT 1..10, 0 for all] [REPS >= 1] [--hot] [-t THREADS]\n"
+                        "       kernel_lab --matmul [VARIANT 1..%d, 0 for all] [REPS >= 1] [-t THREADS] [--tokens 1..4096]\n",
+                (int)TRN_ARRAY_LEN(matmul_variants));
         return 2;
     }
+    if (matmul)
+        return run_matmul(only, reps, threads, n_tok) ? 1 : 0;
+    int differ = 0;
     const trn_cpu_ops *ref = trn_cpu_ops_ref();
     printf("%-3s %-34s %-14s %10s %9s %s\n", "var", "kernel", "shape", "ms", "GB/s", "vs reference");
     for (size_t s = 0; s < TRN_ARRAY_LEN(shapes); s++) {
@@ -291,6 +551,7 @@ int main(int argc, char **argv) {
             }
             const double best = time_kernel(kernel, views, copies, walks, reps, threads, x, xq, y);
             const int same = memcmp(y, y_ref, (size_t)rows * sizeof(float)) == 0;
+            differ += !same;
             printf("%-3d %-34s %5lldx%-8lld %10.3f %9.2f %s\n", v, var->name, (long long)rows, (long long)cols,
                    best * 1e3, bytes / best / 1e9, same ? "identical" : "DIFFERS");
             free(views);
@@ -304,5 +565,5 @@ int main(int argc, char **argv) {
         }
         printf("    (%s)\n", shapes[s].what);
     }
-    return 0;
+    return differ ? 1 : 0;
 }
