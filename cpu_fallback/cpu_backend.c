@@ -61,6 +61,7 @@ typedef struct {
     int node;     /* the node run, or quantized for (its src[1]), or that the barrier precedes */
     int quantize; /* ITEM_NODE of an elementwise op: each thread also quantizes the blocks of dst it wrote */
     int prefetch; /* ITEM_BARRIER: the next MATVEC node, whose weights a waiting thread prefetches; -1 none */
+    int step_skip; /* not run in a step: a product of a group after the first, which the first one runs */
 } plan_item;
 
 /* The barrier between the items of a pass: a counter and a generation, spun on. A thread that waits prefetches
@@ -127,6 +128,8 @@ typedef struct {
     int32_t *batch_inputs; /* [2][max_batch]: token ids, then positions */
     plan_item *plan;     /* [n_plan] what the threads do in a pass, in order (make_plan) */
     int n_plan;
+    int *group_end;      /* [n_nodes] for a product that heads a group a step runs as one (group_products): one
+                            past the group's last node; 0 for other nodes */
     int *kv_ahead;       /* [n_nodes] for a layer's first product (Q): its attention node, whose KV rows a step
                             requests while that product streams its weights; -1 for other nodes */
     spin_barrier barrier;
@@ -257,27 +260,58 @@ static void kv_request(kv_cursor *k, int64_t lines) {
     }
 }
 
-/* A step's product: this thread's rows (split()), in chunks, then what other threads have not started yet. A thief
- * finds a queue of a product its owner has not reached in this step exhausted (every queue is at the end of a
- * step), so it only takes rows its owner has put up. kv (or NULL): KV rows to request, kv_lines of them spread over
- * the thread's own chunks. */
-static void matvec_shared(cpu_context *c, int n, const trn_matrix *w, const float *x, const trn_block_q8_act *xq,
-                          float *dst, int ith, int nth, kv_cursor *kv, int64_t kv_lines) {
-    const int64_t width = w->rows;
-    const int64_t chunk = TRN_MAX(1, CHUNK_BYTES / (int64_t)w->row_bytes / MATVEC_ROW_ALIGN) * MATVEC_ROW_ALIGN;
+/* The products a step runs as one (group_products): nodes [first, end), rows numbered through all of them in
+ * order, so that a thread's rows of the group are one span of the weights (cpu_prepare repacks the matrices one
+ * after another in buffer order, which is the graph's node order). A single product is a group of one. In the
+ * profile a group's time is its first product's. */
+typedef struct {
+    int first, end;
+    int64_t rows; /* all the group's rows */
+} product_group;
+
+static product_group group_of(const cpu_context *c, int n) {
+    const trn_graph *g = c->graph;
+    product_group pg = {n, c->group_end[n] > n ? c->group_end[n] : n + 1, 0};
+    for (int m = pg.first; m < pg.end; m++)
+        pg.rows += c->matrix[g->nodes[m].src[0]].rows;
+    return pg;
+}
+
+/* Rows [r0, r1) of a group's numbering: each product's part of them. */
+static void group_matvec(cpu_context *c, const buffer_view *v, const product_group *pg, const float *x,
+                         const trn_block_q8_act *xq, int64_t r0, int64_t r1) {
+    const trn_graph *g = c->graph;
+    int64_t first = 0; /* the group row of this product's row 0 */
+    for (int m = pg->first; m < pg->end && first < r1; m++) {
+        const trn_matrix *w = &c->matrix[g->nodes[m].src[0]];
+        const int64_t lo = TRN_MAX(r0, first), hi = TRN_MIN(r1, first + w->rows);
+        if (lo < hi)
+            c->ops->matvec(w, x, xq, row_at(v, g->nodes[m].dst, 0), lo - first, hi - first);
+        first += w->rows;
+    }
+}
+
+/* A step's product group: this thread's rows (split()), in chunks, then what other threads have not started yet.
+ * A thief finds a queue of a product its owner has not reached in this step exhausted (every queue is at the end
+ * of a step), so it only takes rows its owner has put up. kv (or NULL): KV rows to request, kv_lines of them spread
+ * over the thread's own chunks. */
+static void matvec_shared(cpu_context *c, const buffer_view *v, const product_group *pg, const float *x,
+                          const trn_block_q8_act *xq, int ith, int nth, kv_cursor *kv, int64_t kv_lines) {
+    const size_t row_bytes = c->matrix[c->graph->nodes[pg->first].src[0]].row_bytes;
+    const int64_t chunk = TRN_MAX(1, CHUNK_BYTES / (int64_t)row_bytes / MATVEC_ROW_ALIGN) * MATVEC_ROW_ALIGN;
     int64_t begin, end, r0, r1;
-    product_rows(width, ith, nth, &begin, &end);
-    row_queue *queues = c->queues + (size_t)n * (size_t)c->n_threads;
+    product_rows(pg->rows, ith, nth, &begin, &end);
+    row_queue *queues = c->queues + (size_t)pg->first * (size_t)c->n_threads;
     atomic_store_explicit(&queues[ith].range, (uint64_t)end << 32 | (uint64_t)begin, memory_order_relaxed);
     const int64_t per_chunk = kv ? kv_lines / TRN_MAX(1, (end - begin) / chunk) + 1 : 0;
     while (claim_rows(&queues[ith], chunk, 0, &r0, &r1)) {
         if (kv)
             kv_request(kv, per_chunk);
-        c->ops->matvec(w, x, xq, dst, r0, r1);
+        group_matvec(c, v, pg, x, xq, r0, r1);
     }
     for (int k = 1; k < nth; k++)
         while (claim_rows(&queues[(ith + k) % nth], chunk, 1, &r0, &r1))
-            c->ops->matvec(w, x, xq, dst, r0, r1);
+            group_matvec(c, v, pg, x, xq, r0, r1);
 }
 
 /* Requests into L2 the first `floats` of KV heads [kv0, kv1) of the K and V caches (head-major, head_floats apart):
@@ -323,7 +357,8 @@ static int step_heads(cpu_context *c, const trn_node *node, const buffer_view *v
     return 1;
 }
 
-static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith, int nth) {
+static void run_node(cpu_context *c, const pass *p, const plan_item *item, int ith, int nth) {
+    const int n = item->node, quantize = item->quantize;
     const trn_graph *g = c->graph;
     const trn_node *node = &g->nodes[n];
     const trn_cpu_ops *ops = c->ops;
@@ -353,7 +388,8 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                 kv = &kv_rows;
                 kv_lines = 2 * (kv_rows.kv1 - kv_rows.kv) * kv_rows.floats * (int64_t)sizeof(float) / 64;
             }
-            matvec_shared(c, n, w, x, xq, dst, ith, nth, kv, kv_lines);
+            const product_group pg = group_of(c, n);
+            matvec_shared(c, v, &pg, x, xq, ith, nth, kv, kv_lines);
             if (kv)
                 kv_request(kv, kv_lines); /* whatever the chunks left */
             break;
@@ -517,14 +553,21 @@ static void run_pass(cpu_context *c, const pass *p) {
         for (int i = 0; i < c->n_plan && c->plan[i].node < p->n_nodes; i++) {
             const plan_item *item = &c->plan[i];
             const trn_node *node = &g->nodes[item->node];
+            if (item->step_skip && p->n_tok == 1)
+                continue;
             switch (item->kind) {
             case ITEM_BARRIER: {
                 const uint8_t *from = NULL, *end = NULL;
                 if (item->prefetch >= 0 && p->n_tok == 1) { /* steps: the first bytes of this thread's rows */
-                    int64_t r0, r1;
+                    const product_group pg = group_of(c, item->prefetch);
+                    int64_t r0, r1, first = 0;
                     size_t bytes;
-                    product_rows(g->buffers[g->nodes[item->prefetch].dst].ne[0], ith, nth, &r0, &r1);
-                    trn_layout_row_span(&c->matrix[g->nodes[item->prefetch].src[0]], r0, r1, &from, &bytes);
+                    product_rows(pg.rows, ith, nth, &r0, &r1);
+                    int m = pg.first; /* the product that holds the thread's first row */
+                    while (m + 1 < pg.end && r0 >= first + c->matrix[g->nodes[m].src[0]].rows)
+                        first += c->matrix[g->nodes[m++].src[0]].rows;
+                    const trn_matrix *w = &c->matrix[g->nodes[m].src[0]];
+                    trn_layout_row_span(w, r0 - first, TRN_MIN(r1 - first, w->rows), &from, &bytes);
                     end = from + TRN_MIN(bytes, (size_t)PREFETCH_MAX_BYTES);
                 }
                 barrier_wait(&c->barrier, nth, &from, end);
@@ -541,7 +584,7 @@ static void run_pass(cpu_context *c, const pass *p) {
             case ITEM_NODE:
                 if (node->op == TRN_OP_SAMPLE && !p->sample)
                     break;
-                run_node(c, p, item->node, item->quantize, ith, nth);
+                run_node(c, p, item, ith, nth);
                 kind = table ? profile_kind(table, node, g->buffers[node->dst].ne[0]) : 0;
                 profile_mark(table, kind, 0, &t);
                 break;
@@ -596,6 +639,42 @@ static int conflicts(const item_effects *a, const item_effects *b) {
                 return 1;
         }
     return 0;
+}
+
+/* Whether a step may run product nodes a and b (a before b, no barrier between) as one group: body products of
+ * one input and one matrix shape but rows, type and layout, rows in whole sixteens (a thread's rows never cut a
+ * group of the X16 and X4 layouts). */
+static int groups_with(const cpu_context *c, int a, int b) {
+    const trn_graph *g = c->graph;
+    const trn_node *x = &g->nodes[a], *y = &g->nodes[b];
+    if (x->op != TRN_OP_MATVEC || y->op != TRN_OP_MATVEC || token_class(g, a) != 0 || token_class(g, b) != 0)
+        return 0;
+    const trn_matrix *u = &c->matrix[x->src[0]], *w = &c->matrix[y->src[0]];
+    return x->src[1] == y->src[1] && reads_int8(c, x) == reads_int8(c, y) && u->type == w->type &&
+           u->layout == w->layout && u->cols == w->cols && u->rows % MATVEC_ROW_ALIGN == 0 &&
+           w->rows % MATVEC_ROW_ALIGN == 0;
+}
+
+/* Groups the products that follow one another in c->plan without a barrier and read one input (Q, K and V; gate
+ * and up): a step runs each group as one product whose rows the threads split (matvec_shared), so that each
+ * thread reads one span of weights instead of a piece of each matrix. Prefill batches run them one by one.
+ * TRN_CPU_GROUPS=0 turns this off. */
+static void group_products(cpu_context *c) {
+    const char *groups = getenv("TRN_CPU_GROUPS");
+    if (groups && strcmp(groups, "0") == 0)
+        return;
+    for (int i = 0; i < c->n_plan; i++) {
+        plan_item *head = &c->plan[i];
+        if (head->kind != ITEM_NODE)
+            continue;
+        int j = i + 1;
+        while (j < c->n_plan && c->plan[j].kind == ITEM_NODE && c->plan[j].node == c->plan[j - 1].node + 1 &&
+               groups_with(c, head->node, c->plan[j].node))
+            c->plan[j++].step_skip = 1;
+        if (j - i > 1)
+            c->group_end[head->node] = c->plan[j - 1].node + 1;
+        i = j - 1;
+    }
 }
 
 /* Makes c->plan. First where each int8 matrix input is quantized: by the elementwise node that wrote it (each
@@ -664,16 +743,17 @@ static trn_status make_plan(cpu_context *c) {
                 int next = n; /* the first product from here on */
                 while (next < g->n_nodes && g->nodes[next].op != TRN_OP_MATVEC)
                     next++;
-                c->plan[c->n_plan++] = (plan_item){ITEM_BARRIER, n, 0, next < g->n_nodes ? next : -1};
+                c->plan[c->n_plan++] = (plan_item){ITEM_BARRIER, n, 0, next < g->n_nodes ? next : -1, 0};
                 n_open = 0;
             }
             open[n_open++] = e;
-            c->plan[c->n_plan++] = (plan_item){part == 0 ? ITEM_QUANTIZE : ITEM_NODE, n, after[n], -1};
+            c->plan[c->n_plan++] = (plan_item){part == 0 ? ITEM_QUANTIZE : ITEM_NODE, n, after[n], -1, 0};
         }
     }
     free(before);
     free(after);
     free(open);
+    group_products(c);
     return TRN_OK;
 }
 
@@ -799,6 +879,7 @@ static void cpu_release(cpu_context *c) {
     trn_free(c->scores);
     free(c->cache_head_dim);
     free(c->kv_ahead);
+    free(c->group_end);
     trn_free(c->sample_logits);
     trn_sampler_free(c->sampler);
     free(c->one.stride);
@@ -876,6 +957,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->scores = trn_alloc((size_t)c->n_threads * (size_t)TRN_ATTENTION_SCRATCH(g->n_ctx) * sizeof(float));
     c->cache_head_dim = calloc((size_t)g->n_buffers, sizeof(int));
     c->kv_ahead = malloc((size_t)g->n_nodes * sizeof(int));
+    c->group_end = calloc((size_t)g->n_nodes, sizeof(int));
     c->sampler = trn_sampler_new(hp->n_vocab);
     c->queues = trn_alloc((size_t)g->n_nodes * (size_t)c->n_threads * sizeof(row_queue));
     c->sample_logits = trn_alloc((size_t)hp->n_vocab * sizeof(float));
@@ -888,7 +970,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->batch_arena = trn_alloc(g->arena_bytes * (size_t)c->max_batch);
     c->batch_inputs = trn_alloc(2 * (size_t)c->max_batch * sizeof(int32_t));
     if (!c->data || !c->owned || !c->matrix || !c->arena || !c->queues || !c->xq || !c->rope_cos_sin || !c->scores ||
-        !c->cache_head_dim || !c->kv_ahead || !c->sampler || !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
+        !c->cache_head_dim || !c->kv_ahead || !c->group_end || !c->sampler || !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
         !c->batch_inputs) {
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory preparing the CPU backend");
