@@ -3,8 +3,9 @@
  * Prefill: an n_prompt-token prompt through the backend's batched prefill and through one step per token,
  * alternately, PREFILL_REPS times each; the medians give tokens/s and their ratio. Decode: n_decode greedy steps
  * each timed alone, interleaved with bandwidth probes; the median step time gives ms per token. Decode runs at the
- * requested thread count and (CPU only) at one thread, each with its own probe. The bound: weight bytes read per
- * token / probe bandwidth; the fraction reached is the figure that matters. */
+ * requested thread count and (CPU only) at one thread, each with its own probe. The bound: the bytes a step must
+ * read (every weight, and the KV cache of the positions before it) / probe bandwidth; the fraction reached is the
+ * figure that matters. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 
@@ -116,7 +117,7 @@ enum { PREFILL_REPS = 3, DECODE_ROUNDS = 7 };
  * DECODE_ROUNDS rounds of steps (on a shared machine the bandwidth drifts: the fraction of the bound is only
  * meaningful when both are measured under the same conditions). */
 static trn_status measure_decode(trn_backend *backend, int threads, int token, int pos, int n_decode, int on_cpu,
-                                 double weight_bytes, trn_bench_decode *out) {
+                                 double bytes_per_token, trn_bench_decode *out) {
     memset(out, 0, sizeof(*out));
     out->threads = threads;
     double probes[DECODE_ROUNDS];
@@ -145,7 +146,7 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
 #endif
         out->ms_per_token = 1e3 * step_s;
         out->tokens_per_s = 1.0 / step_s;
-        out->achieved_gbs = weight_bytes / step_s / 1e9;
+        out->achieved_gbs = bytes_per_token / step_s / 1e9;
         out->roofline_fraction = out->bandwidth_gbs > 0 ? out->achieved_gbs / out->bandwidth_gbs : 0.0;
     }
     free(times);
@@ -216,11 +217,16 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
         on_cpu = strcmp(backend->iface->name, "cpu") == 0;
         res->n_prompt = opts->n_prompt;
         res->weight_bytes_per_token = (double)trn_model_weight_bytes_per_token(model);
+        const trn_hparams *hp = &model->hp;
+        res->decode_pos0 = opts->n_prompt;
+        res->kv_bytes_per_token = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float) *
+                                  (opts->n_prompt + (opts->n_decode - 1) / 2.0 + 1.0); /* positions attended */
         status = measure_prefill(graph, backend, ids, opts->n_prompt, &next, res);
     }
+    const double bytes_per_token = res->weight_bytes_per_token + res->kv_bytes_per_token;
     if (status == TRN_OK)
-        status = measure_decode(backend, threads, next, opts->n_prompt, opts->n_decode, on_cpu,
-                                res->weight_bytes_per_token, &res->decode);
+        status = measure_decode(backend, threads, next, opts->n_prompt, opts->n_decode, on_cpu, bytes_per_token,
+                                &res->decode);
     trn_backend_free(backend);
     backend = NULL;
     /* one thread, on the CPU: the same prompt (batched, not timed), then decode */
@@ -233,8 +239,8 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
             if (status == TRN_OK)
                 status = trn_prefill(graph, backend, ids, opts->n_prompt, 0, 1, &next, NULL);
             if (status == TRN_OK)
-                status = measure_decode(backend, 1, next, opts->n_prompt, opts->n_decode, on_cpu,
-                                        res->weight_bytes_per_token, &res->decode_1thread);
+                status = measure_decode(backend, 1, next, opts->n_prompt, opts->n_decode, on_cpu, bytes_per_token,
+                                        &res->decode_1thread);
         }
     }
     trn_backend_free(backend);
@@ -244,12 +250,13 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
 }
 
 static void print_decode(const trn_bench_result *r, const trn_bench_decode *d, FILE *out) {
-    fprintf(out, "decode, %d thread%s %s%.2f tokens/s, %.3f ms/token (median step), %.2f GB/s of weights\n", d->threads,
+    fprintf(out, "decode, %d thread%s %s%.2f tokens/s, %.3f ms/token (median step), %.2f GB/s read\n", d->threads,
             d->threads == 1 ? "" : "s", d->threads == 1 ? " " : "", d->tokens_per_s, d->ms_per_token, d->achieved_gbs);
     if (d->bandwidth_gbs > 0)
         fprintf(out, "  bound          %.2f GB/s read (probe, %d thread%s, same run) = %.2f tokens/s; reached %.1f%%\n",
                 d->bandwidth_gbs, d->threads, d->threads == 1 ? "" : "s",
-                d->bandwidth_gbs * 1e9 / r->weight_bytes_per_token, 100.0 * d->roofline_fraction);
+                d->bandwidth_gbs * 1e9 / (r->weight_bytes_per_token + r->kv_bytes_per_token),
+                100.0 * d->roofline_fraction);
     else
         fprintf(out, "  bound          read bandwidth not measured for this device\n");
 }
@@ -276,6 +283,7 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
         fprintf(out, ", \"prefill_batched\": %s, \"prompt_tokens\": %d", r->prefill_batched ? "true" : "false",
                 r->n_prompt);
         json_number(out, "weight_bytes_per_token", 1, "%.0f", r->weight_bytes_per_token);
+        json_number(out, "kv_bytes_per_token", 1, "%.0f", r->kv_bytes_per_token);
         json_number(out, "bandwidth_gbs", 1, "%.3f", d->bandwidth_gbs);
         json_number(out, "achieved_gbs", 1, "%.3f", d->achieved_gbs);
         json_number(out, "roofline_fraction", 1, "%.4f", d->roofline_fraction);
@@ -290,7 +298,8 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
     }
     fprintf(out, "model            %s\n", model->name);
     fprintf(out, "device           %s\n", r->device);
-    fprintf(out, "weights/token    %.1f MB\n", r->weight_bytes_per_token / 1e6);
+    fprintf(out, "read per token   %.1f MB of weights + %.1f MB of KV cache (mean of the decode steps, positions from %d)\n",
+            r->weight_bytes_per_token / 1e6, r->kv_bytes_per_token / 1e6, r->decode_pos0);
     if (r->prefill_batched)
         fprintf(out, "prefill          %d-token prompt, %d thread%s: %.2f tokens/s batched, %.2f tokens/s token by token "
                      "(%.2fx; medians of %d)\n",

@@ -26,7 +26,7 @@ typedef struct {
     double tokens_per_s, ms_per_token;
     double bandwidth_gbs;      /* read bandwidth measured by the probe, interleaved with the steps on the CPU, before
                                   them on a GPU (device-to-device copy); 0: not measured */
-    double achieved_gbs;       /* weight bytes per token x decode tokens/s */
+    double achieved_gbs;       /* bytes read per token (weights and KV cache) x decode tokens/s */
     double roofline_fraction;  /* achieved / probe bandwidth */
 } trn_bench_decode;
 
@@ -39,6 +39,9 @@ typedef struct {
     double prefill_tokens_per_s;     /* the prompt batched (token by token where the backend has no batched prefill) */
     double prefill_steps_tokens_per_s; /* the same prompt token by token, measured in the same run */
     double weight_bytes_per_token;
+    double kv_bytes_per_token;       /* the KV cache a decode step reads (K and V rows of every earlier position, f32, as
+                                        both backends keep them), at the mean position of the timed steps */
+    int decode_pos0;                 /* position of the first timed step (the prompt's length) */
     char device[192];
     trn_backend_stats stats;         /* weight placement, bytes moved host -> device (zero where not reported) */
 } trn_bench_result;
