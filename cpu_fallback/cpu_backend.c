@@ -115,9 +115,12 @@ typedef struct {
     trn_block_q8_act *xq; /* int8 copy of the current matrix-vector input */
     float *rope_cos_sin; /* [n_ctx][head_dim] interleaved cos, sin per pair */
     float *scores;       /* [n_threads][TRN_ATTENTION_SCRATCH(n_ctx)] attention scratch */
-    int *cache_head_dim; /* [n_buffers] head_dim for a KV cache, 0 for other buffers: caches are stored head-major,
-                            [n_head_kv][n_ctx][head_dim] (the graph's rows are [n_ctx][n_head_kv * head_dim]), so
-                            that a KV head's rows are one sequential stream for the attention kernel */
+    int *cache_head_dim; /* [n_buffers] head_dim for a KV cache, 0 for other buffers: caches are stored head-major
+                            (the graph's rows are [n_ctx][n_head_kv * head_dim]), so that a KV head's part is one
+                            sequential stream for the attention kernel: V as [n_head_kv][n_ctx][head_dim], K in the
+                            attention entry's blocks of 16 positions (ops.h: trn_k_index) */
+    uint8_t *cache_is_k; /* [n_buffers] 1 for a K cache */
+    float *kv_region;    /* every KV cache, one region on 2 MB pages */
     float *sample_logits; /* [n_vocab] copy the sampler may modify, so the logits output stays raw */
     trn_sampler *sampler;
     char description[96];
@@ -236,11 +239,18 @@ static int claim_rows(row_queue *q, int64_t chunk, int from_back, int64_t *r0, i
     }
 }
 
+/* Floats of one KV head's part of cache `id` that hold its first n positions; with n = n_ctx, the distance from
+ * one KV head's part to the next. */
+static int64_t cache_head_floats(const cpu_context *c, int id, int64_t n) {
+    const int hd = c->cache_head_dim[id];
+    return c->cache_is_k[id] ? TRN_K_FLOATS(n, hd) : n * hd;
+}
+
 /* Lines of a thread's KV rows still to request: its KV heads [kv, kv1) of K, then [kv0, kv1) of V, the first
- * `floats` of each (head-major caches, head_floats apart). */
+ * floats[0] of each K head and floats[1] of each V head (head-major caches, head_floats apart). */
 typedef struct {
     const float *cache[2];
-    int64_t head_floats, floats, kv, kv1, kv0;
+    int64_t head_floats[2], floats[2], kv, kv1, kv0;
     int which;      /* 0: K, 1: V, 2: done */
     int64_t at;     /* bytes of the current head requested */
 } kv_cursor;
@@ -248,9 +258,9 @@ typedef struct {
 /* Requests the next `lines` lines of k into L2. */
 static void kv_request(kv_cursor *k, int64_t lines) {
     for (; lines > 0 && k->which < 2; lines--) {
-        prefetch_line((const char *)(k->cache[k->which] + k->kv * k->head_floats) + k->at);
+        prefetch_line((const char *)(k->cache[k->which] + k->kv * k->head_floats[k->which]) + k->at);
         k->at += 64;
-        if (k->at >= k->floats * (int64_t)sizeof(float)) {
+        if (k->at >= k->floats[k->which] * (int64_t)sizeof(float)) {
             k->at = 0;
             if (++k->kv == k->kv1) {
                 k->kv = k->kv0;
@@ -314,23 +324,30 @@ static void matvec_shared(cpu_context *c, const buffer_view *v, const product_gr
             group_matvec(c, v, pg, x, xq, r0, r1);
 }
 
-/* Requests into L2 the first `floats` of KV heads [kv0, kv1) of the K and V caches (head-major, head_floats apart):
- * the positions a step's attention is about to read. */
-static void prefetch_kv(const float *k_cache, const float *v_cache, int64_t head_floats, int64_t kv0, int64_t kv1,
-                        int64_t floats) {
-    for (int cache = 0; cache < 2; cache++)
-        for (int64_t kv = kv0; kv < kv1; kv++) {
-            const char *head = (const char *)((cache ? v_cache : k_cache) + kv * head_floats);
-            for (size_t at = 0; at < (size_t)floats * sizeof(float); at += 64)
-                prefetch_line(head + at);
-        }
+/* Requests into L2 the first n_pos positions of KV heads [kv0, kv1) of the K and V caches of an attention node:
+ * what a step's attention is about to read. */
+static void prefetch_kv(const cpu_context *c, const trn_node *att, int64_t kv0, int64_t kv1, int64_t n_pos) {
+    for (int k = 1; k <= 2; k++) {
+        const int id = att->src[k];
+        const int64_t stride = cache_head_floats(c, id, c->graph->n_ctx), bytes = cache_head_floats(c, id, n_pos) * 4;
+        for (int64_t kv = kv0; kv < kv1; kv++)
+            for (int64_t at = 0; at < bytes; at += 64)
+                prefetch_line((const char *)((const float *)c->data[id] + kv * stride) + at);
+    }
 }
 
 /* KV heads [kv0, kv1) of one row (`row`, head_dim hd each) into a head-major cache at position pos. */
 static void store_cache_heads(const cpu_context *c, int cache, const float *row, int64_t pos, int64_t kv0, int64_t kv1,
                               int64_t hd) {
-    for (int64_t kv = kv0; kv < kv1; kv++)
-        memcpy((float *)c->data[cache] + (kv * c->graph->n_ctx + pos) * hd, row + kv * hd, (size_t)hd * sizeof(float));
+    const int64_t stride = cache_head_floats(c, cache, c->graph->n_ctx);
+    for (int64_t kv = kv0; kv < kv1; kv++) {
+        float *head = (float *)c->data[cache] + kv * stride;
+        if (c->cache_is_k[cache])
+            for (int d = 0; d < hd; d++)
+                head[trn_k_index(pos, d, (int)hd)] = row[kv * hd + d];
+        else
+            memcpy(head + pos * hd, row + kv * hd, (size_t)hd * sizeof(float));
+    }
 }
 
 /* A step's RoPE (split by heads) or KV-cache store (split by KV heads) for this thread; 0 for any other node. RoPE
@@ -380,13 +397,16 @@ static void run_node(cpu_context *c, const pass *p, const plan_item *item, int i
                 const int group = att->n_head / att->n_head_kv;
                 int64_t h0, h1;
                 split(att->n_head, ith, nth, 1, &h0, &h1);
+                const int64_t pos = int_at(v, att->src[3], t0); /* positions so far */
                 kv_rows = (kv_cursor){.cache = {c->data[att->src[1]], c->data[att->src[2]]},
-                                      .head_floats = (int64_t)g->n_ctx * att->head_dim,
-                                      .floats = (int64_t)int_at(v, att->src[3], t0) * att->head_dim, /* positions so far */
+                                      .head_floats = {cache_head_floats(c, att->src[1], g->n_ctx),
+                                                      cache_head_floats(c, att->src[2], g->n_ctx)},
+                                      .floats = {cache_head_floats(c, att->src[1], pos),
+                                                 cache_head_floats(c, att->src[2], pos)},
                                       .kv = h0 / group, .kv1 = h1 > h0 ? (h1 - 1) / group + 1 : h0 / group,
                                       .kv0 = h0 / group, .which = h1 > h0 ? 0 : 2};
                 kv = &kv_rows;
-                kv_lines = 2 * (kv_rows.kv1 - kv_rows.kv) * kv_rows.floats * (int64_t)sizeof(float) / 64;
+                kv_lines = (kv_rows.kv1 - kv_rows.kv) * (kv_rows.floats[0] + kv_rows.floats[1]) * (int64_t)sizeof(float) / 64;
             }
             const product_group pg = group_of(c, n);
             matvec_shared(c, v, &pg, x, xq, ith, nth, kv, kv_lines);
@@ -406,19 +426,19 @@ static void run_node(cpu_context *c, const pass *p, const plan_item *item, int i
     case TRN_OP_ATTENTION: { /* (KV head, token, query head of the group) triples in that order: a thread's run of
                                 triples that share a KV head and a token is one call */
         const int group = node->n_head / node->n_head_kv, hd = node->head_dim;
-        const int64_t per_kv = (int64_t)n_tok * group, head_floats = (int64_t)g->n_ctx * hd; /* one KV head's cache */
+        const int64_t per_kv = (int64_t)n_tok * group;
+        const int64_t k_head = cache_head_floats(c, node->src[1], g->n_ctx), v_head = cache_head_floats(c, node->src[2], g->n_ctx);
         const float *k_cache = c->data[node->src[1]], *v_cache = c->data[node->src[2]];
         float *scores = c->scores + (int64_t)ith * TRN_ATTENTION_SCRATCH(g->n_ctx);
         split((int64_t)node->n_head * n_tok, ith, nth, 1, &begin, &end);
         if (n_tok == 1 && end > begin) /* a step: this thread's KV heads, every position, requested up front */
-            prefetch_kv(k_cache, v_cache, head_floats, begin / group, (end - 1) / group + 1,
-                        (int64_t)(int_at(v, node->src[3], t0) + 1) * hd);
+            prefetch_kv(c, node, begin / group, (end - 1) / group + 1, int_at(v, node->src[3], t0) + 1);
         for (int64_t i = begin; i < end;) {
             const int64_t kv = i / per_kv, t = t0 + i % per_kv / group, j = i % group;
             const int n_q = (int)TRN_MIN(group - j, end - i);
             const int64_t h = kv * group + j;
-            ops->attention((const float *)row_at(v, node->src[0], t) + h * hd, n_q, k_cache + kv * head_floats,
-                           v_cache + kv * head_floats, hd, int_at(v, node->src[3], t) + 1, hd, scores,
+            ops->attention((const float *)row_at(v, node->src[0], t) + h * hd, n_q, k_cache + kv * k_head,
+                           v_cache + kv * v_head, hd, int_at(v, node->src[3], t) + 1, hd, scores,
                            (float *)row_at(v, node->dst, t) + h * hd);
             i += n_q;
         }
@@ -878,6 +898,8 @@ static void cpu_release(cpu_context *c) {
     trn_free(c->rope_cos_sin);
     trn_free(c->scores);
     free(c->cache_head_dim);
+    free(c->cache_is_k);
+    trn_free(c->kv_region);
     free(c->kv_ahead);
     free(c->group_end);
     trn_free(c->sample_logits);
@@ -956,6 +978,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->rope_cos_sin = trn_alloc((size_t)g->n_ctx * (size_t)hp->head_dim * sizeof(float));
     c->scores = trn_alloc((size_t)c->n_threads * (size_t)TRN_ATTENTION_SCRATCH(g->n_ctx) * sizeof(float));
     c->cache_head_dim = calloc((size_t)g->n_buffers, sizeof(int));
+    c->cache_is_k = calloc((size_t)g->n_buffers, 1);
     c->kv_ahead = malloc((size_t)g->n_nodes * sizeof(int));
     c->group_end = calloc((size_t)g->n_nodes, sizeof(int));
     c->sampler = trn_sampler_new(hp->n_vocab);
@@ -970,7 +993,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->batch_arena = trn_alloc(g->arena_bytes * (size_t)c->max_batch);
     c->batch_inputs = trn_alloc(2 * (size_t)c->max_batch * sizeof(int32_t));
     if (!c->data || !c->owned || !c->matrix || !c->arena || !c->queues || !c->xq || !c->rope_cos_sin || !c->scores ||
-        !c->cache_head_dim || !c->kv_ahead || !c->group_end || !c->sampler || !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
+        !c->cache_head_dim || !c->cache_is_k || !c->kv_ahead || !c->group_end || !c->sampler || !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
         !c->batch_inputs) {
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory preparing the CPU backend");
@@ -980,6 +1003,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
         if (g->nodes[n].op != TRN_OP_ATTENTION)
             continue;
         c->cache_head_dim[g->nodes[n].src[1]] = c->cache_head_dim[g->nodes[n].src[2]] = g->nodes[n].head_dim;
+        c->cache_is_k[g->nodes[n].src[1]] = 1;
         int first = -1; /* the first product after the norm that precedes this attention */
         for (int m = n - 1; m >= 0 && g->nodes[m].op != TRN_OP_RMSNORM && g->nodes[m].op != TRN_OP_ATTENTION; m--)
             if (g->nodes[m].op == TRN_OP_MATVEC)
@@ -994,6 +1018,18 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     if (repacked_bytes && !(c->repacked = trn_alloc_huge(repacked_bytes))) {
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory repacking %.1f MB of weights", repacked_bytes / 1e6);
+    }
+    size_t kv_bytes = 0, kv_at = 0; /* each KV cache 64-byte aligned in c->kv_region, zeroed */
+    for (int i = 0; i < g->n_buffers; i++)
+        if (c->cache_head_dim[i])
+            kv_bytes += ((size_t)(g->buffers[i].ne[0] / c->cache_head_dim[i] * cache_head_floats(c, i, g->n_ctx)) *
+                         sizeof(float) + 63) & ~(size_t)63;
+    if (kv_bytes) {
+        if (!(c->kv_region = trn_alloc_huge(kv_bytes))) {
+            cpu_release(c);
+            return trn_fail(TRN_ERR_NOMEM, "out of memory for %.1f MB of KV cache", kv_bytes / 1e6);
+        }
+        memset(c->kv_region, 0, kv_bytes);
     }
     for (int i = 0; i < g->n_buffers; i++) {
         const trn_buffer *buf = &g->buffers[i];
@@ -1023,7 +1059,13 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
         case TRN_BUF_ACTIVATION:
             c->data[i] = c->arena + buf->offset;
             break;
-        default: /* inputs, state, outputs: their own zeroed memory */
+        default: /* inputs, state, outputs: their own zeroed memory (KV caches: their part of kv_region) */
+            if (c->cache_head_dim[i]) {
+                c->data[i] = (uint8_t *)c->kv_region + kv_at;
+                kv_at += ((size_t)(buf->ne[0] / c->cache_head_dim[i] * cache_head_floats(c, i, g->n_ctx)) *
+                          sizeof(float) + 63) & ~(size_t)63;
+                break;
+            }
             c->owned[i] = c->data[i] = trn_alloc(buf->bytes);
             if (!c->data[i]) {
                 cpu_release(c);

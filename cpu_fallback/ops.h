@@ -81,8 +81,18 @@ const trn_ternary_block *trn_ternary_block_at(const trn_matrix *w, int64_t r, in
 /* Codes and scale of block b of row r of a TQ2_0 matrix in the file or X4 layout (not X16). */
 void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t **qs, trn_fp16 *d);
 
-/* Scratch floats of one attention call over n_pos positions (8 heads' scores, position-major, in the AVX2 table). */
-#define TRN_ATTENTION_SCRATCH(n_pos) (8 * (int64_t)(n_pos))
+/* Scratch floats of one attention call over n_pos positions (8 heads' scores, n_pos rounded up to 16 each, in the
+ * SIMD tables). */
+#define TRN_ATTENTION_SCRATCH(n_pos) (8 * (((int64_t)(n_pos) + 15) / 16 * 16))
+
+/* The K of one KV head as the attention entry reads it: blocks of TRN_KV_BLOCK positions, each dimension-major, so
+ * that dimension d of 16 consecutive positions is one row of 16 floats; positions [0, n) take TRN_K_FLOATS(n, hd)
+ * floats (the last block whole). The CPU backend keeps its K caches so (cpu_backend.c). */
+#define TRN_KV_BLOCK 16
+#define TRN_K_FLOATS(n_pos, head_dim) ((((int64_t)(n_pos) + TRN_KV_BLOCK - 1) / TRN_KV_BLOCK) * TRN_KV_BLOCK * (head_dim))
+static inline int64_t trn_k_index(int64_t t, int d, int head_dim) {
+    return (t / TRN_KV_BLOCK) * TRN_KV_BLOCK * head_dim + (int64_t)d * TRN_KV_BLOCK + t % TRN_KV_BLOCK;
+}
 
 typedef struct {
     const char *name; /* "scalar", "avx2" or "avx512" */
@@ -102,11 +112,12 @@ typedef struct {
      * cos_sin[2i], cos_sin[2i+1]. src and dst may be the same. */
     void (*rope)(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin);
     /* n_q query heads that share one KV head, over n_pos cached positions: for each head h,
-     * out[h][hd] = sum_t softmax_t(q[h] . k_t / sqrt(hd)) v_t, where k_t = k_cache + t * stride (likewise v); q and
-     * out hold the heads one after another, hd floats each. scores: scratch of TRN_ATTENTION_SCRATCH(n_pos) floats.
-     * A head's output is the same whatever n_q it is computed with: the backend may split a group anywhere. */
-    void (*attention)(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
-                      int head_dim, float *scores, float *out);
+     * out[h][hd] = sum_t softmax_t(q[h] . k_t / sqrt(hd)) v_t, where k_t[d] = k_cache[trn_k_index(t, d, hd)] (blocks
+     * of 16 positions, above) and v_t = v_cache + t * v_stride; q and out hold the heads one after another, hd floats
+     * each. scores: scratch of TRN_ATTENTION_SCRATCH(n_pos) floats. A head's output is the same whatever n_q it is
+     * computed with (the backend may split a group anywhere), and the same in the AVX2 and AVX-512 tables. */
+    void (*attention)(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t v_stride,
+                      int n_pos, int head_dim, float *scores, float *out);
     /* dst[n] = silu(gate[n]) * up[n], silu(x) = x / (1 + exp(-x)) */
     void (*swiglu)(const float *gate, const float *up, float *dst, int64_t n);
     /* dst[n] = a[n] + b[n] */

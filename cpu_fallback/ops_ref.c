@@ -281,7 +281,10 @@ static void attention_head_ref(const float *q, const float *k_cache, const float
     const float scale = 1.0f / sqrtf((float)head_dim);
     float max = -INFINITY;
     for (int t = 0; t < n_pos; t++) {
-        scores[t] = dot_f32_ref(q, k_cache + t * stride, head_dim) * scale;
+        float dot = 0.0f;
+        for (int d = 0; d < head_dim; d++)
+            dot += q[d] * k_cache[trn_k_index(t, d, head_dim)];
+        scores[t] = dot * scale;
         max = fmaxf(max, scores[t]);
     }
     float sum = 0.0f;

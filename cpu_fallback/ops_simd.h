@@ -22,8 +22,11 @@ void trn_avx2_get_row(const trn_matrix *w, int64_t row, float *dst);
 void trn_avx2_rmsnorm(const float *x, const float *weight, float *dst, int64_t n, float eps, int64_t begin,
                       int64_t end);
 void trn_avx2_rope(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin);
-void trn_avx2_attention(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t stride, int n_pos,
-                        int head_dim, float *scores, float *out);
+/* ops_attention.c, built with AVX2 (trn_avx2_attention) and with AVX-512 (trn_avx512_attention, ops_attention_avx512.c) */
+void trn_avx2_attention(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t v_stride,
+                        int n_pos, int head_dim, float *scores, float *out);
+void trn_avx512_attention(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t v_stride,
+                          int n_pos, int head_dim, float *scores, float *out);
 void trn_avx2_swiglu(const float *gate, const float *up, float *dst, int64_t n);
 void trn_avx2_add(const float *a, const float *b, float *dst, int64_t n);
 

@@ -3,6 +3,7 @@
  *
  *   ./build/kernel_lab [VARIANT] [REPS] [--hot] [-t THREADS]                  matrix-vector (decode)
  *   ./build/kernel_lab --matmul [VARIANT] [REPS] [-t THREADS] [--tokens N]    matrix-matrix (batched prefill)
+ *   ./build/kernel_lab --attention [REPS]                                     attention of each table
  *
  * (no VARIANT, or 0: all of them). Exits with status 1 where any variant's output differs from the reference.
  *
@@ -37,7 +38,11 @@
  *   6  lab: AVX-512 VNNI straight from the X16 columns, TQ2_0: no unpacked tile, each column's four fields
  *      shifted and masked in registers once per group of 16 tokens
  * Prints time per product, GB/s of weights, G multiply-adds per second (rows x cols x tokens / time) and whether
- * every output equals the reference bitwise. */
+ * every output equals the reference bitwise.
+ *
+ * --attention: each table's attention entry for Trinity-1.1B's group (8 query heads on one KV head, head_dim 64) at
+ * 16, 150 and 1000 positions, hot in cache, best of REPS x 200 calls: ns per head and position, the normalized error
+ * against the scalar reference, and whether the AVX-512 table's output is bitwise the AVX2 one's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,8 +472,65 @@ static int run_matmul(int only, int reps, int threads, int64_t n_tok) {
     return differ;
 }
 
+/* ---- attention (--attention) ---- */
+
+static int run_attention(int reps) {
+    enum { HEADS = 8, HD = 64 };
+    static const int positions[] = {16, 150, 1000};
+    static const char *tables[] = {"scalar", "avx2", "avx512"};
+    int bad = 0;
+    printf("%-8s %9s %12s %12s %s\n", "table", "positions", "us per call", "ns/head-pos", "vs reference");
+    for (size_t p = 0; p < TRN_ARRAY_LEN(positions); p++) {
+        const int n_pos = positions[p];
+        float *q = trn_alloc(HEADS * HD * sizeof(float)), *k = trn_alloc((size_t)TRN_K_FLOATS(n_pos, HD) * sizeof(float));
+        float *v = trn_alloc((size_t)n_pos * HD * sizeof(float)), *scores = trn_alloc((size_t)TRN_ATTENTION_SCRATCH(n_pos) * sizeof(float));
+        float *out[3], *ref = trn_alloc(HEADS * HD * sizeof(float));
+        for (int i = 0; i < HEADS * HD; i++)
+            q[i] = (float)(next() % 2001) / 1000.0f - 1.0f;
+        for (int64_t i = 0; i < TRN_K_FLOATS(n_pos, HD); i++)
+            k[i] = (float)(next() % 2001) / 1000.0f - 1.0f;
+        for (int64_t i = 0; i < (int64_t)n_pos * HD; i++)
+            v[i] = (float)(next() % 2001) / 1000.0f - 1.0f;
+        trn_cpu_ops_ref()->attention(q, HEADS, k, v, HD, n_pos, HD, scores, ref);
+        for (int t = 0; t < 3; t++) {
+            out[t] = trn_alloc(HEADS * HD * sizeof(float));
+            const trn_cpu_ops *ops = trn_cpu_ops_by_name(tables[t]);
+            if (!ops) {
+                printf("%-8s %9d (not available on this CPU or build)\n", tables[t], n_pos);
+                trn_free(out[t]);
+                out[t] = NULL;
+                continue;
+            }
+            double best = 1e30;
+            for (int r = 0; r < reps; r++) {
+                const double t0 = trn_time_s();
+                for (int i = 0; i < 200; i++)
+                    ops->attention(q, HEADS, k, v, HD, n_pos, HD, scores, out[t]);
+                best = TRN_MIN(best, (trn_time_s() - t0) / 200);
+            }
+            double err = 0, norm = 0;
+            for (int i = 0; i < HEADS * HD; i++) {
+                err += (double)(out[t][i] - ref[i]) * (out[t][i] - ref[i]);
+                norm += (double)ref[i] * ref[i];
+            }
+            bad += err / norm > 1e-10;
+            printf("%-8s %9d %12.2f %12.2f nmse %.2g", tables[t], n_pos, best * 1e6, best * 1e9 / (HEADS * n_pos), err / norm);
+            if (t == 2 && out[1]) {
+                const int same = memcmp(out[1], out[2], HEADS * HD * sizeof(float)) == 0;
+                bad += !same;
+                printf(", %s the avx2 output", same ? "bitwise" : "DIFFERS from");
+            }
+            printf("\n");
+        }
+        for (int t = 0; t < 3; t++)
+            trn_free(out[t]);
+        trn_free(q), trn_free(k), trn_free(v), trn_free(scores), trn_free(ref);
+    }
+    return bad;
+}
+
 int main(int argc, char **argv) {
-    int only = 0, reps = 5, positional = 0, hot = 0, matmul = 0, threads = 1, bad = 0;
+    int only = 0, reps = 5, positional = 0, hot = 0, matmul = 0, attention = 0, threads = 1, bad = 0;
     int64_t n_tok = 64;
     for (int i = 1; i < argc && !bad; i++) {
         char *end = NULL;
@@ -476,6 +538,8 @@ int main(int argc, char **argv) {
             hot = 1;
         } else if (strcmp(argv[i], "--matmul") == 0) {
             matmul = 1;
+        } else if (strcmp(argv[i], "--attention") == 0) {
+            attention = 1;
         } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
             threads = (int)strtol(argv[++i], &end, 10);
             bad = *end != '\0';
@@ -490,6 +554,10 @@ int main(int argc, char **argv) {
             bad = 1;
         }
     }
+    if (attention && positional == 1) { /* --attention REPS */
+        reps = only;
+        only = 0;
+    }
     const int n_variants = matmul ? (int)TRN_ARRAY_LEN(matmul_variants) : (int)TRN_ARRAY_LEN(variants);
     bad |= only < 0 || only > n_variants || reps < 1 || threads < 1 || (matmul && hot);
 #ifndef TRN_HAVE_OPENMP
@@ -497,10 +565,18 @@ int main(int argc, char **argv) {
 #endif
     if (bad) {
         fprintf(stderr, "usage: kernel_lab [VARIANT 1..10, 0 for all] [REPS >= 1] [--hot] [-t THREADS]\n"
-                        "       kernel_lab --matmul [VARIANT 1..%d, 0 for all] [REPS >= 1] [-t THREADS] [--tokens 1..4096]\n",
+                        "       kernel_lab --matmul [VARIANT 1..%d, 0 for all] [REPS >= 1] [-t THREADS] [--tokens 1..4096]\n"
+                        "       kernel_lab --attention [REPS >= 1]\n",
                 (int)TRN_ARRAY_LEN(matmul_variants));
         return 2;
     }
+    bad |= attention && (matmul || hot || threads != 1 || only != 0);
+    if (bad) {
+        fprintf(stderr, "kernel_lab: --attention takes REPS only (no -t, --hot or --matmul)\n");
+        return 2;
+    }
+    if (attention)
+        return run_attention(reps) ? 1 : 0;
     if (matmul)
         return run_matmul(only, reps, threads, n_tok) ? 1 : 0;
     int differ = 0;

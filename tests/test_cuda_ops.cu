@@ -149,6 +149,13 @@ static void check_attention(cudaStream_t s) {
         for (auto &x : v)
             x = randn();
         float *dq = dev(q), *dk = dev(k), *dv = dev(v), *dout;
+        // the CPU reference reads each KV head's K in blocks of 16 positions (cpu_fallback/ops.h, trn_k_index)
+        std::vector<float> k_blocked((size_t)sh.n_head_kv * TRN_K_FLOATS(n_ctx, sh.hd));
+        for (int kvh = 0; kvh < sh.n_head_kv; kvh++)
+            for (int t = 0; t < n_ctx; t++)
+                for (int d = 0; d < sh.hd; d++)
+                    k_blocked[(size_t)kvh * TRN_K_FLOATS(n_ctx, sh.hd) + trn_k_index(t, d, sh.hd)] =
+                        k[(size_t)t * stride + kvh * sh.hd + d];
         CK(cudaMalloc(&dout, q.size() * sizeof(float)));
         int32_t *dp;
         CK(cudaMalloc(&dp, sizeof(int32_t)));
@@ -165,7 +172,7 @@ static void check_attention(cudaStream_t s) {
                                       split ? scratch : nullptr, 0, s));
                 std::vector<float> want(q.size()), scores((size_t)TRN_ATTENTION_SCRATCH(n_ctx));
                 for (int h = 0; h < sh.n_head; h++)
-                    ref->attention(q.data() + h * sh.hd, 1, k.data() + (h / group) * sh.hd,
+                    ref->attention(q.data() + h * sh.hd, 1, k_blocked.data() + (size_t)(h / group) * TRN_K_FLOATS(n_ctx, sh.hd),
                                    v.data() + (h / group) * sh.hd, stride, pos + 1, sh.hd, scores.data(),
                                    want.data() + h * sh.hd);
                 worst[split] = std::max(worst[split], rel_err(host(dout, q.size()), want));

@@ -384,19 +384,24 @@ static void check_rope(const trn_cpu_ops *fast, int n_heads, int head_dim, int p
 }
 
 /* Attention of n_q query heads that share one KV head: the table against the scalar reference (normalized error),
- * and every head bitwise the same whether computed alone, with its whole group or with the group cut in two (the
- * backend's thread split cuts groups anywhere). */
+ * every head bitwise the same whether computed alone, with its whole group or with the group cut in two (the
+ * backend's thread split cuts groups anywhere), and the AVX-512 table bitwise the AVX2 one. K is drawn as rows of
+ * `stride` floats and handed over in the entry's blocks of 16 positions (ops.h); V as the rows. */
 static void check_attention(const trn_cpu_ops *fast, int n_pos, int head_dim, int stride, int n_q) {
     const size_t head_bytes = (size_t)n_q * (size_t)head_dim * sizeof(float);
-    float *q = malloc(head_bytes), *k = malloc((size_t)n_pos * stride * 4), *v = malloc((size_t)n_pos * stride * 4);
+    float *q = malloc(head_bytes), *rows = malloc((size_t)n_pos * stride * 4), *v = malloc((size_t)n_pos * stride * 4);
+    float *k = calloc((size_t)TRN_K_FLOATS(n_pos, head_dim), sizeof(float));
     float *scores = malloc((size_t)TRN_ATTENTION_SCRATCH(n_pos) * sizeof(float));
     float *r = malloc(head_bytes), *f = malloc(head_bytes), *parts = malloc(head_bytes);
     for (int i = 0; i < n_q * head_dim; i++)
         q[i] = 2.0f * frand();
     for (int i = 0; i < n_pos * stride; i++) {
-        k[i] = 2.0f * frand();
+        rows[i] = 2.0f * frand();
         v[i] = frand();
     }
+    for (int t = 0; t < n_pos; t++)
+        for (int d = 0; d < head_dim; d++)
+            k[trn_k_index(t, d, head_dim)] = rows[t * stride + d];
     trn_cpu_ops_ref()->attention(q, n_q, k, v, stride, n_pos, head_dim, scores, r);
     /* with one position each head's output is that position's value */
     for (int h = 0; n_pos == 1 && h < n_q; h++)
@@ -416,8 +421,15 @@ static void check_attention(const trn_cpu_ops *fast, int n_pos, int head_dim, in
             CHECK_MSG(memcmp(parts, f, head_bytes) == 0, "attention n_pos %d head_dim %d: %d heads cut after %d differ",
                       n_pos, head_dim, n_q, cut);
         }
+        const trn_cpu_ops *avx2 = trn_cpu_ops_avx2();
+        if (avx2 && avx2 != fast) {
+            avx2->attention(q, n_q, k, v, stride, n_pos, head_dim, scores, parts);
+            CHECK_MSG(memcmp(parts, f, head_bytes) == 0, "attention n_pos %d head_dim %d n_q %d: the %s table differs "
+                      "from the avx2 one", n_pos, head_dim, n_q, fast->name);
+        }
     }
     free(q);
+    free(rows);
     free(k);
     free(v);
     free(scores);
@@ -557,12 +569,13 @@ int main(void) {
         for (int n_q = 1; n_q <= 12; n_q += n_q < 3 ? 1 : n_q < 8 ? 5 : 4) { /* 1, 2, 3, 8, 12 heads per KV head */
             check_attention(fast, 1, 64, 256, n_q);
             check_attention(fast, 13, 64, 256, n_q);
+            check_attention(fast, 32, 64, 256, n_q); /* whole blocks of 16 positions */
             check_attention(fast, 300, 64, 256, n_q);
             check_attention(fast, 9, 8, 32, n_q);
             check_attention(fast, 5, 6, 6, n_q);
             check_attention(fast, 37, 96, 128, n_q); /* a 64-wide block of values, then 8-wide ones */
             check_attention(fast, 70, 128, 256, n_q);
-            check_attention(fast, 21, 320, 320, n_q); /* over the many-head path's head_dim limit */
+            check_attention(fast, 21, 320, 320, n_q); /* a large head_dim */
         }
         /* rows x cols x tokens: one token, odd counts, 16 + 8 and 16 + 16 + 5 token groups, more than a 64-token
          * tile; every layout a table may repack into */
