@@ -163,6 +163,19 @@ LAB_AVX512 static void lab_tq2_0_x16_bw(const trn_matrix *w, const float *x, con
     }
 }
 
+/* Tokens [t0, t0 + nt) of xq as q[b][padded][256] (zeros past nt), as the table's matmul copies them. */
+static void copy_dense(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nb, int64_t t0, int64_t nt,
+                       int64_t padded) {
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t t = 0; t < padded; t++) {
+            int8_t *row = q + (b * padded + t) * TRN_QK_K;
+            if (t < nt)
+                memcpy(row, xq[(t0 + t) * ld_xq + b].q, TRN_QK_K);
+            else
+                memset(row, 0, TRN_QK_K);
+        }
+}
+
 /* Matmul variant 6: TQ2_0 X16 groups against tokens in groups of 16, straight from the columns: per block and
  * token group, column j's field l, (q >> 2l) & 3, is the four codes of weights trn_tq2_0_x16_act(j, l) .. + 3 of
  * the 16 rows, multiplied by each token's four activations broadcast from memory (vpdpbusd {1to16}); the block
@@ -182,14 +195,7 @@ LAB_AVX512 static void lab_matmul_x16_direct(const trn_matrix *w, const trn_bloc
         abort();
     for (int64_t t0 = 0; t0 < n_tok; t0 += TILE) {
         const int64_t nt = TRN_MIN(TILE, n_tok - t0), padded = (nt + G - 1) / G * G;
-        for (int64_t b = 0; b < nb; b++)
-            for (int64_t t = 0; t < padded; t++) {
-                int8_t *row = q + (b * padded + t) * TRN_QK_K;
-                if (t < nt)
-                    memcpy(row, xq[(t0 + t) * ld_xq + b].q, TRN_QK_K);
-                else
-                    memset(row, 0, TRN_QK_K);
-            }
+        copy_dense(q, xq, ld_xq, nb, t0, nt, padded);
         for (int64_t first = r0; first < r1; first += TRN_X16_ROWS) {
             const uint8_t *group = (const uint8_t *)w->data + first / TRN_X16_ROWS * nb * group_block;
             __m512 acc[TILE];
@@ -244,14 +250,7 @@ LAB_AVX512 static void lab_matmul_x16_pair(const trn_matrix *w, const trn_block_
         abort();
     for (int64_t t0 = 0; t0 < n_tok; t0 += TILE) {
         const int64_t nt = TRN_MIN(TILE, n_tok - t0), padded = (nt + G - 1) / G * G;
-        for (int64_t b = 0; b < nb; b++)
-            for (int64_t t = 0; t < padded; t++) {
-                int8_t *row = q + (b * padded + t) * TRN_QK_K;
-                if (t < nt)
-                    memcpy(row, xq[(t0 + t) * ld_xq + b].q, TRN_QK_K);
-                else
-                    memset(row, 0, TRN_QK_K);
-            }
+        copy_dense(q, xq, ld_xq, nb, t0, nt, padded);
         for (int64_t first = r0; first < r1; first += 2 * TRN_X16_ROWS) {
             const uint8_t *group = (const uint8_t *)w->data + first / TRN_X16_ROWS * nb * group_block;
             __m512 acc[TILE][2];
