@@ -68,8 +68,6 @@ void trn_avx2_quantize_act(const float *x, trn_block_q8_act *xq, int64_t n) {
             __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + i + 24), vid));
             sum = _mm256_add_epi32(sum, _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
             /* pack 32 int32 -> 32 int8; packs interleave 128-bit lanes, the permute restores order */
-            __m256i p16 = _mm256_packs_epi32(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-            (void)p16;
             __m256i w01 = _mm256_packs_epi32(i0, i1);
             __m256i w23 = _mm256_packs_epi32(i2, i3);
             __m256i bytes = _mm256_packs_epi16(w01, w23);
