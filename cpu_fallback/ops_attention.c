@@ -12,7 +12,7 @@
  * The arithmetic of one head, the same in both builds and whatever heads share a call (the CPU backend's thread
  * split may cut a group of heads anywhere, and the AVX2 and AVX-512 tables must give the same logits):
  *   s_t = (FMA chain over d = 0..hd-1 of q[d] k_t[d], from 0) * (1 / sqrt(hd));
- *   e_t = exp_w(s_t - max_t s_t), exp_w the polynomial below;
+ *   e_t = exp_w(s_t - max_t s_t), exp_w the polynomial of ops_vec.h;
  *   sum = tree over 16 partials: partial j adds e_t for t = j mod 16 in order of t; then partial j + partial j + 8
  *         for j < 8, then ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7));
  *   out[d] = (FMA chain over t = 0..n_pos-1 of e_t v_t[d], from 0) * (1 / sum).
