@@ -246,6 +246,12 @@ static int64_t cache_head_floats(const cpu_context *c, int id, int64_t n) {
     return c->cache_is_k[id] ? TRN_K_FLOATS(n, hd) : n * hd;
 }
 
+/* Bytes of KV cache `id` in kv_region: every KV head's part, 64-byte aligned. */
+static size_t cache_bytes(const cpu_context *c, int id) {
+    const int64_t heads = c->graph->buffers[id].ne[0] / c->cache_head_dim[id];
+    return ((size_t)(heads * cache_head_floats(c, id, c->graph->n_ctx)) * sizeof(float) + 63) & ~(size_t)63;
+}
+
 /* Lines of a thread's KV rows still to request: its KV heads [kv, kv1) of K, then [kv0, kv1) of V, the first
  * floats[0] of each K head and floats[1] of each V head (head-major caches, head_floats apart). */
 typedef struct {
@@ -374,8 +380,7 @@ static int step_heads(cpu_context *c, const trn_node *node, const buffer_view *v
     return 1;
 }
 
-static void run_node(cpu_context *c, const pass *p, const plan_item *item, int ith, int nth) {
-    const int n = item->node, quantize = item->quantize;
+static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith, int nth) {
     const trn_graph *g = c->graph;
     const trn_node *node = &g->nodes[n];
     const trn_cpu_ops *ops = c->ops;
@@ -604,7 +609,7 @@ static void run_pass(cpu_context *c, const pass *p) {
             case ITEM_NODE:
                 if (node->op == TRN_OP_SAMPLE && !p->sample)
                     break;
-                run_node(c, p, item, ith, nth);
+                run_node(c, p, item->node, item->quantize, ith, nth);
                 kind = table ? profile_kind(table, node, g->buffers[node->dst].ne[0]) : 0;
                 profile_mark(table, kind, 0, &t);
                 break;
@@ -1022,8 +1027,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     size_t kv_bytes = 0, kv_at = 0; /* each KV cache 64-byte aligned in c->kv_region, zeroed */
     for (int i = 0; i < g->n_buffers; i++)
         if (c->cache_head_dim[i])
-            kv_bytes += ((size_t)(g->buffers[i].ne[0] / c->cache_head_dim[i] * cache_head_floats(c, i, g->n_ctx)) *
-                         sizeof(float) + 63) & ~(size_t)63;
+            kv_bytes += cache_bytes(c, i);
     if (kv_bytes) {
         if (!(c->kv_region = trn_alloc_huge(kv_bytes))) {
             cpu_release(c);
@@ -1062,8 +1066,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
         default: /* inputs, state, outputs: their own zeroed memory (KV caches: their part of kv_region) */
             if (c->cache_head_dim[i]) {
                 c->data[i] = (uint8_t *)c->kv_region + kv_at;
-                kv_at += ((size_t)(buf->ne[0] / c->cache_head_dim[i] * cache_head_floats(c, i, g->n_ctx)) *
-                          sizeof(float) + 63) & ~(size_t)63;
+                kv_at += cache_bytes(c, i);
                 break;
             }
             c->owned[i] = c->data[i] = trn_alloc(buf->bytes);

@@ -152,6 +152,10 @@ void trn_matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const tr
 void trn_matmul_tq_maddubs(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                            int64_t n_tok, int64_t r0, int64_t r1);
 int trn_matmul_tq_dpbusd_supported(void); /* 0 where not built */
+/* The kernels' copy of nt tokens' int8 activations (xq: rows of ld_xq blocks) as q[nb][padded][256], zeros for the
+ * tokens from nt to padded: every token's block b at one stride from one base (ops_avx2_matmul.c). */
+void trn_matmul_dense_acts(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nb, int64_t nt,
+                           int64_t padded);
 #if defined(TRN_HAVE_VNNI)
 void trn_matmul_tq_dpbusd(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                           int64_t n_tok, int64_t r0, int64_t r1);

@@ -333,14 +333,7 @@ void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_x
         abort(); /* at most a few hundred KB; the backend checked memory at prepare */
     for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_TOKENS) {
         const int64_t nt = TRN_MIN(TILE_TOKENS, n_tok - t0), padded = (nt + WIDE_GROUP - 1) / WIDE_GROUP * WIDE_GROUP;
-        for (int64_t b = 0; b < nb; b++) /* a dense copy: one base pointer, constant offsets per token */
-            for (int64_t t = 0; t < padded; t++) {
-                int8_t *row = q + (b * padded + t) * TRN_QK_K;
-                if (t < nt)
-                    memcpy(row, xq[(t0 + t) * ld_xq + b].q, TRN_QK_K);
-                else
-                    memset(row, 0, TRN_QK_K);
-            }
+        trn_matmul_dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded); /* one base pointer, constant offsets */
         for (int64_t r = r0; r < r1; r += TILE_ROWS)
             tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, padded, xq + t0 * ld_xq, ld_xq, nt, dst + t0 * ld_dst,
                  ld_dst);
@@ -350,6 +343,18 @@ void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_x
 
 #if !defined(TRN_MATMUL_DPBUSD)
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void); /* ops_avx2.c */
+
+void trn_matmul_dense_acts(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nb, int64_t nt,
+                           int64_t padded) {
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t t = 0; t < padded; t++) {
+            int8_t *row = q + (b * padded + t) * TRN_QK_K;
+            if (t < nt)
+                memcpy(row, xq[t * ld_xq + b].q, TRN_QK_K);
+            else
+                memset(row, 0, TRN_QK_K);
+        }
+}
 
 int trn_matmul_tq_dpbusd_supported(void) {
 #if defined(TRN_HAVE_VNNI)

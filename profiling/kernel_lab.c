@@ -163,19 +163,7 @@ LAB_AVX512 static void lab_tq2_0_x16_bw(const trn_matrix *w, const float *x, con
     }
 }
 
-/* Tokens [t0, t0 + nt) of xq as q[b][padded][256] (zeros past nt), as the table's matmul copies them. */
-static void copy_dense(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nb, int64_t t0, int64_t nt,
-                       int64_t padded) {
-    for (int64_t b = 0; b < nb; b++)
-        for (int64_t t = 0; t < padded; t++) {
-            int8_t *row = q + (b * padded + t) * TRN_QK_K;
-            if (t < nt)
-                memcpy(row, xq[(t0 + t) * ld_xq + b].q, TRN_QK_K);
-            else
-                memset(row, 0, TRN_QK_K);
-        }
-}
-
+#if defined(TRN_HAVE_AVX2) /* the table's dense activation copy (ops_avx2_matmul.c) */
 /* Matmul variant 6: TQ2_0 X16 groups against tokens in groups of 16, straight from the columns: per block and
  * token group, column j's field l, (q >> 2l) & 3, is the four codes of weights trn_tq2_0_x16_act(j, l) .. + 3 of
  * the 16 rows, multiplied by each token's four activations broadcast from memory (vpdpbusd {1to16}); the block
@@ -195,7 +183,7 @@ LAB_AVX512 static void lab_matmul_x16_direct(const trn_matrix *w, const trn_bloc
         abort();
     for (int64_t t0 = 0; t0 < n_tok; t0 += TILE) {
         const int64_t nt = TRN_MIN(TILE, n_tok - t0), padded = (nt + G - 1) / G * G;
-        copy_dense(q, xq, ld_xq, nb, t0, nt, padded);
+        trn_matmul_dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded); /* as the table's kernel */
         for (int64_t first = r0; first < r1; first += TRN_X16_ROWS) {
             const uint8_t *group = (const uint8_t *)w->data + first / TRN_X16_ROWS * nb * group_block;
             __m512 acc[TILE];
@@ -250,7 +238,7 @@ LAB_AVX512 static void lab_matmul_x16_pair(const trn_matrix *w, const trn_block_
         abort();
     for (int64_t t0 = 0; t0 < n_tok; t0 += TILE) {
         const int64_t nt = TRN_MIN(TILE, n_tok - t0), padded = (nt + G - 1) / G * G;
-        copy_dense(q, xq, ld_xq, nb, t0, nt, padded);
+        trn_matmul_dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded); /* as the table's kernel */
         for (int64_t first = r0; first < r1; first += 2 * TRN_X16_ROWS) {
             const uint8_t *group = (const uint8_t *)w->data + first / TRN_X16_ROWS * nb * group_block;
             __m512 acc[TILE][2];
@@ -302,6 +290,7 @@ LAB_AVX512 static void lab_matmul_x16_pair(const trn_matrix *w, const trn_block_
     }
     free(q);
 }
+#endif /* TRN_HAVE_AVX2 */
 #endif
 
 /* ---- the variants ---- */
@@ -352,10 +341,13 @@ static void thread_rows(int64_t rows, int ith, int nth, int64_t *begin, int64_t 
     *end = TRN_MIN(rows, units * (ith + 1) / nth * 16);
 }
 
+/* One product of a variant on rows [r0, r1) of w, with the rest of its arguments in ctx. */
+typedef void (*product_call)(const void *ctx, const trn_matrix *w, int64_t r0, int64_t r1);
+
 /* Best time of `reps` over `walks` products of views[c % copies], rows split among `threads` as the backend
  * splits them (cpu_backend.c: units of sixteen rows, a barrier after each product). */
-static double time_kernel(matvec_fn kernel, const trn_matrix *views, int copies, int walks, int reps, int threads,
-                          const float *x, const trn_block_q8_act *xq, float *y) {
+static double time_products(product_call call, const void *ctx, const trn_matrix *views, int copies, int walks,
+                            int reps, int threads) {
     double best = 1e30;
 #pragma omp parallel num_threads(threads)
     {
@@ -372,7 +364,7 @@ static double time_kernel(matvec_fn kernel, const trn_matrix *views, int copies,
             if (ith == 0)
                 t0 = trn_time_s();
             for (int c = 0; c < walks; c++) {
-                kernel(&views[c % copies], x, xq, y, begin, end);
+                call(ctx, &views[c % copies], begin, end);
 #pragma omp barrier
             }
             if (ith == 0) {
@@ -382,6 +374,18 @@ static double time_kernel(matvec_fn kernel, const trn_matrix *views, int copies,
         }
     }
     return best;
+}
+
+typedef struct {
+    matvec_fn kernel;
+    const float *x;
+    const trn_block_q8_act *xq;
+    float *y;
+} matvec_args;
+
+static void call_matvec(const void *ctx, const trn_matrix *w, int64_t r0, int64_t r1) {
+    const matvec_args *a = ctx;
+    a->kernel(w, a->x, a->xq, a->y, r0, r1);
 }
 
 static uint64_t rng = 88172645463325252ull;
@@ -439,44 +443,25 @@ static const matmul_variant matmul_variants[] = {
     {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
     {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL, always},
 #endif
-#ifdef LAB_X86
+#if defined(LAB_X86) && defined(TRN_HAVE_AVX2)
     {"lab: vnni from x16 columns", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_x16_direct, lab_has_avx512},
     {"lab: vnni, 32 rows x 10 tokens", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_x16_pair, lab_has_avx512},
 #else
-    {"lab: vnni from x16 columns", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
-    {"lab: vnni, 32 rows x 10 tokens", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
+    {"lab: vnni from x16 columns (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
+    {"lab: vnni, 32 rows x 10 tokens (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
 #endif
 };
 
-/* Best time of `reps` over `walks` products of views[c % copies] for n_tok tokens, rows split among `threads`. */
-static double time_matmul(matmul_fn kernel, const trn_matrix *views, int copies, int walks, int reps, int threads,
-                          const trn_block_q8_act *xq, int64_t ld_xq, float *y, int64_t n_tok) {
-    double best = 1e30;
-#pragma omp parallel num_threads(threads)
-    {
-        int ith = 0, nth = 1;
-#ifdef TRN_HAVE_OPENMP
-        ith = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
-        int64_t begin, end;
-        thread_rows(views[0].rows, ith, nth, &begin, &end);
-        for (int k = 0; k < reps; k++) {
-            double t0 = 0;
-#pragma omp barrier
-            if (ith == 0)
-                t0 = trn_time_s();
-            for (int c = 0; c < walks; c++) {
-                kernel(&views[c % copies], xq, ld_xq, y, views[0].rows, n_tok, begin, end);
-#pragma omp barrier
-            }
-            if (ith == 0) {
-                const double dt = (trn_time_s() - t0) / walks;
-                best = dt < best ? dt : best;
-            }
-        }
-    }
-    return best;
+typedef struct {
+    matmul_fn kernel;
+    const trn_block_q8_act *xq;
+    int64_t ld_xq, ld_dst, n_tok;
+    float *y;
+} matmul_args;
+
+static void call_matmul(const void *ctx, const trn_matrix *w, int64_t r0, int64_t r1) {
+    const matmul_args *a = ctx;
+    a->kernel(w, a->xq, a->ld_xq, a->y, a->ld_dst, a->n_tok, r0, r1);
 }
 
 /* The matrix-matrix table: returns the number of variants whose output differed from the reference. */
@@ -529,7 +514,8 @@ static int run_matmul(int only, int reps, int threads, int64_t n_tok) {
                     views[c] = trn_repack(&views[c], var->layout, (uint8_t *)packed + (size_t)c * bytes);
             }
             memset(y, 0xff, (size_t)(rows * n_tok) * sizeof(float)); /* NaNs: a row left unwritten differs */
-            const double best = time_matmul(var->kernel, views, walks, walks, reps, threads, xq, ld_xq, y, n_tok);
+            const matmul_args args = {var->kernel, xq, ld_xq, rows, n_tok, y};
+            const double best = time_products(call_matmul, &args, views, walks, walks, reps, threads);
             const int same = memcmp(y, y_ref, (size_t)(rows * n_tok) * sizeof(float)) == 0;
             differ += !same;
             printf("%-3d %-34s %5lldx%-8lld %10.3f %9.2f %9.1f %s\n", v, var->name, (long long)rows, (long long)cols,
@@ -702,7 +688,8 @@ int main(int argc, char **argv) {
                 if (packed)
                     views[c] = trn_repack(&views[c], var->layout, (uint8_t *)packed + (size_t)c * bytes);
             }
-            const double best = time_kernel(kernel, views, copies, walks, reps, threads, x, xq, y);
+            const matvec_args args = {kernel, x, xq, y};
+            const double best = time_products(call_matvec, &args, views, copies, walks, reps, threads);
             const int same = memcmp(y, y_ref, (size_t)rows * sizeof(float)) == 0;
             differ += !same;
             printf("%-3d %-34s %5lldx%-8lld %10.3f %9.2f %s\n", v, var->name, (long long)rows, (long long)cols,
