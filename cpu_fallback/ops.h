@@ -130,6 +130,10 @@ typedef struct {
      * table; callers then use trn_matmul_by_matvec. */
     void (*matmul)(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
                    float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1);
+    /* The multiply-adds per second (int8 activations times ternary codes) that matmul's inner instruction sustains
+     * on the calling thread, measured for about `seconds`: the compute bound of a batched prefill. NULL where the
+     * table has no batched ternary kernel. */
+    double (*matmul_peak)(double seconds);
 } trn_cpu_ops;
 
 typedef void (*trn_matvec_fn)(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
@@ -151,6 +155,9 @@ void trn_matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const tr
  * the same exact sums, so the same outputs. */
 void trn_matmul_tq_maddubs(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                            int64_t n_tok, int64_t r0, int64_t r1);
+/* The AVX2 table's matmul_peak: that of whichever kernel trn_matmul_avx2 runs (the one below, or vpdpbusd). */
+double trn_matmul_avx2_peak(double seconds);
+double trn_matmul_tq_maddubs_peak(double seconds);
 int trn_matmul_tq_dpbusd_supported(void); /* 0 where not built */
 /* The kernels' copy of nt tokens' int8 activations (xq: rows of ld_xq blocks) as q[nb][padded][256], zeros for the
  * tokens from nt to padded: every token's block b at one stride from one base (ops_avx2_matmul.c). */
@@ -159,6 +166,7 @@ void trn_matmul_dense_acts(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq,
 #if defined(TRN_HAVE_VNNI)
 void trn_matmul_tq_dpbusd(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                           int64_t n_tok, int64_t r0, int64_t r1);
+double trn_matmul_tq_dpbusd_peak(double seconds);
 #endif
 #endif
 

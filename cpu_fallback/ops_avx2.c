@@ -487,6 +487,7 @@ static const trn_cpu_ops avx2_ops = {
     .swiglu = trn_avx2_swiglu,
     .add = trn_avx2_add,
     .matmul = trn_matmul_avx2, /* ops_avx2_matmul.c */
+    .matmul_peak = trn_matmul_avx2_peak,
 };
 
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void) { return &avx2_ops; }

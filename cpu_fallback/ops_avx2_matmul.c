@@ -29,9 +29,11 @@
 
 #if defined(TRN_MATMUL_DPBUSD)
 #define TRN_MATMUL_TQ trn_matmul_tq_dpbusd
+#define TRN_MATMUL_PEAK trn_matmul_tq_dpbusd_peak
 enum { TILE_ROWS = 16, WIDE_GROUP = 16 };
 #else
 #define TRN_MATMUL_TQ trn_matmul_tq_maddubs
+#define TRN_MATMUL_PEAK trn_matmul_tq_maddubs_peak
 enum { TILE_ROWS = 8, WIDE_GROUP = 8 };
 #endif
 
@@ -258,6 +260,28 @@ static inline void group_block(const tile_block *tb, const int8_t *a, int n, int
     ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
     ADD_BLOCK(15);
 }
+
+/* The wide group's inner loop alone (16 tokens' activations in L1, one code vector), `rounds` times: 1024 vpdpbusd
+ * of 64 multiply-adds each per round. */
+static __m512i peak_rounds(const int8_t *a, long rounds) {
+    const __m512i c = _mm512_set1_epi8(1);
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    __m512i s8 = s0, s9 = s0, s10 = s0, s11 = s0, s12 = s0, s13 = s0, s14 = s0, s15 = s0;
+    for (long r = 0; r < rounds; r++)
+        for (int j = 0; j < STEPS; j++) {
+            const int8_t *x = a + 4 * j;
+            DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); DPBUSD(s4, 4); DPBUSD(s5, 5);
+            DPBUSD(s6, 6); DPBUSD(s7, 7); DPBUSD(s8, 8); DPBUSD(s9, 9); DPBUSD(s10, 10); DPBUSD(s11, 11);
+            DPBUSD(s12, 12); DPBUSD(s13, 13); DPBUSD(s14, 14); DPBUSD(s15, 15);
+        }
+    const __m512i t0 = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)),
+                                        _mm512_add_epi32(_mm512_add_epi32(s4, s5), _mm512_add_epi32(s6, s7)));
+    const __m512i t1 = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(s8, s9), _mm512_add_epi32(s10, s11)),
+                                        _mm512_add_epi32(_mm512_add_epi32(s12, s13), _mm512_add_epi32(s14, s15)));
+    return _mm512_add_epi32(t0, t1);
+}
+enum { PEAK_MACS_PER_ROUND = STEPS * WIDE_GROUP * TILE_ROWS * 4 };
+#define PEAK_FOLD(v) _mm512_reduce_add_epi32(v)
 #else
 static inline void add_block(float acc[TILE_ROWS], __m256i sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
     const __m256i isum = _mm256_sub_epi32(sums, _mm256_set1_epi32(x->sum));
@@ -298,7 +322,55 @@ static inline void group_block(const tile_block *tb, const int8_t *a, int n, int
     for (int t = 0; t < n_valid; t++)
         add_block(acc[t], sums[t], tb->d, xb + t * ld_xq);
 }
+
+/* The group's inner loop alone (8 tokens' activations in L1, one code vector), `rounds` times: 64 steps of 8
+ * vpmaddubsw (32 multiply-adds each) and their vpaddw per round. */
+static __m256i peak_rounds(const int8_t *a, long rounds) {
+    const __m256i c = _mm256_set1_epi8(1);
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+    for (long r = 0; r < rounds; r++)
+        for (int j = 0; j < STEPS; j++) {
+            int32_t x[GROUP];
+            for (int t = 0; t < GROUP; t++)
+                memcpy(&x[t], a + t * TRN_QK_K + 4 * j, 4);
+            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[0])));
+            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[1])));
+            s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[2])));
+            s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[3])));
+            s4 = _mm256_add_epi16(s4, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[4])));
+            s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[5])));
+            s6 = _mm256_add_epi16(s6, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[6])));
+            s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[7])));
+            __asm__("" : "+x"(s0), "+x"(s1), "+x"(s2), "+x"(s3), "+x"(s4), "+x"(s5), "+x"(s6), "+x"(s7));
+        }
+    return _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3)),
+                            _mm256_add_epi16(_mm256_add_epi16(s4, s5), _mm256_add_epi16(s6, s7)));
+}
+enum { PEAK_MACS_PER_ROUND = STEPS * GROUP * TILE_ROWS * 4 };
+#define PEAK_FOLD(v) _mm256_extract_epi32(v, 0)
 #endif
+
+/* matmul_peak (ops.h) of this build: the group loop alone, timed over rounds of growing count until `seconds`
+ * have passed; the best rate of the last rounds (another process may take the core for a while). */
+double TRN_MATMUL_PEAK(double seconds) {
+    _Alignas(64) int8_t a[WIDE_GROUP * TRN_QK_K];
+    for (int i = 0; i < (int)sizeof(a); i++)
+        a[i] = (int8_t)(i * 37 % 255 - 127);
+    volatile int sink = 0;
+    double best = 0.0;
+    const double start = trn_time_s();
+    for (long rounds = 64;; rounds = TRN_MIN(rounds * 2, 4096)) {
+        const double t0 = trn_time_s();
+        sink += PEAK_FOLD(peak_rounds(a, rounds));
+        const double now = trn_time_s();
+        if (now > t0)
+            best = TRN_MAX(best, (double)rounds * PEAK_MACS_PER_ROUND / (now - t0));
+        if (now - start >= seconds)
+            break;
+    }
+    (void)sink;
+    return best;
+}
 
 /* dst rows r..r+n_rows-1 (n_rows <= TILE_ROWS) for nt tokens (nt <= TILE_TOKENS) whose activations are in q
  * ([nb][nt_padded][256], nt_padded = nt rounded up to WIDE_GROUP, zero past nt) and whose scales and sums are in
@@ -364,6 +436,14 @@ int trn_matmul_tq_dpbusd_supported(void) {
 #else
     return 0;
 #endif
+}
+
+double trn_matmul_avx2_peak(double seconds) {
+#if defined(TRN_HAVE_VNNI)
+    if (trn_matmul_tq_dpbusd_supported())
+        return trn_matmul_tq_dpbusd_peak(seconds);
+#endif
+    return trn_matmul_tq_maddubs_peak(seconds);
 }
 
 void trn_matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,

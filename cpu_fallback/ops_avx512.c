@@ -138,6 +138,7 @@ static const trn_cpu_ops avx512_ops = {
     .attention = trn_avx512_attention, /* ops_attention.c with 16 lanes: the same results as the AVX2 build */
     .swiglu = trn_avx2_swiglu,
     .matmul = trn_matmul_avx2, /* ops_avx2_matmul.c: vpdpbusd tiles where the CPU has VNNI */
+    .matmul_peak = trn_matmul_avx2_peak,
     .add = trn_avx2_add,
 };
 

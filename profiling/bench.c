@@ -5,7 +5,9 @@
  * each timed alone, interleaved with bandwidth probes; the median step time gives ms per token. Decode runs at the
  * requested thread count and (CPU only) at one thread, each with its own probe. The bound: the bytes a step must
  * read (every weight, and the KV cache of the positions before it) / probe bandwidth; the fraction reached is the
- * figure that matters. */
+ * figure that matters. A batched prefill is bound by multiply-adds instead: on the CPU its bound is the ternary
+ * products' int8 multiply-adds per token / the rate of the batched kernel's inner loop alone on every thread
+ * (matmul_peak, cpu_fallback/ops.h), probed between the prefill runs. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 
@@ -22,6 +24,7 @@
 #include <immintrin.h>
 #endif
 
+#include "../cpu_fallback/ops.h"
 #include "../graph/backend.h"
 #include "../host/generate.h"
 
@@ -112,6 +115,7 @@ double trn_bandwidth_probe(int n_threads, size_t bytes, int reps) {
 }
 
 enum { PREFILL_REPS = 3, DECODE_ROUNDS = 7 };
+#define PEAK_PROBE_S 0.05 /* seconds per thread of each multiply-add probe */
 
 /* n_decode steps from `token` at position pos, with a bandwidth probe at `threads` threads before each of the
  * DECODE_ROUNDS rounds of steps (on a shared machine the bandwidth drifts: the fraction of the bound is only
@@ -153,12 +157,34 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
     return status;
 }
 
-/* The prompt batched and token by token, alternately; *next: the token sampled after it. */
+/* Multiply-adds per second of `peak` (a table's matmul_peak) on n_threads threads at once, summed. */
+static double multiply_add_probe(double (*peak)(double), int n_threads) {
+    double total = 0.0;
+#pragma omp parallel num_threads(n_threads) reduction(+ : total)
+    total += peak(PEAK_PROBE_S);
+    return total;
+}
+
+/* Int8 multiply-adds of one token through the body's ternary products (the LM head, one token per prompt, left
+ * out). */
+static double ternary_macs_per_token(const trn_graph *g) {
+    double macs = 0.0;
+    for (int n = 0; n < g->n_body_nodes; n++) {
+        const trn_buffer *w = &g->buffers[g->nodes[n].src[0]];
+        if (g->nodes[n].op == TRN_OP_MATVEC && (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0))
+            macs += (double)w->ne[0] * (double)w->ne[1];
+    }
+    return macs;
+}
+
+/* The prompt batched and token by token, alternately; *next: the token sampled after it. peak: the CPU table's
+ * matmul_peak where the prefill runs its batched int8 kernel, probed before each batched run; NULL otherwise. */
 static trn_status measure_prefill(const trn_graph *graph, trn_backend *backend, const int *ids, int n, int *next,
-                                  trn_bench_result *res) {
-    double batched[PREFILL_REPS], steps[PREFILL_REPS];
+                                  double (*peak)(double), int threads, trn_bench_result *res) {
+    double batched[PREFILL_REPS], steps[PREFILL_REPS], probes[PREFILL_REPS];
     res->prefill_batched = backend->iface->prefill != NULL;
     for (int r = 0; r < PREFILL_REPS; r++) {
+        probes[r] = peak && res->prefill_batched ? multiply_add_probe(peak, threads) : 0.0;
         double t0 = trn_time_s();
         TRN_TRY(trn_prefill_steps(graph, backend, ids, n, 0, 1, next, NULL));
         steps[r] = trn_time_s() - t0;
@@ -170,6 +196,8 @@ static trn_status measure_prefill(const trn_graph *graph, trn_backend *backend, 
     }
     res->prefill_steps_tokens_per_s = n / median(steps, PREFILL_REPS);
     res->prefill_tokens_per_s = res->prefill_batched ? n / median(batched, PREFILL_REPS) : res->prefill_steps_tokens_per_s;
+    res->prefill_peak_macs = median(probes, PREFILL_REPS);
+    res->prefill_macs_per_token = ternary_macs_per_token(graph);
     return TRN_OK;
 }
 
@@ -221,7 +249,10 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
         res->decode_pos0 = opts->n_prompt;
         res->kv_bytes_per_token = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float) *
                                   (opts->n_prompt + (opts->n_decode - 1) / 2.0 + 1.0); /* positions attended */
-        status = measure_prefill(graph, backend, ids, opts->n_prompt, &next, res);
+        const char *requested = NULL;
+        const trn_cpu_ops *ops = on_cpu ? trn_cpu_ops_for_backend(opts->force_scalar, &requested) : NULL;
+        double (*peak)(double) = ops && opts->act == TRN_ACT_INT8 ? ops->matmul_peak : NULL;
+        status = measure_prefill(graph, backend, ids, opts->n_prompt, &next, peak, threads, res);
     }
     const double bytes_per_token = res->weight_bytes_per_token + res->kv_bytes_per_token;
     if (status == TRN_OK)
@@ -273,6 +304,7 @@ static void json_number(FILE *out, const char *key, int measured, const char *fo
 void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json, FILE *out) {
     const trn_bench_decode *d = &r->decode, *d1 = &r->decode_1thread;
     const double prefill_ratio = r->prefill_tokens_per_s / r->prefill_steps_tokens_per_s;
+    const double prefill_bound = r->prefill_macs_per_token > 0 ? r->prefill_peak_macs / r->prefill_macs_per_token : 0.0;
     if (json) {
         fprintf(out, "{\"model\": \"%s\", \"device\": \"%s\", \"threads\": %d", model->name, r->device, d->threads);
         json_number(out, "decode_tokens_per_s", 1, "%.3f", d->tokens_per_s);
@@ -280,6 +312,9 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
         json_number(out, "prefill_tokens_per_s", 1, "%.3f", r->prefill_tokens_per_s);
         json_number(out, "prefill_token_by_token_tokens_per_s", 1, "%.3f", r->prefill_steps_tokens_per_s);
         json_number(out, "prefill_speedup", 1, "%.3f", prefill_ratio);
+        json_number(out, "prefill_peak_gmacs", r->prefill_peak_macs > 0, "%.2f", r->prefill_peak_macs / 1e9);
+        json_number(out, "prefill_bound_tokens_per_s", r->prefill_peak_macs > 0, "%.3f", prefill_bound);
+        json_number(out, "prefill_bound_fraction", r->prefill_peak_macs > 0, "%.4f", r->prefill_tokens_per_s / prefill_bound);
         fprintf(out, ", \"prefill_batched\": %s, \"prompt_tokens\": %d", r->prefill_batched ? "true" : "false",
                 r->n_prompt);
         json_number(out, "weight_bytes_per_token", 1, "%.0f", r->weight_bytes_per_token);
@@ -305,7 +340,12 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
                      "(%.2fx; medians of %d)\n",
                 r->n_prompt, d->threads, d->threads == 1 ? "" : "s", r->prefill_tokens_per_s,
                 r->prefill_steps_tokens_per_s, prefill_ratio, PREFILL_REPS);
-    else
+    if (r->prefill_batched && prefill_bound > 0)
+        fprintf(out, "  bound          %.1f G int8 multiply-adds/s (kernel's inner loop, %d thread%s, same run) / %.0f M "
+                     "per token = %.2f tokens/s; reached %.1f%%\n",
+                r->prefill_peak_macs / 1e9, d->threads, d->threads == 1 ? "" : "s", r->prefill_macs_per_token / 1e6,
+                prefill_bound, 100.0 * r->prefill_tokens_per_s / prefill_bound);
+    if (!r->prefill_batched)
         fprintf(out, "prefill          %d-token prompt: %.2f tokens/s token by token (no batched prefill on this "
                      "backend)\n", r->n_prompt, r->prefill_steps_tokens_per_s);
     print_decode(r, d, out);

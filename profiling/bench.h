@@ -38,6 +38,9 @@ typedef struct {
     int prefill_batched;             /* whether the backend has a batched prefill */
     double prefill_tokens_per_s;     /* the prompt batched (token by token where the backend has no batched prefill) */
     double prefill_steps_tokens_per_s; /* the same prompt token by token, measured in the same run */
+    double prefill_macs_per_token;   /* int8 multiply-adds of a prompt token's ternary products (the layers') */
+    double prefill_peak_macs;        /* multiply-adds per second of the batched kernel's inner loop on all threads,
+                                        probed between the prefill runs (CPU, int8 activations); 0: not measured */
     double weight_bytes_per_token;
     double kv_bytes_per_token;       /* the KV cache a decode step reads (K and V rows of every earlier position, f32, as
                                         both backends keep them), at the mean position of the timed steps */

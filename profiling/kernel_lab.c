@@ -467,6 +467,10 @@ static void call_matmul(const void *ctx, const trn_matrix *w, int64_t r0, int64_
 /* The matrix-matrix table: returns the number of variants whose output differed from the reference. */
 static int run_matmul(int only, int reps, int threads, int64_t n_tok) {
     int differ = 0;
+    const trn_cpu_ops *best_ops = trn_cpu_ops_best();
+    if (best_ops->matmul_peak) /* what the best table's batched kernel could reach: its inner loop alone */
+        printf("peak: %.1f GMAC/s per thread (%s table's matmul_peak: the inner loop alone, activations in L1)\n",
+               best_ops->matmul_peak(0.2) / 1e9, best_ops->name);
     printf("%-3s %-34s %-14s %10s %9s %9s %s\n", "var", "kernel", "shape", "ms", "GB/s", "GMAC/s", "vs reference");
     for (size_t s = 0; s + 1 < TRN_ARRAY_LEN(shapes); s++) { /* not the LM head */
         const int64_t rows = shapes[s].rows, cols = shapes[s].cols;
