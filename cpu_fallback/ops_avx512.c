@@ -1,6 +1,7 @@
 /* ops_avx512.c: the AVX-512 table: ternary matrix-vector products with VNNI (vpdpbusd) on sixteen-row groups
- * (TRN_LAYOUT_X16, ops.h); every other entry is the AVX2 kernel (ops_simd.h), since those ops are a small part
- * of a step and gain nothing measurable from 512-bit registers. This file alone is compiled with -mavx512f
+ * (TRN_LAYOUT_X16, ops.h), SwiGLU on 16 lanes, attention from ops_attention_avx512.c; every other entry is the AVX2
+ * kernel (ops_simd.h), since those ops are a small part of a step and gain nothing measurable from 512-bit
+ * registers. This file alone is compiled with -mavx512f
  * -mavx512bw -mavx512vl -mavx512vnni; ops.c hands its table out only where the CPU has those features.
  *
  * In X16 a 64-byte column holds one dword (four code bytes) of each of 16 rows, and the four activations those
@@ -20,6 +21,8 @@
 #include "ops.h"
 #include "ops_simd.h"
 #include "quants.h"
+#define TRN_VEC_AVX512 1
+#include "ops_vec.h"
 
 /* Four activations a[0..3] in every dword lane. */
 static inline __m512i broadcast_act(const int8_t *a) {
@@ -126,6 +129,19 @@ static void matvec_avx512(const trn_matrix *w, const float *x, const trn_block_q
         trn_avx2_matvec(w, x, xq, dst, r0, r1);
 }
 
+/* trn_avx2_swiglu on 16 lanes: the same operations per element, so the same results. 0.30 ns per element against
+ * 0.42 with 8 lanes (one thread, a 64-token batch's half of the gate and up rows, in cache). */
+static void swiglu_avx512(const float *gate, const float *up, float *dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + TRN_VEC_W <= n; i += TRN_VEC_W) {
+        const vec g = v_load(gate + i);
+        const vec silu = _mm512_div_ps(g, v_add(v_set1(1.0f), exp_w(v_sub(_mm512_setzero_ps(), g))));
+        v_store(dst + i, v_mul(silu, v_load(up + i)));
+    }
+    if (i < n)
+        trn_avx2_swiglu(gate + i, up + i, dst + i, n - i);
+}
+
 static const trn_cpu_ops avx512_ops = {
     .name = "avx512",
     .tq2_0_layout = TRN_LAYOUT_X16,
@@ -136,7 +152,7 @@ static const trn_cpu_ops avx512_ops = {
     .rmsnorm = trn_avx2_rmsnorm,
     .rope = trn_avx2_rope,
     .attention = trn_avx512_attention, /* ops_attention.c with 16 lanes: the same results as the AVX2 build */
-    .swiglu = trn_avx2_swiglu,
+    .swiglu = swiglu_avx512,
     .matmul = trn_matmul_avx2, /* ops_avx2_matmul.c: vpdpbusd tiles where the CPU has VNNI */
     .matmul_peak = trn_matmul_avx2_peak,
     .add = trn_avx2_add,
