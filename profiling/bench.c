@@ -170,8 +170,10 @@ static double multiply_add_probe(double (*peak)(double), int n_threads) {
 static double ternary_macs_per_token(const trn_graph *g) {
     double macs = 0.0;
     for (int n = 0; n < g->n_body_nodes; n++) {
+        if (g->nodes[n].op != TRN_OP_MATVEC)
+            continue;
         const trn_buffer *w = &g->buffers[g->nodes[n].src[0]];
-        if (g->nodes[n].op == TRN_OP_MATVEC && (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0))
+        if (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0)
             macs += (double)w->ne[0] * (double)w->ne[1];
     }
     return macs;
