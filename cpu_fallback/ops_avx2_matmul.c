@@ -235,6 +235,18 @@ static inline void add_block(float acc[TILE_ROWS], __m512i sums, const float d[T
 /* acc += codes . the token's 4 activations broadcast from memory inside vpdpbusd ({1to16}): GCC does not fold
  * _mm512_set1_epi32 into it, and a separate broadcast costs about a fifth of the speed. */
 #define DPBUSD(acc, t) __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(c), "m"(*(const int32_t *)(x + (t) * TRN_QK_K)))
+/* One 4-weight step for 16 (8) tokens: the codes c times token t's activations at x + 256 t, into s0..s15 (s7). */
+#define NARROW_STEP() \
+    do { \
+        DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); DPBUSD(s4, 4); DPBUSD(s5, 5); DPBUSD(s6, 6); \
+        DPBUSD(s7, 7); \
+    } while (0)
+#define WIDE_STEP() \
+    do { \
+        NARROW_STEP(); \
+        DPBUSD(s8, 8); DPBUSD(s9, 9); DPBUSD(s10, 10); DPBUSD(s11, 11); DPBUSD(s12, 12); DPBUSD(s13, 13); \
+        DPBUSD(s14, 14); DPBUSD(s15, 15); \
+    } while (0)
 #define ADD_BLOCK(t) if ((t) < n_valid) add_block(acc[t], s##t, tb->d, xb + (t) * ld_xq)
 static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
                                const trn_block_q8_act *xb, int64_t ld_xq) {
@@ -244,16 +256,13 @@ static inline void group_block(const tile_block *tb, const int8_t *a, int n, int
         for (int j = 0; j < STEPS; j++) {
             const __m512i c = _mm512_load_si512(tb->codes[j]);
             const int8_t *x = a + 4 * j;
-            DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); DPBUSD(s4, 4); DPBUSD(s5, 5);
-            DPBUSD(s6, 6); DPBUSD(s7, 7); DPBUSD(s8, 8); DPBUSD(s9, 9); DPBUSD(s10, 10); DPBUSD(s11, 11);
-            DPBUSD(s12, 12); DPBUSD(s13, 13); DPBUSD(s14, 14); DPBUSD(s15, 15);
+            WIDE_STEP();
         }
     } else {
         for (int j = 0; j < STEPS; j++) {
             const __m512i c = _mm512_load_si512(tb->codes[j]);
             const int8_t *x = a + 4 * j;
-            DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); DPBUSD(s4, 4); DPBUSD(s5, 5);
-            DPBUSD(s6, 6); DPBUSD(s7, 7);
+            NARROW_STEP();
         }
     }
     ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
@@ -270,9 +279,7 @@ static __m512i peak_rounds(const int8_t *a, long rounds) {
     for (long r = 0; r < rounds; r++)
         for (int j = 0; j < STEPS; j++) {
             const int8_t *x = a + 4 * j;
-            DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); DPBUSD(s4, 4); DPBUSD(s5, 5);
-            DPBUSD(s6, 6); DPBUSD(s7, 7); DPBUSD(s8, 8); DPBUSD(s9, 9); DPBUSD(s10, 10); DPBUSD(s11, 11);
-            DPBUSD(s12, 12); DPBUSD(s13, 13); DPBUSD(s14, 14); DPBUSD(s15, 15);
+            WIDE_STEP();
         }
     const __m512i t0 = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)),
                                         _mm512_add_epi32(_mm512_add_epi32(s4, s5), _mm512_add_epi32(s6, s7)));
@@ -289,6 +296,25 @@ static inline void add_block(float acc[TILE_ROWS], __m256i sums, const float d[T
     _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), term));
 }
 
+/* Step j for the group's 8 tokens: the codes c times token t's activations at a + 256 t + 4 j, added to the int16
+ * sums s0..s7. The empty asm keeps the eight running sums in registers: without it GCC re-associates the unrolled
+ * sums into a tree whose products spill to the stack. */
+#define MADDUBS_STEP(j) \
+    do { \
+        int32_t x[GROUP]; \
+        for (int t = 0; t < GROUP; t++) \
+            memcpy(&x[t], a + t * TRN_QK_K + 4 * (j), 4); \
+        s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[0]))); \
+        s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[1]))); \
+        s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[2]))); \
+        s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[3]))); \
+        s4 = _mm256_add_epi16(s4, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[4]))); \
+        s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[5]))); \
+        s6 = _mm256_add_epi16(s6, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[6]))); \
+        s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[7]))); \
+        __asm__("" : "+x"(s0), "+x"(s1), "+x"(s2), "+x"(s3), "+x"(s4), "+x"(s5), "+x"(s6), "+x"(s7)); \
+    } while (0)
+
 static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
                                const trn_block_q8_act *xb, int64_t ld_xq) {
     (void)n; /* always GROUP */
@@ -300,20 +326,7 @@ static inline void group_block(const tile_block *tb, const int8_t *a, int n, int
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
         for (int j = 32 * half; j < 32 * half + 32; j++) {
             const __m256i c = _mm256_load_si256((const __m256i *)tb->codes[j]);
-            int32_t x[GROUP];
-            for (int t = 0; t < GROUP; t++)
-                memcpy(&x[t], a + t * TRN_QK_K + 4 * j, 4);
-            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[0])));
-            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[1])));
-            s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[2])));
-            s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[3])));
-            s4 = _mm256_add_epi16(s4, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[4])));
-            s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[5])));
-            s6 = _mm256_add_epi16(s6, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[6])));
-            s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[7])));
-            /* keep the eight running sums in registers: without this GCC re-associates the unrolled sums into a
-             * tree whose products spill to the stack */
-            __asm__("" : "+x"(s0), "+x"(s1), "+x"(s2), "+x"(s3), "+x"(s4), "+x"(s5), "+x"(s6), "+x"(s7));
+            MADDUBS_STEP(j);
         }
         const __m256i s[GROUP] = {s0, s1, s2, s3, s4, s5, s6, s7};
         for (int t = 0; t < GROUP; t++) /* lanes 2k, 2k + 1 (row k) -> int32 lane k */
@@ -330,18 +343,7 @@ static __m256i peak_rounds(const int8_t *a, long rounds) {
     __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
     for (long r = 0; r < rounds; r++)
         for (int j = 0; j < STEPS; j++) {
-            int32_t x[GROUP];
-            for (int t = 0; t < GROUP; t++)
-                memcpy(&x[t], a + t * TRN_QK_K + 4 * j, 4);
-            s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[0])));
-            s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[1])));
-            s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[2])));
-            s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[3])));
-            s4 = _mm256_add_epi16(s4, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[4])));
-            s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[5])));
-            s6 = _mm256_add_epi16(s6, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[6])));
-            s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[7])));
-            __asm__("" : "+x"(s0), "+x"(s1), "+x"(s2), "+x"(s3), "+x"(s4), "+x"(s5), "+x"(s6), "+x"(s7));
+            MADDUBS_STEP(j);
         }
     return _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3)),
                             _mm256_add_epi16(_mm256_add_epi16(s4, s5), _mm256_add_epi16(s6, s7)));
