@@ -2,7 +2,8 @@
  * query attention. Launcher declared in cuda_ops.h; the CPU definition it follows is attention_head_ref in
  * cpu_fallback/ops_ref.c, called per head by the ATTENTION case of cpu_fallback/cpu_backend.c.
  *
- * Owns: the attention kernel. Does not own: writing K and V into the cache (store_row in elementwise.cu), RoPE.
+ * Owns: the attention kernels. Does not own: writing K and V into the cache (the QKV epilogue in gemv_ternary.cu in
+ * the fused plan, store_row in elementwise.cu otherwise), RoPE.
  *
  *   q[n_head][hd], K/V caches [n_ctx][n_head_kv * hd] -> out[n_head][hd]
  *   out_h = sum_t softmax_t(q_h . k_t / sqrt(hd)) v_t over t = 0..*pos, with k_t, v_t the slice of KV head

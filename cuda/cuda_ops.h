@@ -113,8 +113,11 @@ int trn_cuda_delay(int microseconds, trn_cuda_stream stream);
 /* ---- attention.cu ---- */
 /* out[n_head][hd] = softmax(q . k_t / sqrt(hd)) v over t = 0..*pos, K/V caches [n_ctx][n_head_kv * hd];
  * query head h reads KV head h / (n_head / n_head_kv). With `scratch` (device memory of
- * trn_cuda_attention_scratch_bytes, zeroed once before the first launch and left to the kernel after) and shapes the
- * split kernel serves, positions are split across blocks; with NULL, or other shapes, one block per query head. */
+ * trn_cuda_attention_scratch_bytes for the same shapes and n_ctx, zeroed once before the first launch and left to the
+ * kernel after; one launch at a time may use it) and shapes the split kernel serves, positions are split across
+ * blocks; with NULL, or other shapes, one block per query head. Launches that share a scratch in one stream with
+ * pdl set rely on every kernel between them calling trn_pdl_wait() before it returns (device_math.cuh): the last
+ * block of a launch resets the scratch's counters, which the next launch must not see before. */
 int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
                        int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, void *scratch, int pdl,
                        trn_cuda_stream stream);
