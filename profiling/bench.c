@@ -314,9 +314,11 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
         json_number(out, "prefill_tokens_per_s", 1, "%.3f", r->prefill_tokens_per_s);
         json_number(out, "prefill_token_by_token_tokens_per_s", 1, "%.3f", r->prefill_steps_tokens_per_s);
         json_number(out, "prefill_speedup", 1, "%.3f", prefill_ratio);
-        json_number(out, "prefill_peak_gmacs", r->prefill_peak_macs > 0, "%.2f", r->prefill_peak_macs / 1e9);
-        json_number(out, "prefill_bound_tokens_per_s", r->prefill_peak_macs > 0, "%.3f", prefill_bound);
-        json_number(out, "prefill_bound_fraction", r->prefill_peak_macs > 0, "%.4f", r->prefill_tokens_per_s / prefill_bound);
+        /* null where not probed, or where the model has no ternary products (no multiply-add bound) */
+        json_number(out, "prefill_peak_gmacs", prefill_bound > 0, "%.2f", r->prefill_peak_macs / 1e9);
+        json_number(out, "prefill_bound_tokens_per_s", prefill_bound > 0, "%.3f", prefill_bound);
+        json_number(out, "prefill_bound_fraction", prefill_bound > 0, "%.4f",
+                    prefill_bound > 0 ? r->prefill_tokens_per_s / prefill_bound : 0.0);
         fprintf(out, ", \"prefill_batched\": %s, \"prompt_tokens\": %d", r->prefill_batched ? "true" : "false",
                 r->n_prompt);
         json_number(out, "weight_bytes_per_token", 1, "%.0f", r->weight_bytes_per_token);
