@@ -395,6 +395,10 @@ try:
             assert isinstance(obj[k], (int, float)) and obj[k] >= 0, "%s is not a non-negative number" % k
     assert isinstance(obj["device"], str) and obj["device"], "device is not a non-empty string"
     assert obj["decode_tokens_per_s"] > 0 and obj["weight_bytes_per_token"] > 0, "zero rate or byte count"
+    # the prefill's multiply-add bound: three positive numbers (CPU, SIMD kernels, ternary model) or three nulls
+    bound = [obj.get(k, "absent") for k in ("prefill_peak_gmacs", "prefill_bound_tokens_per_s", "prefill_bound_fraction")]
+    assert all(b is None for b in bound) or all(isinstance(b, (int, float)) and b > 0 for b in bound), \
+        "prefill bound keys: %s" % bound
 except Exception as e:
     print("    json check: %s" % (e,))
     sys.exit(1)
