@@ -353,7 +353,7 @@ enum { PEAK_MACS_PER_ROUND = STEPS * GROUP * TILE_ROWS * 4 };
 #endif
 
 /* matmul_peak (ops.h) of this build: the group loop alone, timed over rounds of growing count until `seconds`
- * have passed; the best rate of the last rounds (another process may take the core for a while). */
+ * have passed; the best rate of any round (another process may take the core for a while). */
 double TRN_MATMUL_PEAK(double seconds) {
     _Alignas(64) int8_t a[WIDE_GROUP * TRN_QK_K];
     for (int i = 0; i < (int)sizeof(a); i++)
