@@ -7,7 +7,7 @@
  * forcing); the graphs' context of CTX (160) positions makes the split attention kernel merge up to two blocks of
  * 64 positions per KV head from position 64 on, inside the CUDA Graph, with every layer reusing one scratch:
  *   - the greedy choices agree, except at near-ties (the CPU's logits of the two tokens within 2e-3 of its largest
- *     |logit|), and except in int8 mode on the random-weight Trinity-shaped models (see check_model);
+ *     |logit|), and except in int8 mode on the random-weight models whose int8 values cascade (see model_kind);
  *   - logits agree within a normalized squared error of 1e-8 in f32 mode (summation order only), and 1e-3 in int8
  *     mode (a float difference before an int8 quantization can move a value across a rounding boundary, which
  *     moves logits by ~1e-4: see tests/test_eval.c);
@@ -104,12 +104,28 @@ static int run_with_env(const char *name, const trn_model *model, const trn_grap
     return ok;
 }
 
-/* chaotic: a synthetic Trinity-1.1B-shaped model with random weights, whose 22 layers amplify a flipped int8 value
- * far more than a trained model's do (on an H200: NMSE 7e-4 against the CPU in int8 mode, 3e-4 fused vs unfused, and
- * 7e-13 in f32 mode, where nothing is quantized). Its int8 bounds are 1e-2 instead of 1e-3 (against the CPU) and
- * 1e-4 (fused vs unfused), and its greedy choices in int8 mode are printed, not required to agree: errors of that
- * size break its many close calls either way. A wrong kernel gives NMSE near 1; f32 mode keeps the strict checks. */
-static void check_model(const char *path, int chaotic) {
+/* How strictly a model's int8 mode is held to the CPU's. In int8 mode a float difference before a quantization
+ * (a sum in another order, CUDA's expf against glibc's) can move a value across a rounding boundary; in a model with
+ * random weights such a flip cascades through the later layers and positions (tests/test_eval.c measured ~1e-4 on
+ * tiny_ternary.gguf), and errors of that size break its many close calls either way. A wrong kernel gives NMSE near
+ * 1; f32 mode, where nothing is quantized, keeps the strict checks for every model.
+ *   EXACT:   no cascade seen (synthetic "tiny", stories260K: F32 weights, nothing quantized): int8 NMSE <= 1e-3
+ *            against the CPU, <= 1e-4 fused vs unfused, greedy choices must agree (near-ties aside);
+ *   CASCADE: tiny_ternary.gguf (random 2-layer ternary; on an H200 over 72 steps: NMSE 8e-5 against the CPU,
+ *            2e-6 fused vs unfused): the same bounds, greedy choices printed, not required;
+ *   CHAOTIC: the random-weight Trinity-1.1B-shaped models, whose 22 layers amplify a flip far more (on an H200:
+ *            NMSE 9e-4 against the CPU, 6e-4 fused vs unfused): bounds 1e-2 and 1e-2, greedy choices printed. */
+typedef enum { EXACT, CASCADE, CHAOTIC } model_kind;
+
+/* The first position whose logits differ by an NMSE above 1e-6 (-1: none): where a cascade starts. */
+static int first_divergence(const float *a, const float *b, int n_vocab) {
+    for (int pos = 0; pos < STEPS; pos++)
+        if (test_nmse(a + (size_t)pos * n_vocab, b + (size_t)pos * n_vocab, n_vocab) > 1e-6)
+            return pos;
+    return -1;
+}
+
+static void check_model(const char *path, model_kind kind) {
     trn_model *model = NULL;
     if (trn_model_load(path, &model) != TRN_OK) {
         CHECK_MSG(0, "%s: %s", path, trn_last_error());
@@ -130,13 +146,14 @@ static void check_model(const char *path, int chaotic) {
         int ties = 0;
         if (ok) {
             const double err = test_nmse(gpu, cpu, (long long)n);
-            const double bound = act == TRN_ACT_F32 ? 1e-8 : chaotic ? 1e-2 : 1e-3;
+            const double bound = act == TRN_ACT_F32 ? 1e-8 : kind == CHAOTIC ? 1e-2 : 1e-3;
             const int same = same_choices(t_gpu, t_cpu, cpu, n_vocab, &ties);
-            printf("%s, act %s: cuda vs cpu logits nmse %.3g (bound %.0e), greedy choices %s (%d near-ties) on %s\n",
-                   path, act ? "f32" : "int8", err, bound, same ? "agree" : "DIFFER", ties, d->iface->describe(d));
+            printf("%s, act %s: cuda vs cpu logits nmse %.3g (bound %.0e, first position above 1e-6: %d), greedy "
+                   "choices %s (%d near-ties) on %s\n", path, act ? "f32" : "int8", err, bound,
+                   first_divergence(gpu, cpu, n_vocab), same ? "agree" : "DIFFER", ties, d->iface->describe(d));
             CHECK_MSG(err <= bound, "%s act %d: nmse %.3g", path, act, err);
-            CHECK_MSG(same || (chaotic && act == TRN_ACT_INT8), "%s act %d: greedy choices differ beyond near-ties",
-                      path, act);
+            CHECK_MSG(same || (kind != EXACT && act == TRN_ACT_INT8), "%s act %d: greedy choices differ beyond "
+                      "near-ties", path, act);
         }
         trn_backend_free(d);
         /* the switches: fusion off (TRN_CUDA_NO_FUSION), plain launches (TRN_CUDA_NO_GRAPH: no graph, no fusion),
@@ -150,10 +167,10 @@ static void check_model(const char *path, int chaotic) {
             const int same = same_choices(t_gpu, t_unfused, unfused, n_vocab, &ties);
             printf("%s, act %s: fused vs unfused logits nmse %.3g, greedy choices %s (%d near-ties)\n", path,
                    act ? "f32" : "int8", err, same ? "agree" : "DIFFER", ties);
-            CHECK_MSG(err <= (act == TRN_ACT_F32 ? 1e-8 : chaotic ? 1e-2 : 1e-4), "%s act %d: fused vs unfused nmse %.3g",
-                      path, act, err);
-            CHECK_MSG(same || (chaotic && act == TRN_ACT_INT8), "%s act %d: fusion changed greedy choices beyond "
-                      "near-ties", path, act);
+            CHECK_MSG(err <= (act == TRN_ACT_F32 ? 1e-8 : kind == CHAOTIC ? 1e-2 : 1e-4),
+                      "%s act %d: fused vs unfused nmse %.3g", path, act, err);
+            CHECK_MSG(same || (kind != EXACT && act == TRN_ACT_INT8), "%s act %d: fusion changed greedy choices "
+                      "beyond near-ties", path, act);
         }
         ok = ok && run_with_env("TRN_CUDA_NO_GRAPH", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
         CHECK_MSG(ok && memcmp(plain, unfused, n * sizeof(float)) == 0, "%s act %d: graph and plain launches differ",
@@ -241,15 +258,15 @@ int main(void) {
         test_skip(why);
     }
     trn_backend_free(probe);
-    check_model("synthetic:tiny", 0);
-    check_model("synthetic:tinyllama", 1); /* Trinity-1.1B's shapes, TQ2_0 */
-    check_model("synthetic:tinyllama-tq1", 1);
-    check_model(test_source_path("tests/golden/eval/tiny_ternary.gguf"), 0);
+    check_model("synthetic:tiny", EXACT);
+    check_model("synthetic:tinyllama", CHAOTIC); /* Trinity-1.1B's shapes, TQ2_0 */
+    check_model("synthetic:tinyllama-tq1", CHAOTIC);
+    check_model(test_source_path("tests/golden/eval/tiny_ternary.gguf"), CASCADE);
     const char *stories = test_data_path("stories260K/stories260K.gguf");
     check_weights("synthetic:tiny");
     check_weights("synthetic:tinyllama");
     if (stories) {
-        check_model(stories, 0);
+        check_model(stories, EXACT);
         check_weights(stories);
     } else
         printf("stories260K part skipped: ../shared/testdata is absent\n");
