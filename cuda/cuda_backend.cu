@@ -65,8 +65,6 @@ struct cuda_context {
     std::vector<launch_entry> plan;      /* the launches of a full step, in order */
     int plan_body = 0;                   /* entries before the head: a prompt token's step */
     int launches = 0;                    /* kernel launches per full step */
-    trn_cuda_persistent *persistent = nullptr; /* runs of plan entries as one kernel (nullptr: a kernel per entry) */
-    std::vector<bool> in_persistent;     /* [plan entries] whether the entry is a phase of the persistent kernel */
     trn_cuda::weights weights;           /* placement of the weights, the copies of streamed ones */
     bool profile = false;                /* TRN_CUDA_PROFILE=1: an event after every launch of a full step */
     std::vector<cudaEvent_t> profile_events; /* [plan entries + 1] */
@@ -103,7 +101,6 @@ void release(cuda_context *c) {
     trn_cuda::weights_release(&c->weights);
     for (cudaEvent_t e : c->profile_events)
         cudaEventDestroy(e);
-    trn_cuda_persistent_free(c->persistent);
     if (c->pinned)
         cudaFreeHost(c->pinned);
     if (c->stream)
@@ -223,32 +220,6 @@ int match_fusion(const cuda_context *c, int n, int n_nodes, trn_cuda_ternary_op 
     return 0;
 }
 
-/* The end of the run of persistent phases that starts at plan entry i, within [0, n_entries); i itself where entry i
- * is not a phase or the run would be a single launch (which keeps a kernel of its own). */
-int persistent_run_end(const cuda_context *c, int i, int n_entries) {
-    if (!c->persistent || !c->in_persistent[(size_t)i])
-        return i;
-    int j = i;
-    while (j < n_entries && c->in_persistent[(size_t)j])
-        j++;
-    return j - i >= 2 ? j : i;
-}
-
-/* Kernel launches per full step: c->launches. */
-void count_launches(cuda_context *c) {
-    c->launches = 0;
-    for (int i = 0; i < (int)c->plan.size();) {
-        const int end = persistent_run_end(c, i, (int)c->plan.size());
-        if (end > i) {
-            c->launches++;
-            i = end;
-        } else {
-            c->launches += 1 + (c->plan[(size_t)i].quantize ? 1 : 0);
-            i++;
-        }
-    }
-}
-
 /* The launches of a full step, built once at prepare (the graph is static, so is this plan). */
 void build_plan(cuda_context *c) {
     const trn_graph *g = c->graph;
@@ -279,7 +250,9 @@ void build_plan(cuda_context *c) {
         c->plan.push_back(e);
         n += e.n_nodes;
     }
-    count_launches(c);
+    c->launches = 0;
+    for (const launch_entry &e : c->plan)
+        c->launches += 1 + (e.quantize ? 1 : 0);
 }
 
 /* Enqueues one node by its own kernel. */
@@ -376,13 +349,6 @@ trn_status run_plan(cuda_context *c, int n_entries, int n_nodes, bool ranges) {
             TRN_TRY(trn_cuda::weights_enqueue_group(w, c->stream, group, entry_group, n_nodes));
             group = entry_group;
         }
-        const int run_end = persistent_run_end(c, i, n_entries);
-        if (run_end > i) { /* entries i .. run_end - 1 as one kernel (never profiled: see set_up_persistent) */
-            CUDA_LAUNCH_CHECK(trn_cuda_persistent_launch(c->persistent, i, run_end - i,
-                                                         reinterpret_cast<trn_cuda_stream>(c->stream)));
-            i = run_end - 1;
-            continue;
-        }
         const bool timed = c->profile && n_entries == (int)c->plan.size();
         if (timed && i == 0)
             TRN_TRY(record_profile_event(c, 0));
@@ -409,58 +375,6 @@ trn_status enqueue_step(cuda_context *c, bool full, bool ranges) {
         CUDA_CHECK(cudaMemcpyAsync(&c->pinned[2], c->buffer[g->buf_next_token], sizeof(int32_t), cudaMemcpyDeviceToHost,
                                    c->stream));
     return TRN_OK;
-}
-
-/* The persistent kernel (persistent.cu) for the plan's runs of fused ternary launches and split attention launches:
- * in int8 mode (f32 mode fuses nothing), in a captured graph, with weights the kernels read in place (resident or
- * mapped: no copies between layers), not profiled (its phases have no events between them), unless TRN_CUDA_NO_PERSISTENT=1. TRN_CUDA_PERSISTENT_CTAS=k:
- * at most k CTAs per SM. Where the device or a phase does not allow it, a kernel per launch, with a warning. */
-void set_up_persistent(cuda_context *c) {
-    c->in_persistent.assign(c->plan.size(), false);
-    if (!c->use_graph || !c->fuse || c->config.act != TRN_ACT_INT8 || c->profile || !c->weights.streamed.empty() ||
-        env_flag("TRN_CUDA_NO_PERSISTENT"))
-        return;
-    std::vector<trn_cuda_phase> phases(c->plan.size());
-    for (size_t i = 0; i < c->plan.size(); i++) {
-        const launch_entry &e = c->plan[i];
-        const trn_node *node = &c->graph->nodes[e.node];
-        trn_cuda_phase &ph = phases[i];
-        ph = trn_cuda_phase{};
-        ph.kind = TRN_CUDA_PHASE_NONE;
-        if (e.fused) {
-            ph.kind = TRN_CUDA_PHASE_TERNARY;
-            ph.ternary = e.op;
-        } else if (node->op == TRN_OP_ATTENTION && c->attention_scratch) {
-            ph.kind = TRN_CUDA_PHASE_ATTENTION;
-            ph.attention.q = static_cast<const float *>(c->buffer[node->src[0]]);
-            ph.attention.k_cache = static_cast<const float *>(c->buffer[node->src[1]]);
-            ph.attention.v_cache = static_cast<const float *>(c->buffer[node->src[2]]);
-            ph.attention.out = static_cast<float *>(c->buffer[node->dst]);
-            ph.attention.n_head = node->n_head;
-            ph.attention.n_head_kv = node->n_head_kv;
-            ph.attention.head_dim = node->head_dim;
-            ph.attention.n_ctx = c->graph->n_ctx;
-            ph.attention.pos = static_cast<const int32_t *>(c->buffer[node->src[3]]);
-            ph.attention.scratch = c->attention_scratch;
-        }
-        c->in_persistent[i] = ph.kind != TRN_CUDA_PHASE_NONE;
-    }
-    const char *ctas = getenv("TRN_CUDA_PERSISTENT_CTAS");
-    const int err = trn_cuda_persistent_create(phases.data(), (int)phases.size(), ctas ? atoi(ctas) : 0,
-                                               &c->persistent);
-    if (err != cudaSuccess) {
-        fprintf(stderr, "warning: no persistent kernel (%s): a kernel per launch\n",
-                cudaGetErrorString(static_cast<cudaError_t>(err)));
-        (void)cudaGetLastError();
-        c->persistent = nullptr;
-    }
-    count_launches(c);
-}
-
-void drop_persistent(cuda_context *c) {
-    trn_cuda_persistent_free(c->persistent);
-    c->persistent = nullptr;
-    count_launches(c);
 }
 
 trn_status capture(cuda_context *c, bool full, cudaGraphExec_t *exec) {
@@ -566,32 +480,13 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         for (cudaEvent_t &e : c->profile_events)
             CUDA_CHECK(cudaEventCreate(&e));
     }
-    set_up_persistent(c);
     if (c->use_graph) {
         /* one warm-up step outside capture (first launches load modules), then capture both graphs */
         c->pinned[0] = 0;
         c->pinned[1] = 0;
-        trn_status warm = enqueue_step(c, true, false);
-        if (warm == TRN_OK && cudaStreamSynchronize(c->stream) != cudaSuccess)
-            warm = trn_fail(TRN_ERR_DEVICE, "the warm-up step failed on the device: %s",
-                            cudaGetErrorString(cudaGetLastError()));
-        if (warm != TRN_OK && c->persistent) { /* e.g. a cooperative launch the device refuses */
-            fprintf(stderr, "warning: the persistent kernel failed (%s); a kernel per launch\n", trn_last_error());
-            drop_persistent(c);
-            (void)cudaGetLastError();
-            warm = enqueue_step(c, true, false);
-            if (warm == TRN_OK)
-                CUDA_CHECK(cudaStreamSynchronize(c->stream));
-        }
-        TRN_TRY(warm);
+        TRN_TRY(enqueue_step(c, true, false));
+        CUDA_CHECK(cudaStreamSynchronize(c->stream));
         trn_status captured = capture_both(c);
-        if (captured != TRN_OK && c->persistent) { /* a driver that cannot capture a cooperative launch */
-            fprintf(stderr, "warning: capturing the persistent kernel failed (%s); a kernel per launch\n",
-                    trn_last_error());
-            drop_persistent(c);
-            (void)cudaGetLastError();
-            captured = capture_both(c);
-        }
         if (captured != TRN_OK && c->pdl) { /* a driver that cannot capture programmatic launches: without them */
             fprintf(stderr, "warning: capturing the step with programmatic dependent launch failed (%s); "
                             "capturing without it\n", trn_last_error());
@@ -602,14 +497,10 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         TRN_TRY(captured);
     }
     nvtxRangePop();
-    char persistent_note[48] = "";
-    if (c->persistent)
-        snprintf(persistent_note, sizeof(persistent_note), ", persistent kernel of %d CTAs",
-                 trn_cuda_persistent_grid(c->persistent));
     snprintf(c->description, sizeof(c->description),
-             "cuda (%s, sm_%d%d, %s%s%s%s, act %s, %d kernels per token, %s, %.2f GB on the device)", c->prop.name,
+             "cuda (%s, sm_%d%d, %s%s%s, act %s, %d kernels per token, %s, %.2f GB on the device)", c->prop.name,
              c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : c->fuse ? "no graph: pageable weights" : "no graph: TRN_CUDA_NO_GRAPH",
-             c->fuse ? ", fused" : ", unfused", c->pdl ? ", PDL" : "", persistent_note,
+             c->fuse ? ", fused" : ", unfused", c->pdl ? ", PDL" : "",
              config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->weights.note, c->device_bytes / 1e9);
     return TRN_OK;
 }

@@ -125,37 +125,6 @@ int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cach
  * more than 8 query heads per KV head). */
 size_t trn_cuda_attention_scratch_bytes(int n_head, int n_head_kv, int head_dim, int n_ctx);
 
-/* ---- persistent.cu ---- */
-/* A run of consecutive ternary launches and split attention launches as one cooperative kernel whose CTAs all stay
- * resident and pass a grid-wide barrier between phases (instead of a kernel boundary each): each CTA loads its first
- * weights of a phase before the barrier, as a programmatically launched kernel does before trn_pdl_wait(). A phase
- * computes exactly what the launch it replaces computes (the same device code: bitwise the same results). */
-typedef enum { TRN_CUDA_PHASE_NONE, TRN_CUDA_PHASE_TERNARY, TRN_CUDA_PHASE_ATTENTION } trn_cuda_phase_kind;
-
-typedef struct {
-    trn_cuda_phase_kind kind;
-    trn_cuda_ternary_op ternary;    /* TERNARY: int8 input (QUANT or NORM_QUANT) */
-    struct {                         /* ATTENTION: the arguments of trn_cuda_attention, with a scratch */
-        const float *q, *k_cache, *v_cache;
-        float *out;
-        int n_head, n_head_kv, head_dim, n_ctx;
-        const int32_t *pos;
-        void *scratch;
-    } attention;
-} trn_cuda_phase;
-
-typedef struct trn_cuda_persistent trn_cuda_persistent;
-
-/* Checks phases[0..n) (NONE entries are placeholders a launch may not cover), copies their descriptors to the device
- * and sizes the grid: as many CTAs as fit on every SM at once (ctas_per_sm > 0: at most that many per SM; 1 or 2 pick
- * a build of the kernel allowed 128 registers instead of 64).
- * cudaErrorNotSupported where the device cannot launch cooperatively or a phase is one this kernel does not serve. */
-int trn_cuda_persistent_create(const trn_cuda_phase *phases, int n, int ctas_per_sm, trn_cuda_persistent **out);
-/* Enqueues phases [first, first + count) as one kernel. */
-int trn_cuda_persistent_launch(const trn_cuda_persistent *pk, int first, int count, trn_cuda_stream stream);
-int trn_cuda_persistent_grid(const trn_cuda_persistent *pk);
-void trn_cuda_persistent_free(trn_cuda_persistent *pk);
-
 /* ---- sample.cu ---- */
 typedef struct {
     float temp;           /* <= 0: greedy (lowest id on ties) */

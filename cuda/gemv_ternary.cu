@@ -31,15 +31,65 @@
  *    < 13 its word j (3 lanes idle); 2 * NS blocks per load, NS = the power of two >= nb / 2, at most 8 (f32
  *    mode: 4). Base-3 digits are extracted four at a time in 16-bit lanes of 32-bit multiplies (tq1_next_digits).
  *  - quantize_act: one CTA of 256 threads per block of 256 values. */
-#include "ternary_device.cuh"
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda_ops.h"
+#include "device_math.cuh"
 
 static_assert(sizeof(trn_cuda_q8_block) == 264 && offsetof(trn_cuda_q8_block, q) == 8, "trn_cuda_q8_block layout");
-
-using namespace trn_ternary;
 
 /* ---- device code ---- */
 
 namespace {
+
+constexpr int kWarp = 32;
+constexpr unsigned kFullMask = 0xffffffffu;
+constexpr int kWarpsPerCta = 8;
+constexpr int kCtaThreads = kWarpsPerCta * kWarp;
+constexpr int kCtasPerSm = 4; /* the minimum of __launch_bounds__ below: grid = 4 CTAs per SM */
+
+/* Int8 activations in shared memory: block b's 256 values at kActBlock * b, values 128..255 after 32 bytes of
+ * padding (byte i at act_offset(b, i)), then nb float scales, then nb int sums. In the TQ2_0 kernel a quarter-warp
+ * reads 16 bytes at 320 b + 160 h + 32 l + 16 c for two consecutive b, h and c in {0, 1}: 16-byte bank groups
+ * (20 b + 10 h + 2 l + c) mod 8, eight different ones, so no bank conflicts. */
+constexpr int kActHalf = 160;
+constexpr int kActBlock = 2 * kActHalf;
+constexpr int kActBytesPerBlock = kActBlock + 8; /* + scale + sum */
+
+__host__ __device__ __forceinline__ int act_offset(int b, int i) {
+    return b * kActBlock + (i >> 7) * kActHalf + (i & 127);
+}
+
+__host__ __device__ __forceinline__ int rint_to_int(float v) { /* round half to even, as lrintf */
+#ifdef __CUDA_ARCH__
+    return __float2int_rn(v);
+#else
+    return (int)nearbyintf(v);
+#endif
+}
+
+__host__ __device__ __forceinline__ float half_to_float(uint16_t h) {
+#ifdef __CUDA_ARCH__
+    return __half2float(__ushort_as_half(h));
+#else
+    return trn_fp16_to_f32(h);
+#endif
+}
+
+/* c + the dot product of the four signed bytes of a and b. */
+__host__ __device__ __forceinline__ int dot4_i8(int a, int b, int c) {
+#ifdef __CUDA_ARCH__
+    return __dp4a(a, b, c);
+#else
+    for (int k = 0; k < 4; k++)
+        c += (int)(int8_t)(a >> (8 * k)) * (int)(int8_t)(b >> (8 * k));
+    return c;
+#endif
+}
 
 /* ---- activation quantizer ---- */
 
@@ -79,18 +129,430 @@ __global__ void __launch_bounds__(kCtaThreads) quantize_act_kernel(const float *
     }
 }
 
-/* The launch's wait: programmatic dependent launch (no-ops without it), the next kernel then free to start. */
-struct pdl_wait {
-    __device__ void operator()() const {
-        trn_pdl_wait();
-        trn_pdl_launch_dependents();
+/* ---- shared pieces of the two gemv kernels ---- */
+
+/* All threads of the CTA: xq[0..nb) -> shared memory (layout of act_offset), then __syncthreads(). xq is read with
+ * 8-byte loads when it is 8-byte aligned (every block then is: 264 = 8 * 33), else with 4-byte loads. */
+__device__ __forceinline__ void stage_activations(const trn_cuda_q8_block *__restrict__ xq, int nb, bool aligned8,
+                                                  uint8_t *act, float *xd, int *xs) {
+    const uint8_t *src = reinterpret_cast<const uint8_t *>(xq);
+    if (aligned8) {
+        for (int t = threadIdx.x; t < nb * (TRN_QK_K / 8); t += blockDim.x) {
+            const int b = t / (TRN_QK_K / 8), i = 8 * (t % (TRN_QK_K / 8));
+            const uint2 v = __ldg(reinterpret_cast<const uint2 *>(src + (size_t)b * sizeof(trn_cuda_q8_block) +
+                                                                  offsetof(trn_cuda_q8_block, q) + i));
+            *reinterpret_cast<uint2 *>(act + act_offset(b, i)) = v;
+        }
+    } else {
+        for (int t = threadIdx.x; t < nb * (TRN_QK_K / 4); t += blockDim.x) {
+            const int b = t / (TRN_QK_K / 4), i = 4 * (t % (TRN_QK_K / 4));
+            const uint32_t v = __ldg(reinterpret_cast<const uint32_t *>(src + (size_t)b * sizeof(trn_cuda_q8_block) +
+                                                                        offsetof(trn_cuda_q8_block, q) + i));
+            *reinterpret_cast<uint32_t *>(act + act_offset(b, i)) = v;
+        }
     }
+    for (int b = threadIdx.x; b < nb; b += blockDim.x) {
+        xd[b] = __ldg(&xq[b].d);
+        xs[b] = __ldg(&xq[b].sum);
+    }
+    __syncthreads();
+}
+
+/* Sum over a warp's groups of `width` lanes (xor butterfly: every lane of a group ends with the same sum, the
+ * float additions being commutative). */
+template <int width> __device__ __forceinline__ int group_sum(int v) {
+    for (int o = width / 2; o > 0; o /= 2)
+        v += __shfl_xor_sync(kFullMask, v, o);
+    return v;
+}
+
+template <int width> __device__ __forceinline__ float group_sum(float v) {
+    for (int o = width / 2; o > 0; o /= 2)
+        v = add_rn(v, __shfl_xor_sync(kFullMask, v, o));
+    return v;
+}
+
+/* acc + the terms of blocks first..first + n - 1 (n <= 32 / width), block k's term held by lanes width * k..:
+ * added one at a time in block order, as the CPU does. Every lane ends with the same acc. */
+template <int width> __device__ __forceinline__ float fold_terms(float acc, float term, int n) {
+#pragma unroll
+    for (int k = 0; k < kWarp / width; k++)
+        if (k < n)
+            acc = add_rn(acc, __shfl_sync(kFullMask, term, width * k));
+    return acc;
+}
+
+/* ---- TQ2_0 ---- */
+
+/* A lane's share of block b's integer dot product: its 16 code bytes c (bytes 16 part .. 16 part + 15 of the 64),
+ * act_b = the block's activations in shared memory. Byte 32 h + m holds in bits 2 l, 2 l + 1 the code of weight
+ * 128 h + 32 l + m; for the lane's bytes m = 16 (part % 2) + 4 i + k (word i, byte k of c). */
+__host__ __device__ __forceinline__ int tq2_lane_isum(uint4 c, const uint8_t *act_b, int part) {
+    const uint8_t *a = act_b + (part >> 1) * kActHalf + (part & 1) * 16;
+    int s = 0;
+    for (int l = 0; l < 4; l++) { /* constant trip counts: unrolled without a pragma (also compiled for the host) */
+        const int4 v = *reinterpret_cast<const int4 *>(a + 32 * l); /* weights 128 h + 32 l + 16 (part % 2) + 0..15 */
+        const uint32_t mask = 0x03030303u;
+        s = dot4_i8((int)((c.x >> (2 * l)) & mask), v.x, s);
+        s = dot4_i8((int)((c.y >> (2 * l)) & mask), v.y, s);
+        s = dot4_i8((int)((c.z >> (2 * l)) & mask), v.z, s);
+        s = dot4_i8((int)((c.w >> (2 * l)) & mask), v.w, s);
+    }
+    return s;
+}
+
+/* f32 mode: a lane's share of sum((code - 1) * x) over block b, x_b = x + 256 b (16-byte aligned). */
+__device__ __forceinline__ float tq2_lane_fsum(uint4 c, const float *x_b, int part) {
+    const float *xp = x_b + (part >> 1) * 128 + (part & 1) * 16;
+    const uint32_t words[4] = {c.x, c.y, c.z, c.w};
+    float s = 0.0f;
+#pragma unroll 1 /* one plane (4 x 16 bytes of x) in flight: the f32 kernels stay within 64 registers */
+    for (int l = 0; l < 4; l++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float4 v = __ldg(reinterpret_cast<const float4 *>(xp + 32 * l + 4 * i));
+            const uint32_t w = words[i] >> (2 * l);
+            s = fmaf((float)(w & 3) - 1.0f, v.x, s); /* products exact: fma or not, the same sum */
+            s = fmaf((float)((w >> 8) & 3) - 1.0f, v.y, s);
+            s = fmaf((float)((w >> 16) & 3) - 1.0f, v.z, s);
+            s = fmaf((float)((w >> 24) & 3) - 1.0f, v.w, s);
+        }
+    return s;
+}
+
+/* ---- TQ1_0 ---- */
+
+/* Where the digits of code word j (bytes 4 j .. 4 j + 3 of qs[48] ++ qh[4]) go: digit n of the word's byte k is
+ * weight 4 (base + stride n) + k, for n < digits. qs[0..31]: weight 32 n + m; qs[32..47]: 160 + 16 n + m;
+ * qh[0..3]: 240 + 4 n + m (four digits). */
+struct tq1_word_map {
+    int base, stride, digits;
 };
 
+__host__ __device__ __forceinline__ tq1_word_map tq1_word(int j) {
+    if (j < 8)
+        return {j, 8, 5};
+    if (j < 12)
+        return {32 + j, 4, 5}; /* (160 + 4 (j - 8)) / 4 */
+    return {60, 1, 4};
+}
+
+/* Base-3 digits of four bytes at once. A byte q holds its digits as a fraction: digit n is
+ * ((q * 3^n mod 256) * 3) >> 8. The bytes are spread over 16-bit lanes (e: bytes 0 and 2, o: bytes 1 and 3);
+ * t = 3 * (q * 3^n mod 256) < 768 never leaves its lane, its high byte is digit n and its low byte q * 3^(n+1)
+ * mod 256, the next step's input. Returns the four codes of digit n as bytes and advances e, o. */
+__host__ __device__ __forceinline__ uint32_t tq1_next_digits(uint32_t &e, uint32_t &o) {
+    const uint32_t te = e * 3u, to = o * 3u;
+    e = te & 0x00ff00ffu;
+    o = to & 0x00ff00ffu;
+    return ((te >> 8) & 0x00ff00ffu) | (to & 0xff00ff00u);
+}
+
+/* A lane's share of a TQ1_0 block's integer dot product: code word w (word j of the block), act_b = the block's
+ * activations in shared memory. */
+__host__ __device__ __forceinline__ int tq1_word_isum(uint32_t w, int j, const uint8_t *act_b) {
+    const tq1_word_map m = tq1_word(j);
+    uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
+    int s = 0;
+    for (int n = 0; n < 5; n++) {
+        if (n < m.digits) {
+            const uint32_t codes = tq1_next_digits(e, o);
+            const int i = 4 * (m.base + m.stride * n); /* first weight of the four */
+            s = dot4_i8((int)codes, *reinterpret_cast<const int *>(act_b + act_offset(0, i)), s);
+        }
+    }
+    return s;
+}
+
+/* f32 mode: code word w (word j) of the block whose floats start at x_b (16-byte aligned). */
+__device__ __forceinline__ float tq1_word_fsum(uint32_t w, int j, const float *x_b) {
+    const tq1_word_map m = tq1_word(j);
+    uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
+    float s = 0.0f;
+#pragma unroll
+    for (int n = 0; n < 5; n++) {
+        if (n < m.digits) {
+            const uint32_t codes = tq1_next_digits(e, o);
+            const float4 v = __ldg(reinterpret_cast<const float4 *>(x_b + 4 * (m.base + m.stride * n)));
+            s = fmaf((float)(codes & 3) - 1.0f, v.x, s);
+            s = fmaf((float)((codes >> 8) & 3) - 1.0f, v.y, s);
+            s = fmaf((float)((codes >> 16) & 3) - 1.0f, v.z, s);
+            s = fmaf((float)(codes >> 24) - 1.0f, v.w, s);
+        }
+    }
+    return s;
+}
+
+constexpr int kTq1Bytes = 52; /* code bytes per block: qs[48] ++ qh[4] */
+
+/* ---- the two code formats, as policies of the one kernel below ---- */
+
+/* TQ2_0: a step is 8 blocks (512 code bytes), one uint4 per lane: lane = 4 * block + part. */
+struct Tq2Format {
+    using word = uint4;
+    static constexpr int kBlocksPerStep = 8, kLanesPerBlock = 4;
+    static constexpr int kCodeBytes = TRN_QK_K / 4;
+    __device__ static bool has_word(int) { return true; }
+    __device__ static word load(const uint8_t *row_qs, int b, int lane) {
+        return __ldcs(reinterpret_cast<const uint4 *>(row_qs + (size_t)b * kCodeBytes) + (lane & 3));
+    }
+    __device__ static word zero() { return make_uint4(0, 0, 0, 0); }
+    __device__ static int isum(word c, const uint8_t *act_b, int lane) { return tq2_lane_isum(c, act_b, lane & 3); }
+    __device__ static float fsum(word c, const float *x_b, int lane) { return tq2_lane_fsum(c, x_b, lane & 3); }
+};
+
+/* TQ1_0: a step is 2 blocks, a half-warp per block, lane j < 13 of it holding code word j (3 lanes idle). */
+struct Tq1Format {
+    using word = uint32_t;
+    static constexpr int kBlocksPerStep = 2, kLanesPerBlock = 16;
+    static constexpr int kCodeBytes = kTq1Bytes;
+    __device__ static bool has_word(int lane) { return (lane & 15) < kTq1Bytes / 4; }
+    __device__ static word load(const uint8_t *row_qs, int b, int lane) {
+        return __ldcs(reinterpret_cast<const uint32_t *>(row_qs + (size_t)b * kCodeBytes) + (lane & 15));
+    }
+    __device__ static word zero() { return 0; }
+    __device__ static int isum(word c, const uint8_t *act_b, int lane) { return tq1_word_isum(c, lane & 15, act_b); }
+    __device__ static float fsum(word c, const float *x_b, int lane) { return tq1_word_fsum(c, lane & 15, x_b); }
+};
+
+/* ---- one launch: up to three matrices, an input prologue, an output epilogue ---- */
+
+struct ternary_params {
+    const uint8_t *qs[3];     /* codes [rows[m]][row_bytes] */
+    const uint16_t *d[3];     /* scales [rows[m]][nb] */
+    int64_t rows[3];
+    int n_mat;
+    int nb;                   /* blocks per row (cols / 256), the same for every matrix */
+    size_t row_bytes;
+    int rows_per_unit;        /* 2 where the epilogue needs two rows at once (SWIGLU, QKV), else 1 */
+    int64_t n_units;          /* (rows of all matrices) / rows_per_unit */
+    int input;                /* trn_cuda_input */
+    const float *x;
+    const trn_cuda_q8_block *xq;
+    bool xq_aligned8;
+    const float *norm;
+    float eps;
+    int output;               /* trn_cuda_output */
+    float *y, *k_cache, *v_cache;
+    const float *rope_cos_sin;
+    const int32_t *pos;
+    int head_dim;
+};
+
+/* Virtual row v -> matrix m and its row. SWIGLU interleaves gate and up (v = 2 r + m); otherwise the matrices'
+ * rows follow one another. */
+__device__ __forceinline__ void map_row(const ternary_params &p, int64_t v, int &m, int64_t &row) {
+    if (p.output == TRN_CUDA_OUT_SWIGLU) {
+        m = (int)(v & 1);
+        row = v >> 1;
+        return;
+    }
+    m = 0;
+    row = v;
+    if (p.n_mat > 1 && row >= p.rows[0]) {
+        row -= p.rows[0];
+        m = 1;
+        if (p.n_mat > 2 && row >= p.rows[1]) {
+            row -= p.rows[1];
+            m = 2;
+        }
+    }
+}
+
+/* Codes and scales of load `item` (N steps) of virtual row v; zeros past the row's end. */
+template <class F, int N>
+__device__ __forceinline__ void load_codes(const ternary_params &p, int64_t v, int item, int lane,
+                                           typename F::word (&c)[N], uint16_t (&d)[N]) {
+    int m;
+    int64_t row;
+    map_row(p, v, m, row);
+    const uint8_t *row_qs = (m == 0 ? p.qs[0] : m == 1 ? p.qs[1] : p.qs[2]) + (size_t)row * p.row_bytes;
+    const uint16_t *row_d = (m == 0 ? p.d[0] : m == 1 ? p.d[1] : p.d[2]) + (size_t)row * p.nb;
+#pragma unroll
+    for (int s = 0; s < N; s++) {
+        const int b = F::kBlocksPerStep * (N * item + s) + lane / F::kLanesPerBlock;
+        if (b < p.nb && F::has_word(lane)) {
+            c[s] = F::load(row_qs, b, lane);
+            d[s] = __ldcs(row_d + b);
+        } else {
+            c[s] = F::zero();
+            d[s] = 0;
+        }
+    }
+}
+
+/* The QUANT and NORM_QUANT prologues: every CTA turns x (256 nb,) into the int8 blocks of the shared-memory layout,
+ * RMSNorm first for NORM_QUANT: scale = 1 / sqrt(mean(x^2) + eps), v = (x * scale) * norm, as rmsnorm_ref (the sum
+ * of squares in a fixed tree order, the same in every CTA). Then per block, as quantize_act_kernel: warp w takes
+ * blocks w, w + 8, ..., lane 8 values. */
+__device__ void quantize_into_shared(const ternary_params &p, uint8_t *act, float *xd, int *xs) {
+    __shared__ float partial[kWarpsPerCta];
+    const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x >> 5, n = p.nb * TRN_QK_K;
+    const bool norm = p.input == TRN_CUDA_IN_NORM_QUANT;
+    float scale = 1.0f;
+    if (norm) {
+        float ss = 0.0f;
+        for (int i = threadIdx.x; i < n; i += kCtaThreads)
+            ss = add_rn(ss, mul_rn(p.x[i], p.x[i]));
+        ss = group_sum<kWarp>(ss);
+        if (lane == 0)
+            partial[warp] = ss;
+        __syncthreads();
+        ss = 0.0f;
+        for (int w = 0; w < kWarpsPerCta; w++)
+            ss = add_rn(ss, partial[w]);
+        scale = div_rn(1.0f, __fsqrt_rn(add_rn(div_rn(ss, (float)n), p.eps)));
+    }
+    for (int b = warp; b < p.nb; b += kWarpsPerCta) {
+        const int i0 = b * TRN_QK_K + 8 * lane;
+        float v[8];
+        const float4 x0 = *reinterpret_cast<const float4 *>(p.x + i0), x1 = *reinterpret_cast<const float4 *>(p.x + i0 + 4);
+        v[0] = x0.x, v[1] = x0.y, v[2] = x0.z, v[3] = x0.w, v[4] = x1.x, v[5] = x1.y, v[6] = x1.z, v[7] = x1.w;
+        if (norm) {
+            const float4 w0 = *reinterpret_cast<const float4 *>(p.norm + i0);
+            const float4 w1 = *reinterpret_cast<const float4 *>(p.norm + i0 + 4);
+            const float w[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                v[k] = mul_rn(mul_rn(v[k], scale), w[k]);
+        }
+        float m = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            m = fmaxf(m, fabsf(v[k]));
+        for (int o = kWarp / 2; o > 0; o /= 2)
+            m = fmaxf(m, __shfl_xor_sync(kFullMask, m, o));
+        const float d = div_rn(m, 127.0f);
+        const float id = d > 0.0f ? div_rn(1.0f, d) : 0.0f;
+        uint32_t packed[2] = {0, 0};
+        int sum = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int q = rint_to_int(mul_rn(v[k], id));
+            sum += q;
+            packed[k / 4] |= (uint32_t)(uint8_t)(int8_t)q << (8 * (k % 4));
+        }
+        *reinterpret_cast<uint2 *>(act + act_offset(b, 8 * lane)) = make_uint2(packed[0], packed[1]);
+        sum = group_sum<kWarp>(sum);
+        if (lane == 0) {
+            xd[b] = d;
+            xs[b] = sum;
+        }
+    }
+    __syncthreads();
+}
+
+/* The epilogue of one unit (one row, or two for SWIGLU and QKV: acc0 the first row's result, acc the second's).
+ * Every lane holds the results; lane 0 (and lane 1 for a pair's second value) writes. */
+__device__ __forceinline__ void finish_unit(const ternary_params &p, int64_t unit, float acc0, float acc, int lane) {
+    switch (p.output) {
+    case TRN_CUDA_OUT_STORE:
+        if (lane == 0)
+            p.y[unit] = acc;
+        break;
+    case TRN_CUDA_OUT_ADD:
+        if (lane == 0)
+            p.y[unit] = add_rn(p.y[unit], acc);
+        break;
+    case TRN_CUDA_OUT_SWIGLU:
+        if (lane == 0)
+            p.y[unit] = trn_cuda_silu_mul(acc0, acc);
+        break;
+    default: { /* QKV: rows 2 unit, 2 unit + 1 are a RoPE pair of q or k, or two values of v */
+        int m;
+        int64_t row;
+        map_row(p, 2 * unit, m, row);
+        const int pos = *p.pos;
+        float y0 = acc0, y1 = acc;
+        if (m < 2) {
+            const float *cs = p.rope_cos_sin + (int64_t)pos * p.head_dim + (int)(row % p.head_dim);
+            trn_cuda_rope_pair(acc0, acc, cs[0], cs[1], &y0, &y1);
+        }
+        float *dst = m == 0 ? p.y + row : (m == 1 ? p.k_cache : p.v_cache) + (int64_t)pos * p.rows[1] + row;
+        if (lane < 2)
+            dst[lane] = lane == 0 ? y0 : y1;
+    }
+    }
+}
+
+/* The ternary product of one launch. Warp w of the grid takes units w, w + 8 * grid, ...; a unit's rows are walked
+ * in loads of N steps, the next load's codes in flight while the current one is computed. Codes are read before
+ * trn_pdl_wait() (weights: nothing earlier writes them), activations only after it. */
 template <class F, int N, bool INT8>
 __global__ void __launch_bounds__(kCtaThreads, kCtasPerSm) ternary_kernel(const ternary_params p) {
     extern __shared__ __align__(16) uint8_t smem[];
-    ternary_body<F, N, INT8>(p, smem, blockIdx.x, gridDim.x, pdl_wait{});
+    const int nb = p.nb;
+    uint8_t *act = smem;
+    float *xd = reinterpret_cast<float *>(smem + (size_t)nb * kActBlock);
+    int *xs = reinterpret_cast<int *>(xd + nb);
+    const int lane = threadIdx.x & (kWarp - 1);
+    const int items_per_row = (nb + F::kBlocksPerStep * N - 1) / (F::kBlocksPerStep * N);
+    const int R = p.rows_per_unit;
+    const int64_t unit_step = (int64_t)gridDim.x * kWarpsPerCta;
+    int64_t unit = (int64_t)blockIdx.x * kWarpsPerCta + (threadIdx.x >> 5);
+    int sub = 0, item = 0; /* row sub of the unit, load item of the row */
+    typename F::word cur[N], nxt[N];
+    uint16_t dcur[N], dnxt[N];
+    if (unit < p.n_units)
+        load_codes<F, N>(p, unit * R, 0, lane, cur, dcur);
+    trn_pdl_wait();
+    trn_pdl_launch_dependents();
+    if (INT8) {
+        if (p.input == TRN_CUDA_IN_XQ)
+            stage_activations(p.xq, nb, p.xq_aligned8, act, xd, xs);
+        else
+            quantize_into_shared(p, act, xd, xs);
+    }
+    float acc = 0.0f, acc0 = 0.0f;
+    while (unit < p.n_units) { /* warp-uniform */
+        int64_t next_unit = unit;
+        int next_sub = sub, next_item = item + 1;
+        if (next_item == items_per_row) {
+            next_item = 0;
+            if (++next_sub == R) {
+                next_sub = 0;
+                next_unit += unit_step;
+            }
+        }
+        if (next_unit < p.n_units)
+            load_codes<F, N>(p, next_unit * R + next_sub, next_item, lane, nxt, dnxt);
+#pragma unroll
+        for (int s = 0; s < N; s++) {
+            const int first = F::kBlocksPerStep * (N * item + s); /* first block of the step */
+            if (first >= nb)
+                break;
+            const int b = first + lane / F::kLanesPerBlock;
+            const bool live = b < nb && F::has_word(lane);
+            float term = 0.0f;
+            if (INT8) {
+                int v = live ? F::isum(cur[s], act + b * kActBlock, lane) : 0;
+                v = group_sum<F::kLanesPerBlock>(v);
+                if (b < nb)
+                    term = mul_rn(mul_rn(half_to_float(dcur[s]), xd[b]), (float)(v - xs[b]));
+            } else {
+                float v = live ? F::fsum(cur[s], p.x + (size_t)b * TRN_QK_K, lane) : 0.0f;
+                v = group_sum<F::kLanesPerBlock>(v);
+                if (b < nb)
+                    term = mul_rn(half_to_float(dcur[s]), v);
+            }
+            acc = fold_terms<F::kLanesPerBlock>(acc, term, nb - first);
+        }
+        if (item == items_per_row - 1) {
+            if (sub == R - 1)
+                finish_unit(p, unit, acc0, acc, lane);
+            else
+                acc0 = acc;
+            acc = 0.0f;
+        }
+#pragma unroll
+        for (int s = 0; s < N; s++) {
+            cur[s] = nxt[s];
+            dcur[s] = dnxt[s];
+        }
+        unit = next_unit;
+        sub = next_sub;
+        item = next_item;
+    }
 }
 
 } // namespace
@@ -111,6 +573,14 @@ int sm_count() {
     return n;
 }
 
+/* CTAs for `units` units: one warp per unit up to four resident CTAs per SM, then warps take several units. */
+int grid_for_units(int64_t units) {
+    const int64_t wanted = (units + kWarpsPerCta - 1) / kWarpsPerCta;
+    const int sms = sm_count();
+    const int64_t cap = sms > 0 ? (int64_t)sms * kCtasPerSm : wanted;
+    return (int)(wanted < cap ? wanted : cap);
+}
+
 bool aligned(const void *p, uintptr_t n) { return (reinterpret_cast<uintptr_t>(p) & (n - 1)) == 0; }
 
 template <class F, int N, bool INT8>
@@ -129,42 +599,45 @@ cudaError_t launch(const ternary_params &p, int grid, size_t smem, bool pdl, cud
     return err != cudaSuccess ? err : cudaGetLastError();
 }
 
-cudaError_t dispatch(const ternary_params &p, ternary_variant v, int grid, size_t smem, bool pdl, cudaStream_t s) {
-    if (v.tq2) {
-        if (v.int8)
-            return v.n == 1 ? launch<Tq2Format, 1, true>(p, grid, smem, pdl, s)
-                 : v.n == 2 ? launch<Tq2Format, 2, true>(p, grid, smem, pdl, s)
-                 : v.n == 3 ? launch<Tq2Format, 3, true>(p, grid, smem, pdl, s)
-                            : launch<Tq2Format, 4, true>(p, grid, smem, pdl, s);
-        return v.n == 1 ? launch<Tq2Format, 1, false>(p, grid, 0, pdl, s)
-             : v.n == 2 ? launch<Tq2Format, 2, false>(p, grid, 0, pdl, s)
-                        : launch<Tq2Format, 3, false>(p, grid, 0, pdl, s);
+/* Steps per load: TQ2_0 the whole row up to cols 8192 in int8 mode (Trinity-1.1B: cols 2048 -> 1, 5632 -> 3),
+ * TQ1_0 up to 16 blocks; f32 mode keeps a quarter less in flight (3 and 4) to stay within 64 registers. */
+cudaError_t dispatch(const ternary_params &p, bool tq2, bool int8, int grid, size_t smem, bool pdl, cudaStream_t s) {
+    if (tq2) {
+        const int steps = (p.nb + 7) / 8;
+        if (int8)
+            return steps <= 1 ? launch<Tq2Format, 1, true>(p, grid, smem, pdl, s)
+                 : steps <= 2 ? launch<Tq2Format, 2, true>(p, grid, smem, pdl, s)
+                 : steps <= 3 ? launch<Tq2Format, 3, true>(p, grid, smem, pdl, s)
+                              : launch<Tq2Format, 4, true>(p, grid, smem, pdl, s);
+        return steps <= 1 ? launch<Tq2Format, 1, false>(p, grid, 0, pdl, s)
+             : steps <= 2 ? launch<Tq2Format, 2, false>(p, grid, 0, pdl, s)
+                          : launch<Tq2Format, 3, false>(p, grid, 0, pdl, s);
     }
-    if (v.int8)
-        return v.n == 1 ? launch<Tq1Format, 1, true>(p, grid, smem, pdl, s)
-             : v.n == 2 ? launch<Tq1Format, 2, true>(p, grid, smem, pdl, s)
-             : v.n == 4 ? launch<Tq1Format, 4, true>(p, grid, smem, pdl, s)
-                        : launch<Tq1Format, 8, true>(p, grid, smem, pdl, s);
-    return v.n == 1 ? launch<Tq1Format, 1, false>(p, grid, 0, pdl, s)
-         : v.n == 2 ? launch<Tq1Format, 2, false>(p, grid, 0, pdl, s)
-                    : launch<Tq1Format, 4, false>(p, grid, 0, pdl, s);
+    const int steps = (p.nb + 1) / 2;
+    if (int8)
+        return steps <= 1 ? launch<Tq1Format, 1, true>(p, grid, smem, pdl, s)
+             : steps <= 2 ? launch<Tq1Format, 2, true>(p, grid, smem, pdl, s)
+             : steps <= 4 ? launch<Tq1Format, 4, true>(p, grid, smem, pdl, s)
+                          : launch<Tq1Format, 8, true>(p, grid, smem, pdl, s);
+    return steps <= 1 ? launch<Tq1Format, 1, false>(p, grid, 0, pdl, s)
+         : steps <= 2 ? launch<Tq1Format, 2, false>(p, grid, 0, pdl, s)
+                      : launch<Tq1Format, 4, false>(p, grid, 0, pdl, s);
 }
 
 } // namespace
 
-namespace trn_ternary {
-
-int ternary_grid(int64_t units) {
-    const int64_t wanted = (units + kWarpsPerCta - 1) / kWarpsPerCta;
-    const int sms = sm_count();
-    const int64_t cap = sms > 0 ? (int64_t)sms * kCtasPerSm : wanted;
-    return (int)(wanted < cap ? wanted : cap);
+extern "C" int trn_cuda_quantize_act(const float *x, trn_cuda_q8_block *xq, int64_t n, trn_cuda_stream stream) {
+    if (n == 0)
+        return cudaSuccess;
+    if (n < 0 || n % TRN_QK_K != 0 || !x || !xq)
+        return cudaErrorInvalidValue;
+    if (!aligned(xq, 4))
+        return cudaErrorMisalignedAddress;
+    quantize_act_kernel<<<(unsigned)(n / TRN_QK_K), kCtaThreads, 0, stream>>>(x, xq);
+    return (int)cudaGetLastError();
 }
 
-/* Steps per load (the variant's N): TQ2_0 the whole row up to cols 8192 in int8 mode (Trinity-1.1B: cols 2048 -> 1,
- * 5632 -> 3), TQ1_0 up to 16 blocks; f32 mode keeps a quarter less in flight (3 and 4) to stay within 64 registers. */
-cudaError_t ternary_prepare(const trn_cuda_ternary_op *op, ternary_params *out, ternary_variant *variant,
-                            size_t *smem) {
+extern "C" int trn_cuda_ternary(const trn_cuda_ternary_op *op, int pdl, trn_cuda_stream stream) {
     if (!op || op->n_mat < 1 || op->n_mat > 3 || !op->y)
         return cudaErrorInvalidValue;
     const trn_cuda_matrix *w = op->w;
@@ -177,8 +650,7 @@ cudaError_t ternary_prepare(const trn_cuda_ternary_op *op, ternary_params *out, 
     const uintptr_t code_align = tq2 ? 16 : 4;
     if (w[0].row_bytes < (size_t)nb * (tq2 ? TRN_QK_K / 4 : kTq1Bytes) || w[0].row_bytes % code_align != 0)
         return cudaErrorInvalidValue;
-    ternary_params &p = *out;
-    p = ternary_params{};
+    ternary_params p = {};
     int64_t total_rows = 0;
     for (int m = 0; m < op->n_mat; m++) {
         if (w[m].type != w[0].type || w[m].cols != w[0].cols || w[m].row_bytes != w[0].row_bytes || w[m].rows < 0 ||
@@ -235,6 +707,8 @@ cudaError_t ternary_prepare(const trn_cuda_ternary_op *op, ternary_params *out, 
     default:
         return cudaErrorInvalidValue;
     }
+    if (total_rows == 0)
+        return cudaSuccess;
     p.n_mat = op->n_mat;
     p.nb = nb;
     p.row_bytes = w[0].row_bytes;
@@ -253,37 +727,8 @@ cudaError_t ternary_prepare(const trn_cuda_ternary_op *op, ternary_params *out, 
     p.rope_cos_sin = op->rope_cos_sin;
     p.pos = op->pos;
     p.head_dim = op->head_dim;
-    const int steps = tq2 ? (nb + 7) / 8 : (nb + 1) / 2;
-    const int max_n = tq2 ? (int8 ? 4 : 3) : (int8 ? 8 : 4);
-    int n = 1;
-    while (n < steps && n < max_n)
-        n = tq2 ? n + 1 : 2 * n;
-    *variant = ternary_variant{tq2, int8, n};
-    *smem = int8 ? (size_t)nb * kActBytesPerBlock : 0;
-    return cudaSuccess;
-}
-
-} // namespace trn_ternary
-
-extern "C" int trn_cuda_quantize_act(const float *x, trn_cuda_q8_block *xq, int64_t n, trn_cuda_stream stream) {
-    if (n == 0)
-        return cudaSuccess;
-    if (n < 0 || n % TRN_QK_K != 0 || !x || !xq)
-        return cudaErrorInvalidValue;
-    if (!aligned(xq, 4))
-        return cudaErrorMisalignedAddress;
-    quantize_act_kernel<<<(unsigned)(n / TRN_QK_K), kCtaThreads, 0, stream>>>(x, xq);
-    return (int)cudaGetLastError();
-}
-
-extern "C" int trn_cuda_ternary(const trn_cuda_ternary_op *op, int pdl, trn_cuda_stream stream) {
-    ternary_params p;
-    ternary_variant v;
-    size_t smem = 0;
-    const cudaError_t err = ternary_prepare(op, &p, &v, &smem);
-    if (err != cudaSuccess || p.n_units == 0)
-        return (int)err;
-    return (int)dispatch(p, v, ternary_grid(p.n_units), smem, pdl != 0, reinterpret_cast<cudaStream_t>(stream));
+    const size_t smem = int8 ? (size_t)nb * kActBytesPerBlock : 0;
+    return (int)dispatch(p, tq2, int8, grid_for_units(p.n_units), smem, pdl != 0, reinterpret_cast<cudaStream_t>(stream));
 }
 
 extern "C" int trn_cuda_gemv_ternary(const trn_cuda_matrix *w, const float *x, const trn_cuda_q8_block *xq, float *y,

@@ -16,8 +16,7 @@
  *     sums its squares in another order), the same greedy choices (near-ties aside); in f32 mode, which fuses nothing,
  *     only the attention kernel differs (positions split across blocks, merged at the end): NMSE <= 1e-8;
  *   - graph replay and plain launches (both unfused) give bitwise identical logits, as do launches with and without
- *     programmatic dependent launch, and the persistent kernel (int8 mode: the layers' launches as phases of one
- *     kernel, default grid and 2 CTAs per SM) against a kernel per launch (TRN_CUDA_NO_PERSISTENT);
+ *     programmatic dependent launch;
  *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text);
  *   - every weight mode (streamed, partly resident, mapped; copies slowed on purpose; pinned memory refused) gives
  *     bitwise the logits and tokens of resident weights. */
@@ -94,27 +93,15 @@ static trn_backend *make(int cuda) {
     return b;
 }
 
-/* run() on a CUDA backend created with environment variable `name` set to `value`. */
-static int run_with_env_value(const char *name, const char *value, const trn_model *model, const trn_graph *g,
-                              trn_act_mode act, const int *forced, int *tokens, float *logits) {
-    const char *before = getenv(name);
-    char *saved = before ? strdup(before) : NULL; /* restored after: the caller's setting (gpu_check may set one) */
-    setenv(name, value, 1);
-    trn_backend *d = make(1);
-    const int ok = d && run(d, model, g, act, 0.0f, forced, tokens, logits);
-    if (saved)
-        setenv(name, saved, 1);
-    else
-        unsetenv(name);
-    free(saved);
-    trn_backend_free(d);
-    return ok;
-}
-
 /* run() on a CUDA backend created with environment switch `name` set to 1. */
 static int run_with_env(const char *name, const trn_model *model, const trn_graph *g, trn_act_mode act,
                         const int *forced, int *tokens, float *logits) {
-    return run_with_env_value(name, "1", model, g, act, forced, tokens, logits);
+    setenv(name, "1", 1);
+    trn_backend *d = make(1);
+    const int ok = d && run(d, model, g, act, 0.0f, forced, tokens, logits);
+    unsetenv(name);
+    trn_backend_free(d);
+    return ok;
 }
 
 /* How strictly a model's int8 mode is held to the CPU's. In int8 mode a float difference before a quantization
@@ -191,15 +178,6 @@ static void check_model(const char *path, model_kind kind) {
         ok = ok && run_with_env("TRN_CUDA_NO_PDL", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
         CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0,
                   "%s act %d: launches with and without programmatic dependent launch differ", path, act);
-        /* the persistent kernel runs the same device code as the launches it replaces: the same bits, with the
-         * default grid and with two CTAs per SM (the build allowed 128 registers) */
-        ok = ok && run_with_env("TRN_CUDA_NO_PERSISTENT", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
-        CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0,
-                  "%s act %d: the persistent kernel and a kernel per launch differ", path, act);
-        ok = ok && run_with_env_value("TRN_CUDA_PERSISTENT_CTAS", "2", model, g, (trn_act_mode)act, t_cpu, t_plain,
-                                      plain);
-        CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0,
-                  "%s act %d: the persistent kernel with 2 CTAs per SM differs", path, act);
         free(unfused);
         trn_backend_free(c);
     }
