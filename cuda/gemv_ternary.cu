@@ -16,7 +16,10 @@
  *  - one warp per row, 8 warps (rows) per CTA of 256 threads, __launch_bounds__(256, 4) (<= 64 registers, so four
  *    CTAs = 32 warps fit an SM on sm_61..sm_90); grid = min(ceil(rows / 8), 4 * SMs), each warp walking rows
  *    row, row + 8 * grid, ... and loading the codes of its next row (or next part of a long row) while it computes
- *    the current one: a load is 0.5 to 2 KB per warp, two in flight once a warp has several rows (LM head).
+ *    the current one: a load is 0.5 to 2 KB per warp, two in flight once a warp has several rows (LM head). Where
+ *    the registers allow (a load of at most 16 bytes per lane: TQ2_0 cols <= 2048, TQ1_0 <= 4096) the first two
+ *    loads are both issued before the PDL wait, so a QKV or SWIGLU unit's second row is in flight during the
+ *    prologue too.
  *    Register use (ptxas, sm_75 and sm_90): 31 to 64 per thread, no spills.
  *  - int8 mode: the CTA first stages the whole quantized activation vector in shared memory (nb * 328 bytes, read
  *    once per CTA from L2) in a padded layout that makes the 16-byte reads below bank-conflict free; codes stream
@@ -495,6 +498,17 @@ __global__ void __launch_bounds__(kCtaThreads, kCtasPerSm) ternary_kernel(const 
     uint16_t dcur[N], dnxt[N];
     if (unit < p.n_units)
         load_codes<F, N>(p, unit * R, 0, lane, cur, dcur);
+    /* the second load early too where it fits in registers beside the prologue's (TQ2_0 rows up to cols 2048, TQ1_0
+     * up to 4096; ptxas for sm_90 spills with more): a QKV or SWIGLU unit is two rows, both then in flight during the
+     * prologue; the loop's first iteration then has its next load already */
+    constexpr bool kEarly = sizeof(typename F::word) * N <= 16;
+    bool next_loaded = false;
+    if (kEarly && unit < p.n_units && (items_per_row > 1 || R > 1 || unit + unit_step < p.n_units)) {
+        const bool same_unit = items_per_row > 1 || R > 1;
+        load_codes<F, N>(p, same_unit ? unit * R + (items_per_row > 1 ? 0 : 1) : (unit + unit_step) * R,
+                         items_per_row > 1 ? 1 : 0, lane, nxt, dnxt);
+        next_loaded = true;
+    }
     trn_pdl_wait();
     trn_pdl_launch_dependents();
     if (INT8) {
@@ -514,8 +528,9 @@ __global__ void __launch_bounds__(kCtaThreads, kCtasPerSm) ternary_kernel(const 
                 next_unit += unit_step;
             }
         }
-        if (next_unit < p.n_units)
+        if (next_unit < p.n_units && !next_loaded)
             load_codes<F, N>(p, next_unit * R + next_sub, next_item, lane, nxt, dnxt);
+        next_loaded = false;
 #pragma unroll
         for (int s = 0; s < N; s++) {
             const int first = F::kBlocksPerStep * (N * item + s); /* first block of the step */
