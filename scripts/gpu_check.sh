@@ -77,17 +77,6 @@ if [ $BUILD_RC -eq 0 ]; then
             --weights $mode >"$OUT/stories_$tag.txt" 2>>"$OUT/modes.err"
         cmp -s "$OUT/stories_$tag.txt" "$OUT/stories_cuda.txt" && [ -s "$OUT/stories_cuda.txt" ] || TEXT_SAME=false
     done
-    # Nsight Compute, where installed and allowed: the five launches of one layer and the LM head, each replayed
-    # alone (no PDL overlap), with their speed-of-light, occupancy and warp-stall sections, for the next step's choice
-    NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
-    NCU_RC="not installed"
-    if [ -n "$NCU" ]; then
-        timeout 150 "$NCU" --graph-profiling node -k "regex:ternary_kernel|attention_split_kernel|sample_kernel" \
-            --launch-skip 115 --launch-count 6 --section SpeedOfLight --section Occupancy --section WarpStateStats \
-            --section LaunchStats ./build-gpu/trinity bench --synthetic tinyllama --device cuda --prompt-tokens 2 \
-            --decode-tokens 4 >"$OUT/ncu.txt" 2>&1
-        NCU_RC="exit $?"
-    fi
     timeout 60 ./build-gpu/trinity generate --synthetic tinyllama -p "Once upon a time" -n 48 --temp 0 \
         --device cuda >"$OUT/tl_resident.txt" 2>>"$OUT/modes.err"
     for mode in "streaming" "streaming --resident-layers 11" "mapped"; do
@@ -136,6 +125,5 @@ grep "^profile" "$OUT/profile.txt" 2>/dev/null
 echo "attention kernels (test_cuda_ops: the split kernel against the CPU, and both timed):"
 grep -E "attention.*(worst|us)" "$OUT/ctest.log" 2>/dev/null | sed 's/^[0-9]*: /  /'
 echo "stories260K text:    $([ "$SAME_TEXT" = true ] && echo "identical to the CPU's" || echo "DIFFERS or missing")"
-echo "nsight compute:      ${NCU_RC:-not run} (see $OUT/ncu.txt)"
 echo "time:                ${ELAPSED} s; JSON: $OUT/gpu_check.json"
 [ $BUILD_RC -eq 0 ] && [ "${FAILED:-1}" -eq 0 ]
