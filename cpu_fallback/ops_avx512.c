@@ -24,11 +24,11 @@
 #define TRN_VEC_AVX512 1
 #include "ops_vec.h"
 
-/* Four activations a[0..3] in every dword lane. */
-static inline __m512i broadcast_act(const int8_t *a) {
-    int32_t v;
-    memcpy(&v, a, 4);
-    return _mm512_set1_epi32(v);
+/* acc += u8 codes . the four activations a[0..3] in every dword lane, broadcast by vpdpbusd from memory ({1to16}):
+ * GCC does not fold _mm512_set1_epi32 into it, and a separate vpbroadcastd takes a vector pipe. */
+static inline __m512i dpbusd_act(__m512i acc, __m512i codes, const int8_t *a) {
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(codes), "m"(*(const int32_t *)a));
+    return acc;
 }
 
 /* acc[16] += (d_w[16] * d_x) * (float)(isum[16] - sum): the reference's float steps for 16 rows at once. */
@@ -59,8 +59,8 @@ static inline __m512i tq2_0_x16_block(const uint8_t *gb, const int8_t *a) {
         const __m512i q = _mm512_loadu_si512(gb + TRN_X16_COLUMN_BYTES * j);
 #pragma GCC unroll 4
         for (int l = 0; l < 4; l++)
-            s[l][j & 1] = _mm512_dpbusd_epi32(s[l][j & 1], _mm512_and_si512(q, _mm512_set1_epi8((char)(3 << 2 * l))),
-                                              broadcast_act(a + trn_tq2_0_x16_act(j, l)));
+            s[l][j & 1] = dpbusd_act(s[l][j & 1], _mm512_and_si512(q, _mm512_set1_epi8((char)(3 << 2 * l))),
+                                     a + trn_tq2_0_x16_act(j, l));
     }
     __m512i isum = _mm512_add_epi32(s[0][0], s[0][1]);
     for (int l = 1; l < 4; l++)
@@ -85,10 +85,10 @@ static inline __m512i tq1_0_x16_block(const uint8_t *gb, const int8_t *a) {
         __m512i t = _mm512_loadu_si512(gb + TRN_X16_COLUMN_BYTES * j);
 #pragma GCC unroll 5
         for (int n = 0; n < trn_tq1_0_x16_digits(j); n++) {
-            const __m512i av = broadcast_act(a + trn_tq1_0_x16_act(j, n));
+            const int8_t *av = a + trn_tq1_0_x16_act(j, n);
             const __m512i next = _mm512_add_epi8(_mm512_add_epi8(t, t), t);
-            s3[(5 * j + n) & 3] = _mm512_dpbusd_epi32(s3[(5 * j + n) & 3], t, av);
-            s1[(5 * j + n) & 3] = _mm512_dpbusd_epi32(s1[(5 * j + n) & 3], next, av);
+            s3[(5 * j + n) & 3] = dpbusd_act(s3[(5 * j + n) & 3], t, av);
+            s1[(5 * j + n) & 3] = dpbusd_act(s1[(5 * j + n) & 3], next, av);
             t = next;
         }
     }

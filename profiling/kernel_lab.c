@@ -4,6 +4,7 @@
  *   ./build/kernel_lab [VARIANT] [REPS] [--hot] [-t THREADS]                  matrix-vector (decode)
  *   ./build/kernel_lab --matmul [VARIANT] [REPS] [-t THREADS] [--tokens N]    matrix-matrix (batched prefill)
  *   ./build/kernel_lab --attention [REPS]                                     attention of each table
+ *   ./build/kernel_lab --mix [REPS]                                           instruction-mix ceilings
  *
  * (no VARIANT, or 0: all of them). Exits with status 1 where any variant's output differs from the reference.
  *
@@ -43,7 +44,10 @@
  *
  * --attention: each table's attention entry for Trinity-1.1B's group (8 query heads on one KV head, head_dim 64) at
  * 16, 150 and 1000 positions, hot in cache, best of REPS x 200 calls: ns per head and position, the normalized error
- * against the scalar reference, and whether the AVX-512 table's output is bitwise the AVX2 one's. */
+ * against the scalar reference, and whether the AVX-512 table's output is bitwise the AVX2 one's.
+ *
+ * --mix: loops of the decode kernels' arithmetic alone (run_mix, below), in ns per iteration and as GB/s of weights
+ * per core: the compute ceilings the --hot figures are measured against. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -596,8 +600,86 @@ static int run_attention(int reps) {
     return bad;
 }
 
+/* ---- instruction mixes (--mix) ---- */
+
+#ifdef LAB_X86
+/* Loops of register-only 512-bit instructions, independent of each other (every vpdpbusd accumulates into its own
+ * register, eight or ten chains, enough to hide its latency): what a core issues of the ternary kernels' arithmetic
+ * with no loads and no dependencies between the unpacking and the multiply-adds, i.e. an upper bound on those
+ * kernels' speed from compute alone. The TQ2_0 column is the decode kernel's work per 64-byte X16 column (four
+ * vpandd and four vpdpbusd), the TQ1_0 one its base-3 work per column (five digits: two vpaddb and two vpdpbusd
+ * each). */
+#define MIX_DP(r) "vpdpbusd %%zmm14, %%zmm15, %%zmm" #r "\n\t"
+#define MIX_ADD(r) "vpaddb %%zmm14, %%zmm15, %%zmm" #r "\n\t"
+#define MIX_AND(r) "vpandd %%zmm14, %%zmm15, %%zmm" #r "\n\t"
+#define MIX_CLOBBERS "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", \
+                     "xmm11", "xmm12", "xmm13"
+#define MIX_LOOP(fn, body) \
+    LAB_AVX512 static void fn(long n) { \
+        for (long i = 0; i < n; i++) \
+            __asm__ volatile(body ::: MIX_CLOBBERS); \
+    }
+MIX_LOOP(mix_dp8, MIX_DP(0) MIX_DP(1) MIX_DP(2) MIX_DP(3) MIX_DP(4) MIX_DP(5) MIX_DP(6) MIX_DP(7))
+MIX_LOOP(mix_add16, MIX_ADD(0) MIX_ADD(1) MIX_ADD(2) MIX_ADD(3) MIX_ADD(4) MIX_ADD(5) MIX_ADD(6) MIX_ADD(7)
+                    MIX_ADD(8) MIX_ADD(9) MIX_ADD(10) MIX_ADD(11) MIX_ADD(12) MIX_ADD(13) MIX_ADD(0) MIX_ADD(1))
+MIX_LOOP(mix_dp8_add8, MIX_DP(0) MIX_ADD(8) MIX_DP(1) MIX_ADD(9) MIX_DP(2) MIX_ADD(10) MIX_DP(3) MIX_ADD(11)
+                       MIX_DP(4) MIX_ADD(12) MIX_DP(5) MIX_ADD(13) MIX_DP(6) MIX_ADD(8) MIX_DP(7) MIX_ADD(9))
+MIX_LOOP(mix_dp8_add16, MIX_DP(0) MIX_ADD(8) MIX_ADD(9) MIX_DP(1) MIX_ADD(10) MIX_ADD(11) MIX_DP(2) MIX_ADD(12)
+                        MIX_ADD(13) MIX_DP(3) MIX_ADD(8) MIX_ADD(9) MIX_DP(4) MIX_ADD(10) MIX_ADD(11) MIX_DP(5)
+                        MIX_ADD(12) MIX_ADD(13) MIX_DP(6) MIX_ADD(8) MIX_ADD(9) MIX_DP(7) MIX_ADD(10) MIX_ADD(11))
+MIX_LOOP(mix_tq2_columns2, MIX_AND(8) MIX_DP(0) MIX_AND(9) MIX_DP(1) MIX_AND(10) MIX_DP(2) MIX_AND(11) MIX_DP(3)
+                           MIX_AND(12) MIX_DP(4) MIX_AND(13) MIX_DP(5) MIX_AND(8) MIX_DP(6) MIX_AND(9) MIX_DP(7))
+MIX_LOOP(mix_tq1_column, MIX_ADD(10) MIX_ADD(11) MIX_DP(0) MIX_DP(1) MIX_ADD(12) MIX_ADD(13) MIX_DP(2) MIX_DP(3)
+                         MIX_ADD(10) MIX_ADD(11) MIX_DP(4) MIX_DP(5) MIX_ADD(12) MIX_ADD(13) MIX_DP(6) MIX_DP(7)
+                         MIX_ADD(10) MIX_ADD(11) MIX_DP(8) MIX_DP(9))
+
+static int run_mix(int reps) {
+    if (!lab_has_avx512()) {
+        printf("--mix: this CPU lacks AVX-512 VNNI; nothing measured\n");
+        return 0;
+    }
+    static const struct {
+        void (*loop)(long);
+        const char *what;
+        int dp, other, columns; /* per iteration; columns: 64-byte X16 columns of the kernel the mix stands for */
+    } mixes[] = {
+        {mix_dp8, "8 vpdpbusd", 8, 0, 0},
+        {mix_add16, "16 vpaddb", 0, 16, 0},
+        {mix_dp8_add8, "8 vpdpbusd + 8 vpaddb", 8, 8, 0},
+        {mix_dp8_add16, "8 vpdpbusd + 16 vpaddb", 8, 16, 0},
+        {mix_tq2_columns2, "TQ2_0: 2 columns (8 vpandd + 8 vpdpbusd)", 8, 8, 2},
+        {mix_tq1_column, "TQ1_0: 1 column (10 vpaddb + 10 vpdpbusd)", 10, 10, 1},
+    };
+    enum { ITERS = 20000000 };
+    double unit = 0.0; /* ns per vpdpbusd in the first loop */
+    printf("%-44s %10s %14s %16s\n", "mix (one iteration)", "ns/iter", "vs 8 vpdpbusd", "GB/s per core");
+    for (size_t m = 0; m < TRN_ARRAY_LEN(mixes); m++) {
+        double best = 1e30;
+        for (int r = 0; r < reps; r++) {
+            const double t0 = trn_time_s();
+            mixes[m].loop(ITERS);
+            best = TRN_MIN(best, (trn_time_s() - t0) / ITERS);
+        }
+        if (m == 0)
+            unit = best / 8;
+        printf("%-44s %10.3f %13.2fx", mixes[m].what, best * 1e9, best / (8 * unit));
+        if (mixes[m].columns)
+            printf(" %16.1f", 64.0 * mixes[m].columns / best / 1e9);
+        printf("\n");
+    }
+    printf("(%.2f G vpdpbusd per second alone: one per cycle at that clock)\n", 1e-9 / unit);
+    return 0;
+}
+#else
+static int run_mix(int reps) {
+    (void)reps;
+    printf("--mix: x86-64 only; nothing measured\n");
+    return 0;
+}
+#endif
+
 int main(int argc, char **argv) {
-    int only = 0, reps = 5, positional = 0, hot = 0, matmul = 0, attention = 0, threads = 1, bad = 0;
+    int only = 0, reps = 5, positional = 0, hot = 0, matmul = 0, attention = 0, mix = 0, threads = 1, bad = 0;
     int64_t n_tok = 64;
     for (int i = 1; i < argc && !bad; i++) {
         char *end = NULL;
@@ -607,6 +689,8 @@ int main(int argc, char **argv) {
             matmul = 1;
         } else if (strcmp(argv[i], "--attention") == 0) {
             attention = 1;
+        } else if (strcmp(argv[i], "--mix") == 0) {
+            mix = 1;
         } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
             threads = (int)strtol(argv[++i], &end, 10);
             bad = *end != '\0';
@@ -621,7 +705,7 @@ int main(int argc, char **argv) {
             bad = 1;
         }
     }
-    if (attention && positional == 1) { /* --attention REPS */
+    if ((attention || mix) && positional == 1) { /* --attention REPS, --mix REPS */
         reps = only;
         only = 0;
     }
@@ -633,15 +717,18 @@ int main(int argc, char **argv) {
     if (bad) {
         fprintf(stderr, "usage: kernel_lab [VARIANT 1..10, 0 for all] [REPS >= 1] [--hot] [-t THREADS]\n"
                         "       kernel_lab --matmul [VARIANT 1..%d, 0 for all] [REPS >= 1] [-t THREADS] [--tokens 1..4096]\n"
-                        "       kernel_lab --attention [REPS >= 1]\n",
+                        "       kernel_lab --attention [REPS >= 1]\n"
+                        "       kernel_lab --mix [REPS >= 1]\n",
                 (int)TRN_ARRAY_LEN(matmul_variants));
         return 2;
     }
-    bad |= attention && (matmul || hot || threads != 1 || only != 0);
+    bad |= (attention || mix) && (attention + mix + matmul + hot > 1 || threads != 1 || only != 0);
     if (bad) {
-        fprintf(stderr, "kernel_lab: --attention takes REPS only (no -t, --hot or --matmul)\n");
+        fprintf(stderr, "kernel_lab: --attention and --mix take REPS only (no -t, --hot, --matmul or each other)\n");
         return 2;
     }
+    if (mix)
+        return run_mix(reps);
     if (attention)
         return run_attention(reps) ? 1 : 0;
     if (matmul)
