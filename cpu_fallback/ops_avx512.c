@@ -25,7 +25,8 @@
 #include "ops_vec.h"
 
 /* acc += u8 codes . the four activations a[0..3] in every dword lane, broadcast by vpdpbusd from memory ({1to16}):
- * GCC does not fold _mm512_set1_epi32 into it, and a separate vpbroadcastd takes a vector pipe. */
+ * GCC does not fold _mm512_set1_epi32 into it, and the separate vpbroadcastd it emits made both kernels 5-8% slower
+ * in cache (kernel_lab 5 and 9 --hot). */
 static inline __m512i dpbusd_act(__m512i acc, __m512i codes, const int8_t *a) {
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(codes), "m"(*(const int32_t *)a));
     return acc;
