@@ -16,7 +16,6 @@
  *
  * Shapes: W [rows][cols] (cols a multiple of 256), xq [cols / 256] int8 blocks, dst [rows]. */
 #include <immintrin.h>
-#include <string.h>
 
 #include "ops.h"
 #include "ops_simd.h"
