@@ -129,8 +129,8 @@ static void plan_activations(trn_graph *g) {
 trn_status trn_graph_build_decode(const trn_model *model, int n_ctx, trn_graph **out) {
     *out = NULL;
     const trn_hparams *hp = &model->hp;
-    if (n_ctx < 1)
-        return trn_fail(TRN_ERR_INVALID, "context size %d must be at least 1", n_ctx);
+    if (n_ctx < 1 || n_ctx > TRN_MAX_CONTEXT)
+        return trn_fail(TRN_ERR_INVALID, "context size %d must be from 1 to %d", n_ctx, TRN_MAX_CONTEXT);
     trn_graph *g = calloc(1, sizeof(*g));
     if (!g)
         return trn_fail(TRN_ERR_NOMEM, "out of memory building the graph");

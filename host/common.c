@@ -1,14 +1,18 @@
-/* common.c: the thread-local last-error message, aligned allocation (also on 2 MB pages) and the clock (see common.h). */
+/* common.c: the thread-local last-error message, aligned allocation (also on 2 MB pages), the clock, checked size
+ * arithmetic, checked reads of whole files and the UTF-8 check (see common.h). */
 #define _DEFAULT_SOURCE /* madvise */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -68,41 +72,71 @@ double trn_time_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int trn_size_product(const uint64_t *factors, int n, uint64_t *out) {
+    uint64_t p = 1;
+    for (int i = 0; i < n; i++)
+        if (!trn_size_mul(p, factors[i], &p))
+            return 0;
+    *out = p;
+    return 1;
+}
+
+trn_status trn_check_regular_fd(int fd, const char *path, uint64_t max_bytes, const char *what, uint64_t *size) {
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return trn_fail(TRN_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return trn_fail(TRN_ERR_INVALID, "%s: is a directory, not %s", path, what);
+    if (!S_ISREG(st.st_mode))
+        return trn_fail(TRN_ERR_INVALID, "%s: not a regular file (a device, pipe or socket), not %s", path, what);
+    if ((uint64_t)st.st_size > max_bytes)
+        return trn_fail(TRN_ERR_FORMAT, "%s: %llu bytes, more than the %llu allowed for %s", path,
+                        (unsigned long long)st.st_size, (unsigned long long)max_bytes, what);
+    if (size)
+        *size = (uint64_t)st.st_size;
+    return TRN_OK;
+}
+
+trn_status trn_check_regular_file(const char *path, uint64_t max_bytes, const char *what, uint64_t *size) {
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused */
+    const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    const trn_status status = trn_check_regular_fd(fd, path, max_bytes, what, size);
+    close(fd);
+    return status;
+}
+
 trn_status trn_read_file(const char *path, size_t max_bytes, const char *what, char **data, size_t *size) {
     *data = NULL;
     if (size)
         *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    const int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
         return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    /* read in growing chunks rather than trusting a size: works for pipes and files that change */
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    trn_status status = TRN_OK;
-    for (;;) {
-        if (len + 1 >= cap) {
-            size_t grow = cap ? 2 * cap : 65536;
-            char *grown = realloc(buf, grow);
-            if (!grown) {
-                status = trn_fail(TRN_ERR_NOMEM, "%s: out of memory reading it", path);
-                break;
-            }
-            buf = grown;
-            cap = grow;
-        }
-        const size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (len > max_bytes) {
-            status = trn_fail(TRN_ERR_FORMAT, "%s: larger than %zu bytes, too large for %s", path, max_bytes, what);
+    uint64_t expected = 0;
+    trn_status status = trn_check_regular_fd(fd, path, max_bytes, what, &expected);
+    /* one byte more than stat said, to notice a file that grows while it is read (checked against the cap) */
+    const size_t cap = status == TRN_OK ? (size_t)expected + 2 : 0;
+    char *buf = status == TRN_OK ? malloc(cap) : NULL;
+    if (status == TRN_OK && !buf)
+        status = trn_fail(TRN_ERR_NOMEM, "%s: out of memory reading %llu bytes", path, (unsigned long long)expected);
+    size_t len = 0;
+    while (status == TRN_OK && len < cap - 1) {
+        const ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            status = trn_fail(TRN_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        else if (n == 0)
             break;
-        }
-        if (n == 0) {
-            if (ferror(f))
-                status = trn_fail(TRN_ERR_IO, "%s: read failed", path);
-            break;
-        }
+        else
+            len += (size_t)n;
     }
-    fclose(f);
+    if (status == TRN_OK && len != expected)
+        status = trn_fail(TRN_ERR_IO, "%s: changed size while being read (%llu bytes, then %zu)", path,
+                          (unsigned long long)expected, len);
+    close(fd);
     if (status != TRN_OK) {
         free(buf);
         return status;
@@ -112,4 +146,34 @@ trn_status trn_read_file(const char *path, size_t max_bytes, const char *what, c
     if (size)
         *size = len;
     return TRN_OK;
+}
+
+int trn_utf8_valid(const char *text, size_t n, size_t *bad) {
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = s[i];
+        size_t len = c >= 0x01 && c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
+                   : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        int ok = len > 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; k++) {
+            const unsigned char b = s[i + k];
+            unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range excludes overlongs, surrogates, > U+10FFFF */
+            if (k == 1 && c == 0xe0)
+                lo = 0xa0;
+            else if (k == 1 && c == 0xed)
+                hi = 0x9f;
+            else if (k == 1 && c == 0xf0)
+                lo = 0x90;
+            else if (k == 1 && c == 0xf4)
+                hi = 0x8f;
+            ok = b >= lo && b <= hi;
+        }
+        if (!ok) {
+            if (bad)
+                *bad = i;
+            return 0;
+        }
+        i += len;
+    }
+    return 1;
 }

@@ -43,10 +43,33 @@ void *trn_alloc(size_t bytes);
 void *trn_alloc_huge(size_t bytes);
 void trn_free(void *ptr);
 
-/* The whole of a file, read into malloc'd memory with one NUL byte after it (so text can be used as a string).
- * Fails with one line naming the file when it cannot be read or is larger than max_bytes ("what" names the kind
- * of file in that message, e.g. "a config"). size may be NULL. */
+/* Overflow-checked size arithmetic. Every size a reader derives from a file's claims (element counts times element
+ * sizes, offsets plus lengths) goes through these: 1 and *out set when the exact result fits in 64 bits, else 0. */
+static inline int trn_size_mul(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+static inline int trn_size_add(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_add_overflow(a, b, out); }
+/* The product of n factors (n >= 0; the empty product is 1), checked the same way. */
+int trn_size_product(const uint64_t *factors, int n, uint64_t *out);
+
+/* Size caps of the files read whole into memory, one per kind. */
+#define TRN_MAX_TEXT_BYTES ((size_t)256 << 20)  /* perplexity -f: far above any evaluation text */
+#define TRN_MAX_VOCAB_BYTES ((size_t)256 << 20) /* tokenizer.model, tokenizer.json, llama2.c tokenizer.bin */
+#define TRN_MAX_JSON_BYTES ((size_t)64 << 20)   /* config.json, model.safetensors.index.json */
+
+/* Checks before a file named by a user is read: `path` must be a regular file (a directory, a device, a pipe are
+ * refused with one line naming it and "what", e.g. "a text file") of at most max_bytes. *size may be NULL. */
+trn_status trn_check_regular_file(const char *path, uint64_t max_bytes, const char *what, uint64_t *size);
+/* The same checks on a descriptor already open on `path` (for readers that map the file they checked). */
+trn_status trn_check_regular_fd(int fd, const char *path, uint64_t max_bytes, const char *what, uint64_t *size);
+/* The whole of a regular file, read into malloc'd memory with one NUL byte after it (so text can be used as a
+ * string). Fails with one line naming the file when it is not a regular file, is larger than max_bytes (checked
+ * before anything is read) or cannot be read; "what" names the kind of file in the message, e.g. "a config".
+ * size may be NULL. */
 trn_status trn_read_file(const char *path, size_t max_bytes, const char *what, char **data, size_t *size);
+
+/* Whether s[0..n) is valid UTF-8 without NUL bytes (overlong forms, surrogates and code points past U+10FFFF are
+ * invalid); where not, *bad (may be NULL) is the offset of the first offending byte. The `trinity` command refuses
+ * text that fails this check, from every source (-p, tokenize's argument, perplexity -f). */
+int trn_utf8_valid(const char *s, size_t n, size_t *bad);
 
 /* Monotonic wall-clock time in seconds. */
 double trn_time_s(void);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../cpu_fallback/quants.h"
+#include "output_file.h"
 
 trn_convert_options trn_convert_defaults(void) {
     trn_convert_options o = {0};
@@ -28,9 +29,9 @@ trn_status trn_convert(const trn_convert_options *o) {
         return trn_fail(TRN_ERR_INVALID, "--type %s: expected tq2_0, tq1_0, f16 or f32", trn_type_name(o->type));
     if (o->embed_type != TRN_TYPE_F16 && o->embed_type != TRN_TYPE_F32)
         return trn_fail(TRN_ERR_INVALID, "--embed-type %s: expected f16 or f32", trn_type_name(o->embed_type));
-    struct stat st;
-    if (stat(o->output, &st) == 0 && S_ISDIR(st.st_mode))
-        return trn_fail(TRN_ERR_INVALID, "%s: is a directory; -o names the GGUF file to write", o->output);
+    /* the output must be none of the inputs (a checkpoint directory: none of its files), checked before any is read */
+    const char *inputs[] = {o->input, o->base_dir, o->tokenizer, o->vocab_gguf};
+    TRN_TRY(trn_output_check(o->output, inputs, (int)TRN_ARRAY_LEN(inputs)));
     if (strcmp(o->from, "hf") == 0)
         return trn_convert_hf(o);
     if (strcmp(o->from, "trin") == 0)
@@ -173,7 +174,8 @@ float trn_ternarize(float *w, int64_t n, trn_ternary_rule rule) {
         }
         return (float)scale;
     }
-    /* seed: q = sign(w); s = std(w) / std(q), population standard deviations over the tensor */
+    /* seed: q = sign(w); s = std(w) / std(q) over the tensor (dividing by n; torch's N - 1 gives the same ratio),
+     * and s = 1 where std(q) is 0 (every sign the same), as the seed's loader leaves such codes unscaled */
     double sw = 0, sw2 = 0, sq = 0, sq2 = 0;
     for (int64_t i = 0; i < n; i++) {
         const double q = w[i] > 0 ? 1.0 : w[i] < 0 ? -1.0 : 0.0;
@@ -184,7 +186,7 @@ float trn_ternarize(float *w, int64_t n, trn_ternary_rule rule) {
     }
     const double std_w = sqrt(fmax(sw2 / n - (sw / n) * (sw / n), 0.0));
     const double std_q = sqrt(fmax(sq2 / n - (sq / n) * (sq / n), 0.0));
-    scale = std_q > 0 ? std_w / std_q : 0.0;
+    scale = std_q > 0 ? std_w / std_q : 1.0;
     for (int64_t i = 0; i < n; i++)
         w[i] = (float)((w[i] > 0 ? 1.0 : w[i] < 0 ? -1.0 : 0.0) * scale);
     return (float)scale;

@@ -27,7 +27,6 @@
 
 #include "safetensors.h"
 
-#define HF_MAX_CONFIG_BYTES (16u << 20)
 
 /* ---- config.json ---- */
 
@@ -178,7 +177,7 @@ trn_status trn_hf_read_config(const char *dir, trn_hf_config *out) {
     if (snprintf(path, sizeof(path), "%s/config.json", dir) >= (int)sizeof(path))
         return trn_fail(TRN_ERR_INVALID, "%s: path too long", dir);
     char *text = NULL;
-    TRN_TRY(trn_read_file(path, HF_MAX_CONFIG_BYTES, "a config", &text, NULL));
+    TRN_TRY(trn_read_file(path, TRN_MAX_JSON_BYTES, "a config", &text, NULL));
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root)

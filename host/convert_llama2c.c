@@ -89,19 +89,30 @@ static trn_status parse_header(const char *path, const uint8_t *base, size_t siz
 /* Sets the weight pointers and checks the file size against the header. */
 static trn_status locate_weights(const char *path, const uint8_t *base, size_t size, const llama2c_config *c,
                                  llama2c_weights *w) {
-    const double L = c->n_layers, D = c->dim, H = c->hidden_dim, KV = c->kv_dim, V = c->vocab_size;
-    /* In doubles first: header values up to 2^31 could overflow 64-bit products. */
-    double approx = V * D + L * D + L * D * D + 2 * L * KV * D + L * D * D + L * D + 3 * L * H * D + D +
-                    2.0 * c->seq_len * (c->head_size / 2) + (c->shared ? 0 : V * D);
-    approx = LLAMA2C_HEADER_BYTES + 4 * approx;
-    if (approx > 4e18)
-        return trn_fail(TRN_ERR_FORMAT, "%s: the header implies %.3g bytes, but the file has %zu", path, approx, size);
     const uint64_t l = (uint64_t)c->n_layers, d = (uint64_t)c->dim, hd = (uint64_t)c->hidden_dim,
                    kv = (uint64_t)c->kv_dim, v = (uint64_t)c->vocab_size;
+    /* The arrays' float counts, each a product checked for overflow (header values up to 2^31 each). */
+    const uint64_t counts[][3] = {
+        {v, d, 1},                                  /* token_embedding_table */
+        {l, d, 1},  {l, d, d},  {l, kv, d},         /* rms_att, wq, wk */
+        {l, kv, d}, {l, d, d},  {l, d, 1},          /* wv, wo, rms_ffn */
+        {l, hd, d}, {l, d, hd}, {l, hd, d},         /* w1, w2, w3 */
+        {d, 1, 1},                                  /* rms_final */
+        {2, (uint64_t)c->seq_len, (uint64_t)(c->head_size / 2)}, /* freq_cis_real, freq_cis_imag */
+        {c->shared ? 0 : v, d, 1},                  /* wcls */
+    };
+    uint64_t floats = 0, expected = 0;
+    int fits = 1;
+    for (size_t i = 0; fits && i < TRN_ARRAY_LEN(counts); i++) {
+        uint64_t n = 0;
+        fits = trn_size_product(counts[i], 3, &n) && trn_size_add(floats, n, &floats);
+    }
+    fits = fits && trn_size_mul(floats, 4, &expected) && trn_size_add(expected, LLAMA2C_HEADER_BYTES, &expected);
+    if (!fits)
+        return trn_fail(TRN_ERR_FORMAT, "%s: the header (dim %d, hidden_dim %d, %d layers, vocab %d) implies more than "
+                        "2^64 bytes, but the file has %zu", path, c->dim, c->hidden_dim, c->n_layers, c->vocab_size,
+                        size);
     const uint64_t freq = (uint64_t)c->seq_len * (uint64_t)(c->head_size / 2);
-    const uint64_t floats = v * d + l * d + l * d * d + 2 * l * kv * d + l * d * d + l * d + 3 * l * hd * d + d +
-                            2 * freq + (c->shared ? 0 : v * d);
-    const uint64_t expected = LLAMA2C_HEADER_BYTES + 4 * floats;
     if (expected != (uint64_t)size)
         return trn_fail(TRN_ERR_FORMAT,
                         "%s: the header (dim %d, hidden_dim %d, %d layers, %d/%d heads, vocab %d%s, seq_len %d) implies "
@@ -279,15 +290,16 @@ done:
 
 trn_status trn_convert_llama2c(const trn_convert_options *opts) {
     const char *path = opts->input;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    uint64_t file_size = 0;
+    const trn_status checked = trn_check_regular_fd(fd, path, SIZE_MAX, "a llama2.c checkpoint", &file_size);
+    if (checked != TRN_OK) {
         close(fd);
-        return trn_fail(TRN_ERR_IO, "%s: not a regular file", path);
+        return checked;
     }
-    size_t size = (size_t)st.st_size;
+    size_t size = (size_t)file_size;
     if (size < LLAMA2C_HEADER_BYTES) {
         close(fd);
         return trn_fail(TRN_ERR_FORMAT, "%s: not a llama2.c checkpoint: %zu bytes, shorter than the 28-byte header",

@@ -11,8 +11,10 @@
  * Hugging Face order of the layer's [out][in] matrix; the byte count is ceil(out * in / 4) (the unused low bits of
  * a last, partial byte are ignored).
  *
- * A layer's weights are scale * (code - 1) with scale = std(base weight) / std(code - 1), population standard
- * deviations over the whole tensor in double, as the seed's loader computes them. The file may stop after the
+ * A layer's weights are scale * (code - 1) with scale = std(base weight) / std(code - 1) over the whole tensor, as
+ * the seed's loader computes it (its torch .std() divides by N - 1, these by N, in double: the ratio is the same).
+ * Where the codes have no spread (all -1, all 0 or all +1: std 0) the seed's loader skips the scaling, and so does
+ * this one: the weights stay -1, 0 or +1. The file may stop after the
  * last block's down projection when the base checkpoint ties its LM head to the embeddings (the output then
  * ties too); where it has an LM head layer and the base is tied, that layer's scale comes from the embeddings. */
 #define _POSIX_C_SOURCE 200809L
@@ -39,25 +41,26 @@ typedef struct {
 } trin_file;
 
 static trn_status trin_map(const char *path, trin_file *f) {
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    uint64_t file_size = 0;
+    const trn_status checked = trn_check_regular_fd(fd, path, SIZE_MAX, "a TRIN file", &file_size);
+    if (checked != TRN_OK) {
         close(fd);
-        return trn_fail(TRN_ERR_IO, "%s: not a regular file", path);
+        return checked;
     }
-    if (sb.st_size < 4) {
+    if (file_size < 4) {
         close(fd);
-        return trn_fail(TRN_ERR_FORMAT, "%s: not a TRIN file (%lld bytes, no \"TRIN\" magic)", path,
-                        (long long)sb.st_size);
+        return trn_fail(TRN_ERR_FORMAT, "%s: not a TRIN file (%llu bytes, no \"TRIN\" magic)", path,
+                        (unsigned long long)file_size);
     }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *map = mmap(NULL, (size_t)file_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
         return trn_fail(TRN_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
     f->map = map;
-    f->size = (size_t)sb.st_size;
+    f->size = (size_t)file_size;
     if (memcmp(f->map, "TRIN", 4) != 0)
         return trn_fail(TRN_ERR_FORMAT, "%s: not a TRIN file (bad magic)", path);
     return TRN_OK;
@@ -82,7 +85,11 @@ static trn_status trin_index(trin_file *f, const trn_hf_config *cfg, const trn_h
                             f->path, x->label, pos);
         const uint8_t *p = f->map + pos;
         const uint64_t count = (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24;
-        const uint64_t want = ((uint64_t)x->rows * (uint64_t)x->cols + 3) / 4;
+        uint64_t weights = 0;
+        if (!trn_size_mul((uint64_t)x->rows, (uint64_t)x->cols, &weights) || weights > UINT64_MAX - 3)
+            return trn_fail(TRN_ERR_FORMAT, "%s: layer %s: the base shape [%lld, %lld] is too large", f->path,
+                            x->label, (long long)x->rows, (long long)x->cols);
+        const uint64_t want = (weights + 3) / 4;
         pos += 4;
         if (count != want)
             return trn_fail(TRN_ERR_FORMAT, "%s: layer %s has %llu bytes of codes, the base checkpoint's shape "
@@ -101,7 +108,7 @@ static trn_status trin_index(trin_file *f, const trn_hf_config *cfg, const trn_h
     return TRN_OK;
 }
 
-/* Population standard deviation of x[n], in double (two passes). */
+/* Standard deviation of x[n] dividing by n, in double (two passes). */
 static double std_dev(const float *x, int64_t n) {
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++)
@@ -115,7 +122,8 @@ static double std_dev(const float *x, int64_t n) {
     return sqrt(sq / (double)n);
 }
 
-/* The layer's weights: scale * (code - 1), scale = std(base) / std(code - 1). dst[rows * cols], HF order. */
+/* The layer's weights: scale * (code - 1), scale = std(base) / std(code - 1), or 1 where std(code - 1) is 0.
+ * dst[rows * cols], HF order. */
 static trn_status trin_linear(void *ctx, const trn_hf_linear *layer, const trn_st_tensor *base, float *dst) {
     const trin_file *f = ctx;
     const int64_t n = layer->rows * layer->cols;
@@ -137,7 +145,8 @@ static trn_status trin_linear(void *ctx, const trn_hf_linear *layer, const trn_s
     const double mean_q = n > 0 ? (double)(count[2] - count[0]) / (double)n : 0.0;
     const double var_q = n > 0 ? (double)(count[0] + count[2]) / (double)n - mean_q * mean_q : 0.0;
     const double std_q = sqrt(fmax(var_q, 0.0));
-    const float scale = std_q > 0.0 ? (float)(std_base / std_q) : 0.0f;
+    /* codes that are all -1 or all +1 have no spread: the seed's loader then leaves them unscaled */
+    const float scale = std_q > 0.0 ? (float)(std_base / std_q) : 1.0f;
     for (int64_t i = 0; i < n; i++)
         dst[i] *= scale;
     return TRN_OK;

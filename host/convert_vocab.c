@@ -428,7 +428,7 @@ trn_status trn_vocab_from_sentencepiece(const char *path, trn_vocab *out) {
     vocab_clear(out);
     uint8_t *buf;
     size_t size;
-    TRN_TRY(trn_read_file(path, (size_t)1 << 32, "a vocabulary", (char **)&buf, &size));
+    TRN_TRY(trn_read_file(path, TRN_MAX_VOCAB_BYTES, "a vocabulary", (char **)&buf, &size));
     trn_status status = sp_parse(path, buf, size, out);
     free(buf);
     return status;
@@ -684,7 +684,7 @@ trn_status trn_vocab_from_hf_json(const char *path, trn_vocab *out) {
     vocab_clear(out);
     uint8_t *buf;
     size_t size;
-    TRN_TRY(trn_read_file(path, (size_t)1 << 32, "a vocabulary", (char **)&buf, &size));
+    TRN_TRY(trn_read_file(path, TRN_MAX_VOCAB_BYTES, "a vocabulary", (char **)&buf, &size));
     cJSON *root = cJSON_ParseWithLength((const char *)buf, size);
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
@@ -721,6 +721,10 @@ static float get_f32(const uint8_t *p) {
 static trn_status llama2c_parse(const char *path, const uint8_t *buf, size_t size, int vocab_size, trn_vocab *out) {
     if (size < 4)
         return trn_fail(TRN_ERR_FORMAT, "%s: truncated llama2.c tokenizer: %zu bytes, no header", path, size);
+    uint64_t least = 0; /* every piece needs at least its 8-byte score and length: checked before allocating */
+    if (!trn_size_mul((uint64_t)vocab_size, 8, &least) || least > size - 4)
+        return trn_fail(TRN_ERR_FORMAT, "%s: truncated llama2.c tokenizer: %d pieces need at least %llu bytes, the file "
+                        "has %zu", path, vocab_size, (unsigned long long)least + 4, size);
     TRN_TRY(vocab_alloc(out, vocab_size, path));
     size_t pos = 4; /* int32 max_token_length: unused, as in llama.cpp */
     for (int id = 0; id < vocab_size; id++) {
@@ -788,7 +792,7 @@ trn_status trn_vocab_from_llama2c(const char *path, int vocab_size, trn_vocab *o
         return trn_fail(TRN_ERR_INVALID, "%s: a vocabulary of %d pieces (needs 3..%d)", path, vocab_size, MAX_VOCAB);
     uint8_t *buf;
     size_t size;
-    TRN_TRY(trn_read_file(path, (size_t)1 << 32, "a vocabulary", (char **)&buf, &size));
+    TRN_TRY(trn_read_file(path, TRN_MAX_VOCAB_BYTES, "a vocabulary", (char **)&buf, &size));
     trn_status status = llama2c_parse(path, buf, size, vocab_size, out);
     free(buf);
     return status;

@@ -2,7 +2,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "gguf.h"
 
+#include "output_file.h"
+
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,17 +161,17 @@ static trn_status read_tensor_info(cursor *c, trn_gguf_tensor *t) {
         return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s' has %u dimensions (1 to %d supported)", c->gguf->path,
                         t->name, n_dims, TRN_GGUF_MAX_DIMS);
     t->n_dims = (int)n_dims;
-    t->n_elems = 1;
+    uint64_t n_elems = 1;
     for (int d = 0; d < TRN_GGUF_MAX_DIMS; d++) {
         uint64_t ne = 1;
         if (d < t->n_dims)
             TRN_TRY(read_u64(c, &ne, "tensor shape"));
-        if (ne == 0 || ne > ((uint64_t)1 << 40) || (uint64_t)t->n_elems > (((uint64_t)1 << 50) / ne))
+        if (ne == 0 || !trn_size_mul(n_elems, ne, &n_elems) || n_elems > ((uint64_t)1 << 50))
             return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s' has an impossible shape (dimension %d is %llu)",
                             c->gguf->path, t->name, d, (unsigned long long)ne);
         t->ne[d] = (int64_t)ne;
-        t->n_elems *= (int64_t)ne;
     }
+    t->n_elems = (int64_t)n_elems;
     uint32_t type = 0;
     TRN_TRY(read_u32(c, &type, "tensor type"));
     TRN_TRY(read_u64(c, &t->offset, "tensor offset"));
@@ -180,7 +183,11 @@ static trn_status read_tensor_info(cursor *c, trn_gguf_tensor *t) {
     if (t->ne[0] % traits->block_size != 0)
         return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s' of type %s has rows of %lld, not a multiple of %d",
                         c->gguf->path, t->name, traits->name, (long long)t->ne[0], traits->block_size);
-    t->bytes = (size_t)(t->n_elems / traits->block_size) * (size_t)traits->block_bytes;
+    uint64_t bytes = 0;
+    if (!trn_size_mul((uint64_t)t->n_elems / (uint64_t)traits->block_size, (uint64_t)traits->block_bytes, &bytes) ||
+        bytes > SIZE_MAX)
+        return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s' is larger than memory can address", c->gguf->path, t->name);
+    t->bytes = (size_t)bytes;
     return TRN_OK;
 }
 
@@ -199,6 +206,28 @@ static void gguf_free_contents(trn_gguf *g) {
         trn_free(g->base);
     free(g->path);
     free(g);
+}
+
+static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Fails when two of the n records (of record_size bytes, the NUL-terminated name at name_offset) share a name:
+ * sorted, so that a file with a hundred thousand keys is checked in milliseconds, not in hours. */
+static trn_status check_unique(const trn_gguf *g, const void *records, size_t record_size, size_t name_offset,
+                               int64_t n, const char *what) {
+    if (n < 2)
+        return TRN_OK;
+    char **names = malloc((size_t)n * sizeof(char *));
+    if (!names)
+        return trn_fail(TRN_ERR_NOMEM, "out of memory reading %s", g->path);
+    for (int64_t i = 0; i < n; i++)
+        memcpy(&names[i], (const char *)records + (size_t)i * record_size + name_offset, sizeof(char *));
+    qsort(names, (size_t)n, sizeof(char *), compare_names);
+    trn_status status = TRN_OK;
+    for (int64_t i = 1; i < n && status == TRN_OK; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            status = trn_fail(TRN_ERR_FORMAT, "%s: %s '%s' appears twice", g->path, what, names[i]);
+    free(names);
+    return status;
 }
 
 static trn_status gguf_parse(trn_gguf *g) {
@@ -224,10 +253,8 @@ static trn_status gguf_parse(trn_gguf *g) {
     for (uint64_t i = 0; i < n_kv; i++) {
         g->n_kv = (int64_t)i + 1;
         TRN_TRY(read_kv(&c, &g->kvs[i]));
-        for (uint64_t j = 0; j < i; j++)
-            if (strcmp(g->kvs[j].key, g->kvs[i].key) == 0)
-                return trn_fail(TRN_ERR_FORMAT, "%s: metadata key '%s' appears twice", g->path, g->kvs[i].key);
     }
+    TRN_TRY(check_unique(g, g->kvs, sizeof(trn_gguf_kv), offsetof(trn_gguf_kv, key), g->n_kv, "metadata key"));
     g->alignment = TRN_GGUF_DEFAULT_ALIGNMENT;
     int64_t alignment = TRN_GGUF_DEFAULT_ALIGNMENT;
     TRN_TRY(trn_gguf_get_int(g, "general.alignment", &alignment, TRN_OK));
@@ -253,10 +280,8 @@ static trn_status gguf_parse(trn_gguf *g) {
             return trn_fail(TRN_ERR_FORMAT, "%s: truncated GGUF file: tensor '%s' (%zu bytes at offset %llu) runs past the end",
                             g->path, t->name, t->bytes, (unsigned long long)t->offset);
         t->data = g->base + data_offset + t->offset;
-        for (int64_t j = 0; j < i; j++)
-            if (strcmp(g->tensors[j].name, t->name) == 0)
-                return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s' appears twice", g->path, t->name);
     }
+    TRN_TRY(check_unique(g, g->tensors, sizeof(trn_gguf_tensor), offsetof(trn_gguf_tensor, name), g->n_tensors, "tensor"));
     return TRN_OK;
 }
 
@@ -272,13 +297,14 @@ static trn_status gguf_finish_open(trn_gguf *g, trn_gguf **out) {
 
 trn_status trn_gguf_open(const char *path, trn_gguf **out) {
     *out = NULL;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    uint64_t file_size = 0;
+    const trn_status checked = trn_check_regular_fd(fd, path, SIZE_MAX, "a GGUF file", &file_size);
+    if (checked != TRN_OK) {
         close(fd);
-        return trn_fail(TRN_ERR_IO, "%s: not a regular file", path);
+        return checked;
     }
     trn_gguf *g = calloc(1, sizeof(*g));
     if (!g) {
@@ -286,7 +312,7 @@ trn_status trn_gguf_open(const char *path, trn_gguf **out) {
         return trn_fail(TRN_ERR_NOMEM, "out of memory opening %s", path);
     }
     g->path = strdup(path);
-    g->size = (size_t)st.st_size;
+    g->size = (size_t)file_size;
     if (g->size == 0) {
         close(fd);
         gguf_free_contents(g);
@@ -662,24 +688,15 @@ trn_status trn_gguf_write_memory(trn_gguf_writer *w, void **out_data, size_t *ou
 
 trn_status trn_gguf_write_file(trn_gguf_writer *w, const char *path) {
     byte_buf head = {0};
-    trn_status header_status = writer_header(w, &head);
-    if (header_status != TRN_OK) {
+    trn_output_file out;
+    trn_status status = writer_header(w, &head);
+    if (status == TRN_OK)
+        status = trn_output_open(&out, path);
+    if (status != TRN_OK) {
         free(head.data);
-        return header_status;
+        return status;
     }
-    size_t tmp_len = strlen(path) + 32;
-    char *tmp = malloc(tmp_len);
-    if (!tmp) {
-        free(head.data);
-        return trn_fail(TRN_ERR_NOMEM, "out of memory writing %s", path);
-    }
-    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    trn_status status = TRN_OK;
-    if (!f) {
-        status = trn_fail(TRN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        goto done;
-    }
+    FILE *f = out.file;
     int ok = fwrite(head.data, 1, head.len, f) == head.len;
     static const uint8_t zeros[4096];
     uint64_t written = 0;
@@ -707,20 +724,11 @@ trn_status trn_gguf_write_file(trn_gguf_writer *w, const char *path) {
         ok = fwrite(zeros, 1, n, f) == n;
         written += n;
     }
-    ok = ok && fflush(f) == 0;
-    if (fclose(f) != 0)
-        ok = 0;
+    free(head.data);
     if (!ok) {
         status = trn_fail(TRN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-        remove(tmp);
-        goto done;
+        trn_output_abort(&out);
+        return status;
     }
-    if (rename(tmp, path) != 0) {
-        status = trn_fail(TRN_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-        remove(tmp);
-    }
-done:
-    free(tmp);
-    free(head.data);
-    return status;
+    return trn_output_commit(&out);
 }

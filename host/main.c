@@ -16,6 +16,7 @@
 #include "eval.h"
 #include "generate.h"
 #include "npy.h"
+#include "output_file.h"
 #include "model.h"
 
 #define EXIT_RUNTIME 1
@@ -173,7 +174,7 @@ static int parse_args(int argc, char **argv, cli_options *o) {
                 return EXIT_USAGE;
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx-size") == 0) {
             NEED_VALUE();
-            if (!parse_int(a, v, 1, 1 << 20, &o->n_ctx))
+            if (!parse_int(a, v, 1, TRN_MAX_CONTEXT, &o->n_ctx))
                 return EXIT_USAGE;
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
             NEED_VALUE();
@@ -366,12 +367,29 @@ static int load_model(const cli_options *o, trn_model **model) {
     return 0;
 }
 
+/* -c, or the model's context up to TRN_DEFAULT_CONTEXT (said on standard error where that is less than the file
+ * declares: the KV cache is allocated for the whole context up front). */
 static int context_size(const cli_options *o, const trn_model *model) {
-    int n_ctx = o->n_ctx > 0 ? o->n_ctx : model->hp.n_ctx_train;
     if (o->n_ctx > model->hp.n_ctx_train)
         fprintf(stderr, "warning: -c %d exceeds the context length the model declares (%d)\n", o->n_ctx,
                 model->hp.n_ctx_train);
+    if (o->n_ctx > 0)
+        return o->n_ctx;
+    const int n_ctx = trn_model_default_context(model);
+    if (n_ctx < model->hp.n_ctx_train)
+        fprintf(stderr, "context: %d positions (the model declares %d; -c N for more)\n", n_ctx, model->hp.n_ctx_train);
     return n_ctx;
+}
+
+/* The command's text inputs (-p, tokenize's argument, perplexity -f) are UTF-8: anything else is refused with the
+ * offset of the first bad byte, the same way for every source (the library's tokenizer itself takes any bytes). */
+static int check_utf8(const char *what, const char *text, size_t len) {
+    size_t bad = 0;
+    if (trn_utf8_valid(text, len, &bad))
+        return 0;
+    fprintf(stderr, "error: %s: not UTF-8 text (invalid byte 0x%02x at offset %zu)\n", what,
+            (unsigned)(unsigned char)text[bad], bad);
+    return EXIT_RUNTIME;
 }
 
 static int cmd_generate(const cli_options *o) {
@@ -536,25 +554,6 @@ static int prepare_eval(const cli_options *o, const trn_model *model, int n_ctx,
     return 0;
 }
 
-/* Whether bytes[0..n) is valid UTF-8; *bad is the offset of the first invalid byte. */
-static int valid_utf8(const unsigned char *s, size_t n, size_t *bad) {
-    for (size_t i = 0; i < n;) {
-        const unsigned char c = s[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (len == 0 || i + len > n || (len == 2 && c < 0xc2)) {
-            *bad = i;
-            return 0;
-        }
-        for (size_t k = 1; k < len; k++)
-            if ((s[i + k] & 0xc0) != 0x80) {
-                *bad = i;
-                return 0;
-            }
-        i += len;
-    }
-    return 1;
-}
-
 static void print_progress(int chunk, int n_chunks, double ppl, void *user) {
     if (*(const int *)user)
         fprintf(stderr, "\rperplexity: chunk %d/%d, running %.4f", chunk, n_chunks, ppl);
@@ -563,12 +562,9 @@ static void print_progress(int chunk, int n_chunks, double ppl, void *user) {
 static int cmd_perplexity(const cli_options *o) {
     size_t len = 0;
     char *text = NULL;
-    if (trn_read_file(o->text_file, (size_t)1 << 31, "a text", &text, &len) != TRN_OK)
+    if (trn_read_file(o->text_file, TRN_MAX_TEXT_BYTES, "a text file", &text, &len) != TRN_OK)
         return fail();
-    size_t bad = 0;
-    if (!valid_utf8((const unsigned char *)text, len, &bad) || memchr(text, 0, len)) {
-        fprintf(stderr, "error: %s: not UTF-8 text (invalid byte at offset %zu)\n", o->text_file,
-                memchr(text, 0, len) ? (size_t)((char *)memchr(text, 0, len) - text) : bad);
+    if (check_utf8(o->text_file, text, len)) {
         free(text);
         return EXIT_RUNTIME;
     }
@@ -674,7 +670,7 @@ static int cmd_logits(const cli_options *o) {
         fprintf(stderr, "error: the prompt is empty and --no-bos was given: no tokens to score\n");
         rc = EXIT_RUNTIME;
     }
-    const int n_ctx = o->n_ctx > 0 ? o->n_ctx : model->hp.n_ctx_train;
+    const int n_ctx = rc == 0 ? context_size(o, model) : 0;
     if (rc == 0 && n_ids > n_ctx) {
         fprintf(stderr, "error: %d tokens are more than the context of %d (-c)\n", n_ids, n_ctx);
         rc = EXIT_RUNTIME;
@@ -726,11 +722,36 @@ static int cmd_logits(const cli_options *o) {
     return rc;
 }
 
+/* Checks of the command's input files and texts before anything is loaded: every file argument a regular file of
+ * a sensible size (directories where a directory is expected), every text UTF-8, an output that is none of the
+ * inputs. */
+static int check_inputs(const cli_options *o) {
+    if (o->prompt && check_utf8("-p", o->prompt, strlen(o->prompt)))
+        return EXIT_RUNTIME;
+    if (strcmp(o->command, "tokenize") == 0 && check_utf8("the text to tokenize", o->text, strlen(o->text)))
+        return EXIT_RUNTIME;
+    if (o->model_path && strncmp(o->model_path, "synthetic:", 10) != 0 &&
+        trn_check_regular_file(o->model_path, UINT64_MAX, "a GGUF model file", NULL) != TRN_OK)
+        return fail();
+    if (o->text_file && trn_check_regular_file(o->text_file, TRN_MAX_TEXT_BYTES, "a text file", NULL) != TRN_OK)
+        return fail();
+    if (o->output) {
+        const trn_convert_options *c = &o->convert;
+        const char *inputs[] = {o->model_path, c->input, c->base_dir, c->tokenizer, c->vocab_gguf};
+        if (trn_output_check(o->output, inputs, (int)TRN_ARRAY_LEN(inputs)) != TRN_OK)
+            return fail();
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     cli_options o;
     int rc = parse_args(argc, argv, &o);
     if (rc)
         return rc;
+    if ((rc = check_inputs(&o)) != 0)
+        return rc;
+    trn_output_install_signal_cleanup(); /* an interrupted convert or logits -o leaves no temporary behind */
     if (strcmp(o.command, "generate") == 0)
         return cmd_generate(&o);
     if (strcmp(o.command, "tokenize") == 0)

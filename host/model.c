@@ -34,14 +34,19 @@ static trn_status find_tensor(const trn_model *m, const char *name, int64_t ne0,
     return TRN_OK;
 }
 
-static trn_status get_positive(const trn_gguf *g, const char *key, int *out, int required, int fallback) {
+/* An integer hyperparameter from 1 to max (fallback where absent and not required). */
+static trn_status get_in_range(const trn_gguf *g, const char *key, int *out, int required, int fallback, int max) {
     int64_t v = fallback;
     TRN_TRY(trn_gguf_get_int(g, key, &v, required ? TRN_ERR_FORMAT : TRN_OK));
-    if (v < 1 || v > (1 << 24))
-        return trn_fail(TRN_ERR_FORMAT, "%s: metadata key '%s' = %lld is out of range", trn_gguf_path(g), key,
-                        (long long)v);
+    if (v < 1 || v > max)
+        return trn_fail(TRN_ERR_FORMAT, "%s: metadata key '%s' = %lld is out of range (1 to %d)", trn_gguf_path(g), key,
+                        (long long)v, max);
     *out = (int)v;
     return TRN_OK;
+}
+
+static trn_status get_positive(const trn_gguf *g, const char *key, int *out, int required, int fallback) {
+    return get_in_range(g, key, out, required, fallback, 1 << 24);
 }
 
 static trn_status read_hparams(trn_model *m) {
@@ -58,7 +63,7 @@ static trn_status read_hparams(trn_model *m) {
     TRN_TRY(get_positive(g, "llama.feed_forward_length", &hp->n_ff, 1, 0));
     TRN_TRY(get_positive(g, "llama.attention.head_count", &hp->n_head, 1, 0));
     TRN_TRY(get_positive(g, "llama.attention.head_count_kv", &hp->n_head_kv, 0, hp->n_head));
-    TRN_TRY(get_positive(g, "llama.context_length", &hp->n_ctx_train, 0, 2048));
+    TRN_TRY(get_in_range(g, "llama.context_length", &hp->n_ctx_train, 0, 2048, TRN_MAX_CONTEXT));
     if (hp->n_embd % hp->n_head != 0)
         return trn_fail(TRN_ERR_FORMAT, "%s: embedding_length %d is not a multiple of head_count %d", path, hp->n_embd,
                         hp->n_head);
@@ -169,6 +174,8 @@ void trn_model_free(trn_model *m) {
     trn_gguf_close(m->gguf);
     free(m);
 }
+
+int trn_model_default_context(const trn_model *m) { return TRN_MIN(m->hp.n_ctx_train, TRN_DEFAULT_CONTEXT); }
 
 size_t trn_model_weight_bytes_per_token(const trn_model *m) {
     const trn_hparams *hp = &m->hp;

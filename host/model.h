@@ -11,6 +11,12 @@
 #include "gguf.h"
 #include "tokenizer.h"
 
+/* One limit on the context (KV cache positions) everywhere: a file's llama.context_length, -c, the API. */
+#define TRN_MAX_CONTEXT (1 << 20)
+/* The context used where none is asked for: the model's own, at most this many positions (a file may declare a
+ * context far larger than a run needs, and the KV cache is allocated for all of it up front). */
+#define TRN_DEFAULT_CONTEXT 4096
+
 typedef struct {
     int n_layer;     /* llama.block_count */
     int n_embd;      /* llama.embedding_length */
@@ -53,6 +59,9 @@ trn_status trn_model_load(const char *path, trn_model **out);
 /* Binds a parsed GGUF (taking ownership of it, also on failure). */
 trn_status trn_model_from_gguf(trn_gguf *gguf, trn_model **out);
 void trn_model_free(trn_model *model);
+
+/* The context a run gets without -c: min(n_ctx_train, TRN_DEFAULT_CONTEXT). */
+int trn_model_default_context(const trn_model *model);
 
 /* Bytes of weights one decode step reads: every matrix once, one embedding row, the norms. */
 size_t trn_model_weight_bytes_per_token(const trn_model *model);

@@ -3,11 +3,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "npy.h"
 
+#include "output_file.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 trn_status trn_npy_write_f32(const char *path, const float *data, int64_t rows, int64_t cols) {
     char header[128];
@@ -17,22 +18,19 @@ trn_status trn_npy_write_f32(const char *path, const float *data, int64_t rows, 
     while (10 + len + 1 < total)
         header[len++] = ' ';
     header[len++] = '\n';
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return trn_fail(TRN_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    trn_output_file out;
+    TRN_TRY(trn_output_open(&out, path));
     const uint16_t hlen = (uint16_t)len;
-    int ok = fwrite("\x93NUMPY\x01\x00", 1, 8, f) == 8 && fwrite(&hlen, 2, 1, f) == 1 &&
-             fwrite(header, 1, (size_t)len, f) == (size_t)len &&
-             fwrite(data, sizeof(float), (size_t)(rows * cols), f) == (size_t)(rows * cols);
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        trn_status status = trn_fail(TRN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-        remove(tmp);
+    const size_t n = (size_t)(rows * cols);
+    const int ok = fwrite("\x93NUMPY\x01\x00", 1, 8, out.file) == 8 && fwrite(&hlen, 2, 1, out.file) == 1 &&
+                   fwrite(header, 1, (size_t)len, out.file) == (size_t)len &&
+                   fwrite(data, sizeof(float), n, out.file) == n;
+    if (!ok) {
+        const trn_status status = trn_fail(TRN_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        trn_output_abort(&out);
         return status;
     }
-    return TRN_OK;
+    return trn_output_commit(&out);
 }
 
 trn_status trn_npy_read_f32(const char *path, float **data, int64_t *rows, int64_t *cols) {
@@ -64,7 +62,14 @@ trn_status trn_npy_read_f32(const char *path, float **data, int64_t *rows, int64
         status = trn_fail(TRN_ERR_FORMAT, "%s: unreadable shape in the .npy header", path);
         goto done;
     }
-    *data = malloc((size_t)(r * c) * sizeof(float) + 1);
+    uint64_t bytes = 0, file_size = 0;
+    const uint64_t dims[3] = {(uint64_t)r, (uint64_t)c, sizeof(float)};
+    if (!trn_size_product(dims, 3, &bytes) || trn_check_regular_file(path, UINT64_MAX, "a .npy file", &file_size) !=
+        TRN_OK || bytes > file_size - 10 - hlen) {
+        status = trn_fail(TRN_ERR_FORMAT, "%s: shape (%lld, %lld) needs more data than the file holds", path, r, c);
+        goto done;
+    }
+    *data = malloc((size_t)bytes + 1);
     if (!*data || fread(*data, sizeof(float), (size_t)(r * c), f) != (size_t)(r * c)) {
         free(*data);
         *data = NULL;

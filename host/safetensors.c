@@ -22,7 +22,6 @@
 
 #define ST_INDEX_NAME "model.safetensors.index.json"
 #define ST_SINGLE_NAME "model.safetensors"
-#define ST_MAX_INDEX_BYTES (64u << 20) /* an index of a million tensors is far below this */
 
 typedef struct {
     char *path;
@@ -128,21 +127,21 @@ static trn_status check_entry(const st_file *f, const char *name, const cJSON *e
     if (n_dims < 1 || n_dims > 4)
         return trn_fail(TRN_ERR_UNSUPPORTED, "%s: tensor '%s' has %d dimensions (1 to 4 are supported)", f->path, name,
                         n_dims);
-    /* n_elems stays below 2^62: a product past that cannot fit the data section anyway */
-    uint64_t n_elems = 1;
+    uint64_t dims[4] = {0}, n_elems = 0, want = 0;
     int d = 0;
     const cJSON *dim;
     cJSON_ArrayForEach(dim, shape) {
-        uint64_t v = 0;
-        if (!json_uint(dim, &v))
+        if (!json_uint(dim, &dims[d]))
             return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s': shape dimension %d is not a non-negative integer",
                             f->path, name, d);
-        if (v != 0 && n_elems > (UINT64_C(1) << 62) / v)
-            return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s': shape has more elements than any file can hold",
-                            f->path, name);
-        n_elems *= v;
-        t->shape[d++] = (int64_t)v;
+        t->shape[d] = (int64_t)dims[d];
+        d++;
     }
+    /* the element count and the byte count both checked: a shape whose bytes wrap around 2^64 is not small */
+    if (!trn_size_product(dims, n_dims, &n_elems) || !trn_size_mul(n_elems, dtype_size(t->dtype), &want) ||
+        n_elems > (uint64_t)INT64_MAX)
+        return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s': shape has more elements than any file can hold",
+                        f->path, name);
     t->n_dims = n_dims;
     t->n_elems = (int64_t)n_elems;
     uint64_t begin = 0, end = 0;
@@ -154,7 +153,6 @@ static trn_status check_entry(const st_file *f, const char *name, const cJSON *e
         return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] run past the end of the data "
                         "(%llu bytes): truncated file?", f->path, name, (unsigned long long)begin,
                         (unsigned long long)end, (unsigned long long)data_size);
-    const uint64_t want = n_elems * dtype_size(t->dtype);
     if (end - begin != want)
         return trn_fail(TRN_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes, its %s shape "
                         "needs %llu", f->path, name, (unsigned long long)begin, (unsigned long long)end,
@@ -188,15 +186,16 @@ static trn_status parse_entry(trn_safetensors *st, const st_file *f, const cJSON
 /* Maps `path` (already recorded in st->files[index]) and reads its header. */
 static trn_status read_file(trn_safetensors *st, int index) {
     st_file *f = &st->files[index];
-    int fd = open(f->path, O_RDONLY);
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return trn_fail(TRN_ERR_IO, "%s: cannot open: %s", f->path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    uint64_t file_size = 0;
+    const trn_status checked = trn_check_regular_fd(fd, f->path, SIZE_MAX, "a safetensors file", &file_size);
+    if (checked != TRN_OK) {
         close(fd);
-        return trn_fail(TRN_ERR_IO, "%s: not a regular file", f->path);
+        return checked;
     }
-    size_t size = (size_t)sb.st_size;
+    size_t size = (size_t)file_size;
     if (size < 8) {
         close(fd);
         return trn_fail(TRN_ERR_FORMAT, "%s: truncated safetensors file: %zu bytes, less than the 8-byte header "
@@ -330,7 +329,7 @@ static int shard_name_ok(const char *name) {
 static trn_status open_sharded(trn_safetensors *st, const char *dir, const char *index_path) {
     char *text = NULL;
     size_t len = 0;
-    TRN_TRY(trn_read_file(index_path, ST_MAX_INDEX_BYTES, "an index", &text, &len));
+    TRN_TRY(trn_read_file(index_path, TRN_MAX_JSON_BYTES, "a safetensors index", &text, &len));
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     if (!root)
@@ -465,6 +464,8 @@ const trn_st_tensor *trn_safetensors_at(const trn_safetensors *st, int i) {
 }
 
 const trn_st_tensor *trn_safetensors_find(const trn_safetensors *st, const char *name) {
+    if (st->n_tensors == 0) /* no array to search (bsearch must not be handed NULL, even for 0 elements) */
+        return NULL;
     trn_st_tensor key = {0};
     key.name = (char *)name;
     return bsearch(&key, st->tensors, (size_t)st->n_tensors, sizeof(trn_st_tensor), compare_tensors);

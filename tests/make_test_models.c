@@ -38,9 +38,10 @@ typedef struct {
     const char *short_tensor;   /* a matrix written with half its rows, or NULL */
     int extra_embd_rows;        /* rows added to token_embd/output beyond the vocabulary */
     int vocab_only;             /* metadata only: no hyperparameters, no tensors */
+    uint32_t n_ctx;             /* llama.context_length; 0: N_CTX */
 } variant;
 
-static const variant GOOD = {"llama", NULL, NULL, 0, 0};
+static const variant GOOD = {"llama", NULL, NULL, 0, 0, 0};
 
 static const char *out_dir;
 
@@ -197,7 +198,7 @@ static trn_gguf_writer *build(const variant *v) {
     trn_gguf_set_string(w, "general.name", v->vocab_only ? "trinity-test-vocab" : "trinity-test-tiny");
     if (!v->vocab_only) {
         trn_gguf_set_u32(w, "llama.block_count", N_LAYER);
-        trn_gguf_set_u32(w, "llama.context_length", N_CTX);
+        trn_gguf_set_u32(w, "llama.context_length", v->n_ctx ? v->n_ctx : N_CTX);
         trn_gguf_set_u32(w, "llama.embedding_length", N_EMBD);
         trn_gguf_set_u32(w, "llama.feed_forward_length", N_FF);
         trn_gguf_set_u32(w, "llama.attention.head_count", N_HEAD);
@@ -324,11 +325,14 @@ int main(int argc, char **argv) {
     make_vocab();
 
     write_variant("good.gguf", &GOOD);
-    write_variant("vocab_only.gguf", &(variant){"llama", NULL, NULL, 0, 1});
-    write_variant("missing_tensor.gguf", &(variant){"llama", "blk.1.ffn_down.weight", NULL, 0, 0});
-    write_variant("wrong_shape.gguf", &(variant){"llama", NULL, "blk.0.attn_q.weight", 0, 0});
-    write_variant("bad_arch.gguf", &(variant){"gpt2", NULL, NULL, 0, 0});
-    write_variant("vocab_mismatch.gguf", &(variant){"llama", NULL, NULL, 1, 0});
+    write_variant("vocab_only.gguf", &(variant){"llama", NULL, NULL, 0, 1, 0});
+    write_variant("missing_tensor.gguf", &(variant){"llama", "blk.1.ffn_down.weight", NULL, 0, 0, 0});
+    write_variant("wrong_shape.gguf", &(variant){"llama", NULL, "blk.0.attn_q.weight", 0, 0, 0});
+    write_variant("bad_arch.gguf", &(variant){"gpt2", NULL, NULL, 0, 0, 0});
+    write_variant("vocab_mismatch.gguf", &(variant){"llama", NULL, NULL, 1, 0, 0});
+    /* a small file that declares a context of 2^20 positions (the limit) and one past it */
+    write_variant("long_context.gguf", &(variant){"llama", NULL, NULL, 0, 0, 1u << 20});
+    write_variant("too_long_context.gguf", &(variant){"llama", NULL, NULL, 0, 0, (1u << 20) + 1});
     write_bytes("empty.gguf", "", 0);
 
     size_t size = 0;

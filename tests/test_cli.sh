@@ -6,7 +6,7 @@
 # Every bad input must give a non-zero exit below 128 (no signal, no hang: each command runs under
 # `timeout 60`, or TRN_TEST_TIMEOUT seconds), the documented exit code (2 for bad usage, 1 for an error
 # at run time), exactly one "error: " line on stderr, as its last line, preceded by nothing but progress
-# lines (load:, device:, warning:, seed:), a message naming the file, key or tensor at fault, nothing on
+# lines (load:, device:, warning:, seed:, context:), a message naming the file, key or tensor at fault, nothing on
 # stdout, and no file left behind in the working directory. No sanitizer report may appear anywhere.
 # The good inputs must succeed with the expected output. Prints one line per case (ok, or FAIL with the
 # details) and "test_cli: N passed, M failed"; exits 1 if any case failed. Needs bash, coreutils and
@@ -91,7 +91,7 @@ expect_error() {
         local i
         for ((i = 0; i < n - 1; i++)); do
             case "${lines[i]}" in
-            load:* | device:* | warning:* | seed:*) ;;
+            load:* | device:* | warning:* | seed:* | context:*) ;;
             *)
                 problem="unexpected line on stderr before the error: '${lines[i]}'"
                 break
@@ -265,6 +265,37 @@ expect_error "TRN_KERNELS=bogus" 1 "TRN_KERNELS|||bogus" -- \
     env TRN_KERNELS=bogus "$TRINITY" generate -m "$G" -p hi -n 2 --device cpu
 expect_error "logits: unwritable output" 1 "no_such_dir" -- \
     "$TRINITY" logits -m "$G" --ids "1 2" -o "$TMP/no_such_dir/out.npy"
+# Inputs checked before they are read: a file argument must be a regular file under its kind's size cap (a device or
+# a directory is refused at once, not read toward the cap); text is UTF-8 in every command; an output is no input.
+expect_error "perplexity -f a directory" 1 "$(basename "$TEXTS")|||directory" -- "$TRINITY" perplexity -m "$G" -f "$TEXTS"
+expect_error "perplexity -f /dev/zero" 1 "/dev/zero|||not a regular file" -- \
+    timeout 10 "$TRINITY" perplexity -m "$G" -f /dev/zero
+expect_error "-m /dev/zero" 1 "/dev/zero|||not a regular file" -- "$TRINITY" generate -m /dev/zero -p hi
+expect_error "-m a directory" 1 "directory" -- "$TRINITY" info -m "$M"
+expect_error "generate -p not UTF-8" 1 "-p|||UTF-8|||offset 6" -- "$TRINITY" generate -m "$G" -p $'hello \xff' -n 1
+expect_error "tokenize: text not UTF-8" 1 "UTF-8|||0xc3" -- "$TRINITY" tokenize -m "$G" $'caf\xc3'
+expect_error "logits -p not UTF-8" 1 "UTF-8" -- "$TRINITY" logits -m "$G" -p $'\xed\xa0\x80' --top 1
+cp "$G" "$TMP/model_copy.gguf"
+expect_error "logits -o the model file" 1 "model_copy\.gguf|||input" -- \
+    "$TRINITY" logits -m "$TMP/model_copy.gguf" --ids "1 2" -o "$TMP/model_copy.gguf"
+if cmp -s "$G" "$TMP/model_copy.gguf"; then ok "logits -o the model file: the model unchanged"; else
+    not_ok "logits -o the model file: the model unchanged" "the model file was overwritten"; fi
+expect_error "logits -o /dev/null (not a regular file)" 1 "/dev/null|||regular" -- \
+    "$TRINITY" logits -m "$G" --ids "1 2" -o /dev/null
+
+# Context: one limit (2^20 positions) for files and -c; without -c a run gets the model's context up to 4096, said
+# on stderr, so that a small file declaring a huge context does not allocate its whole KV cache.
+expect_error "context_length past the limit" 1 "too_long_context\.gguf|||context_length|||1048576" -- \
+    "$TRINITY" generate -m "$M/too_long_context.gguf" -p hi -n 2 --temp 0
+expect_error "-c past the limit" 2 "-c|||1048576" -- "$TRINITY" generate -m "$G" -p hi -c 1048577
+if expect_success "a declared context of 2^20: default context 4096" -- \
+    "$TRINITY" generate -m "$M/long_context.gguf" -p hi -n 4 --temp 0 --device cpu; then
+    grep -q '^context: 4096 positions (the model declares 1048576' "$ERR"
+    check "a declared context of 2^20: default context 4096" "no 'context: 4096 positions' line on stderr" $?
+fi
+expect_error "a context that does not fit in memory" 1 "KV cache|||GB" -- \
+    "$TRINITY" generate --synthetic tinyllama -p hi -n 4 --temp 0 --device cpu -c 1048576
+
 if expect_success "perplexity --json" -- "$TRINITY" perplexity -m "$G" -f "$TEXTS/long.txt" -c 16 --json; then
     grep -q '"perplexity": [0-9]' "$OUT" && grep -q '"ctx": 16' "$OUT" && grep -q '"stderr"' "$OUT"
     check "perplexity --json" "JSON keys perplexity, stderr, ctx missing" $?

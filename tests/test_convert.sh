@@ -743,6 +743,45 @@ expect_error "hf: --vocab nonexistent" 1 'no_such_vocab\.gguf' -- \
 expect_error "hf: output folder does not exist" 1 'no_such_outdir' -- \
     "$TRINITY" convert --from hf "$HF" -o "$BAD/no_such_outdir/out.gguf"
 
+# An output that is an input is refused before anything is written (the input unchanged), also a file of the
+# checkpoint folder; a directory or a device as the output, and a device as an input, are refused with one line.
+cp "$T" "$BAD/trin_self.bin"
+expect_error "trin: -o is the input" 1 'trin_self\.bin|||input' -- \
+    "$TRINITY" convert --from trin "$BAD/trin_self.bin" --base "$HF" -o "$BAD/trin_self.bin"
+cmp -s "$T" "$BAD/trin_self.bin"
+check "trin: -o is the input: the input unchanged" "the TRIN file was overwritten" $?
+hf_copy hf_self
+expect_error "hf: -o is a shard of the checkpoint" 1 "${SHARD1//./\\.}|||input" -- \
+    "$TRINITY" convert --from hf "$BAD/hf_self" -o "$BAD/hf_self/$SHARD1"
+cmp -s "$HF/$SHARD1" "$BAD/hf_self/$SHARD1"
+check "hf: -o is a shard of the checkpoint: the shard unchanged" "the shard was overwritten" $?
+expect_error "hf: -o is a directory" 1 'directory' -- "$TRINITY" convert --from hf "$HF" -o "$BAD"
+expect_error "hf: --vocab /dev/zero" 1 '/dev/zero|||regular' -- \
+    "$TRINITY" convert --from hf "$HF" --vocab /dev/zero -o out.gguf
+
+# Interrupted: SIGTERM while the file is being written (strace holds the fsync before the rename for 3 s) leaves
+# neither the output nor its temporary behind.
+if command -v strace >/dev/null && strace -o /dev/null -e inject=fsync:delay_enter=1 true 2>/dev/null; then
+    rm -rf "$BAD/interrupted" && mkdir -p "$BAD/interrupted"
+    strace -f -o /dev/null -e trace=fsync -e inject=fsync:delay_enter=3000000 \
+        "$TRINITY" convert --from trin "$T" --base "$HF" -o "$BAD/interrupted/out.gguf" >/dev/null 2>&1 &
+    tracer=$!
+    for _ in $(seq 1 100); do # until the temporary exists (at most 10 s)
+        [ -n "$(find "$BAD/interrupted" -name '.out.gguf.*' -print -quit)" ] && break
+        sleep 0.1
+    done
+    had_tmp=$(find "$BAD/interrupted" -name '.out.gguf.*' -printf '%f ')
+    pid=$(pgrep -f -- "^$TRINITY convert --from trin .* -o $BAD/interrupted/out.gguf") # trinity, not strace
+    [ -n "$pid" ] && kill -TERM $pid
+    wait "$tracer" 2>/dev/null
+    left=$(find "$BAD/interrupted" -mindepth 1 -printf '%f ')
+    [ -n "$had_tmp" ] && [ -z "$left" ]
+    check "convert interrupted by SIGTERM: nothing left behind" \
+        "temporary seen: '${had_tmp}'; left in the folder: '${left}'" $?
+else
+    skip "convert interrupted by SIGTERM" "strace with fault injection not found"
+fi
+
 if [ "$LLAMA2C_OK" -eq 1 ]; then
     head -c $(($(stat -c %s "$STORIES/stories260K.bin") - 1)) "$STORIES/stories260K.bin" >"$BAD/stories260K_cut.bin"
     expect_error "llama2c: checkpoint one byte short" 1 'stories260K_cut\.bin' -- \
@@ -752,6 +791,8 @@ if [ "$LLAMA2C_OK" -eq 1 ]; then
         -o out.gguf
     expect_error "llama2c: nonexistent tokenizer" 1 'no_such_tok\.bin' -- \
         "$TRINITY" convert --from llama2c "$STORIES/stories260K.bin" --tokenizer "$BAD/no_such_tok.bin" -o out.gguf
+    expect_error "llama2c: --tokenizer /dev/zero" 1 '/dev/zero|||regular' -- timeout 10 \
+        "$TRINITY" convert --from llama2c "$STORIES/stories260K.bin" --tokenizer /dev/zero -o out.gguf
     head -c 3000 "$STORIES/tok512.bin" >"$BAD/tok_cut.bin"
     expect_error "llama2c: tokenizer truncated" 1 'tok_cut\.bin' -- \
         "$TRINITY" convert --from llama2c "$STORIES/stories260K.bin" --tokenizer "$BAD/tok_cut.bin" -o out.gguf

@@ -681,8 +681,11 @@ static void test_files(void) {
     CHECK(trn_gguf_open(missing, &g) == TRN_ERR_IO && g == NULL);
     check_error_message("open missing", missing, NULL);
     clear_error();
-    CHECK(trn_gguf_open(sub, &g) == TRN_ERR_IO && g == NULL); /* a directory */
-    check_error_message("open directory", sub, NULL);
+    CHECK(trn_gguf_open(sub, &g) == TRN_ERR_INVALID && g == NULL); /* a directory: refused before it is read */
+    check_error_message("open directory", sub, "directory");
+    clear_error();
+    CHECK(trn_gguf_open("/dev/zero", &g) == TRN_ERR_INVALID && g == NULL); /* a device */
+    check_error_message("open device", "/dev/zero", "not a regular file");
 
     /* an empty file and a truncated file on disk: TRN_ERR_FORMAT naming the path */
     FILE *f = fopen(path, "wb");
