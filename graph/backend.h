@@ -75,8 +75,8 @@ struct trn_backend {
     void *context;
 };
 
-/* Creates the backend named "cpu" (or "cuda" where built). */
-trn_status trn_backend_create(const char *device, trn_backend **out);
+/* Backends are created by their own constructors (trn_cpu_backend_create, trn_cuda_backend_create); choosing one by
+ * name ("cpu", "cuda", "auto") is the host's trn_backend_for_device (host/generate.h). */
 
 static inline void trn_backend_free(trn_backend *backend) {
     if (backend)

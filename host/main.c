@@ -71,7 +71,89 @@ static void usage(FILE *out) {
             "model: -m FILE.gguf, or --synthetic tinyllama|tinyllama-tq1|tiny (generated in memory, no download)\n"
             "cpu kernels: --kernels scalar|avx2|avx512|auto (default auto: the fastest this CPU runs; also the\n"
             "             TRN_KERNELS environment variable), --scalar (the same as --kernels scalar)\n"
-            "other: -h/--help\n");
+            "help: trinity COMMAND --help (or trinity help COMMAND) lists a command's flags and defaults\n");
+}
+
+/* Flags shared by every command that runs the model. */
+static const char run_flags[] =
+    "running the model:\n"
+    "  -t, --threads N           CPU threads (default: all cores; more than the cores is allowed but slow)\n"
+    "  --device cpu|cuda|auto    where to run (default auto: CUDA where a usable GPU and a CUDA build exist)\n"
+    "  --act int8|f32            ternary layers' activations: int8 per block of 256 as llama.cpp (default) or\n"
+    "                            exact floats\n"
+    "  --kernels scalar|avx2|avx512|auto   CPU kernel table (default auto: the fastest this CPU runs; also\n"
+    "                            TRN_KERNELS); --scalar is --kernels scalar\n"
+    "  --weights auto|resident|streaming|mapped   GPU weights (default auto: resident where they fit);\n"
+    "  --resident-layers K       with streaming or auto: the first K layers resident, the rest streamed\n";
+
+static const char model_flag[] =
+    "  -m, --model FILE          a GGUF model; or --synthetic tinyllama|tinyllama-tq1|tiny (random weights,\n"
+    "                            generated in memory: meaningless text, for benchmarks and tests)\n";
+
+typedef struct {
+    const char *name, *synopsis, *flags;
+    int runs_model; /* also takes run_flags */
+} command_help;
+
+static const command_help command_helps[] = {
+    {"generate", "-m FILE -p TEXT [options]: the prompt, then generated text on stdout",
+     "  -p, --prompt TEXT         the prompt, UTF-8 (default: empty: generation starts from BOS)\n"
+     "  -n, --n-predict N         new tokens (default: up to 128, within the context)\n"
+     "  -c, --ctx-size N          context positions (default: the model's, at most 4096; limit 1048576)\n"
+     "  --temp T                  temperature (default 0.8; 0 is greedy)\n"
+     "  --top-k K                 (default 40; 0 keeps every token)\n"
+     "  --top-p P                 (default 0.95)\n"
+     "  --repeat-penalty R        (default 1.0: off)\n"
+     "  -s, --seed S              (default: taken from the clock and printed on stderr)\n"
+     "  --no-bos                  do not start with the BOS token\n", 1},
+    {"tokenize", "-m FILE [--no-bos] TEXT: token ids on one line (a vocabulary-only GGUF works)",
+     "  --no-bos                  do not start with the BOS token\n", 0},
+    {"info", "-m FILE: hyperparameters and the tensor table", "", 0},
+    {"graph", "-m FILE [-c CTX]: the decode-step graph, one node per line, and its buffer plan",
+     "  -c, --ctx-size N          context positions (default: the model's, at most 4096)\n", 0},
+    {"bench", "(-m FILE | --synthetic NAME) [options]: prefill and decode tokens/s against measured bounds",
+     "  --prompt-tokens N         prompt length (default 64)\n"
+     "  --decode-tokens N         decode steps timed (default 32)\n"
+     "  --json                    one JSON object on stdout\n"
+     "  --compare-weights         (--device cuda) every GPU weight mode in one run\n", 1},
+    {"perplexity", "-m FILE -f TEXT.txt [options]: perplexity by llama.cpp's method",
+     "  -f, --file TEXT.txt       UTF-8 text (at most 256 MB)\n"
+     "  -c, --ctx-size N          chunk length (default: the model's context, at most 512)\n"
+     "  --json                    one JSON object on stdout\n", 1},
+    {"logits", "-m FILE (-p TEXT | --ids \"1 2 3\") (-o OUT.npy | --top K): teacher-forced logits",
+     "  -p, --prompt TEXT         text to tokenize (with BOS unless --no-bos)\n"
+     "  --ids \"1 2 3\"             token ids instead of text\n"
+     "  -o, --output OUT.npy      every position's logits as float32 [tokens, vocab]\n"
+     "  --top K                   the K best ids and logits per position, as text\n"
+     "  -c, --ctx-size N          context positions (default: the model's, at most 4096)\n", 1},
+    {"convert", "--from hf|trin|llama2c INPUT -o OUT.gguf [options]: another checkpoint format to GGUF",
+     "  --from hf HF_DIR          config.json + *.safetensors (F32, F16, BF16)\n"
+     "  --from trin PACKED.bin --base HF_DIR   the seed's packed ternary codes + their base checkpoint\n"
+     "  --from llama2c MODEL.bin --tokenizer TOK.bin   a llama2.c checkpoint (legacy float32 format)\n"
+     "  -o, --output OUT.gguf     the file to write (never one of the inputs)\n"
+     "  --type T                  linear layers: hf tq2_0 (default), tq1_0, f16, f32; trin tq2_0 (default),\n"
+     "                            tq1_0; llama2c f32 (default), f16, tq2_0, tq1_0 (rows a multiple of 256)\n"
+     "  --embed-type f16|f32      token embeddings (default f16; llama2c f32)\n"
+     "  --ternary-rule absmean|seed   hf: how float weights become ternary (default absmean)\n"
+     "  --vocab V.gguf            take the vocabulary from this GGUF instead\n", 0},
+};
+
+static const command_help *find_command_help(const char *name) {
+    for (size_t i = 0; i < TRN_ARRAY_LEN(command_helps); i++)
+        if (strcmp(command_helps[i].name, name) == 0)
+            return &command_helps[i];
+    return NULL;
+}
+
+/* `trinity COMMAND --help`: that command's flags with their defaults. */
+static void command_usage(const command_help *h, FILE *out) {
+    fprintf(out, "usage: trinity %s %s\n", h->name, h->synopsis);
+    if (strcmp(h->name, "convert") != 0)
+        fprintf(out, "%s", model_flag);
+    fprintf(out, "%s", h->flags);
+    if (h->runs_model)
+        fprintf(out, "%s", run_flags);
+    fprintf(out, "exit codes: 0 success, 1 an error at run time, 2 bad usage\n");
 }
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -121,14 +203,14 @@ static int parse_args(int argc, char **argv, cli_options *o) {
     }
     o->command = argv[1];
     if (strcmp(o->command, "-h") == 0 || strcmp(o->command, "--help") == 0 || strcmp(o->command, "help") == 0) {
-        usage(stdout);
+        const command_help *h = argc > 2 ? find_command_help(argv[2]) : NULL; /* trinity help COMMAND */
+        if (h)
+            command_usage(h, stdout);
+        else
+            usage(stdout);
         exit(0);
     }
-    const char *commands[] = {"generate", "tokenize", "info", "graph", "bench", "perplexity", "logits", "convert"};
-    int known = 0;
-    for (size_t i = 0; i < TRN_ARRAY_LEN(commands); i++)
-        known |= strcmp(o->command, commands[i]) == 0;
-    if (!known)
+    if (!find_command_help(o->command))
         return usage_error("unknown command '%s'", o->command);
     int positional_only = 0; /* after "--", every argument is text (e.g. tokenize -- -5) */
     for (int i = 2; i < argc; i++) {
@@ -154,7 +236,7 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             i++;                                                   \
         } while (0)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            usage(stdout);
+            command_usage(find_command_help(o->command), stdout);
             exit(0);
         } else if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
             NEED_VALUE();
@@ -426,9 +508,14 @@ static int cmd_generate(const cli_options *o) {
         fprintf(stderr, "backend: %s\n", backend->iface->describe(backend));
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tokens/s)\n", stats.n_prompt, stats.prompt_s,
                 stats.n_prompt / stats.prompt_s);
-        if (stats.n_generated > 1)
-            fprintf(stderr, "generate: %d tokens in %.3f s (%.2f tokens/s)%s\n", stats.n_generated - 1,
-                    stats.generate_s, (stats.n_generated - 1) / stats.generate_s, stats.hit_eos ? ", stopped at EOS" : "");
+        /* the first new token comes from the prompt's logits; each later one costs a decode step */
+        const int printed = stats.n_generated - stats.hit_eos, steps = stats.n_generated - 1;
+        fprintf(stderr, "generate: %d new token%s%s", printed, printed == 1 ? "" : "s",
+                stats.hit_eos ? ", then EOS" : "");
+        if (steps > 0)
+            fprintf(stderr, "; %d decode step%s in %.3f s (%.2f tokens/s)", steps, steps == 1 ? "" : "s",
+                    stats.generate_s, steps / stats.generate_s);
+        fprintf(stderr, "\n");
     }
     trn_backend_free(backend);
     trn_graph_free(graph);
@@ -751,6 +838,10 @@ int main(int argc, char **argv) {
         return rc;
     if ((rc = check_inputs(&o)) != 0)
         return rc;
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores > 0 && o.n_threads > cores)
+        fprintf(stderr, "warning: -t %d is more threads than the %ld processors here: every step will be slower\n",
+                o.n_threads, cores);
     trn_output_install_signal_cleanup(); /* an interrupted convert or logits -o leaves no temporary behind */
     if (strcmp(o.command, "generate") == 0)
         return cmd_generate(&o);

@@ -17,6 +17,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #ifdef TRN_HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -120,9 +121,20 @@ enum { PREFILL_REPS = 3, DECODE_ROUNDS = 7 };
 /* n_decode steps from `token` at position pos, with a bandwidth probe at `threads` threads before each of the
  * DECODE_ROUNDS rounds of steps (on a shared machine the bandwidth drifts: the fraction of the bound is only
  * meaningful when both are measured under the same conditions). */
+/* A line on standard error saying what is being measured, where standard error is a terminal (a bench run takes
+ * tens of seconds on a CPU). */
+static void progress(const char *fmt, int value) {
+    if (!isatty(2))
+        return;
+    fprintf(stderr, "bench: ");
+    fprintf(stderr, fmt, value);
+    fprintf(stderr, "\n");
+}
+
 static trn_status measure_decode(trn_backend *backend, int threads, int token, int pos, int n_decode, int on_cpu,
                                  double bytes_per_token, trn_bench_decode *out) {
     memset(out, 0, sizeof(*out));
+    progress("decode at %d thread(s), each round after a bandwidth probe", threads);
     out->threads = threads;
     double probes[DECODE_ROUNDS];
     double *times = malloc((size_t)n_decode * sizeof(double));
@@ -185,6 +197,7 @@ static trn_status measure_prefill(const trn_graph *graph, trn_backend *backend, 
                                   double (*peak)(double), int threads, trn_bench_result *res) {
     double batched[PREFILL_REPS], steps[PREFILL_REPS], probes[PREFILL_REPS];
     res->prefill_batched = backend->iface->prefill != NULL;
+    progress("prefill of %d tokens, batched and token by token, 3 rounds", n);
     for (int r = 0; r < PREFILL_REPS; r++) {
         probes[r] = peak && res->prefill_batched ? multiply_add_probe(peak, threads) : 0.0;
         double t0 = trn_time_s();

@@ -457,5 +457,25 @@ else
     not_ok "--help" "expected usage on stdout and exit 0"
 fi
 
+# A command's own help: its flags with their defaults, on stdout, exit 0 (also as `trinity help COMMAND`).
+for form in "generate --help" "help generate"; do
+    run "$TRINITY" $form
+    [ "$RC" -eq 0 ] && grep -q '^usage: trinity generate' "$OUT" && grep -q -- '--temp T .*default 0\.8' "$OUT" &&
+        grep -q -- '--threads' "$OUT" && [ -z "$(sanitizer_report)" ]
+    check "trinity $form" "expected generate's flags with defaults on stdout, exit 0" $?
+done
+run "$TRINITY" convert --help
+[ "$RC" -eq 0 ] && grep -q -- '--from llama2c' "$OUT" && grep -q 'llama2c f32 (default), f16, tq2_0, tq1_0' "$OUT" &&
+    ! grep -q -- '--threads' "$OUT"
+check "trinity convert --help" "expected convert's flags (and no run flags) on stdout, exit 0" $?
+
+# More threads than processors: allowed, with a warning; the new-token count is what -n asked for.
+T_OVER=$(($(getconf _NPROCESSORS_ONLN) + 1))
+if expect_success "generate -t $T_OVER -n 4" -- "$TRINITY" generate -m "$G" -p hi -n 4 --temp 0 -t "$T_OVER" --device cpu
+then
+    grep -q "^warning: -t $T_OVER is more threads than the" "$ERR" && grep -q '^generate: 4 new tokens; 3 decode steps' "$ERR"
+    check "generate -t $T_OVER -n 4" "no -t warning or no 'generate: 4 new tokens; 3 decode steps' line" $?
+fi
+
 echo "test_cli: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
