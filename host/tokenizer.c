@@ -521,8 +521,14 @@ size_t trn_tokenizer_decode(const trn_tokenizer *tok, int prev_token, int token,
 
 /* ---- text stream ---------------------------------------------------------------------------------- */
 
-void trn_text_stream_init(trn_text_stream *stream, FILE *file) {
-    stream->file = file;
+static void write_file(void *file, const char *bytes, size_t n) { fwrite(bytes, 1, n, (FILE *)file); }
+
+void trn_text_stream_init(trn_text_stream *stream, FILE *file) { trn_text_stream_init_sink(stream, write_file, file); }
+
+void trn_text_stream_init_sink(trn_text_stream *stream, void (*write)(void *user, const char *bytes, size_t n),
+                               void *user) {
+    stream->write = write;
+    stream->user = user;
     stream->n_pending = 0;
 }
 
@@ -540,7 +546,7 @@ void trn_text_stream_write(trn_text_stream *stream, const char *bytes, size_t n)
         }
         /* Complete, or the next byte cannot continue it: either way the held bytes go out as they are,
          * and a byte that did not fit is handled below. */
-        fwrite(stream->pending, 1, (size_t)stream->n_pending, stream->file);
+        stream->write(stream->user, (const char *)stream->pending, (size_t)stream->n_pending);
         stream->n_pending = 0;
     }
     if (i == n)
@@ -560,13 +566,13 @@ void trn_text_stream_write(trn_text_stream *stream, const char *bytes, size_t n)
         pos += (int)k == need ? k : 1; /* an invalid sequence: its lead byte goes out alone */
     }
     if (end > i)
-        fwrite(b + i, 1, end - i, stream->file);
+        stream->write(stream->user, (const char *)b + i, end - i);
     memcpy(stream->pending, b + end, n - end);
     stream->n_pending = (int)(n - end);
 }
 
 void trn_text_stream_flush(trn_text_stream *stream) {
     if (stream->n_pending > 0)
-        fwrite(stream->pending, 1, (size_t)stream->n_pending, stream->file);
+        stream->write(stream->user, (const char *)stream->pending, (size_t)stream->n_pending);
     stream->n_pending = 0;
 }

@@ -49,12 +49,16 @@ size_t trn_tokenizer_decode(const trn_tokenizer *tok, int prev_token, int token,
 /* A writer that never splits a UTF-8 character across writes: bytes of an incomplete character are
  * held until the character completes. trn_text_stream_flush writes whatever is held. */
 typedef struct {
-    FILE *file;
+    void (*write)(void *user, const char *bytes, size_t n); /* where complete characters go */
+    void *user;
     unsigned char pending[4];
     int n_pending;
 } trn_text_stream;
 
+/* Writes to a FILE, or through write(user, bytes, n). */
 void trn_text_stream_init(trn_text_stream *stream, FILE *file);
+void trn_text_stream_init_sink(trn_text_stream *stream, void (*write)(void *user, const char *bytes, size_t n),
+                               void *user);
 void trn_text_stream_write(trn_text_stream *stream, const char *bytes, size_t n);
 void trn_text_stream_flush(trn_text_stream *stream);
 
