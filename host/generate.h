@@ -1,4 +1,4 @@
-/* generate.h: the generation loop (prompt in, text out) over any backend, and backend selection. */
+/* generate.h: prompts through any backend (batched prefill or step by step), and backend selection. */
 #ifndef TRN_GENERATE_H
 #define TRN_GENERATE_H
 
@@ -6,26 +6,6 @@
 
 #include "../graph/backend.h"
 #include "model.h"
-
-typedef struct {
-    int n_predict;        /* new tokens to generate (stops earlier at EOS) */
-    int add_bos;
-    FILE *out;            /* the prompt and the generated text */
-} trn_generate_options;
-
-typedef struct {
-    int n_prompt;         /* prompt tokens including BOS */
-    int n_generated;
-    double prompt_s;      /* time to process the prompt and sample the first token */
-    double generate_s;    /* time for the remaining tokens */
-    int hit_eos;
-} trn_generate_stats;
-
-/* Encodes `prompt`, checks that prompt + n_predict fits the graph's context, runs the prompt through the
- * backend and samples until EOS or n_predict tokens, printing the prompt and each new piece to opts->out
- * as UTF-8 that is never split inside a character. */
-trn_status trn_generate(const trn_model *model, const trn_graph *graph, trn_backend *backend, const char *prompt,
-                        const trn_generate_options *opts, trn_generate_stats *stats);
 
 /* Runs tokens[0..n_tokens) at positions pos0.. as the backend's prefill does (see backend.h): through the backend's
  * batched prefill where it has one, else token by token (trn_prefill_steps). With want_output the next token is
@@ -37,7 +17,8 @@ trn_status trn_prefill(const trn_graph *graph, trn_backend *backend, const int *
 trn_status trn_prefill_steps(const trn_graph *graph, trn_backend *backend, const int *tokens, int n_tokens, int pos0,
                              int want_output, int *next_token, float *all_logits);
 
-/* "cpu", "cuda" or "auto" (the best available; says which on standard error). */
-trn_status trn_backend_for_device(const char *device, trn_backend **out);
+/* "cpu", "cuda" or "auto" (the best available). For auto, choice[cap] (may be NULL) receives what was chosen and why:
+ * "cuda", or "cpu (CUDA unavailable: REASON)"; it is left empty for a named device. Prints nothing. */
+trn_status trn_backend_for_device(const char *device, trn_backend **out, char *choice, size_t cap);
 
 #endif

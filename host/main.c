@@ -17,6 +17,7 @@
 #include "generate.h"
 #include "npy.h"
 #include "output_file.h"
+#include "trinity.h"
 #include "model.h"
 
 #define EXIT_RUNTIME 1
@@ -34,6 +35,7 @@ typedef struct {
     int add_bos;
     int json;
     int force_scalar;
+    const char *kernels;  /* --kernels, or NULL */
     int seed_given;
     trn_sampling sampling;
     const char *text;     /* tokenize */
@@ -327,7 +329,7 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             NEED_VALUE();
             if (strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "avx512") && strcmp(v, "auto"))
                 return usage_error("--kernels %s: expected scalar, avx2, avx512 or auto", v);
-            setenv("TRN_KERNELS", v, 1); /* the CPU backend reads it (ops.h, trn_cpu_ops_for_backend) */
+            o->kernels = v;
         } else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) {
             NEED_VALUE();
             o->text_file = v;
@@ -444,23 +446,86 @@ static int load_model(const cli_options *o, trn_model **model) {
     double t0 = trn_time_s();
     if (trn_model_load(o->model_path, model) != TRN_OK)
         return fail();
-    if (strcmp(o->command, "generate") == 0 || strcmp(o->command, "bench") == 0)
+    if (strcmp(o->command, "bench") == 0)
         fprintf(stderr, "load: %s in %.2f s\n", (*model)->name, trn_time_s() - t0);
     return 0;
 }
 
 /* -c, or the model's context up to TRN_DEFAULT_CONTEXT (said on standard error where that is less than the file
  * declares: the KV cache is allocated for the whole context up front). */
-static int context_size(const cli_options *o, const trn_model *model) {
-    if (o->n_ctx > model->hp.n_ctx_train)
-        fprintf(stderr, "warning: -c %d exceeds the context length the model declares (%d)\n", o->n_ctx,
-                model->hp.n_ctx_train);
+static int context_size(const cli_options *o, int n_ctx_train) {
+    if (o->n_ctx > n_ctx_train)
+        fprintf(stderr, "warning: -c %d exceeds the context length the model declares (%d)\n", o->n_ctx, n_ctx_train);
     if (o->n_ctx > 0)
         return o->n_ctx;
-    const int n_ctx = trn_model_default_context(model);
-    if (n_ctx < model->hp.n_ctx_train)
-        fprintf(stderr, "context: %d positions (the model declares %d; -c N for more)\n", n_ctx, model->hp.n_ctx_train);
+    const int n_ctx = TRN_MIN(n_ctx_train, TRN_DEFAULT_CONTEXT);
+    if (n_ctx < n_ctx_train)
+        fprintf(stderr, "context: %d positions (the model declares %d; -c N for more)\n", n_ctx, n_ctx_train);
     return n_ctx;
+}
+
+/* The model through the public API, with the run flags (-t, --device, --act, --weights, --kernels, --scalar). */
+static int open_model(const cli_options *o, int vocab_only, trinity_model **model) {
+    trinity_model_params p = trinity_model_params_default();
+    p.device = strcmp(o->device, "cpu") == 0 ? TRINITY_DEVICE_CPU
+               : strcmp(o->device, "cuda") == 0 ? TRINITY_DEVICE_CUDA : TRINITY_DEVICE_AUTO;
+    p.n_threads = o->n_threads;
+    p.weights = (trinity_weights)o->weights;
+    p.resident_layers = o->resident_layers_given ? o->resident_layers : -1;
+    p.f32_activations = o->act == TRN_ACT_F32;
+    p.kernels = o->force_scalar ? "scalar" : o->kernels; /* NULL: TRN_KERNELS, else auto */
+    p.vocab_only = vocab_only;
+    const double t0 = trn_time_s();
+    if (trinity_model_open(o->model_path, &p, model) != TRINITY_OK)
+        return fail();
+    if (strcmp(o->command, "generate") == 0)
+        fprintf(stderr, "load: %s in %.2f s\n", trinity_model_name(*model), trn_time_s() - t0);
+    return 0;
+}
+
+/* A session of n_ctx positions with the sampling flags (greedy where `greedy`). */
+static int open_session(const cli_options *o, trinity_model *model, int n_ctx, int greedy, trinity_session **out) {
+    trinity_session_params p = trinity_session_params_default();
+    p.n_ctx = n_ctx;
+    p.temperature = greedy ? 0.0f : o->sampling.temp;
+    p.top_k = o->sampling.top_k;
+    p.top_p = o->sampling.top_p;
+    p.repeat_penalty = o->sampling.repeat_penalty;
+    p.seed = o->sampling.seed;
+    if (!greedy && !o->seed_given && p.temperature > 0.0f) {
+        p.seed = (uint64_t)time(NULL);
+        fprintf(stderr, "seed: %llu\n", (unsigned long long)p.seed);
+    }
+    if (trinity_session_new(model, &p, out) != TRINITY_OK)
+        return fail();
+    if (trinity_session_device_choice(*out)[0])
+        fprintf(stderr, "device: %s\n", trinity_session_device_choice(*out));
+    return 0;
+}
+
+/* The ids of `text` (with BOS where add_bos), malloc'd; 0 on success. */
+static int tokenize_text(trinity_model *model, const char *text, size_t len, int add_bos, int **ids, int *n_ids) {
+    int n = 0;
+    trinity_tokenize(model, text, len, add_bos, NULL, 0, &n); /* the count */
+    *ids = malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
+    if (!*ids) {
+        fprintf(stderr, "error: out of memory for %d token ids\n", n);
+        return EXIT_RUNTIME;
+    }
+    if (trinity_tokenize(model, text, len, add_bos, *ids, n, n_ids) != TRINITY_OK) {
+        free(*ids);
+        *ids = NULL;
+        return fail();
+    }
+    return 0;
+}
+
+static int print_piece(const char *piece, size_t len, int token, void *user) {
+    (void)token;
+    (void)user;
+    fwrite(piece, 1, len, stdout);
+    fflush(stdout);
+    return 0;
 }
 
 /* The command's text inputs (-p, tokenize's argument, perplexity -f) are UTF-8: anything else is refused with the
@@ -475,76 +540,79 @@ static int check_utf8(const char *what, const char *text, size_t len) {
 }
 
 static int cmd_generate(const cli_options *o) {
-    trn_model *model = NULL;
-    int rc = load_model(o, &model);
+    trinity_model *model = NULL;
+    trinity_session *session = NULL;
+    int rc = open_model(o, 0, &model);
     if (rc)
         return rc;
-    trn_graph *graph = NULL;
-    trn_backend *backend = NULL;
-    trn_backend_config config = {.n_threads = o->n_threads, .act = o->act, .force_scalar = o->force_scalar,
-                                 .sampling = o->sampling, .weights = o->weights,
-                                 .resident_layers_given = o->resident_layers_given,
-                                 .resident_layers = o->resident_layers};
-    if (!o->seed_given && config.sampling.temp > 0.0f) {
-        config.sampling.seed = (uint64_t)time(NULL);
-        fprintf(stderr, "seed: %llu\n", (unsigned long long)config.sampling.seed);
+    const char *prompt = o->prompt ? o->prompt : "";
+    const int n_ctx = context_size(o, trinity_model_n_ctx_train(model));
+    int *ids = NULL, n_ids = 0;
+    rc = tokenize_text(model, prompt, strlen(prompt), o->add_bos, &ids, &n_ids);
+    /* default: up to 128 new tokens, within the context */
+    const int n_predict = o->n_predict >= 0 ? o->n_predict : TRN_MAX(0, TRN_MIN(128, n_ctx - n_ids));
+    if (rc == 0 && n_ids == 0) {
+        fprintf(stderr, "error: the prompt is empty and --no-bos was given: nothing to start from\n");
+        rc = EXIT_RUNTIME;
+    } else if (rc == 0 && n_ids > n_ctx) {
+        fprintf(stderr, "error: the prompt is %d tokens, longer than the context of %d (-c)\n", n_ids, n_ctx);
+        rc = EXIT_RUNTIME;
+    } else if (rc == 0 && (int64_t)n_ids + n_predict > n_ctx) {
+        fprintf(stderr, "error: -n %d after a %d-token prompt needs %lld positions, more than the context of %d (-c)\n",
+                n_predict, n_ids, (long long)n_ids + n_predict, n_ctx);
+        rc = EXIT_RUNTIME;
     }
-    const int n_ctx = context_size(o, model);
-    trn_generate_options gen = {.n_predict = o->n_predict, .add_bos = o->add_bos, .out = stdout};
-    if (gen.n_predict < 0) { /* default: up to 128 new tokens, within the context */
-        int *ids = NULL, n_ids = 0;
-        if (trn_tokenizer_encode(model->tokenizer, o->prompt ? o->prompt : "", strlen(o->prompt ? o->prompt : ""),
-                                 o->add_bos, &ids, &n_ids) == TRN_OK)
-            gen.n_predict = TRN_MAX(0, TRN_MIN(128, n_ctx - n_ids));
-        free(ids);
+    if (rc == 0)
+        rc = open_session(o, model, n_ctx, 0, &session);
+    if (rc == 0) {
+        /* the prompt as its tokens decode (whole characters: the prompt is UTF-8), then each new piece */
+        char piece[256];
+        for (int i = 0, prev = -1; i < n_ids; prev = ids[i++])
+            fwrite(piece, 1, TRN_MIN(trinity_token_piece(model, prev, ids[i], piece, sizeof(piece)), sizeof(piece)),
+                   stdout);
+        fflush(stdout);
+        double t0 = trn_time_s();
+        int n_generated = 0;
+        if (trinity_session_feed(session, ids, n_ids, NULL) != TRINITY_OK)
+            rc = fail();
+        const double prompt_s = trn_time_s() - t0;
+        t0 = trn_time_s();
+        if (rc == 0 && trinity_session_generate(session, n_predict, print_piece, NULL, &n_generated) != TRINITY_OK)
+            rc = fail();
+        const double generate_s = trn_time_s() - t0;
+        if (rc == 0) {
+            printf("\n");
+            fprintf(stderr, "backend: %s\n", trinity_session_device(session));
+            fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tokens/s)\n", n_ids, prompt_s, n_ids / prompt_s);
+            /* the first new token comes from the prompt's logits; each later one costs a decode step */
+            const int hit_eos = n_generated > 0 && trinity_session_last_token(session) == trinity_token_eos(model);
+            const int printed = n_generated - hit_eos, steps = n_generated - 1;
+            fprintf(stderr, "generate: %d new token%s%s", printed, printed == 1 ? "" : "s", hit_eos ? ", then EOS" : "");
+            if (steps > 0)
+                fprintf(stderr, "; %d decode step%s in %.3f s (%.2f tokens/s)", steps, steps == 1 ? "" : "s",
+                        generate_s, steps / generate_s);
+            fprintf(stderr, "\n");
+        }
     }
-    trn_generate_stats stats;
-    if (trn_graph_build_decode(model, n_ctx, &graph) != TRN_OK || trn_backend_for_device(o->device, &backend) != TRN_OK ||
-        backend->iface->prepare(backend, graph, &config) != TRN_OK ||
-        trn_generate(model, graph, backend, o->prompt ? o->prompt : "", &gen, &stats) != TRN_OK) {
-        rc = fail();
-    } else {
-        printf("\n");
-        fprintf(stderr, "backend: %s\n", backend->iface->describe(backend));
-        fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tokens/s)\n", stats.n_prompt, stats.prompt_s,
-                stats.n_prompt / stats.prompt_s);
-        /* the first new token comes from the prompt's logits; each later one costs a decode step */
-        const int printed = stats.n_generated - stats.hit_eos, steps = stats.n_generated - 1;
-        fprintf(stderr, "generate: %d new token%s%s", printed, printed == 1 ? "" : "s",
-                stats.hit_eos ? ", then EOS" : "");
-        if (steps > 0)
-            fprintf(stderr, "; %d decode step%s in %.3f s (%.2f tokens/s)", steps, steps == 1 ? "" : "s",
-                    stats.generate_s, steps / stats.generate_s);
-        fprintf(stderr, "\n");
-    }
-    trn_backend_free(backend);
-    trn_graph_free(graph);
-    trn_model_free(model);
+    free(ids);
+    trinity_session_free(session);
+    trinity_model_free(model);
     return rc;
 }
 
 static int cmd_tokenize(const cli_options *o) {
-    trn_gguf *gguf = NULL;
-    trn_tokenizer *tok = NULL;
-    /* a vocabulary-only GGUF has no tensors: open the tokenizer without binding a model */
-    trn_status status = strncmp(o->model_path, "synthetic:", 10) == 0 ? trn_synthetic_gguf(o->model_path + 10, &gguf)
-                                                                       : trn_gguf_open(o->model_path, &gguf);
-    if (status == TRN_OK)
-        status = trn_tokenizer_from_gguf(gguf, &tok);
+    trinity_model *model = NULL; /* the vocabulary alone: a vocabulary-only GGUF has no tensors */
+    int rc = open_model(o, 1, &model);
     int *ids = NULL, n_ids = 0;
-    if (status == TRN_OK)
-        status = trn_tokenizer_encode(tok, o->text, strlen(o->text), o->add_bos, &ids, &n_ids);
-    int rc = 0;
-    if (status != TRN_OK) {
-        rc = fail();
-    } else {
+    if (rc == 0)
+        rc = tokenize_text(model, o->text, strlen(o->text), o->add_bos, &ids, &n_ids);
+    if (rc == 0) {
         for (int i = 0; i < n_ids; i++)
             printf("%s%d", i ? " " : "", ids[i]);
         printf("\n");
     }
     free(ids);
-    trn_tokenizer_free(tok);
-    trn_gguf_close(gguf);
+    trinity_model_free(model);
     return rc;
 }
 
@@ -596,7 +664,7 @@ static int cmd_graph(const cli_options *o) {
     if (rc)
         return rc;
     trn_graph *graph = NULL;
-    if (trn_graph_build_decode(model, context_size(o, model), &graph) != TRN_OK)
+    if (trn_graph_build_decode(model, context_size(o, model->hp.n_ctx_train), &graph) != TRN_OK)
         rc = fail();
     else
         trn_graph_print(graph, stdout);
@@ -606,6 +674,8 @@ static int cmd_graph(const cli_options *o) {
 }
 
 static int cmd_bench(const cli_options *o) {
+    if (o->kernels)
+        setenv("TRN_KERNELS", o->kernels, 1); /* the benchmark's backends read it (trn_cpu_ops_for_backend) */
     trn_model *model = NULL;
     int rc = load_model(o, &model);
     if (rc)
@@ -627,23 +697,9 @@ static int cmd_bench(const cli_options *o) {
     return rc;
 }
 
-/* A graph and a prepared backend for evaluation (greedy sampling; the sampled token is unused). */
-static int prepare_eval(const cli_options *o, const trn_model *model, int n_ctx, trn_graph **graph,
-                        trn_backend **backend) {
-    trn_backend_config config = {.n_threads = o->n_threads, .act = o->act, .force_scalar = o->force_scalar,
-                                 .sampling = trn_sampling_default(), .weights = o->weights,
-                                 .resident_layers_given = o->resident_layers_given,
-                                 .resident_layers = o->resident_layers};
-    config.sampling.temp = 0.0f;
-    if (trn_graph_build_decode(model, n_ctx, graph) != TRN_OK || trn_backend_for_device(o->device, backend) != TRN_OK ||
-        (*backend)->iface->prepare(*backend, *graph, &config) != TRN_OK)
-        return fail();
-    return 0;
-}
-
 static void print_progress(int chunk, int n_chunks, double ppl, void *user) {
-    if (*(const int *)user)
-        fprintf(stderr, "\rperplexity: chunk %d/%d, running %.4f", chunk, n_chunks, ppl);
+    (void)user;
+    fprintf(stderr, "\rperplexity: chunk %d/%d, running %.4f", chunk, n_chunks, ppl);
 }
 
 static int cmd_perplexity(const cli_options *o) {
@@ -655,29 +711,28 @@ static int cmd_perplexity(const cli_options *o) {
         free(text);
         return EXIT_RUNTIME;
     }
-    trn_model *model = NULL;
-    int rc = load_model(o, &model);
-    if (rc) {
-        free(text);
-        return rc;
-    }
-    const int ctx = o->n_ctx > 0 ? o->n_ctx : TRN_MIN(512, model->hp.n_ctx_train);
-    int *ids = NULL, n_ids = 0;
-    trn_graph *graph = NULL;
-    trn_backend *backend = NULL;
-    if (ctx > model->hp.n_ctx_train) {
-        fprintf(stderr, "error: -c %d is larger than the model's context length %d\n", ctx, model->hp.n_ctx_train);
+    trinity_model *model = NULL;
+    trinity_session *session = NULL;
+    int rc = open_model(o, 0, &model), *ids = NULL, n_ids = 0;
+    const int n_ctx_train = rc == 0 ? trinity_model_n_ctx_train(model) : 0;
+    const int ctx = o->n_ctx > 0 ? o->n_ctx : TRN_MIN(512, n_ctx_train);
+    if (rc == 0 && ctx > n_ctx_train) {
+        fprintf(stderr, "error: -c %d is larger than the model's context length %d\n", ctx, n_ctx_train);
         rc = EXIT_RUNTIME;
-    } else if (trn_tokenizer_encode(model->tokenizer, text, len, 1, &ids, &n_ids) != TRN_OK) {
-        rc = fail();
-    } else if (n_ids < ctx || n_ids < 4) {
+    }
+    if (rc == 0)
+        rc = tokenize_text(model, text, len, 1, &ids, &n_ids);
+    if (rc == 0 && (n_ids < ctx || n_ids < 4)) {
         fprintf(stderr, "error: %s is %d tokens; perplexity with -c %d needs at least %d\n", o->text_file, n_ids, ctx,
                 TRN_MAX(ctx, 4));
         rc = EXIT_RUNTIME;
-    } else if ((rc = prepare_eval(o, model, ctx, &graph, &backend)) == 0) {
-        int show = isatty(2) && !o->json;
-        trn_perplexity_result r;
-        if (trn_eval_perplexity(model, graph, backend, ids, n_ids, ctx, print_progress, &show, &r) != TRN_OK) {
+    }
+    if (rc == 0)
+        rc = open_session(o, model, ctx, 1, &session);
+    if (rc == 0) {
+        const int show = isatty(2) && !o->json;
+        trinity_perplexity_result r = {.size = sizeof(r)};
+        if (trinity_session_perplexity(session, text, len, ctx, show ? print_progress : NULL, NULL, &r) != TRINITY_OK) {
             rc = fail();
         } else {
             if (show)
@@ -685,20 +740,19 @@ static int cmd_perplexity(const cli_options *o) {
             if (o->json)
                 printf("{\"perplexity\": %.10g, \"stderr\": %.6g, \"tokens\": %d, \"scored\": %d, \"chunks\": %d, "
                        "\"ctx\": %d, \"tokens_per_s\": %.3f, \"device\": \"%s\"}\n",
-                       r.perplexity, r.stderr_perplexity, r.n_tokens, r.n_scored, r.n_chunks, r.ctx, r.tokens_per_s,
-                       backend->iface->describe(backend));
+                       r.perplexity, r.std_error, r.n_tokens, r.n_scored, r.n_chunks, r.chunk, r.tokens_per_s,
+                       trinity_session_device(session));
             else
                 printf("perplexity: %.4f +/- %.4f over %d scored tokens (%d chunks of %d, %d tokens in the text); "
                        "%.1f tokens/s on %s\n",
-                       r.perplexity, r.stderr_perplexity, r.n_scored, r.n_chunks, r.ctx, r.n_tokens, r.tokens_per_s,
-                       backend->iface->describe(backend));
+                       r.perplexity, r.std_error, r.n_scored, r.n_chunks, r.chunk, r.n_tokens, r.tokens_per_s,
+                       trinity_session_device(session));
         }
     }
     free(ids);
     free(text);
-    trn_backend_free(backend);
-    trn_graph_free(graph);
-    trn_model_free(model);
+    trinity_session_free(session);
+    trinity_model_free(model);
     return rc;
 }
 
@@ -739,15 +793,16 @@ static int cmd_logits(const cli_options *o) {
     int *ids = NULL, n_ids = 0;
     if (o->ids && !parse_ids(o->ids, &ids, &n_ids))
         return EXIT_USAGE;
-    trn_model *model = NULL;
-    int rc = load_model(o, &model);
+    trinity_model *model = NULL;
+    trinity_session *session = NULL;
+    int rc = open_model(o, 0, &model);
     if (rc) {
         free(ids);
         return rc;
     }
-    if (o->prompt && trn_tokenizer_encode(model->tokenizer, o->prompt, strlen(o->prompt), o->add_bos, &ids, &n_ids) != TRN_OK)
-        rc = fail();
-    const int n_vocab = model->hp.n_vocab;
+    if (o->prompt)
+        rc = tokenize_text(model, o->prompt, strlen(o->prompt), o->add_bos, &ids, &n_ids);
+    const int n_vocab = trinity_model_n_vocab(model);
     for (int i = 0; rc == 0 && i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= n_vocab) {
             fprintf(stderr, "error: token id %d is outside the vocabulary of %d\n", ids[i], n_vocab);
@@ -757,20 +812,18 @@ static int cmd_logits(const cli_options *o) {
         fprintf(stderr, "error: the prompt is empty and --no-bos was given: no tokens to score\n");
         rc = EXIT_RUNTIME;
     }
-    const int n_ctx = rc == 0 ? context_size(o, model) : 0;
+    const int n_ctx = rc == 0 ? context_size(o, trinity_model_n_ctx_train(model)) : 0;
     if (rc == 0 && n_ids > n_ctx) {
         fprintf(stderr, "error: %d tokens are more than the context of %d (-c)\n", n_ids, n_ctx);
         rc = EXIT_RUNTIME;
     }
-    trn_graph *graph = NULL;
-    trn_backend *backend = NULL;
     float *logits = NULL;
-    if (rc == 0 && (rc = prepare_eval(o, model, n_ctx, &graph, &backend)) == 0) {
+    if (rc == 0 && (rc = open_session(o, model, n_ctx, 1, &session)) == 0) {
         logits = malloc((size_t)n_ids * n_vocab * sizeof(float));
         if (!logits) {
             fprintf(stderr, "error: out of memory for %d x %d logits\n", n_ids, n_vocab);
             rc = EXIT_RUNTIME;
-        } else if (trn_eval_logits(model, graph, backend, ids, n_ids, logits) != TRN_OK) {
+        } else if (trinity_session_feed(session, ids, n_ids, logits) != TRINITY_OK) {
             rc = fail();
         } else if (o->output) {
             if (trn_npy_write_f32(o->output, logits, n_ids, n_vocab) != TRN_OK)
@@ -803,9 +856,8 @@ static int cmd_logits(const cli_options *o) {
     }
     free(logits);
     free(ids);
-    trn_backend_free(backend);
-    trn_graph_free(graph);
-    trn_model_free(model);
+    trinity_session_free(session);
+    trinity_model_free(model);
     return rc;
 }
 

@@ -22,9 +22,12 @@ _Static_assert((int)TRINITY_WEIGHTS_MAPPED == (int)TRN_WEIGHTS_MAPPED &&
                "trinity_weights mirrors trn_weight_mode");
 
 struct trinity_model {
-    trn_model *model;
+    trn_model *model;         /* NULL when vocab_only */
+    trn_gguf *vocab_gguf;     /* vocab_only: the file, and its tokenizer */
+    trn_tokenizer *vocab;
+    const trn_tokenizer *tok; /* the model's or the vocabulary's */
     trinity_model_params params;
-    char kernels[16]; /* params.kernels, copied */
+    char kernels[16];         /* params.kernels, copied */
 };
 
 struct trinity_session {
@@ -40,6 +43,7 @@ struct trinity_session {
     trinity_piece_fn on_piece;
     void *user;
     int token, stop; /* the token whose bytes are being written; the callback asked to stop */
+    char choice[512];  /* how TRINITY_DEVICE_AUTO chose */
 };
 
 static trinity_status status_of(trn_status s) { return (trinity_status)s; }
@@ -103,10 +107,18 @@ trinity_status trinity_model_open(const char *path, const trinity_model_params *
             snprintf(m->kernels, sizeof(m->kernels), "%s", p->kernels);
     }
     m->params.kernels = NULL; /* the copy in m->kernels is what counts */
-    if (status == TRN_OK)
+    if (status == TRN_OK && p->vocab_only) {
+        status = strncmp(path, "synthetic:", 10) == 0 ? trn_synthetic_gguf(path + 10, &m->vocab_gguf)
+                                                       : trn_gguf_open(path, &m->vocab_gguf);
+        if (status == TRN_OK)
+            status = trn_tokenizer_from_gguf(m->vocab_gguf, &m->vocab);
+        m->tok = m->vocab;
+    } else if (status == TRN_OK) {
         status = trn_model_load(path, &m->model);
+        m->tok = m->model ? m->model->tokenizer : NULL;
+    }
     if (status != TRN_OK) {
-        free(m);
+        trinity_model_free(m);
         return status_of(status);
     }
     *out = m;
@@ -117,14 +129,16 @@ void trinity_model_free(trinity_model *m) {
     if (!m)
         return;
     trn_model_free(m->model);
+    trn_tokenizer_free(m->vocab);
+    trn_gguf_close(m->vocab_gguf);
     free(m);
 }
 
-const char *trinity_model_name(const trinity_model *m) { return m->model->name; }
-int trinity_model_n_vocab(const trinity_model *m) { return m->model->hp.n_vocab; }
-int trinity_model_n_ctx_train(const trinity_model *m) { return m->model->hp.n_ctx_train; }
-int trinity_token_bos(const trinity_model *m) { return trn_tokenizer_bos(m->model->tokenizer); }
-int trinity_token_eos(const trinity_model *m) { return trn_tokenizer_eos(m->model->tokenizer); }
+const char *trinity_model_name(const trinity_model *m) { return m->model ? m->model->name : "vocabulary"; }
+int trinity_model_n_vocab(const trinity_model *m) { return trn_tokenizer_n_vocab(m->tok); }
+int trinity_model_n_ctx_train(const trinity_model *m) { return m->model ? m->model->hp.n_ctx_train : 0; }
+int trinity_token_bos(const trinity_model *m) { return trn_tokenizer_bos(m->tok); }
+int trinity_token_eos(const trinity_model *m) { return trn_tokenizer_eos(m->tok); }
 
 /* ---- tokens ---- */
 
@@ -132,7 +146,7 @@ trinity_status trinity_tokenize(const trinity_model *m, const char *text, size_t
                                 int capacity, int *n_ids) {
     int *all = NULL, n = 0;
     *n_ids = 0;
-    TRY(trn_tokenizer_encode(m->model->tokenizer, text ? text : "", text ? len : 0, add_bos, &all, &n));
+    TRY(trn_tokenizer_encode(m->tok, text ? text : "", text ? len : 0, add_bos, &all, &n));
     *n_ids = n;
     const int kept = n < capacity ? n : (capacity > 0 ? capacity : 0);
     if (kept > 0)
@@ -144,9 +158,9 @@ trinity_status trinity_tokenize(const trinity_model *m, const char *text, size_t
 }
 
 size_t trinity_token_piece(const trinity_model *m, int prev, int token, char *buf, size_t capacity) {
-    if (token < 0 || token >= m->model->hp.n_vocab)
+    if (token < 0 || token >= trn_tokenizer_n_vocab(m->tok))
         return 0;
-    return trn_tokenizer_decode(m->model->tokenizer, prev, token, buf, capacity);
+    return trn_tokenizer_decode(m->tok, prev, token, buf, capacity);
 }
 
 /* ---- sessions ---- */
@@ -166,6 +180,8 @@ trinity_session_params trinity_session_params_default(void) {
 
 trinity_status trinity_session_new(trinity_model *m, const trinity_session_params *params, trinity_session **out) {
     *out = NULL;
+    if (!m->model)
+        return status_of(trn_fail(TRN_ERR_INVALID, "a vocabulary-only model (vocab_only) runs no sessions"));
     trinity_session_params p = trinity_session_params_default();
     if (params) {
         if (params->size < offsetof(trinity_session_params, n_ctx) + sizeof(params->n_ctx))
@@ -194,7 +210,7 @@ trinity_status trinity_session_new(trinity_model *m, const trinity_session_param
     const int n_ctx = p.n_ctx > 0 ? p.n_ctx : trn_model_default_context(m->model);
     trn_status status = trn_graph_build_decode(m->model, n_ctx, &s->graph);
     if (status == TRN_OK)
-        status = trn_backend_for_device(devices[mp->device], &s->backend);
+        status = trn_backend_for_device(devices[mp->device], &s->backend, s->choice, sizeof(s->choice));
     if (status == TRN_OK)
         status = s->backend->iface->prepare(s->backend, s->graph, &config);
     if (status != TRN_OK) {
@@ -217,6 +233,7 @@ void trinity_session_free(trinity_session *s) {
 int trinity_session_n_ctx(const trinity_session *s) { return s->graph->n_ctx; }
 int trinity_session_n_past(const trinity_session *s) { return s->n_past; }
 const char *trinity_session_device(const trinity_session *s) { return s->backend->iface->describe(s->backend); }
+const char *trinity_session_device_choice(const trinity_session *s) { return s->choice; }
 
 void trinity_session_reset(trinity_session *s) {
     s->n_past = 0;
@@ -258,6 +275,8 @@ trinity_status trinity_session_feed_text(trinity_session *s, const char *text, i
     free(ids);
     return status;
 }
+
+int trinity_session_last_token(const trinity_session *s) { return s->pending; }
 
 const float *trinity_session_logits(const trinity_session *s) {
     return s->has_logits ? s->backend->iface->logits(s->backend) : NULL;
@@ -313,9 +332,11 @@ trinity_status trinity_session_generate(trinity_session *s, int n_predict, trini
 }
 
 trinity_status trinity_session_perplexity(trinity_session *s, const char *text, size_t len, int chunk,
-                                          double *perplexity, double *std_error, int *n_scored) {
+                                          trinity_progress_fn progress, void *user, trinity_perplexity_result *out) {
     const trn_model *model = s->owner->model;
     const int ctx = chunk > 0 ? chunk : TRN_MIN(512, s->graph->n_ctx);
+    if (!out || out->size < offsetof(trinity_perplexity_result, std_error) + sizeof(out->std_error))
+        return status_of(trn_fail(TRN_ERR_INVALID, "trinity_perplexity_result.size must be set (sizeof)"));
     if (ctx > s->graph->n_ctx)
         return status_of(trn_fail(TRN_ERR_INVALID, "perplexity chunks of %d tokens do not fit the session's context "
                                   "of %d", ctx, s->graph->n_ctx));
@@ -326,16 +347,16 @@ trinity_status trinity_session_perplexity(trinity_session *s, const char *text, 
     trn_status status = n_ids < ctx || n_ids < 4
                             ? trn_fail(TRN_ERR_INVALID, "the text is %d tokens; perplexity with chunks of %d needs at "
                                        "least %d", n_ids, ctx, TRN_MAX(ctx, 4))
-                            : trn_eval_perplexity(model, s->graph, s->backend, ids, n_ids, ctx, NULL, NULL, &r);
+                            : trn_eval_perplexity(model, s->graph, s->backend, ids, n_ids, ctx,
+                                                  (trn_perplexity_progress)progress, user, &r);
     free(ids);
     trinity_session_reset(s);
     if (status == TRN_OK) {
-        if (perplexity)
-            *perplexity = r.perplexity;
-        if (std_error)
-            *std_error = r.stderr_perplexity;
-        if (n_scored)
-            *n_scored = r.n_scored;
+        const trinity_perplexity_result full = {sizeof(full), r.perplexity, r.stderr_perplexity, r.n_tokens,
+                                                r.n_scored, r.n_chunks, r.ctx, r.tokens_per_s};
+        const size_t given = out->size;
+        copy_params(out, &full, sizeof(full), given);
+        out->size = given;
     }
     return status_of(status);
 }

@@ -69,6 +69,8 @@ typedef struct {
     int f32_activations;     /* 1: ternary layers see float activations (exact, slow); 0: int8 as llama.cpp */
     const char *kernels;     /* CPU kernel table: NULL or "auto" (the fastest this CPU runs), "scalar", "avx2",
                                 "avx512" */
+    int vocab_only;          /* 1: read the vocabulary alone (a vocabulary-only GGUF works): tokenize and pieces
+                                only, no sessions */
 } trinity_model_params;
 
 typedef struct {
@@ -80,6 +82,20 @@ typedef struct {
     float repeat_penalty; /* 1.0: off */
     uint64_t seed;        /* the draw for position p is a hash of (seed, p): the same seed gives the same text */
 } trinity_session_params;
+
+typedef struct {
+    size_t size;            /* sizeof(trinity_perplexity_result): set it before the call */
+    double perplexity;
+    double std_error;       /* of the perplexity, as llama.cpp prints it */
+    int n_tokens;           /* of the whole text, BOS included */
+    int n_scored;           /* tokens whose probability was scored */
+    int n_chunks;
+    int chunk;              /* tokens per chunk */
+    double tokens_per_s;    /* tokens run through the model per second */
+} trinity_perplexity_result;
+
+/* Called after each perplexity chunk with the running perplexity. */
+typedef void (*trinity_progress_fn)(int chunk, int n_chunks, double running_perplexity, void *user);
 
 /* Called with each new piece of text (complete UTF-8 characters, possibly empty) and the token it came from;
  * returning nonzero stops the generation after this piece. */
@@ -120,6 +136,8 @@ TRINITY_API void trinity_session_free(trinity_session *session);
 TRINITY_API int trinity_session_n_ctx(const trinity_session *session);
 TRINITY_API int trinity_session_n_past(const trinity_session *session); /* positions filled so far */
 TRINITY_API const char *trinity_session_device(const trinity_session *session); /* e.g. "cpu (avx512, 2 threads)" */
+/* How TRINITY_DEVICE_AUTO chose: "cuda", or "cpu (CUDA unavailable: REASON)"; "" where the device was named. */
+TRINITY_API const char *trinity_session_device_choice(const trinity_session *session);
 /* Forgets the context: the next token fed goes to position 0. */
 TRINITY_API void trinity_session_reset(trinity_session *session);
 
@@ -138,11 +156,15 @@ TRINITY_API const float *trinity_session_logits(const trinity_session *session);
  * context, or when nothing was fed. */
 TRINITY_API trinity_status trinity_session_generate(trinity_session *session, int n_predict, trinity_piece_fn on_piece,
                                                     void *user, int *n_generated);
+/* The last token generated (EOS when generation stopped there); -1 before any. */
+TRINITY_API int trinity_session_last_token(const trinity_session *session);
 
 /* Perplexity of text by llama.cpp's method: tokenized with BOS, cut into chunks of `chunk` tokens (0: the session's
- * context, at most 512), the second half of each chunk scored. Resets the session. */
+ * context, at most 512), each chunk run from position 0 and the second half of it scored. Needs at least one chunk of
+ * text. progress may be NULL. Resets the session. */
 TRINITY_API trinity_status trinity_session_perplexity(trinity_session *session, const char *text, size_t len,
-                                                      int chunk, double *perplexity, double *std_error, int *n_scored);
+                                                      int chunk, trinity_progress_fn progress, void *user,
+                                                      trinity_perplexity_result *result);
 
 #ifdef __cplusplus
 }

@@ -224,7 +224,10 @@ static trn_status prepared_backend(const trn_graph *graph, const trn_bench_optio
                                  .resident_layers_given = opts->resident_layers_given,
                                  .resident_layers = opts->resident_layers};
     config.sampling.temp = 0.0f;
-    trn_status status = trn_backend_for_device(device, out);
+    char choice[512];
+    trn_status status = trn_backend_for_device(device, out, choice, sizeof(choice));
+    if (status == TRN_OK && choice[0])
+        fprintf(stderr, "device: %s\n", choice);
     if (status == TRN_OK)
         status = (*out)->iface->prepare(*out, graph, &config);
     if (status != TRN_OK) {
