@@ -1,0 +1,140 @@
+/* test_api.c: the public API (host/trinity.h) as an embedding program uses it, nothing else included.
+ * - a session's greedy text is the same run alone and run on two threads at once beside another session of the same
+ *   model (sessions share the model, nothing else);
+ * - feeding in pieces gives the logits of feeding at once; generating in two calls continues where the first stopped;
+ * - parameter structs from an older, shorter version (a smaller size field) get the defaults for the rest;
+ * - bad calls: nothing fed, past the context, ids outside the vocabulary, a vocabulary-only model's session, a missing
+ *   file: each a status and a one-line message. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/trinity.h"
+#include "test_util.h"
+
+#define N_NEW 24
+
+typedef struct {
+    trinity_model *model;
+    const char *prompt;
+    char text[4096];
+    size_t len;
+    trinity_status status;
+} job;
+
+static int append(const char *piece, size_t len, int token, void *user) {
+    (void)token;
+    job *j = user;
+    if (j->len + len < sizeof(j->text)) {
+        memcpy(j->text + j->len, piece, len);
+        j->len += len;
+    }
+    return 0;
+}
+
+static void *run_job(void *arg) {
+    job *j = arg;
+    trinity_session_params sp = trinity_session_params_default();
+    sp.temperature = 0.7f; /* sampled, with a fixed seed: the draw depends on (seed, position) only */
+    sp.seed = 11;
+    trinity_session *s = NULL;
+    j->len = 0;
+    j->status = trinity_session_new(j->model, &sp, &s);
+    if (j->status == TRINITY_OK)
+        j->status = trinity_session_feed_text(s, j->prompt, 1);
+    if (j->status == TRINITY_OK)
+        j->status = trinity_session_generate(s, N_NEW, append, j, NULL);
+    trinity_session_free(s);
+    return NULL;
+}
+
+static int message_has(const char *needle) { return strstr(trinity_last_error(), needle) != NULL; }
+
+int main(void) {
+    trinity_model_params mp = trinity_model_params_default();
+    mp.device = TRINITY_DEVICE_CPU;
+    mp.n_threads = 1;
+    trinity_model *model = NULL;
+    CHECK(trinity_model_open("synthetic:tiny", &mp, &model) == TRINITY_OK);
+    if (!model)
+        return test_finish("test_api");
+
+    /* alone, then two sessions on two threads at once */
+    job alone_a = {model, "once upon a time", {0}, 0, 0}, alone_b = {model, "the cat sat", {0}, 0, 0};
+    run_job(&alone_a);
+    run_job(&alone_b);
+    CHECK(alone_a.status == TRINITY_OK && alone_b.status == TRINITY_OK && alone_a.len > 0);
+    job a = alone_a, b = alone_b;
+    pthread_t ta, tb;
+    CHECK(pthread_create(&ta, NULL, run_job, &a) == 0 && pthread_create(&tb, NULL, run_job, &b) == 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    CHECK(a.status == TRINITY_OK && b.status == TRINITY_OK);
+    CHECK_MSG(a.len == alone_a.len && memcmp(a.text, alone_a.text, a.len) == 0, "thread A's text differs");
+    CHECK_MSG(b.len == alone_b.len && memcmp(b.text, alone_b.text, b.len) == 0, "thread B's text differs");
+
+    /* feeding in pieces = feeding at once; generating 10 + 14 = generating 24 */
+    const int n_vocab = trinity_model_n_vocab(model);
+    int ids[64], n_ids = 0;
+    CHECK(trinity_tokenize(model, "once upon a time", 16, 1, ids, 64, &n_ids) == TRINITY_OK && n_ids > 3);
+    trinity_session *s1 = NULL, *s2 = NULL;
+    trinity_session_params sp = trinity_session_params_default();
+    sp.temperature = 0.7f;
+    sp.seed = 11;
+    CHECK(trinity_session_new(model, &sp, &s1) == TRINITY_OK && trinity_session_new(model, &sp, &s2) == TRINITY_OK);
+    if (s1 && s2) {
+        CHECK(trinity_session_feed(s1, ids, n_ids, NULL) == TRINITY_OK);
+        CHECK(trinity_session_feed(s2, ids, 2, NULL) == TRINITY_OK &&
+              trinity_session_feed(s2, ids + 2, n_ids - 2, NULL) == TRINITY_OK);
+        const float *l1 = trinity_session_logits(s1), *l2 = trinity_session_logits(s2);
+        CHECK(l1 && l2 && memcmp(l1, l2, (size_t)n_vocab * sizeof(float)) == 0);
+        job whole = {model, "", {0}, 0, 0}, split = {model, "", {0}, 0, 0};
+        CHECK(trinity_session_generate(s1, N_NEW, append, &whole, NULL) == TRINITY_OK);
+        CHECK(trinity_session_generate(s2, 10, append, &split, NULL) == TRINITY_OK &&
+              trinity_session_generate(s2, N_NEW - 10, append, &split, NULL) == TRINITY_OK);
+        CHECK_MSG(whole.len == split.len && memcmp(whole.text, split.text, whole.len) == 0,
+                  "10 + 14 tokens differ from 24");
+        CHECK(whole.len == alone_a.len && memcmp(whole.text, alone_a.text, whole.len) == 0);
+        /* past the context, and ids outside the vocabulary: refused, nothing run */
+        const int past = trinity_session_n_past(s1);
+        CHECK(trinity_session_generate(s1, trinity_session_n_ctx(s1), NULL, NULL, NULL) == TRINITY_ERR_INVALID);
+        CHECK(message_has("context"));
+        const int bad[2] = {5, n_vocab};
+        CHECK(trinity_session_feed(s1, bad, 2, NULL) == TRINITY_ERR_INVALID && message_has("vocabulary"));
+        CHECK(trinity_session_n_past(s1) == past);
+        trinity_session_reset(s1);
+        CHECK(trinity_session_n_past(s1) == 0 && trinity_session_logits(s1) == NULL);
+        CHECK(trinity_session_generate(s1, 1, NULL, NULL, NULL) == TRINITY_ERR_INVALID && message_has("feed"));
+    }
+    trinity_session_free(s1);
+    trinity_session_free(s2);
+
+    /* an older, shorter params struct: the fields it lacks take their defaults */
+    trinity_session_params old = trinity_session_params_default();
+    old.size = offsetof(trinity_session_params, temperature);
+    old.n_ctx = 32;
+    old.temperature = -5.0f; /* past the old struct's end: must be ignored */
+    trinity_session *s3 = NULL;
+    CHECK(trinity_session_new(model, &old, &s3) == TRINITY_OK && s3 && trinity_session_n_ctx(s3) == 32);
+    trinity_session_free(s3);
+    trinity_session_params none = trinity_session_params_default();
+    none.size = 0;
+    CHECK(trinity_session_new(model, &none, &s3) == TRINITY_ERR_INVALID && message_has("size"));
+    trinity_model_free(model);
+
+    /* a vocabulary alone: tokenizes, runs no session */
+    mp.vocab_only = 1;
+    CHECK(trinity_model_open("synthetic:tiny", &mp, &model) == TRINITY_OK);
+    int n2 = 0;
+    CHECK(model && trinity_tokenize(model, "once upon a time", 16, 1, ids, 64, &n2) == TRINITY_OK && n2 == n_ids);
+    CHECK(model && trinity_tokenize(model, "once upon a time", 16, 1, ids, 2, &n2) == TRINITY_ERR_INVALID &&
+          n2 == n_ids);
+    CHECK(model && trinity_session_new(model, NULL, &s3) == TRINITY_ERR_INVALID && message_has("vocab"));
+    trinity_model_free(model);
+    model = NULL;
+    CHECK(trinity_model_open("/nonexistent/model.gguf", NULL, &model) == TRINITY_ERR_IO && model == NULL);
+    CHECK(message_has("/nonexistent/model.gguf") && strchr(trinity_last_error(), '\n') == NULL);
+    CHECK(strcmp(trinity_version(), "0.2.0") == 0);
+    return test_finish("test_api");
+}
