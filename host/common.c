@@ -1,5 +1,5 @@
 /* common.c: the thread-local last-error message, aligned allocation (also on 2 MB pages), the clock, checked size
- * arithmetic, checked reads of whole files and the UTF-8 check (see common.h). */
+ * arithmetic and checked reads of whole files (see common.h). */
 #define _DEFAULT_SOURCE /* madvise */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
@@ -146,34 +146,4 @@ trn_status trn_read_file(const char *path, size_t max_bytes, const char *what, c
     if (size)
         *size = len;
     return TRN_OK;
-}
-
-int trn_utf8_valid(const char *text, size_t n, size_t *bad) {
-    const unsigned char *s = (const unsigned char *)text;
-    for (size_t i = 0; i < n;) {
-        const unsigned char c = s[i];
-        size_t len = c >= 0x01 && c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-                   : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-        int ok = len > 0 && i + len <= n;
-        for (size_t k = 1; ok && k < len; k++) {
-            const unsigned char b = s[i + k];
-            unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range excludes overlongs, surrogates, > U+10FFFF */
-            if (k == 1 && c == 0xe0)
-                lo = 0xa0;
-            else if (k == 1 && c == 0xed)
-                hi = 0x9f;
-            else if (k == 1 && c == 0xf0)
-                lo = 0x90;
-            else if (k == 1 && c == 0xf4)
-                hi = 0x8f;
-            ok = b >= lo && b <= hi;
-        }
-        if (!ok) {
-            if (bad)
-                *bad = i;
-            return 0;
-        }
-        i += len;
-    }
-    return 1;
 }

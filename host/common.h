@@ -66,10 +66,6 @@ trn_status trn_check_regular_fd(int fd, const char *path, uint64_t max_bytes, co
  * size may be NULL. */
 trn_status trn_read_file(const char *path, size_t max_bytes, const char *what, char **data, size_t *size);
 
-/* Whether s[0..n) is valid UTF-8 without NUL bytes (overlong forms, surrogates and code points past U+10FFFF are
- * invalid); where not, *bad (may be NULL) is the offset of the first offending byte. The `trinity` command refuses
- * text that fails this check, from every source (-p, tokenize's argument, perplexity -f). */
-int trn_utf8_valid(const char *s, size_t n, size_t *bad);
 
 /* Monotonic wall-clock time in seconds. */
 double trn_time_s(void);

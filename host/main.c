@@ -861,19 +861,13 @@ static int cmd_logits(const cli_options *o) {
     return rc;
 }
 
-/* Checks of the command's input files and texts before anything is loaded: every file argument a regular file of
- * a sensible size (directories where a directory is expected), every text UTF-8, an output that is none of the
- * inputs. */
+/* Checks before anything is loaded: every text UTF-8, an output that is none of the inputs. (File arguments are
+ * checked by the readers that open them: a regular file under its kind's size cap.) */
 static int check_inputs(const cli_options *o) {
     if (o->prompt && check_utf8("-p", o->prompt, strlen(o->prompt)))
         return EXIT_RUNTIME;
     if (strcmp(o->command, "tokenize") == 0 && check_utf8("the text to tokenize", o->text, strlen(o->text)))
         return EXIT_RUNTIME;
-    if (o->model_path && strncmp(o->model_path, "synthetic:", 10) != 0 &&
-        trn_check_regular_file(o->model_path, UINT64_MAX, "a GGUF model file", NULL) != TRN_OK)
-        return fail();
-    if (o->text_file && trn_check_regular_file(o->text_file, TRN_MAX_TEXT_BYTES, "a text file", NULL) != TRN_OK)
-        return fail();
     if (o->output) {
         const trn_convert_options *c = &o->convert;
         const char *inputs[] = {o->model_path, c->input, c->base_dir, c->tokenizer, c->vocab_gguf};

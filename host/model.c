@@ -157,12 +157,13 @@ trn_status trn_model_from_gguf(trn_gguf *gguf, trn_model **out) {
     return TRN_OK;
 }
 
+trn_status trn_model_open_gguf(const char *path, trn_gguf **out) {
+    return strncmp(path, "synthetic:", 10) == 0 ? trn_synthetic_gguf(path + 10, out) : trn_gguf_open(path, out);
+}
+
 trn_status trn_model_load(const char *path, trn_model **out) {
     trn_gguf *gguf = NULL;
-    if (strncmp(path, "synthetic:", 10) == 0)
-        TRN_TRY(trn_synthetic_gguf(path + 10, &gguf));
-    else
-        TRN_TRY(trn_gguf_open(path, &gguf));
+    TRN_TRY(trn_model_open_gguf(path, &gguf));
     return trn_model_from_gguf(gguf, out);
 }
 

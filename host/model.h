@@ -56,6 +56,8 @@ typedef struct {
 
 /* Opens a GGUF model file, or a built-in synthetic model when `path` is "synthetic:NAME". */
 trn_status trn_model_load(const char *path, trn_model **out);
+/* Parses the GGUF at `path`, or builds the synthetic model's image where `path` is "synthetic:NAME". */
+trn_status trn_model_open_gguf(const char *path, trn_gguf **out);
 /* Binds a parsed GGUF (taking ownership of it, also on failure). */
 trn_status trn_model_from_gguf(trn_gguf *gguf, trn_model **out);
 void trn_model_free(trn_model *model);

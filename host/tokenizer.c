@@ -74,6 +74,21 @@ static size_t utf8_char_len(const unsigned char *s, size_t n) {
     return (size_t)need;
 }
 
+int trn_utf8_valid(const char *text, size_t n, size_t *bad) {
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < n;) {
+        const size_t len = utf8_char_len(s + i, n - i);
+        /* a byte standing alone is valid only as ASCII other than NUL */
+        if (len == 1 && (s[i] == 0 || s[i] >= 0x80)) {
+            if (bad)
+                *bad = i;
+            return 0;
+        }
+        i += len;
+    }
+    return 1;
+}
+
 /* ---- vocabulary hash table ------------------------------------------------------------------------ */
 
 static uint64_t hash_bytes(const char *s, size_t n) {

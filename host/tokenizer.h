@@ -37,6 +37,12 @@ int trn_tokenizer_eos(const trn_tokenizer *tok);
 const char *trn_tokenizer_piece(const trn_tokenizer *tok, int id);
 trn_token_type trn_tokenizer_type(const trn_tokenizer *tok, int id);
 
+/* Whether s[0..n) is valid UTF-8 without NUL bytes (overlong forms, surrogates and code points past U+10FFFF are
+ * invalid: the rules the tokenizer splits characters by); where not, *bad (may be NULL) is the offset of the first
+ * offending byte. The `trinity` command refuses text that fails this check, from every source (-p, tokenize's
+ * argument, perplexity -f). */
+int trn_utf8_valid(const char *s, size_t n, size_t *bad);
+
 /* Encodes `len` bytes of UTF-8 text. On success *ids is malloc'd (caller frees) and holds *n_ids ids,
  * starting with BOS when add_bos is set. Invalid UTF-8 is tokenized byte by byte through byte fallback. */
 trn_status trn_tokenizer_encode(const trn_tokenizer *tok, const char *text, size_t len, int add_bos, int **ids,

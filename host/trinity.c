@@ -108,8 +108,7 @@ trinity_status trinity_model_open(const char *path, const trinity_model_params *
     }
     m->params.kernels = NULL; /* the copy in m->kernels is what counts */
     if (status == TRN_OK && p->vocab_only) {
-        status = strncmp(path, "synthetic:", 10) == 0 ? trn_synthetic_gguf(path + 10, &m->vocab_gguf)
-                                                       : trn_gguf_open(path, &m->vocab_gguf);
+        status = trn_model_open_gguf(path, &m->vocab_gguf);
         if (status == TRN_OK)
             status = trn_tokenizer_from_gguf(m->vocab_gguf, &m->vocab);
         m->tok = m->vocab;

@@ -21,6 +21,7 @@
 #include "host/common.h"
 #include "host/npy.h"
 #include "host/output_file.h"
+#include "host/tokenizer.h"
 #include "test_util.h"
 #ifdef TRN_HAVE_CJSON
 #include "cpu_fallback/quants.h"
