@@ -954,14 +954,11 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
                         "of memory allows; choose a smaller -c", g->n_ctx, state / 1e9, memory / 1e9);
     c->graph = g;
     c->config = *config;
-    const char *kernels = config->kernels;
-    if (kernels) /* chosen by the caller (the API) */
-        c->ops = config->force_scalar ? trn_cpu_ops_ref() : trn_cpu_ops_by_name(kernels);
-    else /* TRN_KERNELS, else auto */
-        c->ops = trn_cpu_ops_for_backend(config->force_scalar, &kernels);
+    const char *kernels;
+    c->ops = trn_cpu_ops_for_backend(config->kernels, &kernels);
     if (!c->ops)
-        return trn_fail(TRN_ERR_INVALID, "kernels '%s' (TRN_KERNELS) are not available: expected scalar, avx2, avx512 or "
-                        "auto, a table this build and CPU can run", kernels);
+        return trn_fail(TRN_ERR_INVALID, "kernels '%s'%s are not available: expected scalar, avx2, avx512 or "
+                        "auto, a table this build and CPU can run", kernels, config->kernels && *config->kernels ? "" : " (TRN_KERNELS)");
     c->n_threads = config->n_threads > 0 ? config->n_threads : default_threads();
 #ifndef TRN_HAVE_OPENMP
     c->n_threads = 1;

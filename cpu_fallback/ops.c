@@ -1,4 +1,5 @@
-/* ops.c: choosing the kernel table at run time from the CPU's features and the TRN_KERNELS variable (ops.h). */
+/* ops.c: choosing the kernel table at run time: by name (the backend configuration, else TRN_KERNELS) and by the
+ * CPU's features (ops.h). */
 #include "ops.h"
 
 #include <stdlib.h>
@@ -45,8 +46,8 @@ const trn_cpu_ops *trn_cpu_ops_by_name(const char *name) {
     return NULL;
 }
 
-const trn_cpu_ops *trn_cpu_ops_for_backend(int force_scalar, const char **requested) {
-    const char *name = getenv("TRN_KERNELS");
-    *requested = name && *name ? name : "auto";
-    return force_scalar ? trn_cpu_ops_ref() : trn_cpu_ops_by_name(*requested);
+const trn_cpu_ops *trn_cpu_ops_for_backend(const char *kernels, const char **requested) {
+    const char *env = getenv("TRN_KERNELS");
+    *requested = kernels && *kernels ? kernels : env && *env ? env : "auto";
+    return trn_cpu_ops_by_name(*requested);
 }

@@ -145,29 +145,22 @@ void trn_matmul_by_matvec(trn_matvec_fn matvec, const trn_matrix *w, const float
                           int64_t r0, int64_t r1);
 
 #if defined(TRN_HAVE_AVX2)
-/* The AVX2 table's matmul entry (ops_avx2_matmul.c): ternary types with int8 activations through the batched
- * kernel below, other cases through trn_matmul_by_matvec with the AVX2 matvec. */
-void trn_matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
-                     float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1);
-/* The batched ternary kernel (TQ1_0, TQ2_0 in either layout, int8 activations), same shapes as matmul: built with
- * vpmaddubsw (AVX2), and with 512-bit vpdpbusd (AVX512F + AVX512BW + AVX512-VNNI, where the compiler supports them:
- * TRN_HAVE_VNNI), which trn_matmul_avx2 prefers where the CPU has them (trn_matmul_tq_dpbusd_supported). Both give
- * the same exact sums, so the same outputs. */
+/* The batched ternary kernel (TQ1_0, TQ2_0 in any layout, int8 activations), same shapes as matmul: each SIMD table's
+ * matmul entry runs its own build for those matrices (ops_avx2_matmul.c): vpmaddubsw in the AVX2 table, 512-bit
+ * vpdpbusd in the AVX-512 table (ops_avx512_matmul.c). Both give the same exact sums, so the same outputs. The
+ * *_peak functions are the tables' matmul_peak. */
 void trn_matmul_tq_maddubs(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                            int64_t n_tok, int64_t r0, int64_t r1);
-/* The AVX2 table's matmul_peak: that of whichever kernel trn_matmul_avx2 runs (the one below, or vpdpbusd). */
-double trn_matmul_avx2_peak(double seconds);
 double trn_matmul_tq_maddubs_peak(double seconds);
-int trn_matmul_tq_dpbusd_supported(void); /* 0 where not built */
 /* The kernels' copy of nt tokens' int8 activations (xq: rows of ld_xq blocks) as q[nb][padded][256], zeros for the
  * tokens from nt to padded: every token's block b at one stride from one base (ops_avx2_matmul.c). */
 void trn_matmul_dense_acts(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nb, int64_t nt,
                            int64_t padded);
-#if defined(TRN_HAVE_VNNI)
+#endif
+#if defined(TRN_HAVE_AVX512)
 void trn_matmul_tq_dpbusd(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                           int64_t n_tok, int64_t r0, int64_t r1);
 double trn_matmul_tq_dpbusd_peak(double seconds);
-#endif
 #endif
 
 const trn_cpu_ops *trn_cpu_ops_ref(void);
@@ -180,10 +173,10 @@ const trn_cpu_ops *trn_cpu_ops_best(void);
 /* The table named "scalar", "avx2", "avx512" or "auto" (the best); NULL for another name or a table this build or
  * CPU cannot run. */
 const trn_cpu_ops *trn_cpu_ops_by_name(const char *name);
-/* The table the CPU backend runs: the scalar reference if force_scalar, else the one named by the environment
- * variable TRN_KERNELS (what `trinity --kernels` sets), else the best. NULL where TRN_KERNELS names a table this
- * build or CPU cannot run (*requested then points to the name). */
-const trn_cpu_ops *trn_cpu_ops_for_backend(int force_scalar, const char **requested);
+/* The table the CPU backend runs: the one named by `kernels` (the backend configuration's), else by the environment
+ * variable TRN_KERNELS (for scripts), else the best. *requested receives the name looked up ("auto" where none was
+ * given). NULL where that name is not a table this build and CPU can run. The one place a table is chosen. */
+const trn_cpu_ops *trn_cpu_ops_for_backend(const char *kernels, const char **requested);
 
 /* Shared by both tables: dst[rows r0..r1) for Q4_K and Q6_K (dequantize a row, then a float dot product). */
 void trn_matvec_via_dequant(const trn_matrix *w, const float *x, float *dst, int64_t r0, int64_t r1,

@@ -474,6 +474,15 @@ void trn_avx2_add(const float *a, const float *b, float *dst, int64_t n) {
         dst[i] = a[i] + b[i];
 }
 
+/* matmul (ops.h): the vpmaddubsw tiles for ternary matrices with int8 activations, matvec per token otherwise. */
+static void matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
+                        float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    if (xq && trn_type_get(w->type)->is_ternary)
+        trn_matmul_tq_maddubs(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+    else
+        trn_matmul_by_matvec(trn_avx2_matvec, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+}
+
 static const trn_cpu_ops avx2_ops = {
     .name = "avx2",
     .tq2_0_layout = TRN_LAYOUT_X4,
@@ -486,8 +495,8 @@ static const trn_cpu_ops avx2_ops = {
     .attention = trn_avx2_attention,
     .swiglu = trn_avx2_swiglu,
     .add = trn_avx2_add,
-    .matmul = trn_matmul_avx2, /* ops_avx2_matmul.c */
-    .matmul_peak = trn_matmul_avx2_peak,
+    .matmul = matmul_avx2,
+    .matmul_peak = trn_matmul_tq_maddubs_peak,
 };
 
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void) { return &avx2_ops; }

@@ -1,8 +1,9 @@
-/* ops_avx2_matmul.c: the batched (prefill) ternary matrix-matrix kernel of the AVX2 table (`matmul`, ops.h), and
- * that table's matmul entry. Compiled with the same flags as ops_avx2.c (-mavx2 -mfma -mf16c): the vpmaddubsw build;
- * compiled a second time by ops_avx2_matmul_vnni.c, with TRN_MATMUL_DPBUSD defined and AVX-512 flags: the vpdpbusd
- * build, which the entry runs where the CPU has AVX512F, AVX512BW and AVX512-VNNI. The scalar reference is matmul_ref in
- * ops_ref.c.
+/* ops_avx2_matmul.c: the batched (prefill) ternary matrix-matrix kernel behind the SIMD tables' `matmul` entries
+ * (ops.h). Compiled with the same flags as ops_avx2.c (-mavx2 -mfma -mf16c): the vpmaddubsw build,
+ * trn_matmul_tq_maddubs, the AVX2 table's; compiled a second time by ops_avx512_matmul.c, with TRN_MATMUL_DPBUSD
+ * defined and the AVX-512 flags: the vpdpbusd build, trn_matmul_tq_dpbusd, the AVX-512 table's. It knows no table:
+ * each table's entry calls its build for ternary matrices with int8 activations. The scalar reference is matmul_ref
+ * in ops_ref.c.
  *
  * A matrix-vector product reads every weight byte once per token; this kernel reads it once per batch and is bound
  * by integer multiply-adds instead. Rows go in tiles of TILE_ROWS (8, one per 32-bit lane of a 256-bit vector; 16
@@ -415,9 +416,7 @@ void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_x
     free(q);
 }
 
-#if !defined(TRN_MATMUL_DPBUSD)
-const trn_cpu_ops *trn_cpu_ops_avx2_table(void); /* ops_avx2.c */
-
+#if !defined(TRN_MATMUL_DPBUSD) /* one definition, in the AVX2 build; the AVX-512 build calls it too */
 void trn_matmul_dense_acts(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nb, int64_t nt,
                            int64_t padded) {
     for (int64_t b = 0; b < nb; b++)
@@ -428,38 +427,5 @@ void trn_matmul_dense_acts(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq,
             else
                 memset(row, 0, TRN_QK_K);
         }
-}
-
-int trn_matmul_tq_dpbusd_supported(void) {
-#if defined(TRN_HAVE_VNNI)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vnni");
-#else
-    return 0;
-#endif
-}
-
-double trn_matmul_avx2_peak(double seconds) {
-#if defined(TRN_HAVE_VNNI)
-    if (trn_matmul_tq_dpbusd_supported())
-        return trn_matmul_tq_dpbusd_peak(seconds);
-#endif
-    return trn_matmul_tq_maddubs_peak(seconds);
-}
-
-void trn_matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
-                     float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
-    if (!xq || (w->type != TRN_TYPE_TQ2_0 && w->type != TRN_TYPE_TQ1_0)) {
-        trn_matmul_by_matvec(trn_cpu_ops_avx2_table()->matvec, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
-        return;
-    }
-#if defined(TRN_HAVE_VNNI)
-    if (trn_matmul_tq_dpbusd_supported()) {
-        trn_matmul_tq_dpbusd(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
-        return;
-    }
-#endif
-    trn_matmul_tq_maddubs(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
 }
 #endif

@@ -142,6 +142,15 @@ static void swiglu_avx512(const float *gate, const float *up, float *dst, int64_
         trn_avx2_swiglu(gate + i, up + i, dst + i, n - i);
 }
 
+/* matmul (ops.h): the vpdpbusd tiles for ternary matrices with int8 activations, matvec per token otherwise. */
+static void matmul_avx512(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq,
+                          int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    if (xq && trn_type_get(w->type)->is_ternary)
+        trn_matmul_tq_dpbusd(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+    else
+        trn_matmul_by_matvec(matvec_avx512, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+}
+
 static const trn_cpu_ops avx512_ops = {
     .name = "avx512",
     .tq2_0_layout = TRN_LAYOUT_X16,
@@ -153,8 +162,8 @@ static const trn_cpu_ops avx512_ops = {
     .rope = trn_avx2_rope,
     .attention = trn_avx512_attention, /* ops_attention.c with 16 lanes: the same results as the AVX2 build */
     .swiglu = swiglu_avx512,
-    .matmul = trn_matmul_avx2, /* ops_avx2_matmul.c: vpdpbusd tiles where the CPU has VNNI */
-    .matmul_peak = trn_matmul_avx2_peak,
+    .matmul = matmul_avx512,
+    .matmul_peak = trn_matmul_tq_dpbusd_peak,
     .add = trn_avx2_add,
 };
 

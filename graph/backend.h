@@ -30,9 +30,8 @@ typedef enum {
 typedef struct {
     int n_threads;          /* CPU threads; <= 0 means all cores */
     trn_act_mode act;       /* activations of ternary layers */
-    int force_scalar;       /* run the scalar reference kernels (to bisect a wrong result) */
-    const char *kernels;    /* CPU kernel table by name: "auto", "scalar", "avx2", "avx512"; NULL: TRN_KERNELS, else
-                               auto */
+    const char *kernels;    /* CPU kernel table by name: "auto", "scalar" (the reference, to bisect a wrong result),
+                               "avx2", "avx512"; NULL: the environment's TRN_KERNELS, else auto */
     trn_sampling sampling;  /* used by the graph's SAMPLE node */
     trn_weight_mode weights;
     int resident_layers_given; /* STREAMING or AUTO: resident_layers layers stay resident (else AUTO decides and */

@@ -34,7 +34,6 @@ typedef struct {
     const char *device;
     int add_bos;
     int json;
-    int force_scalar;
     const char *kernels;  /* --kernels, or NULL */
     int seed_given;
     trn_sampling sampling;
@@ -381,7 +380,7 @@ static int parse_args(int argc, char **argv, cli_options *o) {
         } else if (strcmp(a, "--json") == 0) {
             o->json = 1;
         } else if (strcmp(a, "--scalar") == 0) {
-            o->force_scalar = 1;
+            o->kernels = "scalar";
         } else if (a[0] == '-' && a[1] != 0) {
             return usage_error("unknown flag '%s'", a);
         } else if (strcmp(o->command, "tokenize") == 0 && !o->text) {
@@ -473,7 +472,7 @@ static int open_model(const cli_options *o, int vocab_only, trinity_model **mode
     p.weights = (trinity_weights)o->weights;
     p.resident_layers = o->resident_layers_given ? o->resident_layers : -1;
     p.f32_activations = o->act == TRN_ACT_F32;
-    p.kernels = o->force_scalar ? "scalar" : o->kernels; /* NULL: TRN_KERNELS, else auto */
+    p.kernels = o->kernels; /* NULL: TRN_KERNELS, else auto */
     p.vocab_only = vocab_only;
     const double t0 = trn_time_s();
     if (trinity_model_open(o->model_path, &p, model) != TRINITY_OK)
@@ -674,14 +673,12 @@ static int cmd_graph(const cli_options *o) {
 }
 
 static int cmd_bench(const cli_options *o) {
-    if (o->kernels)
-        setenv("TRN_KERNELS", o->kernels, 1); /* the benchmark's backends read it (trn_cpu_ops_for_backend) */
     trn_model *model = NULL;
     int rc = load_model(o, &model);
     if (rc)
         return rc;
     trn_bench_options opts = {.device = o->device, .n_threads = o->n_threads, .act = o->act, .n_prompt = o->bench_prompt,
-                              .n_decode = o->bench_decode, .force_scalar = o->force_scalar, .json = o->json,
+                              .n_decode = o->bench_decode, .kernels = o->kernels, .json = o->json,
                               .weights = o->weights, .resident_layers_given = o->resident_layers_given,
                               .resident_layers = o->resident_layers};
     trn_bench_result result;

@@ -219,7 +219,7 @@ static trn_status measure_prefill(const trn_graph *graph, trn_backend *backend, 
 static trn_status prepared_backend(const trn_graph *graph, const trn_bench_options *opts, const char *device,
                                    int n_threads, trn_backend **out) {
     trn_backend_config config = {.n_threads = n_threads, .act = (trn_act_mode)opts->act,
-                                 .force_scalar = opts->force_scalar, .sampling = trn_sampling_default(),
+                                 .kernels = opts->kernels, .sampling = trn_sampling_default(),
                                  .weights = (trn_weight_mode)opts->weights,
                                  .resident_layers_given = opts->resident_layers_given,
                                  .resident_layers = opts->resident_layers};
@@ -268,7 +268,7 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
         res->kv_bytes_per_token = 2.0 * hp->n_layer * hp->n_head_kv * hp->head_dim * sizeof(float) *
                                   (opts->n_prompt + (opts->n_decode - 1) / 2.0 + 1.0); /* positions attended */
         const char *requested = NULL;
-        const trn_cpu_ops *ops = on_cpu ? trn_cpu_ops_for_backend(opts->force_scalar, &requested) : NULL;
+        const trn_cpu_ops *ops = on_cpu ? trn_cpu_ops_for_backend(opts->kernels, &requested) : NULL;
         double (*peak)(double) = ops && opts->act == TRN_ACT_INT8 ? ops->matmul_peak : NULL;
         status = measure_prefill(graph, backend, ids, opts->n_prompt, &next, peak, threads, res);
     }

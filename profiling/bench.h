@@ -13,7 +13,7 @@ typedef struct {
     int n_threads;        /* <= 0: all cores */
     int n_prompt;         /* prompt tokens for the prefill figure */
     int n_decode;         /* decode steps timed */
-    int force_scalar;
+    const char *kernels;  /* CPU kernel table (trn_backend_config.kernels); NULL: TRN_KERNELS, else auto */
     int json;
     int act;              /* trn_act_mode */
     int weights;          /* trn_weight_mode (GPU) */

@@ -428,8 +428,8 @@ static int cpu_has_avx512(void) { return trn_cpu_ops_avx512() != NULL; }
 #if defined(TRN_HAVE_AVX2)
 static int cpu_has_avx2(void) { return trn_cpu_ops_avx2() != NULL; }
 #endif
-#if defined(TRN_HAVE_VNNI)
-static int cpu_has_dpbusd(void) { return trn_matmul_tq_dpbusd_supported(); }
+#if defined(TRN_HAVE_AVX512)
+static int cpu_has_dpbusd(void) { return trn_cpu_ops_avx512() != NULL; }
 #endif
 
 static const matmul_variant matmul_variants[] = {
@@ -440,7 +440,7 @@ static const matmul_variant matmul_variants[] = {
 #else
     {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, NULL, always},
 #endif
-#if defined(TRN_HAVE_VNNI)
+#if defined(TRN_HAVE_AVX512)
     {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, trn_matmul_tq_dpbusd, cpu_has_dpbusd},
     {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, trn_matmul_tq_dpbusd, cpu_has_dpbusd},
 #else

@@ -111,7 +111,7 @@ static double read_key(const char *path, const char *key) {
 
 static trn_backend *make_backend(const trn_graph *g, trn_act_mode act, int force_scalar) {
     trn_backend *backend = NULL;
-    trn_backend_config config = {.n_threads = 0, .act = act, .force_scalar = force_scalar,
+    trn_backend_config config = {.n_threads = 0, .act = act, .kernels = force_scalar ? "scalar" : NULL,
                                  .sampling = trn_sampling_default()};
     config.sampling.temp = 0.0f;
     if (trn_cpu_backend_create(&backend) != TRN_OK || backend->iface->prepare(backend, g, &config) != TRN_OK) {

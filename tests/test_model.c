@@ -58,15 +58,13 @@ static void check_graph(const trn_model *model, const trn_graph *g) {
     fclose(f);
 }
 
-/* `steps` greedy steps on the table named `kernels` (as TRN_KERNELS names it) with `threads` threads. */
+/* `steps` greedy steps on the table named `kernels` with `threads` threads. */
 static int run(const trn_model *model, const trn_graph *g, const char *kernels, int threads, int steps,
                run_result *out) {
     trn_backend *backend = NULL;
-    trn_backend_config config = {.n_threads = threads, .sampling = trn_sampling_default()};
+    trn_backend_config config = {.n_threads = threads, .kernels = kernels, .sampling = trn_sampling_default()};
     config.sampling.temp = 0.0f;
-    setenv("TRN_KERNELS", kernels, 1);
     const int prepared = trn_cpu_backend_create(&backend) == TRN_OK && backend->iface->prepare(backend, g, &config) == TRN_OK;
-    unsetenv("TRN_KERNELS");
     if (!prepared) {
         fprintf(stderr, "prepare failed: %s\n", trn_last_error());
         trn_backend_free(backend);

@@ -298,14 +298,16 @@ static void check_tables(void) {
         CHECK_MSG(trn_cpu_ops_avx2() != NULL, "the AVX-512 table reuses AVX2 kernels");
     const char *requested;
     setenv("TRN_KERNELS", "scalar", 1);
-    CHECK(trn_cpu_ops_for_backend(0, &requested) == trn_cpu_ops_ref() && strcmp(requested, "scalar") == 0);
+    CHECK(trn_cpu_ops_for_backend(NULL, &requested) == trn_cpu_ops_ref() && strcmp(requested, "scalar") == 0);
     setenv("TRN_KERNELS", "avx2", 1);
-    CHECK(trn_cpu_ops_for_backend(0, &requested) == trn_cpu_ops_avx2());
-    CHECK(trn_cpu_ops_for_backend(1, &requested) == trn_cpu_ops_ref()); /* --scalar wins */
+    CHECK(trn_cpu_ops_for_backend(NULL, &requested) == trn_cpu_ops_avx2());
+    CHECK(trn_cpu_ops_for_backend("scalar", &requested) == trn_cpu_ops_ref()); /* the configuration wins */
     setenv("TRN_KERNELS", "bogus", 1);
-    CHECK(trn_cpu_ops_for_backend(0, &requested) == NULL && strcmp(requested, "bogus") == 0);
+    CHECK(trn_cpu_ops_for_backend(NULL, &requested) == NULL && strcmp(requested, "bogus") == 0);
+    CHECK(trn_cpu_ops_for_backend("", &requested) == NULL && strcmp(requested, "bogus") == 0); /* "" as NULL */
     unsetenv("TRN_KERNELS");
-    CHECK(trn_cpu_ops_for_backend(0, &requested) == trn_cpu_ops_best() && strcmp(requested, "auto") == 0);
+    CHECK(trn_cpu_ops_for_backend(NULL, &requested) == trn_cpu_ops_best() && strcmp(requested, "auto") == 0);
+    CHECK(trn_cpu_ops_for_backend("sse9", &requested) == NULL && strcmp(requested, "sse9") == 0);
     /* the layouts the tables ask for: the reference none, the SIMD tables grouped ones */
     CHECK(trn_cpu_ops_ref()->tq2_0_layout == TRN_LAYOUT_ROWS && trn_cpu_ops_ref()->tq1_0_layout == TRN_LAYOUT_ROWS);
     for (int t = 0; t < n_fast; t++)
@@ -491,8 +493,8 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
                               int64_t);
     struct { const char *name; tq_kernel kernel; int usable; } variants[] = {
         {"vpmaddubsw", trn_matmul_tq_maddubs, fast != NULL},
-#if defined(TRN_HAVE_VNNI)
-        {"vpdpbusd", trn_matmul_tq_dpbusd, trn_matmul_tq_dpbusd_supported()},
+#if defined(TRN_HAVE_AVX512)
+        {"vpdpbusd", trn_matmul_tq_dpbusd, trn_cpu_ops_avx512() != NULL},
 #endif
     };
     for (size_t v = 0; xq && v < TRN_ARRAY_LEN(variants); v++) {

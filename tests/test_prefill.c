@@ -33,7 +33,7 @@ typedef struct {
 
 static trn_backend *make_backend(const trn_graph *g, const run_config *rc) {
     trn_backend *backend = NULL;
-    trn_backend_config config = {.n_threads = rc->threads, .act = rc->act, .force_scalar = rc->force_scalar,
+    trn_backend_config config = {.n_threads = rc->threads, .act = rc->act, .kernels = rc->force_scalar ? "scalar" : NULL,
                                  .sampling = trn_sampling_default(), .max_batch = rc->max_batch};
     config.sampling.temp = 0.8f;
     config.sampling.repeat_penalty = 1.3f;
