@@ -1,11 +1,14 @@
-/* backend.h: the interface every backend (CPU now, CUDA next) implements to run a trn_graph.
+/* backend.h: the interface every backend (cpu_fallback/, cuda/) implements to run a trn_graph, the functions the
+ * rest of the engine calls it through, and the one factory that chooses a backend by device name.
  *
- * The host's generation loop sees only this table, as ggml's backends do: prepare once (weights bound or
+ * The host sees only these functions, as ggml's backends do: prepare once (weights bound or
  * uploaded, KV cache and scratch allocated), then one step per token: token id and position in, next
  * token id out (sampled by the backend), logits readable on demand. A backend may also offer prefill: many
  * tokens through the graph as one batch (a prompt), with the results of as many steps. */
 #ifndef TRN_BACKEND_H
 #define TRN_BACKEND_H
+
+#include <stddef.h>
 
 #include "../host/sampler.h"
 #include "graph.h"
@@ -62,7 +65,7 @@ typedef struct {
     void (*free)(trn_backend *backend);
     /* Optional (NULL where a backend has nothing to report): fills *out. */
     void (*stats)(trn_backend *backend, trn_backend_stats *out);
-    /* Optional (NULL where a backend has none: callers then step token by token, see trn_prefill): runs
+    /* Optional (NULL where a backend has none: trn_backend_prefill then steps token by token): runs
      * tokens[0..n_tokens) at positions pos0, pos0 + 1, ... with the results of n_tokens steps, bitwise: the KV
      * cache and token history filled for every position; with want_output the last token's logits computed
      * (readable through logits()) and the next token sampled into *next_token; all_logits, when not NULL,
@@ -72,16 +75,35 @@ typedef struct {
 } trn_backend_i;
 
 struct trn_backend {
-    const trn_backend_i *iface;
+    const trn_backend_i *iface; /* the backend's entries: called through the functions below, not directly */
     void *context;
+    const trn_graph *graph;     /* bound by trn_backend_prepare */
 };
 
-/* Backends are created by their own constructors (trn_cpu_backend_create, trn_cuda_backend_create); choosing one by
- * name ("cpu", "cuda", "auto") is the host's trn_backend_for_device (host/generate.h). */
+/* ---- the backend behind functions (graph/backend.c) ---- */
 
-static inline void trn_backend_free(trn_backend *backend) {
-    if (backend)
-        backend->iface->free(backend);
-}
+/* The one factory: "cpu", "cuda" or "auto" (CUDA where this build has it and a usable GPU is present, else the CPU).
+ * For auto, choice[cap] (may be NULL) receives what was chosen and why: "cuda", or "cpu (CUDA unavailable: REASON)";
+ * it is left empty for a named device. Prints nothing. */
+trn_status trn_backend_create(const char *device, trn_backend **out, char *choice, size_t cap);
+void trn_backend_free(trn_backend *backend);
+
+trn_status trn_backend_prepare(trn_backend *backend, const trn_graph *graph, const trn_backend_config *config);
+trn_status trn_backend_step(trn_backend *backend, int token, int pos, int want_output, int *next_token);
+const float *trn_backend_logits(trn_backend *backend);
+const char *trn_backend_name(const trn_backend *backend);     /* "cpu", "cuda" */
+const char *trn_backend_describe(trn_backend *backend);       /* e.g. "cpu (avx2, 2 threads)" */
+/* What the backend moves and holds; all zero (weights NULL) where it reports nothing. */
+void trn_backend_get_stats(trn_backend *backend, trn_backend_stats *out);
+/* Whether prefill runs tokens as one batch (else trn_backend_prefill steps token by token). */
+int trn_backend_has_batched_prefill(const trn_backend *backend);
+/* Runs tokens[0..n_tokens) at positions pos0.. with the results of n_tokens steps (the prefill contract above):
+ * through the backend's batched prefill where it has one, else token by token (trn_backend_prefill_steps). */
+trn_status trn_backend_prefill(trn_backend *backend, const int *tokens, int n_tokens, int pos0, int want_output,
+                               int *next_token, float *all_logits);
+/* The same through one step per token (logits computed only where needed): the fallback, and the baseline the
+ * batched prefill is measured and tested against. */
+trn_status trn_backend_prefill_steps(trn_backend *backend, const int *tokens, int n_tokens, int pos0, int want_output,
+                                     int *next_token, float *all_logits);
 
 #endif

@@ -1,4 +1,4 @@
-/* eval.c: teacher-forced logits and perplexity (see eval.h for the method). Tokens go through trn_prefill: batched
+/* eval.c: teacher-forced logits and perplexity (see eval.h for the method). Tokens go through trn_backend_prefill: batched
  * where the backend can (bitwise the logits of token-by-token steps), step by step otherwise. */
 #include "eval.h"
 
@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "generate.h"
 
 enum { EVAL_BATCH = 64 }; /* positions whose logits perplexity holds at once */
 
@@ -29,7 +28,7 @@ trn_status trn_eval_logits(const trn_model *model, const trn_graph *graph, trn_b
         if (ids[i] < 0 || ids[i] >= n_vocab)
             return trn_fail(TRN_ERR_INVALID, "token id %d (position %d) is outside the vocabulary of %d", ids[i], i,
                             n_vocab);
-    return n_ids > 0 ? trn_prefill(graph, backend, ids, n_ids, 0, 0, NULL, out) : TRN_OK;
+    return n_ids > 0 ? trn_backend_prefill(backend, ids, n_ids, 0, 0, NULL, out) : TRN_OK;
 }
 
 trn_status trn_eval_perplexity(const trn_model *model, const trn_graph *graph, trn_backend *backend, const int *tokens,
@@ -59,10 +58,10 @@ trn_status trn_eval_perplexity(const trn_model *model, const trn_graph *graph, t
         memcpy(ids, chunk_tokens, (size_t)ctx * sizeof(int));
         ids[0] = bos;
         /* positions 0..first-1 fill the cache; logits are needed only where a next token is scored */
-        status = trn_prefill(graph, backend, ids, first, 0, 0, NULL, NULL);
+        status = trn_backend_prefill(backend, ids, first, 0, 0, NULL, NULL);
         for (int j = first; j < ctx - 1 && status == TRN_OK; j += EVAL_BATCH) {
             const int n = TRN_MIN(EVAL_BATCH, ctx - 1 - j);
-            status = trn_prefill(graph, backend, ids + j, n, j, 0, NULL, logits);
+            status = trn_backend_prefill(backend, ids + j, n, j, 0, NULL, logits);
             for (int k = 0; k < n && status == TRN_OK; k++) {
                 const double nll = -trn_log_prob(logits + (size_t)k * n_vocab, n_vocab, chunk_tokens[j + k + 1]);
                 sum += nll;

@@ -14,7 +14,6 @@
 #include "../profiling/bench.h"
 #include "convert.h"
 #include "eval.h"
-#include "generate.h"
 #include "npy.h"
 #include "output_file.h"
 #include "trinity.h"

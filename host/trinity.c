@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "eval.h"
-#include "generate.h"
 #include "model.h"
 
 _Static_assert((int)TRINITY_OK == (int)TRN_OK && (int)TRINITY_ERR_IO == (int)TRN_ERR_IO &&
@@ -209,9 +208,9 @@ trinity_status trinity_session_new(trinity_model *m, const trinity_session_param
     const int n_ctx = p.n_ctx > 0 ? p.n_ctx : trn_model_default_context(m->model);
     trn_status status = trn_graph_build_decode(m->model, n_ctx, &s->graph);
     if (status == TRN_OK)
-        status = trn_backend_for_device(devices[mp->device], &s->backend, s->choice, sizeof(s->choice));
+        status = trn_backend_create(devices[mp->device], &s->backend, s->choice, sizeof(s->choice));
     if (status == TRN_OK)
-        status = s->backend->iface->prepare(s->backend, s->graph, &config);
+        status = trn_backend_prepare(s->backend, s->graph, &config);
     if (status != TRN_OK) {
         trinity_session_free(s);
         return status_of(status);
@@ -231,7 +230,7 @@ void trinity_session_free(trinity_session *s) {
 
 int trinity_session_n_ctx(const trinity_session *s) { return s->graph->n_ctx; }
 int trinity_session_n_past(const trinity_session *s) { return s->n_past; }
-const char *trinity_session_device(const trinity_session *s) { return s->backend->iface->describe(s->backend); }
+const char *trinity_session_device(const trinity_session *s) { return trn_backend_describe(s->backend); }
 const char *trinity_session_device_choice(const trinity_session *s) { return s->choice; }
 
 void trinity_session_reset(trinity_session *s) {
@@ -253,12 +252,12 @@ trinity_status trinity_session_feed(trinity_session *s, const int *ids, int n_id
             return status_of(trn_fail(TRN_ERR_INVALID, "token id %d is outside the vocabulary of %d", ids[i], n_vocab));
     if (held) { /* a generated token the caller has seen but the cache has not: it comes first */
         int unused = -1;
-        TRY(s->backend->iface->step(s->backend, s->pending, s->n_past, 0, &unused));
+        TRY(trn_backend_step(s->backend, s->pending, s->n_past, 0, &unused));
         s->n_past++;
         s->pending = -1;
     }
     int next = -1;
-    TRY(trn_prefill(s->graph, s->backend, ids, n_ids, s->n_past, 1, &next, all_logits));
+    TRY(trn_backend_prefill(s->backend, ids, n_ids, s->n_past, 1, &next, all_logits));
     s->n_past += n_ids;
     s->next = next;
     s->last = ids[n_ids - 1];
@@ -278,7 +277,7 @@ trinity_status trinity_session_feed_text(trinity_session *s, const char *text, i
 int trinity_session_last_token(const trinity_session *s) { return s->pending; }
 
 const float *trinity_session_logits(const trinity_session *s) {
-    return s->has_logits ? s->backend->iface->logits(s->backend) : NULL;
+    return s->has_logits ? trn_backend_logits(s->backend) : NULL;
 }
 
 static void to_callback(void *user, const char *bytes, size_t n) {
@@ -306,7 +305,7 @@ trinity_status trinity_session_generate(trinity_session *s, int n_predict, trini
     trn_status status = TRN_OK;
     for (int produced = 0; produced < n_predict && !s->stop && status == TRN_OK; produced++) {
         if (s->pending >= 0) { /* run the token passed on last, to sample the one after it */
-            status = s->backend->iface->step(s->backend, s->pending, s->n_past, 1, &s->next);
+            status = trn_backend_step(s->backend, s->pending, s->n_past, 1, &s->next);
             if (status != TRN_OK)
                 break;
             s->n_past++;

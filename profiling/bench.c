@@ -27,7 +27,6 @@
 
 #include "../cpu_fallback/ops.h"
 #include "../graph/backend.h"
-#include "../host/generate.h"
 
 static int compare_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -147,7 +146,7 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
         probes[round] = on_cpu ? trn_bandwidth_probe(threads, (size_t)256 << 20, 1) : 0.0;
         for (const int stop = n_decode * (round + 1) / DECODE_ROUNDS; done < stop && status == TRN_OK; done++) {
             const double t0 = trn_time_s();
-            status = backend->iface->step(backend, token, pos + done, 1, &token);
+            status = trn_backend_step(backend, token, pos + done, 1, &token);
             times[done] = trn_time_s() - t0;
         }
     }
@@ -156,7 +155,7 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
         out->bandwidth_gbs = on_cpu ? median(probes, DECODE_ROUNDS) : 0.0;
 #ifdef TRN_HAVE_CUDA
         /* a GPU's bound: device memory bandwidth, from a 1 GB device-to-device copy (bytes read + written) */
-        if (strcmp(backend->iface->name, "cuda") == 0 &&
+        if (strcmp(trn_backend_name(backend), "cuda") == 0 &&
             trn_cuda_copy_bandwidth(0, (size_t)1 << 30, 5, &out->bandwidth_gbs) != TRN_OK)
             out->bandwidth_gbs = 0.0;
 #endif
@@ -196,16 +195,16 @@ static double ternary_macs_per_token(const trn_graph *g) {
 static trn_status measure_prefill(const trn_graph *graph, trn_backend *backend, const int *ids, int n, int *next,
                                   double (*peak)(double), int threads, trn_bench_result *res) {
     double batched[PREFILL_REPS], steps[PREFILL_REPS], probes[PREFILL_REPS];
-    res->prefill_batched = backend->iface->prefill != NULL;
+    res->prefill_batched = trn_backend_has_batched_prefill(backend);
     progress("prefill of %d tokens, batched and token by token, 3 rounds", n);
     for (int r = 0; r < PREFILL_REPS; r++) {
         probes[r] = peak && res->prefill_batched ? multiply_add_probe(peak, threads) : 0.0;
         double t0 = trn_time_s();
-        TRN_TRY(trn_prefill_steps(graph, backend, ids, n, 0, 1, next, NULL));
+        TRN_TRY(trn_backend_prefill_steps(backend, ids, n, 0, 1, next, NULL));
         steps[r] = trn_time_s() - t0;
         if (res->prefill_batched) {
             t0 = trn_time_s();
-            TRN_TRY(trn_prefill(graph, backend, ids, n, 0, 1, next, NULL));
+            TRN_TRY(trn_backend_prefill(backend, ids, n, 0, 1, next, NULL));
             batched[r] = trn_time_s() - t0;
         }
     }
@@ -225,11 +224,11 @@ static trn_status prepared_backend(const trn_graph *graph, const trn_bench_optio
                                  .resident_layers = opts->resident_layers};
     config.sampling.temp = 0.0f;
     char choice[512];
-    trn_status status = trn_backend_for_device(device, out, choice, sizeof(choice));
+    trn_status status = trn_backend_create(device, out, choice, sizeof(choice));
     if (status == TRN_OK && choice[0])
         fprintf(stderr, "device: %s\n", choice);
     if (status == TRN_OK)
-        status = (*out)->iface->prepare(*out, graph, &config);
+        status = trn_backend_prepare(*out, graph, &config);
     if (status != TRN_OK) {
         trn_backend_free(*out);
         *out = NULL;
@@ -253,14 +252,13 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
         status = prepared_backend(graph, opts, opts->device, opts->n_threads, &backend);
     int threads = opts->n_threads > 0 ? opts->n_threads : 1, on_cpu = 0, next = 0;
     if (status == TRN_OK) {
-        snprintf(res->device, sizeof(res->device), "%s", backend->iface->describe(backend));
-        if (backend->iface->stats)
-            backend->iface->stats(backend, &res->stats);
+        snprintf(res->device, sizeof(res->device), "%s", trn_backend_describe(backend));
+        trn_backend_get_stats(backend, &res->stats);
 #ifdef TRN_HAVE_OPENMP
         if (opts->n_threads <= 0)
             threads = omp_get_num_procs();
 #endif
-        on_cpu = strcmp(backend->iface->name, "cpu") == 0;
+        on_cpu = strcmp(trn_backend_name(backend), "cpu") == 0;
         res->n_prompt = opts->n_prompt;
         res->weight_bytes_per_token = (double)trn_model_weight_bytes_per_token(model);
         const trn_hparams *hp = &model->hp;
@@ -286,7 +284,7 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
         } else {
             status = prepared_backend(graph, opts, "cpu", 1, &backend);
             if (status == TRN_OK)
-                status = trn_prefill(graph, backend, ids, opts->n_prompt, 0, 1, &next, NULL);
+                status = trn_backend_prefill(backend, ids, opts->n_prompt, 0, 1, &next, NULL);
             if (status == TRN_OK)
                 status = measure_decode(backend, 1, next, opts->n_prompt, opts->n_decode, on_cpu, bytes_per_token,
                                         &res->decode_1thread);

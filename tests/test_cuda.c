@@ -38,7 +38,7 @@
  * one breaks differently cannot send the texts apart; synthetic models with random weights have many). */
 static int run_config(trn_backend *backend, const trn_model *model, const trn_graph *g,
                       const trn_backend_config *config, const int *forced, int *tokens, float *logits) {
-    if (backend->iface->prepare(backend, g, config) != TRN_OK) {
+    if (trn_backend_prepare(backend, g, config) != TRN_OK) {
         fprintf(stderr, "prepare failed: %s\n", trn_last_error());
         return 0;
     }
@@ -46,11 +46,11 @@ static int run_config(trn_backend *backend, const trn_model *model, const trn_gr
     int token = trn_tokenizer_bos(model->tokenizer);
     for (int pos = 0; pos < STEPS; pos++) {
         int next = -1;
-        if (backend->iface->step(backend, token, pos, 1, &next) != TRN_OK) {
+        if (trn_backend_step(backend, token, pos, 1, &next) != TRN_OK) {
             fprintf(stderr, "step %d failed: %s\n", pos, trn_last_error());
             return 0;
         }
-        const float *l = backend->iface->logits(backend);
+        const float *l = trn_backend_logits(backend);
         if (!l)
             return 0;
         memcpy(logits + (size_t)pos * n_vocab, l, (size_t)n_vocab * sizeof(float));
@@ -150,7 +150,7 @@ static void check_model(const char *path, model_kind kind) {
             const int same = same_choices(t_gpu, t_cpu, cpu, n_vocab, &ties);
             printf("%s, act %s: cuda vs cpu logits nmse %.3g (bound %.0e, first position above 1e-6: %d), greedy "
                    "choices %s (%d near-ties) on %s\n", path, act ? "f32" : "int8", err, bound,
-                   first_divergence(gpu, cpu, n_vocab), same ? "agree" : "DIFFER", ties, d->iface->describe(d));
+                   first_divergence(gpu, cpu, n_vocab), same ? "agree" : "DIFFER", ties, trn_backend_describe(d));
             CHECK_MSG(err <= bound, "%s act %d: nmse %.3g", path, act, err);
             CHECK_MSG(same || (kind != EXACT && act == TRN_ACT_INT8), "%s act %d: greedy choices differ beyond "
                       "near-ties", path, act);
@@ -238,7 +238,7 @@ static void check_weights(const char *path) {
             const int same = memcmp(other, resident, n * sizeof(float)) == 0 &&
                              memcmp(t_other, t_resident, sizeof(t_other)) == 0;
             printf("%s, weights %s: %s resident's (%s)\n", path, cases[i].label, same ? "bitwise" : "DIFFERS from",
-                   d->iface->describe(d));
+                   trn_backend_describe(d));
             CHECK_MSG(same, "%s: weights %s differ from resident weights", path, cases[i].label);
         }
         trn_backend_free(d);

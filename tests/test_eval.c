@@ -114,7 +114,7 @@ static trn_backend *make_backend(const trn_graph *g, trn_act_mode act, int force
     trn_backend_config config = {.n_threads = 0, .act = act, .kernels = force_scalar ? "scalar" : NULL,
                                  .sampling = trn_sampling_default()};
     config.sampling.temp = 0.0f;
-    if (trn_cpu_backend_create(&backend) != TRN_OK || backend->iface->prepare(backend, g, &config) != TRN_OK) {
+    if (trn_cpu_backend_create(&backend) != TRN_OK || trn_backend_prepare(backend, g, &config) != TRN_OK) {
         CHECK_MSG(0, "backend prepare failed: %s", trn_last_error());
         trn_backend_free(backend);
         return NULL;

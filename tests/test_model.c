@@ -64,26 +64,26 @@ static int run(const trn_model *model, const trn_graph *g, const char *kernels, 
     trn_backend *backend = NULL;
     trn_backend_config config = {.n_threads = threads, .kernels = kernels, .sampling = trn_sampling_default()};
     config.sampling.temp = 0.0f;
-    const int prepared = trn_cpu_backend_create(&backend) == TRN_OK && backend->iface->prepare(backend, g, &config) == TRN_OK;
+    const int prepared = trn_cpu_backend_create(&backend) == TRN_OK && trn_backend_prepare(backend, g, &config) == TRN_OK;
     if (!prepared) {
         fprintf(stderr, "prepare failed: %s\n", trn_last_error());
         trn_backend_free(backend);
         return 0;
     }
-    CHECK_MSG(strstr(backend->iface->describe(backend), kernels) != NULL, "%s asked, %s described", kernels,
-              backend->iface->describe(backend));
+    CHECK_MSG(strstr(trn_backend_describe(backend), kernels) != NULL, "%s asked, %s described", kernels,
+              trn_backend_describe(backend));
     const int n_vocab = model->hp.n_vocab;
     out->logits = malloc((size_t)steps * n_vocab * sizeof(float));
     int token = trn_tokenizer_bos(model->tokenizer);
     for (int pos = 0; pos < steps; pos++) {
         int next = -1;
-        CHECK(backend->iface->step(backend, token, pos, 1, &next) == TRN_OK);
-        memcpy(out->logits + (size_t)pos * n_vocab, backend->iface->logits(backend), (size_t)n_vocab * sizeof(float));
+        CHECK(trn_backend_step(backend, token, pos, 1, &next) == TRN_OK);
+        memcpy(out->logits + (size_t)pos * n_vocab, trn_backend_logits(backend), (size_t)n_vocab * sizeof(float));
         out->tokens[pos] = token = next;
     }
     /* a step past the context is refused */
     int next;
-    CHECK(backend->iface->step(backend, 1, g->n_ctx, 1, &next) == TRN_ERR_INVALID);
+    CHECK(trn_backend_step(backend, 1, g->n_ctx, 1, &next) == TRN_ERR_INVALID);
     trn_backend_free(backend);
     return 1;
 }

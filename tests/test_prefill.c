@@ -8,7 +8,7 @@
  * - prefill of the first n1 tokens with all logits, one decode step, and a second prefill from pos0 = n1 + 1 with
  *   all logits: every logit bitwise equal to the steps', the sampled tokens equal, logits() the last row;
  * - prefill of the first n1 tokens filling the cache only, then a prefill of the rest with the last logits only;
- * - trn_prefill through a copy of the interface whose prefill entry is NULL (the path a CUDA backend takes);
+ * - trn_backend_prefill through a copy of the interface whose prefill entry is NULL (the path a CUDA backend takes);
  * and bad calls (past the context, a token outside the vocabulary, no tokens, a negative position) are refused. */
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +16,7 @@
 #include "cpu_fallback/cpu_backend.h"
 #include "cpu_fallback/ops.h"
 #include "graph/graph.h"
-#include "host/generate.h"
+#include "graph/backend.h"
 #include "test_util.h"
 
 typedef struct {
@@ -38,7 +38,7 @@ static trn_backend *make_backend(const trn_graph *g, const run_config *rc) {
     config.sampling.temp = 0.8f;
     config.sampling.repeat_penalty = 1.3f;
     config.sampling.seed = 7;
-    if (trn_cpu_backend_create(&backend) != TRN_OK || backend->iface->prepare(backend, g, &config) != TRN_OK) {
+    if (trn_cpu_backend_create(&backend) != TRN_OK || trn_backend_prepare(backend, g, &config) != TRN_OK) {
         CHECK_MSG(0, "prepare failed: %s", trn_last_error());
         trn_backend_free(backend);
         return NULL;
@@ -52,8 +52,8 @@ static int run_reference(const trn_graph *g, const run_config *rc, reference *re
     if (!b)
         return 0;
     for (int i = 0; i < ref->n; i++) {
-        CHECK(b->iface->step(b, ref->tokens[i], i, 1, &ref->next[i]) == TRN_OK);
-        memcpy(ref->logits + (size_t)i * n_vocab, b->iface->logits(b), (size_t)n_vocab * sizeof(float));
+        CHECK(trn_backend_step(b, ref->tokens[i], i, 1, &ref->next[i]) == TRN_OK);
+        memcpy(ref->logits + (size_t)i * n_vocab, trn_backend_logits(b), (size_t)n_vocab * sizeof(float));
     }
     trn_backend_free(b);
     return 1;
@@ -82,16 +82,16 @@ static void check_config(const char *name, const trn_graph *g, const run_config 
     trn_backend *b = make_backend(g, rc);
     if (b) {
         int next = -1;
-        CHECK(b->iface->prefill(b, ref->tokens, n1, 0, 1, &next, logits) == TRN_OK);
+        CHECK(trn_backend_prefill(b, ref->tokens, n1, 0, 1, &next, logits) == TRN_OK);
         CHECK_MSG(rows_differ(ref, n_vocab, logits, 0, n1) == 0, "%s: %d of the first %d rows of logits differ", what,
                   rows_differ(ref, n_vocab, logits, 0, n1), n1);
         CHECK_MSG(next == ref->next[n1 - 1], "%s: prefill sampled %d, the steps %d", what, next, ref->next[n1 - 1]);
-        CHECK_MSG(rows_differ(ref, n_vocab, b->iface->logits(b), n1 - 1, 1) == 0, "%s: logits() after prefill", what);
-        CHECK(b->iface->step(b, ref->tokens[n1], n1, 1, &next) == TRN_OK);
-        CHECK_MSG(rows_differ(ref, n_vocab, b->iface->logits(b), n1, 1) == 0 && next == ref->next[n1],
+        CHECK_MSG(rows_differ(ref, n_vocab, trn_backend_logits(b), n1 - 1, 1) == 0, "%s: logits() after prefill", what);
+        CHECK(trn_backend_step(b, ref->tokens[n1], n1, 1, &next) == TRN_OK);
+        CHECK_MSG(rows_differ(ref, n_vocab, trn_backend_logits(b), n1, 1) == 0 && next == ref->next[n1],
                   "%s: the step after prefill differs", what);
         const int rest = n - n1 - 1;
-        CHECK(b->iface->prefill(b, ref->tokens + n1 + 1, rest, n1 + 1, 1, &next, logits) == TRN_OK);
+        CHECK(trn_backend_prefill(b, ref->tokens + n1 + 1, rest, n1 + 1, 1, &next, logits) == TRN_OK);
         CHECK_MSG(rows_differ(ref, n_vocab, logits, n1 + 1, rest) == 0, "%s: %d of %d rows of the second prefill "
                   "(pos0 %d) differ", what, rows_differ(ref, n_vocab, logits, n1 + 1, rest), rest, n1 + 1);
         CHECK_MSG(next == ref->next[n - 1], "%s: second prefill sampled %d, the steps %d", what, next, ref->next[n - 1]);
@@ -102,14 +102,14 @@ static void check_config(const char *name, const trn_graph *g, const run_config 
     b = make_backend(g, rc);
     if (b) {
         int next = -1;
-        CHECK(b->iface->prefill(b, ref->tokens, n1, 0, 0, NULL, NULL) == TRN_OK);
-        CHECK(b->iface->prefill(b, ref->tokens + n1, n - n1, n1, 1, &next, NULL) == TRN_OK);
-        CHECK_MSG(rows_differ(ref, n_vocab, b->iface->logits(b), n - 1, 1) == 0 && next == ref->next[n - 1],
+        CHECK(trn_backend_prefill(b, ref->tokens, n1, 0, 0, NULL, NULL) == TRN_OK);
+        CHECK(trn_backend_prefill(b, ref->tokens + n1, n - n1, n1, 1, &next, NULL) == TRN_OK);
+        CHECK_MSG(rows_differ(ref, n_vocab, trn_backend_logits(b), n - 1, 1) == 0 && next == ref->next[n - 1],
                   "%s: last-token prefill differs from the steps", what);
         trn_backend_free(b);
     }
 
-    /* trn_prefill without a prefill entry: one step per token */
+    /* trn_backend_prefill without a prefill entry: one step per token */
     b = make_backend(g, rc);
     if (b) {
         trn_backend_i stepping = *b->iface;
@@ -118,9 +118,9 @@ static void check_config(const char *name, const trn_graph *g, const run_config 
         b->iface = &stepping;
         int next = -1;
         memset(logits, 0, (size_t)n * n_vocab * sizeof(float));
-        CHECK(trn_prefill(g, b, ref->tokens, n, 0, 1, &next, logits) == TRN_OK);
+        CHECK(trn_backend_prefill(b, ref->tokens, n, 0, 1, &next, logits) == TRN_OK);
         CHECK_MSG(rows_differ(ref, n_vocab, logits, 0, n) == 0 && next == ref->next[n - 1],
-                  "%s: trn_prefill's step-by-step fallback differs", what);
+                  "%s: trn_backend_prefill's step-by-step fallback differs", what);
         b->iface = own;
         trn_backend_free(b);
     }
@@ -135,13 +135,13 @@ static void check_errors(const trn_graph *g) {
     if (!b)
         return;
     int tokens[4] = {1, 5, 9, 13}, next;
-    CHECK(b->iface->prefill(b, tokens, 4, g->n_ctx - 3, 1, &next, NULL) == TRN_ERR_INVALID);
-    CHECK(b->iface->prefill(b, tokens, 4, -1, 1, &next, NULL) == TRN_ERR_INVALID);
-    CHECK(b->iface->prefill(b, tokens, 0, 0, 1, &next, NULL) == TRN_ERR_INVALID);
+    CHECK(trn_backend_prefill(b, tokens, 4, g->n_ctx - 3, 1, &next, NULL) == TRN_ERR_INVALID);
+    CHECK(trn_backend_prefill(b, tokens, 4, -1, 1, &next, NULL) == TRN_ERR_INVALID);
+    CHECK(trn_backend_prefill(b, tokens, 0, 0, 1, &next, NULL) == TRN_ERR_INVALID);
     tokens[2] = g->model->hp.n_vocab;
-    CHECK(b->iface->prefill(b, tokens, 4, 0, 1, &next, NULL) == TRN_ERR_INVALID);
+    CHECK(trn_backend_prefill(b, tokens, 4, 0, 1, &next, NULL) == TRN_ERR_INVALID);
     tokens[2] = -1;
-    CHECK(b->iface->prefill(b, tokens, 4, 0, 1, &next, NULL) == TRN_ERR_INVALID);
+    CHECK(trn_backend_prefill(b, tokens, 4, 0, 1, &next, NULL) == TRN_ERR_INVALID);
     trn_backend_free(b);
 }
 

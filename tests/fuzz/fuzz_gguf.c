@@ -41,18 +41,18 @@ static void run_model(const trn_model *model) {
     config.sampling.temp = 0.0f; /* greedy */
     config.weights = TRN_WEIGHTS_AUTO;
     stage = "prepare";
-    if (backend->iface->prepare(backend, graph, &config) != TRN_OK)
+    if (trn_backend_prepare(backend, graph, &config) != TRN_OK)
         goto done;
     int token = n_ids > 0 ? ids[0] : 0, next = -1;
     stage = "step";
-    if (backend->iface->step(backend, token, 0, 1, &next) != TRN_OK)
+    if (trn_backend_step(backend, token, 0, 1, &next) != TRN_OK)
         goto done;
-    const float *logits = backend->iface->logits(backend);
+    const float *logits = trn_backend_logits(backend);
     volatile float sink = logits ? logits[0] : 0.0f;
     (void)sink;
     /* the sampled token goes back in, as in generation */
     if (next >= 0 && next < model->hp.n_vocab)
-        backend->iface->step(backend, next, 1, 1, &next);
+        trn_backend_step(backend, next, 1, 1, &next);
     stage = NULL;
     fuzz_log("gguf: %d tokens, two steps run (next token %d)", n_ids, next);
 done:
