@@ -666,35 +666,34 @@ static int conflicts(const item_effects *a, const item_effects *b) {
     return 0;
 }
 
-/* Whether a step may run product nodes a and b (a before b, no barrier between) as one group: body products of
- * one input and one matrix shape but rows, type and layout, rows in whole sixteens (a thread's rows never cut a
- * group of the X16 and X4 layouts). */
+/* Whether product b may join the group that product a heads in a step: one type and layout, and rows in whole
+ * sixteens (a thread's rows never cut a group of the X16 and X4 layouts). The graph says which products read one
+ * input (group_nodes); these are this backend's conditions. */
 static int groups_with(const cpu_context *c, int a, int b) {
     const trn_graph *g = c->graph;
     const trn_node *x = &g->nodes[a], *y = &g->nodes[b];
-    if (x->op != TRN_OP_MATVEC || y->op != TRN_OP_MATVEC || token_class(g, a) != 0 || token_class(g, b) != 0)
-        return 0;
     const trn_matrix *u = &c->matrix[x->src[0]], *w = &c->matrix[y->src[0]];
-    return x->src[1] == y->src[1] && reads_int8(c, x) == reads_int8(c, y) && u->type == w->type &&
-           u->layout == w->layout && u->cols == w->cols && u->rows % MATVEC_ROW_ALIGN == 0 &&
-           w->rows % MATVEC_ROW_ALIGN == 0;
+    return reads_int8(c, x) == reads_int8(c, y) && u->type == w->type && u->layout == w->layout &&
+           u->rows % MATVEC_ROW_ALIGN == 0 && w->rows % MATVEC_ROW_ALIGN == 0;
 }
 
-/* Groups the products that follow one another in c->plan without a barrier and read one input (Q, K and V; gate
- * and up): a step runs each group as one product whose rows the threads split (matvec_shared), so that each
+/* Runs the graph's product groups (group_nodes: Q, K and V; gate and up) as one product in a step, where the plan
+ * puts no barrier between their nodes: the threads split the rows of all of them (matvec_shared), so that each
  * thread reads one span of weights instead of a piece of each matrix. Prefill batches run them one by one.
  * TRN_CPU_GROUPS=0 turns this off. */
 static void group_products(cpu_context *c) {
     const char *groups = getenv("TRN_CPU_GROUPS");
     if (groups && strcmp(groups, "0") == 0)
         return;
+    const trn_graph *g = c->graph;
     for (int i = 0; i < c->n_plan; i++) {
         plan_item *head = &c->plan[i];
-        if (head->kind != ITEM_NODE)
+        if (head->kind != ITEM_NODE || g->nodes[head->node].group_nodes < 2)
             continue;
+        const int last = head->node + g->nodes[head->node].group_nodes; /* one past the graph's group */
         int j = i + 1;
         while (j < c->n_plan && c->plan[j].kind == ITEM_NODE && c->plan[j].node == c->plan[j - 1].node + 1 &&
-               groups_with(c, head->node, c->plan[j].node))
+               c->plan[j].node < last && groups_with(c, head->node, c->plan[j].node))
             c->plan[j++].step_skip = 1;
         if (j - i > 1)
             c->group_end[head->node] = c->plan[j - 1].node + 1;

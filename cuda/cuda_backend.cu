@@ -8,7 +8,7 @@
  * step: writes token and position into pinned memory, launches one graph, waits, reads the sampled id.
  * TRN_CUDA_NO_GRAPH=1 runs the nodes as plain launches instead (to bisect a wrong result), with an NVTX range per
  * layer stage; a captured graph replays without host code, so it shows as one range per step.
- * Launch plan: built once at prepare; in int8 mode node patterns are fused into trn_cuda_ternary launches
+ * Launch plan: built once at prepare; in int8 mode the graph's fusion chains run as trn_cuda_ternary launches
  * (match_fusion), and on sm_90 kernels use programmatic dependent launch. Switches: TRN_CUDA_NO_FUSION=1,
  * TRN_CUDA_NO_PDL=1, TRN_CUDA_PROFILE=1 (time per kind of launch, printed when the backend is freed).
  * Weights: placed by weights.cu (resident, streamed through a ring, mapped), with the copies in the graph. */
@@ -126,98 +126,77 @@ bool matvec_ternary(const cuda_context *c, const trn_node *node) {
     return node->op == TRN_OP_MATVEC && is_ternary(c->matrix[node->src[0]].type);
 }
 
-/* Whether any node in [from, n_nodes) reads buffer `id` (an intermediate a fused launch does not write). */
-bool read_after(const trn_graph *g, int id, int from, int n_nodes) {
-    for (int n = from; n < n_nodes; n++)
-        for (int i = 0; i < TRN_MAX_SRC; i++)
-            if (g->nodes[n].src[i] == id)
-                return true;
-    return false;
-}
-
-/* Fusion: the node patterns of the decode graph that one trn_cuda_ternary launch replaces (int8 mode):
- *   RMSNORM h; MATVEC q, k, v of h; ROPE q; ROPE k; STORE_ROW k; STORE_ROW v  -> NORM_QUANT + QKV
- *   RMSNORM h; MATVEC gate, up of h; SWIGLU                                   -> NORM_QUANT + SWIGLU
- *   RMSNORM h; MATVEC of h                                                    -> NORM_QUANT + STORE (LM head)
- *   MATVEC o; ADD x = x + o                                                   -> QUANT + ADD
- *   MATVEC                                                                    -> QUANT + STORE
- * where every product is ternary with one type and width, and no later node reads what the launch skips (h, the
- * unrotated k, v, gate, up, o). Returns the nodes covered, 0 where none matches at node n. */
-int match_fusion(const cuda_context *c, int n, int n_nodes, trn_cuda_ternary_op *op) {
+/* Fusion: the graph's chains (trn_fusion, marked by the builder) that one trn_cuda_ternary launch replaces (int8 mode):
+ *   norm+qkv+rope+store   -> NORM_QUANT + QKV
+ *   norm+gate+up+swiglu   -> NORM_QUANT + SWIGLU
+ *   norm+product          -> NORM_QUANT + STORE (LM head)
+ *   product+add           -> QUANT + ADD
+ * and a ternary product outside a chain -> QUANT + STORE. This backend's condition: every product of the chain is
+ * ternary, of one type and width. Returns the nodes covered, 0 where node n is not run this way. */
+int match_fusion(const cuda_context *c, int n, trn_cuda_ternary_op *op) {
     const trn_graph *g = c->graph;
-    auto at = [&](int i) -> const trn_node * { return n + i < n_nodes ? &g->nodes[n + i] : nullptr; };
-    auto product_of = [&](const trn_node *m, int input) {
-        return m && matvec_ternary(c, m) && m->src[1] == input &&
-               c->matrix[m->src[0]].type == c->matrix[at(1)->src[0]].type &&
-               c->matrix[m->src[0]].cols == c->matrix[at(1)->src[0]].cols;
-    };
+    const trn_node *first = &g->nodes[n];
+    auto at = [&](int i) { return &g->nodes[n + i]; };
     auto buf = [&](int id) { return static_cast<float *>(c->buffer[id]); };
+    auto products_fit = [&](int from, int count) { /* nodes [from, from + count) of the chain */
+        const trn_cuda_matrix &w0 = c->matrix[at(from)->src[0]];
+        for (int i = from; i < from + count; i++) {
+            const trn_cuda_matrix &w = c->matrix[at(i)->src[0]];
+            if (!matvec_ternary(c, at(i)) || w.type != w0.type || w.cols != w0.cols)
+                return false;
+        }
+        return true;
+    };
     *op = trn_cuda_ternary_op{};
-    const trn_node *first = at(0);
-    if (first->op == TRN_OP_RMSNORM && at(1) && matvec_ternary(c, at(1)) && at(1)->src[1] == first->dst) {
-        const int h = first->dst;
+    switch (first->fusion) {
+    case TRN_FUSE_NORM_QKV_ROPE_STORE:
+    case TRN_FUSE_NORM_GATE_UP_SWIGLU:
+    case TRN_FUSE_NORM_PRODUCT: {
+        const int n_mat = first->fusion == TRN_FUSE_NORM_QKV_ROPE_STORE ? 3
+                          : first->fusion == TRN_FUSE_NORM_GATE_UP_SWIGLU ? 2 : 1;
+        if (!products_fit(1, n_mat))
+            return 0;
         op->input = TRN_CUDA_IN_NORM_QUANT;
         op->x = buf(first->src[0]);
         op->norm = buf(first->src[1]);
         op->eps = first->eps;
-        const trn_node *q = at(1), *k = at(2), *v = at(3), *rq = at(4), *rk = at(5), *sk = at(6), *sv = at(7);
-        if (product_of(k, h) && product_of(v, h) && rq && rq->op == TRN_OP_ROPE && rq->src[0] == q->dst &&
-            rq->dst == q->dst && rk && rk->op == TRN_OP_ROPE && rk->src[0] == k->dst && rk->dst == k->dst &&
-            rk->head_dim == rq->head_dim && sk && sk->op == TRN_OP_STORE_ROW && sk->src[0] == k->dst && sv &&
-            sv->op == TRN_OP_STORE_ROW && sv->src[0] == v->dst && rq->src[1] == g->buf_pos &&
-            rk->src[1] == g->buf_pos && sk->src[1] == g->buf_pos && sv->src[1] == g->buf_pos &&
-            !read_after(g, h, n + 8, n_nodes) && !read_after(g, k->dst, n + 8, n_nodes) &&
-            !read_after(g, v->dst, n + 8, n_nodes)) {
-            op->n_mat = 3;
-            op->w[0] = c->matrix[q->src[0]];
-            op->w[1] = c->matrix[k->src[0]];
-            op->w[2] = c->matrix[v->src[0]];
+        op->n_mat = n_mat;
+        for (int i = 0; i < n_mat; i++)
+            op->w[i] = c->matrix[at(1 + i)->src[0]];
+        if (first->fusion == TRN_FUSE_NORM_QKV_ROPE_STORE) { /* q k v, rope q, rope k, store k, store v */
             op->output = TRN_CUDA_OUT_QKV;
-            op->y = buf(q->dst);
-            op->k_cache = buf(sk->dst);
-            op->v_cache = buf(sv->dst);
+            op->y = buf(at(1)->dst);
+            op->k_cache = buf(at(6)->dst);
+            op->v_cache = buf(at(7)->dst);
             op->rope_cos_sin = c->rope_cos_sin;
             op->pos = static_cast<const int32_t *>(c->buffer[g->buf_pos]);
-            op->head_dim = rq->head_dim;
-            return 8;
-        }
-        const trn_node *gate = at(1), *up = at(2), *act = at(3);
-        if (product_of(up, h) && act && act->op == TRN_OP_SWIGLU && act->src[0] == gate->dst &&
-            act->src[1] == up->dst && !read_after(g, h, n + 4, n_nodes) && !read_after(g, gate->dst, n + 4, n_nodes) &&
-            !read_after(g, up->dst, n + 4, n_nodes)) {
-            op->n_mat = 2;
-            op->w[0] = c->matrix[gate->src[0]];
-            op->w[1] = c->matrix[up->src[0]];
+            op->head_dim = at(4)->head_dim;
+        } else if (first->fusion == TRN_FUSE_NORM_GATE_UP_SWIGLU) { /* gate up, swiglu */
             op->output = TRN_CUDA_OUT_SWIGLU;
-            op->y = buf(act->dst);
-            return 4;
-        }
-        if (!read_after(g, h, n + 2, n_nodes)) {
-            op->n_mat = 1;
-            op->w[0] = c->matrix[at(1)->src[0]];
+            op->y = buf(at(3)->dst);
+        } else {
             op->output = TRN_CUDA_OUT_STORE;
             op->y = buf(at(1)->dst);
-            return 2;
         }
+        return first->fusion_nodes;
+    }
+    default:
+        break;
+    }
+    if (!matvec_ternary(c, first))
         return 0;
+    op->n_mat = 1;
+    op->w[0] = c->matrix[first->src[0]];
+    op->input = TRN_CUDA_IN_QUANT;
+    op->x = buf(first->src[1]);
+    if (first->fusion == TRN_FUSE_PRODUCT_ADD) { /* the product, then x = x + its result */
+        op->output = TRN_CUDA_OUT_ADD;
+        op->y = buf(at(1)->dst);
+        return 2;
     }
-    if (matvec_ternary(c, first)) {
-        op->n_mat = 1;
-        op->w[0] = c->matrix[first->src[0]];
-        op->input = TRN_CUDA_IN_QUANT;
-        op->x = buf(first->src[1]);
-        const trn_node *add = at(1);
-        if (add && add->op == TRN_OP_ADD && add->dst == add->src[0] && add->src[1] == first->dst &&
-            add->dst != first->src[1] && !read_after(g, first->dst, n + 2, n_nodes)) {
-            op->output = TRN_CUDA_OUT_ADD;
-            op->y = buf(add->dst);
-            return 2;
-        }
-        op->output = TRN_CUDA_OUT_STORE;
-        op->y = buf(first->dst);
-        return 1;
-    }
-    return 0;
+    op->output = TRN_CUDA_OUT_STORE;
+    op->y = buf(first->dst);
+    return 1;
 }
 
 /* The launches of a full step, built once at prepare (the graph is static, so is this plan). */
@@ -230,8 +209,7 @@ void build_plan(cuda_context *c) {
     for (int n = 0; n < g->n_nodes;) {
         launch_entry e;
         e.node = n;
-        const int limit = n < g->n_body_nodes ? g->n_body_nodes : g->n_nodes; /* no launch spans body and head */
-        const int covered = c->fuse && int8 ? match_fusion(c, n, limit, &e.op) : 0;
+        const int covered = c->fuse && int8 ? match_fusion(c, n, &e.op) : 0; /* chains never span body and head */
         if (covered > 0) {
             e.fused = true;
             e.n_nodes = covered;

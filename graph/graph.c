@@ -59,6 +59,15 @@ static int activation(builder *b, int layer, const char *name, int64_t n) {
     return add_buffer(b, TRN_BUF_ACTIVATION, full, n, 1, 0);
 }
 
+/* Marks the last `count` nodes added as one chain of `fusion`. */
+static void mark_chain(builder *b, trn_fusion fusion, int count) {
+    if (b->failed)
+        return;
+    trn_node *first = &b->g->nodes[b->g->n_nodes - count];
+    first->fusion = fusion;
+    first->fusion_nodes = count;
+}
+
 static trn_node *add_node(builder *b, trn_op op, int layer, int dst, int s0, int s1, int s2, int s3) {
     trn_graph *g = b->g;
     if (g->n_nodes == b->cap_nodes) {
@@ -174,10 +183,14 @@ trn_status trn_graph_build_decode(const trn_model *model, int n_ctx, trn_graph *
         n->n_head = hp->n_head_kv, n->head_dim = hp->head_dim, n->rope_base = hp->rope_base;
         add_node(&b, TRN_OP_STORE_ROW, l, k_cache, k, g->buf_pos, -1, -1);
         add_node(&b, TRN_OP_STORE_ROW, l, v_cache, v, g->buf_pos, -1, -1);
+        mark_chain(&b, TRN_FUSE_NORM_QKV_ROPE_STORE, 8);
+        if (!b.failed)
+            g->nodes[g->n_nodes - 7].group_nodes = 3; /* q, k, v */
         n = add_node(&b, TRN_OP_ATTENTION, l, att, q, k_cache, v_cache, g->buf_pos);
         n->n_head = hp->n_head, n->n_head_kv = hp->n_head_kv, n->head_dim = hp->head_dim;
         add_node(&b, TRN_OP_MATVEC, l, o, add_weight(&b, w->wo), att, -1, -1);
         add_node(&b, TRN_OP_ADD, l, x, x, o, -1, -1);
+        mark_chain(&b, TRN_FUSE_PRODUCT_ADD, 2);
 
         /* feed-forward (SwiGLU) */
         int hf = activation(&b, l, "ffn_in", hp->n_embd);
@@ -190,8 +203,12 @@ trn_status trn_graph_build_decode(const trn_model *model, int n_ctx, trn_graph *
         add_node(&b, TRN_OP_MATVEC, l, gate, add_weight(&b, w->w_gate), hf, -1, -1);
         add_node(&b, TRN_OP_MATVEC, l, up, add_weight(&b, w->w_up), hf, -1, -1);
         add_node(&b, TRN_OP_SWIGLU, l, act, gate, up, -1, -1);
+        mark_chain(&b, TRN_FUSE_NORM_GATE_UP_SWIGLU, 4);
+        if (!b.failed)
+            g->nodes[g->n_nodes - 3].group_nodes = 2; /* gate, up */
         add_node(&b, TRN_OP_MATVEC, l, down, add_weight(&b, w->w_down), act, -1, -1);
         add_node(&b, TRN_OP_ADD, l, x, x, down, -1, -1);
+        mark_chain(&b, TRN_FUSE_PRODUCT_ADD, 2);
     }
     g->n_body_nodes = g->n_nodes;
 
@@ -201,6 +218,7 @@ trn_status trn_graph_build_decode(const trn_model *model, int n_ctx, trn_graph *
     trn_node *n = add_node(&b, TRN_OP_RMSNORM, -1, xn, x, add_weight(&b, model->output_norm), -1, -1);
     n->eps = hp->rms_eps;
     add_node(&b, TRN_OP_MATVEC, -1, g->buf_logits, add_weight(&b, model->output), xn, -1, -1);
+    mark_chain(&b, TRN_FUSE_NORM_PRODUCT, 2);
     add_node(&b, TRN_OP_SAMPLE, -1, g->buf_next_token, g->buf_logits, g->buf_history, g->buf_pos, -1);
 
     if (b.failed) {
@@ -224,6 +242,12 @@ const char *trn_op_name(trn_op op) {
     static const char *names[TRN_OP_COUNT] = {"get_row", "rmsnorm", "matvec", "rope", "store_row",
                                               "attention", "swiglu", "add", "sample"};
     return (unsigned)op < TRN_OP_COUNT ? names[op] : "?";
+}
+
+const char *trn_fusion_name(trn_fusion fusion) {
+    static const char *names[TRN_FUSE_COUNT] = {"none", "norm+qkv+rope+store", "norm+gate+up+swiglu", "norm+product",
+                                                "product+add"};
+    return (unsigned)fusion < TRN_FUSE_COUNT ? names[fusion] : "?";
 }
 
 size_t trn_graph_state_bytes(const trn_graph *g) {
@@ -255,6 +279,8 @@ void trn_graph_print(const trn_graph *g, FILE *out) {
     fprintf(out, "graph: one decode step of '%s': %d layers, context %d, %d nodes, %d buffers\n", g->model->name,
             hp->n_layer, g->n_ctx, g->n_nodes, g->n_buffers);
     fprintf(out, "inputs: token i32[1], pos i32[1]; outputs: logits f32[%d], next_token i32[1]\n", hp->n_vocab);
+    fprintf(out, "marks: [chain]: nodes a backend may run as one kernel; [group]: products of one input a backend may "
+                 "run as one\n");
     fprintf(out, "%-5s %-10s %-34s %s\n", "node", "op", "dst", "sources");
     for (int n = 0; n < g->n_nodes; n++) {
         const trn_node *node = &g->nodes[n];
@@ -272,9 +298,16 @@ void trn_graph_print(const trn_graph *g, FILE *out) {
             snprintf(params, sizeof(params), "  heads=%d base=%g", node->n_head, node->rope_base);
         else if (node->op == TRN_OP_ATTENTION)
             snprintf(params, sizeof(params), "  heads=%d kv_heads=%d", node->n_head, node->n_head_kv);
+        char marks[96] = "";
+        if (node->fusion != TRN_FUSE_NONE)
+            snprintf(marks, sizeof(marks), "  [chain %s: %d nodes]", trn_fusion_name(node->fusion), node->fusion_nodes);
+        if (node->group_nodes > 1) {
+            size_t len = strlen(marks);
+            snprintf(marks + len, sizeof(marks) - len, "  [group of %d products]", node->group_nodes);
+        }
         if (n == g->n_body_nodes)
             fprintf(out, "---- head (skipped for prompt tokens whose logits are unused) ----\n");
-        fprintf(out, "%-5d %-10s %-34s %s%s\n", n, trn_op_name(node->op), dst, srcs, params);
+        fprintf(out, "%-5d %-10s %-34s %s%s%s\n", n, trn_op_name(node->op), dst, srcs, params, marks);
     }
     fprintf(out, "buffers: %d weights (%.1f MB), %d inputs, %d activations planned into a %zu-byte arena, "
                  "%d state (%.1f MB: KV cache and history), %d outputs\n",

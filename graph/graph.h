@@ -54,6 +54,19 @@ typedef enum {
 
 #define TRN_MAX_SRC 4
 
+/* Chains of nodes a backend may run as one kernel, marked by the builder on a chain's first node. Only the chain's
+ * outputs are read after it (q, the caches; swiglu; x; logits): the values it computes inside (the normed input, the
+ * unrotated k, v, gate, up, a product before its residual add) may stay in registers. Whether a chain is fused is
+ * the backend's choice (its kernels' types and modes). */
+typedef enum {
+    TRN_FUSE_NONE = 0,
+    TRN_FUSE_NORM_QKV_ROPE_STORE, /* RMSNORM h; MATVEC q, k, v of h; ROPE q; ROPE k; STORE_ROW k; STORE_ROW v (8) */
+    TRN_FUSE_NORM_GATE_UP_SWIGLU, /* RMSNORM h; MATVEC gate, up of h; SWIGLU (4) */
+    TRN_FUSE_NORM_PRODUCT,        /* RMSNORM h; MATVEC of h (2: the LM head) */
+    TRN_FUSE_PRODUCT_ADD,         /* MATVEC o; ADD x = x + o (2: a residual) */
+    TRN_FUSE_COUNT
+} trn_fusion;
+
 typedef struct {
     trn_op op;
     int layer;              /* -1 outside the blocks */
@@ -63,6 +76,11 @@ typedef struct {
     float eps;              /* RMSNORM */
     int n_head, n_head_kv, head_dim; /* ROPE (n_head = heads rotated), ATTENTION */
     float rope_base;        /* ROPE */
+    /* marks of the builder (what backends may do together) */
+    trn_fusion fusion;      /* on a chain's first node: the chain; TRN_FUSE_NONE elsewhere */
+    int fusion_nodes;       /* on a chain's first node: its length (this node and the next fusion_nodes - 1) */
+    int group_nodes;        /* on the first of consecutive products of one input (Q, K, V; gate, up): how many; a
+                               backend may run them as one product over all their rows. 0 elsewhere */
 } trn_node;
 
 typedef struct {
@@ -85,6 +103,7 @@ void trn_graph_free(trn_graph *graph);
 void trn_graph_print(const trn_graph *graph, FILE *out);
 
 const char *trn_op_name(trn_op op);
+const char *trn_fusion_name(trn_fusion fusion); /* "norm+qkv+rope+store", ... */
 /* Bytes of all state buffers (KV cache, history). */
 size_t trn_graph_state_bytes(const trn_graph *graph);
 

@@ -1,7 +1,8 @@
 /* test_model.c: the graph and the CPU backend end to end, and the sampler.
  *
- * - graph: node count and order for the Llama block, activation planning (buffers whose live ranges overlap
- *   never share bytes), a printable listing;
+ * - graph: node count and order for the Llama block, the fusion marks (each chain has its pattern and nothing
+ *   after it reads what it computes inside), activation planning (buffers whose live ranges overlap never share
+ *   bytes), a printable listing;
  * - backend: the synthetic "tiny" model (TQ2_0), stories260K (F32) and the Trinity-1.1B-shaped TQ1_0 model
  *   (fewer steps) run on the scalar kernels and on every SIMD table this CPU has (AVX2, AVX-512; the others are
  *   skipped with a message) with 1, 2 and 3 threads: identical tokens, logits within 1e-8 normalized error between
@@ -28,7 +29,89 @@ typedef struct {
 } run_result;
 
 
+/* Whether any node from `from` on reads buffer id. */
+static int read_from(const trn_graph *g, int id, int from) {
+    for (int n = from; n < g->n_nodes; n++)
+        for (int k = 0; k < TRN_MAX_SRC; k++)
+            if (g->nodes[n].src[k] == id)
+                return 1;
+    return 0;
+}
+
+/* The builder's fusion marks state what backends rely on: each chain has its pattern's ops over one input, stays in
+ * the body or the head, and nothing after it reads a value it computes inside; each group is consecutive products
+ * of one input and width. Counts: per layer one QKV and one gate/up chain, two product+add; one LM-head chain. */
+static void check_fusion_marks(const trn_graph *g, int n_layer) {
+    int counts[TRN_FUSE_COUNT] = {0}, groups = 0;
+    for (int n = 0; n < g->n_nodes; n++) {
+        const trn_node *f = &g->nodes[n];
+        if (f->group_nodes) {
+            groups++;
+            CHECK_MSG(f->group_nodes >= 2 && n + f->group_nodes <= g->n_body_nodes, "node %d: group of %d", n,
+                      f->group_nodes);
+            for (int i = 0; i < f->group_nodes && n + i < g->n_nodes; i++) {
+                const trn_node *m = &g->nodes[n + i];
+                CHECK_MSG(m->op == TRN_OP_MATVEC && m->src[1] == f->src[1] &&
+                              g->buffers[m->src[0]].ne[0] == g->buffers[f->src[0]].ne[0],
+                          "node %d: member %d of a group is not a product of the same input and width", n, i);
+            }
+        }
+        if (f->fusion == TRN_FUSE_NONE) {
+            CHECK(f->fusion_nodes == 0);
+            continue;
+        }
+        counts[f->fusion]++;
+        const int len = f->fusion_nodes, end = n + len;
+        CHECK_MSG(end <= g->n_nodes && (n >= g->n_body_nodes || end <= g->n_body_nodes), "node %d: chain of %d "
+                  "spans the end of the graph or of the body", n, len);
+        if (end > g->n_nodes)
+            continue;
+        const trn_node *c = f;
+        int inner[3] = {-1, -1, -1}; /* values computed inside, read by nothing after the chain */
+        int ok = 0;
+        switch (f->fusion) {
+        case TRN_FUSE_NORM_QKV_ROPE_STORE:
+            ok = len == 8 && c[0].op == TRN_OP_RMSNORM && c[1].op == TRN_OP_MATVEC && c[2].op == TRN_OP_MATVEC &&
+                 c[3].op == TRN_OP_MATVEC && c[1].src[1] == c[0].dst && c[2].src[1] == c[0].dst &&
+                 c[3].src[1] == c[0].dst && c[4].op == TRN_OP_ROPE && c[4].src[0] == c[1].dst &&
+                 c[4].dst == c[1].dst && c[5].op == TRN_OP_ROPE && c[5].src[0] == c[2].dst && c[5].dst == c[2].dst &&
+                 c[6].op == TRN_OP_STORE_ROW && c[6].src[0] == c[2].dst && c[7].op == TRN_OP_STORE_ROW &&
+                 c[7].src[0] == c[3].dst && c[4].src[1] == g->buf_pos && c[5].src[1] == g->buf_pos &&
+                 c[6].src[1] == g->buf_pos && c[7].src[1] == g->buf_pos && c[4].head_dim == c[5].head_dim;
+            inner[0] = c[0].dst, inner[1] = c[2].dst, inner[2] = c[3].dst;
+            break;
+        case TRN_FUSE_NORM_GATE_UP_SWIGLU:
+            ok = len == 4 && c[0].op == TRN_OP_RMSNORM && c[1].op == TRN_OP_MATVEC && c[2].op == TRN_OP_MATVEC &&
+                 c[1].src[1] == c[0].dst && c[2].src[1] == c[0].dst && c[3].op == TRN_OP_SWIGLU &&
+                 c[3].src[0] == c[1].dst && c[3].src[1] == c[2].dst;
+            inner[0] = c[0].dst, inner[1] = c[1].dst, inner[2] = c[2].dst;
+            break;
+        case TRN_FUSE_NORM_PRODUCT:
+            ok = len == 2 && c[0].op == TRN_OP_RMSNORM && c[1].op == TRN_OP_MATVEC && c[1].src[1] == c[0].dst;
+            inner[0] = c[0].dst;
+            break;
+        case TRN_FUSE_PRODUCT_ADD:
+            ok = len == 2 && c[0].op == TRN_OP_MATVEC && c[1].op == TRN_OP_ADD && c[1].dst == c[1].src[0] &&
+                 c[1].src[1] == c[0].dst && c[1].dst != c[0].src[1];
+            inner[0] = c[0].dst;
+            break;
+        default:
+            break;
+        }
+        CHECK_MSG(ok, "node %d: chain %s does not have its pattern", n, trn_fusion_name(f->fusion));
+        for (int i = 0; i < 3; i++)
+            CHECK_MSG(inner[i] < 0 || !read_from(g, inner[i], end), "node %d: %s's inner value %s is read after it",
+                      n, trn_fusion_name(f->fusion), g->buffers[inner[i]].name);
+    }
+    CHECK_MSG(counts[TRN_FUSE_NORM_QKV_ROPE_STORE] == n_layer && counts[TRN_FUSE_NORM_GATE_UP_SWIGLU] == n_layer &&
+                  counts[TRN_FUSE_PRODUCT_ADD] == 2 * n_layer && counts[TRN_FUSE_NORM_PRODUCT] == 1 &&
+                  groups == 2 * n_layer,
+              "chains per kind %d %d %d %d, groups %d, for %d layers", counts[1], counts[2], counts[3], counts[4], groups,
+              n_layer);
+}
+
 static void check_graph(const trn_model *model, const trn_graph *g) {
+    check_fusion_marks(g, model->hp.n_layer);
     const int per_layer = 17; /* norm, q, k, v, rope x2, store x2, attention, o, add, norm, gate, up, swiglu, down, add */
     CHECK_MSG(g->n_nodes == 2 + per_layer * model->hp.n_layer + 3, "%d nodes for %d layers", g->n_nodes,
               model->hp.n_layer);
