@@ -1,158 +1,233 @@
-/* main.c: the `trinity` command: generate, tokenize, info, graph and bench, with llama.cpp-style flags.
- * This is the only place that prints errors and chooses exit codes: 0 on success, 1 on an error at run
- * time (bad model file, prompt too long, ...), 2 on bad usage (unknown flag, impossible value). */
+/* main.c: the `trinity` command, the first user of the public API (trinity.h): generate, tokenize, info, graph,
+ * bench, perplexity, logits and convert, with llama.cpp-style flags read from one table (cli_flags) that also
+ * writes each command's --help. The engine is reached only through trinity.h; besides it, the command uses the
+ * small utilities every program here shares (common.h: time, checked file reads; output_file.h; npy.h).
+ * This is the only place that prints errors and chooses exit codes: 0 on success, 1 on an error at run time (bad
+ * model file, prompt too long, ...), 2 on bad usage (unknown flag, impossible value). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "../graph/graph.h"
-#include "../profiling/bench.h"
-#include "convert.h"
-#include "eval.h"
+#include "common.h"
 #include "npy.h"
 #include "output_file.h"
 #include "trinity.h"
-#include "model.h"
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
 
-typedef struct {
-    const char *command;
-    const char *model_path;
-    char synthetic_path[64];
-    const char *prompt;
-    int n_predict;        /* -1: default */
-    int n_ctx;            /* 0: the model's */
-    int n_threads;        /* 0: all cores */
-    const char *device;
-    int add_bos;
-    int json;
-    const char *kernels;  /* --kernels, or NULL */
-    int seed_given;
-    trn_sampling sampling;
-    const char *text;     /* tokenize */
-    int bench_prompt, bench_decode;
-    trn_act_mode act;
-    trn_weight_mode weights;
-    int weights_given, resident_layers_given, resident_layers, compare_weights;
-    const char *text_file; /* perplexity -f */
-    const char *ids;       /* logits --ids */
-    const char *output;    /* logits -o */
-    int top;               /* logits --top */
-    trn_convert_options convert;
-    int type_given, embed_type_given;
-} cli_options;
+/* ---- the commands and their flags ------------------------------------------------------------------------ */
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: trinity COMMAND [options]\n"
-            "commands:\n"
-            "  generate  -m FILE -p TEXT [-n N] [-c CTX] [--temp T] [--top-k K] [--top-p P]\n"
-            "            [--repeat-penalty R] [--seed S] [-t THREADS] [--device cpu|cuda|auto] [--no-bos]\n"
-            "  tokenize  -m FILE [--no-bos] TEXT\n"
-            "  info      -m FILE\n"
-            "  graph     -m FILE [-c CTX]\n"
-            "  bench     (-m FILE | --synthetic NAME) [-t THREADS] [--json] [--prompt-tokens N] [--decode-tokens N]\n"
-            "  perplexity -m FILE -f TEXT.txt [-c CTX] [--json]\n"
-            "  logits    -m FILE (-p TEXT | --ids \"1 2 3\") (-o OUT.npy | --top K)\n"
-            "  convert   --from hf HF_DIR -o OUT.gguf [--type tq2_0|tq1_0|f16|f32] [--embed-type f16|f32]\n"
-            "            [--ternary-rule absmean|seed] [--vocab V.gguf]\n"
-            "  convert   --from trin PACKED.bin --base HF_DIR -o OUT.gguf [--type tq2_0|tq1_0] [--vocab V.gguf]\n"
-            "  convert   --from llama2c MODEL.bin --tokenizer TOK.bin -o OUT.gguf [--type f32|f16|tq2_0|tq1_0]\n"
-            "ternary layers: --act int8 (default: int8 activations, as llama.cpp) or --act f32 (exact float math)\n"
-            "GPU weights: --weights auto|resident|streaming|mapped, --resident-layers K (the rest streamed);\n"
-            "             bench --compare-weights runs every mode (--device cuda)\n"
-            "model: -m FILE.gguf, or --synthetic tinyllama|tinyllama-tq1|tiny (generated in memory, no download)\n"
-            "cpu kernels: --kernels scalar|avx2|avx512|auto (default auto: the fastest this CPU runs; also the\n"
-            "             TRN_KERNELS environment variable), --scalar (the same as --kernels scalar)\n"
-            "help: trinity COMMAND --help (or trinity help COMMAND) lists a command's flags and defaults\n");
-}
-
-/* Flags shared by every command that runs the model. */
-static const char run_flags[] =
-    "running the model:\n"
-    "  -t, --threads N           CPU threads (default: all cores; more than the cores is allowed but slow)\n"
-    "  --device cpu|cuda|auto    where to run (default auto: CUDA where a usable GPU and a CUDA build exist)\n"
-    "  --act int8|f32            ternary layers' activations: int8 per block of 256 as llama.cpp (default) or\n"
-    "                            exact floats\n"
-    "  --kernels scalar|avx2|avx512|auto   CPU kernel table (default auto: the fastest this CPU runs; also\n"
-    "                            TRN_KERNELS); --scalar is --kernels scalar\n"
-    "  --weights auto|resident|streaming|mapped   GPU weights (default auto: resident where they fit);\n"
-    "  --resident-layers K       with streaming or auto: the first K layers resident, the rest streamed\n";
-
-static const char model_flag[] =
-    "  -m, --model FILE          a GGUF model; or --synthetic tinyllama|tinyllama-tq1|tiny (random weights,\n"
-    "                            generated in memory: meaningless text, for benchmarks and tests)\n";
-
-typedef struct {
-    const char *name, *synopsis, *flags;
-    int runs_model; /* also takes run_flags */
-} command_help;
-
-static const command_help command_helps[] = {
-    {"generate", "-m FILE -p TEXT [options]: the prompt, then generated text on stdout",
-     "  -p, --prompt TEXT         the prompt, UTF-8 (default: empty: generation starts from BOS)\n"
-     "  -n, --n-predict N         new tokens (default: up to 128, within the context)\n"
-     "  -c, --ctx-size N          context positions (default: the model's, at most 4096; limit 1048576)\n"
-     "  --temp T                  temperature (default 0.8; 0 is greedy)\n"
-     "  --top-k K                 (default 40; 0 keeps every token)\n"
-     "  --top-p P                 (default 0.95)\n"
-     "  --repeat-penalty R        (default 1.0: off)\n"
-     "  -s, --seed S              (default: taken from the clock and printed on stderr)\n"
-     "  --no-bos                  do not start with the BOS token\n", 1},
-    {"tokenize", "-m FILE [--no-bos] TEXT: token ids on one line (a vocabulary-only GGUF works)",
-     "  --no-bos                  do not start with the BOS token\n", 0},
-    {"info", "-m FILE: hyperparameters and the tensor table", "", 0},
-    {"graph", "-m FILE [-c CTX]: the decode-step graph, one node per line, and its buffer plan",
-     "  -c, --ctx-size N          context positions (default: the model's, at most 4096)\n", 0},
-    {"bench", "(-m FILE | --synthetic NAME) [options]: prefill and decode tokens/s against measured bounds",
-     "  --prompt-tokens N         prompt length (default 64)\n"
-     "  --decode-tokens N         decode steps timed (default 32)\n"
-     "  --json                    one JSON object on stdout\n"
-     "  --compare-weights         (--device cuda) every GPU weight mode in one run\n", 1},
-    {"perplexity", "-m FILE -f TEXT.txt [options]: perplexity by llama.cpp's method",
-     "  -f, --file TEXT.txt       UTF-8 text (at most 256 MB)\n"
-     "  -c, --ctx-size N          chunk length (default: the model's context, at most 512)\n"
-     "  --json                    one JSON object on stdout\n", 1},
-    {"logits", "-m FILE (-p TEXT | --ids \"1 2 3\") (-o OUT.npy | --top K): teacher-forced logits",
-     "  -p, --prompt TEXT         text to tokenize (with BOS unless --no-bos)\n"
-     "  --ids \"1 2 3\"             token ids instead of text\n"
-     "  -o, --output OUT.npy      every position's logits as float32 [tokens, vocab]\n"
-     "  --top K                   the K best ids and logits per position, as text\n"
-     "  -c, --ctx-size N          context positions (default: the model's, at most 4096)\n", 1},
-    {"convert", "--from hf|trin|llama2c INPUT -o OUT.gguf [options]: another checkpoint format to GGUF",
-     "  --from hf HF_DIR          config.json + *.safetensors (F32, F16, BF16)\n"
-     "  --from trin PACKED.bin --base HF_DIR   the seed's packed ternary codes + their base checkpoint\n"
-     "  --from llama2c MODEL.bin --tokenizer TOK.bin   a llama2.c checkpoint (legacy float32 format)\n"
-     "  -o, --output OUT.gguf     the file to write (never one of the inputs)\n"
-     "  --type T                  linear layers: hf tq2_0 (default), tq1_0, f16, f32; trin tq2_0 (default),\n"
-     "                            tq1_0; llama2c f32 (default), f16, tq2_0, tq1_0 (rows a multiple of 256)\n"
-     "  --embed-type f16|f32      token embeddings (default f16; llama2c f32)\n"
-     "  --ternary-rule absmean|seed   hf: how float weights become ternary (default absmean)\n"
-     "  --vocab V.gguf            take the vocabulary from this GGUF instead\n", 0},
+enum {
+    CMD_GENERATE = 1 << 0,
+    CMD_TOKENIZE = 1 << 1,
+    CMD_INFO = 1 << 2,
+    CMD_GRAPH = 1 << 3,
+    CMD_BENCH = 1 << 4,
+    CMD_PERPLEXITY = 1 << 5,
+    CMD_LOGITS = 1 << 6,
+    CMD_CONVERT = 1 << 7,
+    CMD_MODEL = CMD_GENERATE | CMD_TOKENIZE | CMD_INFO | CMD_GRAPH | CMD_BENCH | CMD_PERPLEXITY | CMD_LOGITS,
+    CMD_RUN = CMD_GENERATE | CMD_BENCH | CMD_PERPLEXITY | CMD_LOGITS, /* commands that run the model */
 };
 
-static const command_help *find_command_help(const char *name) {
-    for (size_t i = 0; i < TRN_ARRAY_LEN(command_helps); i++)
-        if (strcmp(command_helps[i].name, name) == 0)
-            return &command_helps[i];
+typedef struct {
+    unsigned command;       /* CMD_* */
+    const char *command_name;
+    const char *model_path; /* -m, or "synthetic:NAME" */
+    char synthetic_path[64];
+    const char *synthetic;
+    const char *prompt;
+    int n_predict;          /* -1: up to 128 within the context */
+    int n_ctx;              /* 0: the model's, at most TRINITY_DEFAULT_CONTEXT */
+    int n_threads;          /* 0: all cores */
+    const char *device, *act, *kernels, *weights;
+    int scalar, no_bos, json, compare_weights, resident_layers;
+    float temp, top_p, repeat_penalty;
+    int top_k;
+    unsigned long long seed;
+    const char *text;       /* tokenize's TEXT */
+    int bench_prompt, bench_decode;
+    const char *text_file;  /* perplexity -f */
+    const char *ids;        /* logits --ids */
+    const char *output;     /* logits -o, convert -o */
+    int top;                /* logits --top */
+    const char *from, *input, *base_dir, *tokenizer, *vocab, *type, *embed_type, *ternary_rule; /* convert */
+    unsigned char given[64]; /* given[i]: flag cli_flags[i] was on the command line */
+} cli_options;
+
+typedef enum {
+    VALUE_NONE,   /* a switch: the int at `offset` becomes 1 */
+    VALUE_INT,    /* an integer in [min, max] */
+    VALUE_FLOAT,  /* a number in [min, max] */
+    VALUE_U64,    /* a non-negative integer */
+    VALUE_TEXT,   /* any string */
+    VALUE_CHOICE, /* one of `choices` ("a|b|c"), kept as the string */
+} value_kind;
+
+typedef struct {
+    const char *names;   /* "-n, --n-predict": a short and/or a long spelling */
+    const char *value;   /* the value's name in the help ("N"); NULL for a switch */
+    unsigned commands;   /* CMD_* that take it */
+    int group;           /* 0: the command's own, 1: running the model (printed after) */
+    value_kind kind;
+    size_t offset;       /* in cli_options */
+    double min, max;     /* VALUE_INT, VALUE_FLOAT */
+    const char *choices; /* VALUE_CHOICE */
+    const char *help;    /* says the default */
+} cli_flag;
+
+#define AT(field) offsetof(cli_options, field)
+static const cli_flag cli_flags[] = {
+    {"-m, --model", "FILE", CMD_MODEL, 0, VALUE_TEXT, AT(model_path), 0, 0, NULL, "a GGUF model"},
+    {"--synthetic", "NAME", CMD_MODEL, 0, VALUE_CHOICE, AT(synthetic), 0, 0, "tinyllama|tinyllama-tq1|tiny",
+     "instead of -m: a built-in model with random weights, generated in memory (meaningless text; for benchmarks "
+     "and tests)"},
+    {"-p, --prompt", "TEXT", CMD_GENERATE, 0, VALUE_TEXT, AT(prompt), 0, 0, NULL,
+     "the prompt, UTF-8 (default: empty: generation starts from BOS)"},
+    {"-p, --prompt", "TEXT", CMD_LOGITS | CMD_TOKENIZE, 0, VALUE_TEXT, AT(prompt), 0, 0, NULL,
+     "the text to tokenize (with BOS unless --no-bos)"},
+    {"-n, --n-predict", "N", CMD_GENERATE, 0, VALUE_INT, AT(n_predict), 0, INT_MAX, NULL,
+     "new tokens (default: up to 128, within the context)"},
+    {"-c, --ctx-size", "N", CMD_GENERATE | CMD_GRAPH | CMD_LOGITS, 0, VALUE_INT, AT(n_ctx), 1, TRINITY_MAX_CONTEXT,
+     NULL, "context positions (default: the model's, at most 4096)"},
+    {"-c, --ctx-size", "N", CMD_PERPLEXITY, 0, VALUE_INT, AT(n_ctx), 1, TRINITY_MAX_CONTEXT, NULL,
+     "chunk length (default: the model's context, at most 512)"},
+    {"--temp", "T", CMD_GENERATE, 0, VALUE_FLOAT, AT(temp), 0.0, 1e6, NULL, "temperature (default 0.8; 0 is greedy)"},
+    {"--top-k", "K", CMD_GENERATE, 0, VALUE_INT, AT(top_k), 0, INT_MAX, NULL, "(default 40; 0 keeps every token)"},
+    {"--top-p", "P", CMD_GENERATE, 0, VALUE_FLOAT, AT(top_p), 1e-6, 1.0, NULL, "(default 0.95)"},
+    {"--repeat-penalty", "R", CMD_GENERATE, 0, VALUE_FLOAT, AT(repeat_penalty), 1e-3, 1e3, NULL, "(default 1.0: off)"},
+    {"-s, --seed", "S", CMD_GENERATE, 0, VALUE_U64, AT(seed), 0, 0, NULL,
+     "(default: taken from the clock and printed on stderr)"},
+    {"--no-bos", NULL, CMD_GENERATE | CMD_TOKENIZE | CMD_LOGITS, 0, VALUE_NONE, AT(no_bos), 0, 0, NULL,
+     "do not start with the BOS token"},
+    {"-f, --file", "TEXT.txt", CMD_PERPLEXITY, 0, VALUE_TEXT, AT(text_file), 0, 0, NULL, "UTF-8 text (at most 256 MB)"},
+    {"--ids", "\"1 2 3\"", CMD_LOGITS, 0, VALUE_TEXT, AT(ids), 0, 0, NULL, "token ids instead of text"},
+    {"-o, --output", "OUT.npy", CMD_LOGITS, 0, VALUE_TEXT, AT(output), 0, 0, NULL,
+     "every position's logits as float32 [tokens, vocab]"},
+    {"--top", "K", CMD_LOGITS, 0, VALUE_INT, AT(top), 1, 1 << 20, NULL, "the K best ids and logits per position, as text"},
+    {"--prompt-tokens", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_prompt), 1, 2048, NULL, "prompt length (default 64)"},
+    {"--decode-tokens", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_decode), 1, 2048, NULL, "decode steps timed (default 32)"},
+    {"--compare-weights", NULL, CMD_BENCH, 0, VALUE_NONE, AT(compare_weights), 0, 0, NULL,
+     "(--device cuda) every GPU weight mode in one run"},
+    {"--json", NULL, CMD_BENCH | CMD_PERPLEXITY, 0, VALUE_NONE, AT(json), 0, 0, NULL, "one JSON object on stdout"},
+    {"--from", "SOURCE", CMD_CONVERT, 0, VALUE_CHOICE, AT(from), 0, 0, "hf|trin|llama2c",
+     "hf: HF_DIR with config.json + *.safetensors (F32, F16, BF16); trin: PACKED.bin, packed ternary codes (with "
+     "--base); llama2c: MODEL.bin, a llama2.c checkpoint (with --tokenizer)"},
+    {"--base", "HF_DIR", CMD_CONVERT, 0, VALUE_TEXT, AT(base_dir), 0, 0, NULL,
+     "trin: the base checkpoint (shapes, scales, norms, embeddings)"},
+    {"--tokenizer", "TOK.bin", CMD_CONVERT, 0, VALUE_TEXT, AT(tokenizer), 0, 0, NULL, "llama2c: its tokenizer"},
+    {"-o, --output", "OUT.gguf", CMD_CONVERT, 0, VALUE_TEXT, AT(output), 0, 0, NULL,
+     "the file to write (never one of the inputs)"},
+    {"--type", "T", CMD_CONVERT, 0, VALUE_CHOICE, AT(type), 0, 0, "tq2_0|tq1_0|f16|f32",
+     "linear layers: hf tq2_0 (default), tq1_0, f16, f32; trin tq2_0 (default), tq1_0; llama2c f32 (default), f16, "
+     "tq2_0, tq1_0 (rows a multiple of 256)"},
+    {"--embed-type", "T", CMD_CONVERT, 0, VALUE_CHOICE, AT(embed_type), 0, 0, "f16|f32",
+     "token embeddings (default f16; llama2c f32)"},
+    {"--ternary-rule", "RULE", CMD_CONVERT, 0, VALUE_CHOICE, AT(ternary_rule), 0, 0, "absmean|seed",
+     "hf: how float weights become ternary (default absmean; seed: sign times std, as the TRIN release)"},
+    {"--vocab", "V.gguf", CMD_CONVERT, 0, VALUE_TEXT, AT(vocab), 0, 0, NULL, "take the vocabulary from this GGUF"},
+    {"-t, --threads", "N", CMD_RUN, 1, VALUE_INT, AT(n_threads), 1, 1024, NULL,
+     "CPU threads (default: all cores; more than the cores is allowed but slow)"},
+    {"--device", "DEV", CMD_RUN, 1, VALUE_CHOICE, AT(device), 0, 0, "cpu|cuda|auto",
+     "where to run (default auto: CUDA where a usable GPU and a CUDA build exist)"},
+    {"--act", "A", CMD_RUN, 1, VALUE_CHOICE, AT(act), 0, 0, "int8|f32",
+     "ternary layers' activations: int8 per block of 256 as llama.cpp (default) or exact floats"},
+    {"--kernels", "K", CMD_RUN, 1, VALUE_CHOICE, AT(kernels), 0, 0, "scalar|avx2|avx512|auto",
+     "CPU kernel table (default auto: the fastest this CPU runs; also the TRN_KERNELS environment variable)"},
+    {"--scalar", NULL, CMD_RUN, 1, VALUE_NONE, AT(scalar), 0, 0, NULL, "the same as --kernels scalar"},
+    {"--weights", "W", CMD_RUN, 1, VALUE_CHOICE, AT(weights), 0, 0, "auto|resident|streaming|mapped",
+     "GPU weights (default auto: resident where they fit, else the first layers resident and the rest streamed)"},
+    {"--resident-layers", "K", CMD_RUN, 1, VALUE_INT, AT(resident_layers), 0, 4096, NULL,
+     "with --weights streaming or auto: the first K layers resident, the rest streamed"},
+};
+#undef AT
+
+typedef struct {
+    const char *name;
+    unsigned bit;
+    const char *synopsis; /* after "trinity NAME" */
+    const char *summary;
+} cli_command;
+
+static const cli_command cli_commands[] = {
+    {"generate", CMD_GENERATE, "-m FILE -p TEXT [options]", "the prompt, then generated text on stdout"},
+    {"tokenize", CMD_TOKENIZE, "-m FILE [--no-bos] TEXT", "token ids on one line (a vocabulary-only GGUF works)"},
+    {"info", CMD_INFO, "-m FILE", "hyperparameters and the tensor table"},
+    {"graph", CMD_GRAPH, "-m FILE [-c CTX]", "the decode-step graph, one node per line, with fusion marks and the "
+     "buffer plan"},
+    {"bench", CMD_BENCH, "(-m FILE | --synthetic NAME) [options]", "prefill and decode tokens/s against measured "
+     "bounds"},
+    {"perplexity", CMD_PERPLEXITY, "-m FILE -f TEXT.txt [options]", "perplexity by llama.cpp's method"},
+    {"logits", CMD_LOGITS, "-m FILE (-p TEXT | --ids \"1 2 3\") (-o OUT.npy | --top K)", "teacher-forced logits"},
+    {"convert", CMD_CONVERT, "--from hf|trin|llama2c INPUT -o OUT.gguf [options]", "another checkpoint format to "
+     "GGUF"},
+};
+
+static const cli_command *find_command(const char *name) {
+    for (size_t i = 0; i < TRN_ARRAY_LEN(cli_commands); i++)
+        if (strcmp(cli_commands[i].name, name) == 0)
+            return &cli_commands[i];
     return NULL;
 }
 
-/* `trinity COMMAND --help`: that command's flags with their defaults. */
-static void command_usage(const command_help *h, FILE *out) {
-    fprintf(out, "usage: trinity %s %s\n", h->name, h->synopsis);
-    if (strcmp(h->name, "convert") != 0)
-        fprintf(out, "%s", model_flag);
-    fprintf(out, "%s", h->flags);
-    if (h->runs_model)
-        fprintf(out, "%s", run_flags);
+static void usage(FILE *out) {
+    fprintf(out, "usage: trinity COMMAND [options]\ncommands:\n");
+    for (size_t i = 0; i < TRN_ARRAY_LEN(cli_commands); i++)
+        fprintf(out, "  %-10s %s\n", cli_commands[i].name, cli_commands[i].synopsis);
+    fprintf(out, "model: -m FILE.gguf, or --synthetic tinyllama|tinyllama-tq1|tiny (generated in memory, no download)\n"
+                 "help: trinity COMMAND --help (or trinity help COMMAND) lists a command's flags and defaults\n");
+}
+
+/* Prints `text` from column `indent` on, wrapped at 118 columns. */
+static void print_wrapped(FILE *out, const char *text, int column, int indent) {
+    while (*text) {
+        const int room = 118 - column;
+        int cut = (int)strlen(text);
+        if (cut > room) {
+            cut = room;
+            while (cut > 0 && text[cut] != ' ')
+                cut--;
+            if (cut == 0)
+                cut = room;
+        }
+        fprintf(out, "%.*s\n", cut, text);
+        text += cut;
+        while (*text == ' ')
+            text++;
+        if (*text)
+            fprintf(out, "%*s", indent, "");
+        column = indent;
+    }
+}
+
+/* `trinity COMMAND --help`: that command's flags with their defaults, from the table. */
+static void command_usage(const cli_command *c, FILE *out) {
+    fprintf(out, "usage: trinity %s %s: %s\n", c->name, c->synopsis, c->summary);
+    for (int group = 0; group < 2; group++) {
+        int first = 1;
+        for (size_t i = 0; i < TRN_ARRAY_LEN(cli_flags); i++) {
+            const cli_flag *f = &cli_flags[i];
+            if (!(f->commands & c->bit) || f->group != group)
+                continue;
+            if (first && group == 1)
+                fprintf(out, "running the model:\n");
+            first = 0;
+            char head[64];
+            snprintf(head, sizeof(head), "  %s%s%s", f->names, f->value ? " " : "",
+                     f->kind == VALUE_CHOICE ? f->choices : f->value ? f->value : "");
+            fprintf(out, "%-28s", head);
+            if ((int)strlen(head) >= 28)
+                fprintf(out, "\n%28s", "");
+            print_wrapped(out, f->help, 28, 28);
+        }
+    }
     fprintf(out, "exit codes: 0 success, 1 an error at run time, 2 bad usage\n");
 }
 
@@ -163,55 +238,179 @@ static int usage_error(const char *fmt, const char *arg) {
     return EXIT_USAGE;
 }
 
-static int parse_int(const char *flag, const char *s, long min, long max, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        fprintf(stderr, "error: %s %s: expected an integer from %ld to %ld\n", flag, s, min, max);
-        return 0;
+/* Whether `arg` is one of the comma-separated spellings in `names`. */
+static int names_match(const char *names, const char *arg) {
+    const size_t len = strlen(arg);
+    for (const char *p = names; *p;) {
+        const char *end = strchr(p, ',');
+        const size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncmp(p, arg, n) == 0)
+            return 1;
+        p += n;
+        while (*p == ',' || *p == ' ')
+            p++;
     }
-    *out = (int)v;
-    return 1;
+    return 0;
 }
 
-static int parse_float(const char *flag, const char *s, double min, double max, float *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min && v <= max)) {
-        fprintf(stderr, "error: %s %s: expected a number from %g to %g\n", flag, s, min, max);
-        return 0;
+/* Whether `value` is one of `choices` ("a|b|c"). */
+static int choice_match(const char *choices, const char *value) {
+    const size_t len = strlen(value);
+    for (const char *p = choices; *p;) {
+        const char *end = strchr(p, '|');
+        const size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && strncmp(p, value, n) == 0)
+            return 1;
+        p += end ? n + 1 : n;
     }
-    *out = (float)v;
-    return 1;
+    return 0;
 }
 
-/* Returns 0 on success, else the exit code. */
+/* Stores `value` for flag f (spelled `arg`); 0, or EXIT_USAGE with one line. */
+static int set_flag(const cli_flag *f, const char *arg, const char *value, cli_options *o) {
+    void *field = (char *)o + f->offset;
+    char *end;
+    errno = 0;
+    switch (f->kind) {
+    case VALUE_NONE:
+        *(int *)field = 1;
+        return 0;
+    case VALUE_TEXT:
+        *(const char **)field = value;
+        return 0;
+    case VALUE_CHOICE:
+        if (!choice_match(f->choices, value)) {
+            fprintf(stderr, "error: %s %s: expected %s (see trinity %s --help)\n", arg, value, f->choices,
+                    o->command_name);
+            return EXIT_USAGE;
+        }
+        *(const char **)field = value;
+        return 0;
+    case VALUE_INT: {
+        const long v = strtol(value, &end, 10);
+        if (errno || end == value || *end || v < f->min || v > f->max) {
+            fprintf(stderr, "error: %s %s: expected an integer from %.0f to %.0f\n", arg, value, f->min, f->max);
+            return EXIT_USAGE;
+        }
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case VALUE_FLOAT: {
+        const double v = strtod(value, &end);
+        if (errno || end == value || *end || !(v >= f->min && v <= f->max)) {
+            fprintf(stderr, "error: %s %s: expected a number from %g to %g\n", arg, value, f->min, f->max);
+            return EXIT_USAGE;
+        }
+        *(float *)field = (float)v;
+        return 0;
+    }
+    case VALUE_U64: {
+        const unsigned long long v = strtoull(value, &end, 10);
+        if (errno || end == value || *end || value[0] == '-')
+            return usage_error("%s: expected a non-negative integer", arg);
+        *(unsigned long long *)field = v;
+        return 0;
+    }
+    }
+    return EXIT_USAGE;
+}
+
+/* Whether the flag spelled `names` was given (any of its entries). */
+static int given(const cli_options *o, const char *names) {
+    for (size_t i = 0; i < TRN_ARRAY_LEN(cli_flags); i++)
+        if (o->given[i] && strcmp(cli_flags[i].names, names) == 0)
+            return 1;
+    return 0;
+}
+
+/* Which commands take a flag spelled `arg`, as "a, b" (for the message that it is not this one's). */
+static void commands_taking(const char *arg, char *out, size_t cap) {
+    unsigned bits = 0;
+    for (size_t i = 0; i < TRN_ARRAY_LEN(cli_flags); i++)
+        if (names_match(cli_flags[i].names, arg))
+            bits |= cli_flags[i].commands;
+    out[0] = 0;
+    for (size_t i = 0; i < TRN_ARRAY_LEN(cli_commands); i++)
+        if (bits & cli_commands[i].bit) {
+            const size_t len = strlen(out);
+            snprintf(out + len, cap - len, "%s%s", len ? ", " : "", cli_commands[i].name);
+        }
+}
+
+/* Checks between flags, after all are read. */
+static int check_combination(cli_options *o) {
+    if (o->command == CMD_CONVERT) {
+        if (!o->from)
+            return usage_error("%s needs --from hf, trin or llama2c", o->command_name);
+        if (!o->input || !o->output)
+            return usage_error("%s needs an input and -o OUT.gguf", o->command_name);
+        if (strcmp(o->from, "trin") == 0 && !o->base_dir)
+            return usage_error("%s --from trin needs --base HF_DIR (shapes, scales, norms, embeddings)", o->command_name);
+        if (strcmp(o->from, "llama2c") == 0 && !o->tokenizer && !o->vocab)
+            return usage_error("%s --from llama2c needs --tokenizer TOK.bin (or --vocab FILE.gguf)", o->command_name);
+        return 0;
+    }
+    if (o->synthetic) {
+        snprintf(o->synthetic_path, sizeof(o->synthetic_path), "synthetic:%s", o->synthetic);
+        o->model_path = o->synthetic_path;
+    }
+    if (!o->model_path)
+        return usage_error("%s needs a model: -m FILE or --synthetic NAME", o->command_name);
+    if (o->scalar)
+        o->kernels = "scalar";
+    const int weights_given = given(o, "--weights"), layers_given = given(o, "--resident-layers");
+    if (layers_given && o->weights && (strcmp(o->weights, "resident") == 0 || strcmp(o->weights, "mapped") == 0))
+        return usage_error("--resident-layers goes with --weights streaming or auto, not %s", o->weights);
+    if ((weights_given || layers_given || o->compare_weights) && strcmp(o->device, "cpu") == 0)
+        return usage_error("%s: GPU weight modes need --device cuda or auto",
+                           o->compare_weights ? "--compare-weights" : weights_given ? "--weights" : "--resident-layers");
+    if (o->compare_weights && (weights_given || layers_given))
+        return usage_error("%s: --compare-weights runs every weight mode itself", o->command_name);
+    if (o->command == CMD_TOKENIZE && !o->text)
+        o->text = o->prompt;
+    if (o->command == CMD_TOKENIZE && !o->text)
+        return usage_error("%s needs the text to tokenize", o->command_name);
+    if (o->command == CMD_PERPLEXITY && !o->text_file)
+        return usage_error("%s needs a text file: -f TEXT.txt", o->command_name);
+    if (o->command == CMD_LOGITS) {
+        if (!o->prompt == !o->ids)
+            return usage_error("%s needs exactly one of -p TEXT and --ids \"1 2 3\"", o->command_name);
+        if (!o->output == !o->top)
+            return usage_error("%s needs exactly one of -o OUT.npy and --top K", o->command_name);
+    }
+    return 0;
+}
+
+/* Returns 0 on success, else the exit code (help printed: -1, exit 0). */
 static int parse_args(int argc, char **argv, cli_options *o) {
     memset(o, 0, sizeof(*o));
+    _Static_assert(TRN_ARRAY_LEN(cli_flags) <= sizeof(o->given), "one given[] entry per flag");
     o->n_predict = -1;
     o->device = "auto";
-    o->add_bos = 1;
-    o->sampling = trn_sampling_default();
+    o->temp = 0.8f;
+    o->top_k = 40;
+    o->top_p = 0.95f;
+    o->repeat_penalty = 1.0f;
     o->bench_prompt = 64;
     o->bench_decode = 32;
-    o->convert = trn_convert_defaults();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
     }
-    o->command = argv[1];
-    if (strcmp(o->command, "-h") == 0 || strcmp(o->command, "--help") == 0 || strcmp(o->command, "help") == 0) {
-        const command_help *h = argc > 2 ? find_command_help(argv[2]) : NULL; /* trinity help COMMAND */
-        if (h)
-            command_usage(h, stdout);
+    o->command_name = argv[1];
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        const cli_command *c = argc > 2 ? find_command(argv[2]) : NULL; /* trinity help COMMAND */
+        if (c)
+            command_usage(c, stdout);
         else
             usage(stdout);
-        exit(0);
+        return -1;
     }
-    if (!find_command_help(o->command))
-        return usage_error("unknown command '%s'", o->command);
+    const cli_command *command = find_command(argv[1]);
+    if (!command)
+        return usage_error("unknown command '%s'", argv[1]);
+    o->command = command->bit;
+    const char **positional = o->command == CMD_TOKENIZE ? &o->text : o->command == CMD_CONVERT ? &o->input : NULL;
     int positional_only = 0; /* after "--", every argument is text (e.g. tokenize -- -5) */
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -219,264 +418,91 @@ static int parse_args(int argc, char **argv, cli_options *o) {
             positional_only = 1;
             continue;
         }
-        if (positional_only) {
-            if (strcmp(o->command, "tokenize") == 0 && !o->text)
-                o->text = a;
-            else if (strcmp(o->command, "convert") == 0 && !o->convert.input)
-                o->convert.input = a;
-            else
+        if (positional_only || a[0] != '-' || a[1] == 0) {
+            if (!positional || *positional)
                 return usage_error("unexpected argument '%s'", a);
+            *positional = a;
             continue;
         }
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VALUE()                                               \
-        do {                                                       \
-            if (!v)                                                \
-                return usage_error("%s needs a value", a);         \
-            i++;                                                   \
-        } while (0)
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            command_usage(find_command_help(o->command), stdout);
-            exit(0);
-        } else if (strcmp(a, "-m") == 0 || strcmp(a, "--model") == 0) {
-            NEED_VALUE();
-            o->model_path = v;
-        } else if (strcmp(a, "--synthetic") == 0) {
-            NEED_VALUE();
-            if (!trn_synthetic_known(v))
-                return usage_error("--synthetic %s: unknown synthetic model (tinyllama, tinyllama-tq1 or tiny)", v);
-            snprintf(o->synthetic_path, sizeof(o->synthetic_path), "synthetic:%s", v);
-            o->model_path = o->synthetic_path;
-        } else if (strcmp(a, "-p") == 0 || strcmp(a, "--prompt") == 0) {
-            NEED_VALUE();
-            o->prompt = v;
-        } else if (strcmp(a, "-n") == 0 || strcmp(a, "--n-predict") == 0) {
-            NEED_VALUE();
-            if (!parse_int(a, v, 0, INT_MAX, &o->n_predict))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--ctx-size") == 0) {
-            NEED_VALUE();
-            if (!parse_int(a, v, 1, TRN_MAX_CONTEXT, &o->n_ctx))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--threads") == 0) {
-            NEED_VALUE();
-            if (!parse_int(a, v, 1, 1024, &o->n_threads))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--temp") == 0) {
-            NEED_VALUE();
-            if (!parse_float(a, v, 0.0, 1e6, &o->sampling.temp))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--top-k") == 0) {
-            NEED_VALUE();
-            if (!parse_int(a, v, 0, INT_MAX, &o->sampling.top_k))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--top-p") == 0) {
-            NEED_VALUE();
-            if (!parse_float(a, v, 1e-6, 1.0, &o->sampling.top_p))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--repeat-penalty") == 0) {
-            NEED_VALUE();
-            if (!parse_float(a, v, 1e-3, 1e3, &o->sampling.repeat_penalty))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--seed") == 0 || strcmp(a, "-s") == 0) {
-            NEED_VALUE();
-            char *end;
-            errno = 0;
-            unsigned long long seed = strtoull(v, &end, 10);
-            if (errno || end == v || *end || v[0] == '-')
-                return usage_error("--seed %s: expected a non-negative integer", v);
-            o->sampling.seed = seed;
-            o->seed_given = 1;
-        } else if (strcmp(a, "--device") == 0) {
-            NEED_VALUE();
-            if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto"))
-                return usage_error("--device %s: expected cpu, cuda or auto", v);
-            o->device = v;
-        } else if (strcmp(a, "--prompt-tokens") == 0) {
-            NEED_VALUE();
-            if (!parse_int(a, v, 1, 2048, &o->bench_prompt))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--decode-tokens") == 0) {
-            NEED_VALUE();
-            if (!parse_int(a, v, 1, 2048, &o->bench_decode))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--act") == 0) {
-            NEED_VALUE();
-            if (strcmp(v, "int8") && strcmp(v, "f32"))
-                return usage_error("--act %s: expected int8 or f32", v);
-            o->act = strcmp(v, "f32") == 0 ? TRN_ACT_F32 : TRN_ACT_INT8;
-        } else if (strcmp(a, "--weights") == 0) {
-            NEED_VALUE();
-            const char *modes[] = {"auto", "resident", "streaming", "mapped"}; /* in trn_weight_mode's order */
-            int found = -1;
-            for (int m = 0; m < 4; m++)
-                if (strcmp(v, modes[m]) == 0)
-                    found = m;
-            if (found < 0)
-                return usage_error("--weights %s: expected auto, resident, streaming or mapped", v);
-            o->weights = (trn_weight_mode)found;
-            o->weights_given = 1;
-        } else if (strcmp(a, "--resident-layers") == 0) {
-            NEED_VALUE();
-            if (!parse_int(a, v, 0, 4096, &o->resident_layers))
-                return EXIT_USAGE;
-            o->resident_layers_given = 1;
-        } else if (strcmp(a, "--compare-weights") == 0) {
-            o->compare_weights = 1;
-        } else if (strcmp(a, "--kernels") == 0) {
-            NEED_VALUE();
-            if (strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "avx512") && strcmp(v, "auto"))
-                return usage_error("--kernels %s: expected scalar, avx2, avx512 or auto", v);
-            o->kernels = v;
-        } else if (strcmp(a, "-f") == 0 || strcmp(a, "--file") == 0) {
-            NEED_VALUE();
-            o->text_file = v;
-        } else if (strcmp(a, "--ids") == 0) {
-            NEED_VALUE();
-            o->ids = v;
-        } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-            NEED_VALUE();
-            o->output = v;
-        } else if (strcmp(a, "--top") == 0) {
-            NEED_VALUE();
-            if (!parse_int(a, v, 1, 1 << 20, &o->top))
-                return EXIT_USAGE;
-        } else if (strcmp(a, "--from") == 0) {
-            NEED_VALUE();
-            if (strcmp(v, "hf") && strcmp(v, "trin") && strcmp(v, "llama2c"))
-                return usage_error("--from %s: expected hf, trin or llama2c", v);
-            o->convert.from = v;
-        } else if (strcmp(a, "--base") == 0) {
-            NEED_VALUE();
-            o->convert.base_dir = v;
-        } else if (strcmp(a, "--tokenizer") == 0) {
-            NEED_VALUE();
-            o->convert.tokenizer = v;
-        } else if (strcmp(a, "--vocab") == 0) {
-            NEED_VALUE();
-            o->convert.vocab_gguf = v;
-        } else if (strcmp(a, "--type") == 0 || strcmp(a, "--embed-type") == 0) {
-            NEED_VALUE();
-            const int type = trn_type_from_name(v);
-            const int embed = strcmp(a, "--embed-type") == 0;
-            if (embed ? type != TRN_TYPE_F16 && type != TRN_TYPE_F32
-                      : type != TRN_TYPE_TQ2_0 && type != TRN_TYPE_TQ1_0 && type != TRN_TYPE_F16 && type != TRN_TYPE_F32)
-                return usage_error(embed ? "--embed-type %s: expected f16 or f32" : "--type %s: expected tq2_0, tq1_0, f16 or f32", v);
-            if (embed) {
-                o->convert.embed_type = (trn_type)type;
-                o->embed_type_given = 1;
-            } else {
-                o->convert.type = (trn_type)type;
-                o->type_given = 1;
-            }
-        } else if (strcmp(a, "--ternary-rule") == 0) {
-            NEED_VALUE();
-            if (strcmp(v, "absmean") && strcmp(v, "seed"))
-                return usage_error("--ternary-rule %s: expected absmean or seed", v);
-            o->convert.rule = strcmp(v, "seed") == 0 ? TRN_TERNARY_SEED : TRN_TERNARY_ABSMEAN;
-        } else if (strcmp(a, "--no-bos") == 0) {
-            o->add_bos = 0;
-        } else if (strcmp(a, "--json") == 0) {
-            o->json = 1;
-        } else if (strcmp(a, "--scalar") == 0) {
-            o->kernels = "scalar";
-        } else if (a[0] == '-' && a[1] != 0) {
-            return usage_error("unknown flag '%s'", a);
-        } else if (strcmp(o->command, "tokenize") == 0 && !o->text) {
-            o->text = a;
-        } else if (strcmp(o->command, "convert") == 0 && !o->convert.input) {
-            o->convert.input = a;
-        } else {
-            return usage_error("unexpected argument '%s'", a);
+            command_usage(command, stdout);
+            return -1;
         }
-#undef NEED_VALUE
+        size_t k = 0, known = 0;
+        for (; k < TRN_ARRAY_LEN(cli_flags); k++) {
+            known |= (size_t)names_match(cli_flags[k].names, a);
+            if ((cli_flags[k].commands & o->command) && names_match(cli_flags[k].names, a))
+                break;
+        }
+        if (k == TRN_ARRAY_LEN(cli_flags)) {
+            if (!known)
+                return usage_error("unknown flag '%s'", a);
+            char takers[128];
+            commands_taking(a, takers, sizeof(takers));
+            fprintf(stderr, "error: %s is not a flag of %s (it is one of: %s)\n", a, o->command_name, takers);
+            return EXIT_USAGE;
+        }
+        const cli_flag *f = &cli_flags[k];
+        const char *value = NULL;
+        if (f->kind != VALUE_NONE) {
+            if (i + 1 >= argc)
+                return usage_error("%s needs a value", a);
+            value = argv[++i];
+        }
+        const int rc = set_flag(f, a, value, o);
+        if (rc)
+            return rc;
+        o->given[k] = 1;
     }
-    if (strcmp(o->command, "convert") == 0) {
-        o->convert.output = o->output;
-        if (!o->convert.from)
-            return usage_error("%s needs --from hf, trin or llama2c", o->command);
-        if (!o->convert.input || !o->convert.output)
-            return usage_error("%s needs an input and -o OUT.gguf", o->command);
-        if (strcmp(o->convert.from, "trin") == 0 && !o->convert.base_dir)
-            return usage_error("%s --from trin needs --base HF_DIR (shapes, scales, norms, embeddings)", o->command);
-        if (strcmp(o->convert.from, "llama2c") == 0 && !o->convert.tokenizer && !o->convert.vocab_gguf)
-            return usage_error("%s --from llama2c needs --tokenizer TOK.bin (or --vocab FILE.gguf)", o->command);
-        if (strcmp(o->convert.from, "llama2c") == 0 && !o->type_given)
-            o->convert.type = TRN_TYPE_F32; /* llama2.c rows are rarely a multiple of 256 */
-        if (strcmp(o->convert.from, "llama2c") == 0 && !o->embed_type_given)
-            o->convert.embed_type = TRN_TYPE_F32; /* as llama.cpp's converter keeps them: small models, exact */
-        o->convert.progress = 1;
-        return 0;
-    }
-    if (!o->model_path)
-        return usage_error("%s needs a model: -m FILE or --synthetic NAME", o->command);
-    if (o->resident_layers_given && (o->weights == TRN_WEIGHTS_RESIDENT || o->weights == TRN_WEIGHTS_MAPPED))
-        return usage_error("--resident-layers goes with --weights streaming or auto, not %s",
-                           o->weights == TRN_WEIGHTS_RESIDENT ? "resident" : "mapped");
-    if ((o->weights_given || o->resident_layers_given || o->compare_weights) && strcmp(o->device, "cpu") == 0)
-        return usage_error("%s: GPU weight modes need --device cuda or auto", o->compare_weights ? "--compare-weights"
-                           : o->weights_given ? "--weights" : "--resident-layers");
-    if (o->compare_weights && strcmp(o->command, "bench") != 0)
-        return usage_error("--compare-weights is a bench option, not one of %s", o->command);
-    if (o->compare_weights && (o->weights_given || o->resident_layers_given))
-        return usage_error("%s: --compare-weights runs every weight mode itself", o->command);
-    if (strcmp(o->command, "tokenize") == 0 && !o->text)
-        o->text = o->prompt;
-    if (strcmp(o->command, "tokenize") == 0 && !o->text)
-        return usage_error("%s needs the text to tokenize", o->command);
-    if (strcmp(o->command, "perplexity") == 0 && !o->text_file)
-        return usage_error("%s needs a text file: -f TEXT.txt", o->command);
-    if (strcmp(o->command, "logits") == 0) {
-        if (!o->prompt == !o->ids)
-            return usage_error("%s needs exactly one of -p TEXT and --ids \"1 2 3\"", o->command);
-        if (!o->output == !o->top)
-            return usage_error("%s needs exactly one of -o OUT.npy and --top K", o->command);
-    }
-    return 0;
+    return check_combination(o);
 }
 
+/* ---- running the commands --------------------------------------------------------------------------------- */
+
 static int fail(void) {
-    fprintf(stderr, "error: %s\n", trn_last_error());
+    fprintf(stderr, "error: %s\n", trinity_last_error());
     return EXIT_RUNTIME;
 }
 
-static int load_model(const cli_options *o, trn_model **model) {
-    double t0 = trn_time_s();
-    if (trn_model_load(o->model_path, model) != TRN_OK)
-        return fail();
-    if (strcmp(o->command, "bench") == 0)
-        fprintf(stderr, "load: %s in %.2f s\n", (*model)->name, trn_time_s() - t0);
-    return 0;
+static trinity_device device_of(const char *name) {
+    return strcmp(name, "cpu") == 0 ? TRINITY_DEVICE_CPU
+           : strcmp(name, "cuda") == 0 ? TRINITY_DEVICE_CUDA : TRINITY_DEVICE_AUTO;
 }
 
-/* -c, or the model's context up to TRN_DEFAULT_CONTEXT (said on standard error where that is less than the file
+static trinity_weights weights_of(const char *name) {
+    return !name || strcmp(name, "auto") == 0 ? TRINITY_WEIGHTS_AUTO
+           : strcmp(name, "resident") == 0   ? TRINITY_WEIGHTS_RESIDENT
+           : strcmp(name, "streaming") == 0  ? TRINITY_WEIGHTS_STREAMING
+                                             : TRINITY_WEIGHTS_MAPPED;
+}
+
+/* -c, or the model's context up to TRINITY_DEFAULT_CONTEXT (said on standard error where that is less than the file
  * declares: the KV cache is allocated for the whole context up front). */
 static int context_size(const cli_options *o, int n_ctx_train) {
     if (o->n_ctx > n_ctx_train)
         fprintf(stderr, "warning: -c %d exceeds the context length the model declares (%d)\n", o->n_ctx, n_ctx_train);
     if (o->n_ctx > 0)
         return o->n_ctx;
-    const int n_ctx = TRN_MIN(n_ctx_train, TRN_DEFAULT_CONTEXT);
+    const int n_ctx = TRN_MIN(n_ctx_train, TRINITY_DEFAULT_CONTEXT);
     if (n_ctx < n_ctx_train)
         fprintf(stderr, "context: %d positions (the model declares %d; -c N for more)\n", n_ctx, n_ctx_train);
     return n_ctx;
 }
 
-/* The model through the public API, with the run flags (-t, --device, --act, --weights, --kernels, --scalar). */
+/* The model with the run flags (-t, --device, --act, --weights, --kernels, --scalar). */
 static int open_model(const cli_options *o, int vocab_only, trinity_model **model) {
     trinity_model_params p = trinity_model_params_default();
-    p.device = strcmp(o->device, "cpu") == 0 ? TRINITY_DEVICE_CPU
-               : strcmp(o->device, "cuda") == 0 ? TRINITY_DEVICE_CUDA : TRINITY_DEVICE_AUTO;
+    p.device = device_of(o->device);
     p.n_threads = o->n_threads;
-    p.weights = (trinity_weights)o->weights;
-    p.resident_layers = o->resident_layers_given ? o->resident_layers : -1;
-    p.f32_activations = o->act == TRN_ACT_F32;
+    p.weights = weights_of(o->weights);
+    p.resident_layers = given(o, "--resident-layers") ? o->resident_layers : -1;
+    p.f32_activations = o->act && strcmp(o->act, "f32") == 0;
     p.kernels = o->kernels; /* NULL: TRN_KERNELS, else auto */
     p.vocab_only = vocab_only;
     const double t0 = trn_time_s();
     if (trinity_model_open(o->model_path, &p, model) != TRINITY_OK)
         return fail();
-    if (strcmp(o->command, "generate") == 0)
+    if (o->command == CMD_GENERATE || o->command == CMD_BENCH)
         fprintf(stderr, "load: %s in %.2f s\n", trinity_model_name(*model), trn_time_s() - t0);
     return 0;
 }
@@ -485,12 +511,12 @@ static int open_model(const cli_options *o, int vocab_only, trinity_model **mode
 static int open_session(const cli_options *o, trinity_model *model, int n_ctx, int greedy, trinity_session **out) {
     trinity_session_params p = trinity_session_params_default();
     p.n_ctx = n_ctx;
-    p.temperature = greedy ? 0.0f : o->sampling.temp;
-    p.top_k = o->sampling.top_k;
-    p.top_p = o->sampling.top_p;
-    p.repeat_penalty = o->sampling.repeat_penalty;
-    p.seed = o->sampling.seed;
-    if (!greedy && !o->seed_given && p.temperature > 0.0f) {
+    p.temperature = greedy ? 0.0f : o->temp;
+    p.top_k = o->top_k;
+    p.top_p = o->top_p;
+    p.repeat_penalty = o->repeat_penalty;
+    p.seed = o->seed;
+    if (!greedy && !given(o, "-s, --seed") && p.temperature > 0.0f) {
         p.seed = (uint64_t)time(NULL);
         fprintf(stderr, "seed: %llu\n", (unsigned long long)p.seed);
     }
@@ -530,7 +556,7 @@ static int print_piece(const char *piece, size_t len, int token, void *user) {
  * offset of the first bad byte, the same way for every source (the library's tokenizer itself takes any bytes). */
 static int check_utf8(const char *what, const char *text, size_t len) {
     size_t bad = 0;
-    if (trn_utf8_valid(text, len, &bad))
+    if (trinity_utf8_valid(text, len, &bad))
         return 0;
     fprintf(stderr, "error: %s: not UTF-8 text (invalid byte 0x%02x at offset %zu)\n", what,
             (unsigned)(unsigned char)text[bad], bad);
@@ -546,7 +572,7 @@ static int cmd_generate(const cli_options *o) {
     const char *prompt = o->prompt ? o->prompt : "";
     const int n_ctx = context_size(o, trinity_model_n_ctx_train(model));
     int *ids = NULL, n_ids = 0;
-    rc = tokenize_text(model, prompt, strlen(prompt), o->add_bos, &ids, &n_ids);
+    rc = tokenize_text(model, prompt, strlen(prompt), !o->no_bos, &ids, &n_ids);
     /* default: up to 128 new tokens, within the context */
     const int n_predict = o->n_predict >= 0 ? o->n_predict : TRN_MAX(0, TRN_MIN(128, n_ctx - n_ids));
     if (rc == 0 && n_ids == 0) {
@@ -603,7 +629,7 @@ static int cmd_tokenize(const cli_options *o) {
     int rc = open_model(o, 1, &model);
     int *ids = NULL, n_ids = 0;
     if (rc == 0)
-        rc = tokenize_text(model, o->text, strlen(o->text), o->add_bos, &ids, &n_ids);
+        rc = tokenize_text(model, o->text, strlen(o->text), !o->no_bos, &ids, &n_ids);
     if (rc == 0) {
         for (int i = 0; i < n_ids; i++)
             printf("%s%d", i ? " " : "", ids[i]);
@@ -615,81 +641,81 @@ static int cmd_tokenize(const cli_options *o) {
 }
 
 static int cmd_info(const cli_options *o) {
-    trn_model *model = NULL;
-    int rc = load_model(o, &model);
+    trinity_model *model = NULL;
+    int rc = open_model(o, 0, &model);
     if (rc)
         return rc;
-    const trn_hparams *hp = &model->hp;
-    const trn_gguf *g = model->gguf;
-    printf("file             %s (GGUF v%u, %zu bytes, %lld metadata keys, alignment %zu)\n", trn_gguf_path(g),
-           trn_gguf_version(g), trn_gguf_file_size(g), (long long)trn_gguf_n_kv(g), trn_gguf_alignment(g));
-    printf("name             %s\n", model->name);
+    trinity_model_info m = {.size = sizeof(m)};
+    if (trinity_model_get_info(model, &m) != TRINITY_OK) {
+        trinity_model_free(model);
+        return fail();
+    }
+    printf("file             %s (GGUF v%u, %llu bytes, %lld metadata keys, alignment %llu)\n", m.path, m.gguf_version,
+           (unsigned long long)m.file_bytes, (long long)m.n_metadata, (unsigned long long)m.alignment);
+    printf("name             %s\n", trinity_model_name(model));
     printf("architecture     llama\n");
-    printf("layers           %d\n", hp->n_layer);
-    printf("embedding        %d\n", hp->n_embd);
-    printf("feed-forward     %d\n", hp->n_ff);
-    printf("heads            %d (head size %d)\n", hp->n_head, hp->head_dim);
-    printf("kv heads         %d (GQA group %d)\n", hp->n_head_kv, hp->n_head / hp->n_head_kv);
-    printf("vocabulary       %d\n", hp->n_vocab);
-    printf("context length   %d\n", hp->n_ctx_train);
-    printf("rope base        %g\n", hp->rope_base);
-    printf("rms epsilon      %g\n", hp->rms_eps);
-    printf("lm head          %s\n", model->output_tied ? "tied to token_embd.weight" : "output.weight");
+    printf("layers           %d\n", m.n_layer);
+    printf("embedding        %d\n", m.n_embd);
+    printf("feed-forward     %d\n", m.n_ff);
+    printf("heads            %d (head size %d)\n", m.n_head, m.head_dim);
+    printf("kv heads         %d (GQA group %d)\n", m.n_head_kv, m.n_head / m.n_head_kv);
+    printf("vocabulary       %d\n", m.n_vocab);
+    printf("context length   %d\n", m.n_ctx_train);
+    printf("rope base        %g\n", m.rope_base);
+    printf("rms epsilon      %g\n", m.rms_eps);
+    printf("lm head          %s\n", m.lm_head_tied ? "tied to token_embd.weight" : "output.weight");
     printf("\n%-28s %-6s %-16s %14s\n", "tensor", "type", "shape", "bytes");
-    size_t total = 0;
-    int64_t params = 0;
-    for (int64_t i = 0; i < trn_gguf_n_tensors(g); i++) {
-        const trn_gguf_tensor *t = trn_gguf_tensor_at(g, i);
+    for (int64_t i = 0; i < m.n_tensors; i++) {
+        trinity_tensor_info t = {.size = sizeof(t)};
+        if (trinity_model_tensor(model, i, &t) != TRINITY_OK) {
+            trinity_model_free(model);
+            return fail();
+        }
         char shape[48];
-        if (t->n_dims == 1)
-            snprintf(shape, sizeof(shape), "%lld", (long long)t->ne[0]);
+        if (t.n_dims == 1)
+            snprintf(shape, sizeof(shape), "%lld", (long long)t.ne[0]);
         else
-            snprintf(shape, sizeof(shape), "%lld x %lld", (long long)t->ne[0], (long long)t->ne[1]);
-        printf("%-28s %-6s %-16s %14zu\n", t->name, trn_type_name(t->type), shape, t->bytes);
-        total += t->bytes;
-        params += t->n_elems;
+            snprintf(shape, sizeof(shape), "%lld x %lld", (long long)t.ne[0], (long long)t.ne[1]);
+        printf("%-28s %-6s %-16s %14llu\n", t.name, t.type, shape, (unsigned long long)t.bytes);
     }
     printf("\ntotal            %lld tensors, %lld parameters, %.2f MB (%.3f bits per parameter)\n",
-           (long long)trn_gguf_n_tensors(g), (long long)params, total / 1e6, 8.0 * total / (double)params);
-    printf("read per token   %.2f MB\n", trn_model_weight_bytes_per_token(model) / 1e6);
-    trn_model_free(model);
+           (long long)m.n_tensors, (long long)m.n_params, m.tensor_bytes / 1e6,
+           8.0 * (double)m.tensor_bytes / (double)m.n_params);
+    printf("read per token   %.2f MB\n", m.bytes_per_token / 1e6);
+    trinity_model_free(model);
     return 0;
 }
 
 static int cmd_graph(const cli_options *o) {
-    trn_model *model = NULL;
-    int rc = load_model(o, &model);
+    trinity_model *model = NULL;
+    int rc = open_model(o, 0, &model);
     if (rc)
         return rc;
-    trn_graph *graph = NULL;
-    if (trn_graph_build_decode(model, context_size(o, model->hp.n_ctx_train), &graph) != TRN_OK)
+    if (trinity_model_print_graph(model, context_size(o, trinity_model_n_ctx_train(model)), stdout) != TRINITY_OK)
         rc = fail();
-    else
-        trn_graph_print(graph, stdout);
-    trn_graph_free(graph);
-    trn_model_free(model);
+    trinity_model_free(model);
     return rc;
 }
 
 static int cmd_bench(const cli_options *o) {
-    trn_model *model = NULL;
-    int rc = load_model(o, &model);
+    trinity_model *model = NULL;
+    int rc = open_model(o, 0, &model);
     if (rc)
         return rc;
-    trn_bench_options opts = {.device = o->device, .n_threads = o->n_threads, .act = o->act, .n_prompt = o->bench_prompt,
-                              .n_decode = o->bench_decode, .kernels = o->kernels, .json = o->json,
-                              .weights = o->weights, .resident_layers_given = o->resident_layers_given,
-                              .resident_layers = o->resident_layers};
-    trn_bench_result result;
-    if (o->compare_weights) {
-        if (trn_bench_compare_weights(model, &opts, stdout) != TRN_OK)
-            rc = fail();
-    } else if (trn_bench_run(model, &opts, &result) != TRN_OK) {
+    trinity_bench_params p = trinity_bench_params_default();
+    p.device = device_of(o->device);
+    p.n_threads = o->n_threads;
+    p.kernels = o->kernels;
+    p.f32_activations = o->act && strcmp(o->act, "f32") == 0;
+    p.weights = weights_of(o->weights);
+    p.resident_layers = given(o, "--resident-layers") ? o->resident_layers : -1;
+    p.n_prompt = o->bench_prompt;
+    p.n_decode = o->bench_decode;
+    p.json = o->json;
+    p.compare_weights = o->compare_weights;
+    if (trinity_bench(model, &p, stdout) != TRINITY_OK)
         rc = fail();
-    } else {
-        trn_bench_print(model, &result, o->json, stdout);
-    }
-    trn_model_free(model);
+    trinity_model_free(model);
     return rc;
 }
 
@@ -797,7 +823,7 @@ static int cmd_logits(const cli_options *o) {
         return rc;
     }
     if (o->prompt)
-        rc = tokenize_text(model, o->prompt, strlen(o->prompt), o->add_bos, &ids, &n_ids);
+        rc = tokenize_text(model, o->prompt, strlen(o->prompt), !o->no_bos, &ids, &n_ids);
     const int n_vocab = trinity_model_n_vocab(model);
     for (int i = 0; rc == 0 && i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= n_vocab) {
@@ -862,14 +888,32 @@ static int cmd_logits(const cli_options *o) {
 static int check_inputs(const cli_options *o) {
     if (o->prompt && check_utf8("-p", o->prompt, strlen(o->prompt)))
         return EXIT_RUNTIME;
-    if (strcmp(o->command, "tokenize") == 0 && check_utf8("the text to tokenize", o->text, strlen(o->text)))
+    if (o->command == CMD_TOKENIZE && check_utf8("the text to tokenize", o->text, strlen(o->text)))
         return EXIT_RUNTIME;
     if (o->output) {
-        const trn_convert_options *c = &o->convert;
-        const char *inputs[] = {o->model_path, c->input, c->base_dir, c->tokenizer, c->vocab_gguf};
+        const char *inputs[] = {o->model_path, o->input, o->base_dir, o->tokenizer, o->vocab};
         if (trn_output_check(o->output, inputs, (int)TRN_ARRAY_LEN(inputs)) != TRN_OK)
             return fail();
     }
+    return 0;
+}
+
+static int cmd_convert(const cli_options *o) {
+    trinity_convert_params p = trinity_convert_params_default();
+    p.from = o->from;
+    p.input = o->input;
+    p.base_dir = o->base_dir;
+    p.tokenizer = o->tokenizer;
+    p.vocab = o->vocab;
+    p.output = o->output;
+    p.type = o->type;
+    p.embed_type = o->embed_type;
+    p.ternary_rule = o->ternary_rule;
+    p.progress = 1;
+    const double t0 = trn_time_s();
+    if (trinity_convert(&p) != TRINITY_OK)
+        return fail();
+    fprintf(stderr, "convert: wrote %s in %.2f s\n", o->output, trn_time_s() - t0);
     return 0;
 }
 
@@ -877,7 +921,7 @@ int main(int argc, char **argv) {
     cli_options o;
     int rc = parse_args(argc, argv, &o);
     if (rc)
-        return rc;
+        return rc < 0 ? 0 : rc; /* -1: help was printed */
     if ((rc = check_inputs(&o)) != 0)
         return rc;
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -885,24 +929,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "warning: -t %d is more threads than the %ld processors here: every step will be slower\n",
                 o.n_threads, cores);
     trn_output_install_signal_cleanup(); /* an interrupted convert or logits -o leaves no temporary behind */
-    if (strcmp(o.command, "generate") == 0)
-        return cmd_generate(&o);
-    if (strcmp(o.command, "tokenize") == 0)
-        return cmd_tokenize(&o);
-    if (strcmp(o.command, "info") == 0)
-        return cmd_info(&o);
-    if (strcmp(o.command, "graph") == 0)
-        return cmd_graph(&o);
-    if (strcmp(o.command, "perplexity") == 0)
-        return cmd_perplexity(&o);
-    if (strcmp(o.command, "logits") == 0)
-        return cmd_logits(&o);
-    if (strcmp(o.command, "convert") == 0) {
-        const double t0 = trn_time_s();
-        if (trn_convert(&o.convert) != TRN_OK)
-            return fail();
-        fprintf(stderr, "convert: wrote %s in %.2f s\n", o.convert.output, trn_time_s() - t0);
-        return 0;
+    switch (o.command) {
+    case CMD_GENERATE: return cmd_generate(&o);
+    case CMD_TOKENIZE: return cmd_tokenize(&o);
+    case CMD_INFO: return cmd_info(&o);
+    case CMD_GRAPH: return cmd_graph(&o);
+    case CMD_BENCH: return cmd_bench(&o);
+    case CMD_PERPLEXITY: return cmd_perplexity(&o);
+    case CMD_LOGITS: return cmd_logits(&o);
+    default: return cmd_convert(&o);
     }
-    return cmd_bench(&o);
 }

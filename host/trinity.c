@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../graph/graph.h"
+#include "../profiling/bench.h"
+#include "convert.h"
 #include "eval.h"
 #include "model.h"
 
@@ -16,6 +19,8 @@ _Static_assert((int)TRINITY_OK == (int)TRN_OK && (int)TRINITY_ERR_IO == (int)TRN
                    (int)TRINITY_ERR_INVALID == (int)TRN_ERR_INVALID && (int)TRINITY_ERR_NOMEM == (int)TRN_ERR_NOMEM &&
                    (int)TRINITY_ERR_DEVICE == (int)TRN_ERR_DEVICE,
                "trinity_status mirrors trn_status");
+_Static_assert(TRINITY_MAX_CONTEXT == TRN_MAX_CONTEXT && TRINITY_DEFAULT_CONTEXT == TRN_DEFAULT_CONTEXT,
+               "the API's context limits are the engine's");
 _Static_assert((int)TRINITY_WEIGHTS_MAPPED == (int)TRN_WEIGHTS_MAPPED &&
                    (int)TRINITY_WEIGHTS_STREAMING == (int)TRN_WEIGHTS_STREAMING,
                "trinity_weights mirrors trn_weight_mode");
@@ -55,7 +60,11 @@ static trinity_status status_of(trn_status s) { return (trinity_status)s; }
             return status_of(try_status_);         \
     } while (0)
 
-const char *trinity_version(void) { return "0.2.0"; }
+#define TRINITY_STR_(x) #x
+#define TRINITY_STR(x) TRINITY_STR_(x)
+const char *trinity_version(void) {
+    return TRINITY_STR(TRINITY_VERSION_MAJOR) "." TRINITY_STR(TRINITY_VERSION_MINOR) "." TRINITY_STR(TRINITY_VERSION_PATCH);
+}
 const char *trinity_last_error(void) { return trn_last_error(); }
 const char *trinity_status_name(trinity_status status) { return trn_status_name((trn_status)status); }
 
@@ -138,6 +147,92 @@ int trinity_model_n_ctx_train(const trinity_model *m) { return m->model ? m->mod
 int trinity_token_bos(const trinity_model *m) { return trn_tokenizer_bos(m->tok); }
 int trinity_token_eos(const trinity_model *m) { return trn_tokenizer_eos(m->tok); }
 
+static trinity_status need_weights(const trinity_model *m, const char *what) {
+    return m->model ? TRINITY_OK
+                    : status_of(trn_fail(TRN_ERR_INVALID, "%s: a vocabulary-only model (vocab_only) has no weights", what));
+}
+
+trinity_status trinity_model_get_info(const trinity_model *m, trinity_model_info *info) {
+    if (!info || info->size < offsetof(trinity_model_info, bytes_per_token) + sizeof(info->bytes_per_token))
+        return status_of(trn_fail(TRN_ERR_INVALID, "trinity_model_info.size must be sizeof(trinity_model_info)"));
+    const trinity_status st = need_weights(m, "trinity_model_get_info");
+    if (st != TRINITY_OK)
+        return st;
+    const trn_model *model = m->model;
+    const trn_gguf *g = model->gguf;
+    const trn_hparams *hp = &model->hp;
+    const size_t size = info->size;
+    memset(info, 0, sizeof(*info));
+    info->size = size;
+    info->path = trn_gguf_path(g);
+    info->gguf_version = trn_gguf_version(g);
+    info->file_bytes = trn_gguf_file_size(g);
+    info->alignment = trn_gguf_alignment(g);
+    info->n_metadata = trn_gguf_n_kv(g);
+    info->n_layer = hp->n_layer;
+    info->n_embd = hp->n_embd;
+    info->n_ff = hp->n_ff;
+    info->n_head = hp->n_head;
+    info->n_head_kv = hp->n_head_kv;
+    info->head_dim = hp->head_dim;
+    info->n_vocab = hp->n_vocab;
+    info->n_ctx_train = hp->n_ctx_train;
+    info->rope_base = hp->rope_base;
+    info->rms_eps = hp->rms_eps;
+    info->lm_head_tied = model->output_tied;
+    info->n_tensors = trn_gguf_n_tensors(g);
+    for (int64_t i = 0; i < info->n_tensors; i++) {
+        const trn_gguf_tensor *t = trn_gguf_tensor_at(g, i);
+        info->n_params += t->n_elems;
+        info->tensor_bytes += t->bytes;
+    }
+    info->bytes_per_token = trn_model_weight_bytes_per_token(model);
+    return TRINITY_OK;
+}
+
+trinity_status trinity_model_tensor(const trinity_model *m, int64_t index, trinity_tensor_info *info) {
+    if (!info || info->size < offsetof(trinity_tensor_info, bytes) + sizeof(info->bytes))
+        return status_of(trn_fail(TRN_ERR_INVALID, "trinity_tensor_info.size must be sizeof(trinity_tensor_info)"));
+    const trinity_status st = need_weights(m, "trinity_model_tensor");
+    if (st != TRINITY_OK)
+        return st;
+    const trn_gguf *g = m->model->gguf;
+    if (index < 0 || index >= trn_gguf_n_tensors(g))
+        return status_of(trn_fail(TRN_ERR_INVALID, "tensor index %lld: the model has %lld tensors", (long long)index,
+                                  (long long)trn_gguf_n_tensors(g)));
+    const trn_gguf_tensor *t = trn_gguf_tensor_at(g, index);
+    info->name = t->name;
+    info->type = trn_type_name(t->type);
+    info->n_dims = (int)t->n_dims;
+    for (int d = 0; d < 4; d++)
+        info->ne[d] = d < (int)t->n_dims ? t->ne[d] : 1;
+    info->n_elements = t->n_elems;
+    info->bytes = t->bytes;
+    return TRINITY_OK;
+}
+
+trinity_status trinity_model_meta_string(const trinity_model *m, const char *key, char *buf, size_t capacity,
+                                         size_t *len) {
+    const trn_gguf *g = m->model ? m->model->gguf : m->vocab_gguf;
+    trn_gguf_str value;
+    if (len)
+        *len = 0;
+    if (capacity)
+        buf[0] = 0;
+    const trn_gguf_kv *kv = trn_gguf_find_kv(g, key);
+    if (!kv || kv->type != TRN_GGUF_STRING)
+        return status_of(trn_fail(TRN_ERR_INVALID, "metadata key %s: %s", key, kv ? "not a string" : "absent"));
+    TRY(trn_gguf_get_string(g, key, &value, TRN_ERR_INVALID));
+    if (capacity) {
+        const size_t n = value.len < capacity - 1 ? (size_t)value.len : capacity - 1;
+        memcpy(buf, value.ptr, n);
+        buf[n] = 0;
+    }
+    if (len)
+        *len = (size_t)value.len;
+    return TRINITY_OK;
+}
+
 /* ---- tokens ---- */
 
 trinity_status trinity_tokenize(const trinity_model *m, const char *text, size_t len, int add_bos, int *ids,
@@ -153,6 +248,14 @@ trinity_status trinity_tokenize(const trinity_model *m, const char *text, size_t
     if (n > capacity)
         return status_of(trn_fail(TRN_ERR_INVALID, "the text needs %d token ids, room was given for %d", n, capacity));
     return TRINITY_OK;
+}
+
+int trinity_utf8_valid(const char *text, size_t len, size_t *bad) {
+    size_t where = 0;
+    const int valid = trn_utf8_valid(text, len, &where);
+    if (!valid && bad)
+        *bad = where;
+    return valid;
 }
 
 size_t trinity_token_piece(const trinity_model *m, int prev, int token, char *buf, size_t capacity) {
@@ -357,4 +460,101 @@ trinity_status trinity_session_perplexity(trinity_session *s, const char *text, 
         out->size = given;
     }
     return status_of(status);
+}
+
+/* ---- tools ---- */
+
+trinity_status trinity_model_print_graph(const trinity_model *m, int n_ctx, FILE *out) {
+    const trinity_status st = need_weights(m, "trinity_model_print_graph");
+    if (st != TRINITY_OK)
+        return st;
+    if (n_ctx < 0 || n_ctx > TRN_MAX_CONTEXT)
+        return status_of(trn_fail(TRN_ERR_INVALID, "context %d: expected 0 (the model's) to %d", n_ctx, TRN_MAX_CONTEXT));
+    if (n_ctx == 0)
+        n_ctx = TRN_MIN(m->model->hp.n_ctx_train, TRN_DEFAULT_CONTEXT);
+    trn_graph *graph = NULL;
+    TRY(trn_graph_build_decode(m->model, n_ctx, &graph));
+    trn_graph_print(graph, out);
+    trn_graph_free(graph);
+    return TRINITY_OK;
+}
+
+trinity_convert_params trinity_convert_params_default(void) {
+    trinity_convert_params p;
+    memset(&p, 0, sizeof(p));
+    p.size = sizeof(p);
+    return p;
+}
+
+trinity_status trinity_convert(const trinity_convert_params *params) {
+    if (!params || params->size < offsetof(trinity_convert_params, progress) + sizeof(params->progress))
+        return status_of(trn_fail(TRN_ERR_INVALID, "trinity_convert_params: set them with "
+                                  "trinity_convert_params_default()"));
+    const trinity_convert_params *p = params;
+    trn_convert_options o = trn_convert_defaults();
+    const int llama2c = p->from && strcmp(p->from, "llama2c") == 0;
+    if (!p->from || (strcmp(p->from, "hf") && strcmp(p->from, "trin") && !llama2c))
+        return status_of(trn_fail(TRN_ERR_INVALID, "convert from '%s': expected hf, trin or llama2c",
+                                  p->from ? p->from : "(none)"));
+    if (!p->input || !p->output)
+        return status_of(trn_fail(TRN_ERR_INVALID, "convert needs an input and an output"));
+    o.from = p->from;
+    o.input = p->input;
+    o.base_dir = p->base_dir;
+    o.tokenizer = p->tokenizer;
+    o.vocab_gguf = p->vocab;
+    o.output = p->output;
+    o.progress = p->progress;
+    if (llama2c) /* llama2.c rows are rarely a multiple of 256; llama.cpp's converter keeps them in f32 */
+        o.type = o.embed_type = TRN_TYPE_F32;
+    const int type = p->type ? trn_type_from_name(p->type) : (int)o.type;
+    const int embed = p->embed_type ? trn_type_from_name(p->embed_type) : (int)o.embed_type;
+    if (type != TRN_TYPE_TQ2_0 && type != TRN_TYPE_TQ1_0 && type != TRN_TYPE_F16 && type != TRN_TYPE_F32)
+        return status_of(trn_fail(TRN_ERR_INVALID, "convert type '%s': expected tq2_0, tq1_0, f16 or f32", p->type));
+    if (embed != TRN_TYPE_F16 && embed != TRN_TYPE_F32)
+        return status_of(trn_fail(TRN_ERR_INVALID, "convert embedding type '%s': expected f16 or f32", p->embed_type));
+    o.type = (trn_type)type;
+    o.embed_type = (trn_type)embed;
+    if (p->ternary_rule && strcmp(p->ternary_rule, "absmean") && strcmp(p->ternary_rule, "seed"))
+        return status_of(trn_fail(TRN_ERR_INVALID, "ternary rule '%s': expected absmean or seed", p->ternary_rule));
+    o.rule = p->ternary_rule && strcmp(p->ternary_rule, "seed") == 0 ? TRN_TERNARY_SEED : TRN_TERNARY_ABSMEAN;
+    return status_of(trn_convert(&o));
+}
+
+trinity_bench_params trinity_bench_params_default(void) {
+    trinity_bench_params p;
+    memset(&p, 0, sizeof(p));
+    p.size = sizeof(p);
+    p.device = TRINITY_DEVICE_AUTO;
+    p.weights = TRINITY_WEIGHTS_AUTO;
+    p.resident_layers = -1;
+    p.n_prompt = 64;
+    p.n_decode = 32;
+    return p;
+}
+
+trinity_status trinity_bench(const trinity_model *m, const trinity_bench_params *params, FILE *out) {
+    if (!params || params->size < offsetof(trinity_bench_params, compare_weights) + sizeof(params->compare_weights))
+        return status_of(trn_fail(TRN_ERR_INVALID, "trinity_bench_params: set them with trinity_bench_params_default()"));
+    const trinity_status st = need_weights(m, "trinity_bench");
+    if (st != TRINITY_OK)
+        return st;
+    const trinity_bench_params *p = params;
+    static const char *const devices[] = {"auto", "cpu", "cuda"}; /* in trinity_device's order */
+    if ((unsigned)p->device > TRINITY_DEVICE_CUDA || (unsigned)p->weights > TRINITY_WEIGHTS_MAPPED ||
+        p->n_prompt < 1 || p->n_decode < 1 || p->n_threads < 0)
+        return status_of(trn_fail(TRN_ERR_INVALID, "trinity_bench_params: device %d, weights %d, n_prompt %d, "
+                                  "n_decode %d or n_threads %d out of range", (int)p->device, (int)p->weights,
+                                  p->n_prompt, p->n_decode, p->n_threads));
+    trn_bench_options opts = {.device = devices[p->device], .n_threads = p->n_threads, .n_prompt = p->n_prompt,
+                              .n_decode = p->n_decode, .kernels = p->kernels, .json = p->json,
+                              .act = p->f32_activations ? TRN_ACT_F32 : TRN_ACT_INT8, .weights = (int)p->weights,
+                              .resident_layers_given = p->resident_layers >= 0,
+                              .resident_layers = p->resident_layers >= 0 ? p->resident_layers : 0};
+    if (p->compare_weights)
+        return status_of(trn_bench_compare_weights(m->model, &opts, out));
+    trn_bench_result result;
+    TRY(trn_bench_run(m->model, &opts, &result));
+    trn_bench_print(m->model, &result, p->json, out);
+    return TRINITY_OK;
 }

@@ -22,14 +22,18 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define TRINITY_VERSION_MAJOR 0
-#define TRINITY_VERSION_MINOR 2
+#define TRINITY_VERSION_MINOR 3
 #define TRINITY_VERSION_PATCH 0
+
+#define TRINITY_MAX_CONTEXT (1 << 20) /* KV cache positions of a session, at most */
+#define TRINITY_DEFAULT_CONTEXT 4096  /* where none is asked for: the model's context, at most this many */
 
 #if defined(__GNUC__)
 #define TRINITY_API __attribute__((visibility("default")))
@@ -101,7 +105,7 @@ typedef void (*trinity_progress_fn)(int chunk, int n_chunks, double running_perp
  * returning nonzero stops the generation after this piece. */
 typedef int (*trinity_piece_fn)(const char *piece, size_t len, int token, void *user);
 
-TRINITY_API const char *trinity_version(void);                /* "0.2.0" */
+TRINITY_API const char *trinity_version(void);                /* "0.3.0": TRINITY_VERSION_* */
 TRINITY_API const char *trinity_last_error(void);             /* this thread's last failure, one line */
 TRINITY_API const char *trinity_status_name(trinity_status status);
 
@@ -118,11 +122,49 @@ TRINITY_API int trinity_model_n_ctx_train(const trinity_model *model); /* the co
 TRINITY_API int trinity_token_bos(const trinity_model *model);
 TRINITY_API int trinity_token_eos(const trinity_model *model);
 
+/* What a model file holds (trinity info). Fails for a vocabulary-only model. */
+typedef struct {
+    size_t size;             /* sizeof(trinity_model_info): set it before the call */
+    const char *path;        /* the file, or the synthetic model's label; valid while the model is open */
+    uint32_t gguf_version;
+    uint64_t file_bytes;     /* of the file, or of the synthetic model's image in memory */
+    uint64_t alignment;      /* of the tensor data */
+    int64_t n_metadata;      /* key-value pairs */
+    int n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab, n_ctx_train;
+    float rope_base, rms_eps;
+    int lm_head_tied;        /* 1: the LM head is token_embd.weight */
+    int64_t n_tensors, n_params;
+    uint64_t tensor_bytes;   /* all tensors */
+    uint64_t bytes_per_token; /* weight bytes one decode step reads */
+} trinity_model_info;
+TRINITY_API trinity_status trinity_model_get_info(const trinity_model *model, trinity_model_info *info);
+
+typedef struct {
+    size_t size;             /* sizeof(trinity_tensor_info): set it before the call */
+    const char *name;        /* valid while the model is open */
+    const char *type;        /* "tq2_0", "tq1_0", "f16", "f32", ... */
+    int n_dims;
+    int64_t ne[4];           /* ne[0] contiguous (GGUF order); 1 past n_dims */
+    int64_t n_elements;
+    uint64_t bytes;
+} trinity_tensor_info;
+/* Tensor `index` (0 .. n_tensors - 1) in file order. */
+TRINITY_API trinity_status trinity_model_tensor(const trinity_model *model, int64_t index, trinity_tensor_info *info);
+
+/* The string value of metadata `key` (e.g. "tokenizer.chat_template", "general.name") into buf[0..capacity),
+ * NUL-terminated (truncated to fit); *len (may be NULL) receives its full length. TRINITY_ERR_INVALID where the key
+ * is absent or not a string. Works for vocabulary-only models too. */
+TRINITY_API trinity_status trinity_model_meta_string(const trinity_model *model, const char *key, char *buf,
+                                                     size_t capacity, size_t *len);
+
 /* ---- tokens ---- */
 /* Encodes len bytes of text (UTF-8; other bytes go through byte fallback) into ids[0..capacity). *n_ids is the number
  * of ids the text needs, also when capacity is too small (then TRINITY_ERR_INVALID and ids holds the first ones). */
 TRINITY_API trinity_status trinity_tokenize(const trinity_model *model, const char *text, size_t len, int add_bos,
                                             int *ids, int capacity, int *n_ids);
+/* Whether len bytes of text are valid UTF-8 (the tokenizer takes any bytes; callers that want text can refuse the
+ * rest); where not, *bad (may be NULL) receives the offset of the first invalid byte. */
+TRINITY_API int trinity_utf8_valid(const char *text, size_t len, size_t *bad);
 /* The bytes printing `token` gives after `prev` (-1 at the start): written to buf[0..capacity), not
  * NUL-terminated; returns the piece's length (which may exceed capacity; nothing is written past it). */
 TRINITY_API size_t trinity_token_piece(const trinity_model *model, int prev, int token, char *buf, size_t capacity);
@@ -165,6 +207,48 @@ TRINITY_API int trinity_session_last_token(const trinity_session *session);
 TRINITY_API trinity_status trinity_session_perplexity(trinity_session *session, const char *text, size_t len,
                                                       int chunk, trinity_progress_fn progress, void *user,
                                                       trinity_perplexity_result *result);
+
+/* ---- tools: what the trinity command's info, graph, convert and bench run (text output may change) ---- */
+
+/* The decode-step graph of the model for a context of n_ctx positions (0: the model's, at most 4096), one node per
+ * line with its buffers, fusion marks and the activation plan (trinity graph), written to out. */
+TRINITY_API trinity_status trinity_model_print_graph(const trinity_model *model, int n_ctx, FILE *out);
+
+/* Conversion of another checkpoint format to a GGUF file (trinity convert). The output is written under a temporary
+ * name and renamed only when complete. */
+typedef struct {
+    size_t size;              /* sizeof(trinity_convert_params): set by trinity_convert_params_default */
+    const char *from;         /* "hf" (config.json + *.safetensors), "trin" (packed ternary codes) or "llama2c" */
+    const char *input;        /* the Hugging Face directory, the TRIN file, or the llama2.c checkpoint */
+    const char *base_dir;     /* trin: the base Hugging Face checkpoint (shapes, scales, norms, embeddings) */
+    const char *tokenizer;    /* llama2c: its tokenizer.bin */
+    const char *vocab;        /* NULL, or a GGUF whose vocabulary is used instead */
+    const char *output;       /* OUT.gguf */
+    const char *type;         /* linear layers: "tq2_0", "tq1_0", "f16", "f32"; NULL: tq2_0 (hf, trin), f32 (llama2c) */
+    const char *embed_type;   /* token embeddings: "f16", "f32"; NULL: f16 (hf, trin), f32 (llama2c) */
+    const char *ternary_rule; /* hf to ternary: "absmean" (NULL) or "seed" (sign, scaled by std as the TRIN release) */
+    int progress;             /* 1: a progress bar on standard error where it is a terminal */
+} trinity_convert_params;
+TRINITY_API trinity_convert_params trinity_convert_params_default(void);
+TRINITY_API trinity_status trinity_convert(const trinity_convert_params *params);
+
+/* Prefill and decode tokens/s against the bounds measured in the same run (trinity bench): the model's file is run
+ * again on the device and settings given here (the model's own params are not used). */
+typedef struct {
+    size_t size;              /* sizeof(trinity_bench_params): set by trinity_bench_params_default */
+    trinity_device device;
+    int n_threads;            /* 0: all cores */
+    const char *kernels;      /* as trinity_model_params.kernels */
+    int f32_activations;
+    trinity_weights weights;
+    int resident_layers;      /* -1: as the mode decides */
+    int n_prompt;             /* prompt tokens for the prefill figure (64) */
+    int n_decode;             /* decode steps timed (32) */
+    int json;                 /* 1: one JSON object instead of a table */
+    int compare_weights;      /* 1: every GPU weight mode in one run */
+} trinity_bench_params;
+TRINITY_API trinity_bench_params trinity_bench_params_default(void);
+TRINITY_API trinity_status trinity_bench(const trinity_model *model, const trinity_bench_params *params, FILE *out);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,10 @@
  * - feeding in pieces gives the logits of feeding at once; generating in two calls continues where the first stopped;
  * - parameter structs from an older, shorter version (a smaller size field) get the defaults for the rest;
  * - bad calls: nothing fed, past the context, ids outside the vocabulary, a vocabulary-only model's session, a missing
- *   file: each a status and a one-line message. */
+ *   file: each a status and a one-line message;
+ * - what a model holds: the info of the synthetic "tiny" model (its hyperparameters; parameters and bytes equal to the
+ *   sums over its tensors), each tensor, a metadata string and a missing key, the graph listing with its fusion
+ *   marks; UTF-8 validation with the offset of a bad byte; convert and bench refusing bad parameters. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +53,72 @@ static void *run_job(void *arg) {
 }
 
 static int message_has(const char *needle) { return strstr(trinity_last_error(), needle) != NULL; }
+
+/* What the synthetic "tiny" model holds, through the API (2 layers, n_embd 256, vocabulary 1024). */
+static void check_model_info(trinity_model *model) {
+    trinity_model_info info = {.size = sizeof(info)};
+    CHECK(trinity_model_get_info(model, &info) == TRINITY_OK);
+    CHECK_MSG(info.n_layer == 2 && info.n_embd == 256 && info.n_vocab == 1024 && info.head_dim * info.n_head == 256 &&
+                  info.n_head % info.n_head_kv == 0 && info.gguf_version == 3 && info.n_metadata > 10,
+              "layers %d, embd %d, vocab %d, heads %d/%d, GGUF v%u, %lld keys", info.n_layer, info.n_embd,
+              info.n_vocab, info.n_head, info.n_head_kv, info.gguf_version, (long long)info.n_metadata);
+    int64_t params = 0;
+    uint64_t bytes = 0;
+    int found_q = 0;
+    for (int64_t i = 0; i < info.n_tensors; i++) {
+        trinity_tensor_info t = {.size = sizeof(t)};
+        CHECK(trinity_model_tensor(model, i, &t) == TRINITY_OK);
+        params += t.n_elements;
+        bytes += t.bytes;
+        CHECK(t.ne[0] * t.ne[1] * t.ne[2] * t.ne[3] == t.n_elements);
+        found_q |= strcmp(t.name, "blk.0.attn_q.weight") == 0 && strcmp(t.type, "tq2_0") == 0 && t.ne[0] == 256;
+    }
+    CHECK_MSG(params == info.n_params && bytes == info.tensor_bytes && found_q && info.bytes_per_token > 0 &&
+                  info.bytes_per_token <= info.tensor_bytes,
+              "%lld tensors: %lld params (info %lld), %llu bytes (info %llu), blk.0.attn_q found %d",
+              (long long)info.n_tensors, (long long)params, (long long)info.n_params, (unsigned long long)bytes,
+              (unsigned long long)info.tensor_bytes, found_q);
+    trinity_tensor_info t = {.size = sizeof(t)};
+    CHECK(trinity_model_tensor(model, info.n_tensors, &t) == TRINITY_ERR_INVALID && message_has("tensors"));
+    trinity_model_info small = {.size = 8};
+    CHECK(trinity_model_get_info(model, &small) == TRINITY_ERR_INVALID && message_has("size"));
+
+    char text[8];
+    size_t len = 0;
+    CHECK(trinity_model_meta_string(model, "tokenizer.ggml.model", text, sizeof(text), &len) == TRINITY_OK &&
+          strcmp(text, "llama") == 0 && len == 5);
+    CHECK(trinity_model_meta_string(model, "general.name", text, 4, &len) == TRINITY_OK && strlen(text) == 3 && len > 3);
+    CHECK(trinity_model_meta_string(model, "no.such.key", text, sizeof(text), &len) == TRINITY_ERR_INVALID &&
+          len == 0 && text[0] == 0 && message_has("no.such.key"));
+    CHECK(trinity_model_meta_string(model, "llama.block_count", text, sizeof(text), NULL) == TRINITY_ERR_INVALID);
+
+    FILE *f = tmpfile();
+    CHECK(f && trinity_model_print_graph(model, 64, f) == TRINITY_OK);
+    if (f) {
+        char listing[1 << 16];
+        rewind(f);
+        const size_t n = fread(listing, 1, sizeof(listing) - 1, f);
+        listing[n] = 0;
+        CHECK(strstr(listing, "context 64") && strstr(listing, "[chain norm+qkv+rope+store: 8 nodes]") &&
+              strstr(listing, "[group of 2 products]"));
+        fclose(f);
+    }
+    CHECK(trinity_model_print_graph(model, -1, stdout) == TRINITY_ERR_INVALID);
+
+    size_t bad = 0;
+    CHECK(trinity_utf8_valid("caf\xc3\xa9", 5, &bad) && !trinity_utf8_valid("ab\xff", 3, &bad) && bad == 2);
+
+    trinity_convert_params cp = trinity_convert_params_default();
+    CHECK(trinity_convert(&cp) == TRINITY_ERR_INVALID && message_has("hf, trin or llama2c"));
+    cp.from = "hf";
+    cp.input = "/nonexistent";
+    cp.output = "/nonexistent/out.gguf";
+    cp.type = "q4_0";
+    CHECK(trinity_convert(&cp) == TRINITY_ERR_INVALID && message_has("q4_0"));
+    trinity_bench_params bp = trinity_bench_params_default();
+    bp.n_decode = 0;
+    CHECK(trinity_bench(model, &bp, stdout) == TRINITY_ERR_INVALID && message_has("n_decode"));
+}
 
 int main(void) {
     trinity_model_params mp = trinity_model_params_default();
@@ -121,6 +190,7 @@ int main(void) {
     trinity_session_params none = trinity_session_params_default();
     none.size = 0;
     CHECK(trinity_session_new(model, &none, &s3) == TRINITY_ERR_INVALID && message_has("size"));
+    check_model_info(model);
     trinity_model_free(model);
 
     /* a vocabulary alone: tokenizes, runs no session */
@@ -131,10 +201,17 @@ int main(void) {
     CHECK(model && trinity_tokenize(model, "once upon a time", 16, 1, ids, 2, &n2) == TRINITY_ERR_INVALID &&
           n2 == n_ids);
     CHECK(model && trinity_session_new(model, NULL, &s3) == TRINITY_ERR_INVALID && message_has("vocab"));
+    trinity_model_info vinfo = {.size = sizeof(vinfo)};
+    CHECK(model && trinity_model_get_info(model, &vinfo) == TRINITY_ERR_INVALID && message_has("vocab"));
+    char name[64];
+    CHECK(model && trinity_model_meta_string(model, "tokenizer.ggml.model", name, sizeof(name), NULL) == TRINITY_OK &&
+          strcmp(name, "llama") == 0);
     trinity_model_free(model);
     model = NULL;
     CHECK(trinity_model_open("/nonexistent/model.gguf", NULL, &model) == TRINITY_ERR_IO && model == NULL);
     CHECK(message_has("/nonexistent/model.gguf") && strchr(trinity_last_error(), '\n') == NULL);
-    CHECK(strcmp(trinity_version(), "0.2.0") == 0);
+    char version[32];
+    snprintf(version, sizeof(version), "%d.%d.%d", TRINITY_VERSION_MAJOR, TRINITY_VERSION_MINOR, TRINITY_VERSION_PATCH);
+    CHECK(strcmp(trinity_version(), version) == 0 && strcmp(version, "0.3.0") == 0);
     return test_finish("test_api");
 }
