@@ -9,143 +9,26 @@
 # lines (load:, device:, warning:, seed:, context:), a message naming the file, key or tensor at fault, nothing on
 # stdout, and no file left behind in the working directory. No sanitizer report may appear anywhere.
 # The good inputs must succeed with the expected output. Prints one line per case (ok, or FAIL with the
-# details) and "test_cli: N passed, M failed"; exits 1 if any case failed. Needs bash, coreutils and
-# grep; python3, where present, checks the JSON of `bench --json` (grep does otherwise).
+# details, or SKIPPED) and "test_cli: N passed, M failed, K skipped"; exits 1 if any case failed. Needs bash,
+# coreutils and grep; python3, where present, checks the JSON of `bench --json` (grep does otherwise).
 set -u
 
-if [ $# -ne 2 ]; then
-    echo "usage: bash tests/test_cli.sh TRINITY MAKE_TEST_MODELS" >&2
-    exit 2
-fi
-TRINITY=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-MAKE_MODELS=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
-for exe in "$TRINITY" "$MAKE_MODELS"; do
-    if [ ! -x "$exe" ]; then
-        echo "test_cli: $exe is not an executable" >&2
-        exit 1
-    fi
-done
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/trinity_test_cli.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-M=$TMP/models
-WORK=$TMP/work  # the working directory of every command: it must stay empty
-mkdir -p "$M" "$WORK"
-OUT=$TMP/stdout
-ERR=$TMP/stderr
-
-# make_test_models prints nothing when it succeeds (anything else, a sanitizer report say, is a failure).
-if ! timeout 120 "$MAKE_MODELS" "$M" >"$TMP/make.log" 2>&1 || [ -s "$TMP/make.log" ]; then
-    echo "FAIL make_test_models: $(head -c 2000 "$TMP/make.log")"
-    echo "test_cli: 0 passed, 1 failed"
-    exit 1
-fi
-
-PASSED=0
-FAILED=0
-RC=0
-
-LIMIT=${TRN_TEST_TIMEOUT:-60} # seconds per command
-
-SKIPPED=0
 # shellcheck source=tests/cli_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+cli_setup test_cli 60 "$@"
+if [ ! -x "$MAKE_MODELS" ]; then
+    echo "test_cli: $MAKE_MODELS is not an executable" >&2
+    exit 1
+fi
+# Before the error line, stderr may hold progress lines alone.
+STDERR_BEFORE_ERROR='^(load|device|warning|seed|context):'
 
-# expect_error NAME WANT_RC PATTERNS -- CMD...
-#   WANT_RC: 1 (run time), 2 (usage) or "any" (any code from 1 to 127).
-#   PATTERNS: extended regular expressions separated by '|||', all of which the error line must match
-#   (case-insensitive).
-expect_error() {
-    local name=$1 want_rc=$2 patterns=$3
-    shift 4
-    run "$@"
-    local problem=""
-    local report
-    report=$(sanitizer_report)
-    if [ "$RC" -eq 124 ]; then
-        problem="timed out after $LIMIT s (hang?)"
-    elif [ "$RC" -ge 128 ]; then
-        problem="killed by signal $((RC - 128))"
-    elif [ -n "$report" ]; then
-        problem="sanitizer or crash report on stderr: $report"
-    elif [ "$RC" -eq 0 ]; then
-        problem="exit code 0 on bad input"
-    elif [ "$want_rc" != any ] && [ "$RC" -ne "$want_rc" ]; then
-        problem="exit code $RC, expected $want_rc"
-    fi
-    local lines=()
-    mapfile -t lines <"$ERR"
-    local n=${#lines[@]}
-    local n_errors
-    n_errors=$(grep -c '^error: ' "$ERR")
-    if [ -z "$problem" ]; then
-        if [ "$n" -eq 0 ]; then
-            problem="nothing on stderr"
-        elif [ "$n_errors" -ne 1 ]; then
-            problem="$n_errors lines start with 'error: ' on stderr, expected exactly 1"
-        elif [[ "${lines[n - 1]}" != "error: "* ]]; then
-            problem="the last line of stderr does not start with 'error: '"
-        fi
-    fi
-    if [ -z "$problem" ]; then
-        local i
-        for ((i = 0; i < n - 1; i++)); do
-            case "${lines[i]}" in
-            load:* | device:* | warning:* | seed:* | context:*) ;;
-            *)
-                problem="unexpected line on stderr before the error: '${lines[i]}'"
-                break
-                ;;
-            esac
-        done
-    fi
-    if [ -z "$problem" ]; then
-        local message=${lines[n - 1]} pattern rest=$patterns
-        while [ -n "$rest" ]; do
-            pattern=${rest%%|||*}
-            if [ "$pattern" = "$rest" ]; then rest=""; else rest=${rest#*|||}; fi
-            if ! grep -q -i -E -e "$pattern" <<<"$message"; then
-                problem="the message does not match /$pattern/"
-                break
-            fi
-        done
-    fi
-    if [ -z "$problem" ] && [ -s "$OUT" ]; then
-        problem="output on stdout"
-    fi
-    if [ -z "$problem" ] && [ -n "$(find "$WORK" -mindepth 1 -print -quit)" ]; then
-        problem="files left in the working directory: $(find "$WORK" -mindepth 1 -maxdepth 1 -printf '%f ')"
-    fi
-    if [ -n "$problem" ]; then
-        not_ok "$name" "$problem"
-    else
-        ok "$name"
-    fi
-}
-
-# expect_success NAME -- CMD...: exit 0, no error line, no sanitizer report. The caller checks the output.
-# Returns 1 (after reporting) when the run itself failed.
-expect_success() {
-    local name=$1
-    shift 2
-    run "$@"
-    local report
-    report=$(sanitizer_report)
-    if [ "$RC" -eq 124 ]; then
-        not_ok "$name" "timed out after $LIMIT s (hang?)"
-    elif [ "$RC" -ge 128 ]; then
-        not_ok "$name" "killed by signal $((RC - 128))"
-    elif [ -n "$report" ]; then
-        not_ok "$name" "sanitizer or crash report on stderr: $report"
-    elif [ "$RC" -ne 0 ]; then
-        not_ok "$name" "exit code $RC"
-    elif grep -q '^error' "$ERR"; then
-        not_ok "$name" "an error line on stderr"
-    else
-        return 0
-    fi
-    return 1
-}
+M=$TMP/models
+mkdir -p "$M"
+# make_test_models prints nothing when it succeeds (anything else, a sanitizer report say, is a failure).
+if ! timeout 120 "$MAKE_MODELS" "$M" >"$TMP/make.log" 2>&1 || [ -s "$TMP/make.log" ]; then
+    cli_abort make_test_models "$(head -c 2000 "$TMP/make.log")"
+fi
 
 # ---- broken model files: every command that loads a model ------------------------------------------------
 
@@ -477,5 +360,4 @@ then
     check "generate -t $T_OVER -n 4" "no -t warning or no 'generate: 4 new tokens; 3 decode steps' line" $?
 fi
 
-echo "test_cli: $PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+cli_finish
