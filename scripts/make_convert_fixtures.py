@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""make_convert_fixtures.py: fixtures and outside-implementation goldens for `trinity convert` (tests/test_convert.sh).
+"""make_convert_fixtures.py: fixtures and outside-implementation goldens for `trinity convert` (tests/test_convert_*.sh).
 
 What it makes, in tests/golden/convert/:
   hf_tiny/                     a small Hugging Face Llama checkpoint in the real on-disk layout:
@@ -34,7 +34,7 @@ What it makes, in tests/golden/convert/:
                                the scale any lossless TQ file of these weights holds; embeddings rounded to float16
                                (the default --embed-type f16); norms as float32.
   hf_tq2_0_top1.txt            per position: "pos<TAB>id<TAB>argmax<TAB>logit" of the same logits (logit %.6f): the
-                               numpy-free check of test_convert.sh (compared with `trinity logits --top 1`).
+                               numpy-free check of tests/test_convert_*.sh (compared with `trinity logits --top 1`).
   hf_f16_logits.npy, hf_f16_top1.txt     the same for `--type f16`: linear layers and embeddings rounded to float16.
   hf_seed_top1.txt             the same (top-1 only, to keep the folder small) for `--type tq2_0 --ternary-rule seed`:
                                q = sign(w), s = std(w) / std(q) (population std, float64), w' = float16(s) * q.
@@ -51,7 +51,7 @@ What it makes, in tests/golden/convert/:
                                give BOS + these ids.
   manifest.txt                 versions, seed, ids, what each file is, measured agreement, sha256 of every file.
 
-Broken inputs for the bad-input tests are NOT stored: tests/test_convert.sh makes them at test time from these files
+Broken inputs for the bad-input tests are NOT stored: tests/test_convert_*.sh makes them at test time from these files
 with coreutils (head -c, dd, printf, sed), to keep this folder under its 2.5 MB budget.
 
 Weights of q_proj and k_proj are drawn with std 0.2 instead of 0.02: with 0.02 the attention scores are ~0.04 and
@@ -762,7 +762,7 @@ def main():
     with open(TOK512, "rb") as f:
         tok_sha = sha256_bytes(f.read())
     lines = [
-        "# Fixtures and goldens for tests/test_convert.sh, made by scripts/make_convert_fixtures.py (do not edit).",
+        "# Fixtures and goldens for tests/test_convert_*.sh, made by scripts/make_convert_fixtures.py (do not edit).",
         "# Generator: " + ", ".join(versions),
         "# Reference forward pass: " + reference,
         "# Input: $TRN_TESTDATA/stories260K/tok512.bin sha256 " + tok_sha,
@@ -773,7 +773,7 @@ def main():
         "# Ternarization (whole tensor): absmean s = mean|w|, q = clip(round(w/s), -1, 1); seed q = sign(w),",
         "#   s = std(w)/std(q); TRIN s = std(base w)/std(code-1). Weights float16(s)*q (TQ2_0/TQ1_0 hold one float16",
         "#   scale per block of 256). Embeddings float16, norms float32. Q/K rows unpermuted (HF rotate_half RoPE).",
-        "# Broken inputs are made by tests/test_convert.sh at test time (not stored).",
+        "# Broken inputs are made by tests/test_convert_*.sh at test time (not stored).",
         "#",
         "# Files:",
         "#   hf_tiny/config.json, model-0000{1,2}-of-00002.safetensors, model.safetensors.index.json: the checkpoint.",
