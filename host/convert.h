@@ -1,9 +1,9 @@
 /* convert.h: `trinity convert`: turning other checkpoint formats into self-contained GGUF files.
  *
- * Sources: the seed's packed ternary file (TRIN) plus its base Hugging Face checkpoint, Hugging Face
- * checkpoints (config.json + *.safetensors), and llama2.c checkpoints with their tokenizer. Every conversion
- * builds the whole file with the GGUF writer (host/gguf.h), which writes to a temporary name and renames it
- * only when complete: a failed conversion leaves no output file behind.
+ * Sources: the packed ternary file (TRIN) of the original Python release plus its base Hugging Face checkpoint,
+ * Hugging Face checkpoints (config.json + *.safetensors), and llama2.c checkpoints with their tokenizer. Every
+ * conversion builds the whole file with the GGUF writer (host/gguf.h), which writes to a temporary name and renames
+ * it only when complete: a failed conversion leaves no output file behind.
  *
  * Conventions of the output: architecture "llama", Q and K rows in the GGUF llama order (RoPE on adjacent
  * pairs; Hugging Face checkpoints are permuted, llama.2c ones already are in that order), norms in F32,
@@ -17,7 +17,7 @@
 
 typedef enum {
     TRN_TERNARY_ABSMEAN = 0, /* BitNet b1.58: s = mean|w|, q = clip(round(w / s), -1, 1), w ~ s q */
-    TRN_TERNARY_SEED = 1,    /* the seed's rule: q = sign(w), s = std(w) / std(q) */
+    TRN_TERNARY_SEED = 1,    /* the original Python release's rule: q = sign(w), s = std(w) / std(q) */
 } trn_ternary_rule;
 
 typedef struct {

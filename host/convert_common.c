@@ -174,8 +174,9 @@ float trn_ternarize(float *w, int64_t n, trn_ternary_rule rule) {
         }
         return (float)scale;
     }
-    /* seed: q = sign(w); s = std(w) / std(q) over the tensor (dividing by n; torch's N - 1 gives the same ratio),
-     * and s = 1 where std(q) is 0 (every sign the same), as the seed's loader leaves such codes unscaled */
+    /* the original Python release's rule: q = sign(w); s = std(w) / std(q) over the tensor (dividing by n; torch's
+     * N - 1 gives the same ratio), and s = 1 where std(q) is 0 (every sign the same), as that release's loader
+     * leaves such codes unscaled */
     double sw = 0, sw2 = 0, sq = 0, sq2 = 0;
     for (int64_t i = 0; i < n; i++) {
         const double q = w[i] > 0 ? 1.0 : w[i] < 0 ? -1.0 : 0.0;

@@ -1,39 +1,11 @@
 /* convert_vocab.c: vocabularies for `trinity convert` from the three tokenizer formats of Llama checkpoints
  * (see convert.h): SentencePiece's tokenizer.model, Hugging Face's tokenizer.json and llama2.c's tokenizer.bin.
+ * Each format's reading rules are described above its reader below.
  *
  * Every reader loads the whole file, checks every length against it, and on failure records one line naming
  * the file and leaves *out empty (every array NULL, n = 0). The vocabulary's arrays come from malloc: pieces are
- * NUL-terminated strings with U+2581 for spaces, freed by trn_vocab_free.
- *
- * tokenizer.model is a protobuf ModelProto; a small bounds-checked reader (varint, fixed32, fixed64 and
- * length-delimited fields; the group wire types 3 and 4 are refused) walks it:
- *   ModelProto    1: repeated SentencePiece, 2: TrainerSpec, (3: NormalizerSpec, ... skipped)
- *   SentencePiece 1: string piece, 2: float score (fixed32), 3: enum type (NORMAL=1 .. BYTE=6; absent = NORMAL)
- *   TrainerSpec   45/46/47: unk/bos/eos piece strings (defaults "<unk>", "<s>", "</s>"); the rest skipped.
- * The piece types are the same numbers as trn_token_type. Special ids: unk is the first piece of type UNKNOWN,
- * bos and eos the pieces named by the trainer spec (as SentencePiece's bos_id()/eos_id() find them); each falls
- * back to 0/1/2 when absent.
- *
- * tokenizer.json (Hugging Face, a SentencePiece-BPE Llama tokenizer) is parsed with cJSON. Hugging Face's BPE
- * applies merges by rank (lowest first); this engine's tokenizer (SentencePiece's algorithm) merges the adjacent
- * pair whose concatenation has the highest score. So the scores encode the ranks:
- *   - a piece that some merge produces scores -(r + 1), r the rank of the FIRST merge producing it;
- *   - single characters, byte pieces <0xNN> and added tokens score 0 (nothing merges into them: the tokenizer
- *     starts from single characters, and added tokens are not reached by merges in Hugging Face either);
- *   - any other multi-character piece (one no merge produces, which Hugging Face never forms) scores
- *     -(n_merges + 1), below every merge, so it can only be formed when nothing else is left to merge.
- * This reproduces the merge order exactly when all merges producing one piece have consecutive ranks, which
- * holds for every tokenizer.json converted from SentencePiece (transformers sorts the merges by the score of
- * the merged piece). Types: <0xNN> pieces BYTE, added tokens marked special CONTROL, the model's unk_token
- * ("<unk>") UNKNOWN, other added tokens USER_DEFINED (as llama.cpp's converter marks them), the rest NORMAL.
- * Special ids: the pieces "<s>", "</s>" and unk_token (defaults 1/2/0). Without cJSON this reader is not compiled
- * (host/convert_nojson.c stands in for it).
- *
- * tokenizer.bin (llama2.c) is converted exactly as llama.cpp's llama2c converter did (the one that produced
- * stories260K.gguf): int32 max_token_length (unused), then per id a float32 score, an int32 length and the
- * bytes. Id 0 becomes "<unk>" (UNKNOWN), ids 1 and 2 "<s>" and "</s>" (CONTROL), an empty piece is CONTROL, a
- * piece starting "<0x" and a hex digit is BYTE (llama.cpp's sscanf test), the rest NORMAL; spaces become
- * U+2581; scores are copied. */
+ * NUL-terminated strings with U+2581 for spaces, freed by trn_vocab_free. Does not own: writing the vocabulary
+ * into GGUF metadata, or reading one from a GGUF file. */
 #define _POSIX_C_SOURCE 200809L
 #include "convert.h"
 
@@ -171,6 +143,15 @@ static void index_free(piece_index *ix) {
 #endif
 
 /* ---- SentencePiece tokenizer.model (protobuf) ---------------------------------------------------------- */
+
+/* tokenizer.model is a protobuf ModelProto; a small bounds-checked reader (varint, fixed32, fixed64 and
+ * length-delimited fields; the group wire types 3 and 4 are refused) walks it:
+ *   ModelProto    1: repeated SentencePiece, 2: TrainerSpec, (3: NormalizerSpec, ... skipped)
+ *   SentencePiece 1: string piece, 2: float score (fixed32), 3: enum type (NORMAL=1 .. BYTE=6; absent = NORMAL)
+ *   TrainerSpec   45/46/47: unk/bos/eos piece strings (defaults "<unk>", "<s>", "</s>"); the rest skipped.
+ * The piece types are the same numbers as trn_token_type. Special ids: unk is the first piece of type UNKNOWN,
+ * bos and eos the pieces named by the trainer spec (as SentencePiece's bos_id()/eos_id() find them); each falls
+ * back to 0/1/2 when absent. */
 
 typedef struct {
     const uint8_t *p, *end;
@@ -435,6 +416,21 @@ trn_status trn_vocab_from_sentencepiece(const char *path, trn_vocab *out) {
 }
 
 /* ---- Hugging Face tokenizer.json ----------------------------------------------------------------------- */
+
+/* tokenizer.json (Hugging Face, a SentencePiece-BPE Llama tokenizer) is parsed with cJSON. Hugging Face's BPE
+ * applies merges by rank (lowest first); this engine's tokenizer (SentencePiece's algorithm) merges the adjacent
+ * pair whose concatenation has the highest score. So the scores encode the ranks:
+ *   - a piece that some merge produces scores -(r + 1), r the rank of the FIRST merge producing it;
+ *   - single characters, byte pieces <0xNN> and added tokens score 0 (nothing merges into them: the tokenizer
+ *     starts from single characters, and added tokens are not reached by merges in Hugging Face either);
+ *   - any other multi-character piece (one no merge produces, which Hugging Face never forms) scores
+ *     -(n_merges + 1), below every merge, so it can only be formed when nothing else is left to merge.
+ * This reproduces the merge order exactly when all merges producing one piece have consecutive ranks, which
+ * holds for every tokenizer.json converted from SentencePiece (transformers sorts the merges by the score of
+ * the merged piece). Types: <0xNN> pieces BYTE, added tokens marked special CONTROL, the model's unk_token
+ * ("<unk>") UNKNOWN, other added tokens USER_DEFINED (as llama.cpp's converter marks them), the rest NORMAL.
+ * Special ids: the pieces "<s>", "</s>" and unk_token (defaults 1/2/0). Without cJSON this reader is not compiled
+ * (host/convert_nojson.c stands in for it). */
 
 #ifdef TRN_HAVE_CJSON
 
@@ -703,6 +699,12 @@ trn_status trn_vocab_from_hf_json(const char *path, trn_vocab *out) {
 #endif /* TRN_HAVE_CJSON (without it, host/convert_nojson.c gives trn_vocab_from_hf_json) */
 
 /* ---- llama2.c tokenizer.bin ------------------------------------------------------------------------------ */
+
+/* tokenizer.bin (llama2.c) is converted exactly as llama.cpp's llama2c converter did (the one that produced
+ * stories260K.gguf): int32 max_token_length (unused), then per id a float32 score, an int32 length and the
+ * bytes. Id 0 becomes "<unk>" (UNKNOWN), ids 1 and 2 "<s>" and "</s>" (CONTROL), an empty piece is CONTROL, a
+ * piece starting "<0x" and a hex digit is BYTE (llama.cpp's sscanf test), the rest NORMAL; spaces become
+ * U+2581; scores are copied. */
 
 static int32_t get_i32(const uint8_t *p) {
     uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
