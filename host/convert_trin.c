@@ -18,7 +18,7 @@
  * projection when the base checkpoint ties its LM head to the embeddings (the output then ties too); where it has an
  * LM head layer and the base is tied, that layer's scale comes from the embeddings. */
 #define _POSIX_C_SOURCE 200809L
-#include "convert.h"
+#include "convert_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,16 +4,18 @@
  *
  * Every reader loads the whole file, checks every length against it, and on failure records one line naming
  * the file and leaves *out empty (every array NULL, n = 0). The vocabulary's arrays come from malloc: pieces are
- * NUL-terminated strings with U+2581 for spaces, freed by trn_vocab_free. Does not own: writing the vocabulary
- * into GGUF metadata, or reading one from a GGUF file. */
+ * NUL-terminated strings with U+2581 for spaces, freed by trn_vocab_free. Also here: a GGUF file's vocabulary
+ * (trn_vocab_from_gguf), writing one as tokenizer.ggml.* metadata (trn_vocab_write), and which source a Hugging Face
+ * directory's vocabulary comes from (trn_vocab_for_hf_dir). Calls no converter (convert_internal.h). */
 #define _POSIX_C_SOURCE 200809L
-#include "convert.h"
+#include "convert_internal.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef TRN_HAVE_CJSON
 #include <cjson/cJSON.h>
@@ -696,7 +698,16 @@ trn_status trn_vocab_from_hf_json(const char *path, trn_vocab *out) {
     return status;
 }
 
-#endif /* TRN_HAVE_CJSON (without it, host/convert_nojson.c gives trn_vocab_from_hf_json) */
+#else /* !TRN_HAVE_CJSON: the one reader that needs it fails, saying so (as the Hugging Face and TRIN converters do,
+       * host/convert_nojson.c) */
+
+trn_status trn_vocab_from_hf_json(const char *path, trn_vocab *out) {
+    (void)out;
+    return trn_fail(TRN_ERR_UNSUPPORTED, "%s needs cJSON, which this build lacks: install libcjson-dev (Debian) "
+                    "and rebuild", path);
+}
+
+#endif /* TRN_HAVE_CJSON */
 
 /* ---- llama2.c tokenizer.bin ------------------------------------------------------------------------------ */
 
@@ -798,4 +809,81 @@ trn_status trn_vocab_from_llama2c(const char *path, int vocab_size, trn_vocab *o
     trn_status status = llama2c_parse(path, buf, size, vocab_size, out);
     free(buf);
     return status;
+}
+
+/* ---- a GGUF file's vocabulary, writing one as metadata, and the choice for a Hugging Face directory ---------- */
+
+void trn_vocab_free(trn_vocab *v) {
+    if (!v)
+        return;
+    for (int i = 0; v->tokens && i < v->n; i++)
+        free(v->tokens[i]);
+    free(v->tokens);
+    free(v->scores);
+    free(v->types);
+    memset(v, 0, sizeof(*v));
+}
+
+void trn_vocab_write(trn_gguf_writer *w, const trn_vocab *v) {
+    trn_gguf_set_string(w, "tokenizer.ggml.model", "llama");
+    trn_gguf_set_string_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, (uint64_t)v->n);
+    trn_gguf_set_array(w, "tokenizer.ggml.scores", TRN_GGUF_F32, v->scores, (uint64_t)v->n);
+    trn_gguf_set_array(w, "tokenizer.ggml.token_type", TRN_GGUF_I32, v->types, (uint64_t)v->n);
+    trn_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
+    trn_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
+    trn_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk);
+}
+
+trn_status trn_vocab_from_gguf(const char *path, trn_vocab *out) {
+    memset(out, 0, sizeof(*out));
+    trn_gguf *g = NULL;
+    TRN_TRY(trn_gguf_open(path, &g));
+    trn_tokenizer *tok = NULL;
+    trn_status status = trn_tokenizer_from_gguf(g, &tok);
+    if (status == TRN_OK) {
+        const int n = trn_tokenizer_n_vocab(tok);
+        out->tokens = calloc((size_t)n, sizeof(char *));
+        out->scores = calloc((size_t)n, sizeof(float));
+        out->types = calloc((size_t)n, sizeof(int32_t));
+        const trn_gguf_kv *scores = trn_gguf_find_kv(g, "tokenizer.ggml.scores");
+        out->n = n;
+        for (int i = 0; out->tokens && out->scores && out->types && i < n; i++) {
+            out->tokens[i] = strdup(trn_tokenizer_piece(tok, i));
+            out->types[i] = (int32_t)trn_tokenizer_type(tok, i);
+            out->scores[i] = scores && scores->type == TRN_GGUF_ARRAY && (uint64_t)i < scores->n_elems
+                                 ? (float)trn_gguf_array_float(scores, (uint64_t)i)
+                                 : 0.0f;
+            if (!out->tokens[i])
+                break;
+        }
+        if (!out->tokens || !out->scores || !out->types || (n > 0 && !out->tokens[n - 1]))
+            status = trn_fail(TRN_ERR_NOMEM, "out of memory reading the vocabulary of %s", path);
+        out->bos = trn_tokenizer_bos(tok);
+        out->eos = trn_tokenizer_eos(tok);
+        int64_t unk = 0;
+        trn_gguf_get_int(g, "tokenizer.ggml.unknown_token_id", &unk, TRN_OK);
+        out->unk = (int)unk;
+    }
+    trn_tokenizer_free(tok);
+    trn_gguf_close(g);
+    if (status != TRN_OK)
+        trn_vocab_free(out);
+    return status;
+}
+
+static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+trn_status trn_vocab_for_hf_dir(const char *dir, const char *vocab_gguf, trn_vocab *out) {
+    if (vocab_gguf)
+        return trn_vocab_from_gguf(vocab_gguf, out);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tokenizer.model", dir);
+    if (file_exists(path))
+        return trn_vocab_from_sentencepiece(path, out);
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+    if (file_exists(path))
+        return trn_vocab_from_hf_json(path, out);
+    memset(out, 0, sizeof(*out));
+    return trn_fail(TRN_ERR_IO, "%s: no tokenizer.model or tokenizer.json; give the vocabulary with --vocab FILE.gguf",
+                    dir);
 }
