@@ -1,13 +1,12 @@
 /* ops_attention.c: the attention kernel of the SIMD tables (the `attention` entry, ops.h), written once for vectors
  * of ATT_W floats and compiled twice: as it is with the AVX2 flags (8 lanes: trn_avx2_attention), and included by
  * ops_attention_avx512.c with TRN_ATTENTION_AVX512 defined and the AVX-512 flags (16 lanes: trn_avx512_attention).
- * The scalar reference is attention_ref in ops_ref.c.
+ * The scalar reference is attention_ref in ops_ref.c. Does not own the cache layout (ops.h, trn_k_index) or which
+ * heads share a call (cpu_backend.c).
  *
- * K comes in blocks of 16 positions, each block dimension-major (ops.h, trn_k_index): dimension d of 16 consecutive
- * positions is one row of 16 floats, so a vector of scores (W positions) is an FMA chain over d with q[d]
- * broadcast, each row read once for all the heads of a call, and a head's K is one sequential stream. V comes as
- * rows, one per position, so a vector of outputs (W dimensions) is an FMA chain over the positions with the
- * position's weight broadcast. Per position and head, that is 2 hd / W FMAs.
+ * K comes in blocks of 16 positions, each dimension-major, so a vector of scores (W positions) is an FMA chain over
+ * d with q[d] broadcast, each row read once for all the heads of a call; V comes as rows, so a vector of outputs (W
+ * dimensions) is an FMA chain over the positions (cpu_fallback/README.md, Attention).
  *
  * The arithmetic of one head, the same in both builds and whatever heads share a call (the CPU backend's thread
  * split may cut a group of heads anywhere, and the AVX2 and AVX-512 tables must give the same logits):

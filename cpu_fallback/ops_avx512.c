@@ -1,18 +1,15 @@
 /* ops_avx512.c: the AVX-512 table: ternary matrix-vector products with VNNI (vpdpbusd) on sixteen-row groups
  * (TRN_LAYOUT_X16, ops.h), SwiGLU on 16 lanes, attention from ops_attention_avx512.c; every other entry is the AVX2
- * kernel (ops_simd.h), since those ops are a small part of a step and gain nothing measurable from 512-bit
- * registers. This file alone is compiled with -mavx512f
- * -mavx512bw -mavx512vl -mavx512vnni; ops.c hands its table out only where the CPU has those features.
+ * kernel (ops_simd.h): those ops are a small part of a step and gain nothing measurable from 512-bit registers.
+ * This file alone is compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni; ops.c hands its table out only
+ * where the CPU has those features. Does not own: the X16 repacking (ops_ref.c), the prefill's matrix-matrix
+ * kernels (ops_avx2_matmul*.c).
  *
  * In X16 a 64-byte column holds one dword (four code bytes) of each of 16 rows, and the four activations those
  * codes multiply are the same for every row (ops_simd.h), so vpdpbusd with one broadcast activation dword leaves
  * row k's partial sum in int32 lane k: no horizontal sums, no shuffles. Per block the 16 exact integer sums
  * become floats and are scaled in the reference's order, acc += (d_w * d_x) * (float)(isum - sum), so results
  * are bitwise those of matvec_ref (ops_ref.c), each kernel's scalar reference.
- *
- * No software prefetch: a group is one sequential stream, which the hardware prefetchers follow; a prefetch per
- * column cost a third of the TQ2_0 kernel's speed on one thread (kernel_lab 5: 27-28 GB/s without, 19-20 with)
- * and changed nothing at two threads.
  *
  * Shapes: W [rows][cols] (cols a multiple of 256), xq [cols / 256] int8 blocks, dst [rows]. */
 #include <immintrin.h>
@@ -24,8 +21,8 @@
 #include "ops_vec.h"
 
 /* acc += u8 codes . the four activations a[0..3] in every dword lane, broadcast by vpdpbusd from memory ({1to16}):
- * GCC does not fold _mm512_set1_epi32 into it, and the separate vpbroadcastd it emits made both kernels 5-8% slower
- * in cache (kernel_lab 5 and 9 --hot). */
+ * GCC does not fold _mm512_set1_epi32 into it, and the separate vpbroadcastd it emits is slower (profiling/README.md,
+ * fourth round). */
 static inline __m512i dpbusd_act(__m512i acc, __m512i codes, const int8_t *a) {
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(codes), "m"(*(const int32_t *)a));
     return acc;
@@ -99,7 +96,9 @@ static inline __m512i tq1_0_x16_block(const uint8_t *gb, const int8_t *a) {
 
 /* ---- the kernels ---- */
 
-/* Rows [r0, r1) of an X16 matrix of either ternary type: full groups here (a group cut by r0 or r1 is computed
+/* No software prefetch: a group is one sequential stream, which the hardware prefetchers follow; a prefetch per
+ * column was measured slower (profiling/README.md).
+ * Rows [r0, r1) of an X16 matrix of either ternary type: full groups here (a group cut by r0 or r1 is computed
  * whole and only its rows in range stored), the rows after them by the AVX2 kernels, one at a time. */
 static void matvec_ternary_x16_avx512(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
                                       int64_t r1) {
@@ -129,8 +128,8 @@ static void matvec_avx512(const trn_matrix *w, const float *x, const trn_block_q
         trn_avx2_matvec(w, x, xq, dst, r0, r1);
 }
 
-/* trn_avx2_swiglu on 16 lanes: the same operations per element, so the same results. 0.30 ns per element against
- * 0.42 with 8 lanes (one thread, a 64-token batch's half of the gate and up rows, in cache). */
+/* trn_avx2_swiglu on 16 lanes: the same operations per element, so the same results, in less time (measured in
+ * profiling/README.md, Prefill). */
 static void swiglu_avx512(const float *gate, const float *up, float *dst, int64_t n) {
     int64_t i = 0;
     for (; i + TRN_VEC_W <= n; i += TRN_VEC_W) {

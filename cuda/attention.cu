@@ -1,43 +1,16 @@
 /* attention.cu: decode attention on the GPU: one query vector per head against the device KV cache, with grouped
- * query attention. Launcher declared in cuda_ops.h; the CPU definition it follows is attention_head_ref in
- * cpu_fallback/ops_ref.c, called per head by the ATTENTION case of cpu_fallback/cpu_backend.c.
- *
- * Owns: the attention kernels. Does not own: writing K and V into the cache (the QKV epilogue in gemv_ternary.cu in
- * the fused plan, store_row in elementwise.cu otherwise), RoPE.
+ * query attention. The CPU definition it follows is attention_head_ref in cpu_fallback/ops_ref.c (called per head by
+ * the ATTENTION case of cpu_fallback/cpu_backend.c).
  *
  *   q[n_head][hd], K/V caches [n_ctx][n_head_kv * hd] -> out[n_head][hd]
  *   out_h = sum_t softmax_t(q_h . k_t / sqrt(hd)) v_t over t = 0..*pos, with k_t, v_t the slice of KV head
  *   h / (n_head / n_head_kv).
  *
- * Design: one block of ATT_THREADS threads per query head; the number of positions, *pos + 1, is read on the device,
- * so the launch configuration depends only on the model (n_head, head_dim) and the graph serves every token. The
- * block walks the positions in tiles of ATT_THREADS with an online softmax (running max m and running sum l; when a
- * tile raises the max, the accumulated sum and output are rescaled by exp(m_old - m_new)), so shared memory is
- * fixed (a few KB) and any context length works: nothing is sized by n_ctx, which only clamps the position.
- * Per tile:
- *   1. scores: thread i takes position t0 + i: s = (q . k_t) * scale, q from shared memory, k_t read in float4
- *      where head_dim % 4 == 0 and the caches are 16-byte aligned (scalar otherwise; head_dim 8 of stories260K
- *      takes the float4 path, head_dim < 4 or odd the scalar one);
- *   2. block max of the tile, new running max, p_t = exp(s - m) into shared memory, block sum of p;
- *   3. output: the threads form ATT_THREADS / hd groups of hd threads; thread d of group g accumulates
- *      p_t * v_t[d] over the tile's positions g, g + groups, ... (coalesced rows of V).
- * At the end the groups' partial outputs are summed in group order and divided by l.
- * Rounding: the CPU normalizes p before the weighted sum and sums in position order; this kernel normalizes at the
- * end and sums per group, so results agree to float rounding (a few ulp relative), not bitwise.
- * Performance note: n_head blocks (32 for Trinity) keep 32 SMs busy, each thread's score reads a whole cached row
- * alone (uncoalesced) and every query head reads its KV head again: measured at 14 us per layer at 288 positions
- * on an H200. It stays as the general kernel (any head_dim up to 256) and the unfused path's.
- *
- * Split kernel (head_dim 64, up to 8 query heads per KV head, a scratch buffer from the caller): grid (n_head_kv,
- * ceil(n_ctx / SPLIT_POS)); block (kv, s) takes positions [s SPLIT_POS, (s + 1) SPLIT_POS) of KV head kv for all
- * its query heads (blocks past *pos return at once). It stages those K and V rows in shared memory with coalesced
- * 16-byte loads, once for all the heads (K rows padded to 65 floats: a warp reading 32 rows at one column hits 32
- * banks); warp w takes query head w: lane i scores positions i and i + 32, the warp's max m and sum l of
- * p = exp(s - m) by shuffles, and lane i sums p_t v_t for dimensions i and i + 32. Each head's (acc, m, l) goes to
- * the scratch; the last block of a KV head to finish (a ticket from an atomic counter, after a fence) merges the
- * splits: M = max m_s, L = sum l_s e^(m_s - M), out = sum acc_s e^(m_s - M) / L, and sets the counter back to 0
- * for the next launch. So blocks scale with the context, and each K/V row is read once per KV head.
- * Rounding differs from both the CPU and the general kernel (per-split sums merged at the end): float rounding. */
+ * Owns: the general kernel (one block per query head) and the split kernel (positions across blocks), and the
+ * launcher that picks one (cuda_ops.h). Does not own: writing K and V into the cache (the QKV epilogue in
+ * gemv_ternary.cu in the fused plan, store_row in elementwise.cu otherwise), RoPE. *pos is read on the device, so
+ * the launch configuration depends only on the model and a captured graph serves every token. Neither kernel is
+ * bitwise the CPU's: their sums run in other orders, so results agree to float rounding. */
 #include <cuda_runtime.h>
 #include <math.h>
 
@@ -110,7 +83,22 @@ template <bool VEC4> static __device__ inline float att_dot(const float *q, cons
     return acc;
 }
 
-/* grid (n_head), block (ATT_THREADS). kv_stride = n_head_kv * head_dim floats between cache rows. */
+/* The general kernel: one block of ATT_THREADS threads per query head, walking the positions in tiles of
+ * ATT_THREADS with an online softmax (running max m and running sum l; when a tile raises the max, the accumulated
+ * sum and output are rescaled by exp(m_old - m_new)), so shared memory is fixed (a few KB) and any context length
+ * works: nothing is sized by n_ctx, which only clamps the position. Per tile:
+ *   1. scores: thread i takes position t0 + i: s = (q . k_t) * scale, q from shared memory, k_t read in float4
+ *      where head_dim % 4 == 0 and the caches are 16-byte aligned (scalar otherwise; head_dim 8 of stories260K
+ *      takes the float4 path, head_dim < 4 or odd the scalar one);
+ *   2. block max of the tile, new running max, p_t = exp(s - m) into shared memory, block sum of p;
+ *   3. output: the threads form ATT_THREADS / hd groups of hd threads; thread d of group g accumulates
+ *      p_t * v_t[d] over the tile's positions g, g + groups, ... (coalesced rows of V).
+ * At the end the groups' partial outputs are summed in group order and divided by l. (The CPU normalizes p before
+ * the weighted sum and sums in position order: a few ulp relative apart.)
+ * Only n_head blocks run, each thread's score reads a whole cached row alone (uncoalesced) and every query head
+ * reads its KV head again, so it is slower than the split kernel (cuda/README.md); it stays for any head_dim up to
+ * 256 and for the unfused path.
+ * grid (n_head), block (ATT_THREADS). kv_stride = n_head_kv * head_dim floats between cache rows. */
 template <bool VEC4>
 static __global__ void __launch_bounds__(ATT_THREADS)
     attention_decode_kernel(const float *q, const float *k_cache, const float *v_cache, float *out, int group,
@@ -165,6 +153,17 @@ static __global__ void __launch_bounds__(ATT_THREADS)
 }
 
 /* ---- split kernel ---- */
+
+/* Head_dim 64, up to 8 query heads per KV head, a scratch buffer from the caller. Block (kv, s) takes positions
+ * [s SPLIT_POS, (s + 1) SPLIT_POS) of KV head kv for all its query heads (blocks past *pos return at once). It
+ * stages those K and V rows in shared memory with coalesced 16-byte loads, once for all the heads (K rows padded to
+ * 65 floats: a warp reading 32 rows at one column hits 32 banks); warp w takes query head w: lane i scores
+ * positions i and i + 32, the warp's max m and sum l of p = exp(s - m) by shuffles, and lane i sums p_t v_t for
+ * dimensions i and i + 32. Each head's (acc, m, l) goes to the scratch; the last block of a KV head to finish (a
+ * ticket from an atomic counter, after a fence) merges the splits: M = max m_s, L = sum l_s e^(m_s - M),
+ * out = sum acc_s e^(m_s - M) / L, and sets the counter back to 0 for the next launch. So blocks scale with the
+ * context, and each K/V row is read once per KV head. Its per-split sums merged at the end round differently from
+ * both the CPU and the general kernel. */
 
 #define SPLIT_POS 64       /* positions per block */
 #define SPLIT_HD 64        /* the head_dim it serves */

@@ -1,17 +1,16 @@
-/* cuda_backend.cu: runs a trn_graph on an NVIDIA GPU.
+/* cuda_backend.cu: runs a trn_graph on an NVIDIA GPU, behind the backend interface of graph/backend.h.
  *
- * prepare: picks device 0, checks free memory against what the model needs, places the weights (weights.cu: in the
- * layout the kernels read, resident by default), allocates the activation arena the planner sized, the KV cache, the token history, int8 activation scratch,
- * the sampler's scratch and a RoPE cos/sin table; then captures two CUDA Graphs: the whole step (token and
- * position copied in from pinned host memory, every node, the sampled id copied back to pinned memory) and the
- * body alone (for prompt tokens whose logits are unused).
- * step: writes token and position into pinned memory, launches one graph, waits, reads the sampled id.
- * TRN_CUDA_NO_GRAPH=1 runs the nodes as plain launches instead (to bisect a wrong result), with an NVTX range per
- * layer stage; a captured graph replays without host code, so it shows as one range per step.
- * Launch plan: built once at prepare; in int8 mode the graph's fusion chains run as trn_cuda_ternary launches
- * (match_fusion), and on sm_90 kernels use programmatic dependent launch. Switches: TRN_CUDA_NO_FUSION=1,
- * TRN_CUDA_NO_PDL=1, TRN_CUDA_PROFILE=1 (time per kind of launch, printed when the backend is freed).
- * Weights: placed by weights.cu (resident, streamed through a ring, mapped), with the copies in the graph. */
+ * Owns: device choice and the free-memory check, the device buffers (the activation arena the planner sized, the KV
+ * cache, the token history, int8 activation scratch, the sampler's scratch, a RoPE cos/sin table), the launch plan
+ * (built once at prepare; in int8 mode the graph's fusion chains run as trn_cuda_ternary launches, see
+ * match_fusion, and on sm_90 kernels use programmatic dependent launch), and two captured CUDA Graphs: the whole
+ * step (token and position copied in from pinned host memory, every node, the sampled id copied back to pinned
+ * memory) and the body alone (for prompt tokens whose logits are unused). A step writes token and position into pinned memory, launches
+ * one graph, waits, and reads the sampled id.
+ * Does not own: the kernels (the other .cu files, behind cuda_ops.h), weight placement and its copies (weights.cu).
+ * Switches: TRN_CUDA_NO_GRAPH=1 (plain launches, to bisect a wrong result, with an NVTX range per layer stage; a
+ * captured graph replays without host code, so it shows as one range per step), TRN_CUDA_NO_FUSION=1,
+ * TRN_CUDA_NO_PDL=1, TRN_CUDA_PROFILE=1 (time per kind of launch, printed when the backend is freed). */
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <nvtx3/nvToolsExt.h>

@@ -2,17 +2,10 @@
  * KV-cache (or token history) row store. Launchers are declared in cuda_ops.h; the CPU definitions they follow are
  * the scalar references in cpu_fallback/ops_ref.c and the STORE_ROW / ROPE cases of cpu_fallback/cpu_backend.c.
  *
- * Owns: these five kernels, and a delay kernel tests use to slow a stream. The per-element math (trn_cuda_rope_pair, trn_cuda_silu_mul) is in device_math.cuh,
- * shared with the fused epilogues of gemv_ternary.cu.
+ * Owns: these five kernels, and a delay kernel tests use to slow a stream. The per-element math (trn_cuda_rope_pair,
+ * trn_cuda_silu_mul) is in device_math.cuh, shared with the fused epilogues of gemv_ternary.cu.
  * Does not own: matrix-vector products (gemv_*.cu), attention (attention.cu), sampling (sample.cu), the RoPE
  * cos/sin table (built once by the backend at prepare).
- *
- * Launch configurations (none depends on a per-token value, so all of them can be captured into a CUDA Graph):
- *   rmsnorm     one block of 1024 threads (n is at most a few thousand: one block reads it at L2 speed and
- *               needs no second reduction kernel)
- *   swiglu, add one thread per element, blocks of 256
- *   rope        one thread per (head, pair), blocks of 256; reads the position from device memory
- *   store_row   one thread per 4-byte element, blocks of 256; reads the position from device memory
  *
  * Rounding: rmsnorm sums x^2 in a different order than the CPU (a tree instead of a loop), so its scale differs in
  * the last bits. RoPE and the final products use explicitly rounded intrinsics (__fmul_rn and friends) so that no
@@ -105,6 +98,13 @@ static __global__ void delay_kernel(unsigned long long ns) {
 }
 
 /* ---- launchers ---- */
+
+/* Launch configurations (none depends on a per-token value, so all of them can be captured into a CUDA Graph):
+ *   rmsnorm     one block of 1024 threads (n is at most a few thousand: one block reads it at L2 speed and
+ *               needs no second reduction kernel)
+ *   swiglu, add one thread per element, blocks of 256
+ *   rope        one thread per (head, pair), blocks of 256; reads the position from device memory
+ *   store_row   one thread per 4-byte element, blocks of 256; reads the position from device memory */
 
 static unsigned blocks_for(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
 

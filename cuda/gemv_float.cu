@@ -6,18 +6,7 @@
  * cuda_ops.h. The math is cpu_fallback/quants.c's dequantization, mirrored bit for bit (every dequantized weight is
  * exactly the CPU's float: the products are exact and rounding is explicit, no contraction), then a dot product with
  * x in a different order than the CPU's loop: rows agree to float rounding, not bitwise. get_row is bitwise the
- * CPU's trn_dequantize_row.
- *
- * Launch configuration:
- *  - gemv: one warp per row, 8 rows per CTA of 256 threads, grid = ceil(rows / 8); lanes stride the row so every
- *    load instruction of a warp reads one contiguous span, and a warp-shuffle butterfly adds the 32 partial sums.
- *    F32 / F16 / BF16: 16-byte loads (4 or 8 weights per lane) when rows and x are 16-byte aligned, then a scalar
- *    tail for row lengths that are not a multiple of 4 or 8 (stories260K: 172); element loads otherwise.
- *    Q8_0 (34-byte blocks, 2-byte aligned): 4 lanes per block (8 weights each), 8 blocks per warp step.
- *    Q4_K (144 bytes, 16-byte aligned): 8 lanes per block (16 code bytes = 32 weights each), 4 blocks per step.
- *    Q6_K (210 bytes, 2-byte aligned): 32 lanes per block (8 weights each), one block per step, two unrolled.
- *    Weights are read with evict-first loads (they are used once per token), x through the read-only cache.
- *  - get_row: one thread per element (a row is small and read once), 256 per CTA. */
+ * CPU's trn_dequantize_row. */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -145,7 +134,8 @@ __device__ float dequant_one(trn_type type, const uint8_t *__restrict__ row, con
     return NAN;
 }
 
-/* dst (cols,) = row *row_index of W (rows, cols); an index outside [0, rows) gives NaNs (a caller bug, made
+/* One thread per element (a row is small and read once), 256 per CTA.
+ * dst (cols,) = row *row_index of W (rows, cols); an index outside [0, rows) gives NaNs (a caller bug, made
  * visible without reading out of bounds). */
 __global__ void __launch_bounds__(kCtaThreads)
     get_row_kernel(trn_type type, const uint8_t *__restrict__ data, const uint16_t *__restrict__ d, size_t row_bytes,
@@ -163,6 +153,15 @@ __global__ void __launch_bounds__(kCtaThreads)
 }
 
 /* ---- matrix-vector products: a lane's partial dot product of one row ---- */
+
+/* One warp per row, 8 rows per CTA of 256 threads, grid = ceil(rows / 8); lanes stride the row so every load
+ * instruction of a warp reads one contiguous span, and a warp-shuffle butterfly adds the 32 partial sums.
+ *   F32 / F16 / BF16: 16-byte loads (4 or 8 weights per lane) when rows and x are 16-byte aligned, then a scalar
+ *   tail for row lengths that are not a multiple of 4 or 8 (stories260K: 172); element loads otherwise.
+ *   Q8_0 (34-byte blocks, 2-byte aligned): 4 lanes per block (8 weights each), 8 blocks per warp step.
+ *   Q4_K (144 bytes, 16-byte aligned): 8 lanes per block (16 code bytes = 32 weights each), 4 blocks per step.
+ *   Q6_K (210 bytes, 2-byte aligned): 32 lanes per block (8 weights each), one block per step, two unrolled.
+ * Weights are read with evict-first loads (they are used once per token), x through the read-only cache. */
 
 /* F32, F16, BF16: element e of the row as a float. */
 template <trn_type T> __device__ __forceinline__ float plain_elem(const uint8_t *__restrict__ row, int e) {

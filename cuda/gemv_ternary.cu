@@ -1,8 +1,12 @@
 /* gemv_ternary.cu: ternary (TQ2_0, TQ1_0) matrix-vector products and the int8 activation quantizer.
  *
- * Owns trn_cuda_quantize_act and trn_cuda_gemv_ternary (cuda_ops.h). Does not own the split weight layout (made by
- * cuda_backend.cu at load: codes [rows][nb * 64 or 52] bytes, fp16 scales [rows][nb]) or float-weight products
- * (gemv_float.cu). The math is that of cpu_fallback/ops_ref.c:
+ * Owns trn_cuda_quantize_act, trn_cuda_ternary (one launch: up to three matrices, a fused input prologue and output
+ * epilogue) and trn_cuda_gemv_ternary (cuda_ops.h). Does not own the split weight layout (made by cuda_backend.cu
+ * at load: codes [rows][nb * 64 or 52] bytes, fp16 scales [rows][nb]) or float-weight products (gemv_float.cu).
+ * How the kernel meets memory (a warp per row, codes streamed into registers, the int8 activations staged in
+ * shared memory) is in cuda/README.md, "The ternary kernel".
+ *
+ * The math is that of cpu_fallback/ops_ref.c:
  *  - quantize_act: per block of 256, d = max|x| / 127, id = 1 / d (0 if d == 0), q = rint(x * id) (half to even),
  *    sum = sum(q). Every step is one correctly rounded IEEE operation (explicit _rn intrinsics, no contraction),
  *    so the blocks are bitwise the CPU's.
@@ -10,30 +14,7 @@
  *    row adds its terms in block order, as the CPU loop does: bitwise the CPU result.
  *  - f32 mode (xq == NULL): per block d_w * sum((code - 1) * x); every product is exact but the 256 of a block are
  *    added in a tree rather than the CPU's left-to-right loop, so rows agree with the CPU to float rounding
- *    (per row ~1e-7 of sum |w x|), not bitwise. Block terms are still added in block order.
- *
- * Launch configuration (batch 1 is memory bound: 2-bit weights must stream at HBM speed):
- *  - one warp per row, 8 warps (rows) per CTA of 256 threads, __launch_bounds__(256, 4) (<= 64 registers, so four
- *    CTAs = 32 warps fit an SM on sm_61..sm_90); grid = min(ceil(rows / 8), 4 * SMs), each warp walking rows
- *    row, row + 8 * grid, ... and loading the codes of its next row (or next part of a long row) while it computes
- *    the current one: a load is 0.5 to 2 KB per warp, two in flight once a warp has several rows (LM head). Where
- *    the registers allow (a load of at most 16 bytes per lane: TQ2_0 cols <= 2048, TQ1_0 <= 4096) the first two
- *    loads are both issued before the PDL wait, so a QKV or SWIGLU unit's second row is in flight during the
- *    prologue too.
- *    Register use (ptxas, sm_75 and sm_90): 31 to 64 per thread, no spills.
- *  - int8 mode: the CTA first stages the whole quantized activation vector in shared memory (nb * 328 bytes, read
- *    once per CTA from L2) in a padded layout that makes the 16-byte reads below bank-conflict free; codes stream
- *    from HBM straight into registers (16-byte loads, evict-first), where they are decoded: on sm_75 and older
- *    there is no cp.async, so a staging copy of the codes through shared memory would only add a store and a load.
- *  - TQ2_0: a chunk of 8 blocks (512 bytes) is one uint4 per lane: lane = 4 * block + part, part = the 16-byte
- *    quarter of the block's 64 code bytes (half h = part / 2, column 16 * (part % 2)). Bit plane l of those bytes
- *    holds 16 consecutive weights 128 h + 32 l + 16 (part % 2) + 0..15, whose activations are one 16-byte read.
- *    A load is NCH = min(4, ceil(nb / 8)) chunks (f32 mode: at most 3), the whole row up to cols 8192
- *    (Trinity-1.1B: cols 2048 -> 1 chunk, 5632 -> 3); longer rows take several loads.
- *  - TQ1_0 (52 code bytes = 13 words per block, rows only 4-byte aligned): each half-warp takes one block, lane j
- *    < 13 its word j (3 lanes idle); 2 * NS blocks per load, NS = the power of two >= nb / 2, at most 8 (f32
- *    mode: 4). Base-3 digits are extracted four at a time in 16-bit lanes of 32-bit multiplies (tq1_next_digits).
- *  - quantize_act: one CTA of 256 threads per block of 256 values. */
+ *    (per row ~1e-7 of sum |w x|), not bitwise. Block terms are still added in block order. */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -53,7 +34,9 @@ constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kWarpsPerCta = 8;
 constexpr int kCtaThreads = kWarpsPerCta * kWarp;
-constexpr int kCtasPerSm = 4; /* the minimum of __launch_bounds__ below: grid = 4 CTAs per SM */
+/* The minimum of __launch_bounds__ below: at most 64 registers per thread, so four CTAs (32 warps) fit an SM on
+ * sm_61..sm_90; the grid is at most 4 CTAs per SM. */
+constexpr int kCtasPerSm = 4;
 
 /* Int8 activations in shared memory: block b's 256 values at kActBlock * b, values 128..255 after 32 bytes of
  * padding (byte i at act_offset(b, i)), then nb float scales, then nb int sums. In the TQ2_0 kernel a quarter-warp
@@ -479,8 +462,10 @@ __device__ __forceinline__ void finish_unit(const ternary_params &p, int64_t uni
 }
 
 /* The ternary product of one launch. Warp w of the grid takes units w, w + 8 * grid, ...; a unit's rows are walked
- * in loads of N steps, the next load's codes in flight while the current one is computed. Codes are read before
- * trn_pdl_wait() (weights: nothing earlier writes them), activations only after it. */
+ * in loads of N steps, the next load's codes in flight while the current one is computed. Codes go from global
+ * memory straight into registers and are decoded there: staging them in shared memory would add a store and a load
+ * per byte to a product that reads each weight once. Codes are read before trn_pdl_wait() (weights: nothing
+ * earlier writes them), activations only after it. */
 template <class F, int N, bool INT8>
 __global__ void __launch_bounds__(kCtaThreads, kCtasPerSm) ternary_kernel(const ternary_params p) {
     extern __shared__ __align__(16) uint8_t smem[];

@@ -1,60 +1,13 @@
-/* sample.cu: choosing the next token on the GPU, with the rules and the random draw of host/sampler.h, so that a
+/* sample.cu: choosing the next token on the GPU with the rules and the random draw of host/sampler.h, so that a
  * captured CUDA Graph samples without a host round trip and, for the same logits, picks the CPU's token.
- *
- * Owns: the sampler kernel, its scratch layout, and the per-element math it shares with the host
- * (trn_cuda_uniform: the counter-based draw, copied arithmetic of trn_sampler_uniform; trn_cuda_penalize;
- * trn_cuda_exp_prob; trn_cuda_desc_key: floats as ordered integers). Does not own: the sampling parameters
- * (host/sampler.h, set at prepare), the token history (a state buffer written by store_row).
  *
  *   logits[n_vocab], history[0..*pos], params -> *next
  *
- * Launch: one block of SAMPLE_THREADS (1024) threads. The logits (128 KB for 32000) stay in global scratch, not
- * shared memory, so sm_75's 64 KB limit is no concern; shared memory is a fixed ~40 KB. `params` is a host pointer
- * read when the launcher is called (a captured graph keeps those values; the backend sets them at prepare); the
- * position is read on the device.
- *
- * Steps, as trn_sampler_sample:
- *   1. work = copy of the logits. Repetition penalty (repeat_penalty != 1 and > 0): for each t in 0..*pos the
- *      thread that flips flag[history[t]] from 0 to 1 (atomicExch) divides a positive logit by the penalty or
- *      multiplies a negative one, so each distinct token is penalized once; flags are cleared in the copy loop.
- *   2. temp <= 0: block argmax, lowest id on ties -> done. Otherwise work /= temp (IEEE division) and the max.
- *   3. candidates, in the CPU's order:
- *      A. top-k on (0 < k < n_vocab) and k <= SAMPLE_CAP: radix select of the k largest (4 passes of 8-bit
- *         digits over the logits as ordered integers; ties at the threshold go to the lowest ids by an ordered
- *         compaction), then a bitonic sort in shared memory by (logit desc, id asc): the CPU's order exactly.
- *      B. top-k off, top-p on: the SAMPLE_CAP largest, sorted as in A (all of them when n_vocab <= SAMPLE_CAP).
- *         If the nucleus (cumulative probability >= top_p * total) ends inside them, done with those; otherwise
- *         fall back to C's full sort.
- *      C. top-k on with k > SAMPLE_CAP, or B's fallback: a stable LSD radix sort of the whole vocabulary (4 passes
- *         of 8 bits, ids as values, ties keep id order) in global scratch.
- *      D. top-k and top-p off: every id in id order (the CPU does not sort then).
- *   4. p_i = exp(logit_i - max) for the candidates, cumulative sums in double in candidate order, the top-p cut
- *      (first i with cum_i >= top_p * sum), u = draw(seed, *pos) * sum, and the token is the first candidate with
- *      u < cum_i (the last candidate if none).
- *      Small lists (A, B within SAMPLE_CAP, D with n_vocab <= SAMPLE_CAP): one thread adds the probabilities in
- *      order, exactly the CPU's sequence of double additions; the cut and the walk are then counts over the
- *      (monotone) cumulative sums (__syncthreads_count).
- *      Large lists (C, D with n_vocab > SAMPLE_CAP): each thread sums a contiguous chunk in double, a block scan
- *      (fixed shuffle tree: deterministic) gives chunk prefixes, and each thread re-walks its chunk; the first
- *      crossing is an atomicMin of indices (deterministic).
- *
- * Agreement with the CPU (host/sampler.c), for the same logits:
- *   - greedy: always the same token (ties to the lowest id, as the CPU's strict > scan).
- *   - candidate sets and orders are the CPU's exactly; -0.0 and +0.0 count as equal, as the CPU's comparisons.
- *   - probabilities: small lists evaluate exp in double and round once (trn_cuda_exp_prob), equal to glibc's
- *     expf but for about 6e-4 of arguments (then one ulp apart); large lists and B's total use CUDA's expf
- *     (<= 2 ulp from glibc's). A draw flips only if u lands within such an ulp of a cumulative boundary: about
- *     1e-7 relative per differing probability.
- *   - sums: bitwise the CPU's for small lists. Where the total comes from a parallel sum (B when the list is
- *     longer than SAMPLE_CAP: target = top_p * total; C and D on large vocabularies: every cumulative sum) the
- *     double rounding differs from the CPU's sequential loop by about n * 2^-53 relative (~4e-12 for 32000), so
- *     a cut or a draw that lands within that distance of a boundary can go the other way.
- *   - NaN logits: unspecified (as on the CPU, whose result then depends on where the NaN is).
- *   Build without --use_fast_math (it would replace expf and the divisions; the divisions here use __fdiv_rn and
- *   survive it, expf does not).
- * Speed (estimated, not yet measured): steps 1-2 read the vocabulary twice, A/B add 5 passes and a bitonic sort
- * of up to 1024 keys (tens of microseconds in one block); C's full sort costs several times that and runs only for
- * top-k > 1024 or a nucleus wider than 1024 tokens. */
+ * Owns: the sampler kernel, its scratch layout, and the per-element math it shares with the host (trn_cuda_uniform,
+ * trn_cuda_penalize, trn_cuda_exp_prob, trn_cuda_desc_key). Does not own: the sampling parameters (host/sampler.h,
+ * set at prepare), the token history (a state buffer written by store_row). The steps (candidate lists A-D) and
+ * how far the result agrees with the CPU's are in cuda/README.md, "Sampling on the device".
+ * Build without --use_fast_math: it would replace expf (the divisions use __fdiv_rn and survive it). */
 #include <cuda_runtime.h>
 #include <limits.h>
 #include <math.h>
@@ -467,7 +420,8 @@ static __device__ void sort_all(sample_shared &sm, const sample_layout &L, int n
 
 /* ---- the kernel ---- */
 
-/* grid (1), block (SAMPLE_THREADS). */
+/* grid (1), block (SAMPLE_THREADS). The logits (128 KB for 32000) stay in global scratch, not shared memory, so
+ * sm_75's 64 KB limit is no concern; shared memory is a fixed ~40 KB. The position is read on the device. */
 static __global__ void __launch_bounds__(SAMPLE_THREADS)
     sample_kernel(const float *logits, int n, const int32_t *history, const int32_t *pos_ptr, trn_cuda_sampling p,
                   void *scratch, int32_t *next) {
@@ -690,6 +644,8 @@ extern "C" size_t trn_cuda_sample_scratch_bytes(int n_vocab) {
     return n_vocab > 0 ? SAMPLE_N_ARRAYS * sample_array_bytes(n_vocab) : 0;
 }
 
+/* `params` is a host pointer read here, at the call: a captured graph keeps those values (the backend sets them at
+ * prepare). */
 extern "C" int trn_cuda_sample(const float *logits, int n_vocab, const int32_t *history, const int32_t *pos,
                                const trn_cuda_sampling *params, void *scratch, int32_t *next,
                                trn_cuda_stream stream) {

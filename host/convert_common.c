@@ -1,122 +1,19 @@
-/* convert_common.c: what every converter shares: options and dispatch, vocabulary and hyperparameter
- * metadata, ternarization rules, the Q/K row permutation, quantizing tensors into writer-owned memory, and the
- * progress bar. The per-format readers live in convert_hf.c, convert_trin.c, convert_llama2c.c, convert_vocab.c. */
+/* convert_common.c: what every converter shares (convert_internal.h): hyperparameter metadata, ternarization
+ * rules, the Q/K row permutation, quantizing tensors into writer-owned memory, and the progress bar. Calls no
+ * converter: the options and the dispatch are convert.c's, vocabularies convert_vocab.c's, the per-format
+ * readers convert_hf.c's, convert_trin.c's and convert_llama2c.c's. */
 #define _POSIX_C_SOURCE 200809L
-#include "convert.h"
+#include "convert_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../cpu_fallback/quants.h"
-#include "output_file.h"
 
-trn_convert_options trn_convert_defaults(void) {
-    trn_convert_options o = {0};
-    o.type = TRN_TYPE_TQ2_0;
-    o.embed_type = TRN_TYPE_F16;
-    o.rule = TRN_TERNARY_ABSMEAN;
-    return o;
-}
-
-trn_status trn_convert(const trn_convert_options *o) {
-    if (!o->input || !o->output)
-        return trn_fail(TRN_ERR_INVALID, "convert needs an input and -o OUT.gguf");
-    if (o->type != TRN_TYPE_TQ2_0 && o->type != TRN_TYPE_TQ1_0 && o->type != TRN_TYPE_F16 && o->type != TRN_TYPE_F32)
-        return trn_fail(TRN_ERR_INVALID, "--type %s: expected tq2_0, tq1_0, f16 or f32", trn_type_name(o->type));
-    if (o->embed_type != TRN_TYPE_F16 && o->embed_type != TRN_TYPE_F32)
-        return trn_fail(TRN_ERR_INVALID, "--embed-type %s: expected f16 or f32", trn_type_name(o->embed_type));
-    /* the output must be none of the inputs (a checkpoint directory: none of its files), checked before any is read */
-    const char *inputs[] = {o->input, o->base_dir, o->tokenizer, o->vocab_gguf};
-    TRN_TRY(trn_output_check(o->output, inputs, (int)TRN_ARRAY_LEN(inputs)));
-    if (strcmp(o->from, "hf") == 0)
-        return trn_convert_hf(o);
-    if (strcmp(o->from, "trin") == 0)
-        return trn_convert_trin(o);
-    if (strcmp(o->from, "llama2c") == 0)
-        return trn_convert_llama2c(o);
-    return trn_fail(TRN_ERR_INVALID, "--from %s: expected trin, hf or llama2c", o->from);
-}
-
-/* ---- vocabulary ---- */
-
-void trn_vocab_free(trn_vocab *v) {
-    if (!v)
-        return;
-    for (int i = 0; v->tokens && i < v->n; i++)
-        free(v->tokens[i]);
-    free(v->tokens);
-    free(v->scores);
-    free(v->types);
-    memset(v, 0, sizeof(*v));
-}
-
-void trn_vocab_write(trn_gguf_writer *w, const trn_vocab *v) {
-    trn_gguf_set_string(w, "tokenizer.ggml.model", "llama");
-    trn_gguf_set_string_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, (uint64_t)v->n);
-    trn_gguf_set_array(w, "tokenizer.ggml.scores", TRN_GGUF_F32, v->scores, (uint64_t)v->n);
-    trn_gguf_set_array(w, "tokenizer.ggml.token_type", TRN_GGUF_I32, v->types, (uint64_t)v->n);
-    trn_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
-    trn_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
-    trn_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk);
-}
-
-trn_status trn_vocab_from_gguf(const char *path, trn_vocab *out) {
-    memset(out, 0, sizeof(*out));
-    trn_gguf *g = NULL;
-    TRN_TRY(trn_gguf_open(path, &g));
-    trn_tokenizer *tok = NULL;
-    trn_status status = trn_tokenizer_from_gguf(g, &tok);
-    if (status == TRN_OK) {
-        const int n = trn_tokenizer_n_vocab(tok);
-        out->tokens = calloc((size_t)n, sizeof(char *));
-        out->scores = calloc((size_t)n, sizeof(float));
-        out->types = calloc((size_t)n, sizeof(int32_t));
-        const trn_gguf_kv *scores = trn_gguf_find_kv(g, "tokenizer.ggml.scores");
-        out->n = n;
-        for (int i = 0; out->tokens && out->scores && out->types && i < n; i++) {
-            out->tokens[i] = strdup(trn_tokenizer_piece(tok, i));
-            out->types[i] = (int32_t)trn_tokenizer_type(tok, i);
-            out->scores[i] = scores && scores->type == TRN_GGUF_ARRAY && (uint64_t)i < scores->n_elems
-                                 ? (float)trn_gguf_array_float(scores, (uint64_t)i)
-                                 : 0.0f;
-            if (!out->tokens[i])
-                break;
-        }
-        if (!out->tokens || !out->scores || !out->types || (n > 0 && !out->tokens[n - 1]))
-            status = trn_fail(TRN_ERR_NOMEM, "out of memory reading the vocabulary of %s", path);
-        out->bos = trn_tokenizer_bos(tok);
-        out->eos = trn_tokenizer_eos(tok);
-        int64_t unk = 0;
-        trn_gguf_get_int(g, "tokenizer.ggml.unknown_token_id", &unk, TRN_OK);
-        out->unk = (int)unk;
-    }
-    trn_tokenizer_free(tok);
-    trn_gguf_close(g);
-    if (status != TRN_OK)
-        trn_vocab_free(out);
-    return status;
-}
-
-static int file_exists(const char *path) { return access(path, R_OK) == 0; }
-
-trn_status trn_vocab_for_hf_dir(const char *dir, const char *vocab_gguf, trn_vocab *out) {
-    if (vocab_gguf)
-        return trn_vocab_from_gguf(vocab_gguf, out);
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/tokenizer.model", dir);
-    if (file_exists(path))
-        return trn_vocab_from_sentencepiece(path, out);
-    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
-    if (file_exists(path))
-        return trn_vocab_from_hf_json(path, out);
-    memset(out, 0, sizeof(*out));
-    return trn_fail(TRN_ERR_IO, "%s: no tokenizer.model or tokenizer.json; give the vocabulary with --vocab FILE.gguf",
-                    dir);
-}
+/* ---- metadata ---- */
 
 void trn_convert_write_hparams(trn_gguf_writer *w, const trn_hparams *hp, const char *name) {
     trn_gguf_set_string(w, "general.architecture", "llama");
@@ -174,8 +71,9 @@ float trn_ternarize(float *w, int64_t n, trn_ternary_rule rule) {
         }
         return (float)scale;
     }
-    /* seed: q = sign(w); s = std(w) / std(q) over the tensor (dividing by n; torch's N - 1 gives the same ratio),
-     * and s = 1 where std(q) is 0 (every sign the same), as the seed's loader leaves such codes unscaled */
+    /* the original Python release's rule: q = sign(w); s = std(w) / std(q) over the tensor (dividing by n; torch's
+     * N - 1 gives the same ratio), and s = 1 where std(q) is 0 (every sign the same), as that release's loader
+     * leaves such codes unscaled */
     double sw = 0, sw2 = 0, sq = 0, sq2 = 0;
     for (int64_t i = 0; i < n; i++) {
         const double q = w[i] > 0 ? 1.0 : w[i] < 0 ? -1.0 : 0.0;

@@ -15,7 +15,7 @@
  *   model.norm.weight [hidden]                                 -> output_norm.weight (F32)
  *   lm_head.weight [vocab][hidden] (absent when tied)          -> output.weight (omitted when tied: the engine ties) */
 #define _POSIX_C_SOURCE 200809L
-#include "convert.h"
+#include "convert_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

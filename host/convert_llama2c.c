@@ -20,7 +20,7 @@
  * The checkpoint is memory-mapped; tensors are quantized into an arena and written once at the end, by the
  * GGUF writer's temporary-file-and-rename, so a failure leaves no output file. */
 #define _POSIX_C_SOURCE 200809L
-#include "convert.h"
+#include "convert_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

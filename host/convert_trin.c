@@ -1,5 +1,5 @@
-/* convert_trin.c: `trinity convert --from trin PACKED.bin --base HF_DIR`: the seed's packed ternary file plus its
- * base Hugging Face checkpoint into GGUF.
+/* convert_trin.c: `trinity convert --from trin PACKED.bin --base HF_DIR`: the packed ternary file (TRIN) of the
+ * original Python release plus its base Hugging Face checkpoint into GGUF.
  *
  * Owns: reading and validating the TRIN file, and turning each layer's codes into weights. Everything else (the
  * base checkpoint's config, embeddings, norms, vocabulary, the Q/K permutation, quantization, writing) is the
@@ -12,13 +12,13 @@
  * a last, partial byte are ignored).
  *
  * A layer's weights are scale * (code - 1) with scale = std(base weight) / std(code - 1) over the whole tensor, as
- * the seed's loader computes it (its torch .std() divides by N - 1, these by N, in double: the ratio is the same).
- * Where the codes have no spread (all -1, all 0 or all +1: std 0) the seed's loader skips the scaling, and so does
- * this one: the weights stay -1, 0 or +1. The file may stop after the
- * last block's down projection when the base checkpoint ties its LM head to the embeddings (the output then
- * ties too); where it has an LM head layer and the base is tied, that layer's scale comes from the embeddings. */
+ * the original Python release's loader computes it (its torch .std() divides by N - 1, these by N, in double: the
+ * ratio is the same). Where the codes have no spread (all -1, all 0 or all +1: std 0) that loader skips the
+ * scaling, and so does this one: the weights stay -1, 0 or +1. The file may stop after the last block's down
+ * projection when the base checkpoint ties its LM head to the embeddings (the output then ties too); where it has an
+ * LM head layer and the base is tied, that layer's scale comes from the embeddings. */
 #define _POSIX_C_SOURCE 200809L
-#include "convert.h"
+#include "convert_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -145,7 +145,7 @@ static trn_status trin_linear(void *ctx, const trn_hf_linear *layer, const trn_s
     const double mean_q = n > 0 ? (double)(count[2] - count[0]) / (double)n : 0.0;
     const double var_q = n > 0 ? (double)(count[0] + count[2]) / (double)n - mean_q * mean_q : 0.0;
     const double std_q = sqrt(fmax(var_q, 0.0));
-    /* codes that are all -1 or all +1 have no spread: the seed's loader then leaves them unscaled */
+    /* codes that are all -1 or all +1 have no spread: the original Python release's loader leaves them unscaled */
     const float scale = std_q > 0.0 ? (float)(std_base / std_q) : 1.0f;
     for (int64_t i = 0; i < n; i++)
         dst[i] *= scale;

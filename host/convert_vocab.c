@@ -1,47 +1,21 @@
 /* convert_vocab.c: vocabularies for `trinity convert` from the three tokenizer formats of Llama checkpoints
  * (see convert.h): SentencePiece's tokenizer.model, Hugging Face's tokenizer.json and llama2.c's tokenizer.bin.
+ * Each format's reading rules are described above its reader below.
  *
  * Every reader loads the whole file, checks every length against it, and on failure records one line naming
  * the file and leaves *out empty (every array NULL, n = 0). The vocabulary's arrays come from malloc: pieces are
- * NUL-terminated strings with U+2581 for spaces, freed by trn_vocab_free.
- *
- * tokenizer.model is a protobuf ModelProto; a small bounds-checked reader (varint, fixed32, fixed64 and
- * length-delimited fields; the group wire types 3 and 4 are refused) walks it:
- *   ModelProto    1: repeated SentencePiece, 2: TrainerSpec, (3: NormalizerSpec, ... skipped)
- *   SentencePiece 1: string piece, 2: float score (fixed32), 3: enum type (NORMAL=1 .. BYTE=6; absent = NORMAL)
- *   TrainerSpec   45/46/47: unk/bos/eos piece strings (defaults "<unk>", "<s>", "</s>"); the rest skipped.
- * The piece types are the same numbers as trn_token_type. Special ids: unk is the first piece of type UNKNOWN,
- * bos and eos the pieces named by the trainer spec (as SentencePiece's bos_id()/eos_id() find them); each falls
- * back to 0/1/2 when absent.
- *
- * tokenizer.json (Hugging Face, a SentencePiece-BPE Llama tokenizer) is parsed with cJSON. Hugging Face's BPE
- * applies merges by rank (lowest first); this engine's tokenizer (SentencePiece's algorithm) merges the adjacent
- * pair whose concatenation has the highest score. So the scores encode the ranks:
- *   - a piece that some merge produces scores -(r + 1), r the rank of the FIRST merge producing it;
- *   - single characters, byte pieces <0xNN> and added tokens score 0 (nothing merges into them: the tokenizer
- *     starts from single characters, and added tokens are not reached by merges in Hugging Face either);
- *   - any other multi-character piece (one no merge produces, which Hugging Face never forms) scores
- *     -(n_merges + 1), below every merge, so it can only be formed when nothing else is left to merge.
- * This reproduces the merge order exactly when all merges producing one piece have consecutive ranks, which
- * holds for every tokenizer.json converted from SentencePiece (transformers sorts the merges by the score of
- * the merged piece). Types: <0xNN> pieces BYTE, added tokens marked special CONTROL, the model's unk_token
- * ("<unk>") UNKNOWN, other added tokens USER_DEFINED (as llama.cpp's converter marks them), the rest NORMAL.
- * Special ids: the pieces "<s>", "</s>" and unk_token (defaults 1/2/0). Without cJSON this reader is not compiled
- * (host/convert_nojson.c stands in for it).
- *
- * tokenizer.bin (llama2.c) is converted exactly as llama.cpp's llama2c converter did (the one that produced
- * stories260K.gguf): int32 max_token_length (unused), then per id a float32 score, an int32 length and the
- * bytes. Id 0 becomes "<unk>" (UNKNOWN), ids 1 and 2 "<s>" and "</s>" (CONTROL), an empty piece is CONTROL, a
- * piece starting "<0x" and a hex digit is BYTE (llama.cpp's sscanf test), the rest NORMAL; spaces become
- * U+2581; scores are copied. */
+ * NUL-terminated strings with U+2581 for spaces, freed by trn_vocab_free. Also here: a GGUF file's vocabulary
+ * (trn_vocab_from_gguf), writing one as tokenizer.ggml.* metadata (trn_vocab_write), and which source a Hugging Face
+ * directory's vocabulary comes from (trn_vocab_for_hf_dir). Calls no converter (convert_internal.h). */
 #define _POSIX_C_SOURCE 200809L
-#include "convert.h"
+#include "convert_internal.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifdef TRN_HAVE_CJSON
 #include <cjson/cJSON.h>
@@ -171,6 +145,15 @@ static void index_free(piece_index *ix) {
 #endif
 
 /* ---- SentencePiece tokenizer.model (protobuf) ---------------------------------------------------------- */
+
+/* tokenizer.model is a protobuf ModelProto; a small bounds-checked reader (varint, fixed32, fixed64 and
+ * length-delimited fields; the group wire types 3 and 4 are refused) walks it:
+ *   ModelProto    1: repeated SentencePiece, 2: TrainerSpec, (3: NormalizerSpec, ... skipped)
+ *   SentencePiece 1: string piece, 2: float score (fixed32), 3: enum type (NORMAL=1 .. BYTE=6; absent = NORMAL)
+ *   TrainerSpec   45/46/47: unk/bos/eos piece strings (defaults "<unk>", "<s>", "</s>"); the rest skipped.
+ * The piece types are the same numbers as trn_token_type. Special ids: unk is the first piece of type UNKNOWN,
+ * bos and eos the pieces named by the trainer spec (as SentencePiece's bos_id()/eos_id() find them); each falls
+ * back to 0/1/2 when absent. */
 
 typedef struct {
     const uint8_t *p, *end;
@@ -436,6 +419,21 @@ trn_status trn_vocab_from_sentencepiece(const char *path, trn_vocab *out) {
 
 /* ---- Hugging Face tokenizer.json ----------------------------------------------------------------------- */
 
+/* tokenizer.json (Hugging Face, a SentencePiece-BPE Llama tokenizer) is parsed with cJSON. Hugging Face's BPE
+ * applies merges by rank (lowest first); this engine's tokenizer (SentencePiece's algorithm) merges the adjacent
+ * pair whose concatenation has the highest score. So the scores encode the ranks:
+ *   - a piece that some merge produces scores -(r + 1), r the rank of the FIRST merge producing it;
+ *   - single characters, byte pieces <0xNN> and added tokens score 0 (nothing merges into them: the tokenizer
+ *     starts from single characters, and added tokens are not reached by merges in Hugging Face either);
+ *   - any other multi-character piece (one no merge produces, which Hugging Face never forms) scores
+ *     -(n_merges + 1), below every merge, so it can only be formed when nothing else is left to merge.
+ * This reproduces the merge order exactly when all merges producing one piece have consecutive ranks, which
+ * holds for every tokenizer.json converted from SentencePiece (transformers sorts the merges by the score of
+ * the merged piece). Types: <0xNN> pieces BYTE, added tokens marked special CONTROL, the model's unk_token
+ * ("<unk>") UNKNOWN, other added tokens USER_DEFINED (as llama.cpp's converter marks them), the rest NORMAL.
+ * Special ids: the pieces "<s>", "</s>" and unk_token (defaults 1/2/0). Without cJSON this reader is not compiled
+ * (host/convert_nojson.c stands in for it). */
+
 #ifdef TRN_HAVE_CJSON
 
 /* An integer-valued JSON number in [0, limit). */
@@ -700,9 +698,24 @@ trn_status trn_vocab_from_hf_json(const char *path, trn_vocab *out) {
     return status;
 }
 
-#endif /* TRN_HAVE_CJSON (without it, host/convert_nojson.c gives trn_vocab_from_hf_json) */
+#else /* !TRN_HAVE_CJSON: the one reader that needs it fails, saying so (as the Hugging Face and TRIN converters do,
+       * host/convert_nojson.c) */
+
+trn_status trn_vocab_from_hf_json(const char *path, trn_vocab *out) {
+    (void)out;
+    return trn_fail(TRN_ERR_UNSUPPORTED, "%s needs cJSON, which this build lacks: install libcjson-dev (Debian) "
+                    "and rebuild", path);
+}
+
+#endif /* TRN_HAVE_CJSON */
 
 /* ---- llama2.c tokenizer.bin ------------------------------------------------------------------------------ */
+
+/* tokenizer.bin (llama2.c) is converted exactly as llama.cpp's llama2c converter did (the one that produced
+ * stories260K.gguf): int32 max_token_length (unused), then per id a float32 score, an int32 length and the
+ * bytes. Id 0 becomes "<unk>" (UNKNOWN), ids 1 and 2 "<s>" and "</s>" (CONTROL), an empty piece is CONTROL, a
+ * piece starting "<0x" and a hex digit is BYTE (llama.cpp's sscanf test), the rest NORMAL; spaces become
+ * U+2581; scores are copied. */
 
 static int32_t get_i32(const uint8_t *p) {
     uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -796,4 +809,81 @@ trn_status trn_vocab_from_llama2c(const char *path, int vocab_size, trn_vocab *o
     trn_status status = llama2c_parse(path, buf, size, vocab_size, out);
     free(buf);
     return status;
+}
+
+/* ---- a GGUF file's vocabulary, writing one as metadata, and the choice for a Hugging Face directory ---------- */
+
+void trn_vocab_free(trn_vocab *v) {
+    if (!v)
+        return;
+    for (int i = 0; v->tokens && i < v->n; i++)
+        free(v->tokens[i]);
+    free(v->tokens);
+    free(v->scores);
+    free(v->types);
+    memset(v, 0, sizeof(*v));
+}
+
+void trn_vocab_write(trn_gguf_writer *w, const trn_vocab *v) {
+    trn_gguf_set_string(w, "tokenizer.ggml.model", "llama");
+    trn_gguf_set_string_array(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, (uint64_t)v->n);
+    trn_gguf_set_array(w, "tokenizer.ggml.scores", TRN_GGUF_F32, v->scores, (uint64_t)v->n);
+    trn_gguf_set_array(w, "tokenizer.ggml.token_type", TRN_GGUF_I32, v->types, (uint64_t)v->n);
+    trn_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos);
+    trn_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos);
+    trn_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk);
+}
+
+trn_status trn_vocab_from_gguf(const char *path, trn_vocab *out) {
+    memset(out, 0, sizeof(*out));
+    trn_gguf *g = NULL;
+    TRN_TRY(trn_gguf_open(path, &g));
+    trn_tokenizer *tok = NULL;
+    trn_status status = trn_tokenizer_from_gguf(g, &tok);
+    if (status == TRN_OK) {
+        const int n = trn_tokenizer_n_vocab(tok);
+        out->tokens = calloc((size_t)n, sizeof(char *));
+        out->scores = calloc((size_t)n, sizeof(float));
+        out->types = calloc((size_t)n, sizeof(int32_t));
+        const trn_gguf_kv *scores = trn_gguf_find_kv(g, "tokenizer.ggml.scores");
+        out->n = n;
+        for (int i = 0; out->tokens && out->scores && out->types && i < n; i++) {
+            out->tokens[i] = strdup(trn_tokenizer_piece(tok, i));
+            out->types[i] = (int32_t)trn_tokenizer_type(tok, i);
+            out->scores[i] = scores && scores->type == TRN_GGUF_ARRAY && (uint64_t)i < scores->n_elems
+                                 ? (float)trn_gguf_array_float(scores, (uint64_t)i)
+                                 : 0.0f;
+            if (!out->tokens[i])
+                break;
+        }
+        if (!out->tokens || !out->scores || !out->types || (n > 0 && !out->tokens[n - 1]))
+            status = trn_fail(TRN_ERR_NOMEM, "out of memory reading the vocabulary of %s", path);
+        out->bos = trn_tokenizer_bos(tok);
+        out->eos = trn_tokenizer_eos(tok);
+        int64_t unk = 0;
+        trn_gguf_get_int(g, "tokenizer.ggml.unknown_token_id", &unk, TRN_OK);
+        out->unk = (int)unk;
+    }
+    trn_tokenizer_free(tok);
+    trn_gguf_close(g);
+    if (status != TRN_OK)
+        trn_vocab_free(out);
+    return status;
+}
+
+static int file_exists(const char *path) { return access(path, R_OK) == 0; }
+
+trn_status trn_vocab_for_hf_dir(const char *dir, const char *vocab_gguf, trn_vocab *out) {
+    if (vocab_gguf)
+        return trn_vocab_from_gguf(vocab_gguf, out);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tokenizer.model", dir);
+    if (file_exists(path))
+        return trn_vocab_from_sentencepiece(path, out);
+    snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+    if (file_exists(path))
+        return trn_vocab_from_hf_json(path, out);
+    memset(out, 0, sizeof(*out));
+    return trn_fail(TRN_ERR_IO, "%s: no tokenizer.model or tokenizer.json; give the vocabulary with --vocab FILE.gguf",
+                    dir);
 }

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "convert.h"
+#include "convert_internal.h"
 #include "model.h"
 
 typedef struct {

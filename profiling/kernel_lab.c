@@ -1,5 +1,6 @@
 /* kernel_lab.c: numbered variants of the ternary matrix-vector and matrix-matrix kernels, each checked against the
- * scalar reference and timed on every matrix shape of Trinity-1.1B (llm.c's dev/cuda habit, for the CPU).
+ * scalar reference and timed on every matrix shape of Trinity-1.1B, so that a kernel is tried here before it goes
+ * into cpu_fallback/ (as llm.c's dev/cuda directory does for GPU kernels).
  *
  *   ./build/kernel_lab [VARIANT] [REPS] [--hot] [-t THREADS]                  matrix-vector (decode)
  *   ./build/kernel_lab --matmul [VARIANT] [REPS] [-t THREADS] [--tokens N]    matrix-matrix (batched prefill)
@@ -7,47 +8,9 @@
  *   ./build/kernel_lab --mix [REPS]                                           instruction-mix ceilings
  *
  * (no VARIANT, or 0: all of them). Exits with status 1 where any variant's output differs from the reference.
- *
- * Matrix-vector variants (the winner keeps its number when it moves into cpu_fallback/; "lab" ones live only here):
- *   1  scalar reference, TQ2_0, file layout (ops_ref.c)
- *   2  AVX2, TQ2_0, file layout: rows read one at a time (the unrepacked path)
- *   3  AVX2, TQ2_0 repacked into four-row groups (X4) with software prefetch (the AVX2 table's)
- *   4  AVX2, TQ1_0, file layout (base-3 digits decoded per block, one row at a time)
- *   5  AVX-512 VNNI, TQ2_0, sixteen-row groups (X16): vpdpbusd on masked 2-bit fields (the AVX-512 table's)
- *   6  lab: AVX-512 VNNI, TQ2_0, X4: a zmm per row, four rows' sums folded per block
- *   7  lab: AVX-512BW without VNNI, TQ2_0, X16: vpmaddubsw on shifted fields (CPUs with AVX-512 but no VNNI)
- *   8  AVX2, TQ1_0, X16: digits by byte adds and compares, vpmaddubsw (the AVX2 table's)
- *   9  AVX-512 VNNI, TQ1_0, X16: digits never extracted, two vpdpbusd per digit (the AVX-512 table's)
- *  10  scalar reference, TQ1_0, file layout (ops_ref.c)
- * For each shape: the matrix is larger than the last-level cache when repeated (a fresh copy per repetition is
- * not needed: 22 layers' worth of one shape is allocated and walked), one thread unless -t, best of REPS. Every
- * copy lies on 2 MB pages where the kernel grants them (trn_alloc_huge, as the backend's repacked matrices do),
- * so variants differ by layout and kernel only. Prints time, GB/s of weights and whether the output equals the
- * reference bitwise (int8 activations make that possible).
- * --hot walks one copy over and over instead (from the caches where it fits: the 256-row shape fits in L2), which
- * gives a kernel's compute ceiling rather than its rate from memory. -t THREADS (OpenMP builds) splits each
- * product's rows among threads as the CPU backend does (multiples of sixteen rows, a barrier after each product),
- * which is how decode reads memory: one thread alone does not reach the machine's bandwidth.
- *
- * Matrix-matrix variants (--matmul; N tokens, default 64, the bench's prompt; the four layer shapes, since a
- * prefill runs the LM head for its last token only):
- *   1  scalar reference, TQ2_0: the reference matrix-vector product once per token (ops_ref.c)
- *   2  AVX-512 VNNI matrix-vector kernel once per token, TQ2_0 X16: the token-by-token path's products
- *   3  AVX2 vpmaddubsw tiles, TQ2_0 X4 (the AVX2 table's matmul)
- *   4  AVX-512 VNNI tiles, TQ2_0 X16 (the AVX-512 table's matmul: trn_matmul_tq_dpbusd)
- *   5  AVX-512 VNNI tiles, TQ1_0 X16 (the AVX-512 table's matmul)
- *   6  lab: AVX-512 VNNI straight from the X16 columns, TQ2_0: no unpacked tile, each column's four fields
- *      shifted and masked in registers once per group of 16 tokens
- *   7  lab: as 6 on 32 rows (two X16 groups) and 10 tokens, each activation broadcast once for both groups
- * Prints time per product, GB/s of weights, G multiply-adds per second (rows x cols x tokens / time) and whether
- * every output equals the reference bitwise.
- *
- * --attention: each table's attention entry for Trinity-1.1B's group (8 query heads on one KV head, head_dim 64) at
- * 16, 150 and 1000 positions, hot in cache, best of REPS x 200 calls: ns per head and position, the normalized error
- * against the scalar reference, and whether the AVX-512 table's output is bitwise the AVX2 one's.
- *
- * --mix: loops of the decode kernels' arithmetic alone (run_mix, below), in ns per iteration and as GB/s of weights
- * per core: the compute ceilings the --hot figures are measured against. */
+ * Owns the lab-only kernels (alternatives that did not go into cpu_fallback/) and the timing harness; the kernels
+ * the tables run are cpu_fallback/'s. The variants are listed beside their tables (variants[], matmul_variants[]);
+ * the figures measured with this tool are in profiling/README.md, "Kernel lab". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,8 +193,7 @@ LAB_AVX512 static void lab_matmul_x16_direct(const trn_matrix *w, const trn_bloc
 /* Matmul variant 7: two X16 groups (32 rows) against tokens in groups of 10, straight from the columns: each
  * token's four activations are broadcast into a register once per column field and multiply both groups' codes
  * (20 accumulators), so a vpdpbusd needs half a broadcast instead of one. Otherwise as variant 6. Rows must be
- * whole pairs of groups. Measured slower than variants 4 and 6 (GCC 12 spills registers here; with 12 tokens, 24
- * accumulators, more so). */
+ * whole pairs of groups. Slower than variants 4 and 6: GCC spills its accumulators (profiling/README.md). */
 LAB_AVX512 static void lab_matmul_x16_pair(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq,
                                            float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
     enum { TILE = 60, G = 10 };
@@ -298,6 +260,27 @@ LAB_AVX512 static void lab_matmul_x16_pair(const trn_matrix *w, const trn_block_
 #endif
 
 /* ---- the variants ---- */
+
+/* Matrix-vector variants (the winner keeps its number when it moves into cpu_fallback/; "lab" ones live only here):
+ *   1  scalar reference, TQ2_0, file layout (ops_ref.c)
+ *   2  AVX2, TQ2_0, file layout: rows read one at a time (the unrepacked path)
+ *   3  AVX2, TQ2_0 repacked into four-row groups (X4) with software prefetch (the AVX2 table's)
+ *   4  AVX2, TQ1_0, file layout (base-3 digits decoded per block, one row at a time)
+ *   5  AVX-512 VNNI, TQ2_0, sixteen-row groups (X16): vpdpbusd on masked 2-bit fields (the AVX-512 table's)
+ *   6  lab: AVX-512 VNNI, TQ2_0, X4: a zmm per row, four rows' sums folded per block
+ *   7  lab: AVX-512BW without VNNI, TQ2_0, X16: vpmaddubsw on shifted fields (CPUs with AVX-512 but no VNNI)
+ *   8  AVX2, TQ1_0, X16: digits by byte adds and compares, vpmaddubsw (the AVX2 table's)
+ *   9  AVX-512 VNNI, TQ1_0, X16: digits never extracted, two vpdpbusd per digit (the AVX-512 table's)
+ *  10  scalar reference, TQ1_0, file layout (ops_ref.c)
+ * For each shape: the matrix is larger than the last-level cache when repeated (a fresh copy per repetition is
+ * not needed: 22 layers' worth of one shape is allocated and walked), one thread unless -t, best of REPS. Every
+ * copy lies on 2 MB pages where the kernel grants them (trn_alloc_huge, as the backend's repacked matrices do),
+ * so variants differ by layout and kernel only. Prints time, GB/s of weights and whether the output equals the
+ * reference bitwise (int8 activations make that possible).
+ * --hot walks one copy over and over instead (from the caches where it fits: the 256-row shape fits in L2), which
+ * gives a kernel's compute ceiling rather than its rate from memory. -t THREADS (OpenMP builds) splits each
+ * product's rows among threads as the CPU backend does (multiples of sixteen rows, a barrier after each product),
+ * which is how decode reads memory: one thread alone does not reach the machine's bandwidth. */
 
 typedef struct {
     const char *name;
@@ -432,6 +415,18 @@ static int cpu_has_avx2(void) { return trn_cpu_ops_avx2() != NULL; }
 static int cpu_has_dpbusd(void) { return trn_cpu_ops_avx512() != NULL; }
 #endif
 
+/* Matrix-matrix variants (--matmul; N tokens, default 64, the bench's prompt; the four layer shapes, since a
+ * prefill runs the LM head for its last token only):
+ *   1  scalar reference, TQ2_0: the reference matrix-vector product once per token (ops_ref.c)
+ *   2  AVX-512 VNNI matrix-vector kernel once per token, TQ2_0 X16: the token-by-token path's products
+ *   3  AVX2 vpmaddubsw tiles, TQ2_0 X4 (the AVX2 table's matmul)
+ *   4  AVX-512 VNNI tiles, TQ2_0 X16 (the AVX-512 table's matmul: trn_matmul_tq_dpbusd)
+ *   5  AVX-512 VNNI tiles, TQ1_0 X16 (the AVX-512 table's matmul)
+ *   6  lab: AVX-512 VNNI straight from the X16 columns, TQ2_0: no unpacked tile, each column's four fields
+ *      shifted and masked in registers once per group of 16 tokens
+ *   7  lab: as 6 on 32 rows (two X16 groups) and 10 tokens, each activation broadcast once for both groups
+ * Prints time per product, GB/s of weights, G multiply-adds per second (rows x cols x tokens / time) and whether
+ * every output equals the reference bitwise. */
 static const matmul_variant matmul_variants[] = {
     {"scalar reference, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_ROWS, mm_scalar, always},
     {"avx512 vnni matvec, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, mm_by_matvec_avx512, cpu_has_avx512},
@@ -545,6 +540,9 @@ static int run_matmul(int only, int reps, int threads, int64_t n_tok) {
 
 /* ---- attention (--attention) ---- */
 
+/* Each table's attention entry for Trinity-1.1B's group (8 query heads on one KV head, head_dim 64) at 16, 150 and
+ * 1000 positions, hot in cache, best of REPS x 200 calls: ns per head and position, the normalized error against
+ * the scalar reference, and whether the AVX-512 table's output is bitwise the AVX2 one's. */
 static int run_attention(int reps) {
     enum { HEADS = 8, HD = 64 };
     static const int positions[] = {16, 150, 1000};
@@ -603,12 +601,13 @@ static int run_attention(int reps) {
 /* ---- instruction mixes (--mix) ---- */
 
 #ifdef LAB_X86
-/* Loops of register-only 512-bit instructions, independent of each other (every vpdpbusd accumulates into its own
+/* --mix: loops of register-only 512-bit instructions, independent of each other (every vpdpbusd accumulates into its own
  * register, eight or ten chains, enough to hide its latency): what a core issues of the ternary kernels' arithmetic
  * with no loads and no dependencies between the unpacking and the multiply-adds, i.e. an upper bound on those
  * kernels' speed from compute alone. The TQ2_0 column is the decode kernel's work per 64-byte X16 column (four
  * vpandd and four vpdpbusd), the TQ1_0 one its base-3 work per column (five digits: two vpaddb and two vpdpbusd
- * each). */
+ * each). Printed in ns per iteration and as GB/s of weights per core: the compute ceilings the --hot figures are
+ * measured against. */
 #define MIX_DP(r) "vpdpbusd %%zmm14, %%zmm15, %%zmm" #r "\n\t"
 #define MIX_ADD(r) "vpaddb %%zmm14, %%zmm15, %%zmm" #r "\n\t"
 #define MIX_AND(r) "vpandd %%zmm14, %%zmm15, %%zmm" #r "\n\t"

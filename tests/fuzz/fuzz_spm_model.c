@@ -6,9 +6,10 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "host/convert.h"
+#include "host/convert_internal.h"
 
-/* What every vocabulary reader promises on success (convert.h): n pieces, NUL-terminated, special ids in range. */
+/* What every vocabulary reader promises on success (convert_internal.h): n pieces, NUL-terminated, special ids in
+ * range. */
 static void fuzz_check_vocab(const trn_vocab *v) {
     if (v->n <= 0 || !v->tokens || !v->scores || !v->types)
         abort();
