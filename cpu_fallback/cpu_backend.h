@@ -2,7 +2,7 @@
 #ifndef TRN_CPU_BACKEND_H
 #define TRN_CPU_BACKEND_H
 
-#include "../graph/backend.h"
+#include "graph/backend.h"
 
 trn_status trn_cpu_backend_create(trn_backend **out);
 

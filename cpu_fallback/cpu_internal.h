@@ -8,7 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "../host/sampler.h"
+#include "host/sampler.h"
 #include "cpu_backend.h"
 #include "ops.h"
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../host/tensor_types.h"
+#include "host/tensor_types.h"
 
 typedef enum {
     TRN_LAYOUT_ROWS = 0, /* as in the file: row after row */

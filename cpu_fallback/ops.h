@@ -17,7 +17,7 @@
 
 #include <stdint.h>
 
-#include "../host/tensor_types.h"
+#include "host/tensor_types.h"
 #include "layout.h"
 
 /* int8 activations for one block of 256: x[i] ~ d * q[i], with sum = sum(q) (for the -1 offset of codes). */

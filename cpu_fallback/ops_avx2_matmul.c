@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../host/common.h"
+#include "host/common.h"
 #include "ops.h"
 #include "ops_simd.h"
 #include "quants.h"

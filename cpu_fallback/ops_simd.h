@@ -8,7 +8,7 @@
 #ifndef TRN_OPS_SIMD_H
 #define TRN_OPS_SIMD_H
 
-#include "../host/common.h"
+#include "host/common.h"
 #include "ops.h"
 
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void);   /* ops_avx2.c */

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "../host/tensor_types.h"
+#include "host/tensor_types.h"
 
 /* src: a row of n elements of `type` (n a multiple of the block size) -> dst[n] floats. */
 void trn_dequantize_row(trn_type type, const void *src, float *dst, int64_t n);

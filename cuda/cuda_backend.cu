@@ -29,7 +29,7 @@
 #include "weights.h"
 
 extern "C" {
-#include "../cpu_fallback/quants.h"
+#include "cpu_fallback/quants.h"
 #include "cuda_backend.h"
 }
 

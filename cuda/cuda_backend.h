@@ -2,7 +2,7 @@
 #ifndef TRN_CUDA_BACKEND_H
 #define TRN_CUDA_BACKEND_H
 
-#include "../graph/backend.h"
+#include "graph/backend.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -6,7 +6,7 @@
 #include <cuda_runtime.h>
 
 extern "C" {
-#include "../host/common.h"
+#include "host/common.h"
 }
 
 /* In a function returning trn_status: fails with "CALL failed at FILE:LINE: message". */

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "../host/tensor_types.h"
+#include "host/tensor_types.h"
 
 #ifdef __cplusplus
 extern "C" {

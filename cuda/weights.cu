@@ -12,7 +12,7 @@
 #include "cuda_check.h"
 
 extern "C" {
-#include "../cpu_fallback/quants.h"
+#include "cpu_fallback/quants.h"
 }
 
 namespace trn_cuda {

@@ -23,7 +23,7 @@
 #include "cuda_ops.h"
 
 extern "C" {
-#include "../graph/backend.h"
+#include "graph/backend.h"
 }
 
 namespace trn_cuda {

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../cpu_fallback/cpu_backend.h"
+#include "cpu_fallback/cpu_backend.h"
 #ifdef TRN_HAVE_CUDA
-#include "../cuda/cuda_backend.h"
+#include "cuda/cuda_backend.h"
 #endif
 
 trn_status trn_backend_create(const char *device, trn_backend **out, char *choice, size_t cap) {

@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "../host/sampler.h"
+#include "host/sampler.h"
 #include "graph.h"
 
 typedef struct trn_backend trn_backend;

@@ -14,7 +14,7 @@
 
 #include <stdio.h>
 
-#include "../host/model.h"
+#include "host/model.h"
 
 typedef enum {
     TRN_BUF_WEIGHT,

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../cpu_fallback/quants.h"
+#include "cpu_fallback/quants.h"
 
 /* ---- metadata ---- */
 

@@ -8,7 +8,7 @@
 #ifndef TRN_EVAL_H
 #define TRN_EVAL_H
 
-#include "../graph/backend.h"
+#include "graph/backend.h"
 #include "model.h"
 
 /* Logits after each of ids[0..n_ids), teacher-forced from position 0: out[n_ids][n_vocab].

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../graph/graph.h"
-#include "../profiling/bench.h"
+#include "graph/graph.h"
+#include "profiling/bench.h"
 #include "convert.h"
 #include "eval.h"
 #include "model.h"

@@ -12,7 +12,7 @@
 #include "bench.h"
 
 #ifdef TRN_HAVE_CUDA
-#include "../cuda/cuda_backend.h"
+#include "cuda/cuda_backend.h"
 #endif
 
 #include <stdlib.h>
@@ -25,8 +25,8 @@
 #include <immintrin.h>
 #endif
 
-#include "../cpu_fallback/ops.h"
-#include "../graph/backend.h"
+#include "cpu_fallback/ops.h"
+#include "graph/backend.h"
 
 static int compare_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;

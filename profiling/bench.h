@@ -5,8 +5,8 @@
 
 #include <stdio.h>
 
-#include "../graph/backend.h"
-#include "../host/model.h"
+#include "graph/backend.h"
+#include "host/model.h"
 
 typedef struct {
     const char *device;   /* "cpu", "cuda", "auto" */

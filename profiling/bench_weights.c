@@ -9,7 +9,7 @@
 #include "bench.h"
 
 #ifdef TRN_HAVE_CUDA
-#include "../cuda/cuda_backend.h"
+#include "cuda/cuda_backend.h"
 #endif
 
 #ifndef TRN_HAVE_CUDA

@@ -8,7 +8,7 @@
  * - output files: the same file as an input refused (also inside an input directory), a device refused, the
  *   temporary never left behind (written, aborted, committed), the destination replaced whole, umask respected;
  * - convert (library): an output that is the TRIN input refused with the input unchanged; TRIN layers whose codes
- *   are all +1 or all -1 (no spread) imported unscaled, as the seed's loader does, not as zeros. */
+ *   are all +1 or all -1 (no spread) imported unscaled, as the original release's loader does, not as zeros. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <stdint.h>
