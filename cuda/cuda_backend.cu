@@ -606,6 +606,7 @@ void cuda_stats(trn_backend *b, trn_backend_stats *out) {
 
 const trn_backend_i cuda_iface = {
     "cuda", cuda_prepare, cuda_step, cuda_logits, cuda_describe, cuda_free, cuda_stats, nullptr /* prefill */,
+    nullptr /* decode_batch: trinity_batch keeps one backend per slot */,
 };
 
 } // namespace

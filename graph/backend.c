@@ -71,6 +71,15 @@ void trn_backend_get_stats(trn_backend *backend, trn_backend_stats *out) {
         backend->iface->stats(backend, out);
 }
 
+int trn_backend_has_decode_batch(const trn_backend *backend) { return backend->iface->decode_batch != NULL; }
+
+trn_status trn_backend_decode_batch(trn_backend *backend, const trn_batch_token *tokens, int n_tokens, float *logits) {
+    if (!backend->graph || !backend->iface->decode_batch)
+        return trn_fail(TRN_ERR_INVALID, "backend %s: no batched decode%s", backend->iface->name,
+                        backend->graph ? "" : " before a successful prepare");
+    return backend->iface->decode_batch(backend, tokens, n_tokens, logits);
+}
+
 int trn_backend_has_batched_prefill(const trn_backend *backend) { return backend->iface->prefill != NULL; }
 
 trn_status trn_backend_prefill_steps(trn_backend *backend, const int *tokens, int n_tokens, int pos0, int want_output,

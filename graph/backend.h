@@ -40,7 +40,16 @@ typedef struct {
     int resident_layers_given; /* STREAMING or AUTO: resident_layers layers stay resident (else AUTO decides and */
     int resident_layers;       /* STREAMING keeps none) */
     int max_batch;          /* prefill: tokens per batch; <= 0: the backend's default */
+    int n_slots;            /* decode_batch: sequences whose KV caches the backend holds; <= 0: 1 */
 } trn_backend_config;
+
+/* One token of a decode_batch: which sequence slot, at which of its positions, and whether its logits are wanted. */
+typedef struct {
+    int token;
+    int slot;
+    int pos;
+    int logits;
+} trn_batch_token;
 
 /* What a prepared backend moves and holds (for benchmarks). */
 typedef struct {
@@ -72,6 +81,11 @@ typedef struct {
      * receives every token's logits, [n_tokens][n_vocab]. */
     trn_status (*prefill)(trn_backend *backend, const int *tokens, int n_tokens, int pos0, int want_output,
                           int *next_token, float *all_logits);
+    /* Optional (NULL where a backend holds one sequence): runs tokens of several sequence slots (config n_slots KV
+     * caches) as one batch; logits receives [tokens with .logits set][n_vocab] in their order. Checked by the caller:
+     * ids, slots, and positions (each at most what its slot has filled, in increasing order per slot). A slot's
+     * logits are bitwise those of the same tokens run through step/prefill. No sampling (the caller's). */
+    trn_status (*decode_batch)(trn_backend *backend, const trn_batch_token *tokens, int n_tokens, float *logits);
 } trn_backend_i;
 
 struct trn_backend {
@@ -95,6 +109,9 @@ const char *trn_backend_name(const trn_backend *backend);     /* "cpu", "cuda" *
 const char *trn_backend_describe(trn_backend *backend);       /* e.g. "cpu (avx2, 2 threads)" */
 /* What the backend moves and holds; all zero (weights NULL) where it reports nothing. */
 void trn_backend_get_stats(trn_backend *backend, trn_backend_stats *out);
+/* Whether the backend decodes several sequence slots as one batch (decode_batch), and that call. */
+int trn_backend_has_decode_batch(const trn_backend *backend);
+trn_status trn_backend_decode_batch(trn_backend *backend, const trn_batch_token *tokens, int n_tokens, float *logits);
 /* Whether prefill runs tokens as one batch (else trn_backend_prefill steps token by token). */
 int trn_backend_has_batched_prefill(const trn_backend *backend);
 /* Runs tokens[0..n_tokens) at positions pos0.. with the results of n_tokens steps (the prefill contract above):

@@ -266,6 +266,25 @@ size_t trinity_token_piece(const trinity_model *m, int prev, int token, char *bu
 
 /* ---- sessions ---- */
 
+/* The backend configuration of the model's run options (sampling left at its defaults). */
+static trn_backend_config backend_config(const trinity_model *m) {
+    const trinity_model_params *mp = &m->params;
+    return (trn_backend_config){.n_threads = mp->n_threads,
+                                .act = mp->f32_activations ? TRN_ACT_F32 : TRN_ACT_INT8,
+                                .kernels = m->kernels[0] ? m->kernels : NULL,
+                                .sampling = trn_sampling_default(),
+                                .weights = (trn_weight_mode)mp->weights,
+                                .resident_layers_given = mp->resident_layers >= 0,
+                                .resident_layers = mp->resident_layers};
+}
+
+static const char *device_label(trinity_device device) {
+    static const char *const devices[] = {"auto", "cpu", "cuda"}; /* in trinity_device's order */
+    return devices[device];
+}
+
+static const char *device_name(const trinity_model *m) { return device_label(m->params.device); }
+
 trinity_session_params trinity_session_params_default(void) {
     const trn_sampling d = trn_sampling_default();
     trinity_session_params p;
@@ -299,19 +318,12 @@ trinity_status trinity_session_new(trinity_model *m, const trinity_session_param
     if (!s)
         return status_of(trn_fail(TRN_ERR_NOMEM, "out of memory for a session"));
     s->owner = m;
-    const trinity_model_params *mp = &m->params;
-    trn_backend_config config = {.n_threads = mp->n_threads,
-                                 .act = mp->f32_activations ? TRN_ACT_F32 : TRN_ACT_INT8,
-                                 .kernels = m->kernels[0] ? m->kernels : NULL,
-                                 .weights = (trn_weight_mode)mp->weights,
-                                 .resident_layers_given = mp->resident_layers >= 0,
-                                 .resident_layers = mp->resident_layers};
+    trn_backend_config config = backend_config(m);
     config.sampling = (trn_sampling){p.temperature, p.top_k, p.top_p, p.repeat_penalty, p.seed};
-    static const char *devices[] = {"auto", "cpu", "cuda"};
     const int n_ctx = p.n_ctx > 0 ? p.n_ctx : trn_model_default_context(m->model);
     trn_status status = trn_graph_build_decode(m->model, n_ctx, &s->graph);
     if (status == TRN_OK)
-        status = trn_backend_create(devices[mp->device], &s->backend, s->choice, sizeof(s->choice));
+        status = trn_backend_create(device_name(m), &s->backend, s->choice, sizeof(s->choice));
     if (status == TRN_OK)
         status = trn_backend_prepare(s->backend, s->graph, &config);
     if (status != TRN_OK) {
@@ -462,6 +474,189 @@ trinity_status trinity_session_perplexity(trinity_session *s, const char *text, 
     return status_of(status);
 }
 
+/* ---- sequences decoded together ---- */
+
+_Static_assert(sizeof(trinity_batch_token) == sizeof(trn_batch_token) &&
+                   offsetof(trinity_batch_token, slot) == offsetof(trn_batch_token, slot) &&
+                   offsetof(trinity_batch_token, pos) == offsetof(trn_batch_token, pos) &&
+                   offsetof(trinity_batch_token, logits) == offsetof(trn_batch_token, logits),
+               "trinity_batch_token mirrors trn_batch_token");
+
+struct trinity_batch {
+    trinity_model *owner;
+    trn_graph *graph;
+    trn_backend **backends; /* one that holds every slot (decode_batch), or one per slot */
+    int n_backends, n_slots;
+    int *n_past;            /* [n_slots] positions filled */
+    int *filled;            /* [n_slots] scratch: n_past as a call's tokens are checked */
+    char choice[512];
+};
+
+trinity_batch_params trinity_batch_params_default(void) {
+    trinity_batch_params p;
+    memset(&p, 0, sizeof(p));
+    p.size = sizeof(p);
+    p.n_slots = 4;
+    return p;
+}
+
+trinity_status trinity_batch_new(trinity_model *m, const trinity_batch_params *params, trinity_batch **out) {
+    *out = NULL;
+    if (!m->model)
+        return status_of(trn_fail(TRN_ERR_INVALID, "a vocabulary-only model (vocab_only) runs no batch"));
+    trinity_batch_params p = trinity_batch_params_default();
+    if (params) {
+        if (params->size < offsetof(trinity_batch_params, n_ctx) + sizeof(params->n_ctx))
+            return status_of(trn_fail(TRN_ERR_INVALID, "trinity_batch_params.size is %zu: set it with "
+                                      "trinity_batch_params_default()", params->size));
+        copy_params(&p, params, sizeof(p), params->size);
+    }
+    if (p.n_slots < 1 || p.n_slots > 1024 || p.n_ctx < 0 || p.n_ctx > TRN_MAX_CONTEXT)
+        return status_of(trn_fail(TRN_ERR_INVALID, "trinity_batch_params: n_slots %d (1 to 1024) or n_ctx %d (0 to %d) "
+                                  "out of range", p.n_slots, p.n_ctx, TRN_MAX_CONTEXT));
+    trinity_batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        return status_of(trn_fail(TRN_ERR_NOMEM, "out of memory for a batch"));
+    b->owner = m;
+    b->n_slots = p.n_slots;
+    b->backends = calloc((size_t)p.n_slots, sizeof(trn_backend *));
+    b->n_past = calloc((size_t)p.n_slots, sizeof(int));
+    b->filled = calloc((size_t)p.n_slots, sizeof(int));
+    trn_status status = b->backends && b->n_past && b->filled ? TRN_OK
+                        : trn_fail(TRN_ERR_NOMEM, "out of memory for a batch of %d slots", p.n_slots);
+    const int n_ctx = p.n_ctx > 0 ? p.n_ctx : trn_model_default_context(m->model);
+    if (status == TRN_OK)
+        status = trn_graph_build_decode(m->model, n_ctx, &b->graph);
+    trn_backend_config config = backend_config(m);
+    config.n_slots = p.n_slots;
+    if (status == TRN_OK)
+        status = trn_backend_create(device_name(m), &b->backends[0], b->choice, sizeof(b->choice));
+    if (status == TRN_OK) {
+        b->n_backends = 1;
+        status = trn_backend_prepare(b->backends[0], b->graph, &config);
+    }
+    /* a backend without a batched decode holds one sequence: one backend per slot */
+    if (status == TRN_OK && !trn_backend_has_decode_batch(b->backends[0])) {
+        config.n_slots = 1;
+        const char *name = trn_backend_name(b->backends[0]);
+        for (int i = 1; i < p.n_slots && status == TRN_OK; i++) {
+            status = trn_backend_create(name, &b->backends[i], NULL, 0);
+            if (status == TRN_OK) {
+                b->n_backends++;
+                status = trn_backend_prepare(b->backends[i], b->graph, &config);
+            }
+        }
+    }
+    if (status != TRN_OK) {
+        trinity_batch_free(b);
+        return status_of(status);
+    }
+    *out = b;
+    return TRINITY_OK;
+}
+
+void trinity_batch_free(trinity_batch *b) {
+    if (!b)
+        return;
+    for (int i = 0; b->backends && i < b->n_backends; i++)
+        trn_backend_free(b->backends[i]);
+    free(b->backends);
+    trn_graph_free(b->graph);
+    free(b->n_past);
+    free(b->filled);
+    free(b);
+}
+
+int trinity_batch_n_slots(const trinity_batch *b) { return b->n_slots; }
+int trinity_batch_n_ctx(const trinity_batch *b) { return b->graph->n_ctx; }
+const char *trinity_batch_device(const trinity_batch *b) { return trn_backend_describe(b->backends[0]); }
+int trinity_batch_n_past(const trinity_batch *b, int slot) {
+    return slot >= 0 && slot < b->n_slots ? b->n_past[slot] : 0;
+}
+void trinity_batch_clear(trinity_batch *b, int slot) {
+    if (slot >= 0 && slot < b->n_slots)
+        b->n_past[slot] = 0;
+}
+
+trinity_status trinity_batch_decode(trinity_batch *b, const trinity_batch_token *tokens, int n_tokens, float *logits) {
+    const int n_vocab = b->owner->model->hp.n_vocab, n_ctx = b->graph->n_ctx;
+    int n_logits = 0;
+    memcpy(b->filled, b->n_past, (size_t)b->n_slots * sizeof(int));
+    for (int i = 0; i < n_tokens; i++) { /* every token checked before anything runs */
+        const trinity_batch_token *t = &tokens[i];
+        if (t->token < 0 || t->token >= n_vocab)
+            return status_of(trn_fail(TRN_ERR_INVALID, "token id %d is outside the vocabulary of %d", t->token, n_vocab));
+        if (t->slot < 0 || t->slot >= b->n_slots)
+            return status_of(trn_fail(TRN_ERR_INVALID, "slot %d: the batch has %d slots", t->slot, b->n_slots));
+        if (t->pos < 0 || t->pos > b->filled[t->slot] || t->pos >= n_ctx)
+            return status_of(trn_fail(TRN_ERR_INVALID, "slot %d: position %d, where %d positions are filled and the "
+                                      "context is %d", t->slot, t->pos, b->filled[t->slot], n_ctx));
+        b->filled[t->slot] = t->pos + 1;
+        n_logits += t->logits != 0;
+    }
+    if (n_logits && !logits)
+        return status_of(trn_fail(TRN_ERR_INVALID, "trinity_batch_decode: %d tokens want logits and no buffer was "
+                                  "given", n_logits));
+    if (n_tokens <= 0)
+        return TRINITY_OK;
+    if (b->n_backends == 1 && trn_backend_has_decode_batch(b->backends[0])) {
+        TRY(trn_backend_decode_batch(b->backends[0], (const trn_batch_token *)tokens, n_tokens, logits));
+    } else {
+        for (int i = 0, k = 0; i < n_tokens; i++) { /* slot by slot, step by step */
+            const trinity_batch_token *t = &tokens[i];
+            trn_backend *backend = b->backends[t->slot];
+            int next;
+            TRY(trn_backend_step(backend, t->token, t->pos, t->logits != 0, &next));
+            if (t->logits)
+                memcpy(logits + (size_t)k++ * n_vocab, trn_backend_logits(backend), (size_t)n_vocab * sizeof(float));
+        }
+    }
+    memcpy(b->n_past, b->filled, (size_t)b->n_slots * sizeof(int));
+    return TRINITY_OK;
+}
+
+/* ---- sampling outside a session ---- */
+
+struct trinity_sampler {
+    trn_sampler *sampler;
+    trn_sampling params;
+};
+
+_Static_assert(sizeof(int) == sizeof(int32_t), "token ids are int32 in the sampler's history");
+
+trinity_status trinity_sampler_new(const trinity_model *m, const trinity_session_params *params, trinity_sampler **out) {
+    *out = NULL;
+    trinity_session_params p = trinity_session_params_default();
+    if (params) {
+        if (params->size < offsetof(trinity_session_params, n_ctx) + sizeof(params->n_ctx))
+            return status_of(trn_fail(TRN_ERR_INVALID, "trinity_session_params.size is %zu: set it with "
+                                      "trinity_session_params_default()", params->size));
+        copy_params(&p, params, sizeof(p), params->size);
+    }
+    if (!(p.temperature >= 0.0f) || p.top_k < 0 || !(p.top_p > 0.0f) || p.top_p > 1.0f || !(p.repeat_penalty > 0.0f))
+        return status_of(trn_fail(TRN_ERR_INVALID, "sampler: temperature %g, top_k %d, top_p %g or repeat_penalty %g "
+                                  "out of range", p.temperature, p.top_k, p.top_p, p.repeat_penalty));
+    trinity_sampler *s = calloc(1, sizeof(*s));
+    if (!s || !(s->sampler = trn_sampler_new(trn_tokenizer_n_vocab(m->tok)))) {
+        free(s);
+        return status_of(trn_fail(TRN_ERR_NOMEM, "out of memory for a sampler"));
+    }
+    s->params = (trn_sampling){p.temperature, p.top_k, p.top_p, p.repeat_penalty, p.seed};
+    *out = s;
+    return TRINITY_OK;
+}
+
+void trinity_sampler_free(trinity_sampler *s) {
+    if (!s)
+        return;
+    trn_sampler_free(s->sampler);
+    free(s);
+}
+
+int trinity_sampler_sample(trinity_sampler *s, float *logits, const int *history, int n_history) {
+    return trn_sampler_sample(s->sampler, &s->params, logits, (const int32_t *)history, n_history, n_history - 1);
+}
+
 /* ---- tools ---- */
 
 trinity_status trinity_model_print_graph(const trinity_model *m, int n_ctx, FILE *out) {
@@ -540,13 +735,12 @@ trinity_status trinity_bench(const trinity_model *m, const trinity_bench_params 
     if (st != TRINITY_OK)
         return st;
     const trinity_bench_params *p = params;
-    static const char *const devices[] = {"auto", "cpu", "cuda"}; /* in trinity_device's order */
     if ((unsigned)p->device > TRINITY_DEVICE_CUDA || (unsigned)p->weights > TRINITY_WEIGHTS_MAPPED ||
         p->n_prompt < 1 || p->n_decode < 1 || p->n_threads < 0)
         return status_of(trn_fail(TRN_ERR_INVALID, "trinity_bench_params: device %d, weights %d, n_prompt %d, "
                                   "n_decode %d or n_threads %d out of range", (int)p->device, (int)p->weights,
                                   p->n_prompt, p->n_decode, p->n_threads));
-    trn_bench_options opts = {.device = devices[p->device], .n_threads = p->n_threads, .n_prompt = p->n_prompt,
+    trn_bench_options opts = {.device = device_label(p->device), .n_threads = p->n_threads, .n_prompt = p->n_prompt,
                               .n_decode = p->n_decode, .kernels = p->kernels, .json = p->json,
                               .act = p->f32_activations ? TRN_ACT_F32 : TRN_ACT_INT8, .weights = (int)p->weights,
                               .resident_layers_given = p->resident_layers >= 0,

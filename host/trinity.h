@@ -208,6 +208,55 @@ TRINITY_API trinity_status trinity_session_perplexity(trinity_session *session, 
                                                       int chunk, trinity_progress_fn progress, void *user,
                                                       trinity_perplexity_result *result);
 
+/* ---- sequences decoded together (continuous batching) ----
+ * A trinity_batch holds n_slots sequences on the model's device, each slot with its own KV cache of n_ctx positions.
+ * trinity_batch_decode runs tokens of any slots in one call: on the CPU as one batch, every weight read once for all
+ * of them (the batched prefill kernels); on a device without a batched decode, slot by slot. A slot's logits are
+ * those of the same tokens run alone through a session (bitwise on the CPU), whatever else shares the call. Sampling
+ * is the caller's (trinity_sampler), with each sequence's own settings. One thread at a time uses a batch. */
+typedef struct trinity_batch trinity_batch;
+
+typedef struct {
+    size_t size;  /* sizeof(trinity_batch_params): set by trinity_batch_params_default */
+    int n_slots;  /* sequences held at once (4) */
+    int n_ctx;    /* positions of each slot's KV cache; 0: the model's context, at most 4096 */
+} trinity_batch_params;
+
+typedef struct {
+    int token;
+    int slot;     /* 0 .. n_slots - 1 */
+    int pos;      /* its position in the slot: at most the positions the slot has filled (run in earlier calls, or
+                     earlier in this one): the next one, or an earlier one to overwrite what followed */
+    int logits;   /* 1: return this token's logits */
+} trinity_batch_token;
+
+TRINITY_API trinity_batch_params trinity_batch_params_default(void);
+TRINITY_API trinity_status trinity_batch_new(trinity_model *model, const trinity_batch_params *params,
+                                             trinity_batch **out);
+TRINITY_API void trinity_batch_free(trinity_batch *batch);
+TRINITY_API int trinity_batch_n_slots(const trinity_batch *batch);
+TRINITY_API int trinity_batch_n_ctx(const trinity_batch *batch);
+TRINITY_API const char *trinity_batch_device(const trinity_batch *batch); /* e.g. "cpu (avx512 kernels, ...)" */
+/* Positions slot `slot` has filled: its next token goes there. */
+TRINITY_API int trinity_batch_n_past(const trinity_batch *batch, int slot);
+/* Forgets a slot's positions: its next token goes to position 0. */
+TRINITY_API void trinity_batch_clear(trinity_batch *batch, int slot);
+/* Runs tokens[0..n_tokens). logits: [number of tokens with .logits set][n_vocab], in their order (may be NULL when
+ * none is set). Refused, nothing run, where an id, slot or position is out of range. */
+TRINITY_API trinity_status trinity_batch_decode(trinity_batch *batch, const trinity_batch_token *tokens, int n_tokens,
+                                                float *logits);
+
+/* ---- sampling outside a session ---- */
+typedef struct trinity_sampler trinity_sampler;
+/* A sampler with a session's settings (temperature, top_k, top_p, repeat_penalty, seed; n_ctx is not used). */
+TRINITY_API trinity_status trinity_sampler_new(const trinity_model *model, const trinity_session_params *params,
+                                               trinity_sampler **out);
+TRINITY_API void trinity_sampler_free(trinity_sampler *sampler);
+/* The token to follow a sequence's tokens history[0..n_history) (n_history >= 1), given the logits[n_vocab] of its
+ * last token (changed in place): the token a session with the same settings samples after the same tokens (the
+ * draw is a hash of the seed and the last token's position, n_history - 1). */
+TRINITY_API int trinity_sampler_sample(trinity_sampler *sampler, float *logits, const int *history, int n_history);
+
 /* ---- tools: what the trinity command's info, graph, convert and bench run (text output may change) ---- */
 
 /* The decode-step graph of the model for a context of n_ctx positions (0: the model's, at most 4096), one node per
