@@ -60,7 +60,7 @@ static trn_status cpu_step(trn_backend *backend, int token, int pos, int want_ou
     TRN_TRY(check_token(g, token));
     *(int32_t *)c->data[g->buf_token] = token;
     *(int32_t *)c->data[g->buf_pos] = pos;
-    const pass p = {&c->one, 1, 0, want_output ? g->n_nodes : g->n_body_nodes, want_output};
+    const pass p = {&c->one, 1, 0, want_output ? g->n_nodes : g->n_body_nodes, want_output, 0};
     trn_cpu_run_pass(c, &p);
     if (want_output && next_token)
         *next_token = *(const int32_t *)c->data[g->buf_next_token];
@@ -90,7 +90,7 @@ static trn_status cpu_prefill(trn_backend *backend, const int *tokens, int n_tok
         v->data[g->buf_logits] = all_logits ? all_logits + (size_t)done * n_vocab : c->data[g->buf_logits];
         v->stride[g->buf_logits] = all_logits ? (size_t)n_vocab * sizeof(float) : 0;
         const int head = all_logits || (last && want_output);
-        const pass p = {v, n, all_logits ? 0 : n - 1, head ? g->n_nodes : g->n_body_nodes, last && want_output};
+        const pass p = {v, n, all_logits ? 0 : n - 1, head ? g->n_nodes : g->n_body_nodes, last && want_output, 0};
         trn_cpu_run_pass(c, &p);
         done += n;
     }
@@ -100,6 +100,56 @@ static trn_status cpu_prefill(trn_backend *backend, const int *tokens, int n_tok
         if (next_token)
             *next_token = *(const int32_t *)c->data[g->buf_next_token];
     }
+    return TRN_OK;
+}
+
+/* Tokens of several sequence slots as batches of up to max_batch: the body for every token (each one's KV cache and
+ * attention in its own slot), then the rows of the tokens whose logits are wanted moved to the front of the residual
+ * stream and the head run for those alone, straight into the caller's rows. Per token the arithmetic is a prefill's,
+ * so a slot's logits are bitwise those of its tokens run alone. */
+static trn_status cpu_decode_batch(trn_backend *backend, const trn_batch_token *tokens, int n_tokens, float *logits) {
+    cpu_context *c = backend->context;
+    const trn_graph *g = c->graph;
+    const int n_vocab = g->model->hp.n_vocab;
+    for (int i = 0; i < n_tokens; i++) {
+        TRN_TRY(check_token(g, tokens[i].token));
+        if (tokens[i].slot < 0 || tokens[i].slot >= c->n_slots || tokens[i].pos < 0 || tokens[i].pos >= g->n_ctx)
+            return trn_fail(TRN_ERR_INVALID, "slot %d, position %d: the backend holds %d slots of %d positions",
+                            tokens[i].slot, tokens[i].pos, c->n_slots, g->n_ctx);
+    }
+    buffer_view *v = &c->batch;
+    const int residual = g->nodes[g->n_body_nodes].src[0]; /* what the head reads */
+    const size_t row_bytes = g->buffers[residual].bytes;
+    v->slot = c->batch_slots;
+    for (int done = 0, out = 0; done < n_tokens;) {
+        const int n = TRN_MIN(c->max_batch, n_tokens - done);
+        int wanted = 0;
+        for (int t = 0; t < n; t++) {
+            c->batch_inputs[t] = tokens[done + t].token;
+            c->batch_inputs[c->max_batch + t] = tokens[done + t].pos;
+            c->batch_slots[t] = tokens[done + t].slot;
+        }
+        const pass body = {v, n, n, g->n_body_nodes, 0, 0};
+        trn_cpu_run_pass(c, &body);
+        for (int t = 0; t < n; t++) /* the wanted rows to the front, in order (row t moves to row wanted <= t) */
+            if (tokens[done + t].logits) {
+                if (wanted != t)
+                    memcpy(row_at(v, residual, wanted), row_at(v, residual, t), row_bytes);
+                c->batch_inputs[c->max_batch + wanted] = tokens[done + t].pos;
+                c->batch_slots[wanted++] = tokens[done + t].slot;
+            }
+        if (wanted) {
+            v->data[g->buf_logits] = logits + (size_t)out * n_vocab;
+            v->stride[g->buf_logits] = (size_t)n_vocab * sizeof(float);
+            const pass head = {v, wanted, 0, g->n_nodes, 0, g->n_body_nodes};
+            trn_cpu_run_pass(c, &head);
+            out += wanted;
+        }
+        done += n;
+    }
+    v->slot = NULL;
+    v->data[g->buf_logits] = c->data[g->buf_logits];
+    v->stride[g->buf_logits] = 0;
     return TRN_OK;
 }
 
@@ -144,6 +194,7 @@ static void cpu_release(cpu_context *c) {
     trn_free(c->batch.xq);
     trn_free(c->batch_arena);
     trn_free(c->batch_inputs);
+    trn_free(c->batch_slots);
     memset(c, 0, sizeof(*c));
 }
 
@@ -177,10 +228,13 @@ static double physical_memory(void) {
 static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const trn_backend_config *config) {
     cpu_context *c = backend->context;
     cpu_release(c);
-    const double state = (double)trn_graph_state_bytes(g), memory = physical_memory();
+    const int n_slots = config->n_slots > 0 ? config->n_slots : 1;
+    const double state = (double)trn_graph_state_bytes(g) * n_slots, memory = physical_memory();
     if (memory > 0 && state > 0.75 * memory)
-        return trn_fail(TRN_ERR_NOMEM, "a context of %d needs %.1f GB of KV cache, more than this machine's %.1f GB "
-                        "of memory allows; choose a smaller -c", g->n_ctx, state / 1e9, memory / 1e9);
+        return trn_fail(TRN_ERR_NOMEM, "%d sequence%s of %d positions need %.1f GB of KV cache, more than this "
+                        "machine's %.1f GB of memory allows; choose a smaller -c", n_slots, n_slots == 1 ? "" : "s",
+                        g->n_ctx, state / 1e9, memory / 1e9);
+    c->n_slots = n_slots;
     c->graph = g;
     c->config = *config;
     const char *kernels;
@@ -226,9 +280,10 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->batch.xq = trn_alloc((size_t)(c->max_batch * xq_stride) * sizeof(trn_block_q8_act));
     c->batch_arena = trn_alloc(g->arena_bytes * (size_t)c->max_batch);
     c->batch_inputs = trn_alloc(2 * (size_t)c->max_batch * sizeof(int32_t));
+    c->batch_slots = trn_alloc((size_t)c->max_batch * sizeof(int32_t));
     if (!c->data || !c->owned || !c->matrix || !c->arena || !c->queues || !c->xq || !c->rope_cos_sin || !c->scores ||
         !c->cache_head_dim || !c->cache_is_k || !c->kv_ahead || !c->group_end || !c->sampler || !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
-        !c->batch_inputs) {
+        !c->batch_inputs || !c->batch_slots) {
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory preparing the CPU backend");
     }
@@ -257,12 +312,13 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     for (int i = 0; i < g->n_buffers; i++)
         if (c->cache_head_dim[i])
             kv_bytes += cache_bytes(c, i);
+    c->kv_slot_bytes = kv_bytes; /* the slots one after another: [slot][every cache] */
     if (kv_bytes) {
-        if (!(c->kv_region = trn_alloc_huge(kv_bytes))) {
+        if (!(c->kv_region = trn_alloc_huge(kv_bytes * (size_t)n_slots))) {
             cpu_release(c);
-            return trn_fail(TRN_ERR_NOMEM, "out of memory for %.1f MB of KV cache", kv_bytes / 1e6);
+            return trn_fail(TRN_ERR_NOMEM, "out of memory for %.1f MB of KV cache", kv_bytes * (double)n_slots / 1e6);
         }
-        memset(c->kv_region, 0, kv_bytes);
+        memset(c->kv_region, 0, kv_bytes * (size_t)n_slots);
     }
     for (int i = 0; i < g->n_buffers; i++) {
         const trn_buffer *buf = &g->buffers[i];
@@ -298,7 +354,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
                 kv_at += cache_bytes(c, i);
                 break;
             }
-            c->owned[i] = c->data[i] = trn_alloc(buf->bytes);
+            c->owned[i] = c->data[i] = trn_alloc(buf->bytes * (size_t)(buf->kind == TRN_BUF_STATE ? n_slots : 1));
             if (!c->data[i]) {
                 cpu_release(c);
                 return trn_fail(TRN_ERR_NOMEM, "out of memory allocating '%s' (%zu bytes)", buf->name, buf->bytes);
@@ -306,7 +362,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
         }
     }
     /* The two views: a step's rows (all shared), and a batch's (activations and inputs one row per token) */
-    c->one = (buffer_view){c->data, c->one.stride, c->xq, 0};
+    c->one = (buffer_view){c->data, c->one.stride, c->xq, 0, NULL};
     c->batch.xq_stride = xq_stride;
     for (int i = 0; i < g->n_buffers; i++) {
         const trn_buffer *buf = &g->buffers[i];
@@ -352,6 +408,7 @@ static const trn_backend_i cpu_iface = {
     .describe = cpu_describe,
     .free = cpu_free,
     .prefill = cpu_prefill,
+    .decode_batch = cpu_decode_batch,
 };
 
 trn_status trn_cpu_backend_create(trn_backend **out) {

@@ -53,12 +53,6 @@ static void product_rows(int64_t rows, int ith, int nth, int64_t *r0, int64_t *r
     split(rows, ith, nth, MATVEC_ROW_ALIGN, r0, r1);
 }
 
-/* Row of token t of buffer id. */
-static inline void *row_at(const buffer_view *v, int id, int64_t t) {
-    return (uint8_t *)v->data[id] + (size_t)t * v->stride[id];
-}
-
-static inline int32_t int_at(const buffer_view *v, int id, int64_t t) { return *(const int32_t *)row_at(v, id, t); }
 
 /* The first token a node runs for in a pass: every token for the body, the head's tokens for the head, the last
  * token for SAMPLE. */
@@ -180,22 +174,25 @@ static void matvec_shared(cpu_context *c, const buffer_view *v, const product_gr
 
 /* Requests into L2 the first n_pos positions of KV heads [kv0, kv1) of the K and V caches of an attention node:
  * what a step's attention is about to read. */
-static void prefetch_kv(const cpu_context *c, const trn_node *att, int64_t kv0, int64_t kv1, int64_t n_pos) {
+static void prefetch_kv(const cpu_context *c, const buffer_view *v, int64_t t, const trn_node *att, int64_t kv0,
+                        int64_t kv1, int64_t n_pos) {
     for (int k = 1; k <= 2; k++) {
         const int id = att->src[k];
         const int64_t stride = cache_head_floats(c, id, c->graph->n_ctx), bytes = cache_head_floats(c, id, n_pos) * 4;
+        const float *cache = state_at(c, v, id, t);
         for (int64_t kv = kv0; kv < kv1; kv++)
             for (int64_t at = 0; at < bytes; at += 64)
-                prefetch_line((const char *)((const float *)c->data[id] + kv * stride) + at);
+                prefetch_line((const char *)(cache + kv * stride) + at);
     }
 }
 
-/* KV heads [kv0, kv1) of one row (`row`, head_dim hd each) into a head-major cache at position pos. */
-static void store_cache_heads(const cpu_context *c, int cache, const float *row, int64_t pos, int64_t kv0, int64_t kv1,
-                              int64_t hd) {
+/* KV heads [kv0, kv1) of one row (`row`, head_dim hd each) into a head-major cache (`base`: its slot's part) at
+ * position pos. */
+static void store_cache_heads(const cpu_context *c, int cache, float *base, const float *row, int64_t pos, int64_t kv0,
+                              int64_t kv1, int64_t hd) {
     const int64_t stride = cache_head_floats(c, cache, c->graph->n_ctx);
     for (int64_t kv = kv0; kv < kv1; kv++) {
-        float *head = (float *)c->data[cache] + kv * stride;
+        float *head = base + kv * stride;
         if (c->cache_is_k[cache])
             for (int d = 0; d < hd; d++)
                 head[trn_k_index(pos, d, (int)hd)] = row[kv * hd + d];
@@ -224,7 +221,7 @@ static int step_heads(cpu_context *c, const trn_node *node, const buffer_view *v
     if (hd == 0)
         return 0;
     split(g->buffers[node->dst].ne[0] / hd, ith, nth, 1, &h0, &h1);
-    store_cache_heads(c, node->dst, row_at(v, node->src[0], t0), pos, h0, h1, hd);
+    store_cache_heads(c, node->dst, state_at(c, v, node->dst, t0), row_at(v, node->src[0], t0), pos, h0, h1, hd);
     return 1;
 }
 
@@ -251,7 +248,7 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                 int64_t h0, h1;
                 split(att->n_head, ith, nth, 1, &h0, &h1);
                 const int64_t pos = int_at(v, att->src[3], t0); /* positions so far */
-                kv_rows = (kv_cursor){.cache = {c->data[att->src[1]], c->data[att->src[2]]},
+                kv_rows = (kv_cursor){.cache = {state_at(c, v, att->src[1], t0), state_at(c, v, att->src[2], t0)},
                                       .head_floats = {cache_head_floats(c, att->src[1], g->n_ctx),
                                                       cache_head_floats(c, att->src[2], g->n_ctx)},
                                       .floats = {cache_head_floats(c, att->src[1], pos),
@@ -281,15 +278,15 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
         const int group = node->n_head / node->n_head_kv, hd = node->head_dim;
         const int64_t per_kv = (int64_t)n_tok * group;
         const int64_t k_head = cache_head_floats(c, node->src[1], g->n_ctx), v_head = cache_head_floats(c, node->src[2], g->n_ctx);
-        const float *k_cache = c->data[node->src[1]], *v_cache = c->data[node->src[2]];
         float *scores = c->scores + (int64_t)ith * TRN_ATTENTION_SCRATCH(g->n_ctx);
         split((int64_t)node->n_head * n_tok, ith, nth, 1, &begin, &end);
         if (n_tok == 1 && end > begin) /* a step: this thread's KV heads, every position, requested up front */
-            prefetch_kv(c, node, begin / group, (end - 1) / group + 1, int_at(v, node->src[3], t0) + 1);
+            prefetch_kv(c, v, t0, node, begin / group, (end - 1) / group + 1, int_at(v, node->src[3], t0) + 1);
         for (int64_t i = begin; i < end;) {
             const int64_t kv = i / per_kv, t = t0 + i % per_kv / group, j = i % group;
             const int n_q = (int)TRN_MIN(group - j, end - i);
             const int64_t h = kv * group + j;
+            const float *k_cache = state_at(c, v, node->src[1], t), *v_cache = state_at(c, v, node->src[2], t);
             ops->attention((const float *)row_at(v, node->src[0], t) + h * hd, n_q, k_cache + kv * k_head,
                            v_cache + kv * v_head, hd, int_at(v, node->src[3], t) + 1, hd, scores,
                            (float *)row_at(v, node->dst, t) + h * hd);
@@ -335,10 +332,11 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
             case TRN_OP_STORE_ROW: { /* dst is a KV cache (head-major) or the history: one row per position */
                 const int64_t pos = *(const int32_t *)s1, hd = c->cache_head_dim[node->dst];
                 if (hd == 0) {
-                    memcpy((uint8_t *)c->data[node->dst] + (size_t)pos * (size_t)width * 4, s0, (size_t)width * 4);
+                    memcpy((uint8_t *)state_at(c, v, node->dst, t) + (size_t)pos * (size_t)width * 4, s0,
+                           (size_t)width * 4);
                     break;
                 }
-                store_cache_heads(c, node->dst, s0, pos, 0, width / hd, hd);
+                store_cache_heads(c, node->dst, state_at(c, v, node->dst, t), s0, pos, 0, width / hd, hd);
                 break;
             }
             case TRN_OP_SAMPLE: {
@@ -348,7 +346,8 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                     memcpy(c->sample_logits, s0, (size_t)g->model->hp.n_vocab * sizeof(float));
                     logits = c->sample_logits;
                 }
-                *(int32_t *)dst = trn_sampler_sample(c->sampler, &c->config.sampling, logits, s1, pos + 1, pos);
+                *(int32_t *)dst = trn_sampler_sample(c->sampler, &c->config.sampling, logits,
+                                                     state_at(c, v, node->src[1], t), pos + 1, pos);
                 break;
             }
             default:
@@ -399,7 +398,7 @@ void trn_cpu_run_pass(cpu_context *c, const pass *p) {
         for (int i = 0; i < c->n_plan && c->plan[i].node < p->n_nodes; i++) {
             const plan_item *item = &c->plan[i];
             const trn_node *node = &g->nodes[item->node];
-            if (item->step_skip && p->n_tok == 1)
+            if ((item->step_skip && p->n_tok == 1) || item->node < p->first_node)
                 continue;
             switch (item->kind) {
             case ITEM_BARRIER: {

@@ -65,13 +65,15 @@ typedef struct {
     size_t *stride;        /* [n_buffers] bytes from one token's row to the next; 0: one row shared by all tokens */
     trn_block_q8_act *xq;  /* int8 copy of the current matrix input: [tokens][xq_stride] blocks */
     int64_t xq_stride;
+    const int32_t *slot;   /* [tokens] the sequence slot whose state (KV cache, history) each token uses; NULL: 0 */
 } buffer_view;
 
-/* One pass: n_tok tokens through nodes [0, n_nodes); the head nodes (from the graph's n_body_nodes on) for
+/* One pass: n_tok tokens through nodes [first_node, n_nodes); the head nodes (from the graph's n_body_nodes on) for
  * tokens [head_first, n_tok) only; SAMPLE, where `sample` is set, for the last token. */
 typedef struct {
     const buffer_view *view;
     int n_tok, head_first, n_nodes, sample;
+    int first_node;        /* 0 but for a batch's head pass (decode_batch) */
 } pass;
 
 typedef struct {
@@ -101,6 +103,9 @@ typedef struct {
     int max_batch;
     uint8_t *batch_arena;  /* [arena_bytes * max_batch] */
     int32_t *batch_inputs; /* [2][max_batch]: token ids, then positions */
+    int32_t *batch_slots;  /* [max_batch]: decode_batch's sequence slot of each token */
+    int n_slots;           /* sequences whose state the backend holds (config n_slots) */
+    size_t kv_slot_bytes;  /* one slot's part of kv_region (slot s of every cache: s * kv_slot_bytes further) */
     plan_item *plan;     /* [n_plan] what the threads do in a pass, in order (make_plan) */
     int n_plan;
     int *group_end;      /* [n_nodes] for a product that heads a group a step runs as one (group_products): one
@@ -130,6 +135,20 @@ static inline int64_t cache_head_floats(const cpu_context *c, int id, int64_t n)
     return c->cache_is_k[id] ? TRN_K_FLOATS(n, hd) : n * hd;
 }
 
+
+/* Row of token t of buffer id. */
+static inline void *row_at(const buffer_view *v, int id, int64_t t) {
+    return (uint8_t *)v->data[id] + (size_t)t * v->stride[id];
+}
+
+static inline int32_t int_at(const buffer_view *v, int id, int64_t t) { return *(const int32_t *)row_at(v, id, t); }
+
+/* Where state buffer `id` (a KV cache or the token history) of token t's sequence slot begins: slot 0 is c->data[id];
+ * the others follow, kv_slot_bytes apart for KV caches, a buffer's bytes apart otherwise. */
+static inline void *state_at(const cpu_context *c, const buffer_view *v, int id, int64_t t) {
+    const size_t slot = v->slot ? (size_t)v->slot[t] : 0;
+    return (uint8_t *)c->data[id] + slot * (c->cache_head_dim[id] ? c->kv_slot_bytes : c->graph->buffers[id].bytes);
+}
 
 /* Closes the interval [*t, now) as work or wait of kind k in a thread's table, where there is one. */
 static inline void profile_mark(prof_entry *table, int k, int waited, double *t) {

@@ -101,8 +101,9 @@ typedef struct {
 /* Called after each perplexity chunk with the running perplexity. */
 typedef void (*trinity_progress_fn)(int chunk, int n_chunks, double running_perplexity, void *user);
 
-/* Called with each new piece of text (complete UTF-8 characters, possibly empty) and the token it came from;
- * returning nonzero stops the generation after this piece. */
+/* Called once per generated token with the text it completes: whole UTF-8 characters, possibly none (a token that
+ * ends inside a character gives its bytes with the token that completes it). Text still held when generation ends
+ * (an incomplete character) comes in one last call with token -1. Returning nonzero stops the generation. */
 typedef int (*trinity_piece_fn)(const char *piece, size_t len, int token, void *user);
 
 TRINITY_API const char *trinity_version(void);                /* "0.3.0": TRINITY_VERSION_* */

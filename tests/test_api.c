@@ -7,7 +7,11 @@
  *   file: each a status and a one-line message;
  * - what a model holds: the info of the synthetic "tiny" model (its hyperparameters; parameters and bytes equal to the
  *   sums over its tensors), each tensor, a metadata string and a missing key, the graph listing with its fusion
- *   marks; UTF-8 validation with the offset of a bad byte; convert and bench refusing bad parameters. */
+ *   marks; UTF-8 validation with the offset of a bad byte; convert and bench refusing bad parameters;
+ * - sequences decoded together (trinity_batch): three slots started at different steps, prompts cut into pieces and a
+ *   call of more tokens than one CPU batch holds; every logit row a slot got is bitwise the row a session computes
+ *   for the same tokens alone, and a sampled slot (trinity_sampler) generates the tokens a session with the same
+ *   settings generates; bad tokens, slots and positions refused with nothing run. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +124,145 @@ static void check_model_info(trinity_model *model) {
     CHECK(trinity_bench(model, &bp, stdout) == TRINITY_ERR_INVALID && message_has("n_decode"));
 }
 
+typedef struct {
+    int tokens[256];
+    int n;
+} token_list;
+
+static int collect_token(const char *piece, size_t len, int token, void *user) {
+    (void)piece;
+    (void)len;
+    token_list *list = user;
+    if (list->n < 256 && token >= 0) /* -1: text held to the end */
+        list->tokens[list->n++] = token;
+    return 0;
+}
+
+enum { SLOTS = 3, BATCH_CTX = 160, GENERATE = 12 };
+
+/* Three sequences through one trinity_batch on a schedule a server would make, against sessions run alone. */
+static void check_batch(trinity_model *model) {
+    const int n_vocab = trinity_model_n_vocab(model), eos = trinity_token_eos(model);
+    const char *prompts[SLOTS] = {"once upon a time there was a", "the cat",
+                                  "a prompt long enough that with the other slots' tokens one call holds more than a "
+                                  "batch of sixty-four: the quick brown fox jumps over the lazy dog, twice over, and "
+                                  "then the lazy dog jumps over the quick brown fox"};
+    token_list seq[SLOTS];
+    int n_prompt[SLOTS], fed[SLOTS] = {0}, done[SLOTS] = {0};
+    float *rows = calloc((size_t)SLOTS * BATCH_CTX * n_vocab, sizeof(float)); /* the logits each position got */
+    unsigned char *have = calloc((size_t)SLOTS * BATCH_CTX, 1);
+    float *out = malloc((size_t)(SLOTS + 1) * n_vocab * sizeof(float));
+    trinity_batch_token *call = malloc(4 * BATCH_CTX * sizeof(*call));
+    trinity_batch_params bp = trinity_batch_params_default();
+    bp.n_slots = SLOTS;
+    bp.n_ctx = BATCH_CTX;
+    trinity_batch *batch = NULL;
+    trinity_sampler *samplers[SLOTS] = {NULL};
+    trinity_session_params sampled = trinity_session_params_default();
+    sampled.temperature = 0.9f;
+    sampled.seed = 5;
+    trinity_session_params greedy = trinity_session_params_default();
+    greedy.temperature = 0.0f;
+    CHECK(rows && have && out && call && trinity_batch_new(model, &bp, &batch) == TRINITY_OK);
+    for (int k = 0; k < SLOTS; k++) {
+        CHECK(trinity_sampler_new(model, k == 2 ? &sampled : &greedy, &samplers[k]) == TRINITY_OK);
+        CHECK(trinity_tokenize(model, prompts[k], strlen(prompts[k]), 1, seq[k].tokens, 256, &seq[k].n) == TRINITY_OK);
+        n_prompt[k] = seq[k].n;
+    }
+    if (!batch || !rows || !have || !out || !call || !samplers[0] || !samplers[1] || !samplers[2])
+        goto cleanup;
+    CHECK(trinity_batch_n_slots(batch) == SLOTS && trinity_batch_n_ctx(batch) == BATCH_CTX);
+    for (int step = 0; step < 64; step++) {
+        int n = 0, wanted[SLOTS + 1], n_wanted = 0;
+        for (int k = 0; k < SLOTS; k++) {
+            if (done[k] || step < k) /* slot k starts at step k */
+                continue;
+            /* prompts in two pieces (slot 1: the first piece without logits), then one token per step */
+            const int piece = fed[k] < n_prompt[k] ? (k == 1 && fed[k] == 0 ? n_prompt[k] / 2 : n_prompt[k] - fed[k]) : 1;
+            for (int i = 0; i < piece; i++, fed[k]++) {
+                const int last = fed[k] == seq[k].n - 1;
+                call[n++] = (trinity_batch_token){seq[k].tokens[fed[k]], k, fed[k], last};
+                if (last)
+                    wanted[n_wanted++] = k;
+            }
+        }
+        if (n == 0)
+            break;
+        if (step == 2)
+            CHECK_MSG(n > 64, "step 2 holds %d tokens, meant to be more than one CPU batch", n);
+        const trinity_status st = trinity_batch_decode(batch, call, n, out);
+        CHECK_MSG(st == TRINITY_OK, "decode at step %d: %s", step, trinity_last_error());
+        if (st != TRINITY_OK)
+            break;
+        for (int j = 0; j < n_wanted; j++) {
+            const int k = wanted[j], pos = seq[k].n - 1;
+            float *row = out + (size_t)j * n_vocab;
+            memcpy(rows + ((size_t)k * BATCH_CTX + pos) * n_vocab, row, (size_t)n_vocab * sizeof(float));
+            have[k * BATCH_CTX + pos] = 1;
+            const int next = trinity_sampler_sample(samplers[k], row, seq[k].tokens, seq[k].n);
+            if (next == eos || seq[k].n - n_prompt[k] == GENERATE)
+                done[k] = 1;
+            else
+                seq[k].tokens[seq[k].n++] = next;
+        }
+    }
+    /* each slot against a session fed its tokens alone: every row bitwise; the sampled slot's tokens as a session's */
+    for (int k = 0; k < SLOTS; k++) {
+        CHECK_MSG(done[k] && trinity_batch_n_past(batch, k) == seq[k].n, "slot %d: done %d, %d filled of %d", k,
+                  done[k], trinity_batch_n_past(batch, k), seq[k].n);
+        trinity_session_params sp = trinity_session_params_default();
+        sp.n_ctx = BATCH_CTX;
+        trinity_session *s = NULL;
+        float *all = malloc((size_t)seq[k].n * n_vocab * sizeof(float));
+        CHECK(all && trinity_session_new(model, &sp, &s) == TRINITY_OK &&
+              trinity_session_feed(s, seq[k].tokens, seq[k].n, all) == TRINITY_OK);
+        int rows_checked = 0, rows_equal = 0;
+        for (int pos = 0; all && s && pos < seq[k].n; pos++)
+            if (have[k * BATCH_CTX + pos]) {
+                rows_checked++;
+                rows_equal += memcmp(all + (size_t)pos * n_vocab, rows + ((size_t)k * BATCH_CTX + pos) * n_vocab,
+                                     (size_t)n_vocab * sizeof(float)) == 0;
+            }
+        CHECK_MSG(rows_checked > 0 && rows_equal == rows_checked, "slot %d: %d of %d logit rows bitwise equal to the "
+                  "session's", k, rows_equal, rows_checked);
+        trinity_session_free(s);
+        free(all);
+    }
+    {
+        trinity_session_params sp = sampled;
+        sp.n_ctx = BATCH_CTX;
+        trinity_session *s = NULL;
+        token_list gen = {{0}, 0};
+        CHECK(trinity_session_new(model, &sp, &s) == TRINITY_OK &&
+              trinity_session_feed(s, seq[2].tokens, n_prompt[2], NULL) == TRINITY_OK &&
+              trinity_session_generate(s, GENERATE, collect_token, &gen, NULL) == TRINITY_OK);
+        const int n_new = seq[2].n - n_prompt[2]; /* generated tokens kept (an EOS ended it early, not kept) */
+        CHECK_MSG(gen.n >= n_new && memcmp(gen.tokens, seq[2].tokens + n_prompt[2], (size_t)n_new * sizeof(int)) == 0,
+                  "the sampled slot's %d tokens differ from a session's %d", n_new, gen.n);
+        trinity_session_free(s);
+    }
+    /* refusals: nothing runs, nothing is filled */
+    const int past = trinity_batch_n_past(batch, 0);
+    trinity_batch_token bad[2] = {{5, 0, past, 0}, {5, 0, past + 2, 0}}; /* a gap */
+    CHECK(trinity_batch_decode(batch, bad, 2, NULL) == TRINITY_ERR_INVALID && trinity_batch_n_past(batch, 0) == past);
+    bad[1] = (trinity_batch_token){5, SLOTS, 0, 0};
+    CHECK(trinity_batch_decode(batch, bad, 2, NULL) == TRINITY_ERR_INVALID && message_has("slot"));
+    bad[1] = (trinity_batch_token){n_vocab, 1, 0, 0};
+    CHECK(trinity_batch_decode(batch, bad, 2, NULL) == TRINITY_ERR_INVALID && message_has("vocabulary"));
+    bad[1] = (trinity_batch_token){5, 1, 0, 1};
+    CHECK(trinity_batch_decode(batch, bad, 2, NULL) == TRINITY_ERR_INVALID && trinity_batch_n_past(batch, 0) == past);
+    trinity_batch_clear(batch, 0);
+    CHECK(trinity_batch_n_past(batch, 0) == 0);
+cleanup:
+    for (int k = 0; k < SLOTS; k++)
+        trinity_sampler_free(samplers[k]);
+    trinity_batch_free(batch);
+    free(rows);
+    free(have);
+    free(out);
+    free(call);
+}
+
 int main(void) {
     trinity_model_params mp = trinity_model_params_default();
     mp.device = TRINITY_DEVICE_CPU;
@@ -191,6 +334,12 @@ int main(void) {
     none.size = 0;
     CHECK(trinity_session_new(model, &none, &s3) == TRINITY_ERR_INVALID && message_has("size"));
     check_model_info(model);
+    trinity_model_free(model);
+    mp.n_threads = 2; /* the batch on two threads */
+    model = NULL;
+    CHECK(trinity_model_open("synthetic:tiny", &mp, &model) == TRINITY_OK);
+    if (model)
+        check_batch(model);
     trinity_model_free(model);
 
     /* a vocabulary alone: tokenizes, runs no session */
