@@ -17,6 +17,7 @@
 #include "common.h"
 #include "npy.h"
 #include "output_file.h"
+#include "profiling/bench_parallel.h"
 #include "trinity.h"
 
 #define EXIT_RUNTIME 1
@@ -53,7 +54,7 @@ typedef struct {
     int top_k;
     unsigned long long seed;
     const char *text;       /* tokenize's TEXT */
-    int bench_prompt, bench_decode;
+    int bench_prompt, bench_decode, parallel;
     const char *text_file;  /* perplexity -f */
     const char *ids;        /* logits --ids */
     const char *output;     /* logits -o, convert -o */
@@ -114,6 +115,9 @@ static const cli_flag cli_flags[] = {
     {"--top", "K", CMD_LOGITS, 0, VALUE_INT, AT(top), 1, 1 << 20, NULL, "the K best ids and logits per position, as text"},
     {"--prompt-tokens", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_prompt), 1, 2048, NULL, "prompt length (default 64)"},
     {"--decode-tokens", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_decode), 1, 2048, NULL, "decode steps timed (default 32)"},
+    {"--parallel", "N", CMD_BENCH, 0, VALUE_INT, AT(parallel), 1, 64, NULL,
+     "aggregate decode tokens/s of 1, 4, 8, 16 ... N sequences decoded together, and the time to every first token "
+     "when their prompts arrive at once"},
     {"--compare-weights", NULL, CMD_BENCH, 0, VALUE_NONE, AT(compare_weights), 0, 0, NULL,
      "(--device cuda) every GPU weight mode in one run"},
     {"--json", NULL, CMD_BENCH | CMD_PERPLEXITY, 0, VALUE_NONE, AT(json), 0, 0, NULL, "one JSON object on stdout"},
@@ -364,6 +368,8 @@ static int check_combination(cli_options *o) {
     if ((weights_given || layers_given || o->compare_weights) && strcmp(o->device, "cpu") == 0)
         return usage_error("%s: GPU weight modes need --device cuda or auto",
                            o->compare_weights ? "--compare-weights" : weights_given ? "--weights" : "--resident-layers");
+    if (o->compare_weights && o->parallel)
+        return usage_error("%s: --compare-weights and --parallel are separate benchmarks", o->command_name);
     if (o->compare_weights && (weights_given || layers_given))
         return usage_error("%s: --compare-weights runs every weight mode itself", o->command_name);
     if (o->command == CMD_TOKENIZE && !o->text)
@@ -713,7 +719,10 @@ static int cmd_bench(const cli_options *o) {
     p.n_decode = o->bench_decode;
     p.json = o->json;
     p.compare_weights = o->compare_weights;
-    if (trinity_bench(model, &p, stdout) != TRINITY_OK)
+    const trinity_status st = o->parallel > 0 ? trn_bench_parallel(model, o->parallel, o->bench_prompt, o->bench_decode,
+                                                                   o->json, stdout)
+                                              : trinity_bench(model, &p, stdout);
+    if (st != TRINITY_OK)
         rc = fail();
     trinity_model_free(model);
     return rc;

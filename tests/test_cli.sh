@@ -333,6 +333,32 @@ EOF
     check "bench --synthetic tiny --json" "stdout is not a JSON object with the expected keys" $?
 fi
 
+# bench --parallel: one point per sequence count (1, 4, then the asked 6), positive figures, the 1-sequence speedup 1.
+if expect_success "bench --parallel 6 --json" -- \
+    "$TRINITY" bench --synthetic tiny --parallel 6 --json --decode-tokens 3 --prompt-tokens 4 -t 1; then
+    if command -v python3 >/dev/null 2>&1; then
+        python3 - "$OUT" <<'EOF'
+import json, sys
+try:
+    obj = json.load(open(sys.argv[1]))
+    points = obj["parallel"]
+    assert [p["sequences"] for p in points] == [1, 4, 6], "sequence counts %s" % [p["sequences"] for p in points]
+    for p in points:
+        assert all(p[k] > 0 for k in ("ms_per_step", "tokens_per_s", "speedup", "first_token_ms")), p
+    assert abs(points[0]["speedup"] - 1.0) < 1e-9, points[0]
+except Exception as e:
+    print("    json check: %s" % (e,))
+    sys.exit(1)
+EOF
+    else
+        grep -q '"sequences": 6' "$OUT"
+    fi
+    check "bench --parallel 6 --json" "not one point per sequence count with positive figures" $?
+fi
+expect_error "bench --parallel 0" 2 "--parallel" -- "$TRINITY" bench --synthetic tiny --parallel 0
+expect_error "bench --parallel with --compare-weights" 2 "--parallel" -- \
+    "$TRINITY" bench --synthetic tiny --parallel 2 --compare-weights
+
 run "$TRINITY" --help
 if [ "$RC" -eq 0 ] && grep -q '^usage: trinity' "$OUT" && [ -z "$(sanitizer_report)" ]; then
     ok "--help"
