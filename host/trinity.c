@@ -86,6 +86,20 @@ static void copy_params(void *dst, const void *src, size_t full, size_t given) {
     memcpy(dst, src, given < full ? given : full);
 }
 
+/* The caller's params struct `src` (NULL: keep the defaults in dst) over dst, refused where its size field (every
+ * params struct starts with one) does not reach `needed` bytes. `name` is the struct's type. */
+static trn_status take_params(void *dst, const void *src, size_t full, size_t needed, const char *name) {
+    if (!src)
+        return TRN_OK;
+    const size_t given = *(const size_t *)src;
+    if (given < needed)
+        return trn_fail(TRN_ERR_INVALID, "%s.size is %zu: set it with %s_default()", name, given, name);
+    copy_params(dst, src, full, given);
+    return TRN_OK;
+}
+#define TAKE_PARAMS(dst, src, type, last_field) \
+    take_params((dst), (src), sizeof(type), offsetof(type, last_field) + sizeof(((type *)0)->last_field), #type)
+
 trinity_status trinity_model_open(const char *path, const trinity_model_params *params, trinity_model **out) {
     *out = NULL;
     if (!path)
@@ -94,13 +108,9 @@ trinity_status trinity_model_open(const char *path, const trinity_model_params *
     if (!m)
         return status_of(trn_fail(TRN_ERR_NOMEM, "out of memory opening %s", path));
     m->params = trinity_model_params_default();
-    if (params) {
-        if (params->size < offsetof(trinity_model_params, device) + sizeof(params->device)) {
-            free(m);
-            return status_of(trn_fail(TRN_ERR_INVALID, "trinity_model_params.size is %zu: set it with "
-                                      "trinity_model_params_default()", params->size));
-        }
-        copy_params(&m->params, params, sizeof(m->params), params->size);
+    if (TAKE_PARAMS(&m->params, params, trinity_model_params, device) != TRN_OK) {
+        free(m);
+        return status_of(TRN_ERR_INVALID);
     }
     const trinity_model_params *p = &m->params;
     trn_status status = TRN_OK;
@@ -303,12 +313,7 @@ trinity_status trinity_session_new(trinity_model *m, const trinity_session_param
     if (!m->model)
         return status_of(trn_fail(TRN_ERR_INVALID, "a vocabulary-only model (vocab_only) runs no sessions"));
     trinity_session_params p = trinity_session_params_default();
-    if (params) {
-        if (params->size < offsetof(trinity_session_params, n_ctx) + sizeof(params->n_ctx))
-            return status_of(trn_fail(TRN_ERR_INVALID, "trinity_session_params.size is %zu: set it with "
-                                      "trinity_session_params_default()", params->size));
-        copy_params(&p, params, sizeof(p), params->size);
-    }
+    TRY(TAKE_PARAMS(&p, params, trinity_session_params, n_ctx));
     if (p.n_ctx < 0 || p.n_ctx > TRN_MAX_CONTEXT || !(p.temperature >= 0.0f) || p.top_k < 0 || !(p.top_p > 0.0f) ||
         p.top_p > 1.0f || !(p.repeat_penalty > 0.0f))
         return status_of(trn_fail(TRN_ERR_INVALID, "trinity_session_params: n_ctx %d (0 to %d), temperature %g, "
@@ -510,12 +515,7 @@ trinity_status trinity_batch_new(trinity_model *m, const trinity_batch_params *p
     if (!m->model)
         return status_of(trn_fail(TRN_ERR_INVALID, "a vocabulary-only model (vocab_only) runs no batch"));
     trinity_batch_params p = trinity_batch_params_default();
-    if (params) {
-        if (params->size < offsetof(trinity_batch_params, n_ctx) + sizeof(params->n_ctx))
-            return status_of(trn_fail(TRN_ERR_INVALID, "trinity_batch_params.size is %zu: set it with "
-                                      "trinity_batch_params_default()", params->size));
-        copy_params(&p, params, sizeof(p), params->size);
-    }
+    TRY(TAKE_PARAMS(&p, params, trinity_batch_params, n_ctx));
     if (p.n_slots < 1 || p.n_slots > 1024 || p.n_ctx < 0 || p.n_ctx > TRN_MAX_CONTEXT)
         return status_of(trn_fail(TRN_ERR_INVALID, "trinity_batch_params: n_slots %d (1 to 1024) or n_ctx %d (0 to %d) "
                                   "out of range", p.n_slots, p.n_ctx, TRN_MAX_CONTEXT));
@@ -632,12 +632,7 @@ _Static_assert(sizeof(int) == sizeof(int32_t), "token ids are int32 in the sampl
 trinity_status trinity_sampler_new(const trinity_model *m, const trinity_session_params *params, trinity_sampler **out) {
     *out = NULL;
     trinity_session_params p = trinity_session_params_default();
-    if (params) {
-        if (params->size < offsetof(trinity_session_params, n_ctx) + sizeof(params->n_ctx))
-            return status_of(trn_fail(TRN_ERR_INVALID, "trinity_session_params.size is %zu: set it with "
-                                      "trinity_session_params_default()", params->size));
-        copy_params(&p, params, sizeof(p), params->size);
-    }
+    TRY(TAKE_PARAMS(&p, params, trinity_session_params, n_ctx));
     if (!(p.temperature >= 0.0f) || p.top_k < 0 || !(p.top_p > 0.0f) || p.top_p > 1.0f || !(p.repeat_penalty > 0.0f))
         return status_of(trn_fail(TRN_ERR_INVALID, "sampler: temperature %g, top_k %d, top_p %g or repeat_penalty %g "
                                   "out of range", p.temperature, p.top_k, p.top_p, p.repeat_penalty));

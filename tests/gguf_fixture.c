@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "gguf_fixture.h"
 
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,4 +216,20 @@ trn_gguf_writer *fixture_full_writer(void) {
     add_arrays(w);
     add_tensors(w);
     return w;
+}
+
+/* Removes every entry of `dir` (files and empty directories), so a failed check leaves no litter. */
+void empty_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char path[512];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        remove(path);
+    }
+    closedir(d);
 }

@@ -90,4 +90,7 @@ const uint8_t *fixture_payload(int64_t i);
 /* A writer holding the whole full image (scalars, arrays, tensors, in that order). */
 trn_gguf_writer *fixture_full_writer(void);
 
+/* Removes every entry of `dir` (files and empty directories), so a failed check leaves no litter. */
+void empty_dir(const char *dir);
+
 #endif

@@ -84,22 +84,6 @@ static tensor_fields locate_tensor(const uint8_t *img, size_t size, const char *
     return f;
 }
 
-/* Removes every entry of `dir` (files and empty directories), so a failed check leaves no litter. */
-static void empty_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        remove(path);
-    }
-    closedir(d);
-}
-
 /* ---- 1. the full image: getters ------------------------------------------------------------------- */
 
 static void check_scalar_getters(const trn_gguf *g) {

@@ -197,22 +197,6 @@ static int count_entries(const char *dir, char *names, size_t cap) {
     return n;
 }
 
-/* Removes every entry of `dir` (files and empty directories), so a failed check leaves no litter. */
-static void empty_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        remove(path);
-    }
-    closedir(d);
-}
-
 static void test_files(void) {
     char dir[] = "/tmp/trn_test_gguf_write_XXXXXX";
     if (!mkdtemp(dir)) {
