@@ -15,7 +15,6 @@
 #include "host/gguf.h"
 #include "test_util.h"
 
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
