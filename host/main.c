@@ -1,9 +1,10 @@
 /* main.c: the `trinity` command, the first user of the public API (trinity.h): generate, tokenize, info, graph,
- * bench, perplexity, logits and convert, with llama.cpp-style flags read from one table (cli_flags) that also
+ * bench, perplexity, logits, convert and serve, with llama.cpp-style flags read from one table (cli_flags) that also
  * writes each command's --help. The engine is reached only through trinity.h; besides it, the command uses the
- * small utilities every program here shares (common.h: time, checked file reads; output_file.h; npy.h).
- * This is the only place that prints errors and chooses exit codes: 0 on success, 1 on an error at run time (bad
- * model file, prompt too long, ...), 2 on bad usage (unknown flag, impossible value). */
+ * small utilities every program here shares (common.h: time, checked file reads; output_file.h; npy.h) and, for
+ * serve, the HTTP server (server.h), which prints its own lines as it runs. Otherwise this is the only place that
+ * prints errors and chooses exit codes: 0 on success, 1 on an error at run time (bad model file, prompt too long,
+ * ...), 2 on bad usage (unknown flag, impossible value). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <limits.h>
@@ -14,10 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chat.h"
 #include "common.h"
 #include "npy.h"
 #include "output_file.h"
 #include "profiling/bench_parallel.h"
+#include "server.h"
 #include "trinity.h"
 
 #define EXIT_RUNTIME 1
@@ -34,8 +37,10 @@ enum {
     CMD_PERPLEXITY = 1 << 5,
     CMD_LOGITS = 1 << 6,
     CMD_CONVERT = 1 << 7,
-    CMD_MODEL = CMD_GENERATE | CMD_TOKENIZE | CMD_INFO | CMD_GRAPH | CMD_BENCH | CMD_PERPLEXITY | CMD_LOGITS,
-    CMD_RUN = CMD_GENERATE | CMD_BENCH | CMD_PERPLEXITY | CMD_LOGITS, /* commands that run the model */
+    CMD_SERVE = 1 << 8,
+    CMD_MODEL = CMD_GENERATE | CMD_TOKENIZE | CMD_INFO | CMD_GRAPH | CMD_BENCH | CMD_PERPLEXITY | CMD_LOGITS |
+                CMD_SERVE,
+    CMD_RUN = CMD_GENERATE | CMD_BENCH | CMD_PERPLEXITY | CMD_LOGITS | CMD_SERVE, /* commands that run the model */
 };
 
 typedef struct {
@@ -54,12 +59,14 @@ typedef struct {
     int top_k;
     unsigned long long seed;
     const char *text;       /* tokenize's TEXT */
-    int bench_prompt, bench_decode, parallel;
+    int bench_prompt, bench_decode, bench_parallel;
     const char *text_file;  /* perplexity -f */
     const char *ids;        /* logits --ids */
     const char *output;     /* logits -o, convert -o */
     int top;                /* logits --top */
     const char *from, *input, *base_dir, *tokenizer, *vocab, *type, *embed_type, *ternary_rule; /* convert */
+    const char *host, *api_key, *chat_template; /* serve */
+    int port, n_parallel;
     unsigned char given[64]; /* given[i]: flag cli_flags[i] was on the command line */
 } cli_options;
 
@@ -98,6 +105,19 @@ static const cli_flag cli_flags[] = {
      "new tokens (default: up to 128, within the context)"},
     {"-c, --ctx-size", "N", CMD_GENERATE | CMD_GRAPH | CMD_LOGITS, 0, VALUE_INT, AT(n_ctx), 1, TRINITY_MAX_CONTEXT,
      NULL, "context positions (default: the model's, at most 4096)"},
+    {"-c, --ctx-size", "N", CMD_SERVE, 0, VALUE_INT, AT(n_ctx), 1, TRINITY_MAX_CONTEXT, NULL,
+     "context positions of all slots together, split evenly across the --parallel slots (default: the model's "
+     "context, at most 4096)"},
+    {"--host", "ADDRESS", CMD_SERVE, 0, VALUE_TEXT, AT(host), 0, 0, NULL,
+     "the address to listen on (default 127.0.0.1)"},
+    {"--port", "PORT", CMD_SERVE, 0, VALUE_INT, AT(port), 0, 65535, NULL, "(default 8080; 0: a free port)"},
+    {"--parallel", "N", CMD_SERVE, 0, VALUE_INT, AT(n_parallel), 1, 1024, NULL,
+     "sequences generated at once, each in its own slot (default 4)"},
+    {"--api-key", "KEY", CMD_SERVE, 0, VALUE_TEXT, AT(api_key), 0, 0, NULL,
+     "every /v1 request must send \"Authorization: Bearer KEY\" (default: none needed)"},
+    {"--chat-template", "FORMAT", CMD_SERVE, 0, VALUE_CHOICE, AT(chat_template), 0, 0, TRN_CHAT_FORMAT_NAMES,
+     "the chat format (default: the model's tokenizer.chat_template, recognised by its markers; chatml where the "
+     "model has none)"},
     {"-c, --ctx-size", "N", CMD_PERPLEXITY, 0, VALUE_INT, AT(n_ctx), 1, TRINITY_MAX_CONTEXT, NULL,
      "chunk length (default: the model's context, at most 512)"},
     {"--temp", "T", CMD_GENERATE, 0, VALUE_FLOAT, AT(temp), 0.0, 1e6, NULL, "temperature (default 0.8; 0 is greedy)"},
@@ -115,7 +135,7 @@ static const cli_flag cli_flags[] = {
     {"--top", "K", CMD_LOGITS, 0, VALUE_INT, AT(top), 1, 1 << 20, NULL, "the K best ids and logits per position, as text"},
     {"--prompt-tokens", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_prompt), 1, 2048, NULL, "prompt length (default 64)"},
     {"--decode-tokens", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_decode), 1, 2048, NULL, "decode steps timed (default 32)"},
-    {"--parallel", "N", CMD_BENCH, 0, VALUE_INT, AT(parallel), 1, 64, NULL,
+    {"--parallel", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_parallel), 1, 64, NULL,
      "aggregate decode tokens/s of 1, 4, 8, 16 ... N sequences decoded together, and the time to every first token "
      "when their prompts arrive at once"},
     {"--compare-weights", NULL, CMD_BENCH, 0, VALUE_NONE, AT(compare_weights), 0, 0, NULL,
@@ -172,6 +192,8 @@ static const cli_command cli_commands[] = {
     {"logits", CMD_LOGITS, "-m FILE (-p TEXT | --ids \"1 2 3\") (-o OUT.npy | --top K)", "teacher-forced logits"},
     {"convert", CMD_CONVERT, "--from hf|trin|llama2c INPUT -o OUT.gguf [options]", "another checkpoint format to "
      "GGUF"},
+    {"serve", CMD_SERVE, "(-m FILE | --synthetic NAME) [--port P] [--parallel N] [options]", "an OpenAI-compatible "
+     "HTTP server (/v1/completions, /v1/chat/completions) with continuous batching"},
 };
 
 static const cli_command *find_command(const char *name) {
@@ -368,7 +390,7 @@ static int check_combination(cli_options *o) {
     if ((weights_given || layers_given || o->compare_weights) && strcmp(o->device, "cpu") == 0)
         return usage_error("%s: GPU weight modes need --device cuda or auto",
                            o->compare_weights ? "--compare-weights" : weights_given ? "--weights" : "--resident-layers");
-    if (o->compare_weights && o->parallel)
+    if (o->compare_weights && o->bench_parallel)
         return usage_error("%s: --compare-weights and --parallel are separate benchmarks", o->command_name);
     if (o->compare_weights && (weights_given || layers_given))
         return usage_error("%s: --compare-weights runs every weight mode itself", o->command_name);
@@ -399,6 +421,9 @@ static int parse_args(int argc, char **argv, cli_options *o) {
     o->repeat_penalty = 1.0f;
     o->bench_prompt = 64;
     o->bench_decode = 32;
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->n_parallel = 4;
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -495,8 +520,8 @@ static int context_size(const cli_options *o, int n_ctx_train) {
     return n_ctx;
 }
 
-/* The model with the run flags (-t, --device, --act, --weights, --kernels, --scalar). */
-static int open_model(const cli_options *o, int vocab_only, trinity_model **model) {
+/* The model parameters the run flags give (-t, --device, --act, --weights, --kernels, --scalar). */
+static trinity_model_params model_params_of(const cli_options *o, int vocab_only) {
     trinity_model_params p = trinity_model_params_default();
     p.device = device_of(o->device);
     p.n_threads = o->n_threads;
@@ -505,6 +530,12 @@ static int open_model(const cli_options *o, int vocab_only, trinity_model **mode
     p.f32_activations = o->act && strcmp(o->act, "f32") == 0;
     p.kernels = o->kernels; /* NULL: TRN_KERNELS, else auto */
     p.vocab_only = vocab_only;
+    return p;
+}
+
+/* The model with the run flags. */
+static int open_model(const cli_options *o, int vocab_only, trinity_model **model) {
+    const trinity_model_params p = model_params_of(o, vocab_only);
     const double t0 = trn_time_s();
     if (trinity_model_open(o->model_path, &p, model) != TRINITY_OK)
         return fail();
@@ -719,9 +750,9 @@ static int cmd_bench(const cli_options *o) {
     p.n_decode = o->bench_decode;
     p.json = o->json;
     p.compare_weights = o->compare_weights;
-    const trinity_status st = o->parallel > 0 ? trn_bench_parallel(model, o->parallel, o->bench_prompt, o->bench_decode,
-                                                                   o->json, stdout)
-                                              : trinity_bench(model, &p, stdout);
+    const trinity_status st = o->bench_parallel > 0 ? trn_bench_parallel(model, o->bench_parallel, o->bench_prompt,
+                                                                         o->bench_decode, o->json, stdout)
+                                                    : trinity_bench(model, &p, stdout);
     if (st != TRINITY_OK)
         rc = fail();
     trinity_model_free(model);
@@ -926,6 +957,21 @@ static int cmd_convert(const cli_options *o) {
     return 0;
 }
 
+/* The server (server.c) opens the model itself and runs until SIGINT or SIGTERM. */
+static int cmd_serve(const cli_options *o) {
+    const trn_serve_options options = {
+        .model_path = o->model_path,
+        .model_params = model_params_of(o, 0),
+        .host = o->host,
+        .port = o->port,
+        .n_parallel = o->n_parallel,
+        .n_ctx_total = o->n_ctx,
+        .api_key = o->api_key,
+        .chat_template = o->chat_template,
+    };
+    return trn_serve(&options);
+}
+
 int main(int argc, char **argv) {
     cli_options o;
     int rc = parse_args(argc, argv, &o);
@@ -946,6 +992,7 @@ int main(int argc, char **argv) {
     case CMD_BENCH: return cmd_bench(&o);
     case CMD_PERPLEXITY: return cmd_perplexity(&o);
     case CMD_LOGITS: return cmd_logits(&o);
+    case CMD_SERVE: return cmd_serve(&o);
     default: return cmd_convert(&o);
     }
 }

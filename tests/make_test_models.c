@@ -19,6 +19,11 @@
  * huge_count.gguf     a header claiming 2^40 tensors
  * vocab_mismatch.gguf token_embd.weight and output.weight with one row more than the vocabulary
  * empty.gguf          0 bytes
+ * and, for `trinity serve`, good.gguf with a context of 1024 and a tokenizer.chat_template:
+ * chat_llama2.gguf    Llama 2's template ([INST], <<SYS>>)
+ * chat_zephyr.gguf    TinyLlama chat's (Zephyr: <|user|>, <|assistant|>)
+ * chat_chatml.gguf    ChatML's (<|im_start|>)
+ * chat_unknown.gguf   a template of none of these formats
  *
  * The output is deterministic (fixed seeds, no time or environment). */
 #define _POSIX_C_SOURCE 200809L
@@ -261,6 +266,36 @@ static void write_variant(const char *name, const variant *v) {
     free_buffers();
 }
 
+/* good.gguf with a context of 1024 and the chat template `chat_template`. */
+static void write_chat_variant(const char *name, const char *chat_template) {
+    trn_gguf_writer *w = build(&(variant){"llama", NULL, NULL, 0, 0, 1024});
+    trn_gguf_set_string(w, "tokenizer.chat_template", chat_template);
+    if (trn_gguf_write_file(w, out_path(name)) != TRN_OK)
+        die(name);
+    trn_gguf_writer_free(w);
+    free_buffers();
+}
+
+/* The templates as the models' tokenizer_config.json have them (Llama-2-chat, TinyLlama-1.1B-Chat, a ChatML model). */
+static const char LLAMA2_TEMPLATE[] =
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = "
+    "messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}{% endif %}"
+    "{% for message in loop_messages %}{% if loop.index0 == 0 and system_message != false %}{% set content = "
+    "'<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = "
+    "message['content'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + "
+    "' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}"
+    "{% endfor %}";
+static const char ZEPHYR_TEMPLATE[] =
+    "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + "
+    "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token }}\n"
+    "{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n"
+    "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}";
+static const char CHATML_TEMPLATE[] =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
+    "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+static const char UNKNOWN_TEMPLATE[] =
+    "{% for message in messages %}### {{ message['role'] }}: {{ message['content'] }}\n{% endfor %}### Response:";
+
 static void write_bytes(const char *name, const void *data, size_t size) {
     const char *path = out_path(name);
     FILE *f = fopen(path, "wb");
@@ -334,6 +369,10 @@ int main(int argc, char **argv) {
     write_variant("long_context.gguf", &(variant){"llama", NULL, NULL, 0, 0, 1u << 20});
     write_variant("too_long_context.gguf", &(variant){"llama", NULL, NULL, 0, 0, (1u << 20) + 1});
     write_bytes("empty.gguf", "", 0);
+    write_chat_variant("chat_llama2.gguf", LLAMA2_TEMPLATE);
+    write_chat_variant("chat_zephyr.gguf", ZEPHYR_TEMPLATE);
+    write_chat_variant("chat_chatml.gguf", CHATML_TEMPLATE);
+    write_chat_variant("chat_unknown.gguf", UNKNOWN_TEMPLATE);
 
     size_t size = 0;
     uint8_t *image = good_image(&size);
