@@ -392,7 +392,11 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     nvtxRangePushA("load");
     CUDA_CHECK(cudaSetDevice(c->device));
     CUDA_CHECK(cudaGetDeviceProperties(&c->prop, c->device));
+#ifdef TRN_CUDA_PASCAL
+    c->pdl = false; /* the Pascal code path: no programmatic dependent launch on any GPU */
+#else
     c->pdl = c->fuse && c->prop.major >= 9 && !env_flag("TRN_CUDA_NO_PDL");
+#endif
     size_t free_bytes = 0, total_bytes = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     const size_t other_bytes = other_bytes_needed(g);
@@ -474,10 +478,15 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         TRN_TRY(captured);
     }
     nvtxRangePop();
+#ifdef TRN_CUDA_PASCAL
+    const bool pascal_path = true;
+#else
+    const bool pascal_path = false;
+#endif
     snprintf(c->description, sizeof(c->description),
              "cuda (%s, sm_%d%d, %s%s%s, act %s, %d kernels per token, %s, %.2f GB on the device)", c->prop.name,
              c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : c->fuse ? "no graph: pageable weights" : "no graph: TRN_CUDA_NO_GRAPH",
-             c->fuse ? ", fused" : ", unfused", c->pdl ? ", PDL" : "",
+             c->fuse ? ", fused" : ", unfused", c->pdl ? ", PDL" : pascal_path ? ", Pascal code path" : "",
              config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->weights.note, c->device_bytes / 1e9);
     return TRN_OK;
 }
