@@ -16,6 +16,12 @@ trn_status trn_cuda_backend_create(trn_backend **out);
  * (host_to_device), or within device memory (bytes read + bytes written). */
 trn_status trn_cuda_copy_bandwidth(int host_to_device, size_t bytes, int reps, double *gbs);
 
+/* The capture range of an attached profiler (cuda/profiler.cu): cudaProfilerStart / cudaProfilerStop, so that
+ * `nsys profile --capture-range=cudaProfilerApi` and `ncu --profile-from-start off` record only what runs between
+ * them (trinity bench: its timed decode steps). Without a profiler they do nothing; their errors are ignored. */
+void trn_cuda_profiler_start(void);
+void trn_cuda_profiler_stop(void);
+
 #ifdef __cplusplus
 }
 #endif

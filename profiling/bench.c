@@ -141,6 +141,12 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
         return trn_fail(TRN_ERR_NOMEM, "out of memory for %d step times", n_decode);
     trn_status status = TRN_OK;
     int done = 0;
+#ifdef TRN_HAVE_CUDA
+    /* a profiler's capture range (nsys --capture-range=cudaProfilerApi, ncu --profile-from-start off): these steps */
+    const int on_cuda = strcmp(trn_backend_name(backend), "cuda") == 0;
+    if (on_cuda)
+        trn_cuda_profiler_start();
+#endif
     for (int round = 0; round < DECODE_ROUNDS && status == TRN_OK; round++) {
         /* the probe reads host memory: it bounds the CPU backend only (a GPU is probed once, below) */
         probes[round] = on_cpu ? trn_bandwidth_probe(threads, (size_t)256 << 20, 1) : 0.0;
@@ -150,6 +156,10 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
             times[done] = trn_time_s() - t0;
         }
     }
+#ifdef TRN_HAVE_CUDA
+    if (on_cuda)
+        trn_cuda_profiler_stop();
+#endif
     if (status == TRN_OK) {
         const double step_s = median(times, n_decode);
         out->bandwidth_gbs = on_cpu ? median(probes, DECODE_ROUNDS) : 0.0;
