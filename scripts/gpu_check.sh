@@ -45,7 +45,7 @@ KEYS=(gpu gpu_name driver nvcc commit dirty clocks_before build_ok build_flags t
     tests_skipped decode_tokens_per_s decode_tokens_per_s_min decode_tokens_per_s_max decode_tokens_per_s_runs
     ms_per_token achieved_gbs kernels_per_token bandwidth_gbs roofline_fraction device
     stories260K_text_identical_to_cpu tiny_f32_text_identical_to_cpu long_context streaming parallel sanitizer
-    sanitizer_errors nsight_compute decode_tokens_per_s_f32_act decode_tokens_per_s_no_pdl
+    sanitizer_errors nsight_compute pascal_path decode_tokens_per_s_f32_act decode_tokens_per_s_no_pdl
     decode_tokens_per_s_unfused decode_tokens_per_s_no_graph decode_tokens_per_s_tq1_0 profile_per_launch_kind
     clocks_after)
 for k in "${KEYS[@]}"; do WHY[$k]="not reached: the run stopped before this step"; done
@@ -338,6 +338,27 @@ if [ $BUILD_RC -eq 0 ]; then
         put nsight_compute "$NS, \"parsed\": $PARSED}"
     else
         skip nsight_compute "not run: under 40 s left in the budget"
+    fi
+    write_json
+
+    # ---- the Pascal code path (TRN_CUDA_PASCAL: no programmatic dependent launch) built and tested on this GPU ---------
+    # shellcheck disable=SC2016 # expanded by the inner shell, from its arguments
+    run 240 "$OUT/pascal_build.log" "$OUT/pascal_build.log" bash -c 'cmake -S . -B build-gpu-pascal "$@" -DTRN_CUDA_PASCAL=ON &&
+        cmake --build build-gpu-pascal -j"$(nproc)" --target test_cuda test_cuda_ops test_cuda_gemv trinity make_test_models' \
+        _ "${FLAGS[@]}"
+    RC=$?
+    if [ $RC -eq 0 ]; then
+        run 150 "$OUT/pascal_ctest.log" "$OUT/pascal_ctest.log" bash -c 'cd build-gpu-pascal && ctest -V -R "test_cuda"'
+        RC=$?
+        PASCAL_TOTAL=$(grep -oE "tests (failed|passed) out of [0-9]+" "$OUT/pascal_ctest.log" | grep -oE "[0-9]+$" | tail -1)
+        PASCAL_FAILED=$(grep -oE "[0-9]+ tests failed out of" "$OUT/pascal_ctest.log" | grep -oE "^[0-9]+" | tail -1)
+        if [ -n "$PASCAL_TOTAL" ]; then
+            put pascal_path "{\"tests\": $PASCAL_TOTAL, \"failed\": ${PASCAL_FAILED:-0}, \"described\": $(jstr "$(grep -m1 -o 'Pascal code path' "$OUT/pascal_ctest.log")")}"
+        else
+            skip pascal_path "Pascal-mode ctest $(why $RC) (pascal_ctest.log)"
+        fi
+    else
+        skip pascal_path "Pascal-mode build $(why $RC) (pascal_build.log)"
     fi
     write_json
 
