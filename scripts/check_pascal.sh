@@ -11,7 +11,7 @@
 # Prints one line per file and a summary; exits 0 when all assemble and the control fails, 1 otherwise, 77 (with a
 # line saying why) where nvcc is absent or ptxas 12.9 cannot be installed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 WORK=${1:-build-pascal}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
