@@ -16,15 +16,26 @@ const trn_cpu_ops *trn_cpu_ops_avx2(void) {
     return NULL;
 }
 
-const trn_cpu_ops *trn_cpu_ops_avx512(void) {
+const trn_cpu_ops *trn_cpu_ops_avx512_variant(int prefetch) {
 #if defined(TRN_HAVE_AVX512) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     /* the table reuses AVX2 kernels for its other entries */
     if (trn_cpu_ops_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
-        return trn_cpu_ops_avx512_table();
+        return trn_cpu_ops_avx512_table(prefetch);
 #endif
+    (void)prefetch;
     return NULL;
+}
+
+const trn_cpu_ops *trn_cpu_ops_avx512(void) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_cpu_init();
+    /* Intel's streams need the software prefetch, AMD's do better without (ops_avx512.c, matvec_ternary_x16) */
+    return trn_cpu_ops_avx512_variant(__builtin_cpu_is("intel"));
+#else
+    return trn_cpu_ops_avx512_variant(0);
+#endif
 }
 
 const trn_cpu_ops *trn_cpu_ops_best(void) {

@@ -112,8 +112,11 @@ double trn_matmul_tq_dpbusd_peak(double seconds);
 const trn_cpu_ops *trn_cpu_ops_ref(void);
 /* The AVX2 table, or NULL where it is not compiled in or the CPU lacks AVX2, FMA or F16C. */
 const trn_cpu_ops *trn_cpu_ops_avx2(void);
-/* The AVX-512 table, or NULL where it is not compiled in or the CPU lacks AVX-512 F, BW, VL or VNNI (or AVX2). */
+/* The AVX-512 table, or NULL where it is not compiled in or the CPU lacks AVX-512 F, BW, VL or VNNI (or AVX2). Its
+ * ternary matrix-vector kernel prefetches the weight stream on Intel CPUs and leaves it to the hardware on others
+ * (the measured choice per vendor); trn_cpu_ops_avx512_variant gives either (tests, the kernel lab). */
 const trn_cpu_ops *trn_cpu_ops_avx512(void);
+const trn_cpu_ops *trn_cpu_ops_avx512_variant(int prefetch);
 /* The fastest table this CPU runs: avx512, else avx2, else scalar. */
 const trn_cpu_ops *trn_cpu_ops_best(void);
 /* The table named "scalar", "avx2", "avx512" or "auto" (the best); NULL for another name or a table this build or

@@ -47,12 +47,14 @@ static inline void store_group(__m512 acc, int64_t first, float *dst, int64_t r0
  * q & (3 << 2l), i.e. 4^l times the code, without a shift: field l accumulates apart (two accumulators each, to
  * hide vpdpbusd's latency) and is divided by 4^l once per block, exactly (an arithmetic shift of a multiple of
  * 4^l). Codes up to 3 times |q| <= 127 times 64 stay far inside int32. */
-static inline __m512i tq2_0_x16_block(const uint8_t *gb, const int8_t *a) {
+static inline __m512i tq2_0_x16_block(const uint8_t *gb, const int8_t *a, int ahead) {
     __m512i s[4][2];
     for (int l = 0; l < 4; l++)
         s[l][0] = s[l][1] = _mm512_setzero_si512();
 #pragma GCC unroll 16
     for (int j = 0; j < TRN_TQ2_0_X16_COLUMNS; j++) {
+        if (ahead) /* a compile-time constant: the prefetching variant only (matvec_ternary_x16) */
+            _mm_prefetch((const char *)gb + TRN_X16_COLUMN_BYTES * j + ahead, _MM_HINT_T0);
         const __m512i q = _mm512_loadu_si512(gb + TRN_X16_COLUMN_BYTES * j);
 #pragma GCC unroll 4
         for (int l = 0; l < 4; l++)
@@ -73,12 +75,14 @@ static inline __m512i tq2_0_x16_block(const uint8_t *gb, const int8_t *a) {
  * are (unsigned t times signed a, exact in int32) instead of extracting digits; the division is an exact
  * arithmetic shift once per block. Column 12 (qh) has four digits: its fifth is not a weight and is left out.
  * Four accumulators of each kind hide vpdpbusd's latency. */
-static inline __m512i tq1_0_x16_block(const uint8_t *gb, const int8_t *a) {
+static inline __m512i tq1_0_x16_block(const uint8_t *gb, const int8_t *a, int ahead) {
     __m512i s3[4], s1[4];
     for (int k = 0; k < 4; k++)
         s3[k] = s1[k] = _mm512_setzero_si512();
 #pragma GCC unroll 13
     for (int j = 0; j < TRN_TQ1_0_X16_COLUMNS; j++) {
+        if (ahead)
+            _mm_prefetch((const char *)gb + TRN_X16_COLUMN_BYTES * j + ahead, _MM_HINT_T0);
         __m512i t = _mm512_loadu_si512(gb + TRN_X16_COLUMN_BYTES * j);
 #pragma GCC unroll 5
         for (int n = 0; n < trn_tq1_0_x16_digits(j); n++) {
@@ -96,12 +100,14 @@ static inline __m512i tq1_0_x16_block(const uint8_t *gb, const int8_t *a) {
 
 /* ---- the kernels ---- */
 
-/* No software prefetch: a group is one sequential stream, which the hardware prefetchers follow; a prefetch per
- * column was measured slower (profiling/README.md).
- * Rows [r0, r1) of an X16 matrix of either ternary type: full groups here (a group cut by r0 or r1 is computed
- * whole and only its rows in range stored), the rows after them by the AVX2 kernels, one at a time. */
-static void matvec_ternary_x16_avx512(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
-                                      int64_t r1) {
+/* Rows [r0, r1) of an X16 matrix of either ternary type: full groups here (a group cut by r0 or r1 is computed
+ * whole and only its rows in range stored), the rows after them by the AVX2 kernels, one at a time. `ahead`: bytes
+ * of the weight stream prefetched ahead of each column, or 0. Which pays depends on the CPU (profiling/README.md):
+ * on AMD Zen 4 the hardware prefetchers follow a group's sequential stream and a prefetch per column cost a third
+ * of one thread's speed; on Intel Xeon (Sapphire Rapids class) the stream reached ~70% of the read bound without
+ * and ~95% with a prefetch 4 KB ahead. Inlined with a constant `ahead` into the two variants below. */
+static inline void matvec_ternary_x16(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                                      int64_t r1, int ahead) {
     const int64_t nb = w->cols / TRN_QK_K, full_rows = trn_layout_full_rows(w);
     const int tq1 = w->type == TRN_TYPE_TQ1_0;
     const int columns = tq1 ? TRN_TQ1_0_X16_COLUMNS : TRN_TQ2_0_X16_COLUMNS;
@@ -111,7 +117,7 @@ static void matvec_ternary_x16_avx512(const trn_matrix *w, const trn_block_q8_ac
         __m512 acc = _mm512_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
             const uint8_t *gb = group + b * group_block;
-            const __m512i isum = tq1 ? tq1_0_x16_block(gb, xq[b].q) : tq2_0_x16_block(gb, xq[b].q);
+            const __m512i isum = tq1 ? tq1_0_x16_block(gb, xq[b].q, ahead) : tq2_0_x16_block(gb, xq[b].q, ahead);
             acc = scale_add(acc, isum, gb + columns * TRN_X16_COLUMN_BYTES, &xq[b]);
         }
         store_group(acc, first, dst, r0, r1);
@@ -120,10 +126,20 @@ static void matvec_ternary_x16_avx512(const trn_matrix *w, const trn_block_q8_ac
         trn_avx2_matvec(w, NULL, xq, dst, TRN_MAX(r0, full_rows), r1);
 }
 
+enum { X16_PREFETCH_AHEAD = 4096 };
+
 static void matvec_avx512(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
                           int64_t r1) {
     if (xq && w->layout == TRN_LAYOUT_X16 && (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0))
-        matvec_ternary_x16_avx512(w, xq, dst, r0, r1);
+        matvec_ternary_x16(w, xq, dst, r0, r1, 0);
+    else
+        trn_avx2_matvec(w, x, xq, dst, r0, r1);
+}
+
+static void matvec_avx512_prefetch(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst,
+                                   int64_t r0, int64_t r1) {
+    if (xq && w->layout == TRN_LAYOUT_X16 && (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0))
+        matvec_ternary_x16(w, xq, dst, r0, r1, X16_PREFETCH_AHEAD);
     else
         trn_avx2_matvec(w, x, xq, dst, r0, r1);
 }
@@ -150,20 +166,17 @@ static void matmul_avx512(const trn_matrix *w, const float *x, int64_t ld_x, con
         trn_matmul_by_matvec(matvec_avx512, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
 }
 
-static const trn_cpu_ops avx512_ops = {
-    .name = "avx512",
-    .tq2_0_layout = TRN_LAYOUT_X16,
-    .tq1_0_layout = TRN_LAYOUT_X16,
-    .quantize_act = trn_avx2_quantize_act,
-    .matvec = matvec_avx512,
-    .get_row = trn_avx2_get_row,
-    .rmsnorm = trn_avx2_rmsnorm,
-    .rope = trn_avx2_rope,
-    .attention = trn_avx512_attention, /* ops_attention.c with 16 lanes: the same results as the AVX2 build */
-    .swiglu = swiglu_avx512,
-    .matmul = matmul_avx512,
-    .matmul_peak = trn_matmul_tq_dpbusd_peak,
-    .add = trn_avx2_add,
-};
+#define AVX512_TABLE(matvec_fn)                                                                                 \
+    {                                                                                                           \
+        .name = "avx512", .tq2_0_layout = TRN_LAYOUT_X16, .tq1_0_layout = TRN_LAYOUT_X16,                       \
+        .quantize_act = trn_avx2_quantize_act, .matvec = matvec_fn, .get_row = trn_avx2_get_row,                \
+        .rmsnorm = trn_avx2_rmsnorm, .rope = trn_avx2_rope,                                                     \
+        .attention = trn_avx512_attention, /* ops_attention.c with 16 lanes: the AVX2 build's results */          \
+        .swiglu = swiglu_avx512, .matmul = matmul_avx512, .matmul_peak = trn_matmul_tq_dpbusd_peak,              \
+        .add = trn_avx2_add,                                                                                    \
+    }
+static const trn_cpu_ops avx512_ops = AVX512_TABLE(matvec_avx512);
+static const trn_cpu_ops avx512_prefetch_ops = AVX512_TABLE(matvec_avx512_prefetch);
+#undef AVX512_TABLE
 
-const trn_cpu_ops *trn_cpu_ops_avx512_table(void) { return &avx512_ops; }
+const trn_cpu_ops *trn_cpu_ops_avx512_table(int prefetch) { return prefetch ? &avx512_prefetch_ops : &avx512_ops; }

@@ -12,7 +12,7 @@
 #include "ops.h"
 
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void);   /* ops_avx2.c */
-const trn_cpu_ops *trn_cpu_ops_avx512_table(void); /* ops_avx512.c */
+const trn_cpu_ops *trn_cpu_ops_avx512_table(int prefetch); /* ops_avx512.c: with or without weight prefetch */
 
 /* ops_avx2.c, with the semantics of the trn_cpu_ops entries of the same names. */
 void trn_avx2_quantize_act(const float *x, trn_block_q8_act *xq, int64_t n);

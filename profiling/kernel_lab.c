@@ -272,6 +272,7 @@ LAB_AVX512 static void lab_matmul_x16_pair(const trn_matrix *w, const trn_block_
  *   8  AVX2, TQ1_0, X16: digits by byte adds and compares, vpmaddubsw (the AVX2 table's)
  *   9  AVX-512 VNNI, TQ1_0, X16: digits never extracted, two vpdpbusd per digit (the AVX-512 table's)
  *  10  scalar reference, TQ1_0, file layout (ops_ref.c)
+ *  11-14  the AVX-512 table's two variants, TQ2_0 and TQ1_0 X16: weight prefetch 4 KB ahead on (Intel's) and off (AMD's)
  * For each shape: the matrix is larger than the last-level cache when repeated (a fresh copy per repetition is
  * not needed: 22 layers' worth of one shape is allocated and walked), one thread unless -t, best of REPS. Every
  * copy lies on 2 MB pages where the kernel grants them (trn_alloc_huge, as the backend's repacked matrices do),
@@ -306,12 +307,19 @@ static const variant variants[] = {
     {"avx2, tq1_0 x16", "avx2", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL},
     {"avx512 vnni, tq1_0 x16", "avx512", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL},
     {"scalar reference, tq1_0", "scalar", TRN_TYPE_TQ1_0, TRN_LAYOUT_ROWS, NULL},
+    /* the avx512 table's two variants (the vendor decides which the table is, ops.h) */
+    {"avx512 vnni, x16, prefetch on", "avx512 prefetch", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL},
+    {"avx512 vnni, x16, prefetch off", "avx512 plain", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL},
+    {"avx512 vnni, tq1_0 x16, prefetch on", "avx512 prefetch", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL},
+    {"avx512 vnni, tq1_0 x16, prefetch off", "avx512 plain", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL},
 };
 
 /* The kernel of a variant, or NULL where this build or CPU cannot run it. */
 static matvec_fn variant_kernel(const variant *v) {
     if (v->table) {
-        const trn_cpu_ops *ops = trn_cpu_ops_by_name(v->table);
+        const trn_cpu_ops *ops = strncmp(v->table, "avx512 ", 7) == 0
+                                     ? trn_cpu_ops_avx512_variant(strcmp(v->table, "avx512 prefetch") == 0)
+                                     : trn_cpu_ops_by_name(v->table);
         return ops ? ops->matvec : NULL;
     }
 #ifdef LAB_X86
@@ -714,7 +722,7 @@ int main(int argc, char **argv) {
     bad |= threads != 1;
 #endif
     if (bad) {
-        fprintf(stderr, "usage: kernel_lab [VARIANT 1..10, 0 for all] [REPS >= 1] [--hot] [-t THREADS]\n"
+        fprintf(stderr, "usage: kernel_lab [VARIANT 1..14, 0 for all] [REPS >= 1] [--hot] [-t THREADS]\n"
                         "       kernel_lab --matmul [VARIANT 1..%d, 0 for all] [REPS >= 1] [-t THREADS] [--tokens 1..4096]\n"
                         "       kernel_lab --attention [REPS >= 1]\n"
                         "       kernel_lab --mix [REPS >= 1]\n",

@@ -87,6 +87,8 @@ static void check_quantize_act(const trn_cpu_ops *fast, int64_t n) {
 /* The SIMD tables this CPU and build run ("avx2", "avx512"); the others are skipped with a message. */
 static const trn_cpu_ops *fast_tables[2];
 static int n_fast;
+/* The AVX-512 table's other variant (weight prefetch on or off, the one this CPU's vendor does not get), or NULL. */
+static const trn_cpu_ops *avx512_other;
 
 static const trn_layout all_layouts[] = {TRN_LAYOUT_ROWS, TRN_LAYOUT_X4, TRN_LAYOUT_X16};
 
@@ -114,8 +116,9 @@ static void check_ternary_layouts(const trn_matrix *w, const float *x, const trn
                                       (const uint8_t *)w->data + r * w->row_bytes + blk * block_bytes, block_bytes) == 0;
             }
         CHECK_MSG(same_blocks, "%s layout %d: trn_ternary_block_at differs from the file's blocks", what, (int)view.layout);
-        const trn_cpu_ops *tables[3] = {trn_cpu_ops_ref(), fast_tables[0], fast_tables[1]};
-        for (int t = 0; t < 1 + n_fast; t++) {
+        const trn_cpu_ops *tables[4] = {trn_cpu_ops_ref(), fast_tables[0], fast_tables[1], NULL};
+        tables[1 + n_fast] = avx512_other;
+        for (int t = 0; t < 1 + n_fast + (avx512_other != NULL); t++) {
             const trn_cpu_ops *ops = tables[t];
             memset(out, 0, (size_t)rows * sizeof(float));
             ops->matvec(&view, x, xq, out, 0, rows);
@@ -532,6 +535,12 @@ int main(void) {
         else
             printf("note: no %s kernels on this CPU (or not compiled in): its comparisons are skipped, the others run\n",
                    simd_names[i]);
+    }
+    if (trn_cpu_ops_avx512()) {
+        avx512_other = trn_cpu_ops_avx512_variant(trn_cpu_ops_avx512() != trn_cpu_ops_avx512_variant(1));
+        CHECK(avx512_other && avx512_other != trn_cpu_ops_avx512());
+        printf("avx512 table: weight prefetch %s on this CPU; the other variant is checked too\n",
+               trn_cpu_ops_avx512() == trn_cpu_ops_avx512_variant(1) ? "on" : "off");
     }
     check_tables();
     static const int64_t act_sizes[] = {256, 2048, 5632};
