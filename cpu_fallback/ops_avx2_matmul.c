@@ -13,7 +13,8 @@
  * ends with the rows' sums in the lanes, without horizontal reductions. Per step (4 weights, all rows, one token):
  * vpmaddubsw + vpaddw into int16 lanes (widened by vpmaddwd every 32 steps, before 32 x 762 could leave int16:
  * codes <= 3, |q| <= 127), or one vpdpbusd into int32 lanes. Tokens go in groups whose accumulators stay in
- * registers for a whole block (8, or 16 with the 32 registers of the vpdpbusd build).
+ * registers for a whole block (8, or 16 with the 32 registers of the vpdpbusd build, whose last group is 4 tokens on
+ * eight chains where no more than 4 are left: a decode step of a few sequences).
  *
  * The sums are exact integers and the float steps are the matrix-vector kernels', per element in the same order:
  * acc += (d_w * d_x) * (float)(isum - sum) block by block, from 0. So every output is bitwise what matvec gives.
@@ -31,7 +32,7 @@
 #if defined(TRN_MATMUL_DPBUSD)
 #define TRN_MATMUL_TQ trn_matmul_tq_dpbusd
 #define TRN_MATMUL_PEAK trn_matmul_tq_dpbusd_peak
-enum { TILE_ROWS = 16, WIDE_GROUP = 16 };
+enum { TILE_ROWS = 16, WIDE_GROUP = 16, QUARTER_GROUP = 4 };
 #else
 #define TRN_MATMUL_TQ trn_matmul_tq_maddubs
 #define TRN_MATMUL_PEAK trn_matmul_tq_maddubs_peak
@@ -259,6 +260,19 @@ static inline void group_block(const tile_block *tb, const int8_t *a, int n, int
             const int8_t *x = a + 4 * j;
             WIDE_STEP();
         }
+    } else if (n == QUARTER_GROUP) { /* four tokens on eight chains: even steps into s0..s3, odd ones into s4..s7 */
+        for (int j = 0; j < STEPS; j += 2) {
+            __m512i c = _mm512_load_si512(tb->codes[j]);
+            const int8_t *x = a + 4 * j;
+            DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3);
+            c = _mm512_load_si512(tb->codes[j + 1]);
+            x += 4;
+            DPBUSD(s4, 0); DPBUSD(s5, 1); DPBUSD(s6, 2); DPBUSD(s7, 3);
+        }
+        s0 = _mm512_add_epi32(s0, s4); /* exact integer sums: the order does not matter */
+        s1 = _mm512_add_epi32(s1, s5);
+        s2 = _mm512_add_epi32(s2, s6);
+        s3 = _mm512_add_epi32(s3, s7);
     } else {
         for (int j = 0; j < STEPS; j++) {
             const __m512i c = _mm512_load_si512(tb->codes[j]);
@@ -390,7 +404,11 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, in
         prefetch_next_tile(w, r, b);
         unpack_tile(w, r, n_rows, b, rows, &tb);
         for (int64_t t0 = 0; t0 < nt;) {
+#if defined(TRN_MATMUL_DPBUSD)
+            const int n = nt - t0 > GROUP ? WIDE_GROUP : nt - t0 > QUARTER_GROUP ? GROUP : QUARTER_GROUP;
+#else
             const int n = nt - t0 > GROUP ? WIDE_GROUP : GROUP;
+#endif
             group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, n, (int)TRN_MIN(n, nt - t0), acc + t0,
                         xq + t0 * ld_xq + b, ld_xq);
             t0 += n;
