@@ -495,8 +495,9 @@ _Static_assert(sizeof(trinity_batch_token) == sizeof(trn_batch_token) &&
 struct trinity_batch {
     trinity_model *owner;
     trn_graph *graph;
-    trn_backend **backends; /* one that holds every slot (decode_batch), or one per slot */
+    trn_backend **backends; /* one that holds every slot (batched), or one per slot */
     int n_backends, n_slots;
+    int batched;            /* backends[0] runs every slot's tokens as one batch (decode_batch) */
     int *n_past;            /* [n_slots] positions filled */
     int *filled;            /* [n_slots] scratch: n_past as a call's tokens are checked */
     char choice[512];
@@ -532,16 +533,20 @@ trinity_status trinity_batch_new(trinity_model *m, const trinity_batch_params *p
     const int n_ctx = p.n_ctx > 0 ? p.n_ctx : trn_model_default_context(m->model);
     if (status == TRN_OK)
         status = trn_graph_build_decode(m->model, n_ctx, &b->graph);
+    /* a backend without a batched decode holds one sequence: then one backend per slot (TRN_BATCH_PER_SLOT=1 takes
+     * that path on any backend: to bisect, and so that the CPU tests check the path a GPU takes) */
+    const char *per_slot = getenv("TRN_BATCH_PER_SLOT");
+    const int force_per_slot = per_slot && *per_slot && strcmp(per_slot, "0") != 0;
     trn_backend_config config = backend_config(m);
-    config.n_slots = p.n_slots;
+    config.n_slots = force_per_slot ? 1 : p.n_slots;
     if (status == TRN_OK)
         status = trn_backend_create(device_name(m), &b->backends[0], b->choice, sizeof(b->choice));
     if (status == TRN_OK) {
         b->n_backends = 1;
         status = trn_backend_prepare(b->backends[0], b->graph, &config);
     }
-    /* a backend without a batched decode holds one sequence: one backend per slot */
-    if (status == TRN_OK && !trn_backend_has_decode_batch(b->backends[0])) {
+    b->batched = status == TRN_OK && !force_per_slot && trn_backend_has_decode_batch(b->backends[0]);
+    if (status == TRN_OK && !b->batched) {
         config.n_slots = 1;
         const char *name = trn_backend_name(b->backends[0]);
         for (int i = 1; i < p.n_slots && status == TRN_OK; i++) {
@@ -604,7 +609,7 @@ trinity_status trinity_batch_decode(trinity_batch *b, const trinity_batch_token 
                                   "given", n_logits));
     if (n_tokens <= 0)
         return TRINITY_OK;
-    if (b->n_backends == 1 && trn_backend_has_decode_batch(b->backends[0])) {
+    if (b->batched) {
         TRY(trn_backend_decode_batch(b->backends[0], (const trn_batch_token *)tokens, n_tokens, logits));
     } else {
         for (int i = 0, k = 0; i < n_tokens; i++) { /* slot by slot, step by step */

@@ -11,7 +11,9 @@
  * - sequences decoded together (trinity_batch): three slots started at different steps, prompts cut into pieces and a
  *   call of more tokens than one CPU batch holds; every logit row a slot got is bitwise the row a session computes
  *   for the same tokens alone, and a sampled slot (trinity_sampler) generates the tokens a session with the same
- *   settings generates; bad tokens, slots and positions refused with nothing run. */
+ *   settings generates; bad tokens, slots and positions refused with nothing run; all of it again through one backend
+ *   per slot (TRN_BATCH_PER_SLOT=1: the path of a device without a batched decode, a GPU's). */
+#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,8 +340,12 @@ int main(void) {
     mp.n_threads = 2; /* the batch on two threads */
     model = NULL;
     CHECK(trinity_model_open("synthetic:tiny", &mp, &model) == TRINITY_OK);
-    if (model)
+    if (model) {
         check_batch(model);
+        setenv("TRN_BATCH_PER_SLOT", "1", 1); /* the path of a device without a batched decode (the GPU's) */
+        check_batch(model);
+        unsetenv("TRN_BATCH_PER_SLOT");
+    }
     trinity_model_free(model);
 
     /* a vocabulary alone: tokenizes, runs no session */
