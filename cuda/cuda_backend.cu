@@ -10,7 +10,8 @@
  * Does not own: the kernels (the other .cu files, behind cuda_ops.h), weight placement and its copies (weights.cu).
  * Switches: TRN_CUDA_NO_GRAPH=1 (plain launches, to bisect a wrong result, with an NVTX range per layer stage; a
  * captured graph replays without host code, so it shows as one range per step), TRN_CUDA_NO_FUSION=1,
- * TRN_CUDA_NO_PDL=1, TRN_CUDA_PROFILE=1 (time per kind of launch, printed when the backend is freed). */
+ * TRN_CUDA_NO_PDL=1, TRN_CUDA_PROFILE=1 (time per kind of launch, printed when the backend is freed),
+ * TRN_CUDA_TERNARY=classic|lean (which ternary kernel the fused launches use; see cuda_ops.h). */
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <nvtx3/nvToolsExt.h>
@@ -61,6 +62,7 @@ struct cuda_context {
     trn_cuda_sampling sampling{};
     cudaGraphExec_t full = nullptr, body = nullptr;
     bool use_graph = true, fuse = true, pdl = false;
+    trn_cuda_ternary_kernel ternary_kernel = TRN_CUDA_TERNARY_AUTO; /* TRN_CUDA_TERNARY */
     std::vector<launch_entry> plan;      /* the launches of a full step, in order */
     int plan_body = 0;                   /* entries before the head: a prompt token's step */
     int launches = 0;                    /* kernel launches per full step */
@@ -210,6 +212,7 @@ void build_plan(cuda_context *c) {
         e.node = n;
         const int covered = c->fuse && int8 ? match_fusion(c, n, &e.op) : 0; /* chains never span body and head */
         if (covered > 0) {
+            e.op.kernel = c->ternary_kernel;
             e.fused = true;
             e.n_nodes = covered;
             quantized = -1;
@@ -387,6 +390,14 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     c->config = *config;
     c->use_graph = !env_flag("TRN_CUDA_NO_GRAPH"); /* the bisecting mode: plain launches, one kernel per node */
     c->fuse = c->use_graph && !env_flag("TRN_CUDA_NO_FUSION");
+    if (const char *kernel = getenv("TRN_CUDA_TERNARY"); kernel && kernel[0]) {
+        if (strcmp(kernel, "lean") == 0)
+            c->ternary_kernel = TRN_CUDA_TERNARY_LEAN;
+        else if (strcmp(kernel, "classic") == 0)
+            c->ternary_kernel = TRN_CUDA_TERNARY_CLASSIC;
+        else
+            return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_TERNARY=%s: expected classic or lean", kernel);
+    }
     c->sampling = {config->sampling.temp, config->sampling.top_k, config->sampling.top_p,
                    config->sampling.repeat_penalty, config->sampling.seed};
     nvtxRangePushA("load");
@@ -484,9 +495,10 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     const bool pascal_path = false;
 #endif
     snprintf(c->description, sizeof(c->description),
-             "cuda (%s, sm_%d%d, %s%s%s, act %s, %d kernels per token, %s, %.2f GB on the device)", c->prop.name,
+             "cuda (%s, sm_%d%d, %s%s%s%s, act %s, %d kernels per token, %s, %.2f GB on the device)", c->prop.name,
              c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : c->fuse ? "no graph: pageable weights" : "no graph: TRN_CUDA_NO_GRAPH",
              c->fuse ? ", fused" : ", unfused", c->pdl ? ", PDL" : pascal_path ? ", Pascal code path" : "",
+             c->fuse && c->ternary_kernel == TRN_CUDA_TERNARY_LEAN ? ", lean ternary kernel" : "",
              config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->weights.note, c->device_bytes / 1e9);
     return TRN_OK;
 }

@@ -68,6 +68,15 @@ typedef enum {
                             *pos of rope_cos_sin [n_ctx][head_dim] (interleaved cos, sin) */
 } trn_cuda_output;
 
+/* Which ternary kernel runs a launch (gemv_ternary.cu): AUTO is CLASSIC (one row per warp at a time; measured on
+ * GPUs); LEAN (four rows per warp iteration, activations in registers) where it serves the launch (TQ2_0 in int8
+ * mode, rows of every matrix a multiple of 4), CLASSIC elsewhere. Both give the same bits. */
+typedef enum {
+    TRN_CUDA_TERNARY_AUTO,
+    TRN_CUDA_TERNARY_CLASSIC,
+    TRN_CUDA_TERNARY_LEAN,
+} trn_cuda_ternary_kernel;
+
 typedef struct {
     int n_mat;
     trn_cuda_matrix w[3];
@@ -82,6 +91,7 @@ typedef struct {
     const float *rope_cos_sin;      /* QKV */
     const int32_t *pos;             /* QKV */
     int head_dim;                   /* QKV */
+    trn_cuda_ternary_kernel kernel; /* AUTO (0) unless a test or TRN_CUDA_TERNARY asks for another */
 } trn_cuda_ternary_op;
 
 /* Enqueues op. pdl: launch with programmatic dependent launch (sm_90: the kernel starts while the one before it

@@ -23,6 +23,7 @@
 
 #include "cuda_ops.h"
 #include "device_math.cuh"
+#include "ternary_lane.cuh"
 
 static_assert(sizeof(trn_cuda_q8_block) == 264 && offsetof(trn_cuda_q8_block, q) == 8, "trn_cuda_q8_block layout");
 
@@ -34,21 +35,6 @@ constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kWarpsPerCta = 8;
 constexpr int kCtaThreads = kWarpsPerCta * kWarp;
-/* The minimum of __launch_bounds__ below: at most 64 registers per thread, so four CTAs (32 warps) fit an SM on
- * sm_61..sm_90; the grid is at most 4 CTAs per SM. */
-constexpr int kCtasPerSm = 4;
-
-/* Int8 activations in shared memory: block b's 256 values at kActBlock * b, values 128..255 after 32 bytes of
- * padding (byte i at act_offset(b, i)), then nb float scales, then nb int sums. In the TQ2_0 kernel a quarter-warp
- * reads 16 bytes at 320 b + 160 h + 32 l + 16 c for two consecutive b, h and c in {0, 1}: 16-byte bank groups
- * (20 b + 10 h + 2 l + c) mod 8, eight different ones, so no bank conflicts. */
-constexpr int kActHalf = 160;
-constexpr int kActBlock = 2 * kActHalf;
-constexpr int kActBytesPerBlock = kActBlock + 8; /* + scale + sum */
-
-__host__ __device__ __forceinline__ int act_offset(int b, int i) {
-    return b * kActBlock + (i >> 7) * kActHalf + (i & 127);
-}
 
 __host__ __device__ __forceinline__ int rint_to_int(float v) { /* round half to even, as lrintf */
 #ifdef __CUDA_ARCH__
@@ -63,17 +49,6 @@ __host__ __device__ __forceinline__ float half_to_float(uint16_t h) {
     return __half2float(__ushort_as_half(h));
 #else
     return trn_fp16_to_f32(h);
-#endif
-}
-
-/* c + the dot product of the four signed bytes of a and b. */
-__host__ __device__ __forceinline__ int dot4_i8(int a, int b, int c) {
-#ifdef __CUDA_ARCH__
-    return __dp4a(a, b, c);
-#else
-    for (int k = 0; k < 4; k++)
-        c += (int)(int8_t)(a >> (8 * k)) * (int)(int8_t)(b >> (8 * k));
-    return c;
 #endif
 }
 
@@ -169,23 +144,6 @@ template <int width> __device__ __forceinline__ float fold_terms(float acc, floa
 }
 
 /* ---- TQ2_0 ---- */
-
-/* A lane's share of block b's integer dot product: its 16 code bytes c (bytes 16 part .. 16 part + 15 of the 64),
- * act_b = the block's activations in shared memory. Byte 32 h + m holds in bits 2 l, 2 l + 1 the code of weight
- * 128 h + 32 l + m; for the lane's bytes m = 16 (part % 2) + 4 i + k (word i, byte k of c). */
-__host__ __device__ __forceinline__ int tq2_lane_isum(uint4 c, const uint8_t *act_b, int part) {
-    const uint8_t *a = act_b + (part >> 1) * kActHalf + (part & 1) * 16;
-    int s = 0;
-    for (int l = 0; l < 4; l++) { /* constant trip counts: unrolled without a pragma (also compiled for the host) */
-        const int4 v = *reinterpret_cast<const int4 *>(a + 32 * l); /* weights 128 h + 32 l + 16 (part % 2) + 0..15 */
-        const uint32_t mask = 0x03030303u;
-        s = dot4_i8((int)((c.x >> (2 * l)) & mask), v.x, s);
-        s = dot4_i8((int)((c.y >> (2 * l)) & mask), v.y, s);
-        s = dot4_i8((int)((c.z >> (2 * l)) & mask), v.z, s);
-        s = dot4_i8((int)((c.w >> (2 * l)) & mask), v.w, s);
-    }
-    return s;
-}
 
 /* f32 mode: a lane's share of sum((code - 1) * x) over block b, x_b = x + 256 b (16-byte aligned). */
 __device__ __forceinline__ float tq2_lane_fsum(uint4 c, const float *x_b, int part) {
@@ -428,10 +386,15 @@ __device__ void quantize_into_shared(const ternary_params &p, uint8_t *act, floa
     __syncthreads();
 }
 
+/* Output kind of a kernel: a trn_cuda_output fixed at compile time, or kOutRuntime (p.output read at run time: the
+ * f32 mode, which no fused launch uses). */
+constexpr int kOutRuntime = -1;
+
 /* The epilogue of one unit (one row, or two for SWIGLU and QKV: acc0 the first row's result, acc the second's).
  * Every lane holds the results; lane 0 (and lane 1 for a pair's second value) writes. */
+template <int OUT>
 __device__ __forceinline__ void finish_unit(const ternary_params &p, int64_t unit, float acc0, float acc, int lane) {
-    switch (p.output) {
+    switch (OUT == kOutRuntime ? p.output : OUT) {
     case TRN_CUDA_OUT_STORE:
         if (lane == 0)
             p.y[unit] = acc;
@@ -461,13 +424,22 @@ __device__ __forceinline__ void finish_unit(const ternary_params &p, int64_t uni
     }
 }
 
-/* The ternary product of one launch. Warp w of the grid takes units w, w + 8 * grid, ...; a unit's rows are walked
+/* The classic ternary product: one row at a time per warp. kCtasPerSm is the minimum of __launch_bounds__ (at most
+ * 64 registers per thread, so four CTAs = 32 warps fit an SM on sm_61..sm_90) and the grid's cap per SM.
+ * Warp w of the grid takes units w, w + 8 * grid, ...; a unit's rows are walked
  * in loads of N steps, the next load's codes in flight while the current one is computed. Codes go from global
  * memory straight into registers and are decoded there: staging them in shared memory would add a store and a load
  * per byte to a product that reads each weight once. Codes are read before trn_pdl_wait() (weights: nothing
  * earlier writes them), activations only after it. */
+template <class F, int N, bool INT8> struct Classic {
+    static constexpr int kCtasPerSm = 4, kRowsPerWarp = 1;
+    static constexpr bool kInt8 = INT8;
+    template <int OUT> static __device__ void run(const ternary_params &p);
+};
+
 template <class F, int N, bool INT8>
-__global__ void __launch_bounds__(kCtaThreads, kCtasPerSm) ternary_kernel(const ternary_params p) {
+template <int OUT>
+__device__ void Classic<F, N, INT8>::run(const ternary_params &p) {
     extern __shared__ __align__(16) uint8_t smem[];
     const int nb = p.nb;
     uint8_t *act = smem;
@@ -539,7 +511,7 @@ __global__ void __launch_bounds__(kCtaThreads, kCtasPerSm) ternary_kernel(const 
         }
         if (item == items_per_row - 1) {
             if (sub == R - 1)
-                finish_unit(p, unit, acc0, acc, lane);
+                finish_unit<OUT>(p, unit, acc0, acc, lane);
             else
                 acc0 = acc;
             acc = 0.0f;
@@ -553,6 +525,228 @@ __global__ void __launch_bounds__(kCtaThreads, kCtasPerSm) ternary_kernel(const 
         sub = next_sub;
         item = next_item;
     }
+}
+
+/* ---- the lean TQ2_0 kernel: four rows per warp iteration ---- */
+
+/* Four consecutive virtual rows (a group) per warp iteration, one step (8 blocks, 512 code bytes per row) at a time.
+ * Lane 4 k + part takes quarter `part` of block 8 s + k in all four rows, as Tq2Format, with its 64 activations of
+ * that block in registers (ONE_STEP, rows of at most 8 blocks: loaded once per launch; else once per step and group)
+ * and multiplies by tq2_planes_isum. The four rows' lane sums are then reduced across the block's 4 lanes so that
+ * lane 4 k + r ends with row r's block sum (reduce_scatter4), the term is formed as the classic kernel forms it, and
+ * one fold of 8 shuffles adds the step's terms in block order for all four rows at once (lane r holds row r's
+ * result). Epilogue and input kind are compile-time; row offsets are 32-bit (the launcher checks they fit).
+ * Serves TQ2_0 in int8 mode where every matrix's rows are a multiple of 4 (a group never straddles two matrices;
+ * SWIGLU groups are gate r, up r, gate r + 1, up r + 1); the launcher falls back to Classic elsewhere. Results are
+ * bitwise those of Classic: the same integer block sums, the same term expression, the same block order. */
+constexpr int kLeanRows = 4;
+
+/* Group g's row j: matrix m and row within it. */
+template <int OUT>
+__device__ __forceinline__ void lean_row(const ternary_params &p, int g, int j, int &m, int &row) {
+    if (OUT == TRN_CUDA_OUT_SWIGLU) {
+        m = j & 1;
+        row = 2 * g + (j >> 1);
+        return;
+    }
+    row = kLeanRows * g + j;
+    m = 0;
+    if (row >= (int)p.rows[0]) {
+        row -= (int)p.rows[0];
+        m = 1;
+        if (row >= (int)p.rows[1]) {
+            row -= (int)p.rows[1];
+            m = 2;
+        }
+    }
+}
+
+/* Codes of group g, step s (the lane's 16 bytes of each row's block b = 8 s + lane / 4) and the scale of row
+ * `part`'s block b (zeros past the row's end). */
+template <int OUT>
+__device__ __forceinline__ void lean_load(const ternary_params &p, int g, int s, int lane, uint4 (&c)[kLeanRows],
+                                          uint16_t &d) {
+    const int b = 8 * s + (lane >> 2), part = lane & 3;
+    if (b >= p.nb) {
+#pragma unroll
+        for (int j = 0; j < kLeanRows; j++)
+            c[j] = make_uint4(0, 0, 0, 0);
+        d = 0;
+        return;
+    }
+    const uint32_t row_bytes = (uint32_t)p.row_bytes, at = (uint32_t)b * (TRN_QK_K / 4) + 16u * (uint32_t)part;
+    auto code = [](const uint8_t *q) { return __ldcs(reinterpret_cast<const uint4 *>(q)); };
+    if (OUT == TRN_CUDA_OUT_SWIGLU) { /* gate 2 g, up 2 g, gate 2 g + 1, up 2 g + 1 */
+        const uint32_t off = (uint32_t)(2 * g) * row_bytes + at;
+        const uint8_t *gate = p.qs[0] + off, *up = p.qs[1] + off;
+        c[0] = code(gate);
+        c[1] = code(up);
+        c[2] = code(gate + row_bytes);
+        c[3] = code(up + row_bytes);
+        d = __ldcs((part & 1 ? p.d[1] : p.d[0]) + (uint32_t)(2 * g + (part >> 1)) * (uint32_t)p.nb + (uint32_t)b);
+        return;
+    }
+    int m, row0;
+    lean_row<OUT>(p, g, 0, m, row0);
+    const uint8_t *q = (m == 0 ? p.qs[0] : m == 1 ? p.qs[1] : p.qs[2]) + (uint32_t)row0 * row_bytes + at;
+#pragma unroll
+    for (int j = 0; j < kLeanRows; j++)
+        c[j] = code(q + (uint32_t)j * row_bytes);
+    d = __ldcs((m == 0 ? p.d[0] : m == 1 ? p.d[1] : p.d[2]) + (uint32_t)(row0 + part) * (uint32_t)p.nb + (uint32_t)b);
+}
+
+/* The lane's activations of step s (block 8 s + lane / 4, quarter lane % 4) and that block's scale and sum. */
+__device__ __forceinline__ void lean_acts(const uint8_t *act, const float *xd, const int *xs, int nb, int s, int lane,
+                                          int4 (&a)[4], float &bd, int &bs) {
+    const int b = 8 * s + (lane >> 2);
+    if (b < nb) {
+        const uint8_t *base = tq2_lane_acts(act + b * kActBlock, lane & 3);
+#pragma unroll
+        for (int l = 0; l < 4; l++)
+            a[l] = *reinterpret_cast<const int4 *>(base + 32 * l);
+        bd = xd[b];
+        bs = xs[b];
+    } else {
+#pragma unroll
+        for (int l = 0; l < 4; l++)
+            a[l] = make_int4(0, 0, 0, 0);
+        bd = 0.0f;
+        bs = 0;
+    }
+}
+
+/* v[j] = a lane's share of row j; returns, in lane 4 k + r, the sum of row r over lanes 4 k .. 4 k + 3 (three
+ * shuffles for four rows; integer sums, so the order does not matter). */
+__device__ __forceinline__ int reduce_scatter4(const int (&v)[kLeanRows], int lane) {
+    const bool hi = lane & 2, lo = lane & 1;
+    int keep0 = hi ? v[2] : v[0], keep1 = hi ? v[3] : v[1]; /* rows 2 hi, 2 hi + 1 */
+    const int send0 = hi ? v[0] : v[2], send1 = hi ? v[1] : v[3];
+    keep0 += __shfl_xor_sync(kFullMask, send0, 2);
+    keep1 += __shfl_xor_sync(kFullMask, send1, 2);
+    const int keep = lo ? keep1 : keep0, send = lo ? keep0 : keep1; /* row 2 hi + lo */
+    return keep + __shfl_xor_sync(kFullMask, send, 1);
+}
+
+/* The epilogue of group g: lane r < 4 holds row r's result acc (every lane with lane % 4 == r does). */
+template <int OUT>
+__device__ __forceinline__ void lean_finish(const ternary_params &p, int g, float acc, int lane) {
+    const float other = __shfl_xor_sync(kFullMask, acc, 1); /* the pair partner: lane r ^ 1 */
+    if (lane >= kLeanRows)
+        return;
+    const int v = kLeanRows * g + lane;
+    if (OUT == TRN_CUDA_OUT_STORE) {
+        p.y[v] = acc;
+    } else if (OUT == TRN_CUDA_OUT_ADD) {
+        p.y[v] = add_rn(p.y[v], acc);
+    } else if (OUT == TRN_CUDA_OUT_SWIGLU) { /* lanes 0, 2: gate rows 2 g, 2 g + 1; lanes 1, 3 their up rows */
+        if (!(lane & 1))
+            p.y[2 * g + (lane >> 1)] = trn_cuda_silu_mul(acc, other);
+    } else { /* QKV: rows (0, 1) and (2, 3) of the group are RoPE pairs of q or k, or values of v */
+        int m, row;
+        lean_row<OUT>(p, g, lane, m, row);
+        const int pos = *p.pos;
+        const float x0 = lane & 1 ? other : acc, x1 = lane & 1 ? acc : other;
+        float y0 = x0, y1 = x1;
+        if (m < 2) {
+            const float *cs = p.rope_cos_sin + (int64_t)pos * p.head_dim + ((row & ~1) % p.head_dim);
+            trn_cuda_rope_pair(x0, x1, cs[0], cs[1], &y0, &y1);
+        }
+        float *dst = m == 0 ? p.y : (m == 1 ? p.k_cache : p.v_cache) + (int64_t)pos * p.rows[1];
+        dst[row] = lane & 1 ? y1 : y0;
+    }
+}
+
+template <bool ONE_STEP> struct LeanTq2 {
+    /* (256, 3): up to 80 registers per thread; three CTAs (24 warps) per SM */
+    static constexpr int kCtasPerSm = 3, kRowsPerWarp = kLeanRows;
+    static constexpr bool kInt8 = true;
+    template <int OUT> static __device__ void run(const ternary_params &p);
+};
+
+template <bool ONE_STEP>
+template <int OUT>
+__device__ void LeanTq2<ONE_STEP>::run(const ternary_params &p) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    const int nb = p.nb;
+    uint8_t *act = smem;
+    float *xd = reinterpret_cast<float *>(smem + (size_t)nb * kActBlock);
+    int *xs = reinterpret_cast<int *>(xd + nb);
+    const int lane = threadIdx.x & (kWarp - 1), part = lane & 3;
+    const int steps = ONE_STEP ? 1 : (nb + 7) >> 3;
+    const int n_groups = (int)(p.n_units * p.rows_per_unit / kLeanRows);
+    const int stride = (int)gridDim.x * kWarpsPerCta;
+    int g = (int)blockIdx.x * kWarpsPerCta + (threadIdx.x >> 5), s = 0;
+    uint4 cur[kLeanRows], nxt[kLeanRows];
+    uint16_t dcur = 0, dnxt = 0;
+    if (g < n_groups)
+        lean_load<OUT>(p, g, 0, lane, cur, dcur);
+    trn_pdl_wait();
+    trn_pdl_launch_dependents();
+    if (p.input == TRN_CUDA_IN_XQ)
+        stage_activations(p.xq, nb, p.xq_aligned8, act, xd, xs);
+    else
+        quantize_into_shared(p, act, xd, xs);
+    int4 a[4];
+    float bd;
+    int bs;
+    if (ONE_STEP)
+        lean_acts(act, xd, xs, nb, 0, lane, a, bd, bs);
+    float acc = 0.0f;
+    while (g < n_groups) { /* warp-uniform */
+        int next_g = g, next_s = s + 1;
+        if (next_s == steps) {
+            next_s = 0;
+            next_g += stride;
+        }
+        if (next_g < n_groups)
+            lean_load<OUT>(p, next_g, next_s, lane, nxt, dnxt);
+        if (!ONE_STEP)
+            lean_acts(act, xd, xs, nb, s, lane, a, bd, bs);
+        int v[kLeanRows];
+#pragma unroll
+        for (int j = 0; j < kLeanRows; j++)
+            v[j] = tq2_planes_isum(cur[j], a);
+        const int isum = reduce_scatter4(v, lane); /* row `part`, block 8 s + lane / 4 */
+        /* past the row's end dcur, bd, isum and bs are 0: term +0, and acc (never -0: it starts at +0) is unchanged */
+        const float term = mul_rn(mul_rn(half_to_float(dcur), bd), (float)(isum - bs));
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            acc = add_rn(acc, __shfl_sync(kFullMask, term, 4 * k + part));
+        if (next_s == 0) {
+            lean_finish<OUT>(p, g, acc, lane);
+            acc = 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < kLeanRows; j++)
+            cur[j] = nxt[j];
+        dcur = dnxt;
+        g = next_g;
+        s = next_s;
+    }
+}
+
+/* ---- the launch kinds: one kernel name each, so that a profile tells them apart ---- */
+
+/* K: the kernel policy (Classic<F, N, INT8> or LeanTq2<ONE_STEP>). */
+template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_store(const ternary_params p) {
+    K::template run<TRN_CUDA_OUT_STORE>(p);
+}
+/* the LM head: NORM_QUANT input, STORE output */
+template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) lm_head(const ternary_params p) {
+    K::template run<TRN_CUDA_OUT_STORE>(p);
+}
+template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_residual(const ternary_params p) {
+    K::template run<TRN_CUDA_OUT_ADD>(p);
+}
+template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_swiglu(const ternary_params p) {
+    K::template run<TRN_CUDA_OUT_SWIGLU>(p);
+}
+template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_qkv_rope(const ternary_params p) {
+    K::template run<TRN_CUDA_OUT_QKV>(p);
+}
+/* the f32 mode, any output (read at run time) */
+template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_f32(const ternary_params p) {
+    K::template run<kOutRuntime>(p);
 }
 
 } // namespace
@@ -573,55 +767,92 @@ int sm_count() {
     return n;
 }
 
-/* CTAs for `units` units: one warp per unit up to four resident CTAs per SM, then warps take several units. */
-int grid_for_units(int64_t units) {
-    const int64_t wanted = (units + kWarpsPerCta - 1) / kWarpsPerCta;
+/* CTAs for `tasks` warp tasks (a unit, or a lean group of rows): one warp per task up to ctas_per_sm resident CTAs
+ * per SM, then warps take several tasks. */
+int grid_for_tasks(int64_t tasks, int ctas_per_sm) {
+    const int64_t wanted = (tasks + kWarpsPerCta - 1) / kWarpsPerCta;
     const int sms = sm_count();
-    const int64_t cap = sms > 0 ? (int64_t)sms * kCtasPerSm : wanted;
+    const int64_t cap = sms > 0 ? (int64_t)sms * ctas_per_sm : wanted;
     return (int)(wanted < cap ? wanted : cap);
 }
 
 bool aligned(const void *p, uintptr_t n) { return (reinterpret_cast<uintptr_t>(p) & (n - 1)) == 0; }
 
-template <class F, int N, bool INT8>
-cudaError_t launch(const ternary_params &p, int grid, size_t smem, bool pdl, cudaStream_t stream) {
+using kernel_fn = void (*)(ternary_params);
+
+/* The named kernel of p's launch kind for policy K. */
+template <class K> kernel_fn kernel_for(const ternary_params &p) {
+    if constexpr (!K::kInt8) {
+        return ternary_f32<K>;
+    } else {
+        switch (p.output) {
+        case TRN_CUDA_OUT_STORE:
+            return p.input == TRN_CUDA_IN_NORM_QUANT ? lm_head<K> : ternary_store<K>;
+        case TRN_CUDA_OUT_ADD:
+            return ternary_residual<K>;
+        case TRN_CUDA_OUT_SWIGLU:
+            return ternary_swiglu<K>;
+        default:
+            return ternary_qkv_rope<K>;
+        }
+    }
+}
+
+template <class K> cudaError_t launch(const ternary_params &p, size_t smem, bool pdl, cudaStream_t stream) {
+    const int64_t tasks = K::kRowsPerWarp == 1 ? p.n_units : p.n_units * p.rows_per_unit / K::kRowsPerWarp;
     cudaLaunchConfig_t config = {};
-    config.gridDim = dim3((unsigned)grid);
+    config.gridDim = dim3((unsigned)grid_for_tasks(tasks, K::kCtasPerSm));
     config.blockDim = dim3(kCtaThreads);
-    config.dynamicSmemBytes = smem;
+    config.dynamicSmemBytes = K::kInt8 ? smem : 0;
     config.stream = stream;
     cudaLaunchAttribute attribute;
     attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attribute.val.programmaticStreamSerializationAllowed = 1;
     config.attrs = pdl ? &attribute : nullptr;
     config.numAttrs = pdl ? 1 : 0;
-    const cudaError_t err = cudaLaunchKernelEx(&config, ternary_kernel<F, N, INT8>, p);
+    const cudaError_t err = cudaLaunchKernelEx(&config, kernel_for<K>(p), p);
     return err != cudaSuccess ? err : cudaGetLastError();
 }
 
-/* Steps per load: TQ2_0 the whole row up to cols 8192 in int8 mode (Trinity-1.1B: cols 2048 -> 1, 5632 -> 3),
- * TQ1_0 up to 16 blocks; f32 mode keeps a quarter less in flight (3 and 4) to stay within 64 registers. */
-cudaError_t dispatch(const ternary_params &p, bool tq2, bool int8, int grid, size_t smem, bool pdl, cudaStream_t s) {
+/* Whether LeanTq2 serves p: TQ2_0 in int8 mode, every matrix's rows a multiple of kLeanRows, and its 32-bit row
+ * offsets (codes and scales) in range. */
+bool lean_serves(const ternary_params &p, bool tq2, bool int8) {
+    if (!tq2 || !int8)
+        return false;
+    for (int m = 0; m < p.n_mat; m++)
+        if (p.rows[m] % kLeanRows != 0 || (uint64_t)p.rows[m] * p.row_bytes > UINT32_MAX ||
+            (uint64_t)p.rows[m] * (uint64_t)p.nb > UINT32_MAX)
+            return false;
+    return true;
+}
+
+/* Steps per load of Classic: TQ2_0 the whole row up to cols 8192 in int8 mode (Trinity-1.1B: cols 2048 -> 1,
+ * 5632 -> 3), TQ1_0 up to 16 blocks; f32 mode keeps a quarter less in flight (3 and 4) to stay within 64 registers.
+ * LeanTq2 where asked for and it serves the launch (ONE_STEP for rows of at most 8 blocks). */
+cudaError_t dispatch(const ternary_params &p, bool tq2, bool int8, trn_cuda_ternary_kernel kernel, size_t smem,
+                     bool pdl, cudaStream_t s) {
+    if (kernel == TRN_CUDA_TERNARY_LEAN && lean_serves(p, tq2, int8))
+        return p.nb <= 8 ? launch<LeanTq2<true>>(p, smem, pdl, s) : launch<LeanTq2<false>>(p, smem, pdl, s);
     if (tq2) {
         const int steps = (p.nb + 7) / 8;
         if (int8)
-            return steps <= 1 ? launch<Tq2Format, 1, true>(p, grid, smem, pdl, s)
-                 : steps <= 2 ? launch<Tq2Format, 2, true>(p, grid, smem, pdl, s)
-                 : steps <= 3 ? launch<Tq2Format, 3, true>(p, grid, smem, pdl, s)
-                              : launch<Tq2Format, 4, true>(p, grid, smem, pdl, s);
-        return steps <= 1 ? launch<Tq2Format, 1, false>(p, grid, 0, pdl, s)
-             : steps <= 2 ? launch<Tq2Format, 2, false>(p, grid, 0, pdl, s)
-                          : launch<Tq2Format, 3, false>(p, grid, 0, pdl, s);
+            return steps <= 1 ? launch<Classic<Tq2Format, 1, true>>(p, smem, pdl, s)
+                 : steps <= 2 ? launch<Classic<Tq2Format, 2, true>>(p, smem, pdl, s)
+                 : steps <= 3 ? launch<Classic<Tq2Format, 3, true>>(p, smem, pdl, s)
+                              : launch<Classic<Tq2Format, 4, true>>(p, smem, pdl, s);
+        return steps <= 1 ? launch<Classic<Tq2Format, 1, false>>(p, smem, pdl, s)
+             : steps <= 2 ? launch<Classic<Tq2Format, 2, false>>(p, smem, pdl, s)
+                          : launch<Classic<Tq2Format, 3, false>>(p, smem, pdl, s);
     }
     const int steps = (p.nb + 1) / 2;
     if (int8)
-        return steps <= 1 ? launch<Tq1Format, 1, true>(p, grid, smem, pdl, s)
-             : steps <= 2 ? launch<Tq1Format, 2, true>(p, grid, smem, pdl, s)
-             : steps <= 4 ? launch<Tq1Format, 4, true>(p, grid, smem, pdl, s)
-                          : launch<Tq1Format, 8, true>(p, grid, smem, pdl, s);
-    return steps <= 1 ? launch<Tq1Format, 1, false>(p, grid, 0, pdl, s)
-         : steps <= 2 ? launch<Tq1Format, 2, false>(p, grid, 0, pdl, s)
-                      : launch<Tq1Format, 4, false>(p, grid, 0, pdl, s);
+        return steps <= 1 ? launch<Classic<Tq1Format, 1, true>>(p, smem, pdl, s)
+             : steps <= 2 ? launch<Classic<Tq1Format, 2, true>>(p, smem, pdl, s)
+             : steps <= 4 ? launch<Classic<Tq1Format, 4, true>>(p, smem, pdl, s)
+                          : launch<Classic<Tq1Format, 8, true>>(p, smem, pdl, s);
+    return steps <= 1 ? launch<Classic<Tq1Format, 1, false>>(p, smem, pdl, s)
+         : steps <= 2 ? launch<Classic<Tq1Format, 2, false>>(p, smem, pdl, s)
+                      : launch<Classic<Tq1Format, 4, false>>(p, smem, pdl, s);
 }
 
 } // namespace
@@ -728,7 +959,7 @@ extern "C" int trn_cuda_ternary(const trn_cuda_ternary_op *op, int pdl, trn_cuda
     p.pos = op->pos;
     p.head_dim = op->head_dim;
     const size_t smem = int8 ? (size_t)nb * kActBytesPerBlock : 0;
-    return (int)dispatch(p, tq2, int8, grid_for_units(p.n_units), smem, pdl != 0, reinterpret_cast<cudaStream_t>(stream));
+    return (int)dispatch(p, tq2, int8, op->kernel, smem, pdl != 0, reinterpret_cast<cudaStream_t>(stream));
 }
 
 extern "C" int trn_cuda_gemv_ternary(const trn_cuda_matrix *w, const float *x, const trn_cuda_q8_block *xq, float *y,

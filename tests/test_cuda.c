@@ -16,7 +16,7 @@
  *     sums its squares in another order), the same greedy choices (near-ties aside); in f32 mode, which fuses nothing,
  *     only the attention kernel differs (positions split across blocks, merged at the end): NMSE <= 1e-8;
  *   - graph replay and plain launches (both unfused) give bitwise identical logits, as do launches with and without
- *     programmatic dependent launch;
+ *     programmatic dependent launch, and the lean ternary kernel (TRN_CUDA_TERNARY=lean) and the classic one;
  *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text);
  *   - every weight mode (streamed, partly resident, mapped; copies slowed on purpose; pinned memory refused) gives
  *     bitwise the logits and tokens of resident weights. */
@@ -93,10 +93,10 @@ static trn_backend *make(int cuda) {
     return b;
 }
 
-/* run() on a CUDA backend created with environment switch `name` set to 1. */
-static int run_with_env(const char *name, const trn_model *model, const trn_graph *g, trn_act_mode act,
-                        const int *forced, int *tokens, float *logits) {
-    setenv(name, "1", 1);
+/* run() on a CUDA backend created with environment switch `name` set to `value`. */
+static int run_with_env(const char *name, const char *value, const trn_model *model, const trn_graph *g,
+                        trn_act_mode act, const int *forced, int *tokens, float *logits) {
+    setenv(name, value, 1);
     trn_backend *d = make(1);
     const int ok = d && run(d, model, g, act, 0.0f, forced, tokens, logits);
     unsetenv(name);
@@ -161,7 +161,7 @@ static void check_model(const char *path, model_kind kind) {
         float *unfused = malloc(n * sizeof(float));
         int t_unfused[STEPS];
         ok = ok && unfused &&
-             run_with_env("TRN_CUDA_NO_FUSION", model, g, (trn_act_mode)act, t_cpu, t_unfused, unfused);
+             run_with_env("TRN_CUDA_NO_FUSION", "1", model, g, (trn_act_mode)act, t_cpu, t_unfused, unfused);
         if (ok) {
             const double err = test_nmse(gpu, unfused, (long long)n);
             const int same = same_choices(t_gpu, t_unfused, unfused, n_vocab, &ties);
@@ -172,12 +172,15 @@ static void check_model(const char *path, model_kind kind) {
             CHECK_MSG(same || (kind != EXACT && act == TRN_ACT_INT8), "%s act %d: fusion changed greedy choices "
                       "beyond near-ties", path, act);
         }
-        ok = ok && run_with_env("TRN_CUDA_NO_GRAPH", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
+        ok = ok && run_with_env("TRN_CUDA_NO_GRAPH", "1", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
         CHECK_MSG(ok && memcmp(plain, unfused, n * sizeof(float)) == 0, "%s act %d: graph and plain launches differ",
                   path, act);
-        ok = ok && run_with_env("TRN_CUDA_NO_PDL", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
+        ok = ok && run_with_env("TRN_CUDA_NO_PDL", "1", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
         CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0,
                   "%s act %d: launches with and without programmatic dependent launch differ", path, act);
+        ok = ok && run_with_env("TRN_CUDA_TERNARY", "lean", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
+        CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0,
+                  "%s act %d: the lean and the classic ternary kernels differ", path, act);
         free(unfused);
         trn_backend_free(c);
     }

@@ -1,6 +1,8 @@
 /* test_cuda_gemv.cu: the kernels of cuda/gemv_ternary.cu and cuda/gemv_float.cu on a GPU against the CPU reference
- * (cpu_fallback/ops_ref.c, quants.c), then timings at Trinity-1.1B shapes. Exit status 1 on any mismatch, 77
- * (skipped) where no GPU is present. Expect: int8 ternary rows, quantized activations and get_row bitwise equal;
+ * (cpu_fallback/ops_ref.c, quants.c), then timings at Trinity-1.1B shapes. First, on the host (no GPU needed), the
+ * lane arithmetic of cuda/ternary_lane.cuh: the lean kernel's masked-plane block sums equal the classic ones for
+ * every code and activation pattern tried. Exit status 1 on any mismatch, 77 (skipped, after the host checks) where no
+ * GPU is present. Expect: int8 ternary rows (classic and lean kernels), quantized activations and get_row bitwise equal;
  * f32-mode and float types within 1e-6 of sum|w x| per row (F32 also against cuBLAS's Sgemv); the fused launches of trn_cuda_ternary as check_fused
  * says. */
 #include <cublas_v2.h>
@@ -18,6 +20,7 @@ extern "C" {
 }
 }
 #include "cuda/cuda_ops.h"
+#include "cuda/ternary_lane.cuh"
 
 #define CK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); exit(2); } } while (0)
 #define LK(call) do { int e_ = (call); if (e_ != 0) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString((cudaError_t)e_)); exit(2); } } while (0)
@@ -103,6 +106,14 @@ static void check(trn_type t, int64_t rows, int64_t cols) {
         auto y = down(dy, (size_t)rows);
         const bool same = memcmp(y.data(), want.data(), (size_t)rows * 4) == 0;
         if (!same) { failures++; printf("FAIL %s int8 %lldx%lld not bitwise (row 0: %.9g vs %.9g, err %.3g)\n", trn_type_name(t), (long long)rows, (long long)cols, y[0], want[0], row_err(&cm, x.data(), y.data(), want.data())); }
+        /* the lean kernel (where it serves the shape; the classic one elsewhere), the same bits */
+        trn_cuda_ternary_op op = {};
+        op.n_mat = 1; op.w[0] = dm.m; op.input = TRN_CUDA_IN_XQ; op.xq = dxq; op.output = TRN_CUDA_OUT_STORE; op.y = dy;
+        op.kernel = TRN_CUDA_TERNARY_LEAN;
+        CK(cudaMemset(dy, 0xff, (size_t)rows * 4));
+        LK(trn_cuda_ternary(&op, 0, nullptr));
+        y = down(dy, (size_t)rows);
+        if (memcmp(y.data(), want.data(), (size_t)rows * 4)) { failures++; printf("FAIL %s int8 lean %lldx%lld not bitwise (row 0: %.9g vs %.9g)\n", trn_type_name(t), (long long)rows, (long long)cols, y[0], want[0]); }
         CK(cudaFree(dxq));
         trn_cpu_ops_ref()->matvec(&cm, x.data(), NULL, want.data(), 0, rows);
         LK(trn_cuda_gemv_ternary(&dm.m, dx, nullptr, dy, nullptr));
@@ -159,7 +170,7 @@ static double nmse(const float *a, const float *b, size_t n) {
     return num / den;
 }
 
-static void check_fused(trn_type t, int64_t cols, int n_head, int n_kv, int hd, int64_t ff) {
+static void check_fused(trn_type t, int64_t cols, int n_head, int n_kv, int hd, int64_t ff, trn_cuda_ternary_kernel kernel) {
     const trn_cpu_ops *ref = trn_cpu_ops_ref();
     const int nb = (int)(cols / 256), q_rows = n_head * hd, kv_rows = n_kv * hd, n_ctx = 5, pos = 3;
     dev_matrix wq = make(t, q_rows, cols), wk = make(t, kv_rows, cols), wv = make(t, kv_rows, cols);
@@ -191,7 +202,7 @@ static void check_fused(trn_type t, int64_t cols, int n_head, int n_kv, int hd, 
     op.n_mat = 3; op.w[0] = wq.m; op.w[1] = wk.m; op.w[2] = wv.m;
     op.input = TRN_CUDA_IN_QUANT; op.x = dx;
     op.output = TRN_CUDA_OUT_QKV; op.y = dq; op.k_cache = dkc; op.v_cache = dvc; op.rope_cos_sin = dtable; op.pos = dpos; op.head_dim = hd;
-    LK(trn_cuda_ternary(&op, 1, nullptr));
+    op.kernel = kernel; LK(trn_cuda_ternary(&op, 1, nullptr));
     auto gq = down(dq, (size_t)q_rows), gk = down(dkc, nan_cache.size()), gv = down(dvc, nan_cache.size());
     if (memcmp(gq.data(), q.data(), q.size() * 4)) fail("QKV q", nmse(gq.data(), q.data(), q.size()));
     if (memcmp(&gk[(size_t)pos * kv_rows], k.data(), k.size() * 4)) fail("QKV k", nmse(&gk[(size_t)pos * kv_rows], k.data(), k.size()));
@@ -205,7 +216,7 @@ static void check_fused(trn_type t, int64_t cols, int n_head, int n_kv, int hd, 
     ref->matvec(&cq, h.data(), xq.data(), q.data(), 0, q_rows);
     op = {}; op.n_mat = 1; op.w[0] = wq.m; op.input = TRN_CUDA_IN_NORM_QUANT; op.x = dx; op.norm = dnorm; op.eps = 1e-5f;
     op.output = TRN_CUDA_OUT_STORE; op.y = dq;
-    LK(trn_cuda_ternary(&op, 0, nullptr));
+    op.kernel = kernel; LK(trn_cuda_ternary(&op, 0, nullptr));
     gq = down(dq, (size_t)q_rows);
     const double e_norm = nmse(gq.data(), q.data(), q.size());
     if (!(e_norm <= 1e-5)) fail("NORM_QUANT", e_norm);
@@ -219,7 +230,7 @@ static void check_fused(trn_type t, int64_t cols, int n_head, int n_kv, int hd, 
     CK(cudaMalloc(&dact, (size_t)ff * 4));
     op = {}; op.n_mat = 2; op.w[0] = wg.m; op.w[1] = wu.m; op.input = TRN_CUDA_IN_NORM_QUANT; op.x = dx; op.norm = dnorm;
     op.eps = 1e-5f; op.output = TRN_CUDA_OUT_SWIGLU; op.y = dact;
-    LK(trn_cuda_ternary(&op, 1, nullptr));
+    op.kernel = kernel; LK(trn_cuda_ternary(&op, 1, nullptr));
     auto gact = down(dact, (size_t)ff);
     const double e_swiglu = nmse(gact.data(), act.data(), act.size());
     if (!(e_swiglu <= 1e-5)) fail("SWIGLU", e_swiglu);
@@ -232,16 +243,16 @@ static void check_fused(trn_type t, int64_t cols, int n_head, int n_kv, int hd, 
     ref->add(y0.data(), want.data(), want.data(), q_rows);
     CK(cudaMemcpy(dq, y0.data(), y0.size() * 4, cudaMemcpyHostToDevice));
     op = {}; op.n_mat = 1; op.w[0] = wq.m; op.input = TRN_CUDA_IN_QUANT; op.x = dx; op.output = TRN_CUDA_OUT_ADD; op.y = dq;
-    LK(trn_cuda_ternary(&op, 1, nullptr));
+    op.kernel = kernel; LK(trn_cuda_ternary(&op, 1, nullptr));
     gq = down(dq, (size_t)q_rows);
     if (memcmp(gq.data(), want.data(), want.size() * 4)) fail("ADD", nmse(gq.data(), want.data(), want.size()));
-    printf("fused %-6s cols %-5lld q %d kv %d hd %d ff %lld: QKV, ADD bitwise checked; NORM_QUANT nmse %.2g, SWIGLU nmse %.2g\n",
-           name, (long long)cols, q_rows, kv_rows, hd, (long long)ff, e_norm, e_swiglu);
+    printf("fused %-6s %-7s cols %-5lld q %d kv %d hd %d ff %lld: QKV, ADD bitwise checked; NORM_QUANT nmse %.2g, SWIGLU nmse %.2g\n",
+           name, kernel == TRN_CUDA_TERNARY_LEAN ? "lean" : "classic", (long long)cols, q_rows, kv_rows, hd, (long long)ff, e_norm, e_swiglu);
     for (void *p : {(void *)dx, (void *)dnorm, (void *)dtable, (void *)dpos, (void *)dq, (void *)dkc, (void *)dvc, (void *)dact}) CK(cudaFree(p));
     for (dev_matrix *d : {&wq, &wk, &wv, &wg, &wu}) { CK(cudaFree((void *)d->m.qs)); CK(cudaFree((void *)d->m.d)); }
 }
 
-static void bench(trn_type t, int64_t rows, int64_t cols, bool int8) {
+static void bench(trn_type t, int64_t rows, int64_t cols, bool int8, trn_cuda_ternary_kernel kernel = TRN_CUDA_TERNARY_AUTO) {
     dev_matrix dm = make(t, rows, cols);
     std::vector<float> x((size_t)cols);
     for (auto &v : x) v = frand(-2.0f, 2.0f);
@@ -250,7 +261,10 @@ static void bench(trn_type t, int64_t rows, int64_t cols, bool int8) {
     trn_cuda_q8_block *dxq = nullptr;
     const bool tern = t == TRN_TYPE_TQ2_0 || t == TRN_TYPE_TQ1_0;
     if (tern && int8) { CK(cudaMalloc(&dxq, (size_t)(cols / 256) * 264)); LK(trn_cuda_quantize_act(dx, dxq, cols, nullptr)); }
-    auto launch = [&] { if (tern) LK(trn_cuda_gemv_ternary(&dm.m, dx, dxq, dy, nullptr)); else LK(trn_cuda_gemv_float(&dm.m, dx, dy, nullptr)); };
+    trn_cuda_ternary_op op = {};
+    op.n_mat = 1; op.w[0] = dm.m; op.input = dxq ? TRN_CUDA_IN_XQ : TRN_CUDA_IN_F32; op.x = dx; op.xq = dxq;
+    op.output = TRN_CUDA_OUT_STORE; op.y = dy; op.kernel = kernel;
+    auto launch = [&] { if (tern) LK(trn_cuda_ternary(&op, 0, nullptr)); else LK(trn_cuda_gemv_float(&dm.m, dx, dy, nullptr)); };
     for (int i = 0; i < 20; i++) launch();
     cudaEvent_t a, b; CK(cudaEventCreate(&a)); CK(cudaEventCreate(&b));
     const int reps = 200;
@@ -260,15 +274,40 @@ static void bench(trn_type t, int64_t rows, int64_t cols, bool int8) {
     float ms; CK(cudaEventElapsedTime(&ms, a, b));
     const double bytes = (double)rows * dm.m.row_bytes + (tern ? rows * (cols / 256) * 2.0 : 0.0);
     const double us = ms * 1000.0 / reps;
-    printf("bench %-6s %s %6lld x %-6lld %8.2f us  %7.1f GB/s (weights)\n", trn_type_name(t), tern ? (int8 ? "int8" : "f32 ") : "    ", (long long)rows, (long long)cols, us, bytes / us * 1e-3);
+    printf("bench %-6s %s%s %6lld x %-6lld %8.2f us  %7.1f GB/s (weights)\n", trn_type_name(t), tern ? (int8 ? "int8" : "f32 ") : "    ", kernel == TRN_CUDA_TERNARY_LEAN ? " lean" : "     ", (long long)rows, (long long)cols, us, bytes / us * 1e-3);
     if (dxq) CK(cudaFree(dxq));
     CK(cudaFree(dx)); CK(cudaFree(dy)); CK(cudaFree((void *)dm.m.qs)); if (dm.m.d) CK(cudaFree((void *)dm.m.d));
 }
 
+/* Host: tq2_planes_isum (lean) against tq2_lane_isum (classic) for random code words (every 2-bit value, incl. the
+ * unused code 3), random activations over all of -128..127, and the extremes. */
+static void check_lane_arithmetic() {
+    std::vector<uint8_t> act(kActBlock);
+    int checked = 0, bad = 0;
+    for (int trial = 0; trial < 20000; trial++) {
+        const int mode = trial % 4; /* random; all codes 2 and activations 127; codes 3 and -128; codes 0 */
+        for (auto &a : act) a = mode == 0 ? brand() : mode == 1 ? 127 : mode == 2 ? 0x80 : brand();
+        uint4 c;
+        uint32_t *w = &c.x;
+        for (int i = 0; i < 4; i++) w[i] = mode == 0 ? (uint32_t)rnd() : mode == 1 ? 0xaaaaaaaau : mode == 2 ? 0xffffffffu : 0u;
+        for (int part = 0; part < 4; part++) {
+            int4 a[4];
+            for (int l = 0; l < 4; l++) memcpy(&a[l], tq2_lane_acts(act.data(), part) + 32 * l, 16);
+            const int want = tq2_lane_isum(c, act.data(), part), got = tq2_planes_isum(c, a);
+            if (got != want && bad++ < 5) printf("FAIL lane arithmetic: planes %d, classic %d (trial %d part %d)\n", got, want, trial, part);
+            checked++;
+        }
+    }
+    if (bad) failures++;
+    printf("host: lean block sums (masked planes, u8 x s8 dp4a) equal the classic ones in %d of %d lane cases\n", checked - bad, checked);
+}
+
 int main() {
+    check_lane_arithmetic();
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-        printf("SKIPPED: no usable GPU: the CUDA kernels compiled and linked, their tests did not run\n");
+        if (failures) { printf("FAILED: %d host check failures\n", failures); return 1; }
+        printf("SKIPPED: no usable GPU: the CUDA kernels compiled and linked, their GPU tests did not run (host checks passed)\n");
         return 77;
     }
     cudaDeviceProp p; CK(cudaGetDeviceProperties(&p, 0));
@@ -279,13 +318,15 @@ int main() {
     for (trn_type t : {TRN_TYPE_F32, TRN_TYPE_F16, TRN_TYPE_BF16}) for (int64_t c : {7, 64, 172, 33}) check(t, 9, c);
     for (int64_t c : {32, 64, 96, 288}) check(TRN_TYPE_Q8_0, 9, c);
     for (trn_type t : {TRN_TYPE_TQ2_0, TRN_TYPE_TQ1_0}) {
-        check_fused(t, 2048, 32, 4, 64, 5632); /* Trinity-1.1B */
-        check_fused(t, 512, 4, 2, 16, 40);
-        check_fused(t, 5632, 2, 1, 8, 24);
+        for (trn_cuda_ternary_kernel k : {TRN_CUDA_TERNARY_AUTO, TRN_CUDA_TERNARY_LEAN}) {
+            check_fused(t, 2048, 32, 4, 64, 5632, k); /* Trinity-1.1B */
+            check_fused(t, 512, 4, 2, 16, 40, k);     /* 2 blocks per row: lanes past the row idle */
+            check_fused(t, 5632, 2, 1, 8, 24, k);     /* 22 blocks: the lean kernel's several steps per row */
+        }
     }
     printf("%s: %d failures\n", failures ? "FAILED" : "all checks passed", failures);
     const int64_t trinity[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
-    for (auto &s : trinity) { bench(TRN_TYPE_TQ2_0, s[0], s[1], true); bench(TRN_TYPE_TQ2_0, s[0], s[1], false); bench(TRN_TYPE_TQ1_0, s[0], s[1], true); }
+    for (auto &s : trinity) { bench(TRN_TYPE_TQ2_0, s[0], s[1], true); bench(TRN_TYPE_TQ2_0, s[0], s[1], true, TRN_CUDA_TERNARY_LEAN); bench(TRN_TYPE_TQ2_0, s[0], s[1], false); bench(TRN_TYPE_TQ1_0, s[0], s[1], true); }
     bench(TRN_TYPE_Q6_K, 32000, 2048, false); bench(TRN_TYPE_F16, 32000, 2048, false); bench(TRN_TYPE_Q8_0, 32000, 2048, false); bench(TRN_TYPE_Q4_K, 32000, 2048, false);
     return failures ? 1 : 0;
 }

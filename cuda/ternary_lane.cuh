@@ -1,0 +1,89 @@
+/* ternary_lane.cuh: the per-lane integer arithmetic of the TQ2_0 kernels (gemv_ternary.cu), compiled for the device
+ * and for the host, so tests check it on a machine without a GPU (tests/test_cuda_gemv.cu).
+ *
+ * Owns the shared-memory layout of the int8 activations (act_offset) and a lane's share of one block's exact integer
+ * dot product in two forms: tq2_lane_isum (the classic kernel: each 2-bit plane shifted down and masked, signed
+ * dp4a) and tq2_planes_isum (the lean kernel: each plane masked in place, i.e. 4^l times the codes, unsigned-by-signed
+ * dp4a into one sum per plane, the 4^l undone once by exact arithmetic shifts). Both return the same integer. */
+#ifndef TRN_CUDA_TERNARY_LANE_CUH
+#define TRN_CUDA_TERNARY_LANE_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+/* Int8 activations in shared memory: block b's 256 values at kActBlock * b, values 128..255 after 32 bytes of
+ * padding (byte i at act_offset(b, i)), then nb float scales, then nb int sums. In the TQ2_0 kernels a quarter-warp
+ * reads 16 bytes at 320 b + 160 h + 32 l + 16 c for two consecutive b, h and c in {0, 1}: 16-byte bank groups
+ * (20 b + 10 h + 2 l + c) mod 8, eight different ones, so no bank conflicts. */
+constexpr int kActHalf = 160;
+constexpr int kActBlock = 2 * kActHalf;
+constexpr int kActBytesPerBlock = kActBlock + 8; /* + scale + sum */
+
+static __host__ __device__ __forceinline__ int act_offset(int b, int i) {
+    return b * kActBlock + (i >> 7) * kActHalf + (i & 127);
+}
+
+/* c + the dot product of the four signed bytes of a and b. */
+static __host__ __device__ __forceinline__ int dot4_i8(int a, int b, int c) {
+#ifdef __CUDA_ARCH__
+    return __dp4a(a, b, c);
+#else
+    for (int k = 0; k < 4; k++)
+        c += (int)(int8_t)(a >> (8 * k)) * (int)(int8_t)(b >> (8 * k));
+    return c;
+#endif
+}
+
+/* c + the dot product of the four unsigned bytes of a and the four signed bytes of b (dp4a.u32.s32, sm_61+). */
+static __host__ __device__ __forceinline__ int dot4_u8s8(uint32_t a, int b, int c) {
+#ifdef __CUDA_ARCH__
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+#else
+    for (int k = 0; k < 4; k++)
+        c += (int)(uint8_t)(a >> (8 * k)) * (int)(int8_t)(b >> (8 * k));
+    return c;
+#endif
+}
+
+/* The 64 activations a lane multiplies with its 16 code bytes of a block (part = which 16 of the 64): plane l's 16
+ * weights 128 h + 32 l + 16 (part % 2) + 0..15 (h = part / 2) are a[l], one 16-byte read at act_b + ... */
+static __host__ __device__ __forceinline__ const uint8_t *tq2_lane_acts(const uint8_t *act_b, int part) {
+    return act_b + (part >> 1) * kActHalf + (part & 1) * 16;
+}
+
+/* A lane's share of block b's integer dot product: its 16 code bytes c (bytes 16 part .. 16 part + 15 of the 64),
+ * act_b = the block's activations in shared memory. Byte 32 h + m holds in bits 2 l, 2 l + 1 the code of weight
+ * 128 h + 32 l + m; for the lane's bytes m = 16 (part % 2) + 4 i + k (word i, byte k of c). */
+static __host__ __device__ __forceinline__ int tq2_lane_isum(uint4 c, const uint8_t *act_b, int part) {
+    const uint8_t *a = tq2_lane_acts(act_b, part);
+    int s = 0;
+    for (int l = 0; l < 4; l++) { /* constant trip counts: unrolled without a pragma (also compiled for the host) */
+        const int4 v = *reinterpret_cast<const int4 *>(a + 32 * l); /* weights 128 h + 32 l + 16 (part % 2) + 0..15 */
+        const uint32_t mask = 0x03030303u;
+        s = dot4_i8((int)((c.x >> (2 * l)) & mask), v.x, s);
+        s = dot4_i8((int)((c.y >> (2 * l)) & mask), v.y, s);
+        s = dot4_i8((int)((c.z >> (2 * l)) & mask), v.z, s);
+        s = dot4_i8((int)((c.w >> (2 * l)) & mask), v.w, s);
+    }
+    return s;
+}
+
+/* The same integer as tq2_lane_isum with the lane's activations already in registers (a[l] = the 16 bytes at
+ * tq2_lane_acts(act_b, part) + 32 l). Plane l masked in place is 4^l * code per byte (at most 2 * 64 = 128, hence
+ * unsigned bytes); s_l = 4^l * S_l exactly (|s_3| <= 16 * 128 * 128), so s_l >> 2 l (arithmetic) is S_l. Two
+ * instructions per word and plane (mask, dp4a) instead of three. */
+static __host__ __device__ __forceinline__ int tq2_planes_isum(uint4 c, const int4 (&a)[4]) {
+    int s[4];
+    for (int l = 0; l < 4; l++) {
+        const uint32_t mask = 0x03030303u << (2 * l);
+        int t = dot4_u8s8(c.x & mask, a[l].x, 0);
+        t = dot4_u8s8(c.y & mask, a[l].y, t);
+        t = dot4_u8s8(c.z & mask, a[l].z, t);
+        s[l] = dot4_u8s8(c.w & mask, a[l].w, t);
+    }
+    return s[0] + (s[1] >> 2) + (s[2] >> 4) + (s[3] >> 6);
+}
+
+#endif
