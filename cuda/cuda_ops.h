@@ -69,8 +69,9 @@ typedef enum {
 } trn_cuda_output;
 
 /* Which ternary kernel runs a launch (gemv_ternary.cu): AUTO is CLASSIC (one row per warp at a time; measured on
- * GPUs); LEAN (four rows per warp iteration, activations in registers) where it serves the launch (TQ2_0 in int8
- * mode, rows of every matrix a multiple of 4), CLASSIC elsewhere. Both give the same bits. */
+ * GPUs); LEAN (four rows per warp iteration, activations in registers) where it serves the launch (int8 mode, rows
+ * of every matrix a multiple of 4; TQ2_0, or TQ1_0 rows of at most 8 blocks), CLASSIC elsewhere. Both give the same
+ * bits. */
 typedef enum {
     TRN_CUDA_TERNARY_AUTO,
     TRN_CUDA_TERNARY_CLASSIC,

@@ -166,48 +166,6 @@ __device__ __forceinline__ float tq2_lane_fsum(uint4 c, const float *x_b, int pa
 
 /* ---- TQ1_0 ---- */
 
-/* Where the digits of code word j (bytes 4 j .. 4 j + 3 of qs[48] ++ qh[4]) go: digit n of the word's byte k is
- * weight 4 (base + stride n) + k, for n < digits. qs[0..31]: weight 32 n + m; qs[32..47]: 160 + 16 n + m;
- * qh[0..3]: 240 + 4 n + m (four digits). */
-struct tq1_word_map {
-    int base, stride, digits;
-};
-
-__host__ __device__ __forceinline__ tq1_word_map tq1_word(int j) {
-    if (j < 8)
-        return {j, 8, 5};
-    if (j < 12)
-        return {32 + j, 4, 5}; /* (160 + 4 (j - 8)) / 4 */
-    return {60, 1, 4};
-}
-
-/* Base-3 digits of four bytes at once. A byte q holds its digits as a fraction: digit n is
- * ((q * 3^n mod 256) * 3) >> 8. The bytes are spread over 16-bit lanes (e: bytes 0 and 2, o: bytes 1 and 3);
- * t = 3 * (q * 3^n mod 256) < 768 never leaves its lane, its high byte is digit n and its low byte q * 3^(n+1)
- * mod 256, the next step's input. Returns the four codes of digit n as bytes and advances e, o. */
-__host__ __device__ __forceinline__ uint32_t tq1_next_digits(uint32_t &e, uint32_t &o) {
-    const uint32_t te = e * 3u, to = o * 3u;
-    e = te & 0x00ff00ffu;
-    o = to & 0x00ff00ffu;
-    return ((te >> 8) & 0x00ff00ffu) | (to & 0xff00ff00u);
-}
-
-/* A lane's share of a TQ1_0 block's integer dot product: code word w (word j of the block), act_b = the block's
- * activations in shared memory. */
-__host__ __device__ __forceinline__ int tq1_word_isum(uint32_t w, int j, const uint8_t *act_b) {
-    const tq1_word_map m = tq1_word(j);
-    uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
-    int s = 0;
-    for (int n = 0; n < 5; n++) {
-        if (n < m.digits) {
-            const uint32_t codes = tq1_next_digits(e, o);
-            const int i = 4 * (m.base + m.stride * n); /* first weight of the four */
-            s = dot4_i8((int)codes, *reinterpret_cast<const int *>(act_b + act_offset(0, i)), s);
-        }
-    }
-    return s;
-}
-
 /* f32 mode: code word w (word j) of the block whose floats start at x_b (16-byte aligned). */
 __device__ __forceinline__ float tq1_word_fsum(uint32_t w, int j, const float *x_b) {
     const tq1_word_map m = tq1_word(j);
@@ -725,9 +683,132 @@ __device__ void LeanTq2<ONE_STEP>::run(const ternary_params &p) {
     }
 }
 
+/* ---- the lean TQ1_0 kernel: four rows per warp iteration, whole rows of up to 8 blocks per load ---- */
+
+/* As LeanTq2, for TQ1_0 rows of at most 8 blocks (4 steps of 2 blocks; every Trinity-1.1B launch but the down
+ * projection). Half-warp h takes block 2 s + h of step s, lane j = lane % 16 < 13 its code word j (lanes 13..15
+ * idle), in all four rows of a group; the four rows' whole codes (4 steps x 4 rows words per lane) are loaded at
+ * once, the next group's in flight while this one is computed, and the lane's activations of every step (5 words
+ * each) are loaded into registers once per launch. Per step: tq1_regs_isum per row, reduce_scatter4 over the lane's
+ * quad then a sum over the half-warp's 4 quads (lane 16 h + 4 i + r ends with row r's block sum), the classic term,
+ * and a fold of the step's two blocks in order. Bitwise the classic kernel's results. */
+constexpr int kLeanTq1Steps = 4; /* blocks per row <= 2 * kLeanTq1Steps */
+
+template <int OUT>
+__device__ __forceinline__ void lean_tq1_load(const ternary_params &p, int g, int lane,
+                                              uint32_t (&c)[kLeanTq1Steps][kLeanRows], uint16_t (&d)[kLeanTq1Steps]) {
+    const int h = lane >> 4, j = lane & 15, part = lane & 3;
+    const uint32_t row_bytes = (uint32_t)p.row_bytes;
+    const uint8_t *rows[kLeanRows];
+    const uint16_t *scales;
+    uint32_t scale_row;
+    if (OUT == TRN_CUDA_OUT_SWIGLU) { /* gate 2 g, up 2 g, gate 2 g + 1, up 2 g + 1 */
+#pragma unroll
+        for (int i = 0; i < kLeanRows; i++)
+            rows[i] = (i & 1 ? p.qs[1] : p.qs[0]) + (uint32_t)(2 * g + (i >> 1)) * row_bytes;
+        scales = part & 1 ? p.d[1] : p.d[0];
+        scale_row = (uint32_t)(2 * g + (part >> 1));
+    } else {
+        int m, row0;
+        lean_row<OUT>(p, g, 0, m, row0);
+        const uint8_t *q = (m == 0 ? p.qs[0] : m == 1 ? p.qs[1] : p.qs[2]) + (uint32_t)row0 * row_bytes;
+#pragma unroll
+        for (int i = 0; i < kLeanRows; i++)
+            rows[i] = q + (uint32_t)i * row_bytes;
+        scales = m == 0 ? p.d[0] : m == 1 ? p.d[1] : p.d[2];
+        scale_row = (uint32_t)(row0 + part);
+    }
+#pragma unroll
+    for (int s = 0; s < kLeanTq1Steps; s++) {
+        const int b = 2 * s + h;
+        const bool live = b < p.nb && j < kTq1Bytes / 4;
+        const uint32_t at = (uint32_t)b * kTq1Bytes + 4u * (uint32_t)j;
+#pragma unroll
+        for (int i = 0; i < kLeanRows; i++)
+            c[s][i] = live ? __ldcs(reinterpret_cast<const uint32_t *>(rows[i] + at)) : 0u;
+        d[s] = b < p.nb ? __ldcs(scales + scale_row * (uint32_t)p.nb + (uint32_t)b) : (uint16_t)0;
+    }
+}
+
+struct LeanTq1 {
+    /* (256, 2): up to 128 registers per thread; two CTAs (16 warps) per SM */
+    static constexpr int kCtasPerSm = 2, kRowsPerWarp = kLeanRows;
+    static constexpr bool kInt8 = true;
+    template <int OUT> static __device__ void run(const ternary_params &p);
+};
+
+template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    const int nb = p.nb;
+    uint8_t *act = smem;
+    float *xd = reinterpret_cast<float *>(smem + (size_t)nb * kActBlock);
+    int *xs = reinterpret_cast<int *>(xd + nb);
+    const int lane = threadIdx.x & (kWarp - 1), h = lane >> 4, j = lane & 15, part = lane & 3;
+    const int n_groups = (int)(p.n_units * p.rows_per_unit / kLeanRows);
+    const int stride = (int)gridDim.x * kWarpsPerCta;
+    int g = (int)blockIdx.x * kWarpsPerCta + (threadIdx.x >> 5);
+    uint32_t cur[kLeanTq1Steps][kLeanRows], nxt[kLeanTq1Steps][kLeanRows];
+    uint16_t dcur[kLeanTq1Steps], dnxt[kLeanTq1Steps];
+    if (g < n_groups)
+        lean_tq1_load<OUT>(p, g, lane, cur, dcur);
+    trn_pdl_wait();
+    trn_pdl_launch_dependents();
+    if (p.input == TRN_CUDA_IN_XQ)
+        stage_activations(p.xq, nb, p.xq_aligned8, act, xd, xs);
+    else
+        quantize_into_shared(p, act, xd, xs);
+    int a[kLeanTq1Steps][5];
+    float bd[kLeanTq1Steps];
+    int bs[kLeanTq1Steps];
+#pragma unroll
+    for (int s = 0; s < kLeanTq1Steps; s++) {
+        const int b = 2 * s + h;
+        if (b < nb && j < kTq1Bytes / 4) {
+            tq1_lane_acts(act + b * kActBlock, j, a[s]);
+        } else {
+#pragma unroll
+            for (int n = 0; n < 5; n++)
+                a[s][n] = 0;
+        }
+        bd[s] = b < nb ? xd[b] : 0.0f;
+        bs[s] = b < nb ? xs[b] : 0;
+    }
+    while (g < n_groups) { /* warp-uniform */
+        const int next_g = g + stride;
+        if (next_g < n_groups)
+            lean_tq1_load<OUT>(p, next_g, lane, nxt, dnxt);
+        float acc = 0.0f;
+#pragma unroll
+        for (int s = 0; s < kLeanTq1Steps; s++) {
+            if (2 * s >= nb) /* warp-uniform */
+                break;
+            int v[kLeanRows];
+#pragma unroll
+            for (int i = 0; i < kLeanRows; i++)
+                v[i] = tq1_regs_isum(cur[s][i], a[s]);
+            int isum = reduce_scatter4(v, lane);   /* row `part` over the lane's quad */
+            isum += __shfl_xor_sync(kFullMask, isum, 4);
+            isum += __shfl_xor_sync(kFullMask, isum, 8); /* over the half-warp: block 2 s + h */
+            /* past the row's end everything is 0: the term is +0 and leaves acc (never -0) unchanged */
+            const float term = mul_rn(mul_rn(half_to_float(dcur[s]), bd[s]), (float)(isum - bs[s]));
+            acc = add_rn(acc, __shfl_sync(kFullMask, term, part));      /* block 2 s */
+            acc = add_rn(acc, __shfl_sync(kFullMask, term, 16 + part)); /* block 2 s + 1 */
+        }
+        lean_finish<OUT>(p, g, acc, lane);
+#pragma unroll
+        for (int s = 0; s < kLeanTq1Steps; s++) {
+#pragma unroll
+            for (int i = 0; i < kLeanRows; i++)
+                cur[s][i] = nxt[s][i];
+            dcur[s] = dnxt[s];
+        }
+        g = next_g;
+    }
+}
+
 /* ---- the launch kinds: one kernel name each, so that a profile tells them apart ---- */
 
-/* K: the kernel policy (Classic<F, N, INT8> or LeanTq2<ONE_STEP>). */
+/* K: the kernel policy (Classic<F, N, INT8>, LeanTq2<ONE_STEP> or LeanTq1). */
 template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_store(const ternary_params p) {
     K::template run<TRN_CUDA_OUT_STORE>(p);
 }
@@ -814,10 +895,10 @@ template <class K> cudaError_t launch(const ternary_params &p, size_t smem, bool
     return err != cudaSuccess ? err : cudaGetLastError();
 }
 
-/* Whether LeanTq2 serves p: TQ2_0 in int8 mode, every matrix's rows a multiple of kLeanRows, and its 32-bit row
- * offsets (codes and scales) in range. */
+/* Whether a lean kernel serves p: int8 mode, TQ2_0 (LeanTq2) or TQ1_0 rows of at most 2 * kLeanTq1Steps blocks
+ * (LeanTq1), every matrix's rows a multiple of kLeanRows, and its 32-bit row offsets (codes and scales) in range. */
 bool lean_serves(const ternary_params &p, bool tq2, bool int8) {
-    if (!tq2 || !int8)
+    if (!int8 || (!tq2 && p.nb > 2 * kLeanTq1Steps))
         return false;
     for (int m = 0; m < p.n_mat; m++)
         if (p.rows[m] % kLeanRows != 0 || (uint64_t)p.rows[m] * p.row_bytes > UINT32_MAX ||
@@ -828,11 +909,14 @@ bool lean_serves(const ternary_params &p, bool tq2, bool int8) {
 
 /* Steps per load of Classic: TQ2_0 the whole row up to cols 8192 in int8 mode (Trinity-1.1B: cols 2048 -> 1,
  * 5632 -> 3), TQ1_0 up to 16 blocks; f32 mode keeps a quarter less in flight (3 and 4) to stay within 64 registers.
- * LeanTq2 where asked for and it serves the launch (ONE_STEP for rows of at most 8 blocks). */
+ * A lean kernel where asked for and it serves the launch (LeanTq2's ONE_STEP for rows of at most 8 blocks). */
 cudaError_t dispatch(const ternary_params &p, bool tq2, bool int8, trn_cuda_ternary_kernel kernel, size_t smem,
                      bool pdl, cudaStream_t s) {
-    if (kernel == TRN_CUDA_TERNARY_LEAN && lean_serves(p, tq2, int8))
+    if (kernel == TRN_CUDA_TERNARY_LEAN && lean_serves(p, tq2, int8)) {
+        if (!tq2)
+            return launch<LeanTq1>(p, smem, pdl, s);
         return p.nb <= 8 ? launch<LeanTq2<true>>(p, smem, pdl, s) : launch<LeanTq2<false>>(p, smem, pdl, s);
+    }
     if (tq2) {
         const int steps = (p.nb + 7) / 8;
         if (int8)

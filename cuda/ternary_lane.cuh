@@ -1,10 +1,12 @@
-/* ternary_lane.cuh: the per-lane integer arithmetic of the TQ2_0 kernels (gemv_ternary.cu), compiled for the device
+/* ternary_lane.cuh: the per-lane integer arithmetic of the ternary kernels (gemv_ternary.cu), compiled for the device
  * and for the host, so tests check it on a machine without a GPU (tests/test_cuda_gemv.cu).
  *
  * Owns the shared-memory layout of the int8 activations (act_offset) and a lane's share of one block's exact integer
  * dot product in two forms: tq2_lane_isum (the classic kernel: each 2-bit plane shifted down and masked, signed
  * dp4a) and tq2_planes_isum (the lean kernel: each plane masked in place, i.e. 4^l times the codes, unsigned-by-signed
- * dp4a into one sum per plane, the 4^l undone once by exact arithmetic shifts). Both return the same integer. */
+ * dp4a into one sum per plane, the 4^l undone once by exact arithmetic shifts). Both return the same integer. The same
+ * for TQ1_0's base-3 words: tq1_word_isum (activations read from shared memory per digit) and tq1_regs_isum
+ * (activations in registers). */
 #ifndef TRN_CUDA_TERNARY_LANE_CUH
 #define TRN_CUDA_TERNARY_LANE_CUH
 
@@ -84,6 +86,68 @@ static __host__ __device__ __forceinline__ int tq2_planes_isum(uint4 c, const in
         s[l] = dot4_u8s8(c.w & mask, a[l].w, t);
     }
     return s[0] + (s[1] >> 2) + (s[2] >> 4) + (s[3] >> 6);
+}
+
+/* ---- TQ1_0 ---- */
+
+/* Where the digits of code word j (bytes 4 j .. 4 j + 3 of qs[48] ++ qh[4]) go: digit n of the word's byte k is
+ * weight 4 (base + stride n) + k, for n < digits. qs[0..31]: weight 32 n + m; qs[32..47]: 160 + 16 n + m;
+ * qh[0..3]: 240 + 4 n + m (four digits). */
+struct tq1_word_map {
+    int base, stride, digits;
+};
+
+static __host__ __device__ __forceinline__ tq1_word_map tq1_word(int j) {
+    if (j < 8)
+        return {j, 8, 5};
+    if (j < 12)
+        return {32 + j, 4, 5}; /* (160 + 4 (j - 8)) / 4 */
+    return {60, 1, 4};
+}
+
+/* Base-3 digits of four bytes at once. A byte q holds its digits as a fraction: digit n is
+ * ((q * 3^n mod 256) * 3) >> 8. The bytes are spread over 16-bit lanes (e: bytes 0 and 2, o: bytes 1 and 3);
+ * t = 3 * (q * 3^n mod 256) < 768 never leaves its lane, its high byte is digit n and its low byte q * 3^(n+1)
+ * mod 256, the next step's input. Returns the four codes of digit n as bytes and advances e, o. */
+static __host__ __device__ __forceinline__ uint32_t tq1_next_digits(uint32_t &e, uint32_t &o) {
+    const uint32_t te = e * 3u, to = o * 3u;
+    e = te & 0x00ff00ffu;
+    o = to & 0x00ff00ffu;
+    return ((te >> 8) & 0x00ff00ffu) | (to & 0xff00ff00u);
+}
+
+/* A lane's share of a TQ1_0 block's integer dot product: code word w (word j of the block), act_b = the block's
+ * activations in shared memory. */
+static __host__ __device__ __forceinline__ int tq1_word_isum(uint32_t w, int j, const uint8_t *act_b) {
+    const tq1_word_map m = tq1_word(j);
+    uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
+    int s = 0;
+    for (int n = 0; n < 5; n++) {
+        if (n < m.digits) {
+            const uint32_t codes = tq1_next_digits(e, o);
+            const int i = 4 * (m.base + m.stride * n); /* first weight of the four */
+            s = dot4_i8((int)codes, *reinterpret_cast<const int *>(act_b + act_offset(0, i)), s);
+        }
+    }
+    return s;
+}
+
+/* The 5 activation words a lane multiplies with code word j of a block (a[n] = the 4 activations of digit n; 0 for
+ * the qh word's missing fifth digit). */
+static __host__ __device__ __forceinline__ void tq1_lane_acts(const uint8_t *act_b, int j, int (&a)[5]) {
+    const tq1_word_map m = tq1_word(j);
+    for (int n = 0; n < 5; n++)
+        a[n] = n < m.digits ? *reinterpret_cast<const int *>(act_b + act_offset(0, 4 * (m.base + m.stride * n))) : 0;
+}
+
+/* The same integer as tq1_word_isum with the lane's activations already in registers (tq1_lane_acts): the fifth
+ * digit is always decoded, and the qh word's is multiplied by a[4] = 0. */
+static __host__ __device__ __forceinline__ int tq1_regs_isum(uint32_t w, const int (&a)[5]) {
+    uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
+    int s = 0;
+    for (int n = 0; n < 5; n++)
+        s = dot4_i8((int)tq1_next_digits(e, o), a[n], s);
+    return s;
 }
 
 #endif

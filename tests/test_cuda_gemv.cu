@@ -1,7 +1,7 @@
 /* test_cuda_gemv.cu: the kernels of cuda/gemv_ternary.cu and cuda/gemv_float.cu on a GPU against the CPU reference
  * (cpu_fallback/ops_ref.c, quants.c), then timings at Trinity-1.1B shapes. First, on the host (no GPU needed), the
- * lane arithmetic of cuda/ternary_lane.cuh: the lean kernel's masked-plane block sums equal the classic ones for
- * every code and activation pattern tried. Exit status 1 on any mismatch, 77 (skipped, after the host checks) where no
+ * lane arithmetic of cuda/ternary_lane.cuh: the lean kernels' block sums (TQ2_0: masked planes; TQ1_0: activations
+ * in registers) equal the classic ones for every code and activation pattern tried. Exit status 1 on any mismatch, 77 (skipped, after the host checks) where no
  * GPU is present. Expect: int8 ternary rows (classic and lean kernels), quantized activations and get_row bitwise equal;
  * f32-mode and float types within 1e-6 of sum|w x| per row (F32 also against cuBLAS's Sgemv); the fused launches of trn_cuda_ternary as check_fused
  * says. */
@@ -299,7 +299,22 @@ static void check_lane_arithmetic() {
         }
     }
     if (bad) failures++;
-    printf("host: lean block sums (masked planes, u8 x s8 dp4a) equal the classic ones in %d of %d lane cases\n", checked - bad, checked);
+    printf("host: lean TQ2_0 block sums (masked planes, u8 x s8 dp4a) equal the classic ones in %d of %d lane cases\n", checked - bad, checked);
+    /* TQ1_0: every code word j of a block, random words (incl. bytes >= 243) and activations */
+    checked = bad = 0;
+    for (int trial = 0; trial < 20000; trial++) {
+        for (auto &a : act) a = brand();
+        const uint32_t w = trial % 7 == 0 ? 0xffffffffu : (uint32_t)rnd();
+        for (int j = 0; j < 13; j++) {
+            int a[5];
+            tq1_lane_acts(act.data(), j, a);
+            const int want = tq1_word_isum(w, j, act.data()), got = tq1_regs_isum(w, a);
+            if (got != want && bad++ < 5) printf("FAIL TQ1_0 lane arithmetic: registers %d, classic %d (trial %d word %d)\n", got, want, trial, j);
+            checked++;
+        }
+    }
+    if (bad) failures++;
+    printf("host: lean TQ1_0 block sums (activations in registers) equal the classic ones in %d of %d lane cases\n", checked - bad, checked);
 }
 
 int main() {
@@ -326,7 +341,10 @@ int main() {
     }
     printf("%s: %d failures\n", failures ? "FAILED" : "all checks passed", failures);
     const int64_t trinity[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
-    for (auto &s : trinity) { bench(TRN_TYPE_TQ2_0, s[0], s[1], true); bench(TRN_TYPE_TQ2_0, s[0], s[1], true, TRN_CUDA_TERNARY_LEAN); bench(TRN_TYPE_TQ2_0, s[0], s[1], false); bench(TRN_TYPE_TQ1_0, s[0], s[1], true); }
+    for (auto &s : trinity) {
+        bench(TRN_TYPE_TQ2_0, s[0], s[1], true); bench(TRN_TYPE_TQ2_0, s[0], s[1], true, TRN_CUDA_TERNARY_LEAN); bench(TRN_TYPE_TQ2_0, s[0], s[1], false);
+        bench(TRN_TYPE_TQ1_0, s[0], s[1], true); if (s[1] <= 2048) bench(TRN_TYPE_TQ1_0, s[0], s[1], true, TRN_CUDA_TERNARY_LEAN);
+    }
     bench(TRN_TYPE_Q6_K, 32000, 2048, false); bench(TRN_TYPE_F16, 32000, 2048, false); bench(TRN_TYPE_Q8_0, 32000, 2048, false); bench(TRN_TYPE_Q4_K, 32000, 2048, false);
     return failures ? 1 : 0;
 }
