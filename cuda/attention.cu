@@ -155,23 +155,24 @@ static __global__ void __launch_bounds__(ATT_THREADS)
 /* ---- split kernel ---- */
 
 /* Head_dim 64, up to 8 query heads per KV head, a scratch buffer from the caller. Block (kv, s) takes positions
- * [s SPLIT_POS, (s + 1) SPLIT_POS) of KV head kv for all its query heads (blocks past *pos return at once). It
- * stages those K and V rows in shared memory with coalesced 16-byte loads, once for all the heads (K rows padded to
- * 65 floats: a warp reading 32 rows at one column hits 32 banks); warp w takes query head w: lane i scores
- * positions i and i + 32, the warp's max m and sum l of p = exp(s - m) by shuffles, and lane i sums p_t v_t for
+ * [s SPLIT_POS, (s + 1) SPLIT_POS) of KV head kv (SPLIT_POS 64, or 32 to spread a context over twice the blocks)
+ * for all its query heads (blocks past *pos return at once). It stages those K and V rows in shared memory with
+ * coalesced 16-byte loads, once for all the heads (K rows padded to 65 floats: a warp reading 32 rows at one column
+ * hits 32 banks); warp w takes query head w: lane i scores positions i and i + 32 (with 64), the warp's max m and sum l of p = exp(s - m) by shuffles, and lane i sums p_t v_t for
  * dimensions i and i + 32. Each head's (acc, m, l) goes to the scratch; the last block of a KV head to finish (a
  * ticket from an atomic counter, after a fence) merges the splits: M = max m_s, L = sum l_s e^(m_s - M),
  * out = sum acc_s e^(m_s - M) / L, and sets the counter back to 0 for the next launch. So blocks scale with the
  * context, and each K/V row is read once per KV head. Its per-split sums merged at the end round differently from
  * both the CPU and the general kernel. */
 
-#define SPLIT_POS 64       /* positions per block */
+#define SPLIT_POS_MAX 64   /* positions per block: 64 (the default) or 32 (more blocks at a given context) */
+#define SPLIT_POS_MIN 32   /* the smallest split: the scratch is sized for it */
 #define SPLIT_HD 64        /* the head_dim it serves */
 #define SPLIT_MAX_GROUP ATT_WARPS /* query heads per KV head: one warp each */
 #define SPLIT_PART (SPLIT_HD + 2) /* floats per (split, head) in the scratch: acc[SPLIT_HD], m, l */
 #define SPLIT_COUNTER_BYTES 256   /* the counters' part of the scratch (n_head_kv ints, 64 at most) */
 
-static int split_count(int n_ctx) { return (n_ctx + SPLIT_POS - 1) / SPLIT_POS; }
+static int split_count(int n_ctx, int split_pos) { return (n_ctx + split_pos - 1) / split_pos; }
 
 static __device__ inline float warp_max(float v) {
     for (int off = 16; off > 0; off >>= 1)
@@ -185,11 +186,13 @@ static __device__ inline float warp_sum(float v) {
     return v;
 }
 
-/* grid (n_head_kv, n_splits), block (ATT_THREADS). counters [n_head_kv] (0 between launches), part
- * [n_head_kv][n_splits][group][SPLIT_PART]. */
+/* grid (n_head_kv, n_splits), block (ATT_THREADS); SPLIT_POS positions per block (64 or 32). counters [n_head_kv] (0
+ * between launches), part [n_head_kv][n_splits][group][SPLIT_PART]. */
+template <int SPLIT_POS>
 static __global__ void __launch_bounds__(ATT_THREADS)
     attention_split_kernel(const float *q, const float *k_cache, const float *v_cache, float *out, int group,
                            int kv_stride, int n_ctx, const int32_t *pos, int *counters, float *part) {
+    static_assert(SPLIT_POS == 32 || SPLIT_POS == 64, "a lane scores positions lane and lane + 32");
     __shared__ float k_s[SPLIT_POS][SPLIT_HD + 1];
     __shared__ __align__(16) float v_s[SPLIT_POS][SPLIT_HD];
     __shared__ float q_s[SPLIT_MAX_GROUP][SPLIT_HD];
@@ -222,13 +225,15 @@ static __global__ void __launch_bounds__(ATT_THREADS)
         float s0 = -INFINITY, s1 = -INFINITY; /* positions lane and lane + 32 of the split */
         if (lane < count)
             s0 = att_dot<false>(q_s[h], k_s[lane], SPLIT_HD) * scale;
-        if (lane + 32 < count)
-            s1 = att_dot<false>(q_s[h], k_s[lane + 32], SPLIT_HD) * scale;
+        if (SPLIT_POS > 32 && lane + 32 < count)
+            s1 = att_dot<false>(q_s[h], k_s[SPLIT_POS > 32 ? lane + 32 : lane], SPLIT_HD) * scale;
         const float m = warp_max(fmaxf(s0, s1)); /* finite: count >= 1 */
-        const float e0 = lane < count ? expf(s0 - m) : 0.0f, e1 = lane + 32 < count ? expf(s1 - m) : 0.0f;
+        const float e0 = lane < count ? expf(s0 - m) : 0.0f;
+        const float e1 = SPLIT_POS > 32 && lane + 32 < count ? expf(s1 - m) : 0.0f;
         const float l = warp_sum(e0 + e1);
         p_s[h][lane] = e0;
-        p_s[h][lane + 32] = e1;
+        if (SPLIT_POS > 32)
+            p_s[h][SPLIT_POS > 32 ? lane + 32 : lane] = e1;
         __syncwarp();
         float a0 = 0.0f, a1 = 0.0f; /* dimensions lane and lane + 32 */
         for (int t = 0; t < count; t++) {
@@ -281,16 +286,17 @@ static bool split_applies(int n_head, int n_head_kv, int head_dim) {
 extern "C" size_t trn_cuda_attention_scratch_bytes(int n_head, int n_head_kv, int head_dim, int n_ctx) {
     if (n_head <= 0 || n_head_kv <= 0 || n_ctx <= 0 || !split_applies(n_head, n_head_kv, head_dim))
         return 0;
-    return SPLIT_COUNTER_BYTES + (size_t)n_head_kv * (size_t)split_count(n_ctx) * (size_t)(n_head / n_head_kv) *
-                                     SPLIT_PART * sizeof(float);
+    return SPLIT_COUNTER_BYTES + (size_t)n_head_kv * (size_t)split_count(n_ctx, SPLIT_POS_MIN) *
+                                     (size_t)(n_head / n_head_kv) * SPLIT_PART * sizeof(float);
 }
 
 extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
-                                  int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, void *scratch, int pdl,
-                                  trn_cuda_stream stream) {
+                                  int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, void *scratch,
+                                  int split_positions, int pdl, trn_cuda_stream stream) {
     if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 || head_dim <= 0 || head_dim > ATT_MAX_HEAD_DIM ||
-        n_ctx <= 0)
+        n_ctx <= 0 || (split_positions != 0 && split_positions != 32 && split_positions != 64))
         return (int)cudaErrorInvalidValue;
+    const int split_pos = split_positions ? split_positions : SPLIT_POS_MAX;
     const int group = n_head / n_head_kv, kv_stride = n_head_kv * head_dim;
     /* float4 rows: k_t starts at a multiple of head_dim floats from k_cache (q goes through shared memory) */
     const bool vec4 = head_dim % 4 == 0 && ((uintptr_t)k_cache & 15) == 0;
@@ -304,12 +310,15 @@ extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const fl
     config.attrs = pdl ? &attribute : nullptr;
     config.numAttrs = pdl ? 1 : 0;
     if (scratch && vec4 && ((uintptr_t)v_cache & 15) == 0 && split_applies(n_head, n_head_kv, head_dim) &&
-        split_count(n_ctx) <= 65535 /* grid y */) {
-        config.gridDim = dim3((unsigned)n_head_kv, (unsigned)split_count(n_ctx));
-        const cudaError_t err = cudaLaunchKernelEx(&config, attention_split_kernel, q, k_cache, v_cache, out, group,
-                                                   kv_stride, n_ctx, pos, static_cast<int *>(scratch),
-                                                   reinterpret_cast<float *>(static_cast<char *>(scratch) +
-                                                                             SPLIT_COUNTER_BYTES));
+        split_count(n_ctx, split_pos) <= 65535 /* grid y */) {
+        config.gridDim = dim3((unsigned)n_head_kv, (unsigned)split_count(n_ctx, split_pos));
+        int *counters = static_cast<int *>(scratch);
+        float *part = reinterpret_cast<float *>(static_cast<char *>(scratch) + SPLIT_COUNTER_BYTES);
+        const cudaError_t err =
+            split_pos == 32 ? cudaLaunchKernelEx(&config, attention_split_kernel<32>, q, k_cache, v_cache, out, group,
+                                                 kv_stride, n_ctx, pos, counters, part)
+                            : cudaLaunchKernelEx(&config, attention_split_kernel<64>, q, k_cache, v_cache, out, group,
+                                                 kv_stride, n_ctx, pos, counters, part);
         return (int)(err != cudaSuccess ? err : cudaGetLastError());
     }
     const cudaError_t err =

@@ -11,7 +11,8 @@
  * Switches: TRN_CUDA_NO_GRAPH=1 (plain launches, to bisect a wrong result, with an NVTX range per layer stage; a
  * captured graph replays without host code, so it shows as one range per step), TRN_CUDA_NO_FUSION=1,
  * TRN_CUDA_NO_PDL=1, TRN_CUDA_PROFILE=1 (time per kind of launch, printed when the backend is freed),
- * TRN_CUDA_TERNARY=classic|lean (which ternary kernel the fused launches use; see cuda_ops.h). */
+ * TRN_CUDA_TERNARY=classic|lean (which ternary kernel the fused launches use; see cuda_ops.h),
+ * TRN_CUDA_ATTENTION_SPLIT=64|32 (positions per block of the split attention kernel). */
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <nvtx3/nvToolsExt.h>
@@ -63,6 +64,7 @@ struct cuda_context {
     cudaGraphExec_t full = nullptr, body = nullptr;
     bool use_graph = true, fuse = true, pdl = false;
     trn_cuda_ternary_kernel ternary_kernel = TRN_CUDA_TERNARY_AUTO; /* TRN_CUDA_TERNARY */
+    int attention_split = 0;             /* TRN_CUDA_ATTENTION_SPLIT: positions per block of the split kernel (0: 64) */
     std::vector<launch_entry> plan;      /* the launches of a full step, in order */
     int plan_body = 0;                   /* entries before the head: a prompt token's step */
     int launches = 0;                    /* kernel launches per full step */
@@ -276,7 +278,8 @@ trn_status run_node(cuda_context *c, const launch_entry &e) {
         CUDA_LAUNCH_CHECK(trn_cuda_attention(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
                                              static_cast<const float *>(src(2)), static_cast<float *>(dst),
                                              node->n_head, node->n_head_kv, node->head_dim, g->n_ctx,
-                                             static_cast<const int32_t *>(src(3)), c->attention_scratch, c->pdl, s));
+                                             static_cast<const int32_t *>(src(3)), c->attention_scratch,
+                                             c->attention_split, c->pdl, s));
         break;
     case TRN_OP_SWIGLU:
         CUDA_LAUNCH_CHECK(trn_cuda_swiglu(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
@@ -397,6 +400,11 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
             c->ternary_kernel = TRN_CUDA_TERNARY_CLASSIC;
         else
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_TERNARY=%s: expected classic or lean", kernel);
+    }
+    if (const char *split = getenv("TRN_CUDA_ATTENTION_SPLIT"); split && split[0]) {
+        if (strcmp(split, "32") != 0 && strcmp(split, "64") != 0)
+            return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_ATTENTION_SPLIT=%s: expected 32 or 64", split);
+        c->attention_split = atoi(split);
     }
     c->sampling = {config->sampling.temp, config->sampling.top_k, config->sampling.top_p,
                    config->sampling.repeat_penalty, config->sampling.seed};

@@ -128,10 +128,11 @@ int trn_cuda_delay(int microseconds, trn_cuda_stream stream);
  * kernel after; one launch at a time may use it) and shapes the split kernel serves, positions are split across
  * blocks; with NULL, or other shapes, one block per query head. Launches that share a scratch in one stream with
  * pdl set rely on every kernel between them calling trn_pdl_wait() before it returns (device_math.cuh): the last
- * block of a launch resets the scratch's counters, which the next launch must not see before. */
+ * block of a launch resets the scratch's counters, which the next launch must not see before. split_positions: the
+ * split kernel's positions per block, 64 or 32 (0: 64); the scratch serves either. */
 int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
-                       int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, void *scratch, int pdl,
-                       trn_cuda_stream stream);
+                       int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, void *scratch, int split_positions,
+                       int pdl, trn_cuda_stream stream);
 /* Bytes of scratch the split kernel needs for these shapes; 0 where it does not serve them (head_dim other than 64,
  * more than 8 query heads per KV head). */
 size_t trn_cuda_attention_scratch_bytes(int n_head, int n_head_kv, int head_dim, int n_ctx);

@@ -246,19 +246,21 @@ void lab_attention(lab &L) {
     CK(cudaMemset(scratch, 0, scratch_bytes ? scratch_bytes : 1));
     float *out;
     CK(cudaMalloc(&out, (size_t)kHeads * kHeadDim * 4));
-    for (int position : {511, 1535}) {
-        CK(cudaMemcpy(L.pos, &position, 4, cudaMemcpyHostToDevice));
-        result r{"attention", "f32", scratch_bytes ? "split" : "per head"};
-        r.bytes = 2.0 * (position + 1) * kKvHeads * kHeadDim * 4;
-        r.kind += " @" + std::to_string(position);
-        auto launch = [&](int pdl, cudaStream_t s) {
-            LK(trn_cuda_attention(L.y, L.k_cache, L.v_cache, out, kHeads, kKvHeads, kHeadDim, kCtx, L.pos,
-                                  scratch_bytes ? scratch : nullptr, pdl, s));
-        };
-        r.us = time_launches([&](cudaStream_t s) { launch(0, s); }, L.reps, L.stream);
-        if (L.pdl_capable)
-            r.us_pdl = time_launches([&](cudaStream_t s) { launch(1, s); }, L.reps, L.stream);
-        L.results.push_back(r);
+    for (int position : {287, 511, 1535}) {
+        for (int split : {64, 32}) {
+            CK(cudaMemcpy(L.pos, &position, 4, cudaMemcpyHostToDevice));
+            result r{"attention", "f32", !scratch_bytes ? "per head" : split == 64 ? "split 64" : "split 32"};
+            r.bytes = 2.0 * (position + 1) * kKvHeads * kHeadDim * 4;
+            r.kind += " @" + std::to_string(position);
+            auto launch = [&](int pdl, cudaStream_t s) {
+                LK(trn_cuda_attention(L.y, L.k_cache, L.v_cache, out, kHeads, kKvHeads, kHeadDim, kCtx, L.pos,
+                                      scratch_bytes ? scratch : nullptr, split, pdl, s));
+            };
+            r.us = time_launches([&](cudaStream_t s) { launch(0, s); }, L.reps, L.stream);
+            if (L.pdl_capable)
+                r.us_pdl = time_launches([&](cudaStream_t s) { launch(1, s); }, L.reps, L.stream);
+            L.results.push_back(r);
+        }
     }
     CK(cudaFree(out));
     CK(cudaFree(scratch));

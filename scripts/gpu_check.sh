@@ -13,12 +13,13 @@
 #
 # The steps, in order: commit, nvcc, driver, GPU and its clocks; the CUDA build; the GPU tests (test_cuda is the
 # CUDA-vs-CPU parity test; test_cli and test_golden_text run --device cuda too); three runs of the default decode
-# bench (median, min, max); the greedy text of the GPU against the CPU's (stories260K, and --synthetic tiny with
-# --act f32); a long context (a 1,536-token prompt, decode positions 1,536 to 1,791); the weight modes compared
-# (--compare-weights); --parallel 16; the lean ternary kernel (decode bench, greedy text against the classic
-# kernel's) and the GPU kernel lab (build-gpu/cuda_kernel_lab); compute-sanitizer memcheck, synccheck and racecheck of test_cuda_ops and
-# test_cuda_gemv; Nsight Compute; the switches that bisect the decode (no PDL, unfused, no graph, f32 activations,
-# TQ1_0, the time per kind of launch) and the text of every weight mode; the clocks again.
+# bench (median, min, max); the lean ternary kernel and the split attention of 32 positions (decode benches; the
+# lean kernel's greedy text against the classic kernel's); the GPU kernel lab (build-gpu/cuda_kernel_lab); the
+# greedy text of the GPU against the CPU's (stories260K, and --synthetic tiny with --act f32); a long context (a
+# 1,536-token prompt, decode positions 1,536 to 1,791); the weight modes compared (--compare-weights); --parallel 16;
+# compute-sanitizer memcheck, synccheck and racecheck of test_cuda_ops and test_cuda_gemv; Nsight Compute; the
+# switches that bisect the decode (no PDL, unfused, no graph, f32 activations, TQ1_0, the time per kind of launch)
+# and the text of every weight mode; the clocks again.
 # Without a GPU it stops at once with a JSON that says so (exit 2). Exit 0: built, and every test passed.
 # Environment: GPU_CHECK_BUDGET_S; TRN_TESTDATA; TRN_COMMIT and TRN_DIRTY (true|false) where the tree is a copy
 # without .git.
@@ -45,7 +46,7 @@ declare -A VAL WHY
 KEYS=(gpu gpu_name driver nvcc commit dirty clocks_before build_ok build_flags tests_passed tests_failed
     tests_skipped decode_tokens_per_s decode_tokens_per_s_min decode_tokens_per_s_max decode_tokens_per_s_runs
     ms_per_token achieved_gbs kernels_per_token bandwidth_gbs roofline_fraction device
-    decode_tokens_per_s_lean lean_text_identical kernel_lab
+    decode_tokens_per_s_lean decode_tokens_per_s_split32 decode_tokens_per_s_lean_split32 lean_text_identical kernel_lab
     stories260K_text_identical_to_cpu tiny_f32_text_identical_to_cpu long_context streaming parallel sanitizer
     sanitizer_errors nsight_compute pascal_path decode_tokens_per_s_f32_act decode_tokens_per_s_no_pdl
     decode_tokens_per_s_unfused decode_tokens_per_s_no_graph decode_tokens_per_s_tq1_0 profile_per_launch_kind
@@ -234,8 +235,14 @@ if [ $BUILD_RC -eq 0 ]; then
     # ---- the lean ternary kernel (TRN_CUDA_TERNARY=lean; test_cuda above checked its logits bitwise against the
     # classic kernel's): decode speed, and the greedy text against the classic kernel's -----------------------------
     run 60 "$OUT/bench_lean.json" "$OUT/bench_lean.err" env TRN_CUDA_TERNARY=lean "${BENCH[@]}" --synthetic tinyllama
-    v=$(field "$OUT/bench_lean.json" decode_tokens_per_s)
-    if [ "$v" != null ]; then put decode_tokens_per_s_lean "$v"; else skip decode_tokens_per_s_lean "$(head -c 200 "$OUT/bench_lean.err")"; fi
+    run 60 "$OUT/bench_split32.json" "$OUT/bench_split32.err" env TRN_CUDA_ATTENTION_SPLIT=32 "${BENCH[@]}" --synthetic tinyllama
+    run 60 "$OUT/bench_lean_split32.json" "$OUT/bench_lean_split32.err" env TRN_CUDA_TERNARY=lean \
+        TRN_CUDA_ATTENTION_SPLIT=32 "${BENCH[@]}" --synthetic tinyllama
+    for pair in lean:lean split32:split32 lean_split32:lean_split32; do
+        k=decode_tokens_per_s_${pair%%:*}
+        v=$(field "$OUT/bench_${pair#*:}.json" decode_tokens_per_s)
+        if [ "$v" != null ]; then put "$k" "$v"; else skip "$k" "$(head -c 200 "$OUT/bench_${pair#*:}.err")"; fi
+    done
     for k in classic lean; do
         run 60 "$OUT/tl_$k.txt" "$OUT/tl_$k.err" env TRN_CUDA_TERNARY=$k "$TRN" generate --synthetic tinyllama \
             -p "Once upon a time" -n 48 --temp 0 --device cuda
@@ -457,6 +464,8 @@ if [ $BUILD_RC -eq 0 ]; then
     echo "other:               f32 act $(v decode_tokens_per_s_f32_act), TQ1_0 $(v decode_tokens_per_s_tq1_0) tokens/s"
     echo "lean ternary kernel: $(v decode_tokens_per_s_lean) tokens/s (TRN_CUDA_TERNARY=lean);" \
         "greedy text identical to the classic kernel's: $(v lean_text_identical)"
+    echo "attention split 32:  $(v decode_tokens_per_s_split32) tokens/s (TRN_CUDA_ATTENTION_SPLIT=32)," \
+        "with the lean kernel $(v decode_tokens_per_s_lean_split32)"
     echo "kernel lab (us per launch with PDL where sm_90; build-gpu/cuda_kernel_lab, $OUT/kernel_lab.txt):"
     grep -E "^(ternary|lm_head|attention|sampler)" "$OUT/kernel_lab.txt" 2>/dev/null | sed 's/^/  /'
     SAME_MODES=$(v streaming | grep -oE '"text_identical": [a-z]+' | sed 's/.*: //')

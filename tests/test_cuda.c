@@ -17,6 +17,8 @@
  *     only the attention kernel differs (positions split across blocks, merged at the end): NMSE <= 1e-8;
  *   - graph replay and plain launches (both unfused) give bitwise identical logits, as do launches with and without
  *     programmatic dependent launch, and the lean ternary kernel (TRN_CUDA_TERNARY=lean) and the classic one;
+ *   - the split attention kernel with 32 positions per block (TRN_CUDA_ATTENTION_SPLIT=32) within the fused-vs-unfused
+ *     bounds of the default 64;
  *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text);
  *   - every weight mode (streamed, partly resident, mapped; copies slowed on purpose; pinned memory refused) gives
  *     bitwise the logits and tokens of resident weights. */
@@ -181,6 +183,14 @@ static void check_model(const char *path, model_kind kind) {
         ok = ok && run_with_env("TRN_CUDA_TERNARY", "lean", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
         CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0,
                   "%s act %d: the lean and the classic ternary kernels differ", path, act);
+        /* the split attention kernel with 32 positions per block: its partial sums merge in another order */
+        ok = ok && run_with_env("TRN_CUDA_ATTENTION_SPLIT", "32", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
+        if (ok) {
+            const double err = test_nmse(gpu, plain, (long long)n);
+            printf("%s, act %s: attention split 32 vs 64 logits nmse %.3g\n", path, act ? "f32" : "int8", err);
+            CHECK_MSG(err <= (act == TRN_ACT_F32 ? 1e-8 : kind == CHAOTIC ? 1e-2 : 1e-4),
+                      "%s act %d: attention split 32 vs 64 nmse %.3g", path, act, err);
+        }
         free(unfused);
         trn_backend_free(c);
     }

@@ -139,8 +139,8 @@ static void check_attention(cudaStream_t s) {
     } shapes[] = {{32, 4, 64, 2048}, {8, 8, 8, 2048},  {4, 1, 128, 2048}, {6, 2, 96, 2048}, {4, 2, 6, 2048},
                   {2, 1, 3, 2048},   {2, 2, 256, 2048}, {8, 1, 64, 2048},  {12, 4, 64, 2048}, {4, 4, 64, 2048},
                   {8, 2, 64, 2048},  {32, 4, 64, 100}};
-    double worst[2] = {0, 0};
-    int cases[2] = {0, 0};
+    double worst[3] = {0, 0, 0};
+    int cases[3] = {0, 0, 0};
     for (auto sh : shapes) {
         const int n_ctx = sh.n_ctx, stride = sh.n_head_kv * sh.hd, group = sh.n_head / sh.n_head_kv;
         std::vector<float> q((size_t)sh.n_head * sh.hd), k((size_t)n_ctx * stride), v(k.size());
@@ -167,13 +167,13 @@ static void check_attention(cudaStream_t s) {
             CK(cudaMalloc(&scratch, scratch_bytes));
             CK(cudaMemset(scratch, 0, scratch_bytes));
         }
-        for (int split = 0; split < (scratch ? 2 : 1); split++)
-            for (int pos : {0, 1, 4, 63, 64, 99, 254, 255, 256, 699, 2047, 130, 0}) {
+        for (int split = 0; split < (scratch ? 3 : 1); split++) /* general; split kernel of 64, of 32 positions */
+            for (int pos : {0, 1, 4, 31, 32, 63, 64, 99, 254, 255, 256, 699, 2047, 130, 0}) {
                 if (pos >= n_ctx)
                     continue;
                 CK(cudaMemcpy(dp, &pos, 4, cudaMemcpyHostToDevice));
                 LK(trn_cuda_attention(dq, dk, dv, dout, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp,
-                                      split ? scratch : nullptr, 0, s));
+                                      split ? scratch : nullptr, split == 2 ? 32 : 64, 0, s));
                 std::vector<float> want(q.size()), scores((size_t)TRN_ATTENTION_SCRATCH(n_ctx));
                 for (int h = 0; h < sh.n_head; h++)
                     ref->attention(q.data() + h * sh.hd, 1, k_blocked.data() + (size_t)(h / group) * TRN_K_FLOATS(n_ctx, sh.hd),
@@ -189,6 +189,8 @@ static void check_attention(cudaStream_t s) {
     report("attention, split kernel", cases[1] >= 72 && worst[1] < 1e-5,
            "%d cases (head_dim 64, 1 to 8 query heads per KV head, 1..2048 positions), worst normalized error %.2g",
            cases[1], worst[1]);
+    report("attention, split kernel of 32 positions", cases[2] == cases[1] && worst[2] < 1e-5,
+           "%d cases (the same shapes and positions), worst normalized error %.2g", cases[2], worst[2]);
 }
 
 static void make_logits(std::vector<float> &v, int n, int kind) {
@@ -351,13 +353,14 @@ static void timings(cudaStream_t s) {
     const size_t att_bytes = trn_cuda_attention_scratch_bytes(32, 4, 64, n_ctx);
     CK(cudaMalloc(&att_scratch, att_bytes));
     CK(cudaMemset(att_scratch, 0, att_bytes));
-    float t_att[2][2]; /* [split][pos 127, 2047] */
-    for (int split = 0; split < 2; split++)
+    float t_att[3][2]; /* [general, split 64, split 32][pos 127, 2047] */
+    for (int split = 0; split < 3; split++)
         for (int i = 0; i < 2; i++) {
             const int at = i ? 2047 : 127;
             CK(cudaMemcpy(dpos, &at, 4, cudaMemcpyHostToDevice));
             t_att[split][i] = time_us([&] {
-                LK(trn_cuda_attention(dq, dk, dv, dout, 32, 4, 64, n_ctx, dpos, split ? att_scratch : nullptr, 0, s));
+                LK(trn_cuda_attention(dq, dk, dv, dout, 32, 4, 64, n_ctx, dpos, split ? att_scratch : nullptr,
+                                      split == 2 ? 32 : 64, 0, s));
             });
         }
     cudaFree(att_scratch);
@@ -366,8 +369,9 @@ static void timings(cudaStream_t s) {
     const float tnorm = time_us([&] { LK(trn_cuda_rmsnorm(x, w, y, 2048, 1e-5f, s)); });
     const float tswi = time_us([&] { LK(trn_cuda_swiglu(x, w, y, 5632, s)); });
     printf("time: attention 32/4x64, one block per head: at pos 127 %.1f us, at pos 2047 %.1f us; split kernel: %.1f "
-           "and %.1f us; rmsnorm 2048 %.1f us; swiglu 5632 %.1f us (each includes launch)\n",
-           t_att[0][0], t_att[0][1], t_att[1][0], t_att[1][1], tnorm, tswi);
+           "and %.1f us (32 positions per block: %.1f and %.1f us); rmsnorm 2048 %.1f us; swiglu 5632 %.1f us (each "
+           "includes launch)\n",
+           t_att[0][0], t_att[0][1], t_att[1][0], t_att[1][1], t_att[2][0], t_att[2][1], tnorm, tswi);
 }
 
 int main() {
