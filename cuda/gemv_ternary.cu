@@ -287,7 +287,28 @@ __device__ __forceinline__ void load_codes(const ternary_params &p, int64_t v, i
  * RMSNorm first for NORM_QUANT: scale = 1 / sqrt(mean(x^2) + eps), v = (x * scale) * norm, as rmsnorm_ref (the sum
  * of squares in a fixed tree order, the same in every CTA). Then per block, as quantize_act_kernel: warp w takes
  * blocks w, w + 8, ..., lane 8 values. */
-__device__ void quantize_into_shared(const ternary_params &p, uint8_t *act, float *xd, int *xs) {
+/* The NORM_QUANT weights warp w needs first (block w's, lane's 8), loaded before trn_pdl_wait() (weights: no earlier
+ * kernel writes them) so that their latency overlaps the previous launch's tail; used by the lean kernels. */
+struct norm_preload {
+    float4 w0, w1;
+    bool loaded;
+};
+
+__device__ __forceinline__ norm_preload preload_norm(const ternary_params &p) {
+    norm_preload r = {};
+    const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x >> 5;
+    if (p.input == TRN_CUDA_IN_NORM_QUANT && warp < p.nb) {
+        const int i0 = warp * TRN_QK_K + 8 * lane;
+        r.w0 = *reinterpret_cast<const float4 *>(p.norm + i0);
+        r.w1 = *reinterpret_cast<const float4 *>(p.norm + i0 + 4);
+        r.loaded = true;
+    }
+    return r;
+}
+
+template <bool PRELOADED = false>
+__device__ void quantize_into_shared(const ternary_params &p, uint8_t *act, float *xd, int *xs,
+                                     const norm_preload &pre = norm_preload{}) {
     __shared__ float partial[kWarpsPerCta];
     const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x >> 5, n = p.nb * TRN_QK_K;
     const bool norm = p.input == TRN_CUDA_IN_NORM_QUANT;
@@ -311,8 +332,9 @@ __device__ void quantize_into_shared(const ternary_params &p, uint8_t *act, floa
         const float4 x0 = *reinterpret_cast<const float4 *>(p.x + i0), x1 = *reinterpret_cast<const float4 *>(p.x + i0 + 4);
         v[0] = x0.x, v[1] = x0.y, v[2] = x0.z, v[3] = x0.w, v[4] = x1.x, v[5] = x1.y, v[6] = x1.z, v[7] = x1.w;
         if (norm) {
-            const float4 w0 = *reinterpret_cast<const float4 *>(p.norm + i0);
-            const float4 w1 = *reinterpret_cast<const float4 *>(p.norm + i0 + 4);
+            const bool pre_here = PRELOADED && pre.loaded && b == warp;
+            const float4 w0 = pre_here ? pre.w0 : *reinterpret_cast<const float4 *>(p.norm + i0);
+            const float4 w1 = pre_here ? pre.w1 : *reinterpret_cast<const float4 *>(p.norm + i0 + 4);
             const float w[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
 #pragma unroll
             for (int k = 0; k < 8; k++)
@@ -638,12 +660,13 @@ __device__ void LeanTq2<ONE_STEP>::run(const ternary_params &p) {
     uint16_t dcur = 0, dnxt = 0;
     if (g < n_groups)
         lean_load<OUT>(p, g, 0, lane, cur, dcur);
+    const norm_preload pre = preload_norm(p);
     trn_pdl_wait();
     trn_pdl_launch_dependents();
     if (p.input == TRN_CUDA_IN_XQ)
         stage_activations(p.xq, nb, p.xq_aligned8, act, xd, xs);
     else
-        quantize_into_shared(p, act, xd, xs);
+        quantize_into_shared<true>(p, act, xd, xs, pre);
     int4 a[4];
     float bd;
     int bs;
@@ -751,12 +774,13 @@ template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
     uint16_t dcur[kLeanTq1Steps], dnxt[kLeanTq1Steps];
     if (g < n_groups)
         lean_tq1_load<OUT>(p, g, lane, cur, dcur);
+    const norm_preload pre = preload_norm(p);
     trn_pdl_wait();
     trn_pdl_launch_dependents();
     if (p.input == TRN_CUDA_IN_XQ)
         stage_activations(p.xq, nb, p.xq_aligned8, act, xd, xs);
     else
-        quantize_into_shared(p, act, xd, xs);
+        quantize_into_shared<true>(p, act, xd, xs, pre);
     int a[kLeanTq1Steps][5];
     float bd[kLeanTq1Steps];
     int bs[kLeanTq1Steps];
