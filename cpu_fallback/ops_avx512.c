@@ -211,7 +211,7 @@ static void matmul_amx_emulated(const trn_matrix *w, const float *x, int64_t ld_
 static const trn_cpu_ops amx_ops = AMX_TABLE("amx", matmul_amx, trn_matmul_tq_amx_peak, "amx tdpbsud");
 /* no matmul_peak: the emulator's speed bounds nothing */
 static const trn_cpu_ops amx_emulated_ops = AMX_TABLE("amx-emulated", matmul_amx_emulated, NULL,
-                                                      "amx tdpbsud (emulated)");
+                                                      "amx tdpbsud, emulated tiles");
 #undef AMX_TABLE
 
 const trn_cpu_ops *trn_cpu_ops_amx_table(int emulated) { return emulated ? &amx_emulated_ops : &amx_ops; }
