@@ -53,7 +53,7 @@ void trn_amx_emu_release(void);
 #define TRN_TILE_STORE(t, p, s) trn_amx_emu_store(t, p, s)
 #define TRN_TILE_DPBSUD(c, a, b) trn_amx_emu_dpbsud(c, a, b)
 #define TRN_TILE_RELEASE() trn_amx_emu_release()
-#elif defined(__AMX_TILE__) && defined(__AMX_INT8__)
+#elif (defined(__AMX_TILE__) || defined(__AMXTILE__)) && (defined(__AMX_INT8__) || defined(__AMXINT8__)) /* GCC, clang */
 #include <immintrin.h>
 /* GCC's ldtilecfg and tileloadd intrinsics are asm statements that do not tell the compiler which memory they read,
  * so a compiler barrier ahead of each makes every store before it (the codes just unpacked, the configuration) land

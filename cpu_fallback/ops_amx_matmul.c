@@ -33,6 +33,10 @@
 #include "ops_simd.h"
 #include "quants.h"
 
+#if !defined(TRN_TILE_DPBSUD)
+#error "ops_amx_matmul.c: compile with -mamx-tile -mamx-int8, or define TRN_AMX_EMULATE (amx.h)"
+#endif
+
 #if defined(TRN_AMX_EMULATE)
 #define TRN_MATMUL_AMX trn_matmul_tq_amx_emulated
 #else
