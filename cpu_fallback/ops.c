@@ -49,7 +49,7 @@ const trn_cpu_ops *trn_cpu_ops_amx(const char **why) {
     return trn_amx_usable(why) ? trn_cpu_ops_amx_table(0) : NULL;
 #else
     if (why)
-        *why = "this build has no AMX kernels (TRN_AMX off, no AVX-512, or a compiler without -mamx-int8)";
+        *why = "this build has no AMX kernel (TRN_AMX off, no AVX-512 kernels, or a compiler without -mamx-int8)";
     return NULL;
 #endif
 }

@@ -183,7 +183,8 @@ const trn_cpu_ops *trn_cpu_ops_avx512_table(int prefetch) { return prefetch ? &a
 
 #if defined(TRN_HAVE_AMX)
 /* The amx tables: the prefetching AVX-512 table (AMX CPUs are Intel's) whose matmul runs ternary matrices with int8
- * activations on AMX tiles (ops_amx_matmul.c), the instructions or their scalar emulator; the rest as matmul_avx512. */
+ * activations on AMX tiles (ops_amx_matmul.c), the instructions or their scalar emulator, and other products per
+ * token through the table's matvec. */
 static void matmul_amx(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
                        float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
     if (xq && trn_type_get(w->type)->is_ternary)

@@ -378,8 +378,9 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
     if (r->prefill_batched && prefill_bound > 0)
         fprintf(out, "  bound          %.1f G int8 multiply-adds/s (%s kernel's inner loop, %d thread%s, same run) / %.0f M "
                      "per token = %.2f tokens/s; reached %.1f%%\n",
-                r->prefill_peak_macs / 1e9, r->prefill_kernel[0] ? r->prefill_kernel : "batched", d->threads, d->threads == 1 ? "" : "s", r->prefill_macs_per_token / 1e6,
-                prefill_bound, 100.0 * r->prefill_tokens_per_s / prefill_bound);
+                r->prefill_peak_macs / 1e9, r->prefill_kernel[0] ? r->prefill_kernel : "batched", d->threads,
+                d->threads == 1 ? "" : "s", r->prefill_macs_per_token / 1e6, prefill_bound,
+                100.0 * r->prefill_tokens_per_s / prefill_bound);
     if (r->prefill_batched && prefill_bound <= 0 && r->prefill_kernel[0])
         fprintf(out, "  kernel         %s (no multiply-add bound probed for it)\n", r->prefill_kernel);
     if (!r->prefill_batched)

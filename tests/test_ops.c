@@ -572,7 +572,7 @@ int main(void) {
     else if (trn_cpu_ops_amx_emulated())
         printf("AMX not available on this CPU: real-tile checks skipped (emulator checked): %s\n", no_amx);
     else
-        printf("note: no AMX kernel (%s): its comparisons are skipped\n", no_amx);
+        printf("note: no AMX kernel, its comparisons are skipped: %s\n", no_amx);
     check_tables();
     static const int64_t act_sizes[] = {256, 2048, 5632};
     for (int t = 0; t < n_fast; t++)

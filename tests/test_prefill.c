@@ -202,7 +202,7 @@ int main(void) {
     else if (trn_cpu_ops_amx_emulated())
         printf("AMX not available on this CPU: real-tile checks skipped (emulator checked): %s\n", no_amx);
     else
-        printf("note: no AMX kernel (%s): its checks are skipped\n", no_amx);
+        printf("note: no AMX kernel, its checks are skipped: %s\n", no_amx);
     /* 150 tokens: batches of 64 + 6, then 64 + 15 after the step; of 5: 14 full ones, then 15 + 4 */
     check_model("synthetic:tiny", 150, 70, 5, 1);
     /* Trinity-1.1B shape, a few tokens: batches of 3 leave a 1-token batch (4 = 3 + 1) on both sides of the step */
