@@ -239,9 +239,14 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->config = *config;
     const char *kernels;
     c->ops = trn_cpu_ops_for_backend(config->kernels, &kernels);
-    if (!c->ops)
-        return trn_fail(TRN_ERR_INVALID, "kernels '%s'%s are not available: expected scalar, avx2, avx512 or "
-                        "auto, a table this build and CPU can run", kernels, config->kernels && *config->kernels ? "" : " (TRN_KERNELS)");
+    if (!c->ops) {
+        const char *why = NULL; /* for amx, the reason (no AMX on this CPU, OS or build) */
+        if (strcmp(kernels, "amx") == 0)
+            trn_cpu_ops_amx(&why);
+        return trn_fail(TRN_ERR_INVALID, "kernels '%s'%s are not available: %s%sexpected scalar, avx2, avx512, amx "
+                        "or auto, a table this build and CPU can run", kernels,
+                        config->kernels && *config->kernels ? "" : " (TRN_KERNELS)", why ? why : "", why ? "; " : "");
+    }
     c->n_threads = config->n_threads > 0 ? config->n_threads : default_threads();
 #ifndef TRN_HAVE_OPENMP
     c->n_threads = 1;

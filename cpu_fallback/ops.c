@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "amx.h"
 #include "ops_simd.h"
 
 const trn_cpu_ops *trn_cpu_ops_avx2(void) {
@@ -38,9 +39,32 @@ const trn_cpu_ops *trn_cpu_ops_avx512(void) {
 #endif
 }
 
+const trn_cpu_ops *trn_cpu_ops_amx(const char **why) {
+#if defined(TRN_HAVE_AMX)
+    if (!trn_cpu_ops_avx512()) {
+        if (why)
+            *why = "the AMX table needs the AVX-512 VNNI one, which this CPU cannot run";
+        return NULL;
+    }
+    return trn_amx_usable(why) ? trn_cpu_ops_amx_table(0) : NULL;
+#else
+    if (why)
+        *why = "this build has no AMX kernel (TRN_AMX off, no AVX-512 kernels, or a compiler without -mamx-int8)";
+    return NULL;
+#endif
+}
+
+const trn_cpu_ops *trn_cpu_ops_amx_emulated(void) {
+#if defined(TRN_HAVE_AMX)
+    return trn_cpu_ops_avx512() ? trn_cpu_ops_amx_table(1) : NULL;
+#else
+    return NULL;
+#endif
+}
+
 const trn_cpu_ops *trn_cpu_ops_best(void) {
-    const trn_cpu_ops *avx512 = trn_cpu_ops_avx512(), *avx2 = trn_cpu_ops_avx2();
-    return avx512 ? avx512 : avx2 ? avx2 : trn_cpu_ops_ref();
+    const trn_cpu_ops *amx = trn_cpu_ops_amx(NULL), *avx512 = trn_cpu_ops_avx512(), *avx2 = trn_cpu_ops_avx2();
+    return amx ? amx : avx512 ? avx512 : avx2 ? avx2 : trn_cpu_ops_ref();
 }
 
 const trn_cpu_ops *trn_cpu_ops_by_name(const char *name) {
@@ -54,6 +78,10 @@ const trn_cpu_ops *trn_cpu_ops_by_name(const char *name) {
         return trn_cpu_ops_avx2();
     if (strcmp(name, "avx512") == 0)
         return trn_cpu_ops_avx512();
+    if (strcmp(name, "amx") == 0)
+        return trn_cpu_ops_amx(NULL);
+    if (strcmp(name, "amx-emulated") == 0)
+        return trn_cpu_ops_amx_emulated();
     return NULL;
 }
 

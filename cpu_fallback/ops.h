@@ -41,7 +41,7 @@ static inline int64_t trn_k_index(int64_t t, int d, int head_dim) {
 }
 
 typedef struct {
-    const char *name; /* "scalar", "avx2" or "avx512" */
+    const char *name; /* "scalar", "avx2", "avx512", "amx" or "amx-emulated" */
     trn_layout tq2_0_layout, tq1_0_layout; /* what the backend repacks ternary matrices into for this table */
     /* x[n] -> n/256 blocks (n a multiple of 256). */
     void (*quantize_act)(const float *x, trn_block_q8_act *xq, int64_t n);
@@ -80,6 +80,9 @@ typedef struct {
      * on the calling thread, measured for about `seconds`: the compute bound of a batched prefill. NULL where the
      * table has no batched ternary kernel. */
     double (*matmul_peak)(double seconds);
+    /* What matmul runs for ternary matrices with int8 activations, for reports ("vpdpbusd", "amx tdpbsud", ...);
+     * NULL where the table has no batched ternary kernel. */
+    const char *matmul_kernel;
 } trn_cpu_ops;
 
 typedef void (*trn_matvec_fn)(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
@@ -109,6 +112,18 @@ void trn_matmul_tq_dpbusd(const trn_matrix *w, const trn_block_q8_act *xq, int64
 double trn_matmul_tq_dpbusd_peak(double seconds);
 #endif
 
+#if defined(TRN_HAVE_AMX)
+/* The batched ternary kernel on AMX tiles (ops_amx_matmul.c), same shapes and the same outputs as the two above:
+ * tdpbsud on 16 tokens x 16 rows x 64 weights. trn_matmul_tq_amx runs the instructions (only where trn_cpu_ops_amx
+ * is not NULL); trn_matmul_tq_amx_emulated the same code on a scalar tile emulator (any AVX-512 VNNI CPU; tests).
+ * trn_matmul_tq_amx_peak is the amx table's matmul_peak. */
+void trn_matmul_tq_amx(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
+                       int64_t n_tok, int64_t r0, int64_t r1);
+void trn_matmul_tq_amx_emulated(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst,
+                                int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1);
+double trn_matmul_tq_amx_peak(double seconds);
+#endif
+
 const trn_cpu_ops *trn_cpu_ops_ref(void);
 /* The AVX2 table, or NULL where it is not compiled in or the CPU lacks AVX2, FMA or F16C. */
 const trn_cpu_ops *trn_cpu_ops_avx2(void);
@@ -117,10 +132,17 @@ const trn_cpu_ops *trn_cpu_ops_avx2(void);
  * (the measured choice per vendor); trn_cpu_ops_avx512_variant gives either (tests, the kernel lab). */
 const trn_cpu_ops *trn_cpu_ops_avx512(void);
 const trn_cpu_ops *trn_cpu_ops_avx512_variant(int prefetch);
-/* The fastest table this CPU runs: avx512, else avx2, else scalar. */
+/* The AMX table: the AVX-512 table (with weight prefetch: AMX CPUs are Intel's) whose matmul runs on AMX tiles, or
+ * NULL where it is not compiled in, the AVX-512 table is not available, or the CPU or OS does not let this process
+ * use AMX-TILE and AMX-INT8 (*why, where why is not NULL, says which; amx.h). */
+const trn_cpu_ops *trn_cpu_ops_amx(const char **why);
+/* The same table with its matmul on the scalar tile emulator ("amx-emulated": slow; for tests), wherever the AVX-512
+ * table is available and AMX is compiled in; else NULL. */
+const trn_cpu_ops *trn_cpu_ops_amx_emulated(void);
+/* The fastest table this CPU runs: amx, else avx512, else avx2, else scalar. */
 const trn_cpu_ops *trn_cpu_ops_best(void);
-/* The table named "scalar", "avx2", "avx512" or "auto" (the best); NULL for another name or a table this build or
- * CPU cannot run. */
+/* The table named "scalar", "avx2", "avx512", "amx", "amx-emulated" or "auto" (the best); NULL for another name or
+ * a table this build or CPU cannot run. */
 const trn_cpu_ops *trn_cpu_ops_by_name(const char *name);
 /* The table the CPU backend runs: the one named by `kernels` (the backend configuration's), else by the environment
  * variable TRN_KERNELS (for scripts), else the best. *requested receives the name looked up ("auto" where none was

@@ -497,6 +497,7 @@ static const trn_cpu_ops avx2_ops = {
     .add = trn_avx2_add,
     .matmul = matmul_avx2,
     .matmul_peak = trn_matmul_tq_maddubs_peak,
+    .matmul_kernel = "vpmaddubsw",
 };
 
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void) { return &avx2_ops; }

@@ -173,10 +173,47 @@ static void matmul_avx512(const trn_matrix *w, const float *x, int64_t ld_x, con
         .rmsnorm = trn_avx2_rmsnorm, .rope = trn_avx2_rope,                                                     \
         .attention = trn_avx512_attention, /* ops_attention.c with 16 lanes: the AVX2 build's results */          \
         .swiglu = swiglu_avx512, .matmul = matmul_avx512, .matmul_peak = trn_matmul_tq_dpbusd_peak,              \
-        .add = trn_avx2_add,                                                                                    \
+        .matmul_kernel = "vpdpbusd", .add = trn_avx2_add,                                                       \
     }
 static const trn_cpu_ops avx512_ops = AVX512_TABLE(matvec_avx512);
 static const trn_cpu_ops avx512_prefetch_ops = AVX512_TABLE(matvec_avx512_prefetch);
 #undef AVX512_TABLE
 
 const trn_cpu_ops *trn_cpu_ops_avx512_table(int prefetch) { return prefetch ? &avx512_prefetch_ops : &avx512_ops; }
+
+#if defined(TRN_HAVE_AMX)
+/* The amx tables: the prefetching AVX-512 table (AMX CPUs are Intel's) whose matmul runs ternary matrices with int8
+ * activations on AMX tiles (ops_amx_matmul.c), the instructions or their scalar emulator, and other products per
+ * token through the table's matvec. */
+static void matmul_amx(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
+                       float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    if (xq && trn_type_get(w->type)->is_ternary)
+        trn_matmul_tq_amx(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+    else
+        trn_matmul_by_matvec(matvec_avx512_prefetch, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+}
+
+static void matmul_amx_emulated(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq,
+                                int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    if (xq && trn_type_get(w->type)->is_ternary)
+        trn_matmul_tq_amx_emulated(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+    else
+        trn_matmul_by_matvec(matvec_avx512_prefetch, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+}
+
+#define AMX_TABLE(table_name, matmul_fn, peak_fn, kernel_name)                                                  \
+    {                                                                                                           \
+        .name = table_name, .tq2_0_layout = TRN_LAYOUT_X16, .tq1_0_layout = TRN_LAYOUT_X16,                     \
+        .quantize_act = trn_avx2_quantize_act, .matvec = matvec_avx512_prefetch, .get_row = trn_avx2_get_row,   \
+        .rmsnorm = trn_avx2_rmsnorm, .rope = trn_avx2_rope, .attention = trn_avx512_attention,                  \
+        .swiglu = swiglu_avx512, .matmul = matmul_fn, .matmul_peak = peak_fn, .matmul_kernel = kernel_name,     \
+        .add = trn_avx2_add,                                                                                    \
+    }
+static const trn_cpu_ops amx_ops = AMX_TABLE("amx", matmul_amx, trn_matmul_tq_amx_peak, "amx tdpbsud");
+/* no matmul_peak: the emulator's speed bounds nothing */
+static const trn_cpu_ops amx_emulated_ops = AMX_TABLE("amx-emulated", matmul_amx_emulated, NULL,
+                                                      "amx tdpbsud, emulated tiles");
+#undef AMX_TABLE
+
+const trn_cpu_ops *trn_cpu_ops_amx_table(int emulated) { return emulated ? &amx_emulated_ops : &amx_ops; }
+#endif

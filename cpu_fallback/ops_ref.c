@@ -232,6 +232,7 @@ static const trn_cpu_ops ref_ops = {
     .swiglu = swiglu_ref,
     .add = add_ref,
     .matmul = matmul_ref,
+    .matmul_kernel = "scalar",
 };
 
 const trn_cpu_ops *trn_cpu_ops_ref(void) { return &ref_ops; }

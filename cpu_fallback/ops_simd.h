@@ -13,6 +13,7 @@
 
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void);   /* ops_avx2.c */
 const trn_cpu_ops *trn_cpu_ops_avx512_table(int prefetch); /* ops_avx512.c: with or without weight prefetch */
+const trn_cpu_ops *trn_cpu_ops_amx_table(int emulated);   /* ops_avx512.c: AMX tiles or their emulator */
 
 /* ops_avx2.c, with the semantics of the trn_cpu_ops entries of the same names. */
 void trn_avx2_quantize_act(const float *x, trn_block_q8_act *xq, int64_t n);

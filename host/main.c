@@ -163,7 +163,7 @@ static const cli_flag cli_flags[] = {
      "where to run (default auto: CUDA where a usable GPU and a CUDA build exist)"},
     {"--act", "A", CMD_RUN, 1, VALUE_CHOICE, AT(act), 0, 0, "int8|f32",
      "ternary layers' activations: int8 per block of 256 as llama.cpp (default) or exact floats"},
-    {"--kernels", "K", CMD_RUN, 1, VALUE_CHOICE, AT(kernels), 0, 0, "scalar|avx2|avx512|auto",
+    {"--kernels", "K", CMD_RUN, 1, VALUE_CHOICE, AT(kernels), 0, 0, "scalar|avx2|avx512|amx|auto",
      "CPU kernel table (default auto: the fastest this CPU runs; also the TRN_KERNELS environment variable)"},
     {"--scalar", NULL, CMD_RUN, 1, VALUE_NONE, AT(scalar), 0, 0, NULL, "the same as --kernels scalar"},
     {"--weights", "W", CMD_RUN, 1, VALUE_CHOICE, AT(weights), 0, 0, "auto|resident|streaming|mapped",

@@ -120,7 +120,7 @@ trinity_status trinity_model_open(const char *path, const trinity_model_params *
                           (int)p->device, (int)p->weights, p->n_threads);
     if (status == TRN_OK && p->kernels) {
         if (strlen(p->kernels) >= sizeof(m->kernels))
-            status = trn_fail(TRN_ERR_INVALID, "kernels '%.32s': expected scalar, avx2, avx512 or auto", p->kernels);
+            status = trn_fail(TRN_ERR_INVALID, "kernels '%.32s': expected scalar, avx2, avx512, amx or auto", p->kernels);
         else
             snprintf(m->kernels, sizeof(m->kernels), "%s", p->kernels);
     }

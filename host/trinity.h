@@ -72,7 +72,7 @@ typedef struct {
     int resident_layers;     /* STREAMING or AUTO: the first K layers resident; -1: as the mode decides */
     int f32_activations;     /* 1: ternary layers see float activations (exact, slow); 0: int8 as llama.cpp */
     const char *kernels;     /* CPU kernel table: NULL or "auto" (the fastest this CPU runs), "scalar", "avx2",
-                                "avx512" */
+                                "avx512", "amx" */
     int vocab_only;          /* 1: read the vocabulary alone (a vocabulary-only GGUF works): tokenize and pieces
                                 only, no sessions */
 } trinity_model_params;

@@ -279,6 +279,9 @@ trn_status trn_bench_run(const trn_model *model, const trn_bench_options *opts, 
         const trn_cpu_ops *ops = on_cpu ? trn_cpu_ops_for_backend(opts->kernels, &requested) : NULL;
         double (*peak)(double) = ops && opts->act == TRN_ACT_INT8 ? ops->matmul_peak : NULL;
         status = measure_prefill(graph, backend, ids, opts->n_prompt, &next, peak, threads, res);
+        if (ops && ops->matmul_kernel && opts->act == TRN_ACT_INT8 && res->prefill_batched &&
+            res->prefill_macs_per_token > 0)
+            snprintf(res->prefill_kernel, sizeof(res->prefill_kernel), "%s", ops->matmul_kernel);
     }
     const double bytes_per_token = res->weight_bytes_per_token + res->kv_bytes_per_token;
     if (status == TRN_OK)
@@ -345,6 +348,10 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
                     prefill_bound > 0 ? r->prefill_tokens_per_s / prefill_bound : 0.0);
         fprintf(out, ", \"prefill_batched\": %s, \"prompt_tokens\": %d", r->prefill_batched ? "true" : "false",
                 r->n_prompt);
+        if (r->prefill_kernel[0]) /* which batched kernel ran and whose inner loop the bound is (null: none) */
+            fprintf(out, ", \"prefill_kernel\": \"%s\"", r->prefill_kernel);
+        else
+            fprintf(out, ", \"prefill_kernel\": null");
         json_number(out, "weight_bytes_per_token", 1, "%.0f", r->weight_bytes_per_token);
         json_number(out, "kv_bytes_per_token", 1, "%.0f", r->kv_bytes_per_token);
         json_number(out, "bandwidth_gbs", 1, "%.3f", d->bandwidth_gbs);
@@ -369,10 +376,13 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
                 r->n_prompt, d->threads, d->threads == 1 ? "" : "s", r->prefill_tokens_per_s,
                 r->prefill_steps_tokens_per_s, prefill_ratio, PREFILL_REPS);
     if (r->prefill_batched && prefill_bound > 0)
-        fprintf(out, "  bound          %.1f G int8 multiply-adds/s (kernel's inner loop, %d thread%s, same run) / %.0f M "
+        fprintf(out, "  bound          %.1f G int8 multiply-adds/s (%s kernel's inner loop, %d thread%s, same run) / %.0f M "
                      "per token = %.2f tokens/s; reached %.1f%%\n",
-                r->prefill_peak_macs / 1e9, d->threads, d->threads == 1 ? "" : "s", r->prefill_macs_per_token / 1e6,
-                prefill_bound, 100.0 * r->prefill_tokens_per_s / prefill_bound);
+                r->prefill_peak_macs / 1e9, r->prefill_kernel[0] ? r->prefill_kernel : "batched", d->threads,
+                d->threads == 1 ? "" : "s", r->prefill_macs_per_token / 1e6, prefill_bound,
+                100.0 * r->prefill_tokens_per_s / prefill_bound);
+    if (r->prefill_batched && prefill_bound <= 0 && r->prefill_kernel[0])
+        fprintf(out, "  kernel         %s (no multiply-add bound probed for it)\n", r->prefill_kernel);
     if (!r->prefill_batched)
         fprintf(out, "prefill          %d-token prompt: %.2f tokens/s token by token (no batched prefill on this "
                      "backend)\n", r->n_prompt, r->prefill_steps_tokens_per_s);

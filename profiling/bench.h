@@ -41,6 +41,9 @@ typedef struct {
     double prefill_macs_per_token;   /* int8 multiply-adds of a prompt token's ternary products (the layers') */
     double prefill_peak_macs;        /* multiply-adds per second of the batched kernel's inner loop on all threads,
                                         probed between the prefill runs (CPU, int8 activations); 0: not measured */
+    char prefill_kernel[32];         /* the batched ternary kernel the CPU prefill ran (the table's matmul_kernel:
+                                        "vpdpbusd", "amx tdpbsud", ...); "": none (GPU, f32 activations, no ternary
+                                        products) */
     double weight_bytes_per_token;
     double kv_bytes_per_token;       /* the KV cache a decode step reads (K and V rows of every earlier position, f32, as
                                         both backends keep them), at the mean position of the timed steps */

@@ -3,8 +3,10 @@
 
 Runs `trinity bench --json` on the synthetic Trinity-1.1B-shaped models (`tinyllama`: TQ2_0, `tinyllama-tq1`: TQ1_0)
 at each thread count, on the CPU, and draws per (format, threads) three bars: decode, prefill token by token and
-prefill batched (tokens/s of a --prompt-tokens prompt, both measured in the same run). The raw JSON of every run is
-written beside the PNG (same name, .json).
+prefill batched (tokens/s of a --prompt-tokens prompt, both measured in the same run). Where the JSON gives a prefill
+bound (prefill_bound_tokens_per_s: the batched kernel's multiply-add peak, probed in the same run), a black tick over
+the batched bar marks it, labelled with the kernel it belongs to (prefill_kernel: "vpdpbusd", "amx tdpbsud", ...),
+and the summary lines print both. The raw JSON of every run is written beside the PNG (same name, .json).
 
     pip install matplotlib
     python3 scripts/plot_cpu_bench.py [--trinity build/trinity] [--out out/cpu_bench.png] [--threads 1 2]
@@ -81,6 +83,16 @@ def main():
         values = [run["result"][key] for run in runs]
         bars = ax.bar(xs, values, width, label=label)
         ax.bar_label(bars, labels=["%.0f" % v for v in values], fontsize=7, padding=2)
+        if key != "prefill_tokens_per_s":
+            continue
+        # the batched prefill's multiply-add bound, where the run probed one (null otherwise)
+        bounded = [(x, run["result"]) for x, run in zip(xs, runs) if run["result"].get("prefill_bound_tokens_per_s")]
+        for n, (x, r) in enumerate(bounded):
+            ax.hlines(r["prefill_bound_tokens_per_s"], x - width / 2, x + width / 2, colors="black", linewidth=1.5,
+                      label="prefill bound (kernel's multiply-add peak)" if n == 0 else None)
+            ax.annotate("%s bound %.0f" % (r.get("prefill_kernel") or "batched", r["prefill_bound_tokens_per_s"]),
+                        (x, r["prefill_bound_tokens_per_s"]), textcoords="offset points", xytext=(0, 3),
+                        ha="center", fontsize=6)
     ax.set_xticks(range(len(runs)))
     ax.set_xticklabels(["%s\n%d thread%s" % (r["format"], r["threads"], "" if r["threads"] == 1 else "s") for r in runs])
     ax.set_ylabel("tokens/s")
@@ -96,9 +108,11 @@ def main():
         json.dump(runs, f, indent=1)
     for run in runs:
         r = run["result"]
-        print("%-6s %d thread%s: decode %7.2f, prefill token by token %7.2f, batched %7.2f tokens/s (%.2fx)" %
+        bound = r.get("prefill_bound_tokens_per_s")
+        print("%-6s %d thread%s: decode %7.2f, prefill token by token %7.2f, batched %7.2f tokens/s (%.2fx)%s" %
               (run["format"], run["threads"], " " if run["threads"] == 1 else "s", r["decode_tokens_per_s"],
-               r["prefill_token_by_token_tokens_per_s"], r["prefill_tokens_per_s"], r["prefill_speedup"]))
+               r["prefill_token_by_token_tokens_per_s"], r["prefill_tokens_per_s"], r["prefill_speedup"],
+               "; %s bound %.2f tokens/s" % (r.get("prefill_kernel") or "batched", bound) if bound else ""))
     print("wrote %s and %s" % (args.out, raw))
 
 

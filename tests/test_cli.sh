@@ -246,7 +246,7 @@ fi
 # Every CPU kernel table gives the same greedy text (ternary products are bitwise equal; float ops differ only in
 # the last bits) and says which it is; a table this CPU or build lacks is refused with one line instead. (--device
 # cpu: on a machine with a GPU the default device is the GPU, which has no kernel tables.)
-for kernels in scalar avx2 avx512 auto; do
+for kernels in scalar avx2 avx512 amx auto; do
     run "$TRINITY" generate -m "$G" -p "hello world" -n 5 --temp 0 --kernels "$kernels" --device cpu
     if [ "$RC" -eq 1 ] && [ "$kernels" != scalar ] && [ "$kernels" != auto ] &&
         [ "$(grep -c '^error: ' "$ERR")" -eq 1 ] && grep -q "kernels '$kernels' are not available" "$ERR"; then
@@ -260,6 +260,16 @@ for kernels in scalar avx2 avx512 auto; do
         not_ok "generate --kernels $kernels" "failed"
     fi
 done
+# The AMX kernel on its tile emulator (TRN_KERNELS only: a table for tests): the same text where the build has it.
+run env TRN_KERNELS=amx-emulated "$TRINITY" generate -m "$G" -p "hello world" -n 5 --temp 0 --device cpu
+if [ "$RC" -eq 1 ] && [ "$(grep -c '^error: ' "$ERR")" -eq 1 ] && grep -q "kernels 'amx-emulated' (TRN_KERNELS) are not available" "$ERR"; then
+    skip "TRN_KERNELS=amx-emulated generate" "refused: this build has no AMX kernel or this CPU no AVX-512 VNNI"
+elif [ "$RC" -eq 0 ]; then
+    cmp -s "$OUT" "$TMP/greedy_cpu" && grep -Eq "^backend: cpu \(amx-emulated kernels" "$ERR"
+    check "TRN_KERNELS=amx-emulated generate" "text differs from the default kernels' or the backend line lacks the name" $?
+else
+    not_ok "TRN_KERNELS=amx-emulated generate" "failed"
+fi
 
 if expect_success "generate --seed 1 --temp 0.8" -- \
     "$TRINITY" generate -m "$G" -p "hello world" -n 5 --seed 1 --temp 0.8; then
@@ -320,6 +330,10 @@ try:
     bound = [obj.get(k, "absent") for k in ("prefill_peak_gmacs", "prefill_bound_tokens_per_s", "prefill_bound_fraction")]
     assert all(b is None for b in bound) or all(isinstance(b, (int, float)) and b > 0 for b in bound), \
         "prefill bound keys: %s" % bound
+    # the batched kernel the bound belongs to: named wherever there is a bound
+    kernel = obj.get("prefill_kernel", "absent")
+    assert kernel is None or (isinstance(kernel, str) and kernel), "prefill_kernel: %r" % (kernel,)
+    assert bound[0] is None or kernel is not None, "a prefill bound without its kernel"
 except Exception as e:
     print("    json check: %s" % (e,))
     sys.exit(1)

@@ -293,7 +293,22 @@ static void check_tables(void) {
     CHECK(trn_cpu_ops_by_name("avx2") == trn_cpu_ops_avx2());
     CHECK(trn_cpu_ops_by_name("avx512") == trn_cpu_ops_avx512());
     CHECK(trn_cpu_ops_by_name("sse9") == NULL && trn_cpu_ops_by_name(NULL) == NULL);
-    const trn_cpu_ops *expect = trn_cpu_ops_avx512() ? trn_cpu_ops_avx512()
+    CHECK(trn_cpu_ops_by_name("amx") == trn_cpu_ops_amx(NULL));
+    CHECK(trn_cpu_ops_by_name("amx-emulated") == trn_cpu_ops_amx_emulated());
+    const char *why = NULL;
+    CHECK_MSG(trn_cpu_ops_amx(&why) != NULL || (why && *why), "no AMX table and no reason given");
+#if defined(TRN_HAVE_AMX)
+    CHECK_MSG(!trn_cpu_ops_avx512() == !trn_cpu_ops_amx_emulated(), "the emulated AMX table goes with the AVX-512 one");
+#endif
+    for (int e = 0; e < 2; e++) { /* the AMX tables are the AVX-512 one but for the batched kernel */
+        const trn_cpu_ops *amx = e ? trn_cpu_ops_amx_emulated() : trn_cpu_ops_amx(NULL);
+        if (amx)
+            CHECK_MSG(trn_cpu_ops_avx512() && amx->tq2_0_layout == TRN_LAYOUT_X16 &&
+                      amx->tq1_0_layout == TRN_LAYOUT_X16 && amx->matmul && amx->matmul_kernel &&
+                      (amx->matmul_peak == NULL) == e, "%s table", amx->name);
+    }
+    const trn_cpu_ops *expect = trn_cpu_ops_amx(NULL) ? trn_cpu_ops_amx(NULL)
+                                : trn_cpu_ops_avx512() ? trn_cpu_ops_avx512()
                                 : trn_cpu_ops_avx2() ? trn_cpu_ops_avx2()
                                                      : trn_cpu_ops_ref();
     CHECK_MSG(trn_cpu_ops_best() == expect, "best table is %s", trn_cpu_ops_best()->name);
@@ -470,9 +485,14 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
         trn_cpu_ops_ref()->quantize_act(x + t * ld_x, xq + t * ld_xq, cols);
     const size_t dst_bytes = (size_t)(n_tok * ld_dst) * sizeof(float);
     float *want = malloc(dst_bytes), *got = malloc(dst_bytes), *ref_got = malloc(dst_bytes);
-    const trn_cpu_ops *tables[2] = {trn_cpu_ops_ref(), fast};
+    /* with the AVX-512 table, the AMX tables too (their matmul entries: the tile kernel, emulated or not) */
+    const int amx = fast && fast == trn_cpu_ops_avx512();
+    const trn_cpu_ops *tables[4] = {trn_cpu_ops_ref(), fast, amx ? trn_cpu_ops_amx_emulated() : NULL,
+                                    amx ? trn_cpu_ops_amx(NULL) : NULL};
     const int64_t cut = rows / 3; /* generally not a multiple of four */
-    for (int i = 0; i < 2 && tables[i]; i++) {
+    for (int i = 0; i < 4; i++) {
+        if (!tables[i])
+            continue;
         const trn_cpu_ops *ops = tables[i];
         for (size_t k = 0; k < dst_bytes / sizeof(float); k++)
             want[k] = got[k] = -7.0f; /* a sentinel: padding must keep it, every element must be written */
@@ -486,9 +506,9 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
         if (i == 0)
             memcpy(ref_got, got, dst_bytes);
         else if (xq)
-            CHECK_MSG(memcmp(ref_got, got, dst_bytes) == 0, "%s%s %lldx%lld, %lld tokens: avx2 matmul differs from the "
+            CHECK_MSG(memcmp(ref_got, got, dst_bytes) == 0, "%s%s %lldx%lld, %lld tokens: %s matmul differs from the "
                       "scalar one", trn_type_name(type), layout == TRN_LAYOUT_X16 ? " x16" : x4 ? " x4" : "", (long long)rows, (long long)cols,
-                      (long long)n_tok);
+                      (long long)n_tok, ops->name);
     }
 #if defined(TRN_HAVE_AVX2)
     /* both builds of the batched ternary kernel, whichever the table picks on this CPU */
@@ -498,6 +518,10 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
         {"vpmaddubsw", trn_matmul_tq_maddubs, fast != NULL},
 #if defined(TRN_HAVE_AVX512)
         {"vpdpbusd", trn_matmul_tq_dpbusd, trn_cpu_ops_avx512() != NULL},
+#endif
+#if defined(TRN_HAVE_AMX)
+        {"amx tdpbsud (emulated tiles)", trn_matmul_tq_amx_emulated, trn_cpu_ops_amx_emulated() != NULL},
+        {"amx tdpbsud", trn_matmul_tq_amx, trn_cpu_ops_amx(NULL) != NULL},
 #endif
     };
     for (size_t v = 0; xq && v < TRN_ARRAY_LEN(variants); v++) {
@@ -542,6 +566,13 @@ int main(void) {
         printf("avx512 table: weight prefetch %s on this CPU; the other variant is checked too\n",
                trn_cpu_ops_avx512() == trn_cpu_ops_avx512_variant(1) ? "on" : "off");
     }
+    const char *no_amx = NULL;
+    if (trn_cpu_ops_amx(&no_amx))
+        printf("AMX available on this CPU: the amx table and its tile kernel are checked on real tiles (and emulated)\n");
+    else if (trn_cpu_ops_amx_emulated())
+        printf("AMX not available on this CPU: real-tile checks skipped (emulator checked): %s\n", no_amx);
+    else
+        printf("note: no AMX kernel, its comparisons are skipped: %s\n", no_amx);
     check_tables();
     static const int64_t act_sizes[] = {256, 2048, 5632};
     for (int t = 0; t < n_fast; t++)
@@ -595,10 +626,11 @@ int main(void) {
             check_attention(fast, 21, 320, 320, n_q); /* a large head_dim */
         }
         /* rows x cols x tokens: one token, odd counts, groups of 4 (2, 3, 4, 16 + 4), 16 + 8 and 16 + 16 + 5 token
-         * groups, more than a 64-token tile; every layout a table may repack into */
+         * groups, more than a 64-token tile, whole 16-token groups (32, 128) and several 64-token tiles and a part
+         * (300); every layout a table may repack into */
         static const int64_t matmul_shapes[][3] = {{13, 256, 1}, {7, 768, 3}, {64, 512, 65}, {1000, 2048, 5},
                                                    {37, 2048, 2}, {40, 512, 24}, {24, 1024, 37}, {48, 1280, 4},
-                                                   {32, 256, 20}};
+                                                   {32, 256, 20}, {33, 512, 32}, {16, 256, 128}, {20, 512, 300}};
         for (size_t i = 0; i < TRN_ARRAY_LEN(matmul_shapes); i++) {
             const int64_t rows = matmul_shapes[i][0], cols = matmul_shapes[i][1], n_tok = matmul_shapes[i][2];
             check_matmul(fast, TRN_TYPE_TQ2_0, rows, cols, n_tok, 1, TRN_LAYOUT_ROWS);

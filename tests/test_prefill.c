@@ -2,7 +2,8 @@
  *
  * For each model (synthetic "tiny", synthetic "tinyllama" with a few tokens, stories260K where ../shared/testdata
  * has it) and each kernel configuration (scalar kernels; the best kernels, AVX2 where the CPU has it, with 1 and
- * 2 threads; batch sizes of 64 and a small one that divides none of the lengths; f32 activations on "tiny"), a reference backend steps through a token sequence one token
+ * 2 threads; batch sizes of 64 and a small one that divides none of the lengths; f32 activations on "tiny"; the AMX
+ * tile kernel on its emulator for the small models, and on the tiles where the CPU has AMX), a reference backend steps through a token sequence one token
  * at a time, keeping every position's logits and sampled token (sampling at temperature 0.8 with a repetition
  * penalty, so the sampled token depends on the token history too). Fresh backends then run the same sequence as:
  * - prefill of the first n1 tokens with all logits, one decode step, and a second prefill from pos0 = n1 + 1 with
@@ -31,9 +32,14 @@ typedef struct {
     int *next;      /* [n] the token sampled after each */
 } reference;
 
+/* A kernel table by name (ops.h) for every backend made while it is not NULL, instead of scalar or the best: the AMX
+ * checks. */
+static const char *table_name;
+
 static trn_backend *make_backend(const trn_graph *g, const run_config *rc) {
     trn_backend *backend = NULL;
-    trn_backend_config config = {.n_threads = rc->threads, .act = rc->act, .kernels = rc->force_scalar ? "scalar" : NULL,
+    trn_backend_config config = {.n_threads = rc->threads, .act = rc->act,
+                                 .kernels = table_name ? table_name : rc->force_scalar ? "scalar" : NULL,
                                  .sampling = trn_sampling_default(), .max_batch = rc->max_batch};
     config.sampling.temp = 0.8f;
     config.sampling.repeat_penalty = 1.3f;
@@ -71,7 +77,8 @@ static int rows_differ(const reference *ref, int n_vocab, const float *got, int 
 static void check_config(const char *name, const trn_graph *g, const run_config *rc, reference *ref, int n1) {
     const int n_vocab = g->model->hp.n_vocab, n = ref->n;
     char what[160];
-    snprintf(what, sizeof(what), "%s (%s, %d thread%s, act %s, batch %d)", name, rc->force_scalar ? "scalar" : "best",
+    snprintf(what, sizeof(what), "%s (%s, %d thread%s, act %s, batch %d)", name,
+             table_name ? table_name : rc->force_scalar ? "scalar" : "best",
              rc->threads, rc->threads == 1 ? "" : "s", rc->act == TRN_ACT_F32 ? "f32" : "int8", rc->max_batch);
     const int failures_before = test_failures;
     if (!run_reference(g, rc, ref))
@@ -170,6 +177,16 @@ static void check_model(const char *path, int n, int n1, int small, int f32) {
             continue;
         check_config(path, g, &configs[i], &ref, n1);
     }
+    /* the AMX tile kernel: on the tiles where the CPU has AMX (there the best table is the amx one, checked above
+     * too), and on the emulator (any AVX-512 VNNI CPU) for the small models (the emulator takes about a minute per
+     * configuration on the Trinity-1.1B shape; test_ops checks its shapes kernel by kernel) */
+    const run_config amx_configs[] = {{0, 2, small, TRN_ACT_INT8}, {0, 2, 0, TRN_ACT_INT8}, {0, 1, small, TRN_ACT_INT8}};
+    for (size_t i = 0; i < TRN_ARRAY_LEN(amx_configs); i++) {
+        table_name = i == 0 ? "amx" : "amx-emulated";
+        if (trn_cpu_ops_by_name(table_name) && (i == 0 || trn_model_weight_bytes_per_token(model) < 16000000))
+            check_config(path, g, &amx_configs[i], &ref, n1);
+        table_name = NULL;
+    }
     check_errors(g);
     free(ref.tokens);
     free(ref.logits);
@@ -179,6 +196,13 @@ static void check_model(const char *path, int n, int n1, int small, int f32) {
 }
 
 int main(void) {
+    const char *no_amx = NULL;
+    if (trn_cpu_ops_amx(&no_amx))
+        printf("AMX available on this CPU: the amx table's prefill is checked on real tiles (and emulated)\n");
+    else if (trn_cpu_ops_amx_emulated())
+        printf("AMX not available on this CPU: real-tile checks skipped (emulator checked): %s\n", no_amx);
+    else
+        printf("note: no AMX kernel, its checks are skipped: %s\n", no_amx);
     /* 150 tokens: batches of 64 + 6, then 64 + 15 after the step; of 5: 14 full ones, then 15 + 4 */
     check_model("synthetic:tiny", 150, 70, 5, 1);
     /* Trinity-1.1B shape, a few tokens: batches of 3 leave a 1-token batch (4 = 3 + 1) on both sides of the step */
