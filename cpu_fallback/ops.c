@@ -62,9 +62,11 @@ const trn_cpu_ops *trn_cpu_ops_amx_emulated(void) {
 #endif
 }
 
+/* amx is not among the candidates until its tiles have run on AMX hardware (only the emulator has checked them):
+ * --kernels amx asks for it. */
 const trn_cpu_ops *trn_cpu_ops_best(void) {
-    const trn_cpu_ops *amx = trn_cpu_ops_amx(NULL), *avx512 = trn_cpu_ops_avx512(), *avx2 = trn_cpu_ops_avx2();
-    return amx ? amx : avx512 ? avx512 : avx2 ? avx2 : trn_cpu_ops_ref();
+    const trn_cpu_ops *avx512 = trn_cpu_ops_avx512(), *avx2 = trn_cpu_ops_avx2();
+    return avx512 ? avx512 : avx2 ? avx2 : trn_cpu_ops_ref();
 }
 
 const trn_cpu_ops *trn_cpu_ops_by_name(const char *name) {

@@ -139,7 +139,8 @@ const trn_cpu_ops *trn_cpu_ops_amx(const char **why);
 /* The same table with its matmul on the scalar tile emulator ("amx-emulated": slow; for tests), wherever the AVX-512
  * table is available and AMX is compiled in; else NULL. */
 const trn_cpu_ops *trn_cpu_ops_amx_emulated(void);
-/* The fastest table this CPU runs: amx, else avx512, else avx2, else scalar. */
+/* The fastest table this CPU runs that has run on its hardware: avx512, else avx2, else scalar (amx, checked only on
+ * the tile emulator so far, is chosen by name). */
 const trn_cpu_ops *trn_cpu_ops_best(void);
 /* The table named "scalar", "avx2", "avx512", "amx", "amx-emulated" or "auto" (the best); NULL for another name or
  * a table this build or CPU cannot run. */
