@@ -832,27 +832,18 @@ template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
 
 /* ---- the launch kinds: one kernel name each, so that a profile tells them apart ---- */
 
-/* K: the kernel policy (Classic<F, N, INT8>, LeanTq2<ONE_STEP> or LeanTq1). */
-template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_store(const ternary_params p) {
-    K::template run<TRN_CUDA_OUT_STORE>(p);
-}
-/* the LM head: NORM_QUANT input, STORE output */
-template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) lm_head(const ternary_params p) {
-    K::template run<TRN_CUDA_OUT_STORE>(p);
-}
-template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_residual(const ternary_params p) {
-    K::template run<TRN_CUDA_OUT_ADD>(p);
-}
-template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_swiglu(const ternary_params p) {
-    K::template run<TRN_CUDA_OUT_SWIGLU>(p);
-}
-template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_qkv_rope(const ternary_params p) {
-    K::template run<TRN_CUDA_OUT_QKV>(p);
-}
-/* the f32 mode, any output (read at run time) */
-template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) ternary_f32(const ternary_params p) {
-    K::template run<kOutRuntime>(p);
-}
+/* name<K>: the kernel of one launch kind, K the kernel policy (Classic<F, N, INT8>, LeanTq2<ONE_STEP> or LeanTq1). */
+#define TERNARY_LAUNCH_KIND(name, out)                                                                               \
+    template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) name(const ternary_params p) {  \
+        K::template run<out>(p);                                                                                     \
+    }
+TERNARY_LAUNCH_KIND(ternary_store, TRN_CUDA_OUT_STORE)       /* an unfused product */
+TERNARY_LAUNCH_KIND(lm_head, TRN_CUDA_OUT_STORE)             /* NORM_QUANT input, STORE output */
+TERNARY_LAUNCH_KIND(ternary_residual, TRN_CUDA_OUT_ADD)      /* output and down projections */
+TERNARY_LAUNCH_KIND(ternary_swiglu, TRN_CUDA_OUT_SWIGLU)     /* gate and up */
+TERNARY_LAUNCH_KIND(ternary_qkv_rope, TRN_CUDA_OUT_QKV)      /* Q, K, V, RoPE, the cache rows */
+TERNARY_LAUNCH_KIND(ternary_f32, kOutRuntime)                /* the f32 mode, any output (read at run time) */
+#undef TERNARY_LAUNCH_KIND
 
 } // namespace
 
