@@ -82,11 +82,11 @@ static inline void transpose8(const __m256i r[8], __m256i c[8]) {
     }
 }
 
-/* Block b of the next tile's rows (r: this tile's first row) into L2. A tile's work on one block takes
- * microseconds, so this comes a whole tile ahead of use; without it about a tenth of the time went to waiting for
- * memory (measured on the synthetic Trinity-1.1B model). */
-static void prefetch_next_tile(const trn_matrix *w, int64_t r, int64_t b) {
-    const int64_t next = r + TILE_ROWS, nb = w->cols / TRN_QK_K;
+/* Block b of the tile of rows next..next+TILE_ROWS-1 (those below w->rows) into L2. A tile's work on one block
+ * takes microseconds, so this comes a whole tile ahead of use; without it about a tenth of the time went to
+ * waiting for memory (measured on the synthetic Trinity-1.1B model). */
+static void prefetch_tile(const trn_matrix *w, int64_t next, int64_t b) {
+    const int64_t nb = w->cols / TRN_QK_K;
     if (w->layout == TRN_LAYOUT_X4) { /* whole groups: TILE_ROWS / 4 group blocks of 264 bytes */
         for (int64_t g = next / 4; g < TRN_MIN(next + TILE_ROWS, w->rows) / 4; g++)
             for (int i = 0; i < TRN_X4_GROUP_BLOCK_BYTES + 64; i += 64)
@@ -179,7 +179,7 @@ static void unpack_x16_tq1(const trn_matrix *w, int64_t r, int64_t b, tile_block
 }
 #endif
 
-/* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others keep zero codes and scales) into tb: whole X4
+/* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others get zero codes and scales) into tb: whole X4
  * groups through unpack_x4, whole X16 groups through unpack_x16 or unpack_x16_tq1 (16-row tiles); anything else
  * (the file layout, rows off the groups, a partial tile, TQ1_0 without VNNI) decoded row by row into `rows`, then
  * transposed 8 rows at a time. */
@@ -213,7 +213,11 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
             tb->d[k] = trn_fp16_to_f32(block->tq1_0.d);
         }
     }
-    for (int k0 = 0; k0 < n_rows; k0 += 8)
+    for (int k = n_rows; k < TILE_ROWS; k++) { /* a partial tile: zero codes and scales past its rows */
+        memset(rows[k], 0, TRN_QK_K);
+        tb->d[k] = 0.0f;
+    }
+    for (int k0 = 0; k0 < TILE_ROWS; k0 += 8)
         for (int jb = 0; jb < STEPS / 8; jb++) {
             __m256i c[8];
             for (int k = 0; k < 8; k++) /* row k0 + k, steps 8 jb .. 8 jb + 7 */
@@ -224,13 +228,13 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
         }
 }
 
-/* One group of n tokens (GROUP or WIDE_GROUP) through block b: the tile rows' block sums against the tokens' 256
- * activations at a + t * TRN_QK_K, then, for the first n_valid tokens, acc[t][k] += (d[k] * x_t->d) *
+/* One group of n tokens (QUARTER_GROUP, GROUP or WIDE_GROUP) through block b: the tile rows' block sums against the
+ * tokens' 256 activations at a + t * TRN_QK_K, then, for the first n_valid tokens, acc[t][k] += (d[k] * x_t->d) *
  * (float)(sum - x_t->sum) with x_t = x + t * ld_xq, the token's block of int8 activations. */
 #if defined(TRN_MATMUL_DPBUSD)
+/* sums already hold isum - x->sum: the chains start at -x->sum (neg_sum), so the integer sums need no subtraction. */
 static inline void add_block(float acc[TILE_ROWS], __m512i sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
-    const __m512i isum = _mm512_sub_epi32(sums, _mm512_set1_epi32(x->sum));
-    const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d), _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(isum));
+    const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d), _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(sums));
     _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), term));
 }
 
@@ -249,36 +253,73 @@ static inline void add_block(float acc[TILE_ROWS], __m512i sums, const float d[T
         DPBUSD(s8, 8); DPBUSD(s9, 9); DPBUSD(s10, 10); DPBUSD(s11, 11); DPBUSD(s12, 12); DPBUSD(s13, 13); \
         DPBUSD(s14, 14); DPBUSD(s15, 15); \
     } while (0)
+/* Step j + 1 for 8 tokens into the second set of chains, s8..s15 (token t in s(8 + t)). */
+#define NARROW_STEP_HI() \
+    do { \
+        DPBUSD(s8, 0); DPBUSD(s9, 1); DPBUSD(s10, 2); DPBUSD(s11, 3); DPBUSD(s12, 4); DPBUSD(s13, 5); DPBUSD(s14, 6); \
+        DPBUSD(s15, 7); \
+    } while (0)
 #define ADD_BLOCK(t) if ((t) < n_valid) add_block(acc[t], s##t, tb->d, xb + (t) * ld_xq)
-static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
-                               const trn_block_q8_act *xb, int64_t ld_xq) {
-    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-    __m512i s8 = s0, s9 = s0, s10 = s0, s11 = s0, s12 = s0, s13 = s0, s14 = s0, s15 = s0;
-    if (n == WIDE_GROUP) { /* sixteen chains: vpdpbusd's latency does not limit its throughput */
+/* neg_sum[t]: -x_t->sum (0 for padding tokens), where token t's chain starts. Every group keeps sixteen independent
+ * vpdpbusd chains (two ports of five-cycle latency need ten): sixteen tokens one step at a time, eight tokens two
+ * steps at a time (even steps into s0..s7, odd ones into s8..s15), four tokens four steps at a time (step j + i
+ * into s(4i)..s(4i + 3)); the chains of a token are added at the end (exact integers: the order does not matter). */
+static inline void group_block(const tile_block *tb, const int8_t *a, const int32_t *neg_sum, int n, int n_valid,
+                               float (*acc)[TILE_ROWS], const trn_block_q8_act *xb, int64_t ld_xq) {
+    const __m512i z = _mm512_setzero_si512();
+    __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);
+    __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);
+    __m512i s4 = z, s5 = z, s6 = z, s7 = z, s8 = z, s9 = z, s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z;
+    if (n == WIDE_GROUP) {
+        s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
+        s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
+        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);
+        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
+        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
+        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
         for (int j = 0; j < STEPS; j++) {
             const __m512i c = _mm512_load_si512(tb->codes[j]);
             const int8_t *x = a + 4 * j;
             WIDE_STEP();
         }
-    } else if (n == QUARTER_GROUP) { /* four tokens on eight chains: even steps into s0..s3, odd ones into s4..s7 */
-        for (int j = 0; j < STEPS; j += 2) {
+    } else if (n == QUARTER_GROUP) {
+        for (int j = 0; j < STEPS; j += 4) {
             __m512i c = _mm512_load_si512(tb->codes[j]);
             const int8_t *x = a + 4 * j;
             DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3);
             c = _mm512_load_si512(tb->codes[j + 1]);
             x += 4;
             DPBUSD(s4, 0); DPBUSD(s5, 1); DPBUSD(s6, 2); DPBUSD(s7, 3);
+            c = _mm512_load_si512(tb->codes[j + 2]);
+            x += 4;
+            DPBUSD(s8, 0); DPBUSD(s9, 1); DPBUSD(s10, 2); DPBUSD(s11, 3);
+            c = _mm512_load_si512(tb->codes[j + 3]);
+            x += 4;
+            DPBUSD(s12, 0); DPBUSD(s13, 1); DPBUSD(s14, 2); DPBUSD(s15, 3);
         }
-        s0 = _mm512_add_epi32(s0, s4); /* exact integer sums: the order does not matter */
-        s1 = _mm512_add_epi32(s1, s5);
-        s2 = _mm512_add_epi32(s2, s6);
-        s3 = _mm512_add_epi32(s3, s7);
+        s0 = _mm512_add_epi32(_mm512_add_epi32(s0, s4), _mm512_add_epi32(s8, s12));
+        s1 = _mm512_add_epi32(_mm512_add_epi32(s1, s5), _mm512_add_epi32(s9, s13));
+        s2 = _mm512_add_epi32(_mm512_add_epi32(s2, s6), _mm512_add_epi32(s10, s14));
+        s3 = _mm512_add_epi32(_mm512_add_epi32(s3, s7), _mm512_add_epi32(s11, s15));
     } else {
-        for (int j = 0; j < STEPS; j++) {
-            const __m512i c = _mm512_load_si512(tb->codes[j]);
+        s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
+        s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
+        for (int j = 0; j < STEPS; j += 2) {
+            __m512i c = _mm512_load_si512(tb->codes[j]);
             const int8_t *x = a + 4 * j;
             NARROW_STEP();
+            c = _mm512_load_si512(tb->codes[j + 1]);
+            x += 4;
+            NARROW_STEP_HI();
         }
+        s0 = _mm512_add_epi32(s0, s8);
+        s1 = _mm512_add_epi32(s1, s9);
+        s2 = _mm512_add_epi32(s2, s10);
+        s3 = _mm512_add_epi32(s3, s11);
+        s4 = _mm512_add_epi32(s4, s12);
+        s5 = _mm512_add_epi32(s5, s13);
+        s6 = _mm512_add_epi32(s6, s14);
+        s7 = _mm512_add_epi32(s7, s15);
     }
     ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
     ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
@@ -330,9 +371,10 @@ static inline void add_block(float acc[TILE_ROWS], __m256i sums, const float d[T
         __asm__("" : "+x"(s0), "+x"(s1), "+x"(s2), "+x"(s3), "+x"(s4), "+x"(s5), "+x"(s6), "+x"(s7)); \
     } while (0)
 
-static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
-                               const trn_block_q8_act *xb, int64_t ld_xq) {
+static inline void group_block(const tile_block *tb, const int8_t *a, const int32_t *neg_sum, int n, int n_valid,
+                               float (*acc)[TILE_ROWS], const trn_block_q8_act *xb, int64_t ld_xq) {
     (void)n; /* always GROUP */
+    (void)neg_sum; /* the block's sum is subtracted in add_block */
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i sums[GROUP];
     for (int t = 0; t < GROUP; t++)
@@ -390,18 +432,17 @@ double TRN_MATMUL_PEAK(double seconds) {
 }
 
 /* dst rows r..r+n_rows-1 (n_rows <= TILE_ROWS) for nt tokens (nt <= TILE_TOKENS) whose activations are in q
- * ([nb][nt_padded][256], nt_padded = nt rounded up to WIDE_GROUP, zero past nt) and whose scales and sums are in
- * xq. */
-static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, int64_t nt_padded,
-                 const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst, int64_t ld_dst) {
+ * ([nb][nt_padded][256], nt_padded = nt rounded up to WIDE_GROUP, zero past nt), whose negated block sums are in
+ * neg_sum ([nb][nt_padded], zero past nt) and whose scales and sums are in xq. */
+static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, const int32_t *neg_sum,
+                 int64_t nt_padded, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst,
+                 int64_t ld_dst) {
     _Alignas(32) uint8_t rows[TILE_ROWS][TRN_QK_K];
     tile_block tb;
     float acc[TILE_TOKENS][TILE_ROWS];
-    memset(rows, 0, sizeof(rows));
-    memset(&tb, 0, sizeof(tb));
-    memset(acc, 0, sizeof(acc));
+    memset(acc, 0, (size_t)nt * sizeof(acc[0]));
     for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
-        prefetch_next_tile(w, r, b);
+        prefetch_tile(w, r + TILE_ROWS, b);
         unpack_tile(w, r, n_rows, b, rows, &tb);
         for (int64_t t0 = 0; t0 < nt;) {
 #if defined(TRN_MATMUL_DPBUSD)
@@ -409,8 +450,8 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, in
 #else
             const int n = nt - t0 > GROUP ? WIDE_GROUP : GROUP;
 #endif
-            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, n, (int)TRN_MIN(n, nt - t0), acc + t0,
-                        xq + t0 * ld_xq + b, ld_xq);
+            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, neg_sum + b * nt_padded + t0, n,
+                        (int)TRN_MIN(n, nt - t0), acc + t0, xq + t0 * ld_xq + b, ld_xq);
             t0 += n;
         }
     }
@@ -421,15 +462,20 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, in
 void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                    int64_t n_tok, int64_t r0, int64_t r1) {
     const int64_t nb = w->cols / TRN_QK_K;
-    int8_t *q = aligned_alloc(64, (size_t)(nb * TILE_TOKENS) * TRN_QK_K);
+    const size_t q_bytes = (size_t)(nb * TILE_TOKENS) * TRN_QK_K;
+    int8_t *q = aligned_alloc(64, q_bytes + (size_t)(nb * TILE_TOKENS) * sizeof(int32_t));
     if (!q)
         abort(); /* at most a few hundred KB; the backend checked memory at prepare */
+    int32_t *neg_sum = (int32_t *)(q + q_bytes);
     for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_TOKENS) {
         const int64_t nt = TRN_MIN(TILE_TOKENS, n_tok - t0), padded = (nt + WIDE_GROUP - 1) / WIDE_GROUP * WIDE_GROUP;
         trn_matmul_dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded); /* one base pointer, constant offsets */
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t t = 0; t < padded; t++)
+                neg_sum[b * padded + t] = t < nt ? -xq[(t0 + t) * ld_xq + b].sum : 0;
         for (int64_t r = r0; r < r1; r += TILE_ROWS)
-            tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, padded, xq + t0 * ld_xq, ld_xq, nt, dst + t0 * ld_dst,
-                 ld_dst);
+            tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, neg_sum, padded, xq + t0 * ld_xq, ld_xq, nt,
+                 dst + t0 * ld_dst, ld_dst);
     }
     free(q);
 }
