@@ -326,6 +326,65 @@ static inline void group_block(const tile_block *tb, const int8_t *a, const int3
     ADD_BLOCK(15);
 }
 
+/* The first group (n = WIDE_GROUP or GROUP tokens) of block b of a whole X16 group of TQ2_0 rows, unpacking as it
+ * goes: column j's field l, (q >> 2l) & 3, holds the codes of step 32 (j / 8) + 8 l + j % 8 (as in unpack_x16),
+ * multiplied at once by the group's activations of that step and, where `keep` (other groups follow), stored into
+ * tb for them; the scales go to tb->d. Otherwise as group_block: the same chains, the same exact sums, the same
+ * float steps. */
+#define X16_FIELD(l, STEP) \
+    do { \
+        const __m512i c = (l) ? _mm512_and_si512(_mm512_srli_epi32(column, 2 * (l)), mask) : _mm512_and_si512(column, mask); \
+        if (keep) \
+            _mm512_store_si512(tb->codes[32 * (j / 8) + 8 * (l) + j % 8], c); \
+        const int8_t *x = a + 128 * (j / 8) + 32 * (l) + 4 * (j % 8); \
+        STEP(); \
+    } while (0)
+static inline void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, const int8_t *a,
+                                   const int32_t *neg_sum, int n, int n_valid, float (*acc)[TILE_ROWS],
+                                   const trn_block_q8_act *xb, int64_t ld_xq) {
+    const int columns = TRN_QK_K / 4 / 4;
+    const __m512i mask = _mm512_set1_epi8(3);
+    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + columns * TRN_X16_COLUMN_BYTES))));
+    const __m512i z = _mm512_setzero_si512();
+    __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);
+    __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);
+    __m512i s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
+    __m512i s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
+    __m512i s8 = z, s9 = z, s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z;
+    if (n == WIDE_GROUP) {
+        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);
+        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
+        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
+        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
+        for (int j = 0; j < columns; j++) {
+            const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
+            X16_FIELD(0, WIDE_STEP);
+            X16_FIELD(1, WIDE_STEP);
+            X16_FIELD(2, WIDE_STEP);
+            X16_FIELD(3, WIDE_STEP);
+        }
+    } else { /* eight tokens: even fields into s0..s7, odd ones into s8..s15 */
+        for (int j = 0; j < columns; j++) {
+            const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
+            X16_FIELD(0, NARROW_STEP);
+            X16_FIELD(1, NARROW_STEP_HI);
+            X16_FIELD(2, NARROW_STEP);
+            X16_FIELD(3, NARROW_STEP_HI);
+        }
+        s0 = _mm512_add_epi32(s0, s8);
+        s1 = _mm512_add_epi32(s1, s9);
+        s2 = _mm512_add_epi32(s2, s10);
+        s3 = _mm512_add_epi32(s3, s11);
+        s4 = _mm512_add_epi32(s4, s12);
+        s5 = _mm512_add_epi32(s5, s13);
+        s6 = _mm512_add_epi32(s6, s14);
+        s7 = _mm512_add_epi32(s7, s15);
+    }
+    ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
+    ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
+    ADD_BLOCK(15);
+}
+
 /* The wide group's inner loop alone (16 tokens' activations in L1, one code vector), `rounds` times: 1024 vpdpbusd
  * of 64 multiply-adds each per round. */
 static __m512i peak_rounds(const int8_t *a, long rounds) {
@@ -431,6 +490,23 @@ double TRN_MATMUL_PEAK(double seconds) {
     return best;
 }
 
+/* dst[t * ld_dst + k] = acc[t][k] for t < nt, k < n_rows (n_rows <= TILE_ROWS): one vector store per token. */
+static void store_tile(float *dst, int64_t ld_dst, const float (*acc)[TILE_ROWS], int64_t nt, int n_rows) {
+#if defined(TRN_MATMUL_DPBUSD)
+    const __mmask16 rows = (__mmask16)((1u << n_rows) - 1u);
+    for (int64_t t = 0; t < nt; t++)
+        _mm512_mask_storeu_ps(dst + t * ld_dst, rows, _mm512_loadu_ps(acc[t]));
+#else
+    if (n_rows == TILE_ROWS) {
+        for (int64_t t = 0; t < nt; t++)
+            _mm256_storeu_ps(dst + t * ld_dst, _mm256_loadu_ps(acc[t]));
+        return;
+    }
+    for (int64_t t = 0; t < nt; t++)
+        memcpy(dst + t * ld_dst, acc[t], (size_t)n_rows * sizeof(float));
+#endif
+}
+
 /* dst rows r..r+n_rows-1 (n_rows <= TILE_ROWS) for nt tokens (nt <= TILE_TOKENS) whose activations are in q
  * ([nb][nt_padded][256], nt_padded = nt rounded up to WIDE_GROUP, zero past nt), whose negated block sums are in
  * neg_sum ([nb][nt_padded], zero past nt) and whose scales and sums are in xq. */
@@ -441,10 +517,26 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, co
     tile_block tb;
     float acc[TILE_TOKENS][TILE_ROWS];
     memset(acc, 0, (size_t)nt * sizeof(acc[0]));
+#if defined(TRN_MATMUL_DPBUSD)
+    /* TQ2_0 in whole X16 groups, a first group of 8 or 16 tokens: that group unpacks the block (group_block_x16) */
+    const int fused = w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS &&
+                      r % TRN_X16_ROWS == 0 && r + TILE_ROWS <= trn_layout_full_rows(w) && nt > QUARTER_GROUP;
+    const uint8_t *group = (const uint8_t *)w->data + (r / TRN_X16_ROWS) * (w->cols / TRN_QK_K) *
+                                                          (TRN_X16_ROWS * sizeof(trn_block_tq2_0));
+#endif
     for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
         prefetch_tile(w, r + TILE_ROWS, b);
-        unpack_tile(w, r, n_rows, b, rows, &tb);
-        for (int64_t t0 = 0; t0 < nt;) {
+        int64_t t0 = 0;
+#if defined(TRN_MATMUL_DPBUSD)
+        if (fused) {
+            const int n = nt > GROUP ? WIDE_GROUP : GROUP;
+            group_block_x16(group + b * (TRN_X16_ROWS * sizeof(trn_block_tq2_0)), &tb, nt > n, q + b * nt_padded * TRN_QK_K,
+                            neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), acc, xq + b, ld_xq);
+            t0 = n;
+        } else
+#endif
+            unpack_tile(w, r, n_rows, b, rows, &tb);
+        for (; t0 < nt;) {
 #if defined(TRN_MATMUL_DPBUSD)
             const int n = nt - t0 > GROUP ? WIDE_GROUP : nt - t0 > QUARTER_GROUP ? GROUP : QUARTER_GROUP;
 #else
@@ -455,8 +547,7 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, co
             t0 += n;
         }
     }
-    for (int64_t t = 0; t < nt; t++)
-        memcpy(dst + t * ld_dst + r, acc[t], (size_t)n_rows * sizeof(float));
+    store_tile(dst + r, ld_dst, acc, nt, n_rows);
 }
 
 void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
