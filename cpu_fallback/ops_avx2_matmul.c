@@ -156,23 +156,24 @@ static void unpack_x16(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb
     }
 }
 
+/* Digit n of TQ1_0 code bytes from t = t_n (= q 3^n mod 256): (3 t_n) >> 8, i.e. (t > 85) + (t > 170). */
+static inline __m512i tq1_0_digit(__m512i t) {
+    const __mmask64 one = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8(85)), two = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8((char)170));
+    return _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(one, _mm512_set1_epi8(1)), two, _mm512_set1_epi8(2));
+}
+
 /* Block b of a whole X16 group of TQ1_0 rows: column j holds bytes 4j..4j+3 of the 16 rows' qs ++ qh. Digit n of a
- * byte t is (3 t_n) >> 8 with t_n = t 3^n mod 256 (t_{n+1} = 3 t_n: two byte adds); 3 t_n is formed in 16-bit
- * lanes, the even and the odd bytes apart. Digit n of column j is the code of weights trn_tq1_0_x16_act(j, n)
- * .. + 3 (ops_simd.h), i.e. of step act / 4. */
+ * byte t is (3 t_n) >> 8 with t_n = t 3^n mod 256 (t_{n+1} = 3 t_n: two byte adds). Digit n of column j is the code
+ * of weights trn_tq1_0_x16_act(j, n) .. + 3 (ops_simd.h), i.e. of step act / 4. */
 static void unpack_x16_tq1(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
     const int64_t nb = w->cols / TRN_QK_K;
     const uint8_t *gb = (const uint8_t *)w->data + ((r / TRN_X16_ROWS) * nb + b) * (TRN_X16_ROWS * sizeof(trn_block_tq1_0));
     _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
                                (const __m256i *)(gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
-    const __m512i low_byte = _mm512_set1_epi16(0x00ff), three = _mm512_set1_epi16(3);
     for (int j = 0; j < TRN_TQ1_0_X16_COLUMNS; j++) {
         __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
         for (int n = 0; n < trn_tq1_0_x16_digits(j); n++) {
-            const __m512i even = _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_and_si512(t, low_byte), three), 8);
-            const __m512i odd = _mm512_mullo_epi16(_mm512_srli_epi16(t, 8), three); /* digit in the high byte */
-            _mm512_store_si512(tb->codes[trn_tq1_0_x16_act(j, n) / 4],
-                               _mm512_or_si512(even, _mm512_andnot_si512(low_byte, odd)));
+            _mm512_store_si512(tb->codes[trn_tq1_0_x16_act(j, n) / 4], tq1_0_digit(t));
             t = _mm512_add_epi8(_mm512_add_epi8(t, t), t);
         }
     }
@@ -385,6 +386,69 @@ static inline void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, 
     ADD_BLOCK(15);
 }
 
+/* As group_block_x16 for a whole X16 group of TQ1_0 rows: column j's digit n (tq1_0_digit of t_n) holds the codes
+ * of step trn_tq1_0_x16_act(j, n) / 4 (as in unpack_x16_tq1); with eight tokens even digits go into s0..s7, odd
+ * ones into s8..s15. */
+#define TQ1_DIGIT(act, STEP) \
+    do { \
+        const __m512i c = tq1_0_digit(t); \
+        if (keep) \
+            _mm512_store_si512(tb->codes[(act) / 4], c); \
+        const int8_t *x = a + (act); \
+        STEP(); \
+        t = _mm512_add_epi8(_mm512_add_epi8(t, t), t); \
+    } while (0)
+/* Columns 0..7 (digit n of qs byte 4j + i: weight 32 n + 4 j + i), 8..11 (160 + 16 n + 4 (j - 8) + i) and 12 (qh,
+ * four digits: 240 + 4 n + i), with steps EVEN for even digits and ODD for odd ones. */
+#define TQ1_COLUMNS(EVEN, ODD) \
+    do { \
+        for (int j = 0; j < 8; j++) { \
+            __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES)); \
+            TQ1_DIGIT(4 * j, EVEN); TQ1_DIGIT(32 + 4 * j, ODD); TQ1_DIGIT(64 + 4 * j, EVEN); \
+            TQ1_DIGIT(96 + 4 * j, ODD); TQ1_DIGIT(128 + 4 * j, EVEN); \
+        } \
+        for (int j = 8; j < 12; j++) { \
+            __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES)); \
+            TQ1_DIGIT(160 + 4 * (j - 8), EVEN); TQ1_DIGIT(176 + 4 * (j - 8), ODD); \
+            TQ1_DIGIT(192 + 4 * (j - 8), EVEN); TQ1_DIGIT(208 + 4 * (j - 8), ODD); \
+            TQ1_DIGIT(224 + 4 * (j - 8), EVEN); \
+        } \
+        __m512i t = _mm512_loadu_si512((const void *)(gb + 12 * TRN_X16_COLUMN_BYTES)); \
+        TQ1_DIGIT(240, EVEN); TQ1_DIGIT(244, ODD); TQ1_DIGIT(248, EVEN); TQ1_DIGIT(252, ODD); \
+    } while (0)
+static inline void group_block_x16_tq1(const uint8_t *gb, tile_block *tb, int keep, const int8_t *a,
+                                       const int32_t *neg_sum, int n, int n_valid, float (*acc)[TILE_ROWS],
+                                       const trn_block_q8_act *xb, int64_t ld_xq) {
+    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
+                               (const __m256i *)(gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
+    const __m512i z = _mm512_setzero_si512();
+    __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);
+    __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);
+    __m512i s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
+    __m512i s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
+    __m512i s8 = z, s9 = z, s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z;
+    if (n == WIDE_GROUP) {
+        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);
+        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
+        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
+        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
+        TQ1_COLUMNS(WIDE_STEP, WIDE_STEP);
+    } else {
+        TQ1_COLUMNS(NARROW_STEP, NARROW_STEP_HI);
+        s0 = _mm512_add_epi32(s0, s8);
+        s1 = _mm512_add_epi32(s1, s9);
+        s2 = _mm512_add_epi32(s2, s10);
+        s3 = _mm512_add_epi32(s3, s11);
+        s4 = _mm512_add_epi32(s4, s12);
+        s5 = _mm512_add_epi32(s5, s13);
+        s6 = _mm512_add_epi32(s6, s14);
+        s7 = _mm512_add_epi32(s7, s15);
+    }
+    ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
+    ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
+    ADD_BLOCK(15);
+}
+
 /* The wide group's inner loop alone (16 tokens' activations in L1, one code vector), `rounds` times: 1024 vpdpbusd
  * of 64 multiply-adds each per round. */
 static __m512i peak_rounds(const int8_t *a, long rounds) {
@@ -518,11 +582,12 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, co
     float acc[TILE_TOKENS][TILE_ROWS];
     memset(acc, 0, (size_t)nt * sizeof(acc[0]));
 #if defined(TRN_MATMUL_DPBUSD)
-    /* TQ2_0 in whole X16 groups, a first group of 8 or 16 tokens: that group unpacks the block (group_block_x16) */
-    const int fused = w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS &&
-                      r % TRN_X16_ROWS == 0 && r + TILE_ROWS <= trn_layout_full_rows(w) && nt > QUARTER_GROUP;
-    const uint8_t *group = (const uint8_t *)w->data + (r / TRN_X16_ROWS) * (w->cols / TRN_QK_K) *
-                                                          (TRN_X16_ROWS * sizeof(trn_block_tq2_0));
+    /* whole X16 groups (TQ2_0, TQ1_0), a first group of 8 or 16 tokens: that group unpacks the block */
+    const int fused = (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0) && w->layout == TRN_LAYOUT_X16 &&
+                      n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 && r + TILE_ROWS <= trn_layout_full_rows(w) &&
+                      nt > QUARTER_GROUP;
+    const size_t x16_bytes = (size_t)TRN_X16_ROWS * (size_t)trn_type_get(w->type)->block_bytes;
+    const uint8_t *group = (const uint8_t *)w->data + (r / TRN_X16_ROWS) * (w->cols / TRN_QK_K) * x16_bytes;
 #endif
     for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
         prefetch_tile(w, r + TILE_ROWS, b);
@@ -530,8 +595,12 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, co
 #if defined(TRN_MATMUL_DPBUSD)
         if (fused) {
             const int n = nt > GROUP ? WIDE_GROUP : GROUP;
-            group_block_x16(group + b * (TRN_X16_ROWS * sizeof(trn_block_tq2_0)), &tb, nt > n, q + b * nt_padded * TRN_QK_K,
-                            neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), acc, xq + b, ld_xq);
+            if (w->type == TRN_TYPE_TQ2_0)
+                group_block_x16(group + b * x16_bytes, &tb, nt > n, q + b * nt_padded * TRN_QK_K,
+                                neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), acc, xq + b, ld_xq);
+            else
+                group_block_x16_tq1(group + b * x16_bytes, &tb, nt > n, q + b * nt_padded * TRN_QK_K,
+                                    neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), acc, xq + b, ld_xq);
             t0 = n;
         } else
 #endif
