@@ -233,10 +233,28 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
  * tokens' 256 activations at a + t * TRN_QK_K, then, for the first n_valid tokens, acc[t][k] += (d[k] * x_t->d) *
  * (float)(sum - x_t->sum) with x_t = x + t * ld_xq, the token's block of int8 activations. */
 #if defined(TRN_MATMUL_DPBUSD)
+/* Where a group's block results go: token t's sum is in[16 t ..] + term (in: the group's rows of acc, or zeros in
+ * the tile's first block), stored to out + 16 t (the group's rows of acc), or, in the tile's last block (`last`, a
+ * constant where inlined), to out + t * ld (the group's first token's row in dst, lanes `rows`). */
+typedef struct {
+    const float *in;
+    float *out;
+    int64_t ld;
+    __mmask16 rows;
+} tile_out;
+
+/* Always inlined, so that `last` is a constant in each copy. */
+#define GROUP_INLINE static inline __attribute__((always_inline))
+
 /* sums already hold isum - x->sum: the chains start at -x->sum (neg_sum), so the integer sums need no subtraction. */
-static inline void add_block(float acc[TILE_ROWS], __m512i sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
+GROUP_INLINE void add_block(__m512i sums, const float d[TILE_ROWS], const trn_block_q8_act *x, const tile_out *out,
+                            int t, int last) {
     const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d), _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(sums));
-    _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), term));
+    const __m512 sum = _mm512_add_ps(_mm512_loadu_ps(out->in + t * TILE_ROWS), term);
+    if (last)
+        _mm512_mask_storeu_ps(out->out + t * out->ld, out->rows, sum);
+    else
+        _mm512_storeu_ps(out->out + t * TILE_ROWS, sum);
 }
 
 /* acc += codes . the token's 4 activations broadcast from memory inside vpdpbusd ({1to16}): GCC does not fold
@@ -260,13 +278,13 @@ static inline void add_block(float acc[TILE_ROWS], __m512i sums, const float d[T
         DPBUSD(s8, 0); DPBUSD(s9, 1); DPBUSD(s10, 2); DPBUSD(s11, 3); DPBUSD(s12, 4); DPBUSD(s13, 5); DPBUSD(s14, 6); \
         DPBUSD(s15, 7); \
     } while (0)
-#define ADD_BLOCK(t) if ((t) < n_valid) add_block(acc[t], s##t, tb->d, xb + (t) * ld_xq)
+#define ADD_BLOCK(t) if ((t) < n_valid) add_block(s##t, tb->d, xb + (t) * ld_xq, out, t, last)
 /* neg_sum[t]: -x_t->sum (0 for padding tokens), where token t's chain starts. Every group keeps sixteen independent
  * vpdpbusd chains (two ports of five-cycle latency need ten): sixteen tokens one step at a time, eight tokens two
  * steps at a time (even steps into s0..s7, odd ones into s8..s15), four tokens four steps at a time (step j + i
  * into s(4i)..s(4i + 3)); the chains of a token are added at the end (exact integers: the order does not matter). */
-static inline void group_block(const tile_block *tb, const int8_t *a, const int32_t *neg_sum, int n, int n_valid,
-                               float (*acc)[TILE_ROWS], const trn_block_q8_act *xb, int64_t ld_xq) {
+GROUP_INLINE void group_block(const tile_block *tb, const int8_t *a, const int32_t *neg_sum, int n, int n_valid,
+                              const trn_block_q8_act *xb, int64_t ld_xq, const tile_out *out, int last) {
     const __m512i z = _mm512_setzero_si512();
     __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);
     __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);
@@ -340,9 +358,9 @@ static inline void group_block(const tile_block *tb, const int8_t *a, const int3
         const int8_t *x = a + 128 * (j / 8) + 32 * (l) + 4 * (j % 8); \
         STEP(); \
     } while (0)
-static inline void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, const int8_t *a,
-                                   const int32_t *neg_sum, int n, int n_valid, float (*acc)[TILE_ROWS],
-                                   const trn_block_q8_act *xb, int64_t ld_xq) {
+GROUP_INLINE void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, const int8_t *a,
+                                  const int32_t *neg_sum, int n, int n_valid, const trn_block_q8_act *xb,
+                                  int64_t ld_xq, const tile_out *out, int last) {
     const int columns = TRN_QK_K / 4 / 4;
     const __m512i mask = _mm512_set1_epi8(3);
     _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + columns * TRN_X16_COLUMN_BYTES))));
@@ -416,9 +434,9 @@ static inline void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, 
         __m512i t = _mm512_loadu_si512((const void *)(gb + 12 * TRN_X16_COLUMN_BYTES)); \
         TQ1_DIGIT(240, EVEN); TQ1_DIGIT(244, ODD); TQ1_DIGIT(248, EVEN); TQ1_DIGIT(252, ODD); \
     } while (0)
-static inline void group_block_x16_tq1(const uint8_t *gb, tile_block *tb, int keep, const int8_t *a,
-                                       const int32_t *neg_sum, int n, int n_valid, float (*acc)[TILE_ROWS],
-                                       const trn_block_q8_act *xb, int64_t ld_xq) {
+GROUP_INLINE void group_block_x16_tq1(const uint8_t *gb, tile_block *tb, int keep, const int8_t *a,
+                                      const int32_t *neg_sum, int n, int n_valid, const trn_block_q8_act *xb,
+                                      int64_t ld_xq, const tile_out *out, int last) {
     _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
                                (const __m256i *)(gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
     const __m512i z = _mm512_setzero_si512();
@@ -494,10 +512,9 @@ static inline void add_block(float acc[TILE_ROWS], __m256i sums, const float d[T
         __asm__("" : "+x"(s0), "+x"(s1), "+x"(s2), "+x"(s3), "+x"(s4), "+x"(s5), "+x"(s6), "+x"(s7)); \
     } while (0)
 
-static inline void group_block(const tile_block *tb, const int8_t *a, const int32_t *neg_sum, int n, int n_valid,
-                               float (*acc)[TILE_ROWS], const trn_block_q8_act *xb, int64_t ld_xq) {
+static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
+                               const trn_block_q8_act *xb, int64_t ld_xq) {
     (void)n; /* always GROUP */
-    (void)neg_sum; /* the block's sum is subtracted in add_block */
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i sums[GROUP];
     for (int t = 0; t < GROUP; t++)
@@ -554,13 +571,10 @@ double TRN_MATMUL_PEAK(double seconds) {
     return best;
 }
 
-/* dst[t * ld_dst + k] = acc[t][k] for t < nt, k < n_rows (n_rows <= TILE_ROWS): one vector store per token. */
+#if !defined(TRN_MATMUL_DPBUSD)
+/* dst[t * ld_dst + k] = acc[t][k] for t < nt, k < n_rows (n_rows <= TILE_ROWS): one vector store per token. (The
+ * vpdpbusd build stores the last block's sums straight from its epilogue: add_block.) */
 static void store_tile(float *dst, int64_t ld_dst, const float (*acc)[TILE_ROWS], int64_t nt, int n_rows) {
-#if defined(TRN_MATMUL_DPBUSD)
-    const __mmask16 rows = (__mmask16)((1u << n_rows) - 1u);
-    for (int64_t t = 0; t < nt; t++)
-        _mm512_mask_storeu_ps(dst + t * ld_dst, rows, _mm512_loadu_ps(acc[t]));
-#else
     if (n_rows == TILE_ROWS) {
         for (int64_t t = 0; t < nt; t++)
             _mm256_storeu_ps(dst + t * ld_dst, _mm256_loadu_ps(acc[t]));
@@ -568,56 +582,82 @@ static void store_tile(float *dst, int64_t ld_dst, const float (*acc)[TILE_ROWS]
     }
     for (int64_t t = 0; t < nt; t++)
         memcpy(dst + t * ld_dst, acc[t], (size_t)n_rows * sizeof(float));
-#endif
 }
+#endif
 
 /* dst rows r..r+n_rows-1 (n_rows <= TILE_ROWS) for nt tokens (nt <= TILE_TOKENS) whose activations are in q
  * ([nb][nt_padded][256], nt_padded = nt rounded up to WIDE_GROUP, zero past nt), whose negated block sums are in
  * neg_sum ([nb][nt_padded], zero past nt) and whose scales and sums are in xq. */
+#if defined(TRN_MATMUL_DPBUSD)
+static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, const int32_t *neg_sum,
+                 int64_t nt_padded, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst,
+                 int64_t ld_dst) {
+    _Alignas(32) uint8_t rows[TILE_ROWS][TRN_QK_K];
+    tile_block tb;
+    _Alignas(64) float acc[TILE_TOKENS][TILE_ROWS];
+    static const float zeros[WIDE_GROUP * TILE_ROWS];
+    const int64_t nb = w->cols / TRN_QK_K;
+    /* whole X16 groups (TQ2_0, TQ1_0), a first group of 8 or 16 tokens: that group unpacks the block */
+    const int fused = (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0) && w->layout == TRN_LAYOUT_X16 &&
+                      n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 && r + TILE_ROWS <= trn_layout_full_rows(w) &&
+                      nt > QUARTER_GROUP;
+    const size_t x16_bytes = (size_t)TRN_X16_ROWS * (size_t)trn_type_get(w->type)->block_bytes;
+    const uint8_t *group = (const uint8_t *)w->data + (r / TRN_X16_ROWS) * nb * x16_bytes;
+    const __mmask16 dst_rows = (__mmask16)((1u << n_rows) - 1u);
+/* Block b: its groups' sums added to acc (from zeros where b is 0), or stored to dst where LAST. */
+#define TILE_BLOCK(LAST) \
+    do { \
+        int64_t t0 = 0; \
+        if (fused) { \
+            const int n = nt > GROUP ? WIDE_GROUP : GROUP; \
+            const tile_out out = {b == 0 ? zeros : acc[0], (LAST) ? dst + r : acc[0], ld_dst, dst_rows}; \
+            if (w->type == TRN_TYPE_TQ2_0) \
+                group_block_x16(group + b * x16_bytes, &tb, nt > n, q + b * nt_padded * TRN_QK_K, \
+                                neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), xq + b, ld_xq, &out, LAST); \
+            else \
+                group_block_x16_tq1(group + b * x16_bytes, &tb, nt > n, q + b * nt_padded * TRN_QK_K, \
+                                    neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), xq + b, ld_xq, &out, LAST); \
+            t0 = n; \
+        } else { \
+            unpack_tile(w, r, n_rows, b, rows, &tb); \
+        } \
+        for (; t0 < nt;) { \
+            const int n = nt - t0 > GROUP ? WIDE_GROUP : nt - t0 > QUARTER_GROUP ? GROUP : QUARTER_GROUP; \
+            const tile_out out = {b == 0 ? zeros : acc[t0], (LAST) ? dst + t0 * ld_dst + r : acc[t0], ld_dst, \
+                                  dst_rows}; \
+            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, neg_sum + b * nt_padded + t0, n, \
+                        (int)TRN_MIN(n, nt - t0), xq + t0 * ld_xq + b, ld_xq, &out, LAST); \
+            t0 += n; \
+        } \
+    } while (0)
+    for (int64_t b = 0; b < nb; b++) {
+        prefetch_tile(w, r + TILE_ROWS, b);
+        if (b < nb - 1)
+            TILE_BLOCK(0);
+        else
+            TILE_BLOCK(1);
+    }
+#undef TILE_BLOCK
+}
+#else
 static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, const int32_t *neg_sum,
                  int64_t nt_padded, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst,
                  int64_t ld_dst) {
     _Alignas(32) uint8_t rows[TILE_ROWS][TRN_QK_K];
     tile_block tb;
     float acc[TILE_TOKENS][TILE_ROWS];
+    (void)neg_sum; /* add_block subtracts each token's sum */
     memset(acc, 0, (size_t)nt * sizeof(acc[0]));
-#if defined(TRN_MATMUL_DPBUSD)
-    /* whole X16 groups (TQ2_0, TQ1_0), a first group of 8 or 16 tokens: that group unpacks the block */
-    const int fused = (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0) && w->layout == TRN_LAYOUT_X16 &&
-                      n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 && r + TILE_ROWS <= trn_layout_full_rows(w) &&
-                      nt > QUARTER_GROUP;
-    const size_t x16_bytes = (size_t)TRN_X16_ROWS * (size_t)trn_type_get(w->type)->block_bytes;
-    const uint8_t *group = (const uint8_t *)w->data + (r / TRN_X16_ROWS) * (w->cols / TRN_QK_K) * x16_bytes;
-#endif
     for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
         prefetch_tile(w, r + TILE_ROWS, b);
-        int64_t t0 = 0;
-#if defined(TRN_MATMUL_DPBUSD)
-        if (fused) {
-            const int n = nt > GROUP ? WIDE_GROUP : GROUP;
-            if (w->type == TRN_TYPE_TQ2_0)
-                group_block_x16(group + b * x16_bytes, &tb, nt > n, q + b * nt_padded * TRN_QK_K,
-                                neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), acc, xq + b, ld_xq);
-            else
-                group_block_x16_tq1(group + b * x16_bytes, &tb, nt > n, q + b * nt_padded * TRN_QK_K,
-                                    neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), acc, xq + b, ld_xq);
-            t0 = n;
-        } else
-#endif
-            unpack_tile(w, r, n_rows, b, rows, &tb);
-        for (; t0 < nt;) {
-#if defined(TRN_MATMUL_DPBUSD)
-            const int n = nt - t0 > GROUP ? WIDE_GROUP : nt - t0 > QUARTER_GROUP ? GROUP : QUARTER_GROUP;
-#else
-            const int n = nt - t0 > GROUP ? WIDE_GROUP : GROUP;
-#endif
-            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, neg_sum + b * nt_padded + t0, n,
-                        (int)TRN_MIN(n, nt - t0), acc + t0, xq + t0 * ld_xq + b, ld_xq);
-            t0 += n;
-        }
+        unpack_tile(w, r, n_rows, b, rows, &tb);
+        for (int64_t t0 = 0; t0 < nt; t0 += GROUP)
+            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, GROUP, (int)TRN_MIN(GROUP, nt - t0), acc + t0,
+                        xq + t0 * ld_xq + b, ld_xq);
     }
     store_tile(dst + r, ld_dst, acc, nt, n_rows);
 }
+#endif
 
 void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                    int64_t n_tok, int64_t r0, int64_t r1) {
