@@ -158,7 +158,8 @@ static void unpack_x16(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb
 
 /* Digit n of TQ1_0 code bytes from t = t_n (= q 3^n mod 256): (3 t_n) >> 8, i.e. (t > 85) + (t > 170). */
 static inline __m512i tq1_0_digit(__m512i t) {
-    const __mmask64 one = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8(85)), two = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8((char)170));
+    const __mmask64 one = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8(85));
+    const __mmask64 two = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8((char)170));
     return _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(one, _mm512_set1_epi8(1)), two, _mm512_set1_epi8(2));
 }
 
@@ -278,6 +279,25 @@ GROUP_INLINE void add_block(__m512i sums, const float d[TILE_ROWS], const trn_bl
         DPBUSD(s8, 0); DPBUSD(s9, 1); DPBUSD(s10, 2); DPBUSD(s11, 3); DPBUSD(s12, 4); DPBUSD(s13, 5); DPBUSD(s14, 6); \
         DPBUSD(s15, 7); \
     } while (0)
+/* One step for 4 tokens into the chains of set k (token t in s(4k + t)). */
+#define QUARTER_STEP_0() do { DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); } while (0)
+#define QUARTER_STEP_1() do { DPBUSD(s4, 0); DPBUSD(s5, 1); DPBUSD(s6, 2); DPBUSD(s7, 3); } while (0)
+#define QUARTER_STEP_2() do { DPBUSD(s8, 0); DPBUSD(s9, 1); DPBUSD(s10, 2); DPBUSD(s11, 3); } while (0)
+#define QUARTER_STEP_3() do { DPBUSD(s12, 0); DPBUSD(s13, 1); DPBUSD(s14, 2); DPBUSD(s15, 3); } while (0)
+/* The four sets of a 4-token group's chains added into s0..s3, the two of an 8-token group's into s0..s7. */
+#define FOLD_QUARTER() \
+    do { \
+        s0 = _mm512_add_epi32(_mm512_add_epi32(s0, s4), _mm512_add_epi32(s8, s12)); \
+        s1 = _mm512_add_epi32(_mm512_add_epi32(s1, s5), _mm512_add_epi32(s9, s13)); \
+        s2 = _mm512_add_epi32(_mm512_add_epi32(s2, s6), _mm512_add_epi32(s10, s14)); \
+        s3 = _mm512_add_epi32(_mm512_add_epi32(s3, s7), _mm512_add_epi32(s11, s15)); \
+    } while (0)
+#define FOLD_NARROW() \
+    do { \
+        s0 = _mm512_add_epi32(s0, s8); s1 = _mm512_add_epi32(s1, s9); s2 = _mm512_add_epi32(s2, s10); \
+        s3 = _mm512_add_epi32(s3, s11); s4 = _mm512_add_epi32(s4, s12); s5 = _mm512_add_epi32(s5, s13); \
+        s6 = _mm512_add_epi32(s6, s14); s7 = _mm512_add_epi32(s7, s15); \
+    } while (0)
 #define ADD_BLOCK(t) if ((t) < n_valid) add_block(s##t, tb->d, xb + (t) * ld_xq, out, t, last)
 /* neg_sum[t]: -x_t->sum (0 for padding tokens), where token t's chain starts. Every group keeps sixteen independent
  * vpdpbusd chains (two ports of five-cycle latency need ten): sixteen tokens one step at a time, eight tokens two
@@ -345,14 +365,15 @@ GROUP_INLINE void group_block(const tile_block *tb, const int8_t *a, const int32
     ADD_BLOCK(15);
 }
 
-/* The first group (n = WIDE_GROUP or GROUP tokens) of block b of a whole X16 group of TQ2_0 rows, unpacking as it
- * goes: column j's field l, (q >> 2l) & 3, holds the codes of step 32 (j / 8) + 8 l + j % 8 (as in unpack_x16),
- * multiplied at once by the group's activations of that step and, where `keep` (other groups follow), stored into
- * tb for them; the scales go to tb->d. Otherwise as group_block: the same chains, the same exact sums, the same
- * float steps. */
+/* The first group (n = WIDE_GROUP, GROUP or QUARTER_GROUP tokens) of block b of a whole X16 group of TQ2_0 rows,
+ * unpacking as it goes: column j's field l, (q >> 2l) & 3, holds the codes of step 32 (j / 8) + 8 l + j % 8 (as in
+ * unpack_x16), multiplied at once by the group's activations of that step and, where `keep` (other groups follow),
+ * stored into tb for them; the scales go to tb->d. Otherwise as group_block: sixteen chains (8 tokens: even fields
+ * into s0..s7, odd ones into s8..s15; 4 tokens: field l into s(4l)..s(4l + 3)), the same exact sums, the same float
+ * steps. */
 #define X16_FIELD(l, STEP) \
     do { \
-        const __m512i c = (l) ? _mm512_and_si512(_mm512_srli_epi32(column, 2 * (l)), mask) : _mm512_and_si512(column, mask); \
+        const __m512i c = _mm512_and_si512((l) ? _mm512_srli_epi32(column, 2 * (l)) : column, mask); \
         if (keep) \
             _mm512_store_si512(tb->codes[32 * (j / 8) + 8 * (l) + j % 8], c); \
         const int8_t *x = a + 128 * (j / 8) + 32 * (l) + 4 * (j % 8); \
@@ -382,7 +403,7 @@ GROUP_INLINE void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, c
             X16_FIELD(2, WIDE_STEP);
             X16_FIELD(3, WIDE_STEP);
         }
-    } else { /* eight tokens: even fields into s0..s7, odd ones into s8..s15 */
+    } else if (n == GROUP) { /* eight tokens: even fields into s0..s7, odd ones into s8..s15 */
         for (int j = 0; j < columns; j++) {
             const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
             X16_FIELD(0, NARROW_STEP);
@@ -390,14 +411,16 @@ GROUP_INLINE void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, c
             X16_FIELD(2, NARROW_STEP);
             X16_FIELD(3, NARROW_STEP_HI);
         }
-        s0 = _mm512_add_epi32(s0, s8);
-        s1 = _mm512_add_epi32(s1, s9);
-        s2 = _mm512_add_epi32(s2, s10);
-        s3 = _mm512_add_epi32(s3, s11);
-        s4 = _mm512_add_epi32(s4, s12);
-        s5 = _mm512_add_epi32(s5, s13);
-        s6 = _mm512_add_epi32(s6, s14);
-        s7 = _mm512_add_epi32(s7, s15);
+        FOLD_NARROW();
+    } else { /* four tokens (their chains s4..s7 start at 0: neg_sum is 0 past the tokens): field l into set l */
+        for (int j = 0; j < columns; j++) {
+            const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
+            X16_FIELD(0, QUARTER_STEP_0);
+            X16_FIELD(1, QUARTER_STEP_1);
+            X16_FIELD(2, QUARTER_STEP_2);
+            X16_FIELD(3, QUARTER_STEP_3);
+        }
+        FOLD_QUARTER();
     }
     ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
     ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
@@ -406,7 +429,7 @@ GROUP_INLINE void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, c
 
 /* As group_block_x16 for a whole X16 group of TQ1_0 rows: column j's digit n (tq1_0_digit of t_n) holds the codes
  * of step trn_tq1_0_x16_act(j, n) / 4 (as in unpack_x16_tq1); with eight tokens even digits go into s0..s7, odd
- * ones into s8..s15. */
+ * ones into s8..s15; with four, digit n into set n % 4. */
 #define TQ1_DIGIT(act, STEP) \
     do { \
         const __m512i c = tq1_0_digit(t); \
@@ -417,22 +440,22 @@ GROUP_INLINE void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, c
         t = _mm512_add_epi8(_mm512_add_epi8(t, t), t); \
     } while (0)
 /* Columns 0..7 (digit n of qs byte 4j + i: weight 32 n + 4 j + i), 8..11 (160 + 16 n + 4 (j - 8) + i) and 12 (qh,
- * four digits: 240 + 4 n + i), with steps EVEN for even digits and ODD for odd ones. */
-#define TQ1_COLUMNS(EVEN, ODD) \
+ * four digits: 240 + 4 n + i), digit n with steps S(n % 4). */
+#define TQ1_COLUMNS(S0, S1, S2, S3) \
     do { \
         for (int j = 0; j < 8; j++) { \
             __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES)); \
-            TQ1_DIGIT(4 * j, EVEN); TQ1_DIGIT(32 + 4 * j, ODD); TQ1_DIGIT(64 + 4 * j, EVEN); \
-            TQ1_DIGIT(96 + 4 * j, ODD); TQ1_DIGIT(128 + 4 * j, EVEN); \
+            TQ1_DIGIT(4 * j, S0); TQ1_DIGIT(32 + 4 * j, S1); TQ1_DIGIT(64 + 4 * j, S2); \
+            TQ1_DIGIT(96 + 4 * j, S3); TQ1_DIGIT(128 + 4 * j, S0); \
         } \
         for (int j = 8; j < 12; j++) { \
             __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES)); \
-            TQ1_DIGIT(160 + 4 * (j - 8), EVEN); TQ1_DIGIT(176 + 4 * (j - 8), ODD); \
-            TQ1_DIGIT(192 + 4 * (j - 8), EVEN); TQ1_DIGIT(208 + 4 * (j - 8), ODD); \
-            TQ1_DIGIT(224 + 4 * (j - 8), EVEN); \
+            TQ1_DIGIT(160 + 4 * (j - 8), S0); TQ1_DIGIT(176 + 4 * (j - 8), S1); \
+            TQ1_DIGIT(192 + 4 * (j - 8), S2); TQ1_DIGIT(208 + 4 * (j - 8), S3); \
+            TQ1_DIGIT(224 + 4 * (j - 8), S0); \
         } \
         __m512i t = _mm512_loadu_si512((const void *)(gb + 12 * TRN_X16_COLUMN_BYTES)); \
-        TQ1_DIGIT(240, EVEN); TQ1_DIGIT(244, ODD); TQ1_DIGIT(248, EVEN); TQ1_DIGIT(252, ODD); \
+        TQ1_DIGIT(240, S0); TQ1_DIGIT(244, S1); TQ1_DIGIT(248, S2); TQ1_DIGIT(252, S3); \
     } while (0)
 GROUP_INLINE void group_block_x16_tq1(const uint8_t *gb, tile_block *tb, int keep, const int8_t *a,
                                       const int32_t *neg_sum, int n, int n_valid, const trn_block_q8_act *xb,
@@ -450,17 +473,13 @@ GROUP_INLINE void group_block_x16_tq1(const uint8_t *gb, tile_block *tb, int kee
         s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
         s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
         s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
-        TQ1_COLUMNS(WIDE_STEP, WIDE_STEP);
+        TQ1_COLUMNS(WIDE_STEP, WIDE_STEP, WIDE_STEP, WIDE_STEP);
+    } else if (n == GROUP) {
+        TQ1_COLUMNS(NARROW_STEP, NARROW_STEP_HI, NARROW_STEP, NARROW_STEP_HI);
+        FOLD_NARROW();
     } else {
-        TQ1_COLUMNS(NARROW_STEP, NARROW_STEP_HI);
-        s0 = _mm512_add_epi32(s0, s8);
-        s1 = _mm512_add_epi32(s1, s9);
-        s2 = _mm512_add_epi32(s2, s10);
-        s3 = _mm512_add_epi32(s3, s11);
-        s4 = _mm512_add_epi32(s4, s12);
-        s5 = _mm512_add_epi32(s5, s13);
-        s6 = _mm512_add_epi32(s6, s14);
-        s7 = _mm512_add_epi32(s7, s15);
+        TQ1_COLUMNS(QUARTER_STEP_0, QUARTER_STEP_1, QUARTER_STEP_2, QUARTER_STEP_3);
+        FOLD_QUARTER();
     }
     ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
     ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
@@ -597,10 +616,9 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, co
     _Alignas(64) float acc[TILE_TOKENS][TILE_ROWS];
     static const float zeros[WIDE_GROUP * TILE_ROWS];
     const int64_t nb = w->cols / TRN_QK_K;
-    /* whole X16 groups (TQ2_0, TQ1_0), a first group of 8 or 16 tokens: that group unpacks the block */
+    /* whole X16 groups (TQ2_0, TQ1_0): the first token group unpacks each block */
     const int fused = (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0) && w->layout == TRN_LAYOUT_X16 &&
-                      n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 && r + TILE_ROWS <= trn_layout_full_rows(w) &&
-                      nt > QUARTER_GROUP;
+                      n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 && r + TILE_ROWS <= trn_layout_full_rows(w);
     const size_t x16_bytes = (size_t)TRN_X16_ROWS * (size_t)trn_type_get(w->type)->block_bytes;
     const uint8_t *group = (const uint8_t *)w->data + (r / TRN_X16_ROWS) * nb * x16_bytes;
     const __mmask16 dst_rows = (__mmask16)((1u << n_rows) - 1u);
@@ -609,7 +627,7 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, co
     do { \
         int64_t t0 = 0; \
         if (fused) { \
-            const int n = nt > GROUP ? WIDE_GROUP : GROUP; \
+            const int n = nt > GROUP ? WIDE_GROUP : nt > QUARTER_GROUP ? GROUP : QUARTER_GROUP; \
             const tile_out out = {b == 0 ? zeros : acc[0], (LAST) ? dst + r : acc[0], ld_dst, dst_rows}; \
             if (w->type == TRN_TYPE_TQ2_0) \
                 group_block_x16(group + b * x16_bytes, &tb, nt > n, q + b * nt_padded * TRN_QK_K, \
