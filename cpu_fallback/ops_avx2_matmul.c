@@ -7,14 +7,19 @@
  *
  * A matrix-vector product reads every weight byte once per token; this kernel reads it once per batch and is bound
  * by integer multiply-adds instead. Rows go in tiles of TILE_ROWS (8, one per 32-bit lane of a 256-bit vector; 16
- * with 512-bit vectors in the vpdpbusd build). For each 256-weight block the tile's codes are unpacked once and
- * transposed so that one vector holds, for 4 consecutive weights, the 4 codes of each row (dword k = row k):
- * multiplied by a token's 4 int8 activations broadcast to every dword, each lane accumulates its own row, so a block
- * ends with the rows' sums in the lanes, without horizontal reductions. Per step (4 weights, all rows, one token):
- * vpmaddubsw + vpaddw into int16 lanes (widened by vpmaddwd every 32 steps, before 32 x 762 could leave int16:
- * codes <= 3, |q| <= 127), or one vpdpbusd into int32 lanes. Tokens go in groups whose accumulators stay in
- * registers for a whole block (8, or 16 with the 32 registers of the vpdpbusd build, whose last group is 4 tokens on
- * eight chains where no more than 4 are left: a decode step of a few sequences).
+ * with 512-bit vectors in the vpdpbusd build). For each 256-weight block the tile's codes are held so that one
+ * vector has, for 4 consecutive weights, the 4 codes of each row (dword k = row k): multiplied by a token's 4 int8
+ * activations broadcast to every dword, each lane accumulates its own row, so a block ends with the rows' sums in
+ * the lanes, without horizontal reductions. Per step (4 weights, all rows, one token): vpmaddubsw + vpaddw into
+ * int16 lanes (widened by vpmaddwd every 32 steps, before 32 x 762 could leave int16: codes <= 3, |q| <= 127), or
+ * one vpdpbusd into int32 lanes. Tokens go in groups whose accumulators stay in registers for a whole block (8, or
+ * 16 with the 32 registers of the vpdpbusd build, whose last group is 8 or 4 tokens where no more are left).
+ *
+ * The vpdpbusd build keeps sixteen independent vpdpbusd chains in every group (8 tokens: two steps at a time; 4:
+ * four), starts each token's chains at -x->sum (neg_sum), and, on whole X16 groups of rows, decodes a block's codes
+ * in the block's first token group as it multiplies them (group_block_x16, group_block_x16_tq1), storing them in the
+ * tile buffer only for the groups that follow; elsewhere unpack_tile fills the buffer first. A tile's first block
+ * adds its terms to zeros and its last stores the results straight into dst (add_block).
  *
  * The sums are exact integers and the float steps are the matrix-vector kernels', per element in the same order:
  * acc += (d_w * d_x) * (float)(isum - sum) block by block, from 0. So every output is bitwise what matvec gives.

@@ -503,6 +503,8 @@ static int cpu_has_dpbusd(void) { return trn_cpu_ops_avx512() != NULL; }
  *   6  lab: AVX-512 VNNI straight from the X16 columns, TQ2_0: no unpacked tile, each column's four fields
  *      shifted and masked in registers once per group of 16 tokens
  *   7  lab: as 6 on 32 rows (two X16 groups) and 10 tokens, each activation broadcast once for both groups
+ *   8  lab: 32-row tiles (two X16 groups unpacked once per block) on 8-token groups, each token's activations
+ *      broadcast into a register once for both 16-row halves
  * Prints time per product, GB/s of weights, G multiply-adds per second (rows x cols x tokens / time) and whether
  * every output equals the reference bitwise. */
 static const matmul_variant matmul_variants[] = {
