@@ -7,14 +7,19 @@
  *
  * A matrix-vector product reads every weight byte once per token; this kernel reads it once per batch and is bound
  * by integer multiply-adds instead. Rows go in tiles of TILE_ROWS (8, one per 32-bit lane of a 256-bit vector; 16
- * with 512-bit vectors in the vpdpbusd build). For each 256-weight block the tile's codes are unpacked once and
- * transposed so that one vector holds, for 4 consecutive weights, the 4 codes of each row (dword k = row k):
- * multiplied by a token's 4 int8 activations broadcast to every dword, each lane accumulates its own row, so a block
- * ends with the rows' sums in the lanes, without horizontal reductions. Per step (4 weights, all rows, one token):
- * vpmaddubsw + vpaddw into int16 lanes (widened by vpmaddwd every 32 steps, before 32 x 762 could leave int16:
- * codes <= 3, |q| <= 127), or one vpdpbusd into int32 lanes. Tokens go in groups whose accumulators stay in
- * registers for a whole block (8, or 16 with the 32 registers of the vpdpbusd build, whose last group is 4 tokens on
- * eight chains where no more than 4 are left: a decode step of a few sequences).
+ * with 512-bit vectors in the vpdpbusd build). For each 256-weight block the tile's codes are held so that one
+ * vector has, for 4 consecutive weights, the 4 codes of each row (dword k = row k): multiplied by a token's 4 int8
+ * activations broadcast to every dword, each lane accumulates its own row, so a block ends with the rows' sums in
+ * the lanes, without horizontal reductions. Per step (4 weights, all rows, one token): vpmaddubsw + vpaddw into
+ * int16 lanes (widened by vpmaddwd every 32 steps, before 32 x 762 could leave int16: codes <= 3, |q| <= 127), or
+ * one vpdpbusd into int32 lanes. Tokens go in groups whose accumulators stay in registers for a whole block (8, or
+ * 16 with the 32 registers of the vpdpbusd build, whose last group is 8 or 4 tokens where no more are left).
+ *
+ * The vpdpbusd build keeps sixteen independent vpdpbusd chains in every group (8 tokens: two steps at a time; 4:
+ * four), starts each token's chains at -x->sum (neg_sum), and, on whole X16 groups of rows, decodes a block's codes
+ * in the block's first token group as it multiplies them (group_block_x16, group_block_x16_tq1), storing them in the
+ * tile buffer only for the groups that follow; elsewhere unpack_tile fills the buffer first. A tile's first block
+ * adds its terms to zeros and its last stores the results straight into dst (add_block).
  *
  * The sums are exact integers and the float steps are the matrix-vector kernels', per element in the same order:
  * acc += (d_w * d_x) * (float)(isum - sum) block by block, from 0. So every output is bitwise what matvec gives.
@@ -82,11 +87,11 @@ static inline void transpose8(const __m256i r[8], __m256i c[8]) {
     }
 }
 
-/* Block b of the next tile's rows (r: this tile's first row) into L2. A tile's work on one block takes
- * microseconds, so this comes a whole tile ahead of use; without it about a tenth of the time went to waiting for
- * memory (measured on the synthetic Trinity-1.1B model). */
-static void prefetch_next_tile(const trn_matrix *w, int64_t r, int64_t b) {
-    const int64_t next = r + TILE_ROWS, nb = w->cols / TRN_QK_K;
+/* Block b of the tile of rows next..next+TILE_ROWS-1 (those below w->rows) into L2. A tile's work on one block
+ * takes microseconds, so this comes a whole tile ahead of use; without it about a tenth of the time went to
+ * waiting for memory (measured on the synthetic Trinity-1.1B model). */
+static void prefetch_tile(const trn_matrix *w, int64_t next, int64_t b) {
+    const int64_t nb = w->cols / TRN_QK_K;
     if (w->layout == TRN_LAYOUT_X4) { /* whole groups: TILE_ROWS / 4 group blocks of 264 bytes */
         for (int64_t g = next / 4; g < TRN_MIN(next + TILE_ROWS, w->rows) / 4; g++)
             for (int i = 0; i < TRN_X4_GROUP_BLOCK_BYTES + 64; i += 64)
@@ -156,30 +161,32 @@ static void unpack_x16(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb
     }
 }
 
+/* Digit n of TQ1_0 code bytes from t = t_n (= q 3^n mod 256): (3 t_n) >> 8, i.e. (t > 85) + (t > 170). */
+static inline __m512i tq1_0_digit(__m512i t) {
+    const __mmask64 one = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8(85));
+    const __mmask64 two = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8((char)170));
+    return _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(one, _mm512_set1_epi8(1)), two, _mm512_set1_epi8(2));
+}
+
 /* Block b of a whole X16 group of TQ1_0 rows: column j holds bytes 4j..4j+3 of the 16 rows' qs ++ qh. Digit n of a
- * byte t is (3 t_n) >> 8 with t_n = t 3^n mod 256 (t_{n+1} = 3 t_n: two byte adds); 3 t_n is formed in 16-bit
- * lanes, the even and the odd bytes apart. Digit n of column j is the code of weights trn_tq1_0_x16_act(j, n)
- * .. + 3 (ops_simd.h), i.e. of step act / 4. */
+ * byte t is (3 t_n) >> 8 with t_n = t 3^n mod 256 (t_{n+1} = 3 t_n: two byte adds). Digit n of column j is the code
+ * of weights trn_tq1_0_x16_act(j, n) .. + 3 (ops_simd.h), i.e. of step act / 4. */
 static void unpack_x16_tq1(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
     const int64_t nb = w->cols / TRN_QK_K;
     const uint8_t *gb = (const uint8_t *)w->data + ((r / TRN_X16_ROWS) * nb + b) * (TRN_X16_ROWS * sizeof(trn_block_tq1_0));
     _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
                                (const __m256i *)(gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
-    const __m512i low_byte = _mm512_set1_epi16(0x00ff), three = _mm512_set1_epi16(3);
     for (int j = 0; j < TRN_TQ1_0_X16_COLUMNS; j++) {
         __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
         for (int n = 0; n < trn_tq1_0_x16_digits(j); n++) {
-            const __m512i even = _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_and_si512(t, low_byte), three), 8);
-            const __m512i odd = _mm512_mullo_epi16(_mm512_srli_epi16(t, 8), three); /* digit in the high byte */
-            _mm512_store_si512(tb->codes[trn_tq1_0_x16_act(j, n) / 4],
-                               _mm512_or_si512(even, _mm512_andnot_si512(low_byte, odd)));
+            _mm512_store_si512(tb->codes[trn_tq1_0_x16_act(j, n) / 4], tq1_0_digit(t));
             t = _mm512_add_epi8(_mm512_add_epi8(t, t), t);
         }
     }
 }
 #endif
 
-/* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others keep zero codes and scales) into tb: whole X4
+/* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others get zero codes and scales) into tb: whole X4
  * groups through unpack_x4, whole X16 groups through unpack_x16 or unpack_x16_tq1 (16-row tiles); anything else
  * (the file layout, rows off the groups, a partial tile, TQ1_0 without VNNI) decoded row by row into `rows`, then
  * transposed 8 rows at a time. */
@@ -213,7 +220,11 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
             tb->d[k] = trn_fp16_to_f32(block->tq1_0.d);
         }
     }
-    for (int k0 = 0; k0 < n_rows; k0 += 8)
+    for (int k = n_rows; k < TILE_ROWS; k++) { /* a partial tile: zero codes and scales past its rows */
+        memset(rows[k], 0, TRN_QK_K);
+        tb->d[k] = 0.0f;
+    }
+    for (int k0 = 0; k0 < TILE_ROWS; k0 += 8)
         for (int jb = 0; jb < STEPS / 8; jb++) {
             __m256i c[8];
             for (int k = 0; k < 8; k++) /* row k0 + k, steps 8 jb .. 8 jb + 7 */
@@ -224,14 +235,32 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
         }
 }
 
-/* One group of n tokens (GROUP or WIDE_GROUP) through block b: the tile rows' block sums against the tokens' 256
- * activations at a + t * TRN_QK_K, then, for the first n_valid tokens, acc[t][k] += (d[k] * x_t->d) *
+/* One group of n tokens (QUARTER_GROUP, GROUP or WIDE_GROUP) through block b: the tile rows' block sums against the
+ * tokens' 256 activations at a + t * TRN_QK_K, then, for the first n_valid tokens, acc[t][k] += (d[k] * x_t->d) *
  * (float)(sum - x_t->sum) with x_t = x + t * ld_xq, the token's block of int8 activations. */
 #if defined(TRN_MATMUL_DPBUSD)
-static inline void add_block(float acc[TILE_ROWS], __m512i sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
-    const __m512i isum = _mm512_sub_epi32(sums, _mm512_set1_epi32(x->sum));
-    const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d), _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(isum));
-    _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), term));
+/* Where a group's block results go: token t's sum is in[16 t ..] + term (in: the group's rows of acc, or zeros in
+ * the tile's first block), stored to out + 16 t (the group's rows of acc), or, in the tile's last block (`last`, a
+ * constant where inlined), to out + t * ld (the group's first token's row in dst, lanes `rows`). */
+typedef struct {
+    const float *in;
+    float *out;
+    int64_t ld;
+    __mmask16 rows;
+} tile_out;
+
+/* Always inlined, so that `last` is a constant in each copy. */
+#define GROUP_INLINE static inline __attribute__((always_inline))
+
+/* sums already hold isum - x->sum: the chains start at -x->sum (neg_sum), so the integer sums need no subtraction. */
+GROUP_INLINE void add_block(__m512i sums, const float d[TILE_ROWS], const trn_block_q8_act *x, const tile_out *out,
+                            int t, int last) {
+    const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d), _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(sums));
+    const __m512 sum = _mm512_add_ps(_mm512_loadu_ps(out->in + t * TILE_ROWS), term);
+    if (last)
+        _mm512_mask_storeu_ps(out->out + t * out->ld, out->rows, sum);
+    else
+        _mm512_storeu_ps(out->out + t * TILE_ROWS, sum);
 }
 
 /* acc += codes . the token's 4 activations broadcast from memory inside vpdpbusd ({1to16}): GCC does not fold
@@ -249,36 +278,213 @@ static inline void add_block(float acc[TILE_ROWS], __m512i sums, const float d[T
         DPBUSD(s8, 8); DPBUSD(s9, 9); DPBUSD(s10, 10); DPBUSD(s11, 11); DPBUSD(s12, 12); DPBUSD(s13, 13); \
         DPBUSD(s14, 14); DPBUSD(s15, 15); \
     } while (0)
-#define ADD_BLOCK(t) if ((t) < n_valid) add_block(acc[t], s##t, tb->d, xb + (t) * ld_xq)
-static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
-                               const trn_block_q8_act *xb, int64_t ld_xq) {
-    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-    __m512i s8 = s0, s9 = s0, s10 = s0, s11 = s0, s12 = s0, s13 = s0, s14 = s0, s15 = s0;
-    if (n == WIDE_GROUP) { /* sixteen chains: vpdpbusd's latency does not limit its throughput */
+/* Step j + 1 for 8 tokens into the second set of chains, s8..s15 (token t in s(8 + t)). */
+#define NARROW_STEP_HI() \
+    do { \
+        DPBUSD(s8, 0); DPBUSD(s9, 1); DPBUSD(s10, 2); DPBUSD(s11, 3); DPBUSD(s12, 4); DPBUSD(s13, 5); DPBUSD(s14, 6); \
+        DPBUSD(s15, 7); \
+    } while (0)
+/* One step for 4 tokens into the chains of set k (token t in s(4k + t)). */
+#define QUARTER_STEP_0() do { DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3); } while (0)
+#define QUARTER_STEP_1() do { DPBUSD(s4, 0); DPBUSD(s5, 1); DPBUSD(s6, 2); DPBUSD(s7, 3); } while (0)
+#define QUARTER_STEP_2() do { DPBUSD(s8, 0); DPBUSD(s9, 1); DPBUSD(s10, 2); DPBUSD(s11, 3); } while (0)
+#define QUARTER_STEP_3() do { DPBUSD(s12, 0); DPBUSD(s13, 1); DPBUSD(s14, 2); DPBUSD(s15, 3); } while (0)
+/* The four sets of a 4-token group's chains added into s0..s3, the two of an 8-token group's into s0..s7. */
+#define FOLD_QUARTER() \
+    do { \
+        s0 = _mm512_add_epi32(_mm512_add_epi32(s0, s4), _mm512_add_epi32(s8, s12)); \
+        s1 = _mm512_add_epi32(_mm512_add_epi32(s1, s5), _mm512_add_epi32(s9, s13)); \
+        s2 = _mm512_add_epi32(_mm512_add_epi32(s2, s6), _mm512_add_epi32(s10, s14)); \
+        s3 = _mm512_add_epi32(_mm512_add_epi32(s3, s7), _mm512_add_epi32(s11, s15)); \
+    } while (0)
+#define FOLD_NARROW() \
+    do { \
+        s0 = _mm512_add_epi32(s0, s8); s1 = _mm512_add_epi32(s1, s9); s2 = _mm512_add_epi32(s2, s10); \
+        s3 = _mm512_add_epi32(s3, s11); s4 = _mm512_add_epi32(s4, s12); s5 = _mm512_add_epi32(s5, s13); \
+        s6 = _mm512_add_epi32(s6, s14); s7 = _mm512_add_epi32(s7, s15); \
+    } while (0)
+#define ADD_BLOCK(t) if ((t) < n_valid) add_block(s##t, tb->d, xb + (t) * ld_xq, out, t, last)
+/* neg_sum[t]: -x_t->sum (0 for padding tokens), where token t's chain starts. Every group keeps sixteen independent
+ * vpdpbusd chains (two ports of five-cycle latency need ten): sixteen tokens one step at a time, eight tokens two
+ * steps at a time (even steps into s0..s7, odd ones into s8..s15), four tokens four steps at a time (step j + i
+ * into s(4i)..s(4i + 3)); the chains of a token are added at the end (exact integers: the order does not matter). */
+GROUP_INLINE void group_block(const tile_block *tb, const int8_t *a, const int32_t *neg_sum, int n, int n_valid,
+                              const trn_block_q8_act *xb, int64_t ld_xq, const tile_out *out, int last) {
+    const __m512i z = _mm512_setzero_si512();
+    __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);
+    __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);
+    __m512i s4 = z, s5 = z, s6 = z, s7 = z, s8 = z, s9 = z, s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z;
+    if (n == WIDE_GROUP) {
+        s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
+        s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
+        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);
+        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
+        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
+        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
         for (int j = 0; j < STEPS; j++) {
             const __m512i c = _mm512_load_si512(tb->codes[j]);
             const int8_t *x = a + 4 * j;
             WIDE_STEP();
         }
-    } else if (n == QUARTER_GROUP) { /* four tokens on eight chains: even steps into s0..s3, odd ones into s4..s7 */
-        for (int j = 0; j < STEPS; j += 2) {
+    } else if (n == QUARTER_GROUP) {
+        for (int j = 0; j < STEPS; j += 4) {
             __m512i c = _mm512_load_si512(tb->codes[j]);
             const int8_t *x = a + 4 * j;
             DPBUSD(s0, 0); DPBUSD(s1, 1); DPBUSD(s2, 2); DPBUSD(s3, 3);
             c = _mm512_load_si512(tb->codes[j + 1]);
             x += 4;
             DPBUSD(s4, 0); DPBUSD(s5, 1); DPBUSD(s6, 2); DPBUSD(s7, 3);
+            c = _mm512_load_si512(tb->codes[j + 2]);
+            x += 4;
+            DPBUSD(s8, 0); DPBUSD(s9, 1); DPBUSD(s10, 2); DPBUSD(s11, 3);
+            c = _mm512_load_si512(tb->codes[j + 3]);
+            x += 4;
+            DPBUSD(s12, 0); DPBUSD(s13, 1); DPBUSD(s14, 2); DPBUSD(s15, 3);
         }
-        s0 = _mm512_add_epi32(s0, s4); /* exact integer sums: the order does not matter */
-        s1 = _mm512_add_epi32(s1, s5);
-        s2 = _mm512_add_epi32(s2, s6);
-        s3 = _mm512_add_epi32(s3, s7);
+        s0 = _mm512_add_epi32(_mm512_add_epi32(s0, s4), _mm512_add_epi32(s8, s12));
+        s1 = _mm512_add_epi32(_mm512_add_epi32(s1, s5), _mm512_add_epi32(s9, s13));
+        s2 = _mm512_add_epi32(_mm512_add_epi32(s2, s6), _mm512_add_epi32(s10, s14));
+        s3 = _mm512_add_epi32(_mm512_add_epi32(s3, s7), _mm512_add_epi32(s11, s15));
     } else {
-        for (int j = 0; j < STEPS; j++) {
-            const __m512i c = _mm512_load_si512(tb->codes[j]);
+        s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
+        s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
+        for (int j = 0; j < STEPS; j += 2) {
+            __m512i c = _mm512_load_si512(tb->codes[j]);
             const int8_t *x = a + 4 * j;
             NARROW_STEP();
+            c = _mm512_load_si512(tb->codes[j + 1]);
+            x += 4;
+            NARROW_STEP_HI();
         }
+        s0 = _mm512_add_epi32(s0, s8);
+        s1 = _mm512_add_epi32(s1, s9);
+        s2 = _mm512_add_epi32(s2, s10);
+        s3 = _mm512_add_epi32(s3, s11);
+        s4 = _mm512_add_epi32(s4, s12);
+        s5 = _mm512_add_epi32(s5, s13);
+        s6 = _mm512_add_epi32(s6, s14);
+        s7 = _mm512_add_epi32(s7, s15);
+    }
+    ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
+    ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
+    ADD_BLOCK(15);
+}
+
+/* The first group (n = WIDE_GROUP, GROUP or QUARTER_GROUP tokens) of block b of a whole X16 group of TQ2_0 rows,
+ * unpacking as it goes: column j's field l, (q >> 2l) & 3, holds the codes of step 32 (j / 8) + 8 l + j % 8 (as in
+ * unpack_x16), multiplied at once by the group's activations of that step and, where `keep` (other groups follow),
+ * stored into tb for them; the scales go to tb->d. Otherwise as group_block: sixteen chains (8 tokens: even fields
+ * into s0..s7, odd ones into s8..s15; 4 tokens: field l into s(4l)..s(4l + 3)), the same exact sums, the same float
+ * steps. */
+#define X16_FIELD(l, STEP) \
+    do { \
+        const __m512i c = _mm512_and_si512((l) ? _mm512_srli_epi32(column, 2 * (l)) : column, mask); \
+        if (keep) \
+            _mm512_store_si512(tb->codes[32 * (j / 8) + 8 * (l) + j % 8], c); \
+        const int8_t *x = a + 128 * (j / 8) + 32 * (l) + 4 * (j % 8); \
+        STEP(); \
+    } while (0)
+GROUP_INLINE void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, const int8_t *a,
+                                  const int32_t *neg_sum, int n, int n_valid, const trn_block_q8_act *xb,
+                                  int64_t ld_xq, const tile_out *out, int last) {
+    const int columns = TRN_QK_K / 4 / 4;
+    const __m512i mask = _mm512_set1_epi8(3);
+    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + columns * TRN_X16_COLUMN_BYTES))));
+    const __m512i z = _mm512_setzero_si512();
+    __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);
+    __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);
+    __m512i s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
+    __m512i s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
+    __m512i s8 = z, s9 = z, s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z;
+    if (n == WIDE_GROUP) {
+        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);
+        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
+        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
+        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
+        for (int j = 0; j < columns; j++) {
+            const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
+            X16_FIELD(0, WIDE_STEP);
+            X16_FIELD(1, WIDE_STEP);
+            X16_FIELD(2, WIDE_STEP);
+            X16_FIELD(3, WIDE_STEP);
+        }
+    } else if (n == GROUP) { /* eight tokens: even fields into s0..s7, odd ones into s8..s15 */
+        for (int j = 0; j < columns; j++) {
+            const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
+            X16_FIELD(0, NARROW_STEP);
+            X16_FIELD(1, NARROW_STEP_HI);
+            X16_FIELD(2, NARROW_STEP);
+            X16_FIELD(3, NARROW_STEP_HI);
+        }
+        FOLD_NARROW();
+    } else { /* four tokens (their chains s4..s7 start at 0: neg_sum is 0 past the tokens): field l into set l */
+        for (int j = 0; j < columns; j++) {
+            const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
+            X16_FIELD(0, QUARTER_STEP_0);
+            X16_FIELD(1, QUARTER_STEP_1);
+            X16_FIELD(2, QUARTER_STEP_2);
+            X16_FIELD(3, QUARTER_STEP_3);
+        }
+        FOLD_QUARTER();
+    }
+    ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
+    ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
+    ADD_BLOCK(15);
+}
+
+/* As group_block_x16 for a whole X16 group of TQ1_0 rows: column j's digit n (tq1_0_digit of t_n) holds the codes
+ * of step trn_tq1_0_x16_act(j, n) / 4 (as in unpack_x16_tq1); with eight tokens even digits go into s0..s7, odd
+ * ones into s8..s15; with four, digit n into set n % 4. */
+#define TQ1_DIGIT(act, STEP) \
+    do { \
+        const __m512i c = tq1_0_digit(t); \
+        if (keep) \
+            _mm512_store_si512(tb->codes[(act) / 4], c); \
+        const int8_t *x = a + (act); \
+        STEP(); \
+        t = _mm512_add_epi8(_mm512_add_epi8(t, t), t); \
+    } while (0)
+/* Columns 0..7 (digit n of qs byte 4j + i: weight 32 n + 4 j + i), 8..11 (160 + 16 n + 4 (j - 8) + i) and 12 (qh,
+ * four digits: 240 + 4 n + i), digit n with steps S(n % 4). */
+#define TQ1_COLUMNS(S0, S1, S2, S3) \
+    do { \
+        for (int j = 0; j < 8; j++) { \
+            __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES)); \
+            TQ1_DIGIT(4 * j, S0); TQ1_DIGIT(32 + 4 * j, S1); TQ1_DIGIT(64 + 4 * j, S2); \
+            TQ1_DIGIT(96 + 4 * j, S3); TQ1_DIGIT(128 + 4 * j, S0); \
+        } \
+        for (int j = 8; j < 12; j++) { \
+            __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES)); \
+            TQ1_DIGIT(160 + 4 * (j - 8), S0); TQ1_DIGIT(176 + 4 * (j - 8), S1); \
+            TQ1_DIGIT(192 + 4 * (j - 8), S2); TQ1_DIGIT(208 + 4 * (j - 8), S3); \
+            TQ1_DIGIT(224 + 4 * (j - 8), S0); \
+        } \
+        __m512i t = _mm512_loadu_si512((const void *)(gb + 12 * TRN_X16_COLUMN_BYTES)); \
+        TQ1_DIGIT(240, S0); TQ1_DIGIT(244, S1); TQ1_DIGIT(248, S2); TQ1_DIGIT(252, S3); \
+    } while (0)
+GROUP_INLINE void group_block_x16_tq1(const uint8_t *gb, tile_block *tb, int keep, const int8_t *a,
+                                      const int32_t *neg_sum, int n, int n_valid, const trn_block_q8_act *xb,
+                                      int64_t ld_xq, const tile_out *out, int last) {
+    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
+                               (const __m256i *)(gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
+    const __m512i z = _mm512_setzero_si512();
+    __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);
+    __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);
+    __m512i s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
+    __m512i s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
+    __m512i s8 = z, s9 = z, s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z;
+    if (n == WIDE_GROUP) {
+        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);
+        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
+        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
+        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
+        TQ1_COLUMNS(WIDE_STEP, WIDE_STEP, WIDE_STEP, WIDE_STEP);
+    } else if (n == GROUP) {
+        TQ1_COLUMNS(NARROW_STEP, NARROW_STEP_HI, NARROW_STEP, NARROW_STEP_HI);
+        FOLD_NARROW();
+    } else {
+        TQ1_COLUMNS(QUARTER_STEP_0, QUARTER_STEP_1, QUARTER_STEP_2, QUARTER_STEP_3);
+        FOLD_QUARTER();
     }
     ADD_BLOCK(0); ADD_BLOCK(1); ADD_BLOCK(2); ADD_BLOCK(3); ADD_BLOCK(4); ADD_BLOCK(5); ADD_BLOCK(6); ADD_BLOCK(7);
     ADD_BLOCK(8); ADD_BLOCK(9); ADD_BLOCK(10); ADD_BLOCK(11); ADD_BLOCK(12); ADD_BLOCK(13); ADD_BLOCK(14);
@@ -389,47 +595,110 @@ double TRN_MATMUL_PEAK(double seconds) {
     return best;
 }
 
+#if !defined(TRN_MATMUL_DPBUSD)
+/* dst[t * ld_dst + k] = acc[t][k] for t < nt, k < n_rows (n_rows <= TILE_ROWS): one vector store per token. (The
+ * vpdpbusd build stores the last block's sums straight from its epilogue: add_block.) */
+static void store_tile(float *dst, int64_t ld_dst, const float (*acc)[TILE_ROWS], int64_t nt, int n_rows) {
+    if (n_rows == TILE_ROWS) {
+        for (int64_t t = 0; t < nt; t++)
+            _mm256_storeu_ps(dst + t * ld_dst, _mm256_loadu_ps(acc[t]));
+        return;
+    }
+    for (int64_t t = 0; t < nt; t++)
+        memcpy(dst + t * ld_dst, acc[t], (size_t)n_rows * sizeof(float));
+}
+#endif
+
 /* dst rows r..r+n_rows-1 (n_rows <= TILE_ROWS) for nt tokens (nt <= TILE_TOKENS) whose activations are in q
- * ([nb][nt_padded][256], nt_padded = nt rounded up to WIDE_GROUP, zero past nt) and whose scales and sums are in
- * xq. */
-static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, int64_t nt_padded,
-                 const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst, int64_t ld_dst) {
+ * ([nb][nt_padded][256], nt_padded = nt rounded up to WIDE_GROUP, zero past nt), whose negated block sums are in
+ * neg_sum ([nb][nt_padded], zero past nt) and whose scales and sums are in xq. */
+#if defined(TRN_MATMUL_DPBUSD)
+static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, const int32_t *neg_sum,
+                 int64_t nt_padded, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst,
+                 int64_t ld_dst) {
+    _Alignas(32) uint8_t rows[TILE_ROWS][TRN_QK_K];
+    tile_block tb;
+    _Alignas(64) float acc[TILE_TOKENS][TILE_ROWS];
+    static const float zeros[WIDE_GROUP * TILE_ROWS];
+    const int64_t nb = w->cols / TRN_QK_K;
+    /* whole X16 groups (TQ2_0, TQ1_0): the first token group unpacks each block */
+    const int fused = (w->type == TRN_TYPE_TQ2_0 || w->type == TRN_TYPE_TQ1_0) && w->layout == TRN_LAYOUT_X16 &&
+                      n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 && r + TILE_ROWS <= trn_layout_full_rows(w);
+    const size_t x16_bytes = (size_t)TRN_X16_ROWS * (size_t)trn_type_get(w->type)->block_bytes;
+    const uint8_t *group = (const uint8_t *)w->data + (r / TRN_X16_ROWS) * nb * x16_bytes;
+    const __mmask16 dst_rows = (__mmask16)((1u << n_rows) - 1u);
+/* Block b: its groups' sums added to acc (from zeros where b is 0), or stored to dst where LAST. */
+#define TILE_BLOCK(LAST) \
+    do { \
+        int64_t t0 = 0; \
+        if (fused) { \
+            const int n = nt > GROUP ? WIDE_GROUP : nt > QUARTER_GROUP ? GROUP : QUARTER_GROUP; \
+            const tile_out out = {b == 0 ? zeros : acc[0], (LAST) ? dst + r : acc[0], ld_dst, dst_rows}; \
+            if (w->type == TRN_TYPE_TQ2_0) \
+                group_block_x16(group + b * x16_bytes, &tb, nt > n, q + b * nt_padded * TRN_QK_K, \
+                                neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), xq + b, ld_xq, &out, LAST); \
+            else \
+                group_block_x16_tq1(group + b * x16_bytes, &tb, nt > n, q + b * nt_padded * TRN_QK_K, \
+                                    neg_sum + b * nt_padded, n, (int)TRN_MIN(n, nt), xq + b, ld_xq, &out, LAST); \
+            t0 = n; \
+        } else { \
+            unpack_tile(w, r, n_rows, b, rows, &tb); \
+        } \
+        for (; t0 < nt;) { \
+            const int n = nt - t0 > GROUP ? WIDE_GROUP : nt - t0 > QUARTER_GROUP ? GROUP : QUARTER_GROUP; \
+            const tile_out out = {b == 0 ? zeros : acc[t0], (LAST) ? dst + t0 * ld_dst + r : acc[t0], ld_dst, \
+                                  dst_rows}; \
+            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, neg_sum + b * nt_padded + t0, n, \
+                        (int)TRN_MIN(n, nt - t0), xq + t0 * ld_xq + b, ld_xq, &out, LAST); \
+            t0 += n; \
+        } \
+    } while (0)
+    for (int64_t b = 0; b < nb; b++) {
+        prefetch_tile(w, r + TILE_ROWS, b);
+        if (b < nb - 1)
+            TILE_BLOCK(0);
+        else
+            TILE_BLOCK(1);
+    }
+#undef TILE_BLOCK
+}
+#else
+static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, const int32_t *neg_sum,
+                 int64_t nt_padded, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nt, float *dst,
+                 int64_t ld_dst) {
     _Alignas(32) uint8_t rows[TILE_ROWS][TRN_QK_K];
     tile_block tb;
     float acc[TILE_TOKENS][TILE_ROWS];
-    memset(rows, 0, sizeof(rows));
-    memset(&tb, 0, sizeof(tb));
-    memset(acc, 0, sizeof(acc));
+    (void)neg_sum; /* add_block subtracts each token's sum */
+    memset(acc, 0, (size_t)nt * sizeof(acc[0]));
     for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
-        prefetch_next_tile(w, r, b);
+        prefetch_tile(w, r + TILE_ROWS, b);
         unpack_tile(w, r, n_rows, b, rows, &tb);
-        for (int64_t t0 = 0; t0 < nt;) {
-#if defined(TRN_MATMUL_DPBUSD)
-            const int n = nt - t0 > GROUP ? WIDE_GROUP : nt - t0 > QUARTER_GROUP ? GROUP : QUARTER_GROUP;
-#else
-            const int n = nt - t0 > GROUP ? WIDE_GROUP : GROUP;
-#endif
-            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, n, (int)TRN_MIN(n, nt - t0), acc + t0,
+        for (int64_t t0 = 0; t0 < nt; t0 += GROUP)
+            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, GROUP, (int)TRN_MIN(GROUP, nt - t0), acc + t0,
                         xq + t0 * ld_xq + b, ld_xq);
-            t0 += n;
-        }
     }
-    for (int64_t t = 0; t < nt; t++)
-        memcpy(dst + t * ld_dst + r, acc[t], (size_t)n_rows * sizeof(float));
+    store_tile(dst + r, ld_dst, acc, nt, n_rows);
 }
+#endif
 
 void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                    int64_t n_tok, int64_t r0, int64_t r1) {
     const int64_t nb = w->cols / TRN_QK_K;
-    int8_t *q = aligned_alloc(64, (size_t)(nb * TILE_TOKENS) * TRN_QK_K);
+    const size_t q_bytes = (size_t)(nb * TILE_TOKENS) * TRN_QK_K;
+    int8_t *q = aligned_alloc(64, q_bytes + (size_t)(nb * TILE_TOKENS) * sizeof(int32_t));
     if (!q)
         abort(); /* at most a few hundred KB; the backend checked memory at prepare */
+    int32_t *neg_sum = (int32_t *)(q + q_bytes);
     for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_TOKENS) {
         const int64_t nt = TRN_MIN(TILE_TOKENS, n_tok - t0), padded = (nt + WIDE_GROUP - 1) / WIDE_GROUP * WIDE_GROUP;
         trn_matmul_dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded); /* one base pointer, constant offsets */
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t t = 0; t < padded; t++)
+                neg_sum[b * padded + t] = t < nt ? -xq[(t0 + t) * ld_xq + b].sum : 0;
         for (int64_t r = r0; r < r1; r += TILE_ROWS)
-            tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, padded, xq + t0 * ld_xq, ld_xq, nt, dst + t0 * ld_dst,
-                 ld_dst);
+            tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, neg_sum, padded, xq + t0 * ld_xq, ld_xq, nt,
+                 dst + t0 * ld_dst, ld_dst);
     }
     free(q);
 }

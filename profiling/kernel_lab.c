@@ -256,6 +256,76 @@ LAB_AVX512 static void lab_matmul_x16_pair(const trn_matrix *w, const trn_block_
     }
     free(q);
 }
+
+/* Matmul variant 8: two X16 groups (32 rows) unpacked once per block into a 32-row tile (step j: 32 dwords, row k's
+ * four codes at dword k), against tokens in groups of 8: per step two code vectors are loaded and each token's four
+ * activations broadcast into a register once for both (vpbroadcastd from memory, a load), so 16 vpdpbusd take 10
+ * loads instead of 17; the chains start at -x->sum, and the block ends with the reference's float steps per token
+ * and 16-row half. Activations are copied densely first (tokens padded to 8). Rows must be whole pairs of groups. */
+LAB_AVX512 static void lab_matmul_32x8(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst,
+                                       int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+    enum { TILE = 64, G = 8 };
+    const int64_t nb = w->cols / TRN_QK_K;
+    const size_t group_block = TRN_X16_ROWS * sizeof(trn_block_tq2_0);
+    int8_t *q = aligned_alloc(64, (size_t)(nb * TILE) * TRN_QK_K);
+    if (!q)
+        abort();
+    _Alignas(64) uint32_t codes[64][32];
+    _Alignas(64) float d[32];
+    _Alignas(64) float acc[TILE][32];
+    for (int64_t t0 = 0; t0 < n_tok; t0 += TILE) {
+        const int64_t nt = TRN_MIN(TILE, n_tok - t0), padded = (nt + G - 1) / G * G;
+        trn_matmul_dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded);
+        for (int64_t first = r0; first < r1; first += 2 * TRN_X16_ROWS) {
+            const uint8_t *group = (const uint8_t *)w->data + first / TRN_X16_ROWS * nb * group_block;
+            memset(acc, 0, sizeof(acc));
+            for (int64_t b = 0; b < nb; b++) {
+                for (int h = 0; h < 2; h++) {
+                    const uint8_t *gb = group + (h * nb + b) * group_block;
+                    _mm512_store_ps(d + 16 * h, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + 16 * TRN_X16_COLUMN_BYTES))));
+                    for (int j = 0; j < 16; j++) {
+                        const __m512i column = _mm512_loadu_si512(gb + j * TRN_X16_COLUMN_BYTES);
+                        for (int l = 0; l < 4; l++)
+                            _mm512_store_si512(codes[32 * (j / 8) + 8 * l + j % 8] + 16 * h,
+                                               _mm512_and_si512(_mm512_srli_epi32(column, 2 * l), _mm512_set1_epi8(3)));
+                    }
+                }
+                for (int64_t g = 0; g < nt; g += G) {
+                    const int8_t *a = q + (b * padded + g) * TRN_QK_K;
+                    const trn_block_q8_act *xb = xq + (t0 + g) * ld_xq + b;
+                    const int valid = (int)TRN_MIN(G, nt - g);
+#define LAB_NEG_SUM(t) _mm512_set1_epi32((t) < valid ? -xb[(t) * ld_xq].sum : 0)
+                    __m512i a0 = LAB_NEG_SUM(0), a1 = LAB_NEG_SUM(1), a2 = LAB_NEG_SUM(2), a3 = LAB_NEG_SUM(3);
+                    __m512i a4 = LAB_NEG_SUM(4), a5 = LAB_NEG_SUM(5), a6 = LAB_NEG_SUM(6), a7 = LAB_NEG_SUM(7);
+                    __m512i b0 = a0, b1 = a1, b2 = a2, b3 = a3, b4 = a4, b5 = a5, b6 = a6, b7 = a7;
+#define LAB_PAIR(t) \
+    do { \
+        const __m512i x = _mm512_set1_epi32(*(const int32_t *)(a + (t) * TRN_QK_K + 4 * j)); \
+        __asm__("vpdpbusd %2, %1, %0" : "+v"(a##t) : "v"(c0), "v"(x)); \
+        __asm__("vpdpbusd %2, %1, %0" : "+v"(b##t) : "v"(c1), "v"(x)); \
+    } while (0)
+                    for (int j = 0; j < 64; j++) {
+                        const __m512i c0 = _mm512_load_si512(codes[j]), c1 = _mm512_load_si512(codes[j] + 16);
+                        LAB_PAIR(0); LAB_PAIR(1); LAB_PAIR(2); LAB_PAIR(3);
+                        LAB_PAIR(4); LAB_PAIR(5); LAB_PAIR(6); LAB_PAIR(7);
+                    }
+                    const __m512i s[G][2] = {{a0, b0}, {a1, b1}, {a2, b2}, {a3, b3}, {a4, b4}, {a5, b5}, {a6, b6}, {a7, b7}};
+                    for (int t = 0; t < valid; t++) {
+                        const __m512 xd = _mm512_set1_ps(xb[t * ld_xq].d);
+                        for (int h = 0; h < 2; h++) {
+                            const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_load_ps(d + 16 * h), xd),
+                                                              _mm512_cvtepi32_ps(s[t][h]));
+                            _mm512_store_ps(acc[g + t] + 16 * h, _mm512_add_ps(_mm512_load_ps(acc[g + t] + 16 * h), term));
+                        }
+                    }
+                }
+            }
+            for (int64_t t = 0; t < nt; t++)
+                memcpy(dst + (t0 + t) * ld_dst + first, acc[t], 32 * sizeof(float));
+        }
+    }
+    free(q);
+}
 #endif /* TRN_HAVE_AVX2 */
 #endif
 
@@ -433,6 +503,8 @@ static int cpu_has_dpbusd(void) { return trn_cpu_ops_avx512() != NULL; }
  *   6  lab: AVX-512 VNNI straight from the X16 columns, TQ2_0: no unpacked tile, each column's four fields
  *      shifted and masked in registers once per group of 16 tokens
  *   7  lab: as 6 on 32 rows (two X16 groups) and 10 tokens, each activation broadcast once for both groups
+ *   8  lab: 32-row tiles (two X16 groups unpacked once per block) on 8-token groups, each token's activations
+ *      broadcast into a register once for both 16-row halves
  * Prints time per product, GB/s of weights, G multiply-adds per second (rows x cols x tokens / time) and whether
  * every output equals the reference bitwise. */
 static const matmul_variant matmul_variants[] = {
@@ -453,9 +525,11 @@ static const matmul_variant matmul_variants[] = {
 #if defined(LAB_X86) && defined(TRN_HAVE_AVX2)
     {"lab: vnni from x16 columns", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_x16_direct, lab_has_avx512},
     {"lab: vnni, 32 rows x 10 tokens", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_x16_pair, lab_has_avx512},
+    {"lab: vnni tiles, 32 rows x 8 tokens", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_32x8, lab_has_avx512},
 #else
     {"lab: vnni from x16 columns (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
     {"lab: vnni, 32 rows x 10 tokens (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
+    {"lab: vnni tiles, 32 rows x 8 tokens (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
 #endif
 };
 

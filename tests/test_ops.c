@@ -625,12 +625,13 @@ int main(void) {
             check_attention(fast, 70, 128, 256, n_q);
             check_attention(fast, 21, 320, 320, n_q); /* a large head_dim */
         }
-        /* rows x cols x tokens: one token, odd counts, groups of 4 (2, 3, 4, 16 + 4), 16 + 8 and 16 + 16 + 5 token
-         * groups, more than a 64-token tile, whole 16-token groups (32, 128) and several 64-token tiles and a part
-         * (300); every layout a table may repack into */
-        static const int64_t matmul_shapes[][3] = {{13, 256, 1}, {7, 768, 3}, {64, 512, 65}, {1000, 2048, 5},
-                                                   {37, 2048, 2}, {40, 512, 24}, {24, 1024, 37}, {48, 1280, 4},
-                                                   {32, 256, 20}, {33, 512, 32}, {16, 256, 128}, {20, 512, 300}};
+        /* rows x cols x tokens: one token, odd counts, groups of 4 (2, 3, 4, 16 + 4), of 8 (5, 6, 8, 16 + 8,
+         * 16 + 16 + 5), a group of 16 with 14 tokens, more than a 64-token tile, whole 16-token groups (32, 128) and
+         * several 64-token tiles and a part (300); every layout a table may repack into */
+        static const int64_t matmul_shapes[][3] = {{13, 256, 1}, {7, 768, 3},    {64, 512, 65},  {1000, 2048, 5},
+                                                   {37, 2048, 2}, {40, 512, 24},  {24, 1024, 37}, {48, 1280, 4},
+                                                   {32, 256, 20}, {40, 768, 8},   {35, 512, 6},   {48, 512, 14},
+                                                   {33, 512, 32}, {16, 256, 128}, {20, 512, 300}};
         for (size_t i = 0; i < TRN_ARRAY_LEN(matmul_shapes); i++) {
             const int64_t rows = matmul_shapes[i][0], cols = matmul_shapes[i][1], n_tok = matmul_shapes[i][2];
             check_matmul(fast, TRN_TYPE_TQ2_0, rows, cols, n_tok, 1, TRN_LAYOUT_ROWS);
