@@ -31,6 +31,7 @@
 #include "host/common.h"
 #include "ops.h"
 #include "ops_simd.h"
+#include "ops_x16.h"
 #include "quants.h"
 
 #if !defined(TRN_TILE_DPBSUD)
@@ -76,43 +77,6 @@ static void prefetch_next_tile(const trn_matrix *w, int64_t r, int64_t b) {
             _mm_prefetch((const char *)w->data + row * w->row_bytes + b * block_bytes + i, _MM_HINT_T1);
 }
 
-/* Block b of a whole X16 group of TQ2_0 rows (r a multiple of 16): column j holds bytes 4j..4j+3 of the 16 rows' qs,
- * whose bits 2l are the codes of weights 128 (j / 8) + 32 l + 4 (j % 8) .. + 3 (trn_tq2_0_x16_act): step
- * 32 (j / 8) + 8 l + j % 8. The 16 fp16 scales follow the 16 columns. */
-static void unpack_x16_tq2(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
-    const int64_t nb = w->cols / TRN_QK_K;
-    const uint8_t *gb = (const uint8_t *)w->data + ((r / TRN_X16_ROWS) * nb + b) * (TRN_X16_ROWS * sizeof(trn_block_tq2_0));
-    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
-                               (const __m256i *)(gb + TRN_TQ2_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
-    for (int j = 0; j < TRN_TQ2_0_X16_COLUMNS; j++) {
-        const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
-        for (int l = 0; l < 4; l++)
-            _mm512_store_si512(tb->codes[trn_tq2_0_x16_act(j, l) / 4],
-                               _mm512_and_si512(_mm512_srli_epi32(column, 2 * l), _mm512_set1_epi8(3)));
-    }
-}
-
-/* Block b of a whole X16 group of TQ1_0 rows: column j holds bytes 4j..4j+3 of the 16 rows' qs ++ qh. Digit n of a
- * byte t is (3 t_n) >> 8 with t_n = t 3^n mod 256 (t_{n+1} = 3 t_n: two byte adds); 3 t_n is formed in 16-bit
- * lanes, the even and the odd bytes apart. Digit n of column j codes weights trn_tq1_0_x16_act(j, n) .. + 3. */
-static void unpack_x16_tq1(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
-    const int64_t nb = w->cols / TRN_QK_K;
-    const uint8_t *gb = (const uint8_t *)w->data + ((r / TRN_X16_ROWS) * nb + b) * (TRN_X16_ROWS * sizeof(trn_block_tq1_0));
-    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
-                               (const __m256i *)(gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
-    const __m512i low_byte = _mm512_set1_epi16(0x00ff), three = _mm512_set1_epi16(3);
-    for (int j = 0; j < TRN_TQ1_0_X16_COLUMNS; j++) {
-        __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
-        for (int n = 0; n < trn_tq1_0_x16_digits(j); n++) {
-            const __m512i even = _mm512_srli_epi16(_mm512_mullo_epi16(_mm512_and_si512(t, low_byte), three), 8);
-            const __m512i odd = _mm512_mullo_epi16(_mm512_srli_epi16(t, 8), three); /* digit in the high byte */
-            _mm512_store_si512(tb->codes[trn_tq1_0_x16_act(j, n) / 4],
-                               _mm512_or_si512(even, _mm512_andnot_si512(low_byte, odd)));
-            t = _mm512_add_epi8(_mm512_add_epi8(t, t), t);
-        }
-    }
-}
-
 /* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; rows n_rows.. keep zero codes and scales) into tb: whole X16
  * groups from their columns; anything else (the file layout, X4 groups, rows after the last full group, a partial
  * tile) decoded row by row by the scalar reference into `rows` (weight order), then transposed dword by dword. */
@@ -121,9 +85,9 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
     if (w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
         r + TILE_ROWS <= trn_layout_full_rows(w)) {
         if (w->type == TRN_TYPE_TQ2_0)
-            unpack_x16_tq2(w, r, b, tb);
+            trn_x16_unpack_tq2(trn_x16_group_block(w, r, b), tb->codes, tb->d);
         else
-            unpack_x16_tq1(w, r, b, tb);
+            trn_x16_unpack_tq1(trn_x16_group_block(w, r, b), tb->codes, tb->d);
         return;
     }
     for (int k = 0; k < n_rows; k++) {

@@ -33,6 +33,9 @@
 #include "ops.h"
 #include "ops_simd.h"
 #include "quants.h"
+#if defined(TRN_MATMUL_DPBUSD)
+#include "ops_x16.h"
+#endif
 
 #if defined(TRN_MATMUL_DPBUSD)
 #define TRN_MATMUL_TQ trn_matmul_tq_dpbusd
@@ -144,52 +147,12 @@ static void unpack_x4(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb)
 }
 
 #if defined(TRN_MATMUL_DPBUSD)
-/* Block b of a whole X16 group of TQ2_0 rows (r a multiple of 16, TILE_ROWS = 16): the layout is already the
- * transpose, column j holding dword j of the 16 rows' codes, i.e. bytes 4j..4j+3 of a row's qs, whose bits 2l are
- * the codes of weights 128 half + 32 l + 4i .. + 3 (half = j / 8, i = j % 8): step 32 half + 8 l + i, as in
- * unpack_x4. The 16 fp16 scales follow the 16 columns. */
-static void unpack_x16(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
-    const int64_t nb = w->cols / TRN_QK_K;
-    const uint8_t *gb = (const uint8_t *)w->data + ((r / TRN_X16_ROWS) * nb + b) * (TRN_X16_ROWS * sizeof(trn_block_tq2_0));
-    const int columns = TRN_QK_K / 4 / 4;
-    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + columns * TRN_X16_COLUMN_BYTES))));
-    for (int j = 0; j < columns; j++) {
-        const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
-        for (int l = 0; l < 4; l++)
-            _mm512_store_si512(tb->codes[32 * (j / 8) + 8 * l + j % 8],
-                               _mm512_and_si512(_mm512_srli_epi32(column, 2 * l), _mm512_set1_epi8(3)));
-    }
-}
-
-/* Digit n of TQ1_0 code bytes from t = t_n (= q 3^n mod 256): (3 t_n) >> 8, i.e. (t > 85) + (t > 170). */
-static inline __m512i tq1_0_digit(__m512i t) {
-    const __mmask64 one = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8(85));
-    const __mmask64 two = _mm512_cmpgt_epu8_mask(t, _mm512_set1_epi8((char)170));
-    return _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(one, _mm512_set1_epi8(1)), two, _mm512_set1_epi8(2));
-}
-
-/* Block b of a whole X16 group of TQ1_0 rows: column j holds bytes 4j..4j+3 of the 16 rows' qs ++ qh. Digit n of a
- * byte t is (3 t_n) >> 8 with t_n = t 3^n mod 256 (t_{n+1} = 3 t_n: two byte adds). Digit n of column j is the code
- * of weights trn_tq1_0_x16_act(j, n) .. + 3 (ops_simd.h), i.e. of step act / 4. */
-static void unpack_x16_tq1(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
-    const int64_t nb = w->cols / TRN_QK_K;
-    const uint8_t *gb = (const uint8_t *)w->data + ((r / TRN_X16_ROWS) * nb + b) * (TRN_X16_ROWS * sizeof(trn_block_tq1_0));
-    _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
-                               (const __m256i *)(gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
-    for (int j = 0; j < TRN_TQ1_0_X16_COLUMNS; j++) {
-        __m512i t = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
-        for (int n = 0; n < trn_tq1_0_x16_digits(j); n++) {
-            _mm512_store_si512(tb->codes[trn_tq1_0_x16_act(j, n) / 4], tq1_0_digit(t));
-            t = _mm512_add_epi8(_mm512_add_epi8(t, t), t);
-        }
-    }
-}
 #endif
 
 /* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others get zero codes and scales) into tb: whole X4
- * groups through unpack_x4, whole X16 groups through unpack_x16 or unpack_x16_tq1 (16-row tiles); anything else
- * (the file layout, rows off the groups, a partial tile, TQ1_0 without VNNI) decoded row by row into `rows`, then
- * transposed 8 rows at a time. */
+ * groups through unpack_x4, whole X16 groups through trn_x16_unpack_tq2 or _tq1 (ops_x16.h; 16-row tiles);
+ * anything else (the file layout, rows off the groups, a partial tile, TQ1_0 without VNNI) decoded row by row into
+ * `rows`, then transposed 8 rows at a time. */
 static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[TILE_ROWS][TRN_QK_K],
                         tile_block *tb) {
     if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X4 && n_rows == TILE_ROWS && r % 4 == 0 &&
@@ -200,12 +163,12 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
 #if defined(TRN_MATMUL_DPBUSD)
     if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
         r + TILE_ROWS <= trn_layout_full_rows(w)) {
-        unpack_x16(w, r, b, tb);
+        trn_x16_unpack_tq2(trn_x16_group_block(w, r, b), tb->codes, tb->d);
         return;
     }
     if (w->type == TRN_TYPE_TQ1_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
         r + TILE_ROWS <= trn_layout_full_rows(w)) {
-        unpack_x16_tq1(w, r, b, tb);
+        trn_x16_unpack_tq1(trn_x16_group_block(w, r, b), tb->codes, tb->d);
         return;
     }
 #endif
@@ -372,8 +335,8 @@ GROUP_INLINE void group_block(const tile_block *tb, const int8_t *a, const int32
 
 /* The first group (n = WIDE_GROUP, GROUP or QUARTER_GROUP tokens) of block b of a whole X16 group of TQ2_0 rows,
  * unpacking as it goes: column j's field l, (q >> 2l) & 3, holds the codes of step 32 (j / 8) + 8 l + j % 8 (as in
- * unpack_x16), multiplied at once by the group's activations of that step and, where `keep` (other groups follow),
- * stored into tb for them; the scales go to tb->d. Otherwise as group_block: sixteen chains (8 tokens: even fields
+ * trn_x16_unpack_tq2), multiplied at once by the group's activations of that step and, where `keep` (other groups
+ * follow), stored into tb for them; the scales go to tb->d. Otherwise as group_block: sixteen chains (8 tokens: even fields
  * into s0..s7, odd ones into s8..s15; 4 tokens: field l into s(4l)..s(4l + 3)), the same exact sums, the same float
  * steps. */
 #define X16_FIELD(l, STEP) \
@@ -432,12 +395,12 @@ GROUP_INLINE void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, c
     ADD_BLOCK(15);
 }
 
-/* As group_block_x16 for a whole X16 group of TQ1_0 rows: column j's digit n (tq1_0_digit of t_n) holds the codes
- * of step trn_tq1_0_x16_act(j, n) / 4 (as in unpack_x16_tq1); with eight tokens even digits go into s0..s7, odd
+/* As group_block_x16 for a whole X16 group of TQ1_0 rows: column j's digit n (trn_tq1_0_digit of t_n) holds the codes
+ * of step trn_tq1_0_x16_act(j, n) / 4 (as in trn_x16_unpack_tq1); with eight tokens even digits go into s0..s7, odd
  * ones into s8..s15; with four, digit n into set n % 4. */
 #define TQ1_DIGIT(act, STEP) \
     do { \
-        const __m512i c = tq1_0_digit(t); \
+        const __m512i c = trn_tq1_0_digit(t); \
         if (keep) \
             _mm512_store_si512(tb->codes[(act) / 4], c); \
         const int8_t *x = a + (act); \
