@@ -146,9 +146,6 @@ static void unpack_x4(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb)
     }
 }
 
-#if defined(TRN_MATMUL_DPBUSD)
-#endif
-
 /* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others get zero codes and scales) into tb: whole X4
  * groups through unpack_x4, whole X16 groups through trn_x16_unpack_tq2 or _tq1 (ops_x16.h; 16-row tiles);
  * anything else (the file layout, rows off the groups, a partial tile, TQ1_0 without VNNI) decoded row by row into
@@ -267,6 +264,22 @@ GROUP_INLINE void add_block(__m512i sums, const float d[TILE_ROWS], const trn_bl
         s6 = _mm512_add_epi32(s6, s14); s7 = _mm512_add_epi32(s7, s15); \
     } while (0)
 #define ADD_BLOCK(t) if ((t) < n_valid) add_block(s##t, tb->d, xb + (t) * ld_xq, out, t, last)
+/* The sixteen chains s0..s15: tokens 0..7's start at their negated block sums, s8..s15 at zero (DECLARE_CHAINS_8);
+ * START_WIDE_HI starts s8..s15 at tokens 8..15's, for the wide group. */
+#define DECLARE_CHAINS_8()                                                                                             \
+    const __m512i z = _mm512_setzero_si512();                                                                         \
+    __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);                                  \
+    __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);                                  \
+    __m512i s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);                                  \
+    __m512i s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);                                  \
+    __m512i s8 = z, s9 = z, s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z
+#define START_WIDE_HI()                                                                                                \
+    do {                                                                                                               \
+        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);                                       \
+        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);                                   \
+        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);                                   \
+        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);                                   \
+    } while (0)
 /* neg_sum[t]: -x_t->sum (0 for padding tokens), where token t's chain starts. Every group keeps sixteen independent
  * vpdpbusd chains (two ports of five-cycle latency need ten): sixteen tokens one step at a time, eight tokens two
  * steps at a time (even steps into s0..s7, odd ones into s8..s15), four tokens four steps at a time (step j + i
@@ -280,10 +293,7 @@ GROUP_INLINE void group_block(const tile_block *tb, const int8_t *a, const int32
     if (n == WIDE_GROUP) {
         s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
         s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
-        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);
-        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
-        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
-        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
+        START_WIDE_HI();
         for (int j = 0; j < STEPS; j++) {
             const __m512i c = _mm512_load_si512(tb->codes[j]);
             const int8_t *x = a + 4 * j;
@@ -353,17 +363,9 @@ GROUP_INLINE void group_block_x16(const uint8_t *gb, tile_block *tb, int keep, c
     const int columns = TRN_QK_K / 4 / 4;
     const __m512i mask = _mm512_set1_epi8(3);
     _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(gb + columns * TRN_X16_COLUMN_BYTES))));
-    const __m512i z = _mm512_setzero_si512();
-    __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);
-    __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);
-    __m512i s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
-    __m512i s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
-    __m512i s8 = z, s9 = z, s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z;
+    DECLARE_CHAINS_8();
     if (n == WIDE_GROUP) {
-        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);
-        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
-        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
-        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
+        START_WIDE_HI();
         for (int j = 0; j < columns; j++) {
             const __m512i column = _mm512_loadu_si512((const void *)(gb + j * TRN_X16_COLUMN_BYTES));
             X16_FIELD(0, WIDE_STEP);
@@ -430,17 +432,9 @@ GROUP_INLINE void group_block_x16_tq1(const uint8_t *gb, tile_block *tb, int kee
                                       int64_t ld_xq, const tile_out *out, int last) {
     _mm512_store_ps(tb->d, _mm512_cvtph_ps(_mm256_loadu_si256(
                                (const __m256i *)(gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES))));
-    const __m512i z = _mm512_setzero_si512();
-    __m512i s0 = _mm512_set1_epi32(neg_sum[0]), s1 = _mm512_set1_epi32(neg_sum[1]);
-    __m512i s2 = _mm512_set1_epi32(neg_sum[2]), s3 = _mm512_set1_epi32(neg_sum[3]);
-    __m512i s4 = _mm512_set1_epi32(neg_sum[4]), s5 = _mm512_set1_epi32(neg_sum[5]);
-    __m512i s6 = _mm512_set1_epi32(neg_sum[6]), s7 = _mm512_set1_epi32(neg_sum[7]);
-    __m512i s8 = z, s9 = z, s10 = z, s11 = z, s12 = z, s13 = z, s14 = z, s15 = z;
+    DECLARE_CHAINS_8();
     if (n == WIDE_GROUP) {
-        s8 = _mm512_set1_epi32(neg_sum[8]), s9 = _mm512_set1_epi32(neg_sum[9]);
-        s10 = _mm512_set1_epi32(neg_sum[10]), s11 = _mm512_set1_epi32(neg_sum[11]);
-        s12 = _mm512_set1_epi32(neg_sum[12]), s13 = _mm512_set1_epi32(neg_sum[13]);
-        s14 = _mm512_set1_epi32(neg_sum[14]), s15 = _mm512_set1_epi32(neg_sum[15]);
+        START_WIDE_HI();
         TQ1_COLUMNS(WIDE_STEP, WIDE_STEP, WIDE_STEP, WIDE_STEP);
     } else if (n == GROUP) {
         TQ1_COLUMNS(NARROW_STEP, NARROW_STEP_HI, NARROW_STEP, NARROW_STEP_HI);

@@ -636,6 +636,18 @@ __device__ __forceinline__ void lean_finish(const ternary_params &p, int g, floa
     }
 }
 
+/* The lean kernels' prologue, called once their first codes are in flight: the RMSNorm weights loaded, the PDL wait,
+ * then the int8 activations staged (XQ) or computed (QUANT, NORM_QUANT) into shared memory. */
+__device__ __forceinline__ void lean_prologue(const ternary_params &p, uint8_t *act, float *xd, int *xs) {
+    const norm_preload pre = preload_norm(p);
+    trn_pdl_wait();
+    trn_pdl_launch_dependents();
+    if (p.input == TRN_CUDA_IN_XQ)
+        stage_activations(p.xq, p.nb, p.xq_aligned8, act, xd, xs);
+    else
+        quantize_into_shared<true>(p, act, xd, xs, pre);
+}
+
 template <bool ONE_STEP> struct LeanTq2 {
     /* (256, 3): up to 80 registers per thread; three CTAs (24 warps) per SM */
     static constexpr int kCtasPerSm = 3, kRowsPerWarp = kLeanRows;
@@ -660,13 +672,7 @@ __device__ void LeanTq2<ONE_STEP>::run(const ternary_params &p) {
     uint16_t dcur = 0, dnxt = 0;
     if (g < n_groups)
         lean_load<OUT>(p, g, 0, lane, cur, dcur);
-    const norm_preload pre = preload_norm(p);
-    trn_pdl_wait();
-    trn_pdl_launch_dependents();
-    if (p.input == TRN_CUDA_IN_XQ)
-        stage_activations(p.xq, nb, p.xq_aligned8, act, xd, xs);
-    else
-        quantize_into_shared<true>(p, act, xd, xs, pre);
+    lean_prologue(p, act, xd, xs);
     int4 a[4];
     float bd;
     int bs;
@@ -774,13 +780,7 @@ template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
     uint16_t dcur[kLeanTq1Steps], dnxt[kLeanTq1Steps];
     if (g < n_groups)
         lean_tq1_load<OUT>(p, g, lane, cur, dcur);
-    const norm_preload pre = preload_norm(p);
-    trn_pdl_wait();
-    trn_pdl_launch_dependents();
-    if (p.input == TRN_CUDA_IN_XQ)
-        stage_activations(p.xq, nb, p.xq_aligned8, act, xd, xs);
-    else
-        quantize_into_shared<true>(p, act, xd, xs, pre);
+    lean_prologue(p, act, xd, xs);
     int a[kLeanTq1Steps][5];
     float bd[kLeanTq1Steps];
     int bs[kLeanTq1Steps];
