@@ -114,19 +114,6 @@ static inline void add_block(float acc[TILE_ROWS], const int32_t sums[TILE_ROWS]
     _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), term));
 }
 
-/* q[nb][padded][256] = the int8 activations of nt tokens (xq: rows of ld_xq blocks), zeros for tokens nt..padded-1:
- * the A tiles of a block and token group are 16 rows 256 bytes apart. */
-static void dense_acts(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq, int64_t nb, int64_t nt, int64_t padded) {
-    for (int64_t b = 0; b < nb; b++)
-        for (int64_t t = 0; t < padded; t++) {
-            int8_t *row = q + (b * padded + t) * TRN_QK_K;
-            if (t < nt)
-                memcpy(row, xq[t * ld_xq + b].q, TRN_QK_K);
-            else
-                memset(row, 0, TRN_QK_K);
-        }
-}
-
 /* Palette 1, every tile 16 rows of 64 bytes. */
 static void config_tiles(trn_amx_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
@@ -204,7 +191,7 @@ void TRN_MATMUL_AMX(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_
     for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_TOKENS) {
         const int64_t nt = TRN_MIN(TILE_TOKENS, n_tok - t0);
         const int64_t padded = (nt + GROUP_TOKENS - 1) / GROUP_TOKENS * GROUP_TOKENS;
-        dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded);
+        trn_matmul_dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded); /* A tiles: 16 rows 256 bytes apart */
         for (int64_t r = r0; r < r1; r += TILE_ROWS)
             tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, padded, xq + t0 * ld_xq, ld_xq, nt, dst + t0 * ld_dst,
                  ld_dst);
