@@ -166,18 +166,20 @@ static void matmul_avx512(const trn_matrix *w, const float *x, int64_t ld_x, con
         trn_matmul_by_matvec(matvec_avx512, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
 }
 
-#define AVX512_TABLE(matvec_fn)                                                                                 \
+/* A table of this file's kernels: every entry but the name, matvec and the batched kernel is shared. */
+#define X16_TABLE(table_name, matvec_fn, matmul_fn, peak_fn, kernel_name)                                        \
     {                                                                                                           \
-        .name = "avx512", .tq2_0_layout = TRN_LAYOUT_X16, .tq1_0_layout = TRN_LAYOUT_X16,                       \
+        .name = table_name, .tq2_0_layout = TRN_LAYOUT_X16, .tq1_0_layout = TRN_LAYOUT_X16,                     \
         .quantize_act = trn_avx2_quantize_act, .matvec = matvec_fn, .get_row = trn_avx2_get_row,                \
         .rmsnorm = trn_avx2_rmsnorm, .rope = trn_avx2_rope,                                                     \
         .attention = trn_avx512_attention, /* ops_attention.c with 16 lanes: the AVX2 build's results */          \
-        .swiglu = swiglu_avx512, .matmul = matmul_avx512, .matmul_peak = trn_matmul_tq_dpbusd_peak,              \
-        .matmul_kernel = "vpdpbusd", .add = trn_avx2_add,                                                       \
+        .swiglu = swiglu_avx512, .matmul = matmul_fn, .matmul_peak = peak_fn, .matmul_kernel = kernel_name,     \
+        .add = trn_avx2_add,                                                                                    \
     }
-static const trn_cpu_ops avx512_ops = AVX512_TABLE(matvec_avx512);
-static const trn_cpu_ops avx512_prefetch_ops = AVX512_TABLE(matvec_avx512_prefetch);
-#undef AVX512_TABLE
+static const trn_cpu_ops avx512_ops =
+    X16_TABLE("avx512", matvec_avx512, matmul_avx512, trn_matmul_tq_dpbusd_peak, "vpdpbusd");
+static const trn_cpu_ops avx512_prefetch_ops =
+    X16_TABLE("avx512", matvec_avx512_prefetch, matmul_avx512, trn_matmul_tq_dpbusd_peak, "vpdpbusd");
 
 const trn_cpu_ops *trn_cpu_ops_avx512_table(int prefetch) { return prefetch ? &avx512_prefetch_ops : &avx512_ops; }
 
@@ -201,19 +203,12 @@ static void matmul_amx_emulated(const trn_matrix *w, const float *x, int64_t ld_
         trn_matmul_by_matvec(matvec_avx512_prefetch, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
 }
 
-#define AMX_TABLE(table_name, matmul_fn, peak_fn, kernel_name)                                                  \
-    {                                                                                                           \
-        .name = table_name, .tq2_0_layout = TRN_LAYOUT_X16, .tq1_0_layout = TRN_LAYOUT_X16,                     \
-        .quantize_act = trn_avx2_quantize_act, .matvec = matvec_avx512_prefetch, .get_row = trn_avx2_get_row,   \
-        .rmsnorm = trn_avx2_rmsnorm, .rope = trn_avx2_rope, .attention = trn_avx512_attention,                  \
-        .swiglu = swiglu_avx512, .matmul = matmul_fn, .matmul_peak = peak_fn, .matmul_kernel = kernel_name,     \
-        .add = trn_avx2_add,                                                                                    \
-    }
-static const trn_cpu_ops amx_ops = AMX_TABLE("amx", matmul_amx, trn_matmul_tq_amx_peak, "amx tdpbsud");
+static const trn_cpu_ops amx_ops =
+    X16_TABLE("amx", matvec_avx512_prefetch, matmul_amx, trn_matmul_tq_amx_peak, "amx tdpbsud");
 /* no matmul_peak: the emulator's speed bounds nothing */
-static const trn_cpu_ops amx_emulated_ops = AMX_TABLE("amx-emulated", matmul_amx_emulated, NULL,
-                                                      "amx tdpbsud, emulated tiles");
-#undef AMX_TABLE
+static const trn_cpu_ops amx_emulated_ops =
+    X16_TABLE("amx-emulated", matvec_avx512_prefetch, matmul_amx_emulated, NULL, "amx tdpbsud, emulated tiles");
 
 const trn_cpu_ops *trn_cpu_ops_amx_table(int emulated) { return emulated ? &amx_emulated_ops : &amx_ops; }
 #endif
+#undef X16_TABLE
