@@ -99,6 +99,15 @@ typedef struct {
  * finishes, reading weights early; see device_math.cuh). */
 int trn_cuda_ternary(const trn_cuda_ternary_op *op, int pdl, trn_cuda_stream stream);
 
+/* ---- gemm_ternary.cu: a prompt's ternary products (prefill) ---- */
+/* y[t][rows] = W @ x_t for t < n_tokens (row t of y at y + t * ld_y), int8 activations xq[n_tokens][cols / 256]
+ * (trn_cuda_quantize_act over the tokens' rows): per (row, token) the arithmetic of trn_cuda_gemv_ternary's int8
+ * mode (exact integer block sums, acc += (d_w * d_x) * (float)(isum - sum(q)) from 0 in block order), so every
+ * result is bitwise the matrix-vector product's. Weight tiles are unpacked from the codes into int8 in shared memory
+ * and multiplied on int8 tensor cores (mma.sync m16n8k32, sm_80+) or with dp4a (older GPUs, the Pascal code path). */
+int trn_cuda_gemm_ternary(const trn_cuda_matrix *w, const trn_cuda_q8_block *xq, int n_tokens, float *y, int64_t ld_y,
+                          trn_cuda_stream stream);
+
 /* ---- gemv_float.cu: F32, F16, BF16, Q8_0, Q4_K, Q6_K ---- */
 int trn_cuda_gemv_float(const trn_cuda_matrix *w, const float *x, float *y, trn_cuda_stream stream);
 /* dst[cols] = row *row_index (device int32) of W as floats (embedding lookup), any type incl. ternary. */
