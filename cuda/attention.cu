@@ -7,7 +7,8 @@
  *   h / (n_head / n_head_kv).
  *
  * Owns: the general kernel (one block per query head) and the split kernel (positions across blocks), and the
- * launcher that picks one (cuda_ops.h). Does not own: writing K and V into the cache (the QKV epilogue in
+ * launcher that picks one (cuda_ops.h); the general kernel also over the tokens of a prefill batch
+ * (trn_cuda_attention_rows). Does not own: writing K and V into the cache (the QKV epilogue in
  * gemv_ternary.cu in the fused plan, store_row in elementwise.cu otherwise), RoPE. *pos is read on the device, so
  * the launch configuration depends only on the model and a captured graph serves every token. Neither kernel is
  * bitwise the CPU's: their sums run in other orders, so results agree to float rounding. */
@@ -98,7 +99,9 @@ template <bool VEC4> static __device__ inline float att_dot(const float *q, cons
  * Only n_head blocks run, each thread's score reads a whole cached row alone (uncoalesced) and every query head
  * reads its KV head again, so it is slower than the split kernel (cuda/README.md); it stays for any head_dim up to
  * 256 and for the unfused path.
- * grid (n_head), block (ATT_THREADS). kv_stride = n_head_kv * head_dim floats between cache rows. */
+ * grid (n_head, tokens), block (ATT_THREADS). kv_stride = n_head_kv * head_dim floats between cache rows. A prefill
+ * batch runs token t of its rows (q and out [tokens][n_head][hd], pos [tokens]) in blockIdx.y: the cache already
+ * holds the whole batch's K and V, and token t reads positions up to pos[t] alone (the causal mask). */
 template <bool VEC4>
 static __global__ void __launch_bounds__(ATT_THREADS)
     attention_decode_kernel(const float *q, const float *k_cache, const float *v_cache, float *out, int group,
@@ -108,9 +111,12 @@ static __global__ void __launch_bounds__(ATT_THREADS)
     __shared__ float red_s[ATT_WARPS + 1];
     const int tid = threadIdx.x;
     const int h = blockIdx.x, kv_head = h / group;
+    const int64_t token_floats = (int64_t)gridDim.x * head_dim; /* n_head * head_dim */
+    q += blockIdx.y * token_floats;
+    out += blockIdx.y * token_floats;
     trn_pdl_wait(); /* q, the caches and pos come from earlier kernels */
     trn_pdl_launch_dependents();
-    const int n_pos = min(*pos + 1, n_ctx);
+    const int n_pos = min(pos[blockIdx.y] + 1, n_ctx);
     const float *k_head = k_cache + (int64_t)kv_head * head_dim;
     const float *v_head = v_cache + (int64_t)kv_head * head_dim;
     for (int i = tid; i < head_dim; i += ATT_THREADS)
@@ -288,6 +294,24 @@ extern "C" size_t trn_cuda_attention_scratch_bytes(int n_head, int n_head_kv, in
         return 0;
     return SPLIT_COUNTER_BYTES + (size_t)n_head_kv * (size_t)split_count(n_ctx, SPLIT_POS_MIN) *
                                      (size_t)(n_head / n_head_kv) * SPLIT_PART * sizeof(float);
+}
+
+extern "C" int trn_cuda_attention_rows(const float *q, const float *k_cache, const float *v_cache, float *out,
+                                       int n_head, int n_head_kv, int head_dim, int n_ctx, const int32_t *pos,
+                                       int n_rows, trn_cuda_stream stream) {
+    if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 || head_dim <= 0 || head_dim > ATT_MAX_HEAD_DIM ||
+        n_ctx <= 0 || n_rows <= 0 || n_rows > TRN_CUDA_MAX_ROWS)
+        return (int)cudaErrorInvalidValue;
+    const int group = n_head / n_head_kv, kv_stride = n_head_kv * head_dim;
+    const bool vec4 = head_dim % 4 == 0 && ((uintptr_t)k_cache & 15) == 0; /* as trn_cuda_attention decides */
+    const dim3 grid((unsigned)n_head, (unsigned)n_rows);
+    if (vec4)
+        attention_decode_kernel<true><<<grid, ATT_THREADS, 0, (cudaStream_t)stream>>>(
+            q, k_cache, v_cache, out, group, head_dim, kv_stride, n_ctx, pos);
+    else
+        attention_decode_kernel<false><<<grid, ATT_THREADS, 0, (cudaStream_t)stream>>>(
+            q, k_cache, v_cache, out, group, head_dim, kv_stride, n_ctx, pos);
+    return (int)cudaGetLastError();
 }
 
 extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,

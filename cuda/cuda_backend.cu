@@ -12,7 +12,8 @@
  * captured graph replays without host code, so it shows as one range per step), TRN_CUDA_NO_FUSION=1,
  * TRN_CUDA_NO_PDL=1, TRN_CUDA_PROFILE=1 (time per kind of launch, printed when the backend is freed),
  * TRN_CUDA_TERNARY=classic|lean (which ternary kernel the fused launches use; see cuda_ops.h),
- * TRN_CUDA_ATTENTION_SPLIT=64|32 (positions per block of the split attention kernel). */
+ * TRN_CUDA_ATTENTION_SPLIT=64|32 (positions per block of the split attention kernel), TRN_CUDA_PREFILL=batched (prompts
+ * as batches through prefill.cu; the default, until a GPU has run it: token by token). */
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <nvtx3/nvToolsExt.h>
@@ -28,6 +29,7 @@
 
 #include "cuda_check.h"
 #include "cuda_ops.h"
+#include "prefill.h"
 #include "weights.h"
 
 extern "C" {
@@ -69,13 +71,17 @@ struct cuda_context {
     int plan_body = 0;                   /* entries before the head: a prompt token's step */
     int launches = 0;                    /* kernel launches per full step */
     trn_cuda::weights weights;           /* placement of the weights, the copies of streamed ones */
+    bool batched_prefill = false;        /* TRN_CUDA_PREFILL=batched: prompts as batches (prefill.cu) */
+    trn_cuda::prefill prefill;
     bool profile = false;                /* TRN_CUDA_PROFILE=1: an event after every launch of a full step */
     std::vector<cudaEvent_t> profile_events; /* [plan entries + 1] */
     std::vector<double> profile_ms;      /* [plan entries] summed over profiled steps */
     int profile_steps = 0;
     size_t device_bytes = 0;
-    char description[320] = "";
+    char description[480] = "";
 };
+
+constexpr int kDefaultPrefillBatch = 512; /* tokens per prefill batch where the configuration leaves it open */
 
 cuda_context *ctx_of(trn_backend *b) { return static_cast<cuda_context *>(b->context); }
 
@@ -101,6 +107,7 @@ void release(cuda_context *c) {
         cudaGraphExecDestroy(c->body);
     for (void *p : c->device_allocations)
         cudaFree(p);
+    trn_cuda::prefill_release(&c->prefill);
     trn_cuda::weights_release(&c->weights);
     for (cudaEvent_t e : c->profile_events)
         cudaEventDestroy(e);
@@ -406,6 +413,12 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_ATTENTION_SPLIT=%s: expected 32 or 64", split);
         c->attention_split = atoi(split);
     }
+    if (const char *prefill = getenv("TRN_CUDA_PREFILL"); prefill && prefill[0]) {
+        if (strcmp(prefill, "batched") != 0 && strcmp(prefill, "steps") != 0)
+            return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_PREFILL=%s: expected batched or steps", prefill);
+        c->batched_prefill = strcmp(prefill, "batched") == 0;
+    }
+    const int max_batch = std::min(config->max_batch > 0 ? config->max_batch : kDefaultPrefillBatch, g->n_ctx);
     c->sampling = {config->sampling.temp, config->sampling.top_k, config->sampling.top_p,
                    config->sampling.repeat_penalty, config->sampling.seed};
     nvtxRangePushA("load");
@@ -418,7 +431,8 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
 #endif
     size_t free_bytes = 0, total_bytes = 0;
     CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    const size_t other_bytes = other_bytes_needed(g);
+    const size_t other_bytes =
+        other_bytes_needed(g) + (c->batched_prefill ? trn_cuda::prefill_device_bytes(g, max_batch) : 0);
     if (other_bytes > free_bytes) {
         nvtxRangePop();
         return trn_fail(TRN_ERR_NOMEM, "out of device memory: a context of %d needs %.2f GB besides the weights, %s "
@@ -467,6 +481,20 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         TRN_TRY(device_alloc(c, &c->attention_scratch, attention_bytes, "attention scratch"));
         CUDA_CHECK(cudaMemset(c->attention_scratch, 0, attention_bytes));
     }
+    if (c->batched_prefill) {
+        trn_cuda::prefill_resources res;
+        res.graph = g;
+        res.stream = c->stream;
+        res.matrix = &c->matrix;
+        res.buffer = &c->buffer;
+        res.placed = &c->weights;
+        res.rope_cos_sin = c->rope_cos_sin;
+        res.sampling = &c->sampling;
+        res.sample_scratch = c->sample_scratch;
+        res.act = config->act;
+        TRN_TRY(trn_cuda::prefill_prepare(&c->prefill, res, max_batch));
+        c->device_bytes += c->prefill.device_bytes;
+    }
     c->host_logits = static_cast<float *>(malloc((size_t)g->model->hp.n_vocab * sizeof(float)));
     if (!c->host_logits)
         return trn_fail(TRN_ERR_NOMEM, "out of memory for the logits");
@@ -502,14 +530,22 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
 #else
     const bool pascal_path = false;
 #endif
+    char prefill_note[160] = "";
+    if (c->batched_prefill)
+        snprintf(prefill_note, sizeof(prefill_note), ", batched prefill (%d tokens, float products by %s)", max_batch,
+                 c->prefill.blas ? "cuBLAS" : "the step's kernels");
     snprintf(c->description, sizeof(c->description),
-             "cuda (%s, sm_%d%d, %s%s%s%s, act %s, %d kernels per token, %s, %.2f GB on the device)", c->prop.name,
+             "cuda (%s, sm_%d%d, %s%s%s%s, act %s, %d kernels per token, %s%s%s, %.2f GB on the device)", c->prop.name,
              c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : c->fuse ? "no graph: pageable weights" : "no graph: TRN_CUDA_NO_GRAPH",
              c->fuse ? ", fused" : ", unfused", c->pdl ? ", PDL" : pascal_path ? ", Pascal code path" : "",
              c->fuse && c->ternary_kernel == TRN_CUDA_TERNARY_LEAN ? ", lean ternary kernel" : "",
-             config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->weights.note, c->device_bytes / 1e9);
+             config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->weights.note,
+             c->weights.dense_f16 ? " (dense f16: ternary matrices expanded)" : "", prefill_note,
+             c->device_bytes / 1e9);
     return TRN_OK;
 }
+
+extern const trn_backend_i cuda_iface, cuda_iface_batched;
 
 trn_status cuda_prepare(trn_backend *b, const trn_graph *g, const trn_backend_config *config) {
     cuda_context *c = ctx_of(b);
@@ -521,7 +557,24 @@ trn_status cuda_prepare(trn_backend *b, const trn_graph *g, const trn_backend_co
         release(c);
         c->device = device;
     }
+    b->iface = c->batched_prefill ? &cuda_iface_batched : &cuda_iface;
     return status;
+}
+
+trn_status cuda_prefill(trn_backend *b, const int *tokens, int n_tokens, int pos0, int want_output, int *next_token,
+                        float *all_logits) {
+    cuda_context *c = ctx_of(b);
+    const trn_graph *g = c->graph;
+    if (n_tokens < 1)
+        return trn_fail(TRN_ERR_INVALID, "prefill of %d tokens: at least one is needed", n_tokens);
+    if (pos0 < 0 || pos0 > g->n_ctx - n_tokens)
+        return trn_fail(TRN_ERR_INVALID, "prefill of %d tokens at position %d does not fit the context of %d", n_tokens,
+                        pos0, g->n_ctx);
+    for (int i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= g->model->hp.n_vocab)
+            return trn_fail(TRN_ERR_INVALID, "token id %d is outside the vocabulary of %d", tokens[i],
+                            g->model->hp.n_vocab);
+    return trn_cuda::prefill_run(&c->prefill, tokens, n_tokens, pos0, want_output, next_token, all_logits);
 }
 
 trn_status cuda_step(trn_backend *b, int token, int pos, int want_output, int *next_token) {
@@ -633,9 +686,12 @@ void cuda_stats(trn_backend *b, trn_backend_stats *out) {
     out->device_bytes = (double)c->device_bytes;
 }
 
+/* decode_batch: none (trinity_batch keeps one backend per slot); prefill: token by token unless TRN_CUDA_PREFILL=batched */
 const trn_backend_i cuda_iface = {
-    "cuda", cuda_prepare, cuda_step, cuda_logits, cuda_describe, cuda_free, cuda_stats, nullptr /* prefill */,
-    nullptr /* decode_batch: trinity_batch keeps one backend per slot */,
+    "cuda", cuda_prepare, cuda_step, cuda_logits, cuda_describe, cuda_free, cuda_stats, nullptr, nullptr,
+};
+const trn_backend_i cuda_iface_batched = {
+    "cuda", cuda_prepare, cuda_step, cuda_logits, cuda_describe, cuda_free, cuda_stats, cuda_prefill, nullptr,
 };
 
 } // namespace

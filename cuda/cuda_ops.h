@@ -126,6 +126,9 @@ int trn_cuda_rope(const float *src, float *dst, int n_heads, int head_dim, const
 /* Row *pos of cache[n_ctx][width] = src[width] (width elements of elem_bytes: 4 for floats and int32 ids). */
 int trn_cuda_store_row(const void *src, void *cache, int64_t width, const int32_t *pos, trn_cuda_stream stream);
 
+/* dst[n] = x as fp16 (bf16 = 0) or bf16 (bf16 = 1) bits, rounded to nearest even */
+int trn_cuda_to_half(const float *x, uint16_t *dst, int64_t n, int bf16, trn_cuda_stream stream);
+
 /* Occupies the stream for `microseconds` (one thread spinning on the global timer): tests slow a copy stream with it on
  * purpose. */
 int trn_cuda_delay(int microseconds, trn_cuda_stream stream);
@@ -145,6 +148,27 @@ int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cach
 /* Bytes of scratch the split kernel needs for these shapes; 0 where it does not serve them (head_dim other than 64,
  * more than 8 query heads per KV head). */
 size_t trn_cuda_attention_scratch_bytes(int n_head, int n_head_kv, int head_dim, int n_ctx);
+
+/* ---- the rows of a prefill batch ----
+ * The per-token ops above over n_rows tokens at once (n_rows <= TRN_CUDA_MAX_ROWS; token t in the grid's second
+ * dimension): token t's vectors are row t of contiguous [n_rows][width] arrays (width: the op's vector length), its
+ * position pos[t] and id row_index[t] are device arrays. Each row is bitwise the single-token launch's. */
+#define TRN_CUDA_MAX_ROWS 65535
+int trn_cuda_rmsnorm_rows(const float *x, const float *weight, float *dst, int64_t n, float eps, int n_rows,
+                          trn_cuda_stream stream);
+int trn_cuda_rope_rows(const float *src, float *dst, int n_heads, int head_dim, const float *cos_sin,
+                       const int32_t *pos, int n_rows, trn_cuda_stream stream);
+int trn_cuda_store_rows(const void *src, void *cache, int64_t width, const int32_t *pos, int n_rows,
+                        trn_cuda_stream stream);
+int trn_cuda_get_rows(const trn_cuda_matrix *w, const int32_t *row_index, float *dst, int n_rows,
+                      trn_cuda_stream stream);
+/* y[t][rows] = W x[t][cols] (float weight types) */
+int trn_cuda_gemv_float_rows(const trn_cuda_matrix *w, const float *x, float *y, int n_rows, trn_cuda_stream stream);
+/* The general kernel (one block per query head and token; the split kernel has no rows form): token t attends to
+ * positions 0..pos[t] of the caches, which hold the whole batch's K and V before the launch (causal). */
+int trn_cuda_attention_rows(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
+                            int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, int n_rows,
+                            trn_cuda_stream stream);
 
 /* ---- sample.cu ---- */
 typedef struct {

@@ -134,8 +134,8 @@ __device__ float dequant_one(trn_type type, const uint8_t *__restrict__ row, con
     return NAN;
 }
 
-/* One thread per element (a row is small and read once), 256 per CTA.
- * dst (cols,) = row *row_index of W (rows, cols); an index outside [0, rows) gives NaNs (a caller bug, made
+/* One thread per element (a row is small and read once), 256 per CTA; blockIdx.y = token t of a batch.
+ * dst[t] (cols,) = row row_index[t] of W (rows, cols); an index outside [0, rows) gives NaNs (a caller bug, made
  * visible without reading out of bounds). */
 __global__ void __launch_bounds__(kCtaThreads)
     get_row_kernel(trn_type type, const uint8_t *__restrict__ data, const uint16_t *__restrict__ d, size_t row_bytes,
@@ -143,7 +143,8 @@ __global__ void __launch_bounds__(kCtaThreads)
     const int64_t i = (int64_t)blockIdx.x * kCtaThreads + threadIdx.x;
     if (i >= cols)
         return;
-    const int32_t r = *row_index;
+    const int32_t r = row_index[blockIdx.y];
+    dst += (int64_t)blockIdx.y * cols;
     if (r < 0 || r >= rows) {
         dst[i] = NAN;
         return;
@@ -325,7 +326,8 @@ __device__ __forceinline__ float dot_q6_k(const uint8_t *__restrict__ row, const
     return s;
 }
 
-/* W (rows, cols) @ x (cols,) -> y (rows,), one warp per row. */
+/* W (rows, cols) @ x (cols,) -> y (rows,), one warp per row; blockIdx.y = token t of a batch: x[t] (cols,) ->
+ * y[t] (rows,). */
 template <trn_type T, bool VEC>
 __global__ void __launch_bounds__(kCtaThreads)
     gemv_float_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows, int cols,
@@ -334,6 +336,8 @@ __global__ void __launch_bounds__(kCtaThreads)
     const int64_t r = (int64_t)blockIdx.x * kWarpsPerCta + (threadIdx.x >> 5);
     if (r >= rows) /* whole warps: no shuffle below sees a missing lane */
         return;
+    x += (int64_t)blockIdx.y * cols;
+    y += (int64_t)blockIdx.y * rows;
     const uint8_t *row = w + (size_t)r * row_bytes;
     float s;
     if constexpr (T == TRN_TYPE_Q8_0)
@@ -359,8 +363,8 @@ namespace {
 bool aligned(const void *p, uintptr_t n) { return (reinterpret_cast<uintptr_t>(p) & (n - 1)) == 0; }
 
 template <trn_type T, bool VEC>
-void launch_gemv(const trn_cuda_matrix *w, const float *x, float *y, cudaStream_t stream) {
-    const unsigned grid = (unsigned)((w->rows + kWarpsPerCta - 1) / kWarpsPerCta);
+void launch_gemv(const trn_cuda_matrix *w, const float *x, float *y, int n_rows, cudaStream_t stream) {
+    const dim3 grid((unsigned)((w->rows + kWarpsPerCta - 1) / kWarpsPerCta), (unsigned)n_rows);
     gemv_float_kernel<T, VEC><<<grid, kCtaThreads, 0, stream>>>(static_cast<const uint8_t *>(w->qs), w->row_bytes,
                                                                  w->rows, (int)w->cols, x, y);
 }
@@ -368,7 +372,12 @@ void launch_gemv(const trn_cuda_matrix *w, const float *x, float *y, cudaStream_
 } // namespace
 
 extern "C" int trn_cuda_gemv_float(const trn_cuda_matrix *w, const float *x, float *y, trn_cuda_stream stream) {
-    if (!w || !x || !y || !w->qs)
+    return trn_cuda_gemv_float_rows(w, x, y, 1, stream);
+}
+
+extern "C" int trn_cuda_gemv_float_rows(const trn_cuda_matrix *w, const float *x, float *y, int n_rows,
+                                        trn_cuda_stream stream) {
+    if (!w || !x || !y || !w->qs || n_rows <= 0 || n_rows > TRN_CUDA_MAX_ROWS)
         return cudaErrorInvalidValue;
     if (w->rows == 0)
         return cudaSuccess;
@@ -379,24 +388,27 @@ extern "C" int trn_cuda_gemv_float(const trn_cuda_matrix *w, const float *x, flo
         return cudaErrorInvalidValue;
     /* 16-byte loads of plain rows where rows and x allow them; the block types need their natural alignment
      * (Q4_K 16 bytes, Q8_0 / Q6_K 2 bytes: blocks of 34 and 210 bytes) and x 16-byte aligned. */
-    const bool vec = aligned(w->qs, 16) && w->row_bytes % 16 == 0 && aligned(x, 16);
-    const bool blocks_ok = aligned(x, 16) && (w->type == TRN_TYPE_Q4_K ? aligned(w->qs, 16) && w->row_bytes % 16 == 0
+    const bool x16 = aligned(x, 16) && (n_rows == 1 || w->cols % 4 == 0); /* every token's row of x */
+    const bool vec = aligned(w->qs, 16) && w->row_bytes % 16 == 0 && x16;
+    const bool blocks_ok = x16 && (w->type == TRN_TYPE_Q4_K ? aligned(w->qs, 16) && w->row_bytes % 16 == 0
                                                                         : aligned(w->qs, 2) && w->row_bytes % 2 == 0);
     switch (w->type) {
     case TRN_TYPE_F32:
         if (!aligned(w->qs, 4) || w->row_bytes % 4 != 0 || !aligned(x, 4))
             return cudaErrorMisalignedAddress;
-        vec ? launch_gemv<TRN_TYPE_F32, true>(w, x, y, stream) : launch_gemv<TRN_TYPE_F32, false>(w, x, y, stream);
+        vec ? launch_gemv<TRN_TYPE_F32, true>(w, x, y, n_rows, stream)
+            : launch_gemv<TRN_TYPE_F32, false>(w, x, y, n_rows, stream);
         break;
     case TRN_TYPE_F16:
     case TRN_TYPE_BF16:
         if (!aligned(w->qs, 2) || w->row_bytes % 2 != 0 || !aligned(x, 4))
             return cudaErrorMisalignedAddress;
         if (w->type == TRN_TYPE_F16)
-            vec ? launch_gemv<TRN_TYPE_F16, true>(w, x, y, stream) : launch_gemv<TRN_TYPE_F16, false>(w, x, y, stream);
+            vec ? launch_gemv<TRN_TYPE_F16, true>(w, x, y, n_rows, stream)
+                : launch_gemv<TRN_TYPE_F16, false>(w, x, y, n_rows, stream);
         else
-            vec ? launch_gemv<TRN_TYPE_BF16, true>(w, x, y, stream)
-                : launch_gemv<TRN_TYPE_BF16, false>(w, x, y, stream);
+            vec ? launch_gemv<TRN_TYPE_BF16, true>(w, x, y, n_rows, stream)
+                : launch_gemv<TRN_TYPE_BF16, false>(w, x, y, n_rows, stream);
         break;
     case TRN_TYPE_Q8_0:
     case TRN_TYPE_Q4_K:
@@ -404,11 +416,11 @@ extern "C" int trn_cuda_gemv_float(const trn_cuda_matrix *w, const float *x, flo
         if (!blocks_ok)
             return cudaErrorMisalignedAddress;
         if (w->type == TRN_TYPE_Q8_0)
-            launch_gemv<TRN_TYPE_Q8_0, false>(w, x, y, stream);
+            launch_gemv<TRN_TYPE_Q8_0, false>(w, x, y, n_rows, stream);
         else if (w->type == TRN_TYPE_Q4_K)
-            launch_gemv<TRN_TYPE_Q4_K, false>(w, x, y, stream);
+            launch_gemv<TRN_TYPE_Q4_K, false>(w, x, y, n_rows, stream);
         else
-            launch_gemv<TRN_TYPE_Q6_K, false>(w, x, y, stream);
+            launch_gemv<TRN_TYPE_Q6_K, false>(w, x, y, n_rows, stream);
         break;
     default:
         return cudaErrorInvalidValue;
@@ -418,7 +430,12 @@ extern "C" int trn_cuda_gemv_float(const trn_cuda_matrix *w, const float *x, flo
 
 extern "C" int trn_cuda_get_row(const trn_cuda_matrix *w, const int32_t *row_index, float *dst,
                                 trn_cuda_stream stream) {
-    if (!w || !row_index || !dst || !w->qs)
+    return trn_cuda_get_rows(w, row_index, dst, 1, stream);
+}
+
+extern "C" int trn_cuda_get_rows(const trn_cuda_matrix *w, const int32_t *row_index, float *dst, int n_rows,
+                                 trn_cuda_stream stream) {
+    if (!w || !row_index || !dst || !w->qs || n_rows <= 0 || n_rows > TRN_CUDA_MAX_ROWS)
         return cudaErrorInvalidValue;
     const trn_type_traits *traits = trn_type_get((uint32_t)w->type);
     if (!traits || w->rows < 0 || w->cols < 0 || w->cols % traits->block_size != 0 || (traits->is_ternary && !w->d))
@@ -431,7 +448,7 @@ extern "C" int trn_cuda_get_row(const trn_cuda_matrix *w, const int32_t *row_ind
         return cudaErrorInvalidValue;
     if (w->type == TRN_TYPE_F32 && (!aligned(w->qs, 4) || w->row_bytes % 4 != 0))
         return cudaErrorMisalignedAddress;
-    const unsigned grid = (unsigned)((w->cols + kCtaThreads - 1) / kCtaThreads);
+    const dim3 grid((unsigned)((w->cols + kCtaThreads - 1) / kCtaThreads), (unsigned)n_rows);
     get_row_kernel<<<grid, kCtaThreads, 0, stream>>>(w->type, static_cast<const uint8_t *>(w->qs), w->d, w->row_bytes,
                                                      w->rows, w->cols, row_index, dst);
     return (int)cudaGetLastError();

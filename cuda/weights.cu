@@ -26,11 +26,14 @@ bool is_ternary(trn_type t) { return t == TRN_TYPE_TQ2_0 || t == TRN_TYPE_TQ1_0;
 bool is_norm(const trn_buffer *buf) { return buf->ne[1] == 1 && buf->type != TRN_TYPE_F32; }
 
 /* Bytes of one weight in the layout the kernels read: ternary codes [rows][nb * 64 or 52] then, 256-byte aligned,
- * fp16 scales [rows][nb]; norms widened to F32; other types as stored. */
-size_t layout_bytes(const trn_buffer *buf) {
+ * fp16 scales [rows][nb] (with dense_f16: the ternary matrix expanded to F16 rows, d * (code - 1), exact in fp16);
+ * norms widened to F32; other types as stored. */
+size_t layout_bytes(const trn_buffer *buf, bool dense_f16) {
     const int64_t rows = buf->ne[1], cols = buf->ne[0];
     if (is_norm(buf))
         return (size_t)cols * sizeof(float);
+    if (is_ternary(buf->type) && dense_f16)
+        return (size_t)(rows * cols) * sizeof(trn_fp16);
     if (is_ternary(buf->type)) {
         const int64_t nb = cols / TRN_QK_K;
         const size_t code_bytes = buf->type == TRN_TYPE_TQ2_0 ? 64 : 52; /* TQ1_0: qs[48] then qh[4] */
@@ -41,7 +44,7 @@ size_t layout_bytes(const trn_buffer *buf) {
 
 /* Writes the layout of one weight to dst (host memory) and returns its matrix with pointers into device_base (where
  * the kernels will find those bytes). */
-trn_cuda_matrix write_layout(const trn_buffer *buf, uint8_t *dst, uint8_t *device_base) {
+trn_cuda_matrix write_layout(const trn_buffer *buf, uint8_t *dst, uint8_t *device_base, bool dense_f16) {
     const trn_gguf_tensor *t = buf->tensor;
     const int64_t rows = buf->ne[1], cols = buf->ne[0];
     trn_cuda_matrix m{};
@@ -53,6 +56,17 @@ trn_cuda_matrix write_layout(const trn_buffer *buf, uint8_t *dst, uint8_t *devic
         trn_dequantize_row(buf->type, t->data, reinterpret_cast<float *>(dst), cols);
         m.type = TRN_TYPE_F32;
         m.row_bytes = (size_t)cols * sizeof(float);
+    } else if (is_ternary(buf->type) && dense_f16) {
+        std::vector<float> row((size_t)cols);
+        trn_fp16 *out = reinterpret_cast<trn_fp16 *>(dst);
+        for (int64_t r = 0; r < rows; r++) {
+            trn_dequantize_row(buf->type, static_cast<const uint8_t *>(t->data) + (size_t)r * trn_row_bytes(buf->type, cols),
+                               row.data(), cols);
+            for (int64_t i = 0; i < cols; i++)
+                out[r * cols + i] = trn_f32_to_fp16(row[(size_t)i]);
+        }
+        m.type = TRN_TYPE_F16;
+        m.row_bytes = (size_t)cols * sizeof(trn_fp16);
     } else if (is_ternary(buf->type)) {
         const int64_t nb = cols / TRN_QK_K;
         const bool tq2 = buf->type == TRN_TYPE_TQ2_0;
@@ -188,6 +202,7 @@ trn_status weights_place(weights *w, const trn_graph *g, const trn_backend_confi
                          size_t other_bytes, std::vector<trn_cuda_matrix> &matrix, std::vector<void *> &buffer) {
     const int L = g->model->hp.n_layer;
     w->n_layers = L;
+    w->dense_f16 = config->dense_f16 != 0;
     w->groups.assign((size_t)L + 2, weight_group());
     w->group_of_node.assign((size_t)g->n_nodes, 0);
     w->group_of_buffer.assign((size_t)g->n_buffers, -1);
@@ -201,7 +216,7 @@ trn_status weights_place(weights *w, const trn_graph *g, const trn_backend_confi
             if (id >= 0 && g->buffers[id].kind == TRN_BUF_WEIGHT && w->group_of_buffer[(size_t)id] < 0) {
                 w->group_of_buffer[(size_t)id] = grp;
                 w->offset[(size_t)id] = w->groups[(size_t)grp].bytes;
-                w->groups[(size_t)grp].bytes += align256(layout_bytes(&g->buffers[id]));
+                w->groups[(size_t)grp].bytes += align256(layout_bytes(&g->buffers[id], w->dense_f16));
             }
         }
     }
@@ -317,7 +332,7 @@ trn_status weights_place(weights *w, const trn_graph *g, const trn_backend_confi
         for (int id = 0; id < g->n_buffers; id++)
             if (w->group_of_buffer[(size_t)id] == grp) {
                 const size_t at = w->offset[(size_t)id];
-                matrix[(size_t)id] = write_layout(&g->buffers[id], host + at, wg.device + at);
+                matrix[(size_t)id] = write_layout(&g->buffers[id], host + at, wg.device + at, w->dense_f16);
                 buffer[(size_t)id] = const_cast<void *>(matrix[(size_t)id].qs);
             }
         if (wg.where == placement::resident)

@@ -56,6 +56,7 @@ struct weights {
     std::vector<cudaEvent_t> copied, done; /* [streamed groups] */
     cudaEvent_t fork = nullptr, join = nullptr;
     int slow_copy_us = 0;               /* TRN_CUDA_SLOW_COPY_US: a delay kernel before each copy (tests) */
+    bool dense_f16 = false;             /* ternary matrices expanded to F16 (config dense_f16: the dense baseline) */
     size_t device_bytes = 0;
     char note[160] = "";                /* the placement in words, for describe() */
 };

@@ -41,6 +41,8 @@ typedef struct {
     int resident_layers;       /* STREAMING keeps none) */
     int max_batch;          /* prefill: tokens per batch; <= 0: the backend's default */
     int n_slots;            /* decode_batch: sequences whose KV caches the backend holds; <= 0: 1 */
+    int dense_f16;          /* CUDA: every ternary matrix expanded to F16 at load and run by the float kernels (and
+                               cuBLAS in a batched prefill): the dense baseline the ternary kernels are compared with */
 } trn_backend_config;
 
 /* One token of a decode_batch: which sequence slot, at which of its positions, and whether its logits are wanted. */

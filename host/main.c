@@ -53,7 +53,7 @@ typedef struct {
     int n_predict;          /* -1: up to 128 within the context */
     int n_ctx;              /* 0: the model's, at most TRINITY_DEFAULT_CONTEXT */
     int n_threads;          /* 0: all cores */
-    const char *device, *act, *kernels, *weights;
+    const char *device, *act, *kernels, *weights, *dense;
     int scalar, no_bos, json, compare_weights, resident_layers;
     float temp, top_p, repeat_penalty;
     int top_k;
@@ -140,6 +140,8 @@ static const cli_flag cli_flags[] = {
      "when their prompts arrive at once"},
     {"--compare-weights", NULL, CMD_BENCH, 0, VALUE_NONE, AT(compare_weights), 0, 0, NULL,
      "(--device cuda) every GPU weight mode in one run"},
+    {"--dense", "f16", CMD_BENCH, 0, VALUE_CHOICE, AT(dense), 0, 0, "f16",
+     "(--device cuda) the dense baseline: every ternary matrix expanded to FP16 at load"},
     {"--json", NULL, CMD_BENCH | CMD_PERPLEXITY, 0, VALUE_NONE, AT(json), 0, 0, NULL, "one JSON object on stdout"},
     {"--from", "SOURCE", CMD_CONVERT, 0, VALUE_CHOICE, AT(from), 0, 0, "hf|trin|llama2c",
      "hf: HF_DIR with config.json + *.safetensors (F32, F16, BF16); trin: PACKED.bin, packed ternary codes (with "
@@ -390,6 +392,11 @@ static int check_combination(cli_options *o) {
     if ((weights_given || layers_given || o->compare_weights) && strcmp(o->device, "cpu") == 0)
         return usage_error("%s: GPU weight modes need --device cuda or auto",
                            o->compare_weights ? "--compare-weights" : weights_given ? "--weights" : "--resident-layers");
+    if (o->dense && strcmp(o->device, "cpu") == 0)
+        return usage_error("--dense f16 is a GPU baseline: it needs --device cuda or auto");
+    if (o->dense && (o->compare_weights || o->bench_parallel))
+        return usage_error("%s: --dense is its own benchmark, not with %s", o->command_name,
+                           o->compare_weights ? "--compare-weights" : "--parallel");
     if (o->compare_weights && o->bench_parallel)
         return usage_error("%s: --compare-weights and --parallel are separate benchmarks", o->command_name);
     if (o->compare_weights && (weights_given || layers_given))
@@ -750,6 +757,7 @@ static int cmd_bench(const cli_options *o) {
     p.n_decode = o->bench_decode;
     p.json = o->json;
     p.compare_weights = o->compare_weights;
+    p.dense_f16 = o->dense != NULL;
     const trinity_status st = o->bench_parallel > 0 ? trn_bench_parallel(model, o->bench_parallel, o->bench_prompt,
                                                                          o->bench_decode, o->json, stdout)
                                                     : trinity_bench(model, &p, stdout);

@@ -750,6 +750,8 @@ trinity_status trinity_bench(const trinity_model *m, const trinity_bench_params 
                               .act = p->f32_activations ? TRN_ACT_F32 : TRN_ACT_INT8, .weights = (int)p->weights,
                               .resident_layers_given = p->resident_layers >= 0,
                               .resident_layers = p->resident_layers >= 0 ? p->resident_layers : 0};
+    if (p->size >= offsetof(trinity_bench_params, dense_f16) + sizeof(p->dense_f16)) /* a caller built before it: 0 */
+        opts.dense_f16 = p->dense_f16;
     if (p->compare_weights)
         return status_of(trn_bench_compare_weights(m->model, &opts, out));
     trn_bench_result result;

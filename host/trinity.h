@@ -296,6 +296,8 @@ typedef struct {
     int n_decode;             /* decode steps timed (32) */
     int json;                 /* 1: one JSON object instead of a table */
     int compare_weights;      /* 1: every GPU weight mode in one run */
+    int dense_f16;            /* 1 (CUDA only): every ternary matrix expanded to FP16 at load and run as a dense
+                                 FP16 model: the baseline the ternary kernels are measured against */
 } trinity_bench_params;
 TRINITY_API trinity_bench_params trinity_bench_params_default(void);
 TRINITY_API trinity_status trinity_bench(const trinity_model *model, const trinity_bench_params *params, FILE *out);

@@ -231,12 +231,15 @@ static trn_status prepared_backend(const trn_graph *graph, const trn_bench_optio
                                  .kernels = opts->kernels, .sampling = trn_sampling_default(),
                                  .weights = (trn_weight_mode)opts->weights,
                                  .resident_layers_given = opts->resident_layers_given,
-                                 .resident_layers = opts->resident_layers};
+                                 .resident_layers = opts->resident_layers, .dense_f16 = opts->dense_f16};
     config.sampling.temp = 0.0f;
     char choice[512];
     trn_status status = trn_backend_create(device, out, choice, sizeof(choice));
     if (status == TRN_OK && choice[0])
         fprintf(stderr, "device: %s\n", choice);
+    if (status == TRN_OK && opts->dense_f16 && strcmp(trn_backend_name(*out), "cuda") != 0)
+        status = trn_fail(TRN_ERR_UNSUPPORTED, "--dense f16 is a CUDA baseline: the %s backend has none",
+                          trn_backend_name(*out));
     if (status == TRN_OK)
         status = trn_backend_prepare(*out, graph, &config);
     if (status != TRN_OK) {

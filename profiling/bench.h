@@ -18,6 +18,7 @@ typedef struct {
     int act;              /* trn_act_mode */
     int weights;          /* trn_weight_mode (GPU) */
     int resident_layers_given, resident_layers;
+    int dense_f16;        /* trn_backend_config.dense_f16 (CUDA) */
 } trn_bench_options;
 
 /* Decode at one thread count: the median step, and the read bandwidth probed in the same run. */

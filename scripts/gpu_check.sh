@@ -14,7 +14,8 @@
 # The steps, in order: commit, nvcc, driver, GPU and its clocks; the CUDA build; the GPU tests (test_cuda is the
 # CUDA-vs-CPU parity test; test_cli and test_golden_text run --device cuda too); three runs of the default decode
 # bench (median, min, max); the lean ternary kernel and the split attention of 32 positions (decode benches; the
-# lean kernel's greedy text against the classic kernel's); the GPU kernel lab (build-gpu/cuda_kernel_lab); the
+# lean kernel's greedy text against the classic kernel's); the batched prefill (512-token prompts, the text after a
+# prompt, perplexity batched and token by token); the GPU kernel lab (build-gpu/cuda_kernel_lab); the
 # greedy text of the GPU against the CPU's (stories260K, and --synthetic tiny with --act f32); a long context (a
 # 1,536-token prompt, decode positions 1,536 to 1,791); the weight modes compared (--compare-weights); --parallel 16;
 # compute-sanitizer memcheck, synccheck and racecheck of test_cuda_ops and test_cuda_gemv; Nsight Compute; the
@@ -46,7 +47,9 @@ declare -A VAL WHY
 KEYS=(gpu gpu_name driver nvcc commit dirty clocks_before build_ok build_flags tests_passed tests_failed
     tests_skipped decode_tokens_per_s decode_tokens_per_s_min decode_tokens_per_s_max decode_tokens_per_s_runs
     ms_per_token achieved_gbs kernels_per_token bandwidth_gbs roofline_fraction device
-    decode_tokens_per_s_lean decode_tokens_per_s_split32 decode_tokens_per_s_lean_split32 lean_text_identical kernel_lab
+    decode_tokens_per_s_lean decode_tokens_per_s_split32 decode_tokens_per_s_lean_split32 lean_text_identical
+    prefill_tokens_per_s prefill_token_by_token_tokens_per_s prefill_tokens_per_s_tq1_0 prefill_text_identical
+    perplexity_batched perplexity_token_by_token kernel_lab
     stories260K_text_identical_to_cpu tiny_f32_text_identical_to_cpu long_context streaming parallel sanitizer
     sanitizer_errors nsight_compute pascal_path decode_tokens_per_s_f32_act decode_tokens_per_s_no_pdl
     decode_tokens_per_s_unfused decode_tokens_per_s_no_graph decode_tokens_per_s_tq1_0 profile_per_launch_kind
@@ -249,6 +252,37 @@ if [ $BUILD_RC -eq 0 ]; then
     done
     if [ -s "$OUT/tl_classic.txt" ]; then put lean_text_identical "$(same_text "$OUT/tl_lean.txt" "$OUT/tl_classic.txt")"
     else skip lean_text_identical "the classic kernel's generate gave no text: $(head -c 200 "$OUT/tl_classic.err")"; fi
+    # ---- batched prefill (TRN_CUDA_PREFILL=batched): a 512-token prompt batched and token by token (TQ2_0, TQ1_0), the
+    # greedy text after a prompt batched and token by token, perplexity of a ~10,000-token text both ways -----------
+    PREFILL=("$TRN" bench --device cuda --json --prompt-tokens 512 --decode-tokens 16)
+    run 90 "$OUT/bench_prefill.json" "$OUT/bench_prefill.err" env TRN_CUDA_PREFILL=batched "${PREFILL[@]}" --synthetic tinyllama
+    run 90 "$OUT/bench_prefill_tq1.json" "$OUT/bench_prefill_tq1.err" env TRN_CUDA_PREFILL=batched "${PREFILL[@]}" \
+        --synthetic tinyllama-tq1
+    for pair in prefill_tokens_per_s:prefill:prefill_tokens_per_s \
+        prefill_token_by_token_tokens_per_s:prefill:prefill_token_by_token_tokens_per_s \
+        prefill_tokens_per_s_tq1_0:prefill_tq1:prefill_tokens_per_s; do
+        IFS=: read -r k file key <<<"$pair"
+        v=$(field "$OUT/bench_$file.json" "$key")
+        if [ "$v" != null ]; then put "$k" "$v"; else skip "$k" "$(head -c 200 "$OUT/bench_$file.err")"; fi
+    done
+    for k in steps batched; do
+        run 60 "$OUT/tl_prefill_$k.txt" "$OUT/tl_prefill_$k.err" env TRN_CUDA_PREFILL=$k "$TRN" generate \
+            --synthetic tinyllama -p "$(printf 'Once upon a time %.0s' $(seq 40))" -n 32 --temp 0 --device cuda
+    done
+    if [ -s "$OUT/tl_prefill_steps.txt" ]; then
+        put prefill_text_identical "$(same_text "$OUT/tl_prefill_batched.txt" "$OUT/tl_prefill_steps.txt")"
+    else skip prefill_text_identical "generate gave no text: $(head -c 200 "$OUT/tl_prefill_steps.err")"; fi
+    for i in $(seq 200); do echo "Once upon a time there was a little robot who liked to count the stars."; done \
+        >"$OUT/perplexity_text.txt"
+    for k in batched steps; do
+        run 60 "$OUT/perplexity_$k.json" "$OUT/perplexity_$k.err" env TRN_CUDA_PREFILL=$k "$TRN" perplexity \
+            --synthetic tinyllama -f "$OUT/perplexity_text.txt" -c 512 --device cuda --json
+        RC=$?
+        if J=$(jfile "$OUT/perplexity_$k.json"); then put "perplexity_$( [ $k = steps ] && echo token_by_token || echo batched)" "$J"
+        else skip "perplexity_$( [ $k = steps ] && echo token_by_token || echo batched)" "perplexity $(why $RC) (perplexity_$k.err)"; fi
+    done
+    write_json
+
     # ---- the GPU kernel lab: every launch kind and ternary kernel variant, timed alone and checked ----------------------
     run 120 "$OUT/kernel_lab.txt" "$OUT/kernel_lab.txt" ./build-gpu/cuda_kernel_lab --reps 20 --json "$OUT/kernel_lab.json"
     RC=$?
@@ -320,7 +354,7 @@ if [ $BUILD_RC -eq 0 ]; then
         for tool in memcheck synccheck racecheck; do
             SAN+="$SEP\"$tool\": {"
             SEP2=""
-            for t in test_cuda_ops test_cuda_gemv; do
+            for t in test_cuda_ops test_cuda_gemv test_cuda_gemm; do
                 LOG=$OUT/sanitizer_${tool}_$t.log
                 CAP=$((SAN_END - $(date +%s)))
                 [ $CAP -gt 60 ] && CAP=60
@@ -371,7 +405,7 @@ if [ $BUILD_RC -eq 0 ]; then
     # ---- the Pascal code path (TRN_CUDA_PASCAL: no programmatic dependent launch) built and tested on this GPU ---------
     # shellcheck disable=SC2016 # expanded by the inner shell, from its arguments
     run 240 "$OUT/pascal_build.log" "$OUT/pascal_build.log" bash -c 'cmake -S . -B build-gpu-pascal "$@" -DTRN_CUDA_PASCAL=ON &&
-        cmake --build build-gpu-pascal -j"$(nproc)" --target test_cuda test_cuda_ops test_cuda_gemv trinity make_test_models' \
+        cmake --build build-gpu-pascal -j"$(nproc)" --target test_cuda test_cuda_ops test_cuda_gemv test_cuda_gemm trinity make_test_models' \
         _ "${FLAGS[@]}"
     RC=$?
     if [ $RC -eq 0 ]; then
@@ -467,6 +501,12 @@ if [ $BUILD_RC -eq 0 ]; then
         "greedy text identical to the classic kernel's: $(v lean_text_identical)"
     echo "attention split 32:  $(v decode_tokens_per_s_split32) tokens/s (TRN_CUDA_ATTENTION_SPLIT=32)," \
         "with the lean kernel $(v decode_tokens_per_s_lean_split32)"
+    echo "batched prefill:     $(v prefill_tokens_per_s) tokens/s for a 512-token prompt (TQ2_0; token by token" \
+        "$(v prefill_token_by_token_tokens_per_s)), TQ1_0 $(v prefill_tokens_per_s_tq1_0); text after a batched prompt" \
+        "identical: $(v prefill_text_identical)"
+    echo "perplexity:          batched $(v perplexity_batched | grep -oE '"(perplexity|tokens|tokens_per_s)": [0-9.]+' |
+        paste -sd' '); token by token $(v perplexity_token_by_token | grep -oE '"(perplexity|tokens_per_s)": [0-9.]+' |
+        paste -sd' ')"
     echo "kernel lab (us per launch with PDL where sm_90; build-gpu/cuda_kernel_lab, $OUT/kernel_lab.txt):"
     grep -E "^(ternary|lm_head|attention|sampler)" "$OUT/kernel_lab.txt" 2>/dev/null | sed 's/^/  /'
     SAME_MODES=$(v streaming | grep -oE '"text_identical": [a-z]+' | sed 's/.*: //')

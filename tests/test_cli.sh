@@ -211,6 +211,17 @@ expect_error "--resident-layers -1" 2 "--resident-layers" -- "$TRINITY" generate
 expect_error "--compare-weights outside bench" 2 "bench" -- "$TRINITY" generate -m "$G" -p hi --compare-weights
 expect_error "--compare-weights with --weights" 2 "--compare-weights" -- \
     "$TRINITY" bench -m "$G" --compare-weights --weights mapped
+expect_error "--dense with --device cpu" 2 "--device cuda" -- "$TRINITY" bench -m "$G" --dense f16 --device cpu
+expect_error "--dense bogus" 2 "--dense" -- "$TRINITY" bench -m "$G" --dense f32 --device cuda
+expect_error "--dense with --parallel" 2 "--parallel" -- "$TRINITY" bench -m "$G" --dense f16 --parallel 2
+expect_error "--dense outside bench" 2 "bench" -- "$TRINITY" generate -m "$G" -p hi --dense f16
+run "$TRINITY" bench -m "$G" --dense f16 --decode-tokens 4 --prompt-tokens 2
+if [ "$RC" -eq 0 ]; then
+    ok "bench --dense f16 on auto (skipped: this machine has a GPU)"
+else
+    expect_error "bench --dense f16 on auto without a GPU" 1 "CUDA baseline" -- \
+        "$TRINITY" bench -m "$G" --dense f16 --decode-tokens 4 --prompt-tokens 2
+fi
 run "$TRINITY" bench -m "$G" --compare-weights --decode-tokens 4 --prompt-tokens 2
 if [ "$RC" -eq 0 ]; then
     ok "bench --compare-weights (skipped: this machine has a GPU)"

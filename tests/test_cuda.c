@@ -21,7 +21,8 @@
  *     bounds of the default 64;
  *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text);
  *   - every weight mode (streamed, partly resident, mapped; copies slowed on purpose; pinned memory refused) gives
- *     bitwise the logits and tokens of resident weights. */
+ *     bitwise the logits and tokens of resident weights;
+ *   - the batched prefill (TRN_CUDA_PREFILL=batched), as check_prefill says. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
@@ -207,6 +208,138 @@ static void check_model(const char *path, model_kind kind) {
     trn_model_free(model);
 }
 
+/* ---- batched prefill ---- */
+
+#define AFTER 8 /* decode steps after a prompt, to see its KV cache */
+
+/* A prompt of STEPS tokens through a CUDA backend (the environment set by the caller) with batches of max_batch:
+ * batched (trn_backend_prefill, which must then be the backend's batched one) or one step per token
+ * (trn_backend_prefill_steps); every token's logits into all[STEPS][n_vocab], then AFTER greedy decode steps whose
+ * logits go to after[AFTER][n_vocab]. */
+static int prefill_and_decode(const trn_model *model, const trn_graph *g, trn_act_mode act, int max_batch, int batched,
+                              const int *prompt, float *all, float *after) {
+    trn_backend *d = make(1);
+    trn_backend_config config = {.act = act, .sampling = trn_sampling_default(), .max_batch = max_batch};
+    config.sampling.temp = 0.0f;
+    int ok = d && trn_backend_prepare(d, g, &config) == TRN_OK;
+    if (ok && trn_backend_has_batched_prefill(d) != batched) {
+        fprintf(stderr, "the backend's batched prefill is %s, expected %s\n", batched ? "absent" : "present",
+                batched ? "present" : "absent");
+        ok = 0;
+    }
+    int next = -1;
+    ok = ok && (batched ? trn_backend_prefill(d, prompt, STEPS, 0, 1, &next, all)
+                        : trn_backend_prefill_steps(d, prompt, STEPS, 0, 1, &next, all)) == TRN_OK;
+    const int n_vocab = model->hp.n_vocab;
+    if (ok) { /* logits() after a prompt: its last token's */
+        const float *last = trn_backend_logits(d);
+        ok = last && next >= 0 && memcmp(last, all + (size_t)(STEPS - 1) * n_vocab, (size_t)n_vocab * sizeof(float)) == 0;
+    }
+    for (int i = 0; ok && i < AFTER; i++) {
+        int following = -1;
+        ok = ok && trn_backend_step(d, next, STEPS + i, 1, &following) == TRN_OK;
+        const float *stepped = ok ? trn_backend_logits(d) : NULL;
+        ok = ok && stepped;
+        if (ok)
+            memcpy(after + (size_t)i * n_vocab, stepped, (size_t)n_vocab * sizeof(float));
+        next = following;
+    }
+    if (!ok)
+        fprintf(stderr, "prefill (%s, batch %d) failed: %s\n", batched ? "batched" : "token by token", max_batch,
+                trn_last_error());
+    trn_backend_free(d);
+    return ok;
+}
+
+/* Mean negative log-likelihood of prompt[i + 1] under all[i] over the prompt: the perplexity's exponent. */
+static double prompt_nll(const float *all, const int *prompt, int n_vocab) {
+    double total = 0.0;
+    for (int i = 0; i + 1 < STEPS; i++) {
+        const float *l = all + (size_t)i * n_vocab;
+        double max = l[0], sum = 0.0;
+        for (int v = 1; v < n_vocab; v++)
+            max = l[v] > max ? l[v] : max;
+        for (int v = 0; v < n_vocab; v++)
+            sum += exp((double)l[v] - max);
+        total += max + log(sum) - l[prompt[i + 1]];
+    }
+    return total / (STEPS - 1);
+}
+
+/* The batched prefill against one step per token, in both activation modes, on a prompt of STEPS ids:
+ *   - with fusion and cuBLAS off (TRN_CUDA_NO_FUSION=1, TRN_CUDA_NO_CUBLAS=1: every op the unfused step's kernel
+ *     over the rows, ternary products by the int8 GEMM, which is bitwise the matrix-vector kernel) against unfused
+ *     steps, for batches of 7 (not dividing the prompt), 8 and 512 (the whole prompt in one): every token's logits
+ *     and the AFTER decode steps after the prompt (the KV cache it left) bitwise equal;
+ *   - by default (cuBLAS for F32/F16/BF16 products) against the default fused steps, batches of 64: logits within
+ *     the fused-vs-unfused bound of check_model (the fused RMSNorm; cuBLAS sums in its own order, and F16/BF16
+ *     weights take fp16/bf16-rounded activations), and the prompt's perplexity within 0.1% (printed only for the
+ *     CHAOTIC random-weight models). */
+static void check_prefill(const char *path, model_kind kind) {
+    trn_model *model = NULL;
+    if (trn_model_load(path, &model) != TRN_OK) {
+        CHECK_MSG(0, "%s: %s", path, trn_last_error());
+        return;
+    }
+    trn_graph *g = NULL;
+    CHECK(trn_graph_build_decode(model, CTX, &g) == TRN_OK);
+    const int n_vocab = model->hp.n_vocab;
+    const size_t n_all = (size_t)STEPS * n_vocab, n_after = (size_t)AFTER * n_vocab;
+    float *ref = malloc(n_all * sizeof(float)), *got = malloc(n_all * sizeof(float));
+    float *ref_after = malloc(n_after * sizeof(float)), *got_after = malloc(n_after * sizeof(float));
+    int prompt[STEPS];
+    prompt[0] = trn_tokenizer_bos(model->tokenizer);
+    for (int i = 1; i < STEPS; i++)
+        prompt[i] = (int)(((long long)i * 7919 + 13) % n_vocab);
+    for (int act = 0; act < 2 && ref && got && ref_after && got_after; act++) {
+        const char *mode = act ? "f32" : "int8";
+        setenv("TRN_CUDA_NO_FUSION", "1", 1);
+        setenv("TRN_CUDA_NO_CUBLAS", "1", 1);
+        setenv("TRN_CUDA_PREFILL", "steps", 1);
+        int ok = prefill_and_decode(model, g, (trn_act_mode)act, 0, 0, prompt, ref, ref_after);
+        CHECK_MSG(ok, "%s act %s: unfused token-by-token prefill failed", path, mode);
+        setenv("TRN_CUDA_PREFILL", "batched", 1);
+        const int batches[] = {7, 8, 512};
+        for (int b = 0; ok && b < 3; b++) {
+            const int ran = prefill_and_decode(model, g, (trn_act_mode)act, batches[b], 1, prompt, got, got_after);
+            const int same = ran && memcmp(got, ref, n_all * sizeof(float)) == 0;
+            const int same_after = ran && memcmp(got_after, ref_after, n_after * sizeof(float)) == 0;
+            printf("%s, act %s, batches of %d, no fusion, no cuBLAS: prompt logits %s (nmse %.3g), decode after it %s\n",
+                   path, mode, batches[b], same ? "bitwise" : "DIFFER", ran ? test_nmse(got, ref, (long long)n_all) : -1.0,
+                   same_after ? "bitwise" : "DIFFERS");
+            CHECK_MSG(same && same_after, "%s act %s: batched prefill (batches of %d) differs from unfused steps", path,
+                      mode, batches[b]);
+        }
+        unsetenv("TRN_CUDA_NO_FUSION");
+        unsetenv("TRN_CUDA_NO_CUBLAS");
+        setenv("TRN_CUDA_PREFILL", "steps", 1);
+        ok = ok && prefill_and_decode(model, g, (trn_act_mode)act, 0, 0, prompt, ref, ref_after);
+        setenv("TRN_CUDA_PREFILL", "batched", 1);
+        ok = ok && prefill_and_decode(model, g, (trn_act_mode)act, 64, 1, prompt, got, got_after);
+        unsetenv("TRN_CUDA_PREFILL");
+        CHECK_MSG(ok, "%s act %s: default prefill runs failed", path, mode);
+        if (ok) {
+            const double err = test_nmse(got, ref, (long long)n_all);
+            const double err_after = test_nmse(got_after, ref_after, (long long)n_after);
+            const double bound = kind == CHAOTIC ? 1e-2 : 1e-4;
+            const double nll_ref = prompt_nll(ref, prompt, n_vocab), nll = prompt_nll(got, prompt, n_vocab);
+            const double ppl_rel = fabs(exp(nll - nll_ref) - 1.0);
+            printf("%s, act %s, batches of 64, default: prompt logits nmse %.3g, decode after it %.3g (bound %.0e), "
+                   "perplexity %.4f vs %.4f token by token (relative %.2g)\n", path, mode, err, err_after, bound,
+                   exp(nll), exp(nll_ref), ppl_rel);
+            CHECK_MSG(err <= bound && err_after <= bound, "%s act %s: batched prefill nmse %.3g / %.3g", path, mode,
+                      err, err_after);
+            CHECK_MSG(ppl_rel <= 1e-3 || kind == CHAOTIC, "%s act %s: perplexity differs by %.3g", path, mode, ppl_rel);
+        }
+    }
+    free(ref);
+    free(got);
+    free(ref_after);
+    free(got_after);
+    trn_graph_free(g);
+    trn_model_free(model);
+}
+
 /* Weight residency: every mode gives bitwise the logits of resident weights (the same kernels read the same bytes,
  * only from elsewhere), also with each copy delayed on purpose (a kernel reading a ring slot before its layer
  * arrived would read another layer's weights) and with pinned memory refused (pageable copies, no graph). */
@@ -278,9 +411,14 @@ int main(void) {
     const char *stories = test_data_path("stories260K/stories260K.gguf");
     check_weights("synthetic:tiny");
     check_weights("synthetic:tinyllama");
+    check_prefill("synthetic:tiny", EXACT);
+    check_prefill("synthetic:tinyllama", CHAOTIC);
+    check_prefill("synthetic:tinyllama-tq1", CHAOTIC);
+    check_prefill(test_source_path("tests/golden/eval/tiny_ternary.gguf"), CASCADE);
     if (stories) {
         check_model(stories, EXACT);
         check_weights(stories);
+        check_prefill(stories, EXACT);
     } else
         printf("stories260K part skipped: ../shared/testdata is absent\n");
     return test_finish("test_cuda");
