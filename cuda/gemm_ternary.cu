@@ -217,7 +217,7 @@ __device__ __forceinline__ void block_isums_dp4a(const uint8_t *w_tile, const ui
 #pragma unroll
         for (int j = 0; j < 2; j++)
             x_tokens[ni][j] = x_tile + (kGemmMmaN * ni + frag_c_token(lane, j)) * kGemmPitch;
-#pragma unroll 4
+#pragma unroll 2
     for (int k = 0; k < TRN_QK_K; k += 4) {
         int wv[kGemmMTiles][2], xv[kGemmNTiles][2];
 #pragma unroll
