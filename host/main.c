@@ -393,9 +393,9 @@ static int check_combination(cli_options *o) {
         return usage_error("%s: GPU weight modes need --device cuda or auto",
                            o->compare_weights ? "--compare-weights" : weights_given ? "--weights" : "--resident-layers");
     if (o->dense && strcmp(o->device, "cpu") == 0)
-        return usage_error("--dense f16 is a GPU baseline: it needs --device cuda or auto");
+        return usage_error("%s: a GPU baseline, it needs --device cuda or auto", "--dense f16");
     if (o->dense && (o->compare_weights || o->bench_parallel))
-        return usage_error("%s: --dense is its own benchmark, not with %s", o->command_name,
+        return usage_error("--dense is its own benchmark, not with %s",
                            o->compare_weights ? "--compare-weights" : "--parallel");
     if (o->compare_weights && o->bench_parallel)
         return usage_error("%s: --compare-weights and --parallel are separate benchmarks", o->command_name);

@@ -18,7 +18,7 @@
 # prompt, perplexity batched and token by token); the GPU kernel lab (build-gpu/cuda_kernel_lab); the
 # greedy text of the GPU against the CPU's (stories260K, and --synthetic tiny with --act f32); a long context (a
 # 1,536-token prompt, decode positions 1,536 to 1,791); the weight modes compared (--compare-weights); --parallel 16;
-# compute-sanitizer memcheck, synccheck and racecheck of test_cuda_ops and test_cuda_gemv; Nsight Compute; the
+# compute-sanitizer memcheck, synccheck and racecheck of test_cuda_ops, test_cuda_gemv and test_cuda_gemm; Nsight Compute; the
 # switches that bisect the decode (no PDL, unfused, no graph, f32 activations, TQ1_0, the time per kind of launch)
 # and the text of every weight mode; the clocks again.
 # Without a GPU it stops at once with a JSON that says so (exit 2). Exit 0: built, and every test passed.
