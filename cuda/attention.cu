@@ -7,8 +7,9 @@
  *   h / (n_head / n_head_kv).
  *
  * Owns: the general kernel (one block per query head) and the split kernel (positions across blocks), and the
- * launcher that picks one (cuda_ops.h); the general kernel also over the tokens of a prefill batch
- * (trn_cuda_attention_rows). Does not own: writing K and V into the cache (the QKV epilogue in
+ * launcher that picks one (cuda_ops.h); for a prefill batch (trn_cuda_attention_rows) the query-block kernel
+ * (a block per KV head and 8 tokens, each K/V tile staged once for all their query heads) or the general kernel over
+ * the tokens. Does not own: writing K and V into the cache (the QKV epilogue in
  * gemv_ternary.cu in the fused plan, store_row in elementwise.cu otherwise), RoPE. *pos is read on the device, so
  * the launch configuration depends only on the model and a captured graph serves every token. Neither kernel is
  * bitwise the CPU's: their sums run in other orders, so results agree to float rounding. */
@@ -284,6 +285,99 @@ static __global__ void __launch_bounds__(ATT_THREADS)
         counters[kv] = 0; /* for the next launch, which starts after this grid completes */
 }
 
+/* ---- query-block kernel (a prefill batch) ---- */
+
+/* Head_dim 64, up to 8 query heads per KV head, over the rows of a batch: block (kv, b) takes tokens
+ * 8 b .. 8 b + 7 of the batch (warp w: token 8 b + w, all the KV head's query heads) and walks positions 0..max of
+ * their pos[t] in tiles of QB_POS, each tile's K and V rows of KV head kv staged once in shared memory with
+ * coalesced 16-byte loads for the 8 x group query rows (the general kernel reads them once per query head and token).
+ * Per tile and query row: lane i scores position t0 + i (-inf past the token's own position: the causal mask), the
+ * warp's max and sum of p = exp(s - m) by shuffles (the online softmax of the other kernels: earlier sums rescaled
+ * by exp(m_old - m_new)), and lane i sums p_t v_t for dimensions i and i + 32. Sums run in another order than the
+ * general kernel's and the CPU's: rows agree to float rounding, not bitwise. */
+#define QB_TOKENS 8   /* tokens per block: one per warp */
+#define QB_POS 32     /* positions per tile: one per lane */
+
+static __global__ void __launch_bounds__(ATT_THREADS)
+    attention_prefill_kernel(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
+                             int group, int kv_stride, int n_ctx, const int32_t *pos, int n_rows) {
+    static_assert(ATT_WARPS == QB_TOKENS, "one warp per token of the block");
+    __shared__ __align__(16) float q_s[QB_TOKENS][SPLIT_MAX_GROUP][SPLIT_HD];
+    __shared__ float k_s[QB_POS][SPLIT_HD + 1]; /* padded: lane i reading row i at one column hits bank (i + d) % 32 */
+    __shared__ __align__(16) float v_s[QB_POS][SPLIT_HD];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, kv = blockIdx.x;
+    const int token0 = blockIdx.y * QB_TOKENS, token = token0 + warp;
+    const bool live = token < n_rows;
+    /* the block's last position: the largest of its tokens' positions */
+    int last = -1;
+    for (int i = 0; i < QB_TOKENS && token0 + i < n_rows; i++)
+        last = max(last, min(pos[token0 + i], n_ctx - 1));
+    const int my_last = live ? min(pos[token], n_ctx - 1) : -1;
+    /* the block's query rows: q[token][kv * group + h][d] */
+    for (int i = tid; i < QB_TOKENS * group * SPLIT_HD; i += ATT_THREADS) {
+        const int t = i / (group * SPLIT_HD), h = (i / SPLIT_HD) % group, d = i % SPLIT_HD;
+        q_s[t][h][d] = token0 + t < n_rows ? q[((int64_t)(token0 + t) * n_head + kv * group + h) * SPLIT_HD + d] : 0.0f;
+    }
+    const float scale = 1.0f / sqrtf((float)SPLIT_HD);
+    float m[SPLIT_MAX_GROUP], l[SPLIT_MAX_GROUP], acc0[SPLIT_MAX_GROUP], acc1[SPLIT_MAX_GROUP];
+#pragma unroll
+    for (int h = 0; h < SPLIT_MAX_GROUP; h++) {
+        m[h] = -INFINITY;
+        l[h] = acc0[h] = acc1[h] = 0.0f;
+    }
+    for (int t0 = 0; t0 <= last; t0 += QB_POS) {
+        __syncthreads(); /* the previous tile is read (and, the first time, q_s written) */
+        for (int i = tid; i < QB_POS * SPLIT_HD / 4; i += ATT_THREADS) { /* 16-byte loads of K and V rows */
+            const int j = i / (SPLIT_HD / 4), d = 4 * (i % (SPLIT_HD / 4));
+            float4 kf = make_float4(0.0f, 0.0f, 0.0f, 0.0f), vf = kf;
+            if (t0 + j <= last) {
+                const int64_t at = (int64_t)(t0 + j) * kv_stride + (int64_t)kv * SPLIT_HD + d;
+                kf = *reinterpret_cast<const float4 *>(k_cache + at);
+                vf = *reinterpret_cast<const float4 *>(v_cache + at);
+            }
+            k_s[j][d] = kf.x, k_s[j][d + 1] = kf.y, k_s[j][d + 2] = kf.z, k_s[j][d + 3] = kf.w;
+            *reinterpret_cast<float4 *>(&v_s[j][d]) = vf;
+        }
+        __syncthreads();
+        if (t0 > my_last) /* this warp's token is done (warp-uniform); its warp still joins the barriers */
+            continue;
+#pragma unroll
+        for (int h = 0; h < SPLIT_MAX_GROUP; h++) {
+            if (h >= group)
+                break;
+            float s = 0.0f;
+#pragma unroll 16
+            for (int d = 0; d < SPLIT_HD; d++)
+                s = fmaf(q_s[warp][h][d], k_s[lane][d], s);
+            s = t0 + lane <= my_last ? s * scale : -INFINITY;
+            const float m_new = fmaxf(m[h], warp_max(s)); /* finite: position t0 <= my_last is in the tile */
+            const float alpha = expf(m[h] - m_new);     /* 0 on the first tile (m = -inf) */
+            const float p = expf(s - m_new);            /* 0 past the token's position */
+            l[h] = l[h] * alpha + warp_sum(p);
+            m[h] = m_new;
+            float a0 = acc0[h] * alpha, a1 = acc1[h] * alpha;
+#pragma unroll 8
+            for (int j = 0; j < QB_POS; j++) {
+                const float pj = __shfl_sync(0xffffffffu, p, j);
+                a0 = fmaf(pj, v_s[j][lane], a0);
+                a1 = fmaf(pj, v_s[j][lane + 32], a1);
+            }
+            acc0[h] = a0;
+            acc1[h] = a1;
+        }
+    }
+    if (!live)
+        return;
+#pragma unroll
+    for (int h = 0; h < SPLIT_MAX_GROUP; h++) {
+        if (h >= group)
+            break;
+        float *o = out + ((int64_t)token * n_head + kv * group + h) * SPLIT_HD;
+        o[lane] = acc0[h] / l[h];
+        o[lane + 32] = acc1[h] / l[h];
+    }
+}
+
 static bool split_applies(int n_head, int n_head_kv, int head_dim) {
     return head_dim == SPLIT_HD && n_head % n_head_kv == 0 && n_head / n_head_kv <= SPLIT_MAX_GROUP &&
            n_head_kv * (int)sizeof(int) <= SPLIT_COUNTER_BYTES;
@@ -298,12 +392,18 @@ extern "C" size_t trn_cuda_attention_scratch_bytes(int n_head, int n_head_kv, in
 
 extern "C" int trn_cuda_attention_rows(const float *q, const float *k_cache, const float *v_cache, float *out,
                                        int n_head, int n_head_kv, int head_dim, int n_ctx, const int32_t *pos,
-                                       int n_rows, trn_cuda_stream stream) {
+                                       int n_rows, int step_kernel, trn_cuda_stream stream) {
     if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 || head_dim <= 0 || head_dim > ATT_MAX_HEAD_DIM ||
         n_ctx <= 0 || n_rows <= 0 || n_rows > TRN_CUDA_MAX_ROWS)
         return (int)cudaErrorInvalidValue;
     const int group = n_head / n_head_kv, kv_stride = n_head_kv * head_dim;
     const bool vec4 = head_dim % 4 == 0 && ((uintptr_t)k_cache & 15) == 0; /* as trn_cuda_attention decides */
+    if (!step_kernel && vec4 && ((uintptr_t)v_cache & 15) == 0 && split_applies(n_head, n_head_kv, head_dim)) {
+        const dim3 grid((unsigned)n_head_kv, (unsigned)((n_rows + QB_TOKENS - 1) / QB_TOKENS));
+        attention_prefill_kernel<<<grid, ATT_THREADS, 0, (cudaStream_t)stream>>>(q, k_cache, v_cache, out, n_head,
+                                                                                 group, kv_stride, n_ctx, pos, n_rows);
+        return (int)cudaGetLastError();
+    }
     const dim3 grid((unsigned)n_head, (unsigned)n_rows);
     if (vec4)
         attention_decode_kernel<true><<<grid, ATT_THREADS, 0, (cudaStream_t)stream>>>(

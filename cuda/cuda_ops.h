@@ -164,10 +164,13 @@ int trn_cuda_get_rows(const trn_cuda_matrix *w, const int32_t *row_index, float 
                       trn_cuda_stream stream);
 /* y[t][rows] = W x[t][cols] (float weight types) */
 int trn_cuda_gemv_float_rows(const trn_cuda_matrix *w, const float *x, float *y, int n_rows, trn_cuda_stream stream);
-/* The general kernel (one block per query head and token; the split kernel has no rows form): token t attends to
- * positions 0..pos[t] of the caches, which hold the whole batch's K and V before the launch (causal). */
+/* Token t attends to positions 0..pos[t] of the caches, which hold the whole batch's K and V before the launch
+ * (causal). step_kernel 1: the general kernel over the tokens (one block per query head and token), each row bitwise
+ * the single-token launch's; 0: the query-block kernel where it serves the shapes (head_dim 64, up to 8 query heads
+ * per KV head, 16-byte aligned caches: a block per KV head and 8 tokens), rows within float rounding of the
+ * general kernel's; the general kernel elsewhere. */
 int trn_cuda_attention_rows(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
-                            int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, int n_rows,
+                            int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, int n_rows, int step_kernel,
                             trn_cuda_stream stream);
 
 /* ---- sample.cu ---- */

@@ -165,6 +165,8 @@ trn_status prefill_prepare(prefill *p, const prefill_resources &res, int max_bat
     p->row_bytes[(size_t)g->buf_token] = p->row_bytes[(size_t)g->buf_pos] = sizeof(int32_t);
     p->rows[(size_t)g->buf_logits] = logits;
     p->row_bytes[(size_t)g->buf_logits] = g->buffers[g->buf_logits].bytes;
+    const char *no_fusion = getenv("TRN_CUDA_NO_FUSION");
+    p->step_attention = no_fusion && no_fusion[0] == '1';
     const char *no_blas = getenv("TRN_CUDA_NO_CUBLAS");
     if (no_blas && no_blas[0] == '1')
         snprintf(p->blas_note, sizeof(p->blas_note), "TRN_CUDA_NO_CUBLAS=1");
@@ -266,7 +268,7 @@ trn_status run_node_rows(prefill *p, const trn_node *node, const node_rows &r, i
     case TRN_OP_ATTENTION:
         CUDA_LAUNCH_CHECK(trn_cuda_attention_rows(r.f(node->src[0]), r.f(node->src[1]), r.f(node->src[2]),
                                                   r.f(node->dst), node->n_head, node->n_head_kv, node->head_dim,
-                                                  g->n_ctx, r.ids(node->src[3]), r.n, s));
+                                                  g->n_ctx, r.ids(node->src[3]), r.n, p->step_attention ? 1 : 0, s));
         break;
     case TRN_OP_SWIGLU:
     case TRN_OP_ADD:

@@ -10,15 +10,17 @@
  *   ternary product, f32 mode   the step's kernel once per token
  *   F32/F16/BF16 product        cuBLAS (loaded at run time: libcublas.so.<major>), GEMM with float accumulation;
  *                               where it cannot be loaded, or TRN_CUDA_NO_CUBLAS=1, the step's kernel over the rows
+ *   attention                   the query-block kernel (a block per KV head and 8 tokens); with
+ *                               TRN_CUDA_NO_FUSION=1 the step's general kernel over the rows
  *   other products, every other op  the step's kernels over the rows (the _rows launchers of cuda_ops.h)
  * Attention: the batch's K and V are stored in the cache before the attention node, which gives token t positions
  * 0..pos0 + t (the causal mask). The head (final norm, LM head) runs for the last token alone, or for every token
  * where all logits are asked for; the sampler for the last token.
  *
- * Results: every op but the cuBLAS products is bitwise the unfused step's (TRN_CUDA_NO_FUSION, the plain kernel per
- * node); so with TRN_CUDA_NO_CUBLAS=1, or on a model whose float layers are only the LM head and embeddings, a
- * batch's KV cache and last logits are bitwise those of token-by-token unfused steps. Against the default fused step
- * the difference is the fused-vs-unfused one (the fused RMSNorm sums in another order). */
+ * Results: with TRN_CUDA_NO_FUSION=1 every op but the cuBLAS products is bitwise the unfused step's (the plain kernel
+ * per node); so with TRN_CUDA_NO_CUBLAS=1 too, a batch's KV cache and logits are bitwise those of token-by-token
+ * unfused steps. By default, against the fused step, the differences are float rounding: the fused RMSNorm's order,
+ * the query-block attention's (and the split kernel's on the step side), cuBLAS's. */
 #ifndef TRN_CUDA_PREFILL_H
 #define TRN_CUDA_PREFILL_H
 
@@ -57,6 +59,7 @@ struct prefill {
     int32_t *inputs_pinned = nullptr; /* [2][max_batch]: token ids, positions (copied to the device per batch) */
     int32_t *next_pinned = nullptr;
     cublas_api *blas = nullptr;      /* nullptr: float products by the step's kernel over the rows */
+    bool step_attention = false;     /* TRN_CUDA_NO_FUSION=1: the step's general attention kernel over the rows */
     size_t device_bytes = 0;
     char blas_note[96] = "";         /* why cuBLAS is not used, or its library */
 };

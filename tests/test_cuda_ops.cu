@@ -1,6 +1,7 @@
 #include <cstdarg>
 // test_cuda_ops.cu: the kernels of cuda/elementwise.cu, cuda/attention.cu and cuda/sample.cu, one at a time, against
-// the CPU references (cpu_fallback/ops_ref.c, host/sampler.c), and the sampler inside a captured CUDA Graph.
+// the CPU references (cpu_fallback/ops_ref.c, host/sampler.c), their rows forms of a prefill batch against one launch
+// per row, and the sampler inside a captured CUDA Graph.
 // Built where CUDA is (tests/CMakeLists.txt); exits 77 (skipped) where no GPU is present. Prints one line per check
 // and the kernel times; exits 1 if a check fails.
 #include <cuda_runtime.h>
@@ -193,6 +194,95 @@ static void check_attention(cudaStream_t s) {
            "%d cases (the same shapes and positions), worst normalized error %.2g", cases[2], worst[2]);
 }
 
+/* The rows forms of a prefill batch (cuda_ops.h): rmsnorm, rope and store over n rows bitwise the single-token launch
+ * per row; attention over the tokens of a batch at consecutive positions pos0.. (the cache holding them all):
+ * step_kernel 1 (the general kernel over the rows) bitwise trn_cuda_attention without scratch per token, step_kernel
+ * 0 (the query-block kernel where it serves the shape) within 1e-5 of the CPU reference. */
+static void check_rows(cudaStream_t s) {
+    const trn_cpu_ops *ref = trn_cpu_ops_ref();
+    long bad_rows = 0, row_cases = 0;
+    for (int n_rows : {1, 3, 8, 37}) {
+        const int width = 2048, heads = 32, hd = 64, n_ctx = 256;
+        std::vector<float> x((size_t)n_rows * width), w(width), table((size_t)n_ctx * hd);
+        for (auto &v : x) v = randn() * 2.0f;
+        for (auto &v : w) v = 1.0f + 0.1f * randn();
+        for (auto &v : table) v = randn();
+        std::vector<int32_t> pos(n_rows);
+        for (int t = 0; t < n_rows; t++) pos[t] = 100 + t;
+        float *dx = dev(x), *dw = dev(w), *dt = dev(table), *dy, *dz, *dc;
+        int32_t *dp = dev(pos);
+        CK(cudaMalloc(&dy, x.size() * 4));
+        CK(cudaMalloc(&dz, x.size() * 4));
+        CK(cudaMalloc(&dc, (size_t)n_ctx * width * 4));
+        CK(cudaMemset(dc, 0, (size_t)n_ctx * width * 4));
+        LK(trn_cuda_rmsnorm_rows(dx, dw, dy, width, 1e-5f, n_rows, s));
+        for (int t = 0; t < n_rows; t++)
+            LK(trn_cuda_rmsnorm(dx + (size_t)t * width, dw, dz + (size_t)t * width, width, 1e-5f, s));
+        bad_rows += memcmp(host(dy, x.size()).data(), host(dz, x.size()).data(), x.size() * 4) != 0;
+        LK(trn_cuda_rope_rows(dx, dy, heads, hd, dt, dp, n_rows, s));
+        for (int t = 0; t < n_rows; t++)
+            LK(trn_cuda_rope(dx + (size_t)t * width, dz + (size_t)t * width, heads, hd, dt, dp + t, s));
+        bad_rows += memcmp(host(dy, x.size()).data(), host(dz, x.size()).data(), x.size() * 4) != 0;
+        LK(trn_cuda_store_rows(dx, dc, width, dp, n_rows, s));
+        std::vector<float> cache = host(dc, (size_t)n_ctx * width), want((size_t)n_ctx * width, 0.0f);
+        for (int t = 0; t < n_rows; t++)
+            memcpy(want.data() + (size_t)pos[t] * width, x.data() + (size_t)t * width, width * 4);
+        bad_rows += memcmp(cache.data(), want.data(), cache.size() * 4) != 0;
+        row_cases += 3;
+        cudaFree(dx), cudaFree(dw), cudaFree(dt), cudaFree(dy), cudaFree(dz), cudaFree(dc), cudaFree(dp);
+    }
+    report("rows", bad_rows == 0, "rmsnorm, rope, store over 1..37 rows: %ld of %ld cases differ from one launch per row",
+           bad_rows, row_cases);
+
+    struct { int n_head, n_head_kv, hd; } shapes[] = {{32, 4, 64}, {8, 8, 64}, {12, 4, 64}, {8, 1, 64}, {2, 1, 3}};
+    double worst = 0;
+    long step_bad = 0, cases = 0, block_cases = 0;
+    for (auto sh : shapes)
+        for (int n_rows : {1, 5, 8, 13, 64})
+            for (int pos0 : {0, 100}) {
+                const int n_ctx = 256, stride = sh.n_head_kv * sh.hd, group = sh.n_head / sh.n_head_kv;
+                const int q_width = sh.n_head * sh.hd;
+                std::vector<float> q((size_t)n_rows * q_width), k((size_t)n_ctx * stride), v(k.size());
+                for (auto &x : q) x = randn();
+                for (auto &x : k) x = randn() * 1.5f;
+                for (auto &x : v) x = randn();
+                std::vector<int32_t> pos(n_rows);
+                for (int t = 0; t < n_rows; t++) pos[t] = pos0 + t;
+                float *dq = dev(q), *dk = dev(k), *dv = dev(v), *drows, *done;
+                int32_t *dp = dev(pos);
+                CK(cudaMalloc(&drows, q.size() * 4));
+                CK(cudaMalloc(&done, q.size() * 4));
+                LK(trn_cuda_attention_rows(dq, dk, dv, drows, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp, n_rows, 1, s));
+                for (int t = 0; t < n_rows; t++)
+                    LK(trn_cuda_attention(dq + (size_t)t * q_width, dk, dv, done + (size_t)t * q_width, sh.n_head,
+                                          sh.n_head_kv, sh.hd, n_ctx, dp + t, nullptr, 0, 0, s));
+                step_bad += memcmp(host(drows, q.size()).data(), host(done, q.size()).data(), q.size() * 4) != 0;
+                LK(trn_cuda_attention_rows(dq, dk, dv, drows, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp, n_rows, 0, s));
+                std::vector<float> k_blocked((size_t)sh.n_head_kv * TRN_K_FLOATS(n_ctx, sh.hd));
+                for (int kvh = 0; kvh < sh.n_head_kv; kvh++)
+                    for (int t = 0; t < n_ctx; t++)
+                        for (int d = 0; d < sh.hd; d++)
+                            k_blocked[(size_t)kvh * TRN_K_FLOATS(n_ctx, sh.hd) + trn_k_index(t, d, sh.hd)] =
+                                k[(size_t)t * stride + kvh * sh.hd + d];
+                std::vector<float> want(q.size()), scores((size_t)TRN_ATTENTION_SCRATCH(n_ctx));
+                for (int t = 0; t < n_rows; t++)
+                    for (int h = 0; h < sh.n_head; h++)
+                        ref->attention(q.data() + (size_t)t * q_width + h * sh.hd, 1,
+                                       k_blocked.data() + (size_t)(h / group) * TRN_K_FLOATS(n_ctx, sh.hd),
+                                       v.data() + (h / group) * sh.hd, stride, pos[t] + 1, sh.hd, scores.data(),
+                                       want.data() + (size_t)t * q_width + h * sh.hd);
+                worst = std::max(worst, rel_err(host(drows, q.size()), want));
+                cases++;
+                block_cases += sh.hd == 64;
+                cudaFree(dq), cudaFree(dk), cudaFree(dv), cudaFree(drows), cudaFree(done), cudaFree(dp);
+            }
+    report("attention rows", step_bad == 0, "general kernel over 1..64 tokens: %ld of %ld cases differ from one launch "
+           "per token", step_bad, cases);
+    report("attention, query-block kernel", worst < 1e-5, "%ld cases (%ld on the query-block kernel: head_dim 64, "
+           "1 to 8 query heads per KV head, 1..64 tokens at positions from 0 and 100), worst normalized error %.2g",
+           cases, block_cases, worst);
+}
+
 static void make_logits(std::vector<float> &v, int n, int kind) {
     v.resize(n);
     for (int i = 0; i < n; i++)
@@ -372,6 +462,24 @@ static void timings(cudaStream_t s) {
            "and %.1f us (32 positions per block: %.1f and %.1f us); rmsnorm 2048 %.1f us; swiglu 5632 %.1f us (each "
            "includes launch)\n",
            t_att[0][0], t_att[0][1], t_att[1][0], t_att[1][1], t_att[2][0], t_att[2][1], tnorm, tswi);
+    // a prefill batch: 512 tokens at positions 0..511 of the same caches, both rows kernels
+    std::vector<float> q512((size_t)512 * 32 * 64);
+    for (auto &v : q512)
+        v = randn();
+    std::vector<int32_t> pos512(512);
+    for (int t = 0; t < 512; t++)
+        pos512[t] = t;
+    float *dq512 = dev(q512), *dout512;
+    int32_t *dpos512 = dev(pos512);
+    CK(cudaMalloc(&dout512, q512.size() * 4));
+    float t_rows[2];
+    for (int step_kernel = 0; step_kernel < 2; step_kernel++)
+        t_rows[step_kernel] = time_us([&] {
+            LK(trn_cuda_attention_rows(dq512, dk, dv, dout512, 32, 4, 64, n_ctx, dpos512, 512, step_kernel, s));
+        });
+    printf("time: attention of a 512-token prefill batch (positions 0..511), 32/4x64: query-block kernel %.1f us, "
+           "general kernel over the rows %.1f us\n", t_rows[0], t_rows[1]);
+    cudaFree(dq512), cudaFree(dpos512), cudaFree(dout512);
 }
 
 int main() {
@@ -387,6 +495,7 @@ int main() {
     CK(cudaStreamCreate(&s));
     check_elementwise(s);
     check_attention(s);
+    check_rows(s);
     check_sampler(s);
     check_graph(s);
     timings(s);
