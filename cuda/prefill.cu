@@ -56,10 +56,26 @@ static void cublas_unload(cublas_api *b) {
     delete b;
 }
 
+/* dlopen of the cuBLAS library: by name (the loader's paths), else from the folder of the CUDA runtime in use (a
+ * toolkit whose lib folder is not in the loader's cache, with the engine linked by RPATH or LD_LIBRARY_PATH). */
+static void *cublas_open() {
+    if (void *library = dlopen(CUBLAS_LIBRARY, RTLD_LAZY | RTLD_LOCAL))
+        return library;
+    Dl_info info;
+    if (!dladdr(reinterpret_cast<void *>(&cudaGetDeviceCount), &info) || !info.dli_fname)
+        return nullptr;
+    const char *slash = strrchr(info.dli_fname, '/');
+    if (!slash)
+        return nullptr;
+    char path[4096];
+    snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - info.dli_fname), info.dli_fname, CUBLAS_LIBRARY);
+    return dlopen(path, RTLD_LAZY | RTLD_LOCAL);
+}
+
 /* The library and a handle on `stream`; nullptr with the reason in note where either is missing. */
 static cublas_api *cublas_load(cudaStream_t stream, char *note, size_t cap) {
     cublas_api *b = new cublas_api();
-    b->library = dlopen(CUBLAS_LIBRARY, RTLD_LAZY | RTLD_LOCAL);
+    b->library = cublas_open();
     if (!b->library) {
         snprintf(note, cap, "%s not found", CUBLAS_LIBRARY);
         cublas_unload(b);
@@ -312,6 +328,8 @@ trn_status run_batch(prefill *p, const int *tokens, int n, int pos0, bool head, 
     int group = -1, quantized = -1;
     for (int i = 0; i < n_nodes; i++) {
         const trn_node *node = &g->nodes[i];
+        if (i == g->n_body_nodes)
+            quantized = -1; /* the head may run on other rows than the body */
         if (node->op == TRN_OP_SAMPLE && !sample)
             continue;
         const int node_group = w->group_of_node[(size_t)i];

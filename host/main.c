@@ -133,7 +133,8 @@ static const cli_flag cli_flags[] = {
     {"-o, --output", "OUT.npy", CMD_LOGITS, 0, VALUE_TEXT, AT(output), 0, 0, NULL,
      "every position's logits as float32 [tokens, vocab]"},
     {"--top", "K", CMD_LOGITS, 0, VALUE_INT, AT(top), 1, 1 << 20, NULL, "the K best ids and logits per position, as text"},
-    {"--prompt-tokens", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_prompt), 1, 2048, NULL, "prompt length (default 64)"},
+    {"--prompt-tokens", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_prompt), 1, 2048, NULL,
+     "prompt length (default 64; 512 with --device cuda)"},
     {"--decode-tokens", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_decode), 1, 2048, NULL, "decode steps timed (default 32)"},
     {"--parallel", "N", CMD_BENCH, 0, VALUE_INT, AT(bench_parallel), 1, 64, NULL,
      "aggregate decode tokens/s of 1, 4, 8, 16 ... N sequences decoded together, and the time to every first token "
@@ -392,6 +393,9 @@ static int check_combination(cli_options *o) {
     if ((weights_given || layers_given || o->compare_weights) && strcmp(o->device, "cpu") == 0)
         return usage_error("%s: GPU weight modes need --device cuda or auto",
                            o->compare_weights ? "--compare-weights" : weights_given ? "--weights" : "--resident-layers");
+    if (o->command == CMD_BENCH && !given(o, "--prompt-tokens") && !o->bench_parallel && !o->compare_weights &&
+        strcmp(o->device, "cuda") == 0)
+        o->bench_prompt = 512; /* a GPU's batched prefill is measured on a prompt of a realistic length */
     if (o->dense && strcmp(o->device, "cpu") == 0)
         return usage_error("%s: a GPU baseline, it needs --device cuda or auto", "--dense f16");
     if (o->dense && (o->compare_weights || o->bench_parallel))

@@ -274,7 +274,9 @@ static double prompt_nll(const float *all, const int *prompt, int n_vocab) {
  *   - by default (cuBLAS for F32/F16/BF16 products) against the default fused steps, batches of 64: logits within
  *     the fused-vs-unfused bound of check_model (the fused RMSNorm; cuBLAS sums in its own order, and F16/BF16
  *     weights take fp16/bf16-rounded activations), and the prompt's perplexity within 0.1% (printed only for the
- *     CHAOTIC random-weight models). */
+ *     CHAOTIC random-weight models);
+ *   - the default against the CPU backend's batched prefill: check_model's GPU-vs-CPU bounds (f32 mode 1e-6: cuBLAS
+ *     and the query-block attention add their own rounding). */
 static void check_prefill(const char *path, model_kind kind) {
     trn_model *model = NULL;
     if (trn_model_load(path, &model) != TRN_OK) {
@@ -330,6 +332,22 @@ static void check_prefill(const char *path, model_kind kind) {
             CHECK_MSG(err <= bound && err_after <= bound, "%s act %s: batched prefill nmse %.3g / %.3g", path, mode,
                       err, err_after);
             CHECK_MSG(ppl_rel <= 1e-3 || kind == CHAOTIC, "%s act %s: perplexity differs by %.3g", path, mode, ppl_rel);
+            /* and against the CPU backend's batched prefill of the same prompt */
+            trn_backend *c = make(0);
+            trn_backend_config config = {.act = (trn_act_mode)act, .sampling = trn_sampling_default()};
+            config.sampling.temp = 0.0f;
+            int next = -1;
+            const int cpu_ok = c && trn_backend_prepare(c, g, &config) == TRN_OK &&
+                               trn_backend_prefill(c, prompt, STEPS, 0, 1, &next, ref) == TRN_OK;
+            CHECK_MSG(cpu_ok, "%s act %s: the CPU prefill failed: %s", path, mode, trn_last_error());
+            if (cpu_ok) {
+                const double err_cpu = test_nmse(got, ref, (long long)n_all);
+                const double bound_cpu = act == TRN_ACT_F32 ? 1e-6 : kind == CHAOTIC ? 1e-2 : 1e-3;
+                printf("%s, act %s, batches of 64: prompt logits against the CPU's batched prefill nmse %.3g (bound "
+                       "%.0e)\n", path, mode, err_cpu, bound_cpu);
+                CHECK_MSG(err_cpu <= bound_cpu, "%s act %s: GPU and CPU prefill nmse %.3g", path, mode, err_cpu);
+            }
+            trn_backend_free(c);
         }
     }
     free(ref);
