@@ -15,7 +15,7 @@
 # CUDA-vs-CPU parity test; test_cli and test_golden_text run --device cuda too); three runs of the default decode
 # bench (median, min, max); the lean ternary kernel and the split attention of 32 positions (decode benches; the
 # lean kernel's greedy text against the classic kernel's); the batched prefill (512-token prompts, the text after a
-# prompt, perplexity batched and token by token); the GPU kernel lab (build-gpu/cuda_kernel_lab); the
+# prompt, perplexity batched and token by token, the dense FP16 baseline); the GPU kernel lab (build-gpu/cuda_kernel_lab); the
 # greedy text of the GPU against the CPU's (stories260K, and --synthetic tiny with --act f32); a long context (a
 # 1,536-token prompt, decode positions 1,536 to 1,791); the weight modes compared (--compare-weights); --parallel 16;
 # compute-sanitizer memcheck, synccheck and racecheck of test_cuda_ops, test_cuda_gemv and test_cuda_gemm; Nsight Compute; the
@@ -49,6 +49,7 @@ KEYS=(gpu gpu_name driver nvcc commit dirty clocks_before build_ok build_flags t
     ms_per_token achieved_gbs kernels_per_token bandwidth_gbs roofline_fraction device
     decode_tokens_per_s_lean decode_tokens_per_s_split32 decode_tokens_per_s_lean_split32 lean_text_identical
     prefill_tokens_per_s prefill_token_by_token_tokens_per_s prefill_tokens_per_s_tq1_0 prefill_text_identical
+    dense_f16_decode_tokens_per_s dense_f16_prefill_tokens_per_s
     perplexity_batched perplexity_token_by_token kernel_lab
     stories260K_text_identical_to_cpu tiny_f32_text_identical_to_cpu long_context streaming parallel sanitizer
     sanitizer_errors nsight_compute pascal_path decode_tokens_per_s_f32_act decode_tokens_per_s_no_pdl
@@ -188,7 +189,7 @@ TESTS_OK=false
 if [ $BUILD_RC -eq 0 ]; then
     # ---- tests: the GPU tests and the command-line ones (which run --device cuda too); the CPU-only tests run in CI.
     # Serially: the CPU backend's OpenMP threads of two tests at once slow both several times over.
-    run 270 "$OUT/ctest.log" "$OUT/ctest.log" bash -c 'cd build-gpu && ctest -V -R "test_cuda|test_cli|test_golden_text"'
+    run 300 "$OUT/ctest.log" "$OUT/ctest.log" bash -c 'cd build-gpu && ctest -V -R "test_cuda|test_cli|test_golden_text"'
     RC=$?
     # ctest ends with "N% tests passed, F tests failed out of T", or "100% tests passed out of T" when none failed
     TOTAL=$(grep -oE "tests (failed|passed) out of [0-9]+" "$OUT/ctest.log" | grep -oE "[0-9]+$" | tail -1)
@@ -258,9 +259,13 @@ if [ $BUILD_RC -eq 0 ]; then
     run 90 "$OUT/bench_prefill.json" "$OUT/bench_prefill.err" env TRN_CUDA_PREFILL=batched "${PREFILL[@]}" --synthetic tinyllama
     run 90 "$OUT/bench_prefill_tq1.json" "$OUT/bench_prefill_tq1.err" env TRN_CUDA_PREFILL=batched "${PREFILL[@]}" \
         --synthetic tinyllama-tq1
+    # the dense baseline: the same model with every ternary matrix expanded to FP16, in the same run
+    run 90 "$OUT/bench_dense.json" "$OUT/bench_dense.err" env TRN_CUDA_PREFILL=batched "${PREFILL[@]}" \
+        --synthetic tinyllama --dense f16
     for pair in prefill_tokens_per_s:prefill:prefill_tokens_per_s \
         prefill_token_by_token_tokens_per_s:prefill:prefill_token_by_token_tokens_per_s \
-        prefill_tokens_per_s_tq1_0:prefill_tq1:prefill_tokens_per_s; do
+        prefill_tokens_per_s_tq1_0:prefill_tq1:prefill_tokens_per_s \
+        dense_f16_decode_tokens_per_s:dense:decode_tokens_per_s dense_f16_prefill_tokens_per_s:dense:prefill_tokens_per_s; do
         IFS=: read -r k file key <<<"$pair"
         v=$(field "$OUT/bench_$file.json" "$key")
         if [ "$v" != null ]; then put "$k" "$v"; else skip "$k" "$(head -c 200 "$OUT/bench_$file.err")"; fi
@@ -504,9 +509,11 @@ if [ $BUILD_RC -eq 0 ]; then
     echo "batched prefill:     $(v prefill_tokens_per_s) tokens/s for a 512-token prompt (TQ2_0; token by token" \
         "$(v prefill_token_by_token_tokens_per_s)), TQ1_0 $(v prefill_tokens_per_s_tq1_0); text after a batched prompt" \
         "identical: $(v prefill_text_identical)"
-    echo "perplexity:          batched $(v perplexity_batched | grep -oE '"(perplexity|tokens|tokens_per_s)": [0-9.]+' |
-        paste -sd' '); token by token $(v perplexity_token_by_token | grep -oE '"(perplexity|tokens_per_s)": [0-9.]+' |
-        paste -sd' ')"
+    echo "dense f16 baseline:  decode $(v dense_f16_decode_tokens_per_s) tokens/s, prefill (512 tokens, batched)" \
+        "$(v dense_f16_prefill_tokens_per_s) tokens/s (bench --dense f16)"
+    PPL_B=$(v perplexity_batched | grep -oE '"(perplexity|tokens|tokens_per_s)": [0-9.]+' | paste -sd' ')
+    PPL_S=$(v perplexity_token_by_token | grep -oE '"(perplexity|tokens_per_s)": [0-9.]+' | paste -sd' ')
+    echo "perplexity:          batched ${PPL_B:-n/a}; token by token ${PPL_S:-n/a}"
     echo "kernel lab (us per launch with PDL where sm_90; build-gpu/cuda_kernel_lab, $OUT/kernel_lab.txt):"
     grep -E "^(ternary|lm_head|attention|sampler)" "$OUT/kernel_lab.txt" 2>/dev/null | sed 's/^/  /'
     SAME_MODES=$(v streaming | grep -oE '"text_identical": [a-z]+' | sed 's/.*: //')
