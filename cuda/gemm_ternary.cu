@@ -159,17 +159,27 @@ struct ActTile {
 
 using warp_isums = int[kGemmMTiles][kGemmNTiles][4];
 
-/* Tensor cores: 8 k-steps of 2 x 4 mma m16n8k32 (sm_80 and newer; a trap where compiled for older targets). */
-__device__ __forceinline__ void block_isums_mma(const uint8_t *w_tile, const uint8_t *x_tile, int lane,
-                                                warp_isums &acc) {
-#if TRN_GEMM_HAVE_MMA
+/* f(mi, ni, r) for every element a lane holds of its warp's tile: mma tile (mi, ni), accumulator register r. */
+template <class F> __device__ __forceinline__ void for_each_element(F f) {
 #pragma unroll
     for (int mi = 0; mi < kGemmMTiles; mi++)
 #pragma unroll
         for (int ni = 0; ni < kGemmNTiles; ni++)
 #pragma unroll
             for (int r = 0; r < 4; r++)
-                acc[mi][ni][r] = 0;
+                f(mi, ni, r);
+}
+
+/* Every element of a warp tile's per-lane values (block sums or accumulators) set to `value`. */
+template <class T> __device__ __forceinline__ void fill(T (&v)[kGemmMTiles][kGemmNTiles][4], T value) {
+    for_each_element([&](int mi, int ni, int r) { v[mi][ni][r] = value; });
+}
+
+/* Tensor cores: 8 k-steps of 2 x 4 mma m16n8k32 (sm_80 and newer; a trap where compiled for older targets). */
+__device__ __forceinline__ void block_isums_mma(const uint8_t *w_tile, const uint8_t *x_tile, int lane,
+                                                warp_isums &acc) {
+#if TRN_GEMM_HAVE_MMA
+    fill(acc, 0);
 #pragma unroll 2
     for (int ks = 0; ks < TRN_QK_K / kGemmMmaK; ks++) {
         uint32_t a[kGemmMTiles][4], bf[kGemmNTiles][2];
@@ -199,13 +209,7 @@ __device__ __forceinline__ void block_isums_mma(const uint8_t *w_tile, const uin
  * per word 4 row words (broadcast across the lane's quad) and 8 token words, 32 dp4a. */
 __device__ __forceinline__ void block_isums_dp4a(const uint8_t *w_tile, const uint8_t *x_tile, int lane,
                                                  warp_isums &acc) {
-#pragma unroll
-    for (int mi = 0; mi < kGemmMTiles; mi++)
-#pragma unroll
-        for (int ni = 0; ni < kGemmNTiles; ni++)
-#pragma unroll
-            for (int r = 0; r < 4; r++)
-                acc[mi][ni][r] = 0;
+    fill(acc, 0);
     const uint8_t *w_rows[kGemmMTiles][2], *x_tokens[kGemmNTiles][2];
 #pragma unroll
     for (int mi = 0; mi < kGemmMTiles; mi++)
@@ -230,13 +234,8 @@ __device__ __forceinline__ void block_isums_dp4a(const uint8_t *w_tile, const ui
 #pragma unroll
             for (int j = 0; j < 2; j++)
                 xv[ni][j] = *reinterpret_cast<const int *>(x_tokens[ni][j] + k);
-#pragma unroll
-        for (int mi = 0; mi < kGemmMTiles; mi++)
-#pragma unroll
-            for (int ni = 0; ni < kGemmNTiles; ni++)
-#pragma unroll
-                for (int r = 0; r < 4; r++)
-                    acc[mi][ni][r] = dot4_i8(wv[mi][r >> 1], xv[ni][r & 1], acc[mi][ni][r]);
+        for_each_element(
+            [&](int mi, int ni, int r) { acc[mi][ni][r] = dot4_i8(wv[mi][r >> 1], xv[ni][r & 1], acc[mi][ni][r]); });
     }
 }
 
@@ -269,13 +268,7 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_ternary_kernel(const gemm_p
     const int64_t row0 = (int64_t)blockIdx.x * kGemmTileRows, token0 = (int64_t)blockIdx.y * kGemmTileTokens;
 
     float acc[kGemmMTiles][kGemmNTiles][4];
-#pragma unroll
-    for (int mi = 0; mi < kGemmMTiles; mi++)
-#pragma unroll
-        for (int ni = 0; ni < kGemmNTiles; ni++)
-#pragma unroll
-            for (int r = 0; r < 4; r++)
-                acc[mi][ni][r] = 0.0f;
+    fill(acc, 0.0f);
 
     Tile codes;
     ActTile act;
@@ -295,30 +288,19 @@ __global__ void __launch_bounds__(kGemmThreads) gemm_ternary_kernel(const gemm_p
             block_isums_mma(w_tile + warp_row * kGemmPitch, x_tile + warp_token * kGemmPitch, lane, isum);
         else
             block_isums_dp4a(w_tile + warp_row * kGemmPitch, x_tile + warp_token * kGemmPitch, lane, isum);
-#pragma unroll
-        for (int mi = 0; mi < kGemmMTiles; mi++)
-#pragma unroll
-            for (int ni = 0; ni < kGemmNTiles; ni++)
-#pragma unroll
-                for (int r = 0; r < 4; r++) {
-                    const int row = warp_row + kGemmMmaM * mi + frag_c_row(lane, r);
-                    const int token = warp_token + kGemmMmaN * ni + frag_c_token(lane, r);
-                    acc[mi][ni][r] = fold_block(acc[mi][ni][r], d_w_s[row], d_x_s[token], isum[mi][ni][r],
-                                                q_sum_s[token]);
-                }
+        for_each_element([&](int mi, int ni, int r) {
+            const int row = warp_row + kGemmMmaM * mi + frag_c_row(lane, r);
+            const int token = warp_token + kGemmMmaN * ni + frag_c_token(lane, r);
+            acc[mi][ni][r] = fold_block(acc[mi][ni][r], d_w_s[row], d_x_s[token], isum[mi][ni][r], q_sum_s[token]);
+        });
     }
 
-#pragma unroll
-    for (int mi = 0; mi < kGemmMTiles; mi++)
-#pragma unroll
-        for (int ni = 0; ni < kGemmNTiles; ni++)
-#pragma unroll
-            for (int r = 0; r < 4; r++) {
-                const int64_t row = row0 + warp_row + kGemmMmaM * mi + frag_c_row(lane, r);
-                const int64_t token = token0 + warp_token + kGemmMmaN * ni + frag_c_token(lane, r);
-                if (row < p.rows && token < p.n_tokens)
-                    p.y[token * p.ld_y + row] = acc[mi][ni][r];
-            }
+    for_each_element([&](int mi, int ni, int r) {
+        const int64_t row = row0 + warp_row + kGemmMmaM * mi + frag_c_row(lane, r);
+        const int64_t token = token0 + warp_token + kGemmMmaN * ni + frag_c_token(lane, r);
+        if (row < p.rows && token < p.n_tokens)
+            p.y[token * p.ld_y + row] = acc[mi][ni][r];
+    });
 }
 
 /* ---- host side ---- */

@@ -128,14 +128,25 @@ static int first_divergence(const float *a, const float *b, int n_vocab) {
     return -1;
 }
 
+/* The model at path and its decode graph of CTX positions; 0 (a failed check) where either fails. */
+static int load(const char *path, trn_model **model, trn_graph **g) {
+    if (trn_model_load(path, model) != TRN_OK) {
+        CHECK_MSG(0, "%s: %s", path, trn_last_error());
+        return 0;
+    }
+    if (trn_graph_build_decode(*model, CTX, g) != TRN_OK) {
+        CHECK_MSG(0, "%s: the graph: %s", path, trn_last_error());
+        trn_model_free(*model);
+        return 0;
+    }
+    return 1;
+}
+
 static void check_model(const char *path, model_kind kind) {
     trn_model *model = NULL;
-    if (trn_model_load(path, &model) != TRN_OK) {
-        CHECK_MSG(0, "%s: %s", path, trn_last_error());
-        return;
-    }
     trn_graph *g = NULL;
-    CHECK(trn_graph_build_decode(model, CTX, &g) == TRN_OK);
+    if (!load(path, &model, &g))
+        return;
     const size_t n = (size_t)STEPS * model->hp.n_vocab;
     float *cpu = malloc(n * sizeof(float)), *gpu = malloc(n * sizeof(float)), *plain = malloc(n * sizeof(float));
     int t_cpu[STEPS], t_gpu[STEPS], t_plain[STEPS], s1[STEPS], s2[STEPS];
@@ -279,12 +290,9 @@ static double prompt_nll(const float *all, const int *prompt, int n_vocab) {
  *     and the query-block attention add their own rounding). */
 static void check_prefill(const char *path, model_kind kind) {
     trn_model *model = NULL;
-    if (trn_model_load(path, &model) != TRN_OK) {
-        CHECK_MSG(0, "%s: %s", path, trn_last_error());
-        return;
-    }
     trn_graph *g = NULL;
-    CHECK(trn_graph_build_decode(model, CTX, &g) == TRN_OK);
+    if (!load(path, &model, &g))
+        return;
     const int n_vocab = model->hp.n_vocab;
     const size_t n_all = (size_t)STEPS * n_vocab, n_after = (size_t)AFTER * n_vocab;
     float *ref = malloc(n_all * sizeof(float)), *got = malloc(n_all * sizeof(float));
@@ -363,12 +371,9 @@ static void check_prefill(const char *path, model_kind kind) {
  * arrived would read another layer's weights) and with pinned memory refused (pageable copies, no graph). */
 static void check_weights(const char *path) {
     trn_model *model = NULL;
-    if (trn_model_load(path, &model) != TRN_OK) {
-        CHECK_MSG(0, "%s: %s", path, trn_last_error());
-        return;
-    }
     trn_graph *g = NULL;
-    CHECK(trn_graph_build_decode(model, CTX, &g) == TRN_OK);
+    if (!load(path, &model, &g))
+        return;
     const size_t n = (size_t)STEPS * model->hp.n_vocab;
     float *resident = malloc(n * sizeof(float)), *other = malloc(n * sizeof(float));
     int t_resident[STEPS], t_other[STEPS];

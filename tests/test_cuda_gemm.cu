@@ -26,15 +26,8 @@ extern "C" {
 }
 #include "cuda/cuda_ops.h"
 #include "cuda/gemm_fragment.cuh"
+#include "cuda_test_util.cuh"
 
-#define CK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); exit(2); } } while (0)
-#define LK(call) do { int e_ = (call); if (e_ != 0) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString((cudaError_t)e_)); exit(2); } } while (0)
-
-static int failures = 0;
-static uint64_t st = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd() { st ^= st << 13; st ^= st >> 7; st ^= st << 17; return st; }
-static float frand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 11) * (1.0 / 9007199254740992.0)); }
-static uint8_t brand() { return (uint8_t)(rnd() >> 32); }
 
 /* ---- host: a model of mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32, from the PTX ISA's fragment tables ---- */
 
@@ -151,15 +144,6 @@ static void check_unpack() {
     printf("host: TQ2_0 and TQ1_0 codes unpacked into the tile equal trn_tq*_block_codes in %d of %d blocks\n", 10000 - bad, 10000);
 }
 
-/* Random file rows of a ternary type (any code bytes; scales 0.001..0.05). */
-static std::vector<uint8_t> random_ternary_rows(trn_type t, int64_t rows, int64_t cols) {
-    std::vector<uint8_t> file((size_t)rows * trn_row_bytes(t, cols));
-    for (auto &b : file) b = brand();
-    const size_t bb = t == TRN_TYPE_TQ2_0 ? 66 : 54, cb = bb - 2;
-    for (size_t k = 0; k < file.size() / bb; k++) { trn_fp16 d = trn_f32_to_fp16(frand(0.001f, 0.05f)); memcpy(&file[k * bb + cb], &d, 2); }
-    return file;
-}
-
 /* The kernel on the host: 64 x 64 CTA tiles, 2 x 2 warps, codes unpacked block by block, the mma model, the fold;
  * against the CPU reference matvec per token, bitwise. */
 static void check_emulation(trn_type t, int64_t rows, int64_t cols, int n_tokens) {
@@ -226,8 +210,6 @@ static void check_emulation(trn_type t, int64_t rows, int64_t cols, int n_tokens
 
 /* ---- GPU ---- */
 
-template <class T> static T *up(const T *h, size_t n) { T *d; CK(cudaMalloc(&d, n * sizeof(T) + 16)); CK(cudaMemcpy(d, h, n * sizeof(T), cudaMemcpyHostToDevice)); return d; }
-template <class T> static std::vector<T> down(const T *d, size_t n) { std::vector<T> h(n); CK(cudaDeviceSynchronize()); CK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost)); return h; }
 
 struct dev_matrix { trn_cuda_matrix m; std::vector<uint8_t> file; size_t file_rb; };
 
@@ -236,11 +218,7 @@ static dev_matrix make(trn_type t, int64_t rows, int64_t cols) {
     dev_matrix dm{};
     dm.file_rb = trn_row_bytes(t, cols);
     dm.file = random_ternary_rows(t, rows, cols);
-    const size_t bb = t == TRN_TYPE_TQ2_0 ? 66 : 54, cb = bb - 2;
-    std::vector<uint8_t> codes(dm.file.size() / bb * cb);
-    std::vector<trn_fp16> sc(dm.file.size() / bb);
-    for (size_t k = 0; k < sc.size(); k++) { memcpy(&codes[k * cb], &dm.file[k * bb], cb); memcpy(&sc[k], &dm.file[k * bb + cb], 2); }
-    dm.m = {t, rows, cols, up(codes.data(), codes.size()), up(sc.data(), sc.size()), (size_t)(cols / 256) * cb};
+    dm.m = upload_ternary(t, dm.file, rows, cols);
     return dm;
 }
 

@@ -21,18 +21,8 @@ extern "C" {
 }
 #include "cuda/cuda_ops.h"
 #include "cuda/ternary_lane.cuh"
+#include "cuda_test_util.cuh"
 
-#define CK(call) do { cudaError_t e_ = (call); if (e_ != cudaSuccess) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); exit(2); } } while (0)
-#define LK(call) do { int e_ = (call); if (e_ != 0) { fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString((cudaError_t)e_)); exit(2); } } while (0)
-
-static int failures = 0;
-static uint64_t st = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd() { st ^= st << 13; st ^= st >> 7; st ^= st << 17; return st; }
-static float frand(float lo, float hi) { return lo + (hi - lo) * (float)((rnd() >> 11) * (1.0 / 9007199254740992.0)); }
-static uint8_t brand() { return (uint8_t)(rnd() >> 32); }
-
-template <class T> static T *up(const T *h, size_t n) { T *d; CK(cudaMalloc(&d, n * sizeof(T) + 16)); CK(cudaMemcpy(d, h, n * sizeof(T), cudaMemcpyHostToDevice)); return d; }
-template <class T> static std::vector<T> down(const T *d, size_t n) { std::vector<T> h(n); CK(cudaDeviceSynchronize()); CK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost)); return h; }
 
 static double row_err(const trn_matrix *m, const float *x, const float *got, const float *want) {
     std::vector<float> w((size_t)m->cols);
@@ -65,13 +55,8 @@ static dev_matrix make(trn_type t, int64_t rows, int64_t cols) {
             else memcpy(&dm.file[k * bb + 208], &d, 2);
         }
     } else if (t == TRN_TYPE_TQ2_0 || t == TRN_TYPE_TQ1_0) {
-        for (auto &b : dm.file) b = brand(); /* any codes, incl. TQ2_0 code 3 and TQ1_0 bytes >= 243 */
-        const size_t bb = t == TRN_TYPE_TQ2_0 ? 66 : 54, cb = bb - 2;
-        for (size_t k = 0; k < dm.file.size() / bb; k++) { trn_fp16 d = trn_f32_to_fp16(frand(0.001f, 0.05f)); memcpy(&dm.file[k * bb + cb], &d, 2); }
-        std::vector<uint8_t> codes(dm.file.size() / bb * cb);
-        std::vector<trn_fp16> sc(dm.file.size() / bb);
-        for (size_t k = 0; k < sc.size(); k++) { memcpy(&codes[k * cb], &dm.file[k * bb], cb); memcpy(&sc[k], &dm.file[k * bb + cb], 2); }
-        dm.m = {t, rows, cols, up(codes.data(), codes.size()), up(sc.data(), sc.size()), (size_t)(cols / 256) * cb};
+        dm.file = random_ternary_rows(t, rows, cols);
+        dm.m = upload_ternary(t, dm.file, rows, cols);
         return dm;
     } else {
         for (int64_t r = 0; r < rows; r++) {

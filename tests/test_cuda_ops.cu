@@ -130,6 +130,18 @@ static void check_elementwise(cudaStream_t s) {
     report("store_row", store_bad == 0, "%ld of 9 caches not bitwise equal", store_bad);
 }
 
+/* The K cache [n_ctx][n_head_kv * hd] as the CPU reference reads it: each KV head's K in blocks of 16 positions
+ * (cpu_fallback/ops.h, trn_k_index). */
+static std::vector<float> blocked_k(const std::vector<float> &k, int n_head_kv, int hd, int n_ctx) {
+    std::vector<float> blocked((size_t)n_head_kv * TRN_K_FLOATS(n_ctx, hd));
+    for (int kvh = 0; kvh < n_head_kv; kvh++)
+        for (int t = 0; t < n_ctx; t++)
+            for (int d = 0; d < hd; d++)
+                blocked[(size_t)kvh * TRN_K_FLOATS(n_ctx, hd) + trn_k_index(t, d, hd)] =
+                    k[(size_t)t * n_head_kv * hd + kvh * hd + d];
+    return blocked;
+}
+
 /* Both attention kernels: one block per head (scratch NULL) on every shape, and the split kernel where it serves the
  * shape, its scratch reused across launches whose split counts go up and down (its counters must return to 0): 1, 2,
  * 3, 4 and 8 query heads per KV head, and a context that is not a multiple of the split kernel's 64 positions. */
@@ -152,13 +164,7 @@ static void check_attention(cudaStream_t s) {
         for (auto &x : v)
             x = randn();
         float *dq = dev(q), *dk = dev(k), *dv = dev(v), *dout;
-        // the CPU reference reads each KV head's K in blocks of 16 positions (cpu_fallback/ops.h, trn_k_index)
-        std::vector<float> k_blocked((size_t)sh.n_head_kv * TRN_K_FLOATS(n_ctx, sh.hd));
-        for (int kvh = 0; kvh < sh.n_head_kv; kvh++)
-            for (int t = 0; t < n_ctx; t++)
-                for (int d = 0; d < sh.hd; d++)
-                    k_blocked[(size_t)kvh * TRN_K_FLOATS(n_ctx, sh.hd) + trn_k_index(t, d, sh.hd)] =
-                        k[(size_t)t * stride + kvh * sh.hd + d];
+        const std::vector<float> k_blocked = blocked_k(k, sh.n_head_kv, sh.hd, n_ctx);
         CK(cudaMalloc(&dout, q.size() * sizeof(float)));
         int32_t *dp;
         CK(cudaMalloc(&dp, sizeof(int32_t)));
@@ -258,12 +264,7 @@ static void check_rows(cudaStream_t s) {
                                           sh.n_head_kv, sh.hd, n_ctx, dp + t, nullptr, 0, 0, s));
                 step_bad += memcmp(host(drows, q.size()).data(), host(done, q.size()).data(), q.size() * 4) != 0;
                 LK(trn_cuda_attention_rows(dq, dk, dv, drows, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp, n_rows, 0, s));
-                std::vector<float> k_blocked((size_t)sh.n_head_kv * TRN_K_FLOATS(n_ctx, sh.hd));
-                for (int kvh = 0; kvh < sh.n_head_kv; kvh++)
-                    for (int t = 0; t < n_ctx; t++)
-                        for (int d = 0; d < sh.hd; d++)
-                            k_blocked[(size_t)kvh * TRN_K_FLOATS(n_ctx, sh.hd) + trn_k_index(t, d, sh.hd)] =
-                                k[(size_t)t * stride + kvh * sh.hd + d];
+                const std::vector<float> k_blocked = blocked_k(k, sh.n_head_kv, sh.hd, n_ctx);
                 std::vector<float> want(q.size()), scores((size_t)TRN_ATTENTION_SCRATCH(n_ctx));
                 for (int t = 0; t < n_rows; t++)
                     for (int h = 0; h < sh.n_head; h++)
