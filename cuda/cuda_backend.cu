@@ -91,12 +91,8 @@ bool env_flag(const char *name) {
 }
 
 trn_status device_alloc(cuda_context *c, void **out, size_t bytes, const char *what) {
-    cudaError_t err = cudaMalloc(out, bytes ? bytes : 1);
-    if (err != cudaSuccess)
-        return trn_fail(TRN_ERR_NOMEM, "out of device memory allocating %s (%zu bytes): %s", what, bytes,
-                        cudaGetErrorString(err));
+    TRN_TRY(trn_cuda_alloc(out, bytes, what, &c->device_bytes));
     c->device_allocations.push_back(*out);
-    c->device_bytes += bytes;
     return TRN_OK;
 }
 
@@ -492,6 +488,7 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         res.sampling = &c->sampling;
         res.sample_scratch = c->sample_scratch;
         res.act = config->act;
+        res.step_attention = !c->fuse;
         TRN_TRY(trn_cuda::prefill_prepare(&c->prefill, res, max_batch));
         c->device_bytes += c->prefill.device_bytes;
     }

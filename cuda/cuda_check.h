@@ -27,4 +27,15 @@ extern "C" {
                             cudaGetErrorString((cudaError_t)cuda_launch_err_));                           \
     } while (0)
 
+/* cudaMalloc of `bytes` (at least 1) into *out, adding bytes to *counted; out of memory fails with one line naming
+ * what the memory was for. */
+static inline trn_status trn_cuda_alloc(void **out, size_t bytes, const char *what, size_t *counted) {
+    const cudaError_t err = cudaMalloc(out, bytes ? bytes : 1);
+    if (err != cudaSuccess)
+        return trn_fail(TRN_ERR_NOMEM, "out of device memory allocating %s (%zu bytes): %s", what, bytes,
+                        cudaGetErrorString(err));
+    *counted += bytes;
+    return TRN_OK;
+}
+
 #endif

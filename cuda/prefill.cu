@@ -140,12 +140,8 @@ void prefill_release(prefill *p) {
 }
 
 static trn_status allocate(prefill *p, void **out, size_t bytes, const char *what) {
-    cudaError_t err = cudaMalloc(out, bytes ? bytes : 1);
-    if (err != cudaSuccess)
-        return trn_fail(TRN_ERR_NOMEM, "out of device memory allocating the prefill's %s (%zu bytes): %s", what, bytes,
-                        cudaGetErrorString(err));
+    TRN_TRY(trn_cuda_alloc(out, bytes, what, &p->device_bytes));
     p->allocations.push_back(*out);
-    p->device_bytes += bytes;
     return TRN_OK;
 }
 
@@ -156,11 +152,11 @@ trn_status prefill_prepare(prefill *p, const prefill_resources &res, int max_bat
     p->max_batch = max_batch;
     const batch_sizes size = sizes_of(g, max_batch);
     void *arena = nullptr, *inputs = nullptr, *logits = nullptr, *xq = nullptr, *x_half = nullptr;
-    TRN_TRY(allocate(p, &arena, size.arena, "activation arena"));
-    TRN_TRY(allocate(p, &xq, size.xq, "int8 activations"));
-    TRN_TRY(allocate(p, &x_half, size.x_half, "fp16 activations"));
-    TRN_TRY(allocate(p, &inputs, size.inputs, "token ids and positions"));
-    TRN_TRY(allocate(p, &logits, size.logits, "logits"));
+    TRN_TRY(allocate(p, &arena, size.arena, "the prefill's activation arena"));
+    TRN_TRY(allocate(p, &xq, size.xq, "the prefill's int8 activations"));
+    TRN_TRY(allocate(p, &x_half, size.x_half, "the prefill's fp16 activations"));
+    TRN_TRY(allocate(p, &inputs, size.inputs, "the prefill's token ids and positions"));
+    TRN_TRY(allocate(p, &logits, size.logits, "the prefill's logits"));
     p->xq = static_cast<trn_cuda_q8_block *>(xq);
     p->x_half = static_cast<uint16_t *>(x_half);
     CUDA_CHECK(cudaMallocHost(reinterpret_cast<void **>(&p->inputs_pinned), (2 * (size_t)max_batch + 1) * sizeof(int32_t)));
@@ -181,8 +177,6 @@ trn_status prefill_prepare(prefill *p, const prefill_resources &res, int max_bat
     p->row_bytes[(size_t)g->buf_token] = p->row_bytes[(size_t)g->buf_pos] = sizeof(int32_t);
     p->rows[(size_t)g->buf_logits] = logits;
     p->row_bytes[(size_t)g->buf_logits] = g->buffers[g->buf_logits].bytes;
-    const char *no_fusion = getenv("TRN_CUDA_NO_FUSION");
-    p->step_attention = no_fusion && no_fusion[0] == '1';
     const char *no_blas = getenv("TRN_CUDA_NO_CUBLAS");
     if (no_blas && no_blas[0] == '1')
         snprintf(p->blas_note, sizeof(p->blas_note), "TRN_CUDA_NO_CUBLAS=1");
@@ -284,7 +278,7 @@ trn_status run_node_rows(prefill *p, const trn_node *node, const node_rows &r, i
     case TRN_OP_ATTENTION:
         CUDA_LAUNCH_CHECK(trn_cuda_attention_rows(r.f(node->src[0]), r.f(node->src[1]), r.f(node->src[2]),
                                                   r.f(node->dst), node->n_head, node->n_head_kv, node->head_dim,
-                                                  g->n_ctx, r.ids(node->src[3]), r.n, p->step_attention ? 1 : 0, s));
+                                                  g->n_ctx, r.ids(node->src[3]), r.n, p->res.step_attention ? 1 : 0, s));
         break;
     case TRN_OP_SWIGLU:
     case TRN_OP_ADD:

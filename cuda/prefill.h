@@ -44,6 +44,7 @@ struct prefill_resources {
     const trn_cuda_sampling *sampling = nullptr;
     void *sample_scratch = nullptr;
     trn_act_mode act = TRN_ACT_INT8;
+    bool step_attention = false; /* the step is unfused (TRN_CUDA_NO_FUSION, NO_GRAPH): its general attention kernel */
 };
 
 struct cublas_api; /* cuBLAS entry points, loaded at run time (prefill.cu) */
@@ -59,7 +60,6 @@ struct prefill {
     int32_t *inputs_pinned = nullptr; /* [2][max_batch]: token ids, positions (copied to the device per batch) */
     int32_t *next_pinned = nullptr;
     cublas_api *blas = nullptr;      /* nullptr: float products by the step's kernel over the rows */
-    bool step_attention = false;     /* TRN_CUDA_NO_FUSION=1: the step's general attention kernel over the rows */
     size_t device_bytes = 0;
     char blas_note[96] = "";         /* why cuBLAS is not used, or its library */
 };

@@ -146,12 +146,7 @@ trn_status alloc_host(weights *w, weight_group *grp, bool mapped) {
 }
 
 trn_status device_malloc(weights *w, void **p, size_t bytes, const char *what) {
-    const cudaError_t err = cudaMalloc(p, bytes ? bytes : 1);
-    if (err != cudaSuccess)
-        return trn_fail(TRN_ERR_NOMEM, "out of device memory allocating %s (%zu bytes): %s", what, bytes,
-                        cudaGetErrorString(err));
-    w->device_bytes += bytes;
-    return TRN_OK;
+    return trn_cuda_alloc(p, bytes, what, &w->device_bytes);
 }
 
 /* Streamed groups whose first node is below n_nodes (the groups a step over those nodes uses). */
