@@ -172,6 +172,38 @@ static void matvec_shared(cpu_context *c, const buffer_view *v, const product_gr
             group_matvec(c, v, pg, x, xq, r0, r1);
 }
 
+/* A batch's product as rows for matmul (trn_rows): this thread's own rows (product_rows()) in chunks of about
+ * PREFILL_CHUNK_MACS multiply-adds from the front, then chunks from the back of the other threads' rows that they
+ * have not started; so a thread slowed down (a busy machine's other tenants) holds the others up by one chunk at
+ * most, not by half a product. The kernels prepare their activations once per call, not per chunk. */
+enum { PREFILL_CHUNK_MACS = 8 << 20 }; /* about 20 us of a 2-thread vpdpbusd kernel */
+typedef struct {
+    trn_rows base; /* first: the kernels see this */
+    row_queue *queues;
+    int64_t chunk;
+    int ith, nth, victim; /* victim: 0 while taking its own rows, then k for thread (ith + k) % nth */
+} shared_rows;
+
+static int shared_rows_next(trn_rows *s, int64_t *r0, int64_t *r1) {
+    shared_rows *sr = (shared_rows *)s;
+    for (; sr->victim < sr->nth; sr->victim++)
+        if (claim_rows(&sr->queues[(sr->ith + sr->victim) % sr->nth], sr->chunk, sr->victim > 0, r0, r1))
+            return 1;
+    return 0;
+}
+
+/* Node n's rows (of `rows`, each macs_per_row multiply-adds) put up for this thread; as in matvec_shared, a thief
+ * that comes to a queue its owner has not reached yet finds it exhausted (every queue is at the end of a pass). */
+static shared_rows shared_product_rows(cpu_context *c, int n, int64_t rows, int64_t macs_per_row, int ith, int nth) {
+    int64_t begin, end;
+    product_rows(rows, ith, nth, &begin, &end);
+    shared_rows sr = {.base = {.next = shared_rows_next}, .queues = c->queues + (size_t)n * (size_t)c->n_threads,
+                      .chunk = TRN_MAX(1, PREFILL_CHUNK_MACS / TRN_MAX(1, macs_per_row) / MATVEC_ROW_ALIGN) * MATVEC_ROW_ALIGN,
+                      .ith = ith, .nth = nth};
+    atomic_store_explicit(&sr.queues[ith].range, (uint64_t)end << 32 | (uint64_t)begin, memory_order_relaxed);
+    return sr;
+}
+
 /* Requests into L2 the first n_pos positions of KV heads [kv0, kv1) of the K and V caches of an attention node:
  * what a step's attention is about to read. */
 static void prefetch_kv(const cpu_context *c, const buffer_view *v, int64_t t, const trn_node *att, int64_t kv0,
@@ -264,13 +296,13 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                 kv_request(kv, kv_lines); /* whatever the chunks left */
             break;
         }
-        product_rows(width, ith, nth, &begin, &end);
         const int64_t ld_x = (int64_t)(v->stride[node->src[1]] / sizeof(float));
         const int64_t ld_dst = (int64_t)(v->stride[node->dst] / sizeof(float));
+        shared_rows rows = shared_product_rows(c, n, width, (int64_t)w->cols * n_tok, ith, nth);
         if (ops->matmul)
-            ops->matmul(w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, begin, end);
+            ops->matmul(w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, &rows.base);
         else
-            trn_matmul_by_matvec(ops->matvec, w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, begin, end);
+            trn_matmul_by_matvec(ops->matvec, w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, &rows.base);
         break;
     }
     case TRN_OP_ATTENTION: { /* (KV head, token, query head of the group) triples in that order: a thread's run of

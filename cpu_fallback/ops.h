@@ -40,6 +40,18 @@ static inline int64_t trn_k_index(int64_t t, int d, int head_dim) {
     return (t / TRN_KV_BLOCK) * TRN_KV_BLOCK * head_dim + (int64_t)d * TRN_KV_BLOCK + t % TRN_KV_BLOCK;
 }
 
+/* The rows a batched product (matmul) computes, handed out a range at a time: next(s, &r0, &r1) stores the next
+ * range and returns 1, or returns 0 when none is left. The CPU backend's threads claim a product's rows this way,
+ * so that a thread done early takes rows another has not started (cpu_exec.c); trn_rows_range is one fixed range.
+ * A kernel prepares its activations once per call, whatever the number of ranges. */
+typedef struct trn_rows trn_rows;
+struct trn_rows {
+    int (*next)(trn_rows *s, int64_t *r0, int64_t *r1);
+    int64_t r0, r1; /* trn_rows_range: the range its first next() gives */
+};
+int trn_rows_range_next(trn_rows *s, int64_t *r0, int64_t *r1);
+static inline trn_rows trn_rows_range(int64_t r0, int64_t r1) { return (trn_rows){trn_rows_range_next, r0, r1}; }
+
 typedef struct {
     const char *name; /* "scalar", "avx2", "avx512", "amx" or "amx-emulated" */
     trn_layout tq2_0_layout, tq1_0_layout; /* what the backend repacks ternary matrices into for this table */
@@ -68,14 +80,14 @@ typedef struct {
     void (*swiglu)(const float *gate, const float *up, float *dst, int64_t n);
     /* dst[n] = a[n] + b[n] */
     void (*add)(const float *a, const float *b, float *dst, int64_t n);
-    /* Batched prefill: dst[t][r] = W[r] . x[t] for tokens t in [0, n_tok) and rows r in [r0, r1), i.e. n_tok
+    /* Batched prefill: dst[t][r] = W[r] . x[t] for tokens t in [0, n_tok) and the rows r of `rows`, i.e. n_tok
      * matrix-vector products that read each weight block once for all tokens. x: n_tok rows of ld_x floats; xq:
      * n_tok rows of ld_xq blocks (x's int8 copy, or NULL, as for matvec); dst: n_tok rows of ld_dst floats.
      * Every element is bitwise what this table's matvec gives for that token: the same exact block sums and the
      * same float steps in the same order (per block acc += (d_w * d_x) * (float)(isum - sum)). May be NULL in a
      * table; callers then use trn_matmul_by_matvec. */
     void (*matmul)(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
-                   float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1);
+                   float *dst, int64_t ld_dst, int64_t n_tok, trn_rows *rows);
     /* The multiply-adds per second (int8 activations times ternary codes) that matmul's inner instruction sustains
      * on the calling thread, measured for about `seconds`: the compute bound of a batched prefill. NULL where the
      * table has no batched ternary kernel. */
@@ -91,7 +103,7 @@ typedef void (*trn_matvec_fn)(const trn_matrix *w, const float *x, const trn_blo
 /* matmul as n_tok calls of `matvec` (types and modes without a batched kernel; tables without a matmul entry). */
 void trn_matmul_by_matvec(trn_matvec_fn matvec, const trn_matrix *w, const float *x, int64_t ld_x,
                           const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok,
-                          int64_t r0, int64_t r1);
+                          trn_rows *rows);
 
 #if defined(TRN_HAVE_AVX2)
 /* The batched ternary kernel (TQ1_0, TQ2_0 in any layout, int8 activations), same shapes as matmul: each SIMD table's
@@ -99,7 +111,7 @@ void trn_matmul_by_matvec(trn_matvec_fn matvec, const trn_matrix *w, const float
  * vpdpbusd in the AVX-512 table (ops_avx512_matmul.c). Both give the same exact sums, so the same outputs. The
  * *_peak functions are the tables' matmul_peak. */
 void trn_matmul_tq_maddubs(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
-                           int64_t n_tok, int64_t r0, int64_t r1);
+                           int64_t n_tok, trn_rows *rows);
 double trn_matmul_tq_maddubs_peak(double seconds);
 /* The kernels' copy of nt tokens' int8 activations (xq: rows of ld_xq blocks) as q[nb][padded][256], zeros for the
  * tokens from nt to padded: every token's block b at one stride from one base (ops_avx2_matmul.c). */
@@ -108,7 +120,7 @@ void trn_matmul_dense_acts(int8_t *q, const trn_block_q8_act *xq, int64_t ld_xq,
 #endif
 #if defined(TRN_HAVE_AVX512)
 void trn_matmul_tq_dpbusd(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
-                          int64_t n_tok, int64_t r0, int64_t r1);
+                          int64_t n_tok, trn_rows *rows);
 double trn_matmul_tq_dpbusd_peak(double seconds);
 #endif
 
@@ -118,9 +130,9 @@ double trn_matmul_tq_dpbusd_peak(double seconds);
  * is not NULL); trn_matmul_tq_amx_emulated the same code on a scalar tile emulator (any AVX-512 VNNI CPU; tests).
  * trn_matmul_tq_amx_peak is the amx table's matmul_peak. */
 void trn_matmul_tq_amx(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
-                       int64_t n_tok, int64_t r0, int64_t r1);
+                       int64_t n_tok, trn_rows *rows);
 void trn_matmul_tq_amx_emulated(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst,
-                                int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1);
+                                int64_t ld_dst, int64_t n_tok, trn_rows *rows);
 double trn_matmul_tq_amx_peak(double seconds);
 #endif
 

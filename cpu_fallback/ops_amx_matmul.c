@@ -180,22 +180,29 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, in
 }
 
 void TRN_MATMUL_AMX(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
-                    int64_t n_tok, int64_t r0, int64_t r1) {
-    const int64_t nb = w->cols / TRN_QK_K;
-    int8_t *q = aligned_alloc(64, (size_t)(nb * TILE_TOKENS) * TRN_QK_K);
+                    int64_t n_tok, trn_rows *rows) {
+    const int64_t nb = w->cols / TRN_QK_K, n_tiles = (n_tok + TILE_TOKENS - 1) / TILE_TOKENS;
+    const int64_t all_padded = (n_tok + GROUP_TOKENS - 1) / GROUP_TOKENS * GROUP_TOKENS; /* every tile's, summed */
+    int8_t *q = aligned_alloc(64, (size_t)(nb * all_padded) * TRN_QK_K);
     if (!q)
-        abort(); /* at most a few hundred KB; the backend checked memory at prepare */
+        abort(); /* at most a few MB; the backend checked memory at prepare */
+    for (int64_t i = 0; i < n_tiles; i++) { /* tile i's A tiles at offset i * nb * TILE_TOKENS, once for all ranges */
+        const int64_t t0 = i * TILE_TOKENS, nt = TRN_MIN(TILE_TOKENS, n_tok - t0);
+        const int64_t padded = (nt + GROUP_TOKENS - 1) / GROUP_TOKENS * GROUP_TOKENS;
+        trn_matmul_dense_acts(q + (size_t)(nb * t0) * TRN_QK_K, xq + t0 * ld_xq, ld_xq, nb, nt, padded);
+    }
     trn_amx_config cfg;
     config_tiles(&cfg);
     TRN_TILE_CONFIG(&cfg);
-    for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_TOKENS) {
-        const int64_t nt = TRN_MIN(TILE_TOKENS, n_tok - t0);
-        const int64_t padded = (nt + GROUP_TOKENS - 1) / GROUP_TOKENS * GROUP_TOKENS;
-        trn_matmul_dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded); /* A tiles: 16 rows 256 bytes apart */
-        for (int64_t r = r0; r < r1; r += TILE_ROWS)
-            tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, padded, xq + t0 * ld_xq, ld_xq, nt, dst + t0 * ld_dst,
-                 ld_dst);
-    }
+    int64_t r0, r1;
+    while (rows->next(rows, &r0, &r1))
+        for (int64_t i = 0; i < n_tiles; i++) {
+            const int64_t t0 = i * TILE_TOKENS, nt = TRN_MIN(TILE_TOKENS, n_tok - t0);
+            const int64_t padded = (nt + GROUP_TOKENS - 1) / GROUP_TOKENS * GROUP_TOKENS;
+            for (int64_t r = r0; r < r1; r += TILE_ROWS) /* A tiles: 16 rows 256 bytes apart */
+                tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q + (size_t)(nb * t0) * TRN_QK_K, padded, xq + t0 * ld_xq,
+                     ld_xq, nt, dst + t0 * ld_dst, ld_dst);
+        }
     TRN_TILE_RELEASE();
     free(q);
 }

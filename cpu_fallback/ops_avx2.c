@@ -476,11 +476,11 @@ void trn_avx2_add(const float *a, const float *b, float *dst, int64_t n) {
 
 /* matmul (ops.h): the vpmaddubsw tiles for ternary matrices with int8 activations, matvec per token otherwise. */
 static void matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
-                        float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+                        float *dst, int64_t ld_dst, int64_t n_tok, trn_rows *rows) {
     if (xq && trn_type_get(w->type)->is_ternary)
-        trn_matmul_tq_maddubs(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        trn_matmul_tq_maddubs(w, xq, ld_xq, dst, ld_dst, n_tok, rows);
     else
-        trn_matmul_by_matvec(trn_avx2_matvec, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        trn_matmul_by_matvec(trn_avx2_matvec, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, rows);
 }
 
 static const trn_cpu_ops avx2_ops = {

@@ -640,23 +640,35 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, co
 #endif
 
 void TRN_MATMUL_TQ(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
-                   int64_t n_tok, int64_t r0, int64_t r1) {
-    const int64_t nb = w->cols / TRN_QK_K;
-    const size_t q_bytes = (size_t)(nb * TILE_TOKENS) * TRN_QK_K;
-    int8_t *q = aligned_alloc(64, q_bytes + (size_t)(nb * TILE_TOKENS) * sizeof(int32_t));
+                   int64_t n_tok, trn_rows *rows) {
+    const int64_t nb = w->cols / TRN_QK_K, n_tiles = (n_tok + TILE_TOKENS - 1) / TILE_TOKENS;
+    const int64_t all_padded = (n_tok + WIDE_GROUP - 1) / WIDE_GROUP * WIDE_GROUP; /* every token tile's, summed */
+    const size_t q_bytes = (size_t)(nb * all_padded) * TRN_QK_K;
+    int8_t *q = aligned_alloc(64, (q_bytes + (size_t)(nb * all_padded) * sizeof(int32_t) + 63) / 64 * 64);
     if (!q)
-        abort(); /* at most a few hundred KB; the backend checked memory at prepare */
+        abort(); /* at most a few MB; the backend checked memory at prepare */
     int32_t *neg_sum = (int32_t *)(q + q_bytes);
-    for (int64_t t0 = 0; t0 < n_tok; t0 += TILE_TOKENS) {
-        const int64_t nt = TRN_MIN(TILE_TOKENS, n_tok - t0), padded = (nt + WIDE_GROUP - 1) / WIDE_GROUP * WIDE_GROUP;
-        trn_matmul_dense_acts(q, xq + t0 * ld_xq, ld_xq, nb, nt, padded); /* one base pointer, constant offsets */
+    /* each token tile's activations and block sums, once for all the row ranges: tile i's at offset i * nb * 64
+     * (TILE_TOKENS is a multiple of WIDE_GROUP, so only the last tile is padded) */
+    for (int64_t i = 0; i < n_tiles; i++) {
+        const int64_t t0 = i * TILE_TOKENS, nt = TRN_MIN(TILE_TOKENS, n_tok - t0);
+        const int64_t padded = (nt + WIDE_GROUP - 1) / WIDE_GROUP * WIDE_GROUP;
+        int8_t *qt = q + (size_t)(nb * t0) * TRN_QK_K;
+        int32_t *st = neg_sum + nb * t0;
+        trn_matmul_dense_acts(qt, xq + t0 * ld_xq, ld_xq, nb, nt, padded); /* one base pointer, constant offsets */
         for (int64_t b = 0; b < nb; b++)
             for (int64_t t = 0; t < padded; t++)
-                neg_sum[b * padded + t] = t < nt ? -xq[(t0 + t) * ld_xq + b].sum : 0;
-        for (int64_t r = r0; r < r1; r += TILE_ROWS)
-            tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q, neg_sum, padded, xq + t0 * ld_xq, ld_xq, nt,
-                 dst + t0 * ld_dst, ld_dst);
+                st[b * padded + t] = t < nt ? -xq[(t0 + t) * ld_xq + b].sum : 0;
     }
+    int64_t r0, r1;
+    while (rows->next(rows, &r0, &r1))
+        for (int64_t i = 0; i < n_tiles; i++) {
+            const int64_t t0 = i * TILE_TOKENS, nt = TRN_MIN(TILE_TOKENS, n_tok - t0);
+            const int64_t padded = (nt + WIDE_GROUP - 1) / WIDE_GROUP * WIDE_GROUP;
+            for (int64_t r = r0; r < r1; r += TILE_ROWS)
+                tile(w, r, (int)TRN_MIN(TILE_ROWS, r1 - r), q + (size_t)(nb * t0) * TRN_QK_K, neg_sum + nb * t0,
+                     padded, xq + t0 * ld_xq, ld_xq, nt, dst + t0 * ld_dst, ld_dst);
+        }
     free(q);
 }
 

@@ -159,11 +159,11 @@ static void swiglu_avx512(const float *gate, const float *up, float *dst, int64_
 
 /* matmul (ops.h): the vpdpbusd tiles for ternary matrices with int8 activations, matvec per token otherwise. */
 static void matmul_avx512(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq,
-                          int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+                          int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok, trn_rows *rows) {
     if (xq && trn_type_get(w->type)->is_ternary)
-        trn_matmul_tq_dpbusd(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        trn_matmul_tq_dpbusd(w, xq, ld_xq, dst, ld_dst, n_tok, rows);
     else
-        trn_matmul_by_matvec(matvec_avx512, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        trn_matmul_by_matvec(matvec_avx512, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, rows);
 }
 
 /* A table of this file's kernels: every entry but the name, matvec and the batched kernel is shared. */
@@ -188,19 +188,19 @@ const trn_cpu_ops *trn_cpu_ops_avx512_table(int prefetch) { return prefetch ? &a
  * activations on AMX tiles (ops_amx_matmul.c), the instructions or their scalar emulator, and other products per
  * token through the table's matvec. */
 static void matmul_amx(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
-                       float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+                       float *dst, int64_t ld_dst, int64_t n_tok, trn_rows *rows) {
     if (xq && trn_type_get(w->type)->is_ternary)
-        trn_matmul_tq_amx(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        trn_matmul_tq_amx(w, xq, ld_xq, dst, ld_dst, n_tok, rows);
     else
-        trn_matmul_by_matvec(matvec_avx512_prefetch, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        trn_matmul_by_matvec(matvec_avx512_prefetch, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, rows);
 }
 
 static void matmul_amx_emulated(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq,
-                                int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+                                int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok, trn_rows *rows) {
     if (xq && trn_type_get(w->type)->is_ternary)
-        trn_matmul_tq_amx_emulated(w, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        trn_matmul_tq_amx_emulated(w, xq, ld_xq, dst, ld_dst, n_tok, rows);
     else
-        trn_matmul_by_matvec(matvec_avx512_prefetch, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        trn_matmul_by_matvec(matvec_avx512_prefetch, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, rows);
 }
 
 static const trn_cpu_ops amx_ops =

@@ -120,31 +120,44 @@ static void matvec_ref(const trn_matrix *w, const float *x, const trn_block_q8_a
     }
 }
 
+int trn_rows_range_next(trn_rows *s, int64_t *r0, int64_t *r1) {
+    if (s->r0 >= s->r1)
+        return 0;
+    *r0 = s->r0, *r1 = s->r1;
+    s->r0 = s->r1;
+    return 1;
+}
+
 void trn_matmul_by_matvec(trn_matvec_fn matvec, const trn_matrix *w, const float *x, int64_t ld_x,
                           const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok,
-                          int64_t r0, int64_t r1) {
-    for (int64_t t = 0; t < n_tok; t++)
-        matvec(w, x + t * ld_x, xq ? xq + t * ld_xq : NULL, dst + t * ld_dst, r0, r1);
+                          trn_rows *rows) {
+    int64_t r0, r1;
+    while (rows->next(rows, &r0, &r1))
+        for (int64_t t = 0; t < n_tok; t++)
+            matvec(w, x + t * ld_x, xq ? xq + t * ld_xq : NULL, dst + t * ld_dst, r0, r1);
 }
 
 /* Ternary rows with int8 activations: each block's codes are decoded once and applied to every token; per token
  * the steps are matvec_ref's (dst starts at 0.0f and takes acc += (d_w * d_x) * isum block by block). Other types
  * and float activations run matvec_ref per token. */
 static void matmul_ref(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
-                       float *dst, int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
+                       float *dst, int64_t ld_dst, int64_t n_tok, trn_rows *rows) {
     if (!xq || (w->type != TRN_TYPE_TQ2_0 && w->type != TRN_TYPE_TQ1_0)) {
-        trn_matmul_by_matvec(matvec_ref, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+        trn_matmul_by_matvec(matvec_ref, w, x, ld_x, xq, ld_xq, dst, ld_dst, n_tok, rows);
         return;
     }
     uint8_t codes[TRN_QK_K];
-    for (int64_t r = r0; r < r1; r++) {
-        for (int64_t t = 0; t < n_tok; t++)
-            dst[t * ld_dst + r] = 0.0f;
-        for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
-            const float d = ternary_block(w, r, b, codes);
-            for (int64_t t = 0; t < n_tok; t++) {
-                const trn_block_q8_act *xb = &xq[t * ld_xq + b];
-                dst[t * ld_dst + r] += (d * xb->d) * ternary_row_dot(codes, xb);
+    int64_t r0, r1;
+    while (rows->next(rows, &r0, &r1)) {
+        for (int64_t r = r0; r < r1; r++) {
+            for (int64_t t = 0; t < n_tok; t++)
+                dst[t * ld_dst + r] = 0.0f;
+            for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
+                const float d = ternary_block(w, r, b, codes);
+                for (int64_t t = 0; t < n_tok; t++) {
+                    const trn_block_q8_act *xb = &xq[t * ld_xq + b];
+                    dst[t * ld_dst + r] += (d * xb->d) * ternary_row_dot(codes, xb);
+                }
             }
         }
     }

@@ -414,7 +414,9 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_PREFILL=%s: expected batched or steps", prefill);
         c->batched_prefill = strcmp(prefill, "batched") == 0;
     }
-    const int max_batch = std::min(config->max_batch > 0 ? config->max_batch : kDefaultPrefillBatch, g->n_ctx);
+    /* a batch's rows are a grid dimension of the row kernels: at most TRN_CUDA_MAX_ROWS */
+    const int max_batch = std::min({config->max_batch > 0 ? config->max_batch : kDefaultPrefillBatch, g->n_ctx,
+                                    TRN_CUDA_MAX_ROWS});
     c->sampling = {config->sampling.temp, config->sampling.top_k, config->sampling.top_p,
                    config->sampling.repeat_penalty, config->sampling.seed};
     nvtxRangePushA("load");
@@ -571,6 +573,7 @@ trn_status cuda_prefill(trn_backend *b, const int *tokens, int n_tokens, int pos
         if (tokens[i] < 0 || tokens[i] >= g->model->hp.n_vocab)
             return trn_fail(TRN_ERR_INVALID, "token id %d is outside the vocabulary of %d", tokens[i],
                             g->model->hp.n_vocab);
+    CUDA_CHECK(cudaSetDevice(c->device)); /* the caller's thread may have another device current */
     return trn_cuda::prefill_run(&c->prefill, tokens, n_tokens, pos0, want_output, next_token, all_logits);
 }
 
@@ -581,6 +584,7 @@ trn_status cuda_step(trn_backend *b, int token, int pos, int want_output, int *n
         return trn_fail(TRN_ERR_INVALID, "position %d is outside the context of %d", pos, g->n_ctx);
     if (token < 0 || token >= g->model->hp.n_vocab)
         return trn_fail(TRN_ERR_INVALID, "token id %d is outside the vocabulary of %d", token, g->model->hp.n_vocab);
+    CUDA_CHECK(cudaSetDevice(c->device)); /* the caller's thread may have another device current */
     nvtxRangePushA(want_output ? "decode step" : "prefill token");
     c->pinned[0] = token;
     c->pinned[1] = pos;

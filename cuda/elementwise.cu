@@ -98,11 +98,13 @@ static __global__ void store_row_kernel(const uint32_t *src, uint32_t *cache, in
         cache[(int64_t)pos[blockIdx.y] * width + i] = src[(int64_t)blockIdx.y * width + i];
 }
 
-/* x[n] -> dst[n] as fp16 or bf16 (round to nearest even): the activations of a float product run by cuBLAS */
+/* x[n] -> dst[n] as fp16 or bf16 (round to nearest even): the activations of a float product run by cuBLAS. fp16
+ * saturates at +-65504 (an activation past fp16's range would otherwise become inf and the products NaN). */
 template <bool BF16> static __global__ void to_half_kernel(const float *x, uint16_t *dst, int64_t n) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n)
-        dst[i] = BF16 ? __bfloat16_as_ushort(__float2bfloat16_rn(x[i])) : __half_as_ushort(__float2half_rn(x[i]));
+        dst[i] = BF16 ? __bfloat16_as_ushort(__float2bfloat16_rn(x[i]))
+                      : __half_as_ushort(__float2half_rn(fminf(fmaxf(x[i], -65504.0f), 65504.0f)));
 }
 
 /* spins until `ns` nanoseconds of the global timer have passed */

@@ -37,29 +37,20 @@ struct cublas_api {
 #define TRN_STRINGIFY(x) TRN_STRINGIFY_(x)
 #define CUBLAS_LIBRARY "libcublas.so." TRN_STRINGIFY(CUBLAS_VER_MAJOR)
 
-/* In a function returning trn_status: a cuBLAS call, failing with its name, file, line and status number. */
-#define CUBLAS_CHECK(call)                                                                                \
-    do {                                                                                                  \
-        cublasStatus_t cublas_check_status_ = (call);                                                     \
-        if (cublas_check_status_ != CUBLAS_STATUS_SUCCESS)                                                \
-            return trn_fail(TRN_ERR_DEVICE, "%s failed at %s:%d: cuBLAS status %d", #call, __FILE__,      \
-                            __LINE__, (int)cublas_check_status_);                                         \
-    } while (0)
-
+/* The handle goes; the library stays loaded for the process (cublas_library). */
 static void cublas_unload(cublas_api *b) {
     if (!b)
         return;
     if (b->handle)
         b->destroy(b->handle);
-    if (b->library)
-        dlclose(b->library);
     delete b;
 }
 
 /* dlopen of the cuBLAS library: by name (the loader's paths), else from the folder of the CUDA runtime in use (a
  * toolkit whose lib folder is not in the loader's cache, with the engine linked by RPATH or LD_LIBRARY_PATH). */
 static void *cublas_open() {
-    if (void *library = dlopen(CUBLAS_LIBRARY, RTLD_LAZY | RTLD_LOCAL))
+    const int flags = RTLD_LAZY | RTLD_LOCAL | RTLD_NODELETE;
+    if (void *library = dlopen(CUBLAS_LIBRARY, flags))
         return library;
     Dl_info info;
     if (!dladdr(reinterpret_cast<void *>(&cudaGetDeviceCount), &info) || !info.dli_fname)
@@ -69,13 +60,20 @@ static void *cublas_open() {
         return nullptr;
     char path[4096];
     snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - info.dli_fname), info.dli_fname, CUBLAS_LIBRARY);
-    return dlopen(path, RTLD_LAZY | RTLD_LOCAL);
+    return dlopen(path, flags);
+}
+
+/* The library, opened once per process and never closed: it carries its own CUDA runtime and kernels, which a
+ * process should not load and unload again at every prepare. */
+static void *cublas_library() {
+    static void *const library = cublas_open(); /* thread-safe initialisation */
+    return library;
 }
 
 /* The library and a handle on `stream`; nullptr with the reason in note where either is missing. */
 static cublas_api *cublas_load(cudaStream_t stream, char *note, size_t cap) {
     cublas_api *b = new cublas_api();
-    b->library = cublas_open();
+    b->library = cublas_library();
     if (!b->library) {
         snprintf(note, cap, "%s not found", CUBLAS_LIBRARY);
         cublas_unload(b);
@@ -203,7 +201,7 @@ struct node_rows {
 /* y[n][rows] = x[n][cols] W^T by cuBLAS: W row-major [rows][cols] is the column-major cols x rows matrix A, so
  * C (rows x n, column-major: y row-major) = A^T B with B = x (cols x n, column-major). Float accumulation; F16/BF16
  * weights take the activations rounded to their type (the tensor cores' inputs), F32 the pedantic FP32 path. */
-trn_status blas_product(prefill *p, const trn_cuda_matrix *w, const float *x, float *y, int n) {
+trn_status blas_product(prefill *p, const trn_cuda_matrix *w, const float *x, float *y, int n, cublasStatus_t *status) {
     const cudaStream_t s = p->res.stream;
     const float one = 1.0f, zero = 0.0f;
     const int elem = w->type == TRN_TYPE_F32 ? 4 : 2;
@@ -218,9 +216,9 @@ trn_status blas_product(prefill *p, const trn_cuda_matrix *w, const float *x, fl
         type = bf16 ? CUDA_R_16BF : CUDA_R_16F;
         compute = CUBLAS_COMPUTE_32F;
     }
-    CUBLAS_CHECK(p->blas->gemm_ex(p->blas->handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols, &one, w->qs,
-                                  type, (int)(w->row_bytes / elem), b, type, (int)w->cols, &zero, y, CUDA_R_32F,
-                                  (int)w->rows, compute, CUBLAS_GEMM_DEFAULT));
+    *status = p->blas->gemm_ex(p->blas->handle, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols, &one, w->qs,
+                               type, (int)(w->row_bytes / elem), b, type, (int)w->cols, &zero, y, CUDA_R_32F,
+                               (int)w->rows, compute, CUBLAS_GEMM_DEFAULT);
     return TRN_OK;
 }
 
@@ -240,7 +238,17 @@ trn_status run_product(prefill *p, const trn_node *node, const node_rows &r, int
             CUDA_LAUNCH_CHECK(trn_cuda_gemv_ternary(w, x + (int64_t)t * w->cols, nullptr, y + (int64_t)t * w->rows, s));
     } else if (p->blas && blas_type(w->type) && r.n > 1 && w->rows <= INT32_MAX && w->cols <= INT32_MAX &&
                w->row_bytes % (w->type == TRN_TYPE_F32 ? 4 : 2) == 0) {
-        TRN_TRY(blas_product(p, w, x, y, r.n));
+        cublasStatus_t status = CUBLAS_STATUS_SUCCESS;
+        TRN_TRY(blas_product(p, w, x, y, r.n, &status));
+        if (status == CUBLAS_STATUS_SUCCESS)
+            return TRN_OK;
+        /* cuBLAS refused (its own memory, most likely, on a full GPU): its errors are synchronous and leave the
+         * context usable, so this product and the rest run on the step's kernel, and describe() says why */
+        snprintf(p->blas_note, sizeof(p->blas_note), "cublasGemmEx failed at %s:%d (cuBLAS status %d)", __FILE__,
+                 __LINE__, (int)status);
+        cublas_unload(p->blas);
+        p->blas = nullptr;
+        CUDA_LAUNCH_CHECK(trn_cuda_gemv_float_rows(w, x, y, r.n, s));
     } else {
         CUDA_LAUNCH_CHECK(trn_cuda_gemv_float_rows(w, x, y, r.n, s));
     }

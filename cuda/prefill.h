@@ -61,7 +61,7 @@ struct prefill {
     int32_t *next_pinned = nullptr;
     cublas_api *blas = nullptr;      /* nullptr: float products by the step's kernel over the rows */
     size_t device_bytes = 0;
-    char blas_note[96] = "";         /* why cuBLAS is not used, or its library */
+    char blas_note[256] = "";        /* why cuBLAS is not used, or its library */
 };
 
 /* Device bytes a prefill of max_batch tokens allocates for graph g. */

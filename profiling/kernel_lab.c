@@ -468,13 +468,31 @@ typedef void (*matmul_fn)(const trn_matrix *w, const trn_block_q8_act *xq, int64
 
 static void mm_scalar(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
                       int64_t n_tok, int64_t r0, int64_t r1) {
-    trn_matmul_by_matvec(trn_cpu_ops_ref()->matvec, w, NULL, 0, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+    trn_rows rows = trn_rows_range(r0, r1);
+    trn_matmul_by_matvec(trn_cpu_ops_ref()->matvec, w, NULL, 0, xq, ld_xq, dst, ld_dst, n_tok, &rows);
 }
 
 static void mm_by_matvec_avx512(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst,
                                 int64_t ld_dst, int64_t n_tok, int64_t r0, int64_t r1) {
-    trn_matmul_by_matvec(trn_cpu_ops_avx512()->matvec, w, NULL, 0, xq, ld_xq, dst, ld_dst, n_tok, r0, r1);
+    trn_rows rows = trn_rows_range(r0, r1);
+    trn_matmul_by_matvec(trn_cpu_ops_avx512()->matvec, w, NULL, 0, xq, ld_xq, dst, ld_dst, n_tok, &rows);
 }
+
+/* The tables' batched kernels on one range of rows (they take trn_rows: ops.h) */
+#if defined(TRN_HAVE_AVX2)
+static void mm_maddubs(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
+                       int64_t n_tok, int64_t r0, int64_t r1) {
+    trn_rows rows = trn_rows_range(r0, r1);
+    trn_matmul_tq_maddubs(w, xq, ld_xq, dst, ld_dst, n_tok, &rows);
+}
+#endif
+#if defined(TRN_HAVE_AVX512)
+static void mm_dpbusd(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
+                      int64_t n_tok, int64_t r0, int64_t r1) {
+    trn_rows rows = trn_rows_range(r0, r1);
+    trn_matmul_tq_dpbusd(w, xq, ld_xq, dst, ld_dst, n_tok, &rows);
+}
+#endif
 
 typedef struct {
     const char *name;
@@ -511,13 +529,13 @@ static const matmul_variant matmul_variants[] = {
     {"scalar reference, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_ROWS, mm_scalar, always},
     {"avx512 vnni matvec, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, mm_by_matvec_avx512, cpu_has_avx512},
 #if defined(TRN_HAVE_AVX2)
-    {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, trn_matmul_tq_maddubs, cpu_has_avx2},
+    {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, mm_maddubs, cpu_has_avx2},
 #else
     {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, NULL, always},
 #endif
 #if defined(TRN_HAVE_AVX512)
-    {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, trn_matmul_tq_dpbusd, cpu_has_dpbusd},
-    {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, trn_matmul_tq_dpbusd, cpu_has_dpbusd},
+    {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, mm_dpbusd, cpu_has_dpbusd},
+    {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, mm_dpbusd, cpu_has_dpbusd},
 #else
     {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
     {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL, always},

@@ -464,10 +464,28 @@ static void check_attention(const trn_cpu_ops *fast, int n_pos, int head_dim, in
     free(parts);
 }
 
+/* Rows [r0, r1) for matmul as several ranges, the last first: 16-row pieces from the back (the backend's threads
+ * claim whole 16-row units; r1 may cut the last), down to r0, which need not be a multiple of 16. */
+typedef struct {
+    trn_rows base;
+    int64_t r0, r1;
+} backwards_rows;
+
+static int backwards_next(trn_rows *s, int64_t *r0, int64_t *r1) {
+    backwards_rows *b = (backwards_rows *)s;
+    if (b->r0 >= b->r1)
+        return 0;
+    *r1 = b->r1;
+    *r0 = b->r1 = TRN_MAX(b->r0, (b->r1 - 1) / 16 * 16);
+    return 1;
+}
+
+static backwards_rows backwards_from(int64_t r0, int64_t r1) { return (backwards_rows){{backwards_next, 0, 0}, r0, r1}; }
+
 /* Batched matrix products (matmul, the prefill kernel) against the same table's matrix-vector product run per
  * token: bitwise equal for every type (ternary with int8 activations is the kernels' promise; other types and
  * float activations go through matvec). Token counts of 1, odd ones and more than the AVX2 kernel's 64-token tile;
- * row ranges split off a multiple of four; padded row strides (padding must stay untouched); both TQ2_0 layouts.
+ * row ranges split off a multiple of four, the second part handed over as 16-row ranges from the back; padded row strides (padding must stay untouched); both TQ2_0 layouts.
  * For ternary int8 the scalar and AVX2 matmul are also compared with each other. */
 static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, int64_t cols, int64_t n_tok, int int8,
                          trn_layout layout) {
@@ -498,8 +516,10 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
             want[k] = got[k] = -7.0f; /* a sentinel: padding must keep it, every element must be written */
         for (int64_t t = 0; t < n_tok; t++)
             ops->matvec(&w, x + t * ld_x, xq ? xq + t * ld_xq : NULL, want + t * ld_dst, 0, rows);
-        ops->matmul(&w, x, ld_x, xq, ld_xq, got, ld_dst, n_tok, 0, cut);
-        ops->matmul(&w, x, ld_x, xq, ld_xq, got, ld_dst, n_tok, cut, rows);
+        trn_rows head = trn_rows_range(0, cut);
+        backwards_rows tail = backwards_from(cut, rows);
+        ops->matmul(&w, x, ld_x, xq, ld_xq, got, ld_dst, n_tok, &head);
+        ops->matmul(&w, x, ld_x, xq, ld_xq, got, ld_dst, n_tok, &tail.base);
         CHECK_MSG(memcmp(want, got, dst_bytes) == 0, "%s matmul %s%s %lldx%lld, %lld tokens, act %s: differs from "
                   "matvec per token", ops->name, trn_type_name(type), layout == TRN_LAYOUT_X16 ? " x16" : x4 ? " x4" : "", (long long)rows, (long long)cols,
                   (long long)n_tok, xq ? "int8" : "f32");
@@ -512,8 +532,8 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
     }
 #if defined(TRN_HAVE_AVX2)
     /* both builds of the batched ternary kernel, whichever the table picks on this CPU */
-    typedef void (*tq_kernel)(const trn_matrix *, const trn_block_q8_act *, int64_t, float *, int64_t, int64_t, int64_t,
-                              int64_t);
+    typedef void (*tq_kernel)(const trn_matrix *, const trn_block_q8_act *, int64_t, float *, int64_t, int64_t,
+                              trn_rows *);
     struct { const char *name; tq_kernel kernel; int usable; } variants[] = {
         {"vpmaddubsw", trn_matmul_tq_maddubs, fast != NULL},
 #if defined(TRN_HAVE_AVX512)
@@ -529,8 +549,10 @@ static void check_matmul(const trn_cpu_ops *fast, trn_type type, int64_t rows, i
             continue;
         for (size_t k = 0; k < dst_bytes / sizeof(float); k++)
             got[k] = -7.0f;
-        variants[v].kernel(&w, xq, ld_xq, got, ld_dst, n_tok, 0, cut);
-        variants[v].kernel(&w, xq, ld_xq, got, ld_dst, n_tok, cut, rows);
+        trn_rows head = trn_rows_range(0, cut);
+        backwards_rows tail = backwards_from(cut, rows);
+        variants[v].kernel(&w, xq, ld_xq, got, ld_dst, n_tok, &head);
+        variants[v].kernel(&w, xq, ld_xq, got, ld_dst, n_tok, &tail.base);
         CHECK_MSG(memcmp(ref_got, got, dst_bytes) == 0, "%s%s %lldx%lld, %lld tokens: the %s kernel differs from the "
                   "scalar matmul", trn_type_name(type), layout == TRN_LAYOUT_X16 ? " x16" : x4 ? " x4" : "", (long long)rows, (long long)cols,
                   (long long)n_tok, variants[v].name);
