@@ -478,28 +478,17 @@ static void mm_by_matvec_avx512(const trn_matrix *w, const trn_block_q8_act *xq,
     trn_matmul_by_matvec(trn_cpu_ops_avx512()->matvec, w, NULL, 0, xq, ld_xq, dst, ld_dst, n_tok, &rows);
 }
 
-/* The tables' batched kernels on one range of rows (they take trn_rows: ops.h) */
-#if defined(TRN_HAVE_AVX2)
-static void mm_maddubs(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
-                       int64_t n_tok, int64_t r0, int64_t r1) {
-    trn_rows rows = trn_rows_range(r0, r1);
-    trn_matmul_tq_maddubs(w, xq, ld_xq, dst, ld_dst, n_tok, &rows);
-}
-#endif
-#if defined(TRN_HAVE_AVX512)
-static void mm_dpbusd(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst,
-                      int64_t n_tok, int64_t r0, int64_t r1) {
-    trn_rows rows = trn_rows_range(r0, r1);
-    trn_matmul_tq_dpbusd(w, xq, ld_xq, dst, ld_dst, n_tok, &rows);
-}
-#endif
+/* The tables' batched ternary kernels, which take their rows as a trn_rows (ops.h) */
+typedef void (*tq_matmul_fn)(const trn_matrix *w, const trn_block_q8_act *xq, int64_t ld_xq, float *dst,
+                             int64_t ld_dst, int64_t n_tok, trn_rows *rows);
 
 typedef struct {
     const char *name;
     trn_type type;
     trn_layout layout;
-    matmul_fn kernel; /* NULL where this build lacks it */
+    matmul_fn kernel; /* NULL where this build lacks it or tq is set */
     int (*available)(void); /* whether this CPU runs it */
+    tq_matmul_fn tq;        /* a table's kernel instead of `kernel` */
 } matmul_variant;
 
 static int always(void) { return 1; }
@@ -526,33 +515,34 @@ static int cpu_has_dpbusd(void) { return trn_cpu_ops_avx512() != NULL; }
  * Prints time per product, GB/s of weights, G multiply-adds per second (rows x cols x tokens / time) and whether
  * every output equals the reference bitwise. */
 static const matmul_variant matmul_variants[] = {
-    {"scalar reference, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_ROWS, mm_scalar, always},
-    {"avx512 vnni matvec, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, mm_by_matvec_avx512, cpu_has_avx512},
+    {"scalar reference, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_ROWS, mm_scalar, always, NULL},
+    {"avx512 vnni matvec, per token", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, mm_by_matvec_avx512, cpu_has_avx512, NULL},
 #if defined(TRN_HAVE_AVX2)
-    {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, mm_maddubs, cpu_has_avx2},
+    {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, NULL, cpu_has_avx2, trn_matmul_tq_maddubs},
 #else
-    {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, NULL, always},
+    {"avx2 maddubs tiles, x4", TRN_TYPE_TQ2_0, TRN_LAYOUT_X4, NULL, always, NULL},
 #endif
 #if defined(TRN_HAVE_AVX512)
-    {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, mm_dpbusd, cpu_has_dpbusd},
-    {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, mm_dpbusd, cpu_has_dpbusd},
+    {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, cpu_has_dpbusd, trn_matmul_tq_dpbusd},
+    {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL, cpu_has_dpbusd, trn_matmul_tq_dpbusd},
 #else
-    {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
-    {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL, always},
+    {"avx512 vnni tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always, NULL},
+    {"avx512 vnni tiles, tq1_0 x16", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL, always, NULL},
 #endif
 #if defined(LAB_X86) && defined(TRN_HAVE_AVX2)
-    {"lab: vnni from x16 columns", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_x16_direct, lab_has_avx512},
-    {"lab: vnni, 32 rows x 10 tokens", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_x16_pair, lab_has_avx512},
-    {"lab: vnni tiles, 32 rows x 8 tokens", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_32x8, lab_has_avx512},
+    {"lab: vnni from x16 columns", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_x16_direct, lab_has_avx512, NULL},
+    {"lab: vnni, 32 rows x 10 tokens", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_x16_pair, lab_has_avx512, NULL},
+    {"lab: vnni tiles, 32 rows x 8 tokens", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, lab_matmul_32x8, lab_has_avx512, NULL},
 #else
-    {"lab: vnni from x16 columns (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
-    {"lab: vnni, 32 rows x 10 tokens (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
-    {"lab: vnni tiles, 32 rows x 8 tokens (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always},
+    {"lab: vnni from x16 columns (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always, NULL},
+    {"lab: vnni, 32 rows x 10 tokens (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always, NULL},
+    {"lab: vnni tiles, 32 rows x 8 tokens (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always, NULL},
 #endif
 };
 
 typedef struct {
     matmul_fn kernel;
+    tq_matmul_fn tq;
     const trn_block_q8_act *xq;
     int64_t ld_xq, ld_dst, n_tok;
     float *y;
@@ -560,7 +550,11 @@ typedef struct {
 
 static void call_matmul(const void *ctx, const trn_matrix *w, int64_t r0, int64_t r1) {
     const matmul_args *a = ctx;
-    a->kernel(w, a->xq, a->ld_xq, a->y, a->ld_dst, a->n_tok, r0, r1);
+    trn_rows rows = trn_rows_range(r0, r1);
+    if (a->tq)
+        a->tq(w, a->xq, a->ld_xq, a->y, a->ld_dst, a->n_tok, &rows);
+    else
+        a->kernel(w, a->xq, a->ld_xq, a->y, a->ld_dst, a->n_tok, r0, r1);
 }
 
 /* The matrix-matrix table: returns the number of variants whose output differed from the reference. */
@@ -577,7 +571,7 @@ static int run_matmul(int only, int reps, int threads, int64_t n_tok) {
             if (only && v != only)
                 continue;
             const matmul_variant *var = &matmul_variants[v - 1];
-            if (!var->kernel || !var->available()) {
+            if ((!var->kernel && !var->tq) || !var->available()) {
                 printf("%-3d %-34s (not available on this CPU or build)\n", v, var->name);
                 continue;
             }
@@ -617,7 +611,7 @@ static int run_matmul(int only, int reps, int threads, int64_t n_tok) {
                     views[c] = trn_repack(&views[c], var->layout, (uint8_t *)packed + (size_t)c * bytes);
             }
             memset(y, 0xff, (size_t)(rows * n_tok) * sizeof(float)); /* NaNs: a row left unwritten differs */
-            const matmul_args args = {var->kernel, xq, ld_xq, rows, n_tok, y};
+            const matmul_args args = {var->kernel, var->tq, xq, ld_xq, rows, n_tok, y};
             const double best = time_products(call_matmul, &args, views, walks, walks, reps, threads);
             const int same = memcmp(y, y_ref, (size_t)(rows * n_tok) * sizeof(float)) == 0;
             differ += !same;
