@@ -10,7 +10,7 @@
  * vector ranges) and followed by a barrier, so there is no thread start-up per op. A matrix-vector product
  * with a ternary weight first quantizes its input to int8 blocks (shared by the following products that read
  * the same input, e.g. Q, K and V).
- * prefill: the same nodes over batches of up to max_batch tokens (default 64), one parallel region per batch.
+ * prefill: the same nodes over batches of up to max_batch tokens (default 128), one parallel region per batch.
  * Matrix-vector products become matrix-matrix products (ops matmul: each weight block read once per batch), the
  * KV cache is stored for every position of the batch before attention, and token i of the batch attends to
  * positions 0..pos0+i. Every other op runs per token with the arithmetic of a step (vector ranges cut at the

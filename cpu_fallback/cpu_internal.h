@@ -12,7 +12,7 @@
 #include "cpu_backend.h"
 #include "ops.h"
 
-enum { CPU_DEFAULT_BATCH = 64 }; /* prefill tokens per batch where the config does not say */
+enum { CPU_DEFAULT_BATCH = 128 }; /* prefill tokens per batch where the config does not say */
 
 /* TRN_CPU_PROFILE=1: per thread and kind of node, the time spent in the node and then waiting at the barrier
  * after it, over single-token steps (TRN_CPU_PROFILE=prefill: over batched prefill passes instead); printed when
