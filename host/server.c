@@ -2,8 +2,8 @@
  * continuous batching.
  *
  * Owns the HTTP side (libmicrohttpd, one thread per connection: routing, the API key, request bodies, the JSON of
- * requests, parsed by cJSON, and of replies, server-sent events), the request queue, and the scheduler: one thread
- * that alone uses the trinity_batch. Each scheduler step is one trinity_batch_decode call holding one token of every
+ * replies, server-sent events), the request queue, and the scheduler: one thread that alone uses the trinity_batch.
+ * A request's JSON is checked by server_request.c; the text side (UTF-8, stop strings) is server_text.c. Each scheduler step is one trinity_batch_decode call holding one token of every
  * generating slot and chunks of the prompts being read, then one trinity_sampler draw per slot whose logits came
  * back; the pieces become text (whole UTF-8 characters, ill-formed bytes as U+FFFD; text that could begin a stop
  * string held back) that is handed to the connections under one mutex, with a condition variable. Connection
@@ -15,11 +15,9 @@
 #if defined(TRN_HAVE_MICROHTTPD) && defined(TRN_HAVE_CJSON)
 
 #include <errno.h>
-#include <math.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,11 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 #include <microhttpd.h>
 
 #include "chat.h"
 #include "common.h"
+#include "server_request.h"
+#include "server_text.h"
 
 #if MHD_VERSION >= 0x00097002
 typedef enum MHD_Result mhd_result;
@@ -45,160 +44,10 @@ typedef int mhd_result;
 #define MAX_DISCARDED_BODY (64u << 20)    /* beyond this (Content-Length) the 413 goes out before the body is read */
 #define MAX_QUEUED 64                     /* requests waiting for a slot; one more: 503 */
 #define PROMPT_TOKENS_PER_STEP 128        /* prompt tokens of all slots together in one scheduler step */
-#define MAX_STOPS 4
 #define MAX_CONNECTIONS 256               /* open connections (threads) at once */
 #define KEEPALIVE_S 5                     /* an SSE comment after this long without text */
 #define DISCONNECT_POLL_MS 200            /* a non-streaming request checks its client this often */
 #define STOP_GRACE_S 5                    /* at a stop, open requests get this long to send their last bytes */
-
-static const char REPLACEMENT_CHARACTER[] = "\xEF\xBF\xBD"; /* U+FFFD */
-
-/* ---- growing byte buffers ------------------------------------------------------------------------------------ */
-
-typedef struct {
-    char *data; /* NUL-terminated where not empty */
-    size_t len, cap;
-    int failed; /* memory ran out: later additions are dropped */
-} strbuf;
-
-static int sb_reserve(strbuf *b, size_t extra) {
-    if (b->failed)
-        return 0;
-    if (b->len + extra + 1 <= b->cap)
-        return 1;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *grown = realloc(b->data, cap);
-    if (!grown) {
-        b->failed = 1;
-        return 0;
-    }
-    b->data = grown;
-    b->cap = cap;
-    return 1;
-}
-
-static void sb_add(strbuf *b, const char *bytes, size_t n) {
-    if (n == 0 || !sb_reserve(b, n))
-        return;
-    memcpy(b->data + b->len, bytes, n);
-    b->len += n;
-    b->data[b->len] = 0;
-}
-
-static void sb_adds(strbuf *b, const char *text) { sb_add(b, text, strlen(text)); }
-
-static void sb_addf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_addf(strbuf *b, const char *fmt, ...) {
-    va_list args;
-    va_start(args, fmt);
-    const int n = vsnprintf(NULL, 0, fmt, args);
-    va_end(args);
-    if (n < 0 || !sb_reserve(b, (size_t)n))
-        return;
-    va_start(args, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, args);
-    va_end(args);
-    b->len += (size_t)n;
-}
-
-/* n bytes of UTF-8 as a JSON string, quotes included (NUL and other control bytes escaped). */
-static void sb_add_json_string(strbuf *b, const char *s, size_t n) {
-    sb_add(b, "\"", 1);
-    size_t run = 0; /* bytes copied as they are, written in one go */
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        sb_add(b, s + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"': sb_add(b, "\\\"", 2); break;
-        case '\\': sb_add(b, "\\\\", 2); break;
-        case '\n': sb_add(b, "\\n", 2); break;
-        case '\r': sb_add(b, "\\r", 2); break;
-        case '\t': sb_add(b, "\\t", 2); break;
-        default: sb_addf(b, "\\u%04x", c); break;
-        }
-    }
-    sb_add(b, s + run, n - run);
-    sb_add(b, "\"", 1);
-}
-
-static void sb_clear(strbuf *b) {
-    b->len = 0;
-    if (b->data)
-        b->data[0] = 0;
-}
-
-static void sb_free(strbuf *b) {
-    free(b->data);
-    memset(b, 0, sizeof(*b));
-}
-
-/* ---- UTF-8: whole characters, ill-formed bytes replaced ------------------------------------------------------ */
-
-/* A decoder that passes on whole characters only and replaces each maximal ill-formed subsequence by U+FFFD (the
- * Unicode recommendation, as Python's errors="replace"); the bytes of a character still incomplete are held. */
-typedef struct {
-    unsigned char held[4];
-    int n_held;
-} utf8_decoder;
-
-/* Bytes of the character a lead byte starts: 1 (ASCII), 2 to 4, or 0 for a byte no character starts with. */
-static int utf8_sequence_length(unsigned char lead) {
-    return lead < 0x80 ? 1 : lead >= 0xC2 && lead <= 0xDF ? 2 : lead >= 0xE0 && lead <= 0xEF ? 3
-                                                            : lead >= 0xF0 && lead <= 0xF4 ? 4 : 0;
-}
-
-/* Whether `byte` may stand at index 1..3 of the character started by `lead` (no overlong forms, surrogates or code
- * points past U+10FFFF). */
-static int utf8_continues(unsigned char lead, int index, unsigned char byte) {
-    if (index == 1) {
-        if (lead == 0xE0)
-            return byte >= 0xA0 && byte <= 0xBF;
-        if (lead == 0xED)
-            return byte >= 0x80 && byte <= 0x9F;
-        if (lead == 0xF0)
-            return byte >= 0x90 && byte <= 0xBF;
-        if (lead == 0xF4)
-            return byte >= 0x80 && byte <= 0x8F;
-    }
-    return byte >= 0x80 && byte <= 0xBF;
-}
-
-static void utf8_decode(utf8_decoder *d, const char *bytes, size_t n, strbuf *out) {
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char byte = (unsigned char)bytes[i];
-        if (d->n_held > 0) {
-            if (utf8_continues(d->held[0], d->n_held, byte)) {
-                d->held[d->n_held++] = byte;
-                if (d->n_held == utf8_sequence_length(d->held[0])) {
-                    sb_add(out, (const char *)d->held, (size_t)d->n_held);
-                    d->n_held = 0;
-                }
-                continue;
-            }
-            sb_adds(out, REPLACEMENT_CHARACTER); /* the held bytes end ill-formed; this byte starts afresh */
-            d->n_held = 0;
-        }
-        const int length = utf8_sequence_length(byte);
-        if (length == 1)
-            sb_add(out, (const char *)&byte, 1);
-        else if (length == 0)
-            sb_adds(out, REPLACEMENT_CHARACTER);
-        else
-            d->held[d->n_held++] = byte;
-    }
-}
-
-/* The end of the text: a character left incomplete becomes U+FFFD. */
-static void utf8_finish(utf8_decoder *d, strbuf *out) {
-    if (d->n_held > 0)
-        sb_adds(out, REPLACEMENT_CHARACTER);
-    d->n_held = 0;
-}
 
 /* ---- requests (jobs) and the server ------------------------------------------------------------------------- */
 
@@ -211,14 +60,14 @@ typedef struct job {
     int n_prompt;
     trinity_sampler *sampler;
     int max_tokens; /* -1: until EOS or the slot's context is full */
-    char *stops[MAX_STOPS];
-    size_t stop_lens[MAX_STOPS];
+    char *stops[TRN_MAX_STOPS];
+    size_t stop_lens[TRN_MAX_STOPS];
     int n_stops;
     double submitted_s;
     /* under the server's lock */
     job_state state;
     int cancelled;
-    strbuf text;               /* the completion so far: final text, safe to send */
+    trn_strbuf text;               /* the completion so far: final text, safe to send */
     int n_generated;           /* completion tokens (EOS not counted) */
     const char *finish_reason; /* at JOB_DONE: "stop" or "length"; NULL where cancelled or failed */
     char error[256];           /* at JOB_DONE after an engine failure or at shutdown */
@@ -233,9 +82,9 @@ typedef struct {
     int n_tokens;
     int n_fed;     /* tokens run through the model: the slot's filled positions */
     int n_generated;
-    utf8_decoder decoder;
-    strbuf held;   /* decoded text not yet released: it could begin a stop string */
-    strbuf outbox; /* text released in this step, handed over under the lock */
+    trn_utf8_decoder decoder;
+    trn_strbuf held;   /* decoded text not yet released: it could begin a stop string */
+    trn_strbuf outbox; /* text released in this step, handed over under the lock */
     const char *finish_reason; /* set in this step: "stop" or "length" */
 } slot;
 
@@ -280,7 +129,7 @@ static void job_free(job *j) {
     trinity_sampler_free(j->sampler);
     for (int i = 0; i < j->n_stops; i++)
         free(j->stops[i]);
-    sb_free(&j->text);
+    trn_sb_free(&j->text);
     free(j);
 }
 
@@ -318,51 +167,15 @@ static void job_cancel_locked(server *s, job *j) {
 
 /* ---- the scheduler ------------------------------------------------------------------------------------------ */
 
-/* The first occurrence of needle[0..m) in hay[0..n), or -1. */
-static long find_bytes(const char *hay, size_t n, const char *needle, size_t m) {
-    if (m == 0 || m > n)
-        return -1;
-    for (size_t i = 0; i + m <= n; i++)
-        if (hay[i] == needle[0] && memcmp(hay + i, needle, m) == 0)
-            return (long)i;
-    return -1;
-}
-
-/* Moves held text to the outbox: up to the first stop string where one occurs (1 is returned and the rest dropped);
- * otherwise all of it (`all`) or all but its longest end that begins a stop string. */
+/* Moves the slot's held text to its outbox, as far as it is final (trn_stop_release); 1 at a stop string. */
 static int release_text(slot *sl, int all) {
     const job *j = sl->job;
-    long stop_at = -1;
-    for (int k = 0; k < j->n_stops; k++) {
-        const long at = find_bytes(sl->held.data, sl->held.len, j->stops[k], j->stop_lens[k]);
-        if (at >= 0 && (stop_at < 0 || at < stop_at))
-            stop_at = at;
-    }
-    if (stop_at >= 0) {
-        sb_add(&sl->outbox, sl->held.data, (size_t)stop_at);
-        sb_clear(&sl->held);
-        return 1;
-    }
-    size_t keep = 0; /* the longest end of the held text that is the beginning of a stop string */
-    for (int k = 0; k < j->n_stops && !all; k++)
-        for (size_t len = TRN_MIN(j->stop_lens[k] - 1, sl->held.len); len > keep; len--)
-            if (memcmp(sl->held.data + sl->held.len - len, j->stops[k], len) == 0) {
-                keep = len;
-                break;
-            }
-    const size_t release = sl->held.len - keep;
-    sb_add(&sl->outbox, sl->held.data, release);
-    if (release > 0 && keep > 0)
-        memmove(sl->held.data, sl->held.data + release, keep);
-    sl->held.len = keep;
-    if (sl->held.data)
-        sl->held.data[keep] = 0;
-    return 0;
+    return trn_stop_release(&sl->held, &sl->outbox, j->stops, j->stop_lens, j->n_stops, all);
 }
 
 /* The slot's sequence ends ("stop" or "length"): what is held goes out, but for a stop string and what follows. */
 static void finish_slot(slot *sl, const char *reason) {
-    utf8_finish(&sl->decoder, &sl->held);
+    trn_utf8_finish(&sl->decoder, &sl->held);
     if (release_text(sl, 1))
         reason = "stop";
     sl->finish_reason = reason;
@@ -387,7 +200,7 @@ static void sample_slot(server *s, slot *sl, float *logits) {
     }
     sl->tokens[sl->n_tokens++] = token;
     sl->n_generated++;
-    utf8_decode(&sl->decoder, text, len, &sl->held);
+    trn_utf8_decode(&sl->decoder, text, len, &sl->held);
     if (text != piece)
         free(text);
     if (release_text(sl, 0))
@@ -402,8 +215,8 @@ static void free_slot_locked(server *s, int index) {
     trinity_batch_clear(s->batch, index);
     job_release_locked(sl->job);
     sl->job = NULL;
-    sb_clear(&sl->held);
-    sb_clear(&sl->outbox);
+    trn_sb_clear(&sl->held);
+    trn_sb_clear(&sl->outbox);
     sl->finish_reason = NULL;
     s->n_busy--;
 }
@@ -482,8 +295,8 @@ static void scheduler_step(server *s) {
         if (failure[0]) {
             snprintf(j->error, sizeof(j->error), "%s", failure);
         } else {
-            sb_add(&j->text, sl->outbox.data ? sl->outbox.data : "", sl->outbox.len);
-            sb_clear(&sl->outbox);
+            trn_sb_add(&j->text, sl->outbox.data ? sl->outbox.data : "", sl->outbox.len);
+            trn_sb_clear(&sl->outbox);
             j->n_generated = sl->n_generated;
             if (j->text.failed)
                 snprintf(j->error, sizeof(j->error), "out of memory for the completion's text");
@@ -541,313 +354,60 @@ static void *scheduler_main(void *arg) {
 
 /* ---- requests: JSON in ---------------------------------------------------------------------------------------- */
 
-typedef struct {
-    unsigned status; /* HTTP status */
-    char message[512];
-    const char *code; /* OpenAI's "code", or NULL */
-} request_error;
-
-static int fail_request(request_error *e, unsigned status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail_request(request_error *e, unsigned status, const char *code, const char *fmt, ...) {
-    va_list args;
-    va_start(args, fmt);
-    vsnprintf(e->message, sizeof(e->message), fmt, args);
-    va_end(args);
-    e->status = status;
-    e->code = code;
-    return 0;
-}
-
-/* A member that is present and not null. */
-static const cJSON *member(const cJSON *object, const char *name) {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
-    return item && !cJSON_IsNull(item) ? item : NULL;
-}
-
-/* An optional number in [min, max]: 1 (and *out where present), else 0 with a 400. */
-static int number_field(const cJSON *body, const char *name, double min, double max, double *out, request_error *e) {
-    const cJSON *item = member(body, name);
-    if (!item)
-        return 1;
-    if (!cJSON_IsNumber(item) || !(item->valuedouble >= min && item->valuedouble <= max))
-        return fail_request(e, 400, NULL, "'%s' must be a number from %g to %g", name, min, max);
-    *out = item->valuedouble;
-    return 1;
-}
-
-/* An optional integer in [min, max], the same way. */
-static int integer_field(const cJSON *body, const char *name, double min, double max, double *out,
-                         request_error *e) {
-    const cJSON *item = member(body, name);
-    if (!item)
-        return 1;
-    if (!cJSON_IsNumber(item) || item->valuedouble != floor(item->valuedouble) || !(item->valuedouble >= min) ||
-        !(item->valuedouble <= max))
-        return fail_request(e, 400, NULL, "'%s' must be an integer from %.0f to %.0f", name, min, max);
-    *out = item->valuedouble;
-    return 1;
-}
-
-static int check_utf8(const char *what, const char *text, request_error *e) {
-    size_t bad = 0;
-    if (trinity_utf8_valid(text, strlen(text), &bad))
-        return 1;
-    return fail_request(e, 400, NULL, "%s is not UTF-8 text (invalid byte 0x%02x at offset %zu)", what,
-                        (unsigned)(unsigned char)text[bad], bad);
-}
-
-typedef struct {
-    int *ids;
-    int n, cap;
-} token_list;
-
-static int tokens_add(token_list *list, int id) {
-    if (list->n == list->cap) {
-        const int cap = list->cap ? 2 * list->cap : 64;
-        int *grown = realloc(list->ids, (size_t)cap * sizeof(int));
-        if (!grown)
-            return 0;
-        list->ids = grown;
-        list->cap = cap;
-    }
-    list->ids[list->n++] = id;
-    return 1;
-}
-
-/* The tokens of len bytes of text (BOS first where add_bos) appended to the list. */
-static int tokens_add_text(const server *s, token_list *list, const char *text, size_t len, int add_bos,
-                           request_error *e) {
-    int n = 0;
-    trinity_tokenize(s->model, text, len, add_bos, NULL, 0, &n); /* the count */
-    if (list->n + n > list->cap) {
-        int *grown = realloc(list->ids, (size_t)(list->n + n + 1) * sizeof(int));
-        if (!grown)
-            return fail_request(e, 500, NULL, "out of memory for %d prompt tokens", n);
-        list->ids = grown;
-        list->cap = list->n + n + 1;
-    }
-    if (trinity_tokenize(s->model, text, len, add_bos, list->ids + list->n, list->cap - list->n, &n) != TRINITY_OK)
-        return fail_request(e, 500, NULL, "tokenizing the prompt failed: %s", trinity_last_error());
-    list->n += n;
-    return 1;
-}
-
-/* The text of a chat message's content: a string, or an array of {"type": "text", "text": ...} parts (joined). */
-static char *message_content(const cJSON *content, int index, request_error *e) {
-    if (cJSON_IsString(content))
-        return strdup(content->valuestring);
-    if (!cJSON_IsArray(content)) {
-        fail_request(e, 400, NULL, "messages[%d].content must be a string", index);
-        return NULL;
-    }
-    strbuf text = {0};
-    const cJSON *part;
-    cJSON_ArrayForEach(part, content) {
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-        const cJSON *part_text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 || !cJSON_IsString(part_text)) {
-            sb_free(&text);
-            fail_request(e, 400, NULL, "messages[%d].content: only text parts ({\"type\": \"text\", \"text\": ...}) "
-                         "are supported", index);
-            return NULL;
-        }
-        sb_adds(&text, part_text->valuestring);
-    }
-    if (text.failed) {
-        sb_free(&text);
-        fail_request(e, 500, NULL, "out of memory for a message");
-        return NULL;
-    }
-    return text.data ? text.data : strdup("");
-}
-
-/* The prompt of a chat request: its messages rendered in the server's chat format and tokenized, BOS first. */
-static int chat_prompt(const server *s, const cJSON *body, token_list *tokens, request_error *e) {
-    const cJSON *messages = member(body, "messages");
-    if (!messages)
-        return fail_request(e, 400, NULL, "'messages' is missing: an array of {\"role\", \"content\"} objects");
-    if (!cJSON_IsArray(messages) || cJSON_GetArraySize(messages) == 0)
-        return fail_request(e, 400, NULL, "'messages' must be a non-empty array of {\"role\", \"content\"} objects");
-    const int n = cJSON_GetArraySize(messages);
-    trn_chat_message *list = calloc((size_t)n, sizeof(*list));
-    char **contents = calloc((size_t)n, sizeof(char *));
-    int ok = list && contents ? 1 : fail_request(e, 500, NULL, "out of memory for %d messages", n);
-    int i = 0;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, messages) {
-        if (!ok)
-            break;
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-        if (!cJSON_IsObject(m))
-            ok = fail_request(e, 400, NULL, "messages[%d] must be an object with \"role\" and \"content\"", i);
-        else if (!cJSON_IsString(role))
-            ok = fail_request(e, 400, NULL, "messages[%d].role must be a string", i);
-        else if (strcmp(role->valuestring, "system") != 0 && strcmp(role->valuestring, "user") != 0 &&
-                 strcmp(role->valuestring, "assistant") != 0)
-            ok = fail_request(e, 400, NULL, "messages[%d].role '%.40s': expected system, user or assistant", i,
-                              role->valuestring);
-        else if (!content)
-            ok = fail_request(e, 400, NULL, "messages[%d].content is missing", i);
-        else if ((contents[i] = message_content(content, i, e)) == NULL)
-            ok = 0;
-        else {
-            char what[48];
-            snprintf(what, sizeof(what), "messages[%d].content", i);
-            ok = check_utf8(what, contents[i], e);
-            list[i] = (trn_chat_message){role->valuestring, contents[i]};
-        }
-        i++;
-    }
-    trn_chat_prompt rendered = {0};
-    if (ok && trn_chat_render(s->chat_format, list, n, &rendered) != 0)
-        ok = fail_request(e, 500, NULL, "out of memory for the chat prompt");
-    /* BOS as the tokenizer adds it, once: the template's own where it starts with one */
-    if (ok && (rendered.n_pieces == 0 || rendered.pieces[0].kind != TRN_CHAT_BOS))
-        ok = tokens_add(tokens, trinity_token_bos(s->model)) ? 1 : fail_request(e, 500, NULL, "out of memory");
-    for (int p = 0; ok && p < rendered.n_pieces; p++) {
-        const trn_chat_piece *piece = &rendered.pieces[p];
-        if (piece->kind == TRN_CHAT_TEXT)
-            ok = tokens_add_text(s, tokens, rendered.text + piece->offset, piece->len, 0, e);
-        else if (!tokens_add(tokens, piece->kind == TRN_CHAT_BOS ? trinity_token_bos(s->model)
-                                                                  : trinity_token_eos(s->model)))
-            ok = fail_request(e, 500, NULL, "out of memory");
-    }
-    trn_chat_prompt_free(&rendered);
-    for (int k = 0; contents && k < n; k++)
-        free(contents[k]);
-    free(contents);
-    free(list);
-    return ok;
-}
-
-/* The prompt of a completion request: a string, or an array of one string, tokenized with BOS. */
-static int completion_prompt(const server *s, const cJSON *body, token_list *tokens, request_error *e) {
-    const cJSON *prompt = member(body, "prompt");
-    if (prompt && cJSON_IsArray(prompt) && cJSON_GetArraySize(prompt) == 1 &&
-        cJSON_IsString(cJSON_GetArrayItem(prompt, 0)))
-        prompt = cJSON_GetArrayItem(prompt, 0);
-    if (!prompt)
-        return fail_request(e, 400, NULL, "'prompt' is missing");
-    if (!cJSON_IsString(prompt))
-        return fail_request(e, 400, NULL, "'prompt' must be a string or an array of one string");
-    if (prompt->valuestring[0] == 0)
-        return fail_request(e, 400, NULL, "the prompt is empty");
-    if (!check_utf8("the prompt", prompt->valuestring, e))
-        return 0;
-    return tokens_add_text(s, tokens, prompt->valuestring, strlen(prompt->valuestring), 1, e);
-}
-
 static uint64_t mix64(uint64_t z) { /* splitmix64's finalizer */
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-/* What a request asks for, checked: the prompt's tokens, the sampling settings, max_tokens, stop strings and
- * whether to stream. Returns the job (one reference) or NULL with the error. */
-static job *parse_request(server *s, const char *body_text, size_t body_len, int chat, int *stream,
-                          request_error *e) {
-    const char *end = NULL;
-    cJSON *body = cJSON_ParseWithLengthOpts(body_text, body_len, &end, 0);
-    while (body && end && end < body_text + body_len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
-        end++;
-    if (!body || (end && end < body_text + body_len)) {
-        cJSON_Delete(body);
-        fail_request(e, 400, NULL, "the request body is not valid JSON");
+/* A request's JSON checked (trn_request_parse) and its sampler made: the job (one reference) or NULL with the
+ * error. */
+static job *parse_request(server *s, const char *body, size_t len, int chat, int *stream, trn_request_error *e) {
+    const trn_request_context context = {s->model, s->chat_format, s->n_ctx};
+    trn_request r;
+    if (!trn_request_parse(&context, body, len, chat, &r, e))
         return NULL;
-    }
     job *j = calloc(1, sizeof(*j));
-    token_list prompt = {0};
-    trinity_session_params sampling = trinity_session_params_default();
-    double max_tokens = -1, temperature = sampling.temperature, top_p = sampling.top_p, top_k = sampling.top_k;
-    double repeat_penalty = sampling.repeat_penalty, seed = 0, n = 1;
-    const cJSON *stream_item = member(body, "stream"), *stop = member(body, "stop");
-    const cJSON *logprobs = member(body, "logprobs"), *echo = member(body, "echo");
-    int ok = j ? 1 : fail_request(e, 500, NULL, "out of memory for a request");
-    if (ok && !cJSON_IsObject(body))
-        ok = fail_request(e, 400, NULL, "the request body must be a JSON object");
-    ok = ok && integer_field(body, "n", 1, 1e9, &n, e);
-    if (ok && n != 1)
-        ok = fail_request(e, 400, NULL, "'n' must be 1: one completion per request");
-    if (ok && stream_item && !cJSON_IsBool(stream_item))
-        ok = fail_request(e, 400, NULL, "'stream' must be true or false");
-    const int wants_logprobs = logprobs && !cJSON_IsFalse(logprobs) &&
-                               !(cJSON_IsNumber(logprobs) && logprobs->valuedouble == 0);
-    if (ok && (wants_logprobs || (echo && !cJSON_IsFalse(echo))))
-        ok = fail_request(e, 400, NULL, "'%s' is not supported by this server", wants_logprobs ? "logprobs" : "echo");
-    ok = ok && integer_field(body, "max_tokens", 0, 1e9, &max_tokens, e);
-    ok = ok && integer_field(body, "max_completion_tokens", 0, 1e9, &max_tokens, e);
-    ok = ok && number_field(body, "temperature", 0, 1e6, &temperature, e);
-    ok = ok && number_field(body, "top_p", 1e-6, 1, &top_p, e);
-    ok = ok && integer_field(body, "top_k", 0, 1e9, &top_k, e);
-    ok = ok && number_field(body, "repeat_penalty", 1e-3, 1e3, &repeat_penalty, e);
-    ok = ok && number_field(body, "repetition_penalty", 1e-3, 1e3, &repeat_penalty, e);
-    ok = ok && integer_field(body, "seed", -9007199254740992.0, 9007199254740992.0, &seed, e);
-    if (ok && stop) {
-        const int n_stops = cJSON_IsString(stop) ? 1 : cJSON_IsArray(stop) ? cJSON_GetArraySize(stop) : -1;
-        if (n_stops < 0 || n_stops > MAX_STOPS)
-            ok = fail_request(e, 400, NULL, "'stop' must be a string or an array of up to %d strings", MAX_STOPS);
-        for (int k = 0; ok && k < n_stops; k++) {
-            const cJSON *item = cJSON_IsString(stop) ? stop : cJSON_GetArrayItem(stop, k);
-            if (!cJSON_IsString(item) || item->valuestring[0] == 0)
-                ok = fail_request(e, 400, NULL, "'stop' must hold non-empty strings");
-            else if (check_utf8("a stop string", item->valuestring, e)) {
-                j->stops[j->n_stops] = strdup(item->valuestring);
-                j->stop_lens[j->n_stops] = strlen(item->valuestring);
-                ok = j->stops[j->n_stops++] ? 1 : fail_request(e, 500, NULL, "out of memory");
-            } else
-                ok = 0;
-        }
-    }
-    if (ok)
-        ok = chat ? chat_prompt(s, body, &prompt, e) : completion_prompt(s, body, &prompt, e);
-    if (ok && prompt.n >= s->n_ctx)
-        ok = fail_request(e, 400, "context_length_exceeded",
-                          "the prompt is %d tokens, and a slot holds %d positions for the prompt and the completion "
-                          "together (-c is split across the --parallel slots)", prompt.n, s->n_ctx);
-    if (ok) {
-        sampling.temperature = (float)temperature;
-        sampling.top_p = (float)top_p;
-        sampling.top_k = (int)top_k;
-        sampling.repeat_penalty = (float)repeat_penalty;
-        pthread_mutex_lock(&s->lock);
-        const uint64_t counter = ++s->request_counter;
-        pthread_mutex_unlock(&s->lock);
-        /* a seed as given (a negative one as its two's complement), else a new one per request */
-        sampling.seed = member(body, "seed") ? (uint64_t)(int64_t)seed : mix64((uint64_t)time(NULL) ^ counter << 32);
-        if (trinity_sampler_new(s->model, &sampling, &j->sampler) != TRINITY_OK)
-            ok = fail_request(e, 400, NULL, "%s", trinity_last_error());
-    }
-    *stream = stream_item && cJSON_IsTrue(stream_item);
-    cJSON_Delete(body);
-    if (!ok) {
-        free(prompt.ids);
-        if (j)
-            job_free(j);
+    if (!j) {
+        trn_request_free(&r);
+        trn_request_fail(e, 500, NULL, "out of memory for a request");
         return NULL;
     }
-    j->prompt = prompt.ids;
-    j->n_prompt = prompt.n;
-    j->max_tokens = (int)max_tokens;
+    pthread_mutex_lock(&s->lock);
+    const uint64_t counter = ++s->request_counter;
+    pthread_mutex_unlock(&s->lock);
+    if (!r.has_seed) /* a new seed per request */
+        r.sampling.seed = mix64((uint64_t)time(NULL) ^ counter << 32);
+    if (trinity_sampler_new(s->model, &r.sampling, &j->sampler) != TRINITY_OK) {
+        trn_request_fail(e, 400, NULL, "%s", trinity_last_error());
+        trn_request_free(&r);
+        free(j);
+        return NULL;
+    }
+    j->prompt = r.prompt; /* the job owns the prompt and the stop strings now */
+    j->n_prompt = r.n_prompt;
+    j->max_tokens = r.max_tokens;
+    memcpy(j->stops, r.stops, sizeof(j->stops));
+    memcpy(j->stop_lens, r.stop_lens, sizeof(j->stop_lens));
+    j->n_stops = r.n_stops;
     j->refs = 1;
+    *stream = r.stream;
     return j;
 }
 
 /* Queues a job (a second reference goes to the scheduler); 0 with a 503 where the queue is full or the server stops.
  * max_tokens 0 finishes at once. */
-static int submit_job(server *s, job *j, request_error *e) {
+static int submit_job(server *s, job *j, trn_request_error *e) {
     pthread_mutex_lock(&s->lock);
     int ok = 1;
     j->submitted_s = now_s();
     if (s->stopping) {
-        ok = fail_request(e, 503, NULL, "the server is shutting down");
+        ok = trn_request_fail(e, 503, NULL, "the server is shutting down");
     } else if (j->max_tokens == 0) {
         j->state = JOB_DONE;
         j->finish_reason = "length";
     } else if (s->n_queued >= MAX_QUEUED) {
-        ok = fail_request(e, 503, NULL, "the server is busy: %d requests are waiting for a slot; retry later",
+        ok = trn_request_fail(e, 503, NULL, "the server is busy: %d requests are waiting for a slot; retry later",
                           s->n_queued);
     } else {
         j->state = JOB_QUEUED;
@@ -883,82 +443,82 @@ static void reply_head_init(server *s, reply_head *h, int chat) {
              (unsigned long long)mix64((uint64_t)h->created << 20 ^ counter));
 }
 
-static void add_object_start(const server *s, strbuf *b, const reply_head *h, const char *object) {
-    sb_addf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", h->id, object, h->created);
-    sb_add_json_string(b, s->model_name, strlen(s->model_name));
+static void add_object_start(const server *s, trn_strbuf *b, const reply_head *h, const char *object) {
+    trn_sb_addf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", h->id, object, h->created);
+    trn_sb_add_json_string(b, s->model_name, strlen(s->model_name));
 }
 
-static void add_usage(strbuf *b, int prompt_tokens, int completion_tokens) {
-    sb_addf(b, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", prompt_tokens,
+static void add_usage(trn_strbuf *b, int prompt_tokens, int completion_tokens) {
+    trn_sb_addf(b, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", prompt_tokens,
             completion_tokens, prompt_tokens + completion_tokens);
 }
 
-static void add_finish_reason(strbuf *b, const char *reason) {
+static void add_finish_reason(trn_strbuf *b, const char *reason) {
     if (reason)
-        sb_addf(b, ",\"finish_reason\":\"%s\"}]", reason);
+        trn_sb_addf(b, ",\"finish_reason\":\"%s\"}]", reason);
     else
-        sb_adds(b, ",\"finish_reason\":null}]");
+        trn_sb_adds(b, ",\"finish_reason\":null}]");
 }
 
 /* The whole completion (non-streaming). */
-static void completion_json(const server *s, strbuf *b, const reply_head *h, const char *text, size_t len,
+static void completion_json(const server *s, trn_strbuf *b, const reply_head *h, const char *text, size_t len,
                             const char *reason, int prompt_tokens, int completion_tokens) {
     add_object_start(s, b, h, h->chat ? "chat.completion" : "text_completion");
     if (h->chat) {
-        sb_adds(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-        sb_add_json_string(b, text, len);
-        sb_adds(b, "},\"logprobs\":null");
+        trn_sb_adds(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        trn_sb_add_json_string(b, text, len);
+        trn_sb_adds(b, "},\"logprobs\":null");
     } else {
-        sb_adds(b, ",\"choices\":[{\"index\":0,\"text\":");
-        sb_add_json_string(b, text, len);
-        sb_adds(b, ",\"logprobs\":null");
+        trn_sb_adds(b, ",\"choices\":[{\"index\":0,\"text\":");
+        trn_sb_add_json_string(b, text, len);
+        trn_sb_adds(b, ",\"logprobs\":null");
     }
     add_finish_reason(b, reason);
     add_usage(b, prompt_tokens, completion_tokens);
-    sb_adds(b, "}");
+    trn_sb_adds(b, "}");
 }
 
 /* One server-sent event of a stream: new text (the chat's first also names the role), or the end with its finish
  * reason and the usage. */
-static void chunk_event(const server *s, strbuf *b, const reply_head *h, const char *text, size_t len, int role,
+static void chunk_event(const server *s, trn_strbuf *b, const reply_head *h, const char *text, size_t len, int role,
                         const char *reason, int prompt_tokens, int completion_tokens) {
-    sb_adds(b, "data: ");
+    trn_sb_adds(b, "data: ");
     add_object_start(s, b, h, h->chat ? "chat.completion.chunk" : "text_completion");
     if (h->chat) {
-        sb_adds(b, ",\"choices\":[{\"index\":0,\"delta\":{");
+        trn_sb_adds(b, ",\"choices\":[{\"index\":0,\"delta\":{");
         if (role)
-            sb_adds(b, "\"role\":\"assistant\",\"content\":\"\"");
+            trn_sb_adds(b, "\"role\":\"assistant\",\"content\":\"\"");
         else if (!reason) {
-            sb_adds(b, "\"content\":");
-            sb_add_json_string(b, text, len);
+            trn_sb_adds(b, "\"content\":");
+            trn_sb_add_json_string(b, text, len);
         }
-        sb_adds(b, "},\"logprobs\":null");
+        trn_sb_adds(b, "},\"logprobs\":null");
     } else {
-        sb_adds(b, ",\"choices\":[{\"index\":0,\"text\":");
-        sb_add_json_string(b, text, len);
-        sb_adds(b, ",\"logprobs\":null");
+        trn_sb_adds(b, ",\"choices\":[{\"index\":0,\"text\":");
+        trn_sb_add_json_string(b, text, len);
+        trn_sb_adds(b, ",\"logprobs\":null");
     }
     add_finish_reason(b, reason);
     if (reason)
         add_usage(b, prompt_tokens, completion_tokens);
-    sb_adds(b, "}\n\n");
+    trn_sb_adds(b, "}\n\n");
 }
 
-static void error_json(strbuf *b, unsigned status, const char *message, const char *code) {
-    sb_adds(b, "{\"error\":{\"message\":");
-    sb_add_json_string(b, message, strlen(message));
-    sb_addf(b, ",\"type\":\"%s\",\"param\":null,\"code\":", status >= 500 ? "server_error" : "invalid_request_error");
+static void error_json(trn_strbuf *b, unsigned status, const char *message, const char *code) {
+    trn_sb_adds(b, "{\"error\":{\"message\":");
+    trn_sb_add_json_string(b, message, strlen(message));
+    trn_sb_addf(b, ",\"type\":\"%s\",\"param\":null,\"code\":", status >= 500 ? "server_error" : "invalid_request_error");
     if (code)
-        sb_addf(b, "\"%s\"}}", code);
+        trn_sb_addf(b, "\"%s\"}}", code);
     else
-        sb_adds(b, "null}}");
+        trn_sb_adds(b, "null}}");
 }
 
 /* ---- HTTP ---------------------------------------------------------------------------------------------------- */
 
 /* What MHD keeps for a request (*con_cls): the body as it arrives, and the job once queued. */
 typedef struct {
-    strbuf body;
+    trn_strbuf body;
     int body_too_large;
     job *job;
 } request;
@@ -968,13 +528,13 @@ typedef struct {
     server *srv;
     job *job;          /* one reference */
     reply_head head;
-    strbuf out;        /* events not yet handed to MHD: out.data[sent .. len) */
+    trn_strbuf out;        /* events not yet handed to MHD: out.data[sent .. len) */
     size_t sent;
     size_t text_sent;  /* bytes of job->text already in events */
     int role_sent, finished;
 } stream;
 
-static mhd_result send_reply(struct MHD_Connection *c, unsigned status, const strbuf *b, const char *content_type,
+static mhd_result send_reply(struct MHD_Connection *c, unsigned status, const trn_strbuf *b, const char *content_type,
                              const char *allow) {
     struct MHD_Response *r = MHD_create_response_from_buffer(b->len, b->data ? b->data : (void *)"",
                                                              MHD_RESPMEM_MUST_COPY);
@@ -992,14 +552,14 @@ static mhd_result send_reply(struct MHD_Connection *c, unsigned status, const st
 
 static mhd_result send_error(struct MHD_Connection *c, unsigned status, const char *message, const char *code,
                              const char *allow) {
-    strbuf b = {0};
+    trn_strbuf b = {0};
     error_json(&b, status, message, code);
     const mhd_result result = send_reply(c, status, &b, "application/json", allow);
-    sb_free(&b);
+    trn_sb_free(&b);
     return result;
 }
 
-static mhd_result send_request_error(struct MHD_Connection *c, const request_error *e) {
+static mhd_result send_request_error(struct MHD_Connection *c, const trn_request_error *e) {
     return send_error(c, e->status, e->message, e->code, NULL);
 }
 
@@ -1036,7 +596,7 @@ static void stream_free(void *cls) {
     job_cancel_locked(st->srv, st->job);
     job_release_locked(st->job);
     pthread_mutex_unlock(&st->srv->lock);
-    sb_free(&st->out);
+    trn_sb_free(&st->out);
     free(st);
 }
 
@@ -1045,21 +605,21 @@ static void stream_free(void *cls) {
 static int stream_next_events(stream *st) {
     server *s = st->srv;
     job *j = st->job;
-    sb_clear(&st->out);
+    trn_sb_clear(&st->out);
     st->sent = 0;
     if (st->head.chat && !st->role_sent) {
         chunk_event(s, &st->out, &st->head, "", 0, 1, NULL, 0, 0);
         st->role_sent = 1;
         return !st->out.failed;
     }
-    strbuf text = {0};
+    trn_strbuf text = {0};
     pthread_mutex_lock(&s->lock);
     const struct timespec deadline = deadline_in(KEEPALIVE_S);
     while (j->text.len == st->text_sent && j->state != JOB_DONE && !s->stopping)
         if (pthread_cond_timedwait(&s->progress, &s->lock, &deadline) == ETIMEDOUT)
             break;
     if (j->text.len > st->text_sent)
-        sb_add(&text, j->text.data + st->text_sent, j->text.len - st->text_sent);
+        trn_sb_add(&text, j->text.data + st->text_sent, j->text.len - st->text_sent);
     st->text_sent = j->text.len;
     const int done = j->state == JOB_DONE || s->stopping; /* at a stop, the end now, before the job's */
     const char *reason = j->state == JOB_DONE ? j->finish_reason : NULL;
@@ -1073,17 +633,17 @@ static int stream_next_events(stream *st) {
         if (reason) {
             chunk_event(s, &st->out, &st->head, "", 0, 0, reason, n_prompt, n_generated);
         } else {
-            sb_adds(&st->out, "data: ");
+            trn_sb_adds(&st->out, "data: ");
             error_json(&st->out, 500, error[0] ? error : "the request was cancelled", NULL);
-            sb_adds(&st->out, "\n\n");
+            trn_sb_adds(&st->out, "\n\n");
         }
-        sb_adds(&st->out, "data: [DONE]\n\n");
+        trn_sb_adds(&st->out, "data: [DONE]\n\n");
         st->finished = 1;
     } else if (text.len == 0) {
-        sb_adds(&st->out, ": keep-alive\n\n");
+        trn_sb_adds(&st->out, ": keep-alive\n\n");
     }
     const int ok = !text.failed && !st->out.failed;
-    sb_free(&text);
+    trn_sb_free(&text);
     return ok;
 }
 
@@ -1149,7 +709,7 @@ static mhd_result reply_whole(server *s, struct MHD_Connection *c, job *j, int c
         pthread_mutex_unlock(&s->lock);
         return send_error(c, 503, "the server is shutting down", NULL, NULL);
     }
-    strbuf b = {0};
+    trn_strbuf b = {0};
     unsigned status = 200;
     if (j->finish_reason)
         completion_json(s, &b, &head, j->text.data ? j->text.data : "", j->text.len, j->finish_reason, j->n_prompt,
@@ -1159,12 +719,12 @@ static mhd_result reply_whole(server *s, struct MHD_Connection *c, job *j, int c
     pthread_mutex_unlock(&s->lock);
     const mhd_result result = b.failed ? send_error(c, 500, "out of memory for the reply", NULL, NULL)
                                        : send_reply(c, status, &b, "application/json", NULL);
-    sb_free(&b);
+    trn_sb_free(&b);
     return result;
 }
 
 static mhd_result handle_completion(server *s, struct MHD_Connection *c, request *req, int chat) {
-    request_error e = {0};
+    trn_request_error e = {0};
     int stream_reply = 0;
     job *j = parse_request(s, req->body.data ? req->body.data : "", req->body.len, chat, &stream_reply, &e);
     if (!j)
@@ -1180,24 +740,24 @@ static mhd_result handle_completion(server *s, struct MHD_Connection *c, request
 }
 
 static mhd_result handle_health(server *s, struct MHD_Connection *c) {
-    strbuf b = {0};
+    trn_strbuf b = {0};
     pthread_mutex_lock(&s->lock);
-    sb_addf(&b, "{\"status\":\"ok\",\"slots_idle\":%d,\"slots_busy\":%d,\"requests_queued\":%d}",
+    trn_sb_addf(&b, "{\"status\":\"ok\",\"slots_idle\":%d,\"slots_busy\":%d,\"requests_queued\":%d}",
             s->n_slots - s->n_busy, s->n_busy, s->n_queued);
     pthread_mutex_unlock(&s->lock);
     const mhd_result result = send_reply(c, 200, &b, "application/json", NULL);
-    sb_free(&b);
+    trn_sb_free(&b);
     return result;
 }
 
 static mhd_result handle_models(server *s, struct MHD_Connection *c) {
-    strbuf b = {0};
-    sb_adds(&b, "{\"object\":\"list\",\"data\":[{\"id\":");
-    sb_add_json_string(&b, s->model_name, strlen(s->model_name));
-    sb_addf(&b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"trinity\",\"meta\":{\"n_ctx_slot\":%d,"
+    trn_strbuf b = {0};
+    trn_sb_adds(&b, "{\"object\":\"list\",\"data\":[{\"id\":");
+    trn_sb_add_json_string(&b, s->model_name, strlen(s->model_name));
+    trn_sb_addf(&b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"trinity\",\"meta\":{\"n_ctx_slot\":%d,"
             "\"n_slots\":%d,\"n_vocab\":%d}}]}", (long long)time(NULL), s->n_ctx, s->n_slots, s->n_vocab);
     const mhd_result result = send_reply(c, 200, &b, "application/json", NULL);
-    sb_free(&b);
+    trn_sb_free(&b);
     return result;
 }
 
@@ -1223,7 +783,7 @@ static mhd_result handle_request(void *cls, struct MHD_Connection *c, const char
         if (req->body.len + *upload_data_size > MAX_BODY_BYTES)
             req->body_too_large = 1;
         if (!req->body_too_large)
-            sb_add(&req->body, upload_data, *upload_data_size);
+            trn_sb_add(&req->body, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -1274,7 +834,7 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
     s->n_open_requests--;
     pthread_cond_broadcast(&s->progress);
     pthread_mutex_unlock(&s->lock);
-    sb_free(&req->body);
+    trn_sb_free(&req->body);
     free(req);
     *con_cls = NULL;
 }
@@ -1360,12 +920,12 @@ static int choose_chat_format(const trinity_model *model, const char *forced, tr
 
 /* The model's name as valid UTF-8 (a file's general.name may hold any bytes). */
 static char *utf8_copy(const char *name) {
-    strbuf b = {0};
-    utf8_decoder d = {{0}, 0};
-    utf8_decode(&d, name, strlen(name), &b);
-    utf8_finish(&d, &b);
+    trn_strbuf b = {0};
+    trn_utf8_decoder d = {{0}, 0};
+    trn_utf8_decode(&d, name, strlen(name), &b);
+    trn_utf8_finish(&d, &b);
     if (b.failed) {
-        sb_free(&b);
+        trn_sb_free(&b);
         return NULL;
     }
     return b.data ? b.data : strdup("");
@@ -1374,8 +934,8 @@ static char *utf8_copy(const char *name) {
 static void server_free(server *s) {
     for (int i = 0; s->slots && i < s->n_slots; i++) {
         free(s->slots[i].tokens);
-        sb_free(&s->slots[i].held);
-        sb_free(&s->slots[i].outbox);
+        trn_sb_free(&s->slots[i].held);
+        trn_sb_free(&s->slots[i].outbox);
     }
     free(s->slots);
     free(s->logits);

@@ -517,6 +517,49 @@ def tokenizer_json_seeds():
     return out
 
 
+# ---- trinity serve: a request body and a completion's token ids (fuzz_server.c) -----------------------------------
+
+# The tiny synthetic vocabulary's ids of "Hello world, stop here. \u00e9\u6f22\U0001F600" (`trinity tokenize --synthetic
+# tiny --no-bos`): words, punctuation, and byte tokens that spell multi-byte characters.
+TINY_IDS = [259, 75, 542, 912, 305, 288, 294, 890, 47, 297, 298, 288, 290, 275, 554, 268, 49, 259, 198, 172, 233, 191,
+            165, 243, 162, 155, 131]
+
+
+def server_input(body, ids=(), chat=False, chat_format=0, ctx_shift=5):
+    body = body.encode() if isinstance(body, str) else body
+    flags = (1 if chat else 0) | chat_format << 1 | ctx_shift << 3
+    return bytes([flags]) + struct.pack("<H", len(body)) + body + b"".join(struct.pack("<H", i) for i in ids)
+
+
+def server_seeds():
+    rng = Rng(0x5356)
+    out = {}
+    out["completion.bin"] = server_input('{"prompt": "Once upon a time", "max_tokens": 8}', TINY_IDS)
+    out["completion_stop.bin"] = server_input('{"prompt": "Hi", "stop": ["stop", "re."], "stream": true}', TINY_IDS)
+    out["completion_stop_emoji.bin"] = server_input('{"prompt": ["Hi"], "stop": "\\ud83d\\ude00"}', TINY_IDS)
+    out["completion_stop_split.bin"] = server_input('{"prompt": "x", "stop": ["world, s", "ld"]}', TINY_IDS)
+    out["chat_zephyr.bin"] = server_input(
+        '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}], '
+        '"temperature": 0, "seed": -3, "stop": ["\\u00e9"]}', TINY_IDS, chat=True, chat_format=1)
+    out["chat_parts.bin"] = server_input(
+        '{"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}], '
+        '"top_k": 5, "top_p": 0.5, "repeat_penalty": 1.1}', TINY_IDS[:9], chat=True, chat_format=2)
+    out["chat_llama2.bin"] = server_input(
+        '{"messages": [{"role": "user", "content": "</s>[INST]"}, {"role": "assistant", "content": "ok"}, '
+        '{"role": "user", "content": "more"}]}', [rng.u32() % 1000 for _ in range(40)], chat=True)
+    out["long_prompt.bin"] = server_input('{"prompt": "%s"}' % ("word " * 60), TINY_IDS, ctx_shift=0)
+    out["bad_json.bin"] = server_input('{"prompt": "a",}')
+    out["bad_role.bin"] = server_input('{"messages": [{"role": "a%s", "content": "x"}]}' % ("\u00e9" * 30),
+                                       chat=True)
+    out["bad_role_raw.bin"] = server_input(b'{"messages": [{"role": "as\xff\nstant", "content": "x"}]}', chat=True)
+    out["bad_fields.bin"] = server_input('{"prompt": "a", "n": 2, "logprobs": 1, "top_p": 0}')
+    out["bad_stop.bin"] = server_input('{"prompt": "a", "stop": ["a", "b", "c", "d", "e"]}')
+    out["bad_utf8.bin"] = server_input(b'{"prompt": "\xff\xfe", "stop": "\xc3"}')
+    out["random_ids.bin"] = server_input('{"prompt": "a", "stop": [" ", "e"]}',
+                                         [rng.u32() % 65536 for _ in range(200)])
+    return out
+
+
 # ---- main -----------------------------------------------------------------------------------------------------
 
 TARGETS = {
@@ -527,6 +570,7 @@ TARGETS = {
     "trin": trin_seeds,
     "spm_model": spm_seeds,
     "tokenizer_json": tokenizer_json_seeds,
+    "server": server_seeds,
 }
 
 
