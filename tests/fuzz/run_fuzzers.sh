@@ -2,7 +2,8 @@
 # run_fuzzers.sh: runs the libFuzzer targets of a TRN_FUZZ=ON build, one after the other, each for SECONDS.
 #
 #   tests/fuzz/run_fuzzers.sh BUILD_DIR SECONDS [TARGET...]     (TARGET: gguf, tokenizer, llama2c, spm_model,
-#                                                                safetensors, trin, tokenizer_json; default all built)
+#                                                                safetensors, trin, tokenizer_json, server; default
+#                                                                all built)
 #
 # Each target starts from a writable copy of its committed corpus (tests/fuzz/corpus/NAME) in a temporary
 # directory, so the repository is never modified; new inputs and crash files stay in that directory
@@ -21,7 +22,7 @@ SECONDS_EACH=$2
 shift 2
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 CORPUS=$SRC/tests/fuzz/corpus
-ALL="gguf tokenizer llama2c spm_model safetensors trin tokenizer_json"
+ALL="gguf tokenizer llama2c spm_model safetensors trin tokenizer_json server"
 TARGETS=${*:-$ALL}
 
 # Longest input per target: a little above the largest seed of each format.
@@ -29,7 +30,7 @@ max_len() {
     case $1 in
         gguf) echo 65536 ;;
         llama2c) echo 16384 ;;
-        safetensors|tokenizer_json) echo 8192 ;;
+        safetensors|tokenizer_json|server) echo 8192 ;;
         trin|spm_model) echo 4096 ;;
         tokenizer) echo 2048 ;;
         *) echo 4096 ;;
