@@ -234,6 +234,18 @@ static int completion_prompt(const trn_request_context *s, const cJSON *body, to
     return tokens_add_text(s, tokens, prompt->valuestring, strlen(prompt->valuestring), 1, e);
 }
 
+/* Whether JSON text (valid: every backslash starts an escape) holds the escape \u0000. cJSON keeps strings
+ * NUL-terminated, so a string with U+0000 would end there without a word. */
+static int has_nul_escape(const char *text, size_t len) {
+    for (size_t i = 0; i + 6 <= len; i++)
+        if (text[i] == '\\') {
+            if (memcmp(text + i + 1, "u0000", 5) == 0)
+                return 1;
+            i++; /* the escaped character (a second backslash is not the start of another escape) */
+        }
+    return 0;
+}
+
 int trn_request_parse(const trn_request_context *s, const char *body_text, size_t body_len, int chat,
                       trn_request *out, trn_request_error *e) {
     memset(out, 0, sizeof(*out));
@@ -244,6 +256,10 @@ int trn_request_parse(const trn_request_context *s, const char *body_text, size_
     if (!body || (end && end < body_text + body_len)) {
         cJSON_Delete(body);
         return trn_request_fail(e, 400, NULL, "the request body is not valid JSON");
+    }
+    if (has_nul_escape(body_text, body_len)) {
+        cJSON_Delete(body);
+        return trn_request_fail(e, 400, NULL, "a string holds U+0000 (\\u0000), which this server does not take");
     }
     token_list prompt = {0};
     trinity_session_params sampling = trinity_session_params_default();

@@ -552,6 +552,8 @@ def server_seeds():
     out["bad_role.bin"] = server_input('{"messages": [{"role": "a%s", "content": "x"}]}' % ("\u00e9" * 30),
                                        chat=True)
     out["bad_role_raw.bin"] = server_input(b'{"messages": [{"role": "as\xff\nstant", "content": "x"}]}', chat=True)
+    out["nul_escape.bin"] = server_input(r'{"prompt": "a\u0000b"}')
+    out["backslash_u0000.bin"] = server_input(r'{"prompt": "a\\u0000b", "stop": "\\"}', TINY_IDS)
     out["bad_fields.bin"] = server_input('{"prompt": "a", "n": 2, "logprobs": 1, "top_p": 0}')
     out["bad_stop.bin"] = server_input('{"prompt": "a", "stop": ["a", "b", "c", "d", "e"]}')
     out["bad_utf8.bin"] = server_input(b'{"prompt": "\xff\xfe", "stop": "\xc3"}')

@@ -347,6 +347,7 @@ def section_bad_requests():
          {"messages": [{"role": "a" + "\u00e9" * 30, "content": "hi"}]}, None, 400),
         ("a role of ill-formed bytes and a raw newline", "POST", CHAT, None,
          b'{"messages": [{"role": "as\xff\nstant", "content": "hi"}]}', 400),
+        ("a prompt holding U+0000 (cJSON would cut it there)", "POST", C, {"prompt": "a\u0000b"}, None, 400),
         ("content a number", "POST", CHAT, {"messages": [{"role": "user", "content": 7}]}, None, 400),
         ("content missing", "POST", CHAT, {"messages": [{"role": "user"}]}, None, 400),
         ("a body over 1 MB", "POST", C, None, json.dumps({"prompt": "x" * (1 << 20)}).encode(), 413),
@@ -367,6 +368,8 @@ def section_bad_requests():
         check("bad request: %s -> %d and an OpenAI-style error" % (name, want_status),
               status == want_status and is_error(obj) and headers.get("content-type") == "application/json",
               (status, payload[:300]))
+    check("a prompt holding the text \\u0000 (an escaped backslash, not U+0000) is taken",
+          completion(main, "a\\u0000b", max_tokens=2)[0] == 200)
     check("after the bad requests: the server answers, every slot idle", main.wait_idle(10) and
           completion(main, "hi", max_tokens=2)[0] == 200, main.health())
 
