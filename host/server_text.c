@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "tokenizer.h"
 
 static const char REPLACEMENT_CHARACTER[] = "\xEF\xBF\xBD"; /* U+FFFD */
 
@@ -95,27 +96,11 @@ static int utf8_sequence_length(unsigned char lead) {
                                                             : lead >= 0xF0 && lead <= 0xF4 ? 4 : 0;
 }
 
-/* Whether `byte` may stand at index 1..3 of the character started by `lead` (no overlong forms, surrogates or code
- * points past U+10FFFF). */
-static int utf8_continues(unsigned char lead, int index, unsigned char byte) {
-    if (index == 1) {
-        if (lead == 0xE0)
-            return byte >= 0xA0 && byte <= 0xBF;
-        if (lead == 0xED)
-            return byte >= 0x80 && byte <= 0x9F;
-        if (lead == 0xF0)
-            return byte >= 0x90 && byte <= 0xBF;
-        if (lead == 0xF4)
-            return byte >= 0x80 && byte <= 0x8F;
-    }
-    return byte >= 0x80 && byte <= 0xBF;
-}
-
 void trn_utf8_decode(trn_utf8_decoder *d, const char *bytes, size_t n, trn_strbuf *out) {
     for (size_t i = 0; i < n; i++) {
         const unsigned char byte = (unsigned char)bytes[i];
         if (d->n_held > 0) {
-            if (utf8_continues(d->held[0], d->n_held, byte)) {
+            if (trn_utf8_continues(d->held[0], d->n_held, byte)) {
                 d->held[d->n_held++] = byte;
                 if (d->n_held == utf8_sequence_length(d->held[0])) {
                     trn_sb_add(out, (const char *)d->held, (size_t)d->n_held);

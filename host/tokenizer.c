@@ -46,9 +46,7 @@ static int utf8_seq_len(unsigned char lead) {
     return 1;
 }
 
-/* Whether byte `b` may stand at position `pos` (1..3) of the sequence started by `lead`. The second byte
- * is range-restricted to exclude overlong forms, surrogates and code points above U+10FFFF. */
-static int utf8_valid_cont(unsigned char lead, int pos, unsigned char b) {
+int trn_utf8_continues(unsigned char lead, int pos, unsigned char b) {
     if (pos == 1) {
         if (lead == 0xE0)
             return b >= 0xA0 && b <= 0xBF;
@@ -69,7 +67,7 @@ static size_t utf8_char_len(const unsigned char *s, size_t n) {
     if ((size_t)need > n)
         return 1;
     for (int k = 1; k < need; k++)
-        if (!utf8_valid_cont(s[0], k, s[k]))
+        if (!trn_utf8_continues(s[0], k, s[k]))
             return 1;
     return (size_t)need;
 }
@@ -554,7 +552,7 @@ void trn_text_stream_write(trn_text_stream *stream, const char *bytes, size_t n)
     /* First complete (or give up on) the held sequence. */
     while (stream->n_pending > 0 && i < n) {
         unsigned char lead = stream->pending[0];
-        if (utf8_valid_cont(lead, stream->n_pending, b[i])) {
+        if (trn_utf8_continues(lead, stream->n_pending, b[i])) {
             stream->pending[stream->n_pending++] = b[i++];
             if (stream->n_pending < utf8_seq_len(lead))
                 continue;
@@ -572,7 +570,7 @@ void trn_text_stream_write(trn_text_stream *stream, const char *bytes, size_t n)
     for (size_t pos = i; pos < n;) {
         int need = utf8_seq_len(b[pos]);
         size_t k = 1;
-        while ((int)k < need && pos + k < n && utf8_valid_cont(b[pos], (int)k, b[pos + k]))
+        while ((int)k < need && pos + k < n && trn_utf8_continues(b[pos], (int)k, b[pos + k]))
             k++;
         if ((int)k < need && pos + k == n) { /* a valid prefix cut off by the end of the input */
             end = pos;

@@ -42,6 +42,9 @@ trn_token_type trn_tokenizer_type(const trn_tokenizer *tok, int id);
  * offending byte. The `trinity` command refuses text that fails this check, from every source (-p, tokenize's
  * argument, perplexity -f). */
 int trn_utf8_valid(const char *s, size_t n, size_t *bad);
+/* Whether byte b may stand at position pos (1..3) of the character started by `lead`. The second byte is
+ * range-restricted to exclude overlong forms, surrogates and code points above U+10FFFF. */
+int trn_utf8_continues(unsigned char lead, int pos, unsigned char b);
 
 /* Encodes `len` bytes of UTF-8 text. On success *ids is malloc'd (caller frees) and holds *n_ids ids,
  * starting with BOS when add_bos is set. Invalid UTF-8 is tokenized byte by byte through byte fallback. */
