@@ -107,13 +107,22 @@ template <bool BF16> static __global__ void to_half_kernel(const float *x, uint1
                       : __half_as_ushort(__float2half_rn(fminf(fmaxf(x[i], -65504.0f), 65504.0f)));
 }
 
+/* the global timer in nanoseconds */
+static __device__ __forceinline__ unsigned long long global_timer_ns() {
+#ifdef TRN_CUDA_EMULATOR
+    return trn_emu::global_timer_ns(); /* tests/cuda_emulator */
+#else
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+#endif
+}
+
 /* spins until `ns` nanoseconds of the global timer have passed */
 static __global__ void delay_kernel(unsigned long long ns) {
-    unsigned long long start, now;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
-    do
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
-    while (now - start < ns);
+    const unsigned long long start = global_timer_ns();
+    while (global_timer_ns() - start < ns) {
+    }
 }
 
 /* ---- launchers ---- */

@@ -193,11 +193,15 @@ __device__ __forceinline__ void block_isums_mma(const uint8_t *w_tile, const uin
         for (int mi = 0; mi < kGemmMTiles; mi++)
 #pragma unroll
             for (int ni = 0; ni < kGemmNTiles; ni++)
+#ifdef TRN_CUDA_EMULATOR
+                trn_emu::mma_m16n8k32_s8(acc[mi][ni], a[mi], bf[ni]); /* tests/cuda_emulator */
+#else
                 asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
                              "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                              : "+r"(acc[mi][ni][0]), "+r"(acc[mi][ni][1]), "+r"(acc[mi][ni][2]), "+r"(acc[mi][ni][3])
                              : "r"(a[mi][0]), "r"(a[mi][1]), "r"(a[mi][2]), "r"(a[mi][3]), "r"(bf[ni][0]),
                                "r"(bf[ni][1]));
+#endif
     }
 #else
     (void)w_tile, (void)x_tile, (void)lane, (void)acc;

@@ -66,8 +66,13 @@ static void *cublas_open() {
 /* The library, opened once per process and never closed: it carries its own CUDA runtime and kernels, which a
  * process should not load and unload again at every prepare. */
 static void *cublas_library() {
+#ifdef TRN_CUDA_EMULATOR
+    static int linked_in; /* any non-null handle: the emulator's functions are taken directly (cublas_load) */
+    return &linked_in;
+#else
     static void *const library = cublas_open(); /* thread-safe initialisation */
     return library;
+#endif
 }
 
 /* The library and a handle on `stream`; nullptr with the reason in note where either is missing. */
@@ -79,10 +84,17 @@ static cublas_api *cublas_load(cudaStream_t stream, char *note, size_t cap) {
         cublas_unload(b);
         return nullptr;
     }
+#ifdef TRN_CUDA_EMULATOR /* the emulator's cuBLAS loops are linked in (tests/cuda_emulator) */
+    b->create = cublasCreate_v2;
+    b->destroy = cublasDestroy_v2;
+    b->set_stream = cublasSetStream_v2;
+    b->gemm_ex = cublasGemmEx;
+#else
     b->create = reinterpret_cast<decltype(b->create)>(dlsym(b->library, "cublasCreate_v2"));
     b->destroy = reinterpret_cast<decltype(b->destroy)>(dlsym(b->library, "cublasDestroy_v2"));
     b->set_stream = reinterpret_cast<decltype(b->set_stream)>(dlsym(b->library, "cublasSetStream_v2"));
     b->gemm_ex = reinterpret_cast<decltype(b->gemm_ex)>(dlsym(b->library, "cublasGemmEx"));
+#endif
     if (!b->create || !b->destroy || !b->set_stream || !b->gemm_ex) {
         snprintf(note, cap, "%s lacks cublasGemmEx", CUBLAS_LIBRARY);
         b->destroy = nullptr;

@@ -38,7 +38,9 @@ static __host__ __device__ __forceinline__ int dot4_i8(int a, int b, int c) {
 
 /* c + the dot product of the four unsigned bytes of a and the four signed bytes of b (dp4a.u32.s32, sm_61+). */
 static __host__ __device__ __forceinline__ int dot4_u8s8(uint32_t a, int b, int c) {
-#ifdef __CUDA_ARCH__
+#if defined(TRN_CUDA_EMULATOR)
+    return trn_emu::dp4a_u8s8(a, b, c); /* tests/cuda_emulator */
+#elif defined(__CUDA_ARCH__)
     int d;
     asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
     return d;

@@ -299,6 +299,9 @@ static void make_logits(std::vector<float> &v, int n, int kind) {
 static void check_sampler(cudaStream_t s) {
     const int n_ctx = 300;
     long cases = 0, diff = 0, diff_greedy = 0, nondet = 0;
+#ifdef TRN_CUDA_EMULATOR
+    long visited = 0;
+#endif
     for (int n : {512, 1000, 1025, 32000}) {
         trn_sampler *cpu = trn_sampler_new(n);
         void *scratch;
@@ -323,6 +326,10 @@ static void check_sampler(cudaStream_t s) {
                             const int pos = randint(0, n_ctx - 1);
                             trn_cuda_sampling dp_ = {temp, k, tp, pen, rng()};
                             trn_sampling hp = {temp, k, tp, pen, dp_.seed};
+#ifdef TRN_CUDA_EMULATOR /* every 7th case (each k with every other setting): the emulator's sampler is slow */
+                            if (visited++ % 7 != 3)
+                                continue;
+#endif
                             copy = logits;
                             const int want = trn_sampler_sample(cpu, &hp, copy.data(), hist.data(), pos + 1, pos);
                             CK(cudaMemcpy(dl, logits.data(), n * 4, cudaMemcpyHostToDevice));
@@ -499,8 +506,13 @@ int main() {
     check_rows(s);
     check_sampler(s);
     check_graph(s);
+#ifdef TRN_CUDA_EMULATOR
+    printf("timings skipped: the CUDA emulator runs the kernels on the CPU\n");
+#else
     timings(s);
+#endif
     CK(cudaDeviceSynchronize());
+    CK(cudaStreamDestroy(s));
     printf("test_cuda_ops: %d failed\n", failures);
     return failures ? 1 : 0;
 }
