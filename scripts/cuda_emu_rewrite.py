@@ -6,6 +6,7 @@ Two rewrites, the only CUDA syntax a C++ compiler cannot take:
   extern __shared__ [__align__(N)] T name[];        ->  T *const name = static_cast<T *>(trn_emu::dynamic_shared());
 A `#line` directive keeps the compiler's messages pointing at IN. Exits 1 with the line where a `<<<` or an
 `extern __shared__` is left that it could not rewrite."""
+import os
 import re
 import sys
 
@@ -88,7 +89,6 @@ def main():
     with open(dst + '.tmp', 'w', encoding='utf-8') as f:
         f.write('#line 1 "%s"\n' % src)
         f.write(body)
-    import os
     os.replace(dst + '.tmp', dst)
 
 
