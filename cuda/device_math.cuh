@@ -64,14 +64,17 @@ static __host__ __device__ inline float trn_cuda_silu_mul(float g, float u) {
 #endif
 }
 
-/* Programmatic dependent launch (sm_90 and newer; no-ops elsewhere, in the Pascal build (TRN_CUDA_PASCAL), in the
- * CUDA emulator (which runs kernels one after another) and for kernels launched without the attribute).
+/* Programmatic dependent launch (sm_90 and newer; no-ops elsewhere, in the Pascal build (TRN_CUDA_PASCAL) and for
+ * kernels launched without the attribute; the CUDA emulator runs a block of a PDL launch in a graph ahead of the
+ * kernel before it, stopped at trn_pdl_wait()).
  * A kernel launched with cudaLaunchAttributeProgrammaticStreamSerialization may start while the kernel before it
  * is still running: before trn_pdl_wait() it may read only what no earlier kernel writes (weights) and write
  * nothing; trn_pdl_wait() returns once every earlier kernel has finished and its writes are visible.
  * trn_pdl_launch_dependents() lets the next such kernel start early. */
 static __device__ __forceinline__ void trn_pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(TRN_CUDA_PASCAL) && !defined(TRN_CUDA_EMULATOR)
+#if defined(TRN_CUDA_EMULATOR) && !defined(TRN_CUDA_PASCAL)
+    trn_emu::pdl_wait();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(TRN_CUDA_PASCAL)
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }

@@ -23,13 +23,25 @@
 # and the text of every weight mode; the clocks again.
 # Without a GPU it stops at once with a JSON that says so (exit 2). Exit 0: built, and every test passed.
 # Environment: GPU_CHECK_BUDGET_S; TRN_TESTDATA; TRN_COMMIT and TRN_DIRTY (true|false) where the tree is a copy
-# without .git.
+# without .git; GPU_CHECK_EMULATOR=1: a dry run of every step on the CUDA emulator (tests/cuda_emulator, build folder
+# build-emu) with the 2-layer synthetic model and small sizes, budget 2400 s: it checks this script and the commands
+# it runs, without a GPU (its figures are the emulator's; the JSON says "emulated": true).
 set -uo pipefail
 OUT=${1:?usage: scripts/gpu_check.sh OUT_DIR}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || exit 1
 cd "$(dirname "$0")/.." || exit 1
 START=$(date +%s)
-BUDGET=${GPU_CHECK_BUDGET_S:-540}
+EMULATED=false
+BUILD=build-gpu
+# the model and sizes of the steps: Trinity-1.1B's shape on a GPU; on the emulator the 2-layer model, small sizes
+MODEL=tinyllama MODEL_TQ1=tinyllama-tq1 DECODE=256 PROMPT=512 PROMPT_REPEATS=40 TEXT_LINES=200 PPL_CONTEXT=512
+LONG_PROMPT=1536 LONG_DECODE=256 SHORT_DECODE=64 PARALLEL=16 HALF_LAYERS=11 CAP_SCALE=1
+if [ "${GPU_CHECK_EMULATOR:-0}" = 1 ]; then # a dry run of this script on the CUDA emulator (tests/cuda_emulator)
+    EMULATED=true BUILD=build-emu
+    MODEL=tiny MODEL_TQ1=tiny DECODE=16 PROMPT=64 PROMPT_REPEATS=10 TEXT_LINES=20 PPL_CONTEXT=128
+    LONG_PROMPT=160 LONG_DECODE=32 SHORT_DECODE=8 PARALLEL=4 HALF_LAYERS=1 CAP_SCALE=4
+fi
+BUDGET=${GPU_CHECK_BUDGET_S:-$([ $EMULATED = true ] && echo 2400 || echo 540)}
 DEADLINE=$((START + BUDGET))
 RESERVE=10 # seconds kept at the end for the clocks and the JSON
 # Third-party test data: ../shared/testdata beside the checkout, or a copy in .testdata (for a machine that
@@ -39,8 +51,8 @@ TESTDATA=${TRN_TESTDATA:-../shared/testdata}
 TESTDATA=$(cd "$TESTDATA" 2>/dev/null && pwd || echo "$TESTDATA")
 export TRN_TESTDATA=$TESTDATA
 STORIES=$TESTDATA/stories260K/stories260K.gguf
-TRN=./build-gpu/trinity
-BENCH=("$TRN" bench --device cuda --json --prompt-tokens 32 --decode-tokens 256)
+TRN=./$BUILD/trinity
+BENCH=("$TRN" bench --device cuda --json --prompt-tokens 32 --decode-tokens "$DECODE")
 
 # ---- the record: every key null until its step fills it; the reason it is null in not_run ------------------------
 declare -A VAL WHY
@@ -81,7 +93,7 @@ jfile() {
 write_json() {
     local k sep="" json="{"
     for k in "${KEYS[@]}"; do json+="$sep\"$k\": ${VAL[$k]:-null}"; sep=", "; done
-    json+=", \"seconds\": $(($(date +%s) - START)), \"budget_s\": $BUDGET, \"not_run\": {"
+    json+=", \"emulated\": $EMULATED, \"seconds\": $(($(date +%s) - START)), \"budget_s\": $BUDGET, \"not_run\": {"
     sep=""
     for k in "${KEYS[@]}"; do
         [ -n "${VAL[$k]:-}" ] && continue
@@ -97,7 +109,7 @@ trap 'write_json; exit 130' INT TERM
 # run CAP STDOUT STDERR COMMAND...: COMMAND with a timeout of CAP seconds or what is left of the budget, whichever
 # is less (STDERR may be STDOUT). Status: the command's; 124 or 137 when it timed out; 125 when no time was left.
 run() {
-    local cap=$1 out=$2 err=$3 left
+    local cap=$(($1 * CAP_SCALE)) out=$2 err=$3 left
     shift 3
     left=$((DEADLINE - RESERVE - $(date +%s)))
     [ "$left" -lt "$cap" ] && cap=$left
@@ -147,8 +159,12 @@ if NVCC=$(find_tool nvcc); then
 else
     skip nvcc "nvcc not found (CUDA toolkit not installed)"
 fi
-GPU=$(nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>"$OUT/nvidia-smi.err" |
-    head -1)
+if [ $EMULATED = true ]; then
+    GPU="CUDA emulator (tests/cuda_emulator: the emulator's figures and no GPU's), 9.0, none, host memory"
+else
+    GPU=$(nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader \
+        2>"$OUT/nvidia-smi.err" | head -1)
+fi
 if [ -z "$GPU" ]; then
     if command -v nvidia-smi >/dev/null; then NO_GPU="no GPU: nvidia-smi lists none ($(head -c 200 "$OUT/nvidia-smi.err"))"
     else NO_GPU="no GPU: nvidia-smi is not installed (no NVIDIA driver)"; fi
@@ -171,13 +187,17 @@ echo "gpu: $GPU (building for sm_$ARCH; budget ${BUDGET} s)"
 write_json
 
 # ---- build ----------------------------------------------------------------------------------------------------------
-FLAGS=(-DCMAKE_BUILD_TYPE=Release -DTRN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_CUDA_FLAGS=-lineinfo
-    -DTRN_TESTDATA="$TESTDATA")
-[ -n "${NVCC:-}" ] && ! command -v nvcc >/dev/null && FLAGS+=(-DCMAKE_CUDA_COMPILER="$NVCC")
+if [ $EMULATED = true ]; then
+    FLAGS=(-DCMAKE_BUILD_TYPE=Release -DTRN_CUDA_EMULATOR=ON -DTRN_TESTDATA="$TESTDATA")
+else
+    FLAGS=(-DCMAKE_BUILD_TYPE=Release -DTRN_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" -DCMAKE_CUDA_FLAGS=-lineinfo
+        -DTRN_TESTDATA="$TESTDATA")
+    [ -n "${NVCC:-}" ] && ! command -v nvcc >/dev/null && FLAGS+=(-DCMAKE_CUDA_COMPILER="$NVCC")
+fi
 put build_flags "$(jstr "${FLAGS[*]}")"
-run 90 "$OUT/configure.log" "$OUT/configure.log" cmake -S . -B build-gpu "${FLAGS[@]}"
+run 90 "$OUT/configure.log" "$OUT/configure.log" cmake -S . -B "$BUILD" "${FLAGS[@]}"
 BUILD_RC=$?
-[ $BUILD_RC -eq 0 ] && { run 360 "$OUT/build.log" "$OUT/build.log" cmake --build build-gpu -j"$(nproc)"; BUILD_RC=$?; }
+[ $BUILD_RC -eq 0 ] && { run 360 "$OUT/build.log" "$OUT/build.log" cmake --build "$BUILD" -j"$(nproc)"; BUILD_RC=$?; }
 if [ $BUILD_RC -ne 0 ]; then
     put build_ok false
     skip_rest "not run: the build $(why $BUILD_RC) (see build.log)"
@@ -189,7 +209,7 @@ TESTS_OK=false
 if [ $BUILD_RC -eq 0 ]; then
     # ---- tests: the GPU tests and the command-line ones (which run --device cuda too); the CPU-only tests run in CI.
     # Serially: the CPU backend's OpenMP threads of two tests at once slow both several times over.
-    run 300 "$OUT/ctest.log" "$OUT/ctest.log" bash -c 'cd build-gpu && ctest -V -R "test_cuda|test_cli|test_golden_text"'
+    run 300 "$OUT/ctest.log" "$OUT/ctest.log" bash -c 'cd "$1" && ctest -V -R "test_cuda|test_cli|test_golden_text"' _ "$BUILD"
     RC=$?
     # ctest ends with "N% tests passed, F tests failed out of T", or "100% tests passed out of T" when none failed
     TOTAL=$(grep -oE "tests (failed|passed) out of [0-9]+" "$OUT/ctest.log" | grep -oE "[0-9]+$" | tail -1)
@@ -208,7 +228,7 @@ if [ $BUILD_RC -eq 0 ]; then
     # ---- decode: the default (fused kernels, programmatic dependent launch on sm_90), three runs --------------------
     RUNS=()
     for i in 1 2 3; do
-        run 60 "$OUT/bench_int8_$i.json" "$OUT/bench_int8_$i.err" "${BENCH[@]}" --synthetic tinyllama
+        run 60 "$OUT/bench_int8_$i.json" "$OUT/bench_int8_$i.err" "${BENCH[@]}" --synthetic "$MODEL"
         v=$(field "$OUT/bench_int8_$i.json" decode_tokens_per_s)
         [ "$v" != null ] && RUNS+=("$v $OUT/bench_int8_$i.json")
     done
@@ -238,30 +258,30 @@ if [ $BUILD_RC -eq 0 ]; then
 
     # ---- the lean ternary kernel (TRN_CUDA_TERNARY=lean; test_cuda above checked its logits bitwise against the
     # classic kernel's): decode speed, and the greedy text against the classic kernel's -----------------------------
-    run 60 "$OUT/bench_lean.json" "$OUT/bench_lean.err" env TRN_CUDA_TERNARY=lean "${BENCH[@]}" --synthetic tinyllama
-    run 60 "$OUT/bench_split32.json" "$OUT/bench_split32.err" env TRN_CUDA_ATTENTION_SPLIT=32 "${BENCH[@]}" --synthetic tinyllama
+    run 60 "$OUT/bench_lean.json" "$OUT/bench_lean.err" env TRN_CUDA_TERNARY=lean "${BENCH[@]}" --synthetic "$MODEL"
+    run 60 "$OUT/bench_split32.json" "$OUT/bench_split32.err" env TRN_CUDA_ATTENTION_SPLIT=32 "${BENCH[@]}" --synthetic "$MODEL"
     run 60 "$OUT/bench_lean_split32.json" "$OUT/bench_lean_split32.err" env TRN_CUDA_TERNARY=lean \
-        TRN_CUDA_ATTENTION_SPLIT=32 "${BENCH[@]}" --synthetic tinyllama
+        TRN_CUDA_ATTENTION_SPLIT=32 "${BENCH[@]}" --synthetic "$MODEL"
     for pair in lean:lean split32:split32 lean_split32:lean_split32; do
         k=decode_tokens_per_s_${pair%%:*}
         v=$(field "$OUT/bench_${pair#*:}.json" decode_tokens_per_s)
         if [ "$v" != null ]; then put "$k" "$v"; else skip "$k" "$(head -c 200 "$OUT/bench_${pair#*:}.err")"; fi
     done
     for k in classic lean; do
-        run 60 "$OUT/tl_$k.txt" "$OUT/tl_$k.err" env TRN_CUDA_TERNARY=$k "$TRN" generate --synthetic tinyllama \
+        run 60 "$OUT/tl_$k.txt" "$OUT/tl_$k.err" env TRN_CUDA_TERNARY=$k "$TRN" generate --synthetic "$MODEL" \
             -p "Once upon a time" -n 48 --temp 0 --device cuda
     done
     if [ -s "$OUT/tl_classic.txt" ]; then put lean_text_identical "$(same_text "$OUT/tl_lean.txt" "$OUT/tl_classic.txt")"
     else skip lean_text_identical "the classic kernel's generate gave no text: $(head -c 200 "$OUT/tl_classic.err")"; fi
     # ---- batched prefill (TRN_CUDA_PREFILL=batched): a 512-token prompt batched and token by token (TQ2_0, TQ1_0), the
     # greedy text after a prompt batched and token by token, perplexity of a ~10,000-token text both ways -----------
-    PREFILL=("$TRN" bench --device cuda --json --prompt-tokens 512 --decode-tokens 16)
-    run 90 "$OUT/bench_prefill.json" "$OUT/bench_prefill.err" env TRN_CUDA_PREFILL=batched "${PREFILL[@]}" --synthetic tinyllama
+    PREFILL=("$TRN" bench --device cuda --json --prompt-tokens "$PROMPT" --decode-tokens 16)
+    run 90 "$OUT/bench_prefill.json" "$OUT/bench_prefill.err" env TRN_CUDA_PREFILL=batched "${PREFILL[@]}" --synthetic "$MODEL"
     run 90 "$OUT/bench_prefill_tq1.json" "$OUT/bench_prefill_tq1.err" env TRN_CUDA_PREFILL=batched "${PREFILL[@]}" \
-        --synthetic tinyllama-tq1
+        --synthetic "$MODEL_TQ1"
     # the dense baseline: the same model with every ternary matrix expanded to FP16, in the same run
     run 90 "$OUT/bench_dense.json" "$OUT/bench_dense.err" env TRN_CUDA_PREFILL=batched "${PREFILL[@]}" \
-        --synthetic tinyllama --dense f16
+        --synthetic "$MODEL" --dense f16
     for pair in prefill_tokens_per_s:prefill:prefill_tokens_per_s \
         prefill_token_by_token_tokens_per_s:prefill:prefill_token_by_token_tokens_per_s \
         prefill_tokens_per_s_tq1_0:prefill_tq1:prefill_tokens_per_s \
@@ -272,16 +292,16 @@ if [ $BUILD_RC -eq 0 ]; then
     done
     for k in steps batched; do
         run 60 "$OUT/tl_prefill_$k.txt" "$OUT/tl_prefill_$k.err" env TRN_CUDA_PREFILL=$k "$TRN" generate \
-            --synthetic tinyllama -p "$(printf 'Once upon a time %.0s' $(seq 40))" -n 32 --temp 0 --device cuda
+            --synthetic "$MODEL" -p "$(printf 'Once upon a time %.0s' $(seq "$PROMPT_REPEATS"))" -n 32 --temp 0 --device cuda
     done
     if [ -s "$OUT/tl_prefill_steps.txt" ]; then
         put prefill_text_identical "$(same_text "$OUT/tl_prefill_batched.txt" "$OUT/tl_prefill_steps.txt")"
     else skip prefill_text_identical "generate gave no text: $(head -c 200 "$OUT/tl_prefill_steps.err")"; fi
-    for i in $(seq 200); do echo "Once upon a time there was a little robot who liked to count the stars."; done \
+    for i in $(seq "$TEXT_LINES"); do echo "Once upon a time there was a little robot who liked to count the stars."; done \
         >"$OUT/perplexity_text.txt"
     for k in batched steps; do
         run 60 "$OUT/perplexity_$k.json" "$OUT/perplexity_$k.err" env TRN_CUDA_PREFILL=$k "$TRN" perplexity \
-            --synthetic tinyllama -f "$OUT/perplexity_text.txt" -c 512 --device cuda --json
+            --synthetic "$MODEL" -f "$OUT/perplexity_text.txt" -c "$PPL_CONTEXT" --device cuda --json
         RC=$?
         if J=$(jfile "$OUT/perplexity_$k.json"); then put "perplexity_$( [ $k = steps ] && echo token_by_token || echo batched)" "$J"
         else skip "perplexity_$( [ $k = steps ] && echo token_by_token || echo batched)" "perplexity $(why $RC) (perplexity_$k.err)"; fi
@@ -289,10 +309,14 @@ if [ $BUILD_RC -eq 0 ]; then
     write_json
 
     # ---- the GPU kernel lab: every launch kind and ternary kernel variant, timed alone and checked ----------------------
-    run 120 "$OUT/kernel_lab.txt" "$OUT/kernel_lab.txt" ./build-gpu/cuda_kernel_lab --reps 20 --json "$OUT/kernel_lab.json"
-    RC=$?
-    if [ -s "$OUT/kernel_lab.json" ] && J=$(tr -d '\n' <"$OUT/kernel_lab.json") && [ -n "$J" ]; then put kernel_lab "$J"
-    else skip kernel_lab "cuda_kernel_lab $(why $RC) (kernel_lab.txt)"; fi
+    if [ $EMULATED = true ]; then # its launches have Trinity-1.1B's shapes: hours on the emulator
+        skip kernel_lab "not run on the emulator (Trinity-1.1B's shapes)"
+    else
+        run 120 "$OUT/kernel_lab.txt" "$OUT/kernel_lab.txt" "./$BUILD/cuda_kernel_lab" --reps 20 --json "$OUT/kernel_lab.json"
+        RC=$?
+        if [ -s "$OUT/kernel_lab.json" ] && J=$(tr -d '\n' <"$OUT/kernel_lab.json") && [ -n "$J" ]; then put kernel_lab "$J"
+        else skip kernel_lab "cuda_kernel_lab $(why $RC) (kernel_lab.txt)"; fi
+    fi
     write_json
 
     # ---- greedy text, GPU against CPU: stories260K (f32 weights) and a ternary model with exact float activations --
@@ -315,16 +339,16 @@ if [ $BUILD_RC -eq 0 ]; then
     write_json
 
     # ---- a long context: decode positions past 1,500 (bench sizes its context: prompt + decode + 8) ------------------
-    run 120 "$OUT/bench_long.json" "$OUT/bench_long.err" "$TRN" bench --synthetic tinyllama --device cuda --json \
-        --prompt-tokens 1536 --decode-tokens 256
+    run 120 "$OUT/bench_long.json" "$OUT/bench_long.err" "$TRN" bench --synthetic "$MODEL" --device cuda --json \
+        --prompt-tokens "$LONG_PROMPT" --decode-tokens "$LONG_DECODE"
     RC=$?
     if J=$(jfile "$OUT/bench_long.json"); then put long_context "$J"
     else skip long_context "bench $(why $RC) (bench_long.err)"; fi
     write_json
 
     # ---- weight residency: every mode in one run --------------------------------------------------------------------
-    run 150 "$OUT/compare_weights.json" "$OUT/compare_weights.err" "$TRN" bench --synthetic tinyllama --device cuda \
-        --compare-weights --json --prompt-tokens 8 --decode-tokens 64
+    run 150 "$OUT/compare_weights.json" "$OUT/compare_weights.err" "$TRN" bench --synthetic "$MODEL" --device cuda \
+        --compare-weights --json --prompt-tokens 8 --decode-tokens "$SHORT_DECODE"
     RC=$?
     if COMPARE=$(jfile "$OUT/compare_weights.json"); then
         COMPARE_WHY=
@@ -341,14 +365,16 @@ if [ $BUILD_RC -eq 0 ]; then
     write_json
 
     # ---- sequences decoded together (the CUDA backend runs them slot by slot for now) ---------------------------------
-    run 150 "$OUT/parallel.json" "$OUT/parallel.err" "$TRN" bench --synthetic tinyllama --parallel 16 --device cuda --json
+    run 150 "$OUT/parallel.json" "$OUT/parallel.err" "$TRN" bench --synthetic "$MODEL" --parallel "$PARALLEL" --device cuda --json
     RC=$?
     if J=$(jfile "$OUT/parallel.json"); then put parallel "$J"
     else skip parallel "bench --parallel $(why $RC) (parallel.err)"; fi
     write_json
 
     # ---- compute-sanitizer on the one-op tests: out-of-bounds, shared-memory races, barriers --------------------------
-    if SANITIZER=$(find_tool compute-sanitizer); then
+    if [ $EMULATED = true ]; then
+        skip sanitizer "compute-sanitizer does not run on the emulator"; skip sanitizer_errors "emulated"
+    elif SANITIZER=$(find_tool compute-sanitizer); then
         # its share: what is left but the Nsight Compute step's; each tool on both tests before the next, the
         # slowest (racecheck) last
         SHARE=$((DEADLINE - RESERVE - $(date +%s) - 130))
@@ -366,7 +392,7 @@ if [ $BUILD_RC -eq 0 ]; then
                 if [ $CAP -lt 5 ]; then
                     STATUS="not run: the sanitizers' share of the budget is spent"; N=null
                 else
-                    run $CAP "$LOG" "$LOG" "$SANITIZER" --tool $tool --error-exitcode 3 "./build-gpu/tests/$t"
+                    run $CAP "$LOG" "$LOG" "$SANITIZER" --tool $tool --error-exitcode 3 "./$BUILD/tests/$t"
                     RC=$?
                     # memcheck and synccheck: "ERROR SUMMARY: N errors"; racecheck: "(N errors, M warnings)"
                     N=$(num "$(grep -oE "ERROR SUMMARY: [0-9]+ error|\([0-9]+ errors?," "$LOG" | grep -oE "[0-9]+" | tail -1)")
@@ -394,7 +420,9 @@ if [ $BUILD_RC -eq 0 ]; then
     # ---- Nsight Compute: a few launches of the ternary and attention kernels (profiling/nsight.sh's ncu part) --------
     SHARE=$((DEADLINE - RESERVE - $(date +%s) - 20))
     [ $SHARE -gt 150 ] && SHARE=150
-    if [ $SHARE -ge 40 ]; then
+    if [ $EMULATED = true ]; then
+        skip nsight_compute "Nsight Compute does not run on the emulator"
+    elif [ $SHARE -ge 40 ]; then
         run $((SHARE + 15)) "$OUT/nsight.log" "$OUT/nsight.log" env NSIGHT_STEPS=ncu NSIGHT_TRINITY="$TRN" \
             NSIGHT_BUDGET_S=$SHARE NSIGHT_LAUNCHES=6 profiling/nsight.sh "$OUT/nsight"
         RC=$?
@@ -409,12 +437,13 @@ if [ $BUILD_RC -eq 0 ]; then
 
     # ---- the Pascal code path (TRN_CUDA_PASCAL: no programmatic dependent launch) built and tested on this GPU ---------
     # shellcheck disable=SC2016 # expanded by the inner shell, from its arguments
-    run 240 "$OUT/pascal_build.log" "$OUT/pascal_build.log" bash -c 'cmake -S . -B build-gpu-pascal "$@" -DTRN_CUDA_PASCAL=ON &&
-        cmake --build build-gpu-pascal -j"$(nproc)" --target test_cuda test_cuda_ops test_cuda_gemv test_cuda_gemm trinity make_test_models' \
-        _ "${FLAGS[@]}"
+    run 240 "$OUT/pascal_build.log" "$OUT/pascal_build.log" bash -c 'cmake -S . -B "$0" "$@" -DTRN_CUDA_PASCAL=ON &&
+        cmake --build "$0" -j"$(nproc)" --target test_cuda test_cuda_ops test_cuda_gemv test_cuda_gemm trinity make_test_models' \
+        "$BUILD-pascal" "${FLAGS[@]}"
     RC=$?
     if [ $RC -eq 0 ]; then
-        run 150 "$OUT/pascal_ctest.log" "$OUT/pascal_ctest.log" bash -c 'cd build-gpu-pascal && ctest -V -R "test_cuda"'
+        run 150 "$OUT/pascal_ctest.log" "$OUT/pascal_ctest.log" bash -c 'cd "$1" && ctest -V -R "^test_cuda(_ops|_gemv|_gemm)?$"' _ \
+            "$BUILD-pascal"
         RC=$?
         PASCAL_TOTAL=$(grep -oE "tests (failed|passed) out of [0-9]+" "$OUT/pascal_ctest.log" | grep -oE "[0-9]+$" | tail -1)
         PASCAL_FAILED=$(grep -oE "[0-9]+ tests failed out of" "$OUT/pascal_ctest.log" | grep -oE "^[0-9]+" | tail -1)
@@ -429,20 +458,20 @@ if [ $BUILD_RC -eq 0 ]; then
     write_json
 
     # ---- the switches that bisect the decode, and the time per kind of launch ------------------------------------------
-    SHORT=("$TRN" bench --synthetic tinyllama --device cuda --json --prompt-tokens 8 --decode-tokens 64)
-    run 60 "$OUT/bench_nopdl.json" "$OUT/bench_nopdl.err" env TRN_CUDA_NO_PDL=1 "${BENCH[@]}" --synthetic tinyllama
-    run 60 "$OUT/bench_unfused.json" "$OUT/bench_unfused.err" env TRN_CUDA_NO_FUSION=1 "${BENCH[@]}" --synthetic tinyllama
+    SHORT=("$TRN" bench --synthetic "$MODEL" --device cuda --json --prompt-tokens 8 --decode-tokens "$SHORT_DECODE")
+    run 60 "$OUT/bench_nopdl.json" "$OUT/bench_nopdl.err" env TRN_CUDA_NO_PDL=1 "${BENCH[@]}" --synthetic "$MODEL"
+    run 60 "$OUT/bench_unfused.json" "$OUT/bench_unfused.err" env TRN_CUDA_NO_FUSION=1 "${BENCH[@]}" --synthetic "$MODEL"
     run 60 "$OUT/bench_nograph.json" "$OUT/bench_nograph.err" env TRN_CUDA_NO_GRAPH=1 "${SHORT[@]}"
-    run 60 "$OUT/bench_f32.json" "$OUT/bench_f32.err" "${BENCH[@]}" --synthetic tinyllama --act f32
-    run 60 "$OUT/bench_tq1.json" "$OUT/bench_tq1.err" "${BENCH[@]}" --synthetic tinyllama-tq1
+    run 60 "$OUT/bench_f32.json" "$OUT/bench_f32.err" "${BENCH[@]}" --synthetic "$MODEL" --act f32
+    run 60 "$OUT/bench_tq1.json" "$OUT/bench_tq1.err" "${BENCH[@]}" --synthetic "$MODEL_TQ1"
     for pair in no_pdl:nopdl unfused:unfused no_graph:nograph f32_act:f32 tq1_0:tq1; do
         k=decode_tokens_per_s_${pair%%:*}
         v=$(field "$OUT/bench_${pair#*:}.json" decode_tokens_per_s)
         if [ "$v" != null ]; then put "$k" "$v"; else skip "$k" "$(head -c 200 "$OUT/bench_${pair#*:}.err")"; fi
     done
     # events between launches (without programmatic dependent launch), printed when the backend is freed
-    run 60 "$OUT/profile.json" "$OUT/profile.txt" env TRN_CUDA_PROFILE=1 "$TRN" bench --synthetic tinyllama \
-        --device cuda --json --prompt-tokens 32 --decode-tokens 256
+    run 60 "$OUT/profile.json" "$OUT/profile.txt" env TRN_CUDA_PROFILE=1 "$TRN" bench --synthetic "$MODEL" \
+        --device cuda --json --prompt-tokens 32 --decode-tokens "$DECODE"
     RC=$?
     if grep -q "^profile" "$OUT/profile.txt"; then
         put profile_per_launch_kind "$(jstr "$(grep "^profile" "$OUT/profile.txt")")"
@@ -462,12 +491,12 @@ if [ $BUILD_RC -eq 0 ]; then
             [ "$(same_text "$OUT/stories_$tag.txt" "$OUT/stories_cuda.txt")" = true ] || TEXT_SAME=false
         done
     fi
-    run 60 "$OUT/tl_resident.txt" "$OUT/modes_tl_resident.err" "$TRN" generate --synthetic tinyllama \
+    run 60 "$OUT/tl_resident.txt" "$OUT/modes_tl_resident.err" "$TRN" generate --synthetic "$MODEL" \
         -p "Once upon a time" -n 48 --temp 0 --device cuda
-    for mode in "streaming" "streaming --resident-layers 11" "mapped"; do
+    for mode in "streaming" "streaming --resident-layers $HALF_LAYERS" "mapped"; do
         tag=$(echo "$mode" | tr -c 'a-z0-9\n' '_')
         # shellcheck disable=SC2086
-        run 60 "$OUT/tl_$tag.txt" "$OUT/modes_tl_$tag.err" "$TRN" generate --synthetic tinyllama \
+        run 60 "$OUT/tl_$tag.txt" "$OUT/modes_tl_$tag.err" "$TRN" generate --synthetic "$MODEL" \
             -p "Once upon a time" -n 48 --temp 0 --device cuda --weights $mode
         [ "$(same_text "$OUT/tl_$tag.txt" "$OUT/tl_resident.txt")" = true ] || TEXT_SAME=false
     done
@@ -498,7 +527,7 @@ if [ $BUILD_RC -eq 0 ]; then
         "$(v achieved_gbs) GB/s, $(v kernels_per_token) kernels per token"
     echo "memory bandwidth:    $(v bandwidth_gbs) GB/s (device copy probe); decode at $(v roofline_fraction) of it"
     echo "long context:        $(fv "$OUT/bench_long.json" decode_tokens_per_s) tokens/s decoding positions" \
-        "1536-1791 ($(fv "$OUT/bench_long.json" decode_ms_per_token) ms/token)"
+        "$LONG_PROMPT-$((LONG_PROMPT + LONG_DECODE - 1)) ($(fv "$OUT/bench_long.json" decode_ms_per_token) ms/token)"
     echo "switches:            no PDL $(v decode_tokens_per_s_no_pdl), unfused $(v decode_tokens_per_s_unfused)," \
         "no graph $(v decode_tokens_per_s_no_graph) tokens/s"
     echo "other:               f32 act $(v decode_tokens_per_s_f32_act), TQ1_0 $(v decode_tokens_per_s_tq1_0) tokens/s"
@@ -506,15 +535,15 @@ if [ $BUILD_RC -eq 0 ]; then
         "greedy text identical to the classic kernel's: $(v lean_text_identical)"
     echo "attention split 32:  $(v decode_tokens_per_s_split32) tokens/s (TRN_CUDA_ATTENTION_SPLIT=32)," \
         "with the lean kernel $(v decode_tokens_per_s_lean_split32)"
-    echo "batched prefill:     $(v prefill_tokens_per_s) tokens/s for a 512-token prompt (TQ2_0; token by token" \
+    echo "batched prefill:     $(v prefill_tokens_per_s) tokens/s for a $PROMPT-token prompt (TQ2_0; token by token" \
         "$(v prefill_token_by_token_tokens_per_s)), TQ1_0 $(v prefill_tokens_per_s_tq1_0); text after a batched prompt" \
         "identical: $(v prefill_text_identical)"
-    echo "dense f16 baseline:  decode $(v dense_f16_decode_tokens_per_s) tokens/s, prefill (512 tokens, batched)" \
+    echo "dense f16 baseline:  decode $(v dense_f16_decode_tokens_per_s) tokens/s, prefill ($PROMPT tokens, batched)" \
         "$(v dense_f16_prefill_tokens_per_s) tokens/s (bench --dense f16)"
     PPL_B=$(v perplexity_batched | grep -oE '"(perplexity|tokens|tokens_per_s)": [0-9.]+' | paste -sd' ')
     PPL_S=$(v perplexity_token_by_token | grep -oE '"(perplexity|tokens_per_s)": [0-9.]+' | paste -sd' ')
     echo "perplexity:          batched ${PPL_B:-n/a}; token by token ${PPL_S:-n/a}"
-    echo "kernel lab (us per launch with PDL where sm_90; build-gpu/cuda_kernel_lab, $OUT/kernel_lab.txt):"
+    echo "kernel lab (us per launch with PDL where sm_90; $BUILD/cuda_kernel_lab, $OUT/kernel_lab.txt):"
     grep -E "^(ternary|lm_head|attention|sampler)" "$OUT/kernel_lab.txt" 2>/dev/null | sed 's/^/  /'
     SAME_MODES=$(v streaming | grep -oE '"text_identical": [a-z]+' | sed 's/.*: //')
     echo "weights (--compare-weights; text of every mode identical: ${SAME_MODES:-n/a}):"
@@ -527,6 +556,8 @@ if [ $BUILD_RC -eq 0 ]; then
     grep "^profile" "$OUT/profile.txt" 2>/dev/null
     echo "attention kernels (test_cuda_ops: the split kernel against the CPU, and both timed):"
     grep -E "attention.*(worst|us)" "$OUT/ctest.log" 2>/dev/null | sed 's/^[0-9]*: /  /'
+    PASCAL=$(v pascal_path | grep -oE '"(tests|failed)": [0-9]+' | sed 's/"//g' | paste -sd' ')
+    echo "pascal code path:    ${PASCAL:-n/a} (TRN_CUDA_PASCAL=ON: test_cuda, _ops, _gemv, _gemm on this GPU)"
     echo "stories260K text:    $(v stories260K_text_identical_to_cpu) (identical to the CPU's);" \
         "tiny --act f32: $(v tiny_f32_text_identical_to_cpu)"
     echo "compute-sanitizer:   $(v sanitizer_errors) errors${WHY[sanitizer]:+ (${WHY[sanitizer]})}"

@@ -4,8 +4,10 @@
  *    resolved together;
  *  - memory: device and pinned host allocations in one registry, so launches and copies can check their pointers;
  *    device memory starts filled with 0xff bytes (NaN as floats), as unwritten device memory holds no zeros;
- *  - streams, events and CUDA Graphs: work runs when it is issued, or is recorded while its stream is captured and
- *    runs at each launch of the instantiated graph;
+ *  - streams, events and CUDA Graphs: work waits in its stream's queue until the host synchronizes (drain), or is
+ *    recorded while its stream is captured (a node with its edges) and runs at each launch of the instantiated
+ *    graph; either way with the streams ranked at random, a PDL launch's block ahead of the kernel before it
+ *    (cudaGraphLaunch, run_grid);
  *  - the cuBLAS calls of include/cublas_v2.h as loops. */
 #include "cuda_runtime.h"
 #include "cublas_v2.h"
@@ -17,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -90,7 +93,7 @@ const uint3 *g_named = nullptr; /* the thread a report names */
 }
 
 /* ---- fibers ---- */
-enum fiber_state { RUNNABLE, AT_BARRIER, AT_WARP, DONE };
+enum fiber_state { RUNNABLE, AT_BARRIER, AT_WARP, AT_PDL_WAIT, DONE };
 enum { OP_MMA = 100 };
 constexpr size_t kStackBytes = 512 * 1024;
 constexpr int kMaxThreads = 1024;
@@ -115,6 +118,8 @@ fiber g_fibers[kMaxThreads];
 int g_threads = 0;                /* threads of the block running */
 int g_done = 0;                   /* of them exited */
 int g_at_barrier = 0;             /* of them waiting at __syncthreads */
+int g_at_pdl_wait = 0;            /* of them stopped at trn_pdl_wait() (the early phase of a PDL launch) */
+bool g_pdl_early = false;         /* the block runs ahead of the kernel before it: trn_pdl_wait() stops a thread */
 unsigned g_warp_waiting[kMaxThreads / 32]; /* per warp: the lanes waiting at a collective */
 unsigned g_warp_exited[kMaxThreads / 32];  /* per warp: the lanes that have exited */
 fiber *g_current = nullptr;
@@ -172,6 +177,8 @@ void yield_to_scheduler() {
 /* ---- the order threads run in ---- */
 enum order_kind { ORDER_ROTATE, ORDER_SHUFFLE, ORDER_FORWARD, ORDER_REVERSE };
 order_kind g_order = ORDER_ROTATE;
+bool g_pdl_early_runs = true; /* TRN_CUDA_EMU_PDL: run a block of a PDL launch ahead of the kernel before it */
+bool g_streams_random = true; /* TRN_CUDA_EMU_STREAMS: streams ahead of one another at random (else issue order) */
 uint64_t g_rng = 0x2545F4914F6CDD1Dull;
 uint64_t next_random() {
     g_rng ^= g_rng << 13;
@@ -197,6 +204,18 @@ void read_settings() {
     }
     if (const char *s = getenv("TRN_CUDA_EMU_SEED"))
         g_rng = strtoull(s, nullptr, 0) | 1;
+    if (const char *p = getenv("TRN_CUDA_EMU_PDL")) {
+        if (!strcmp(p, "off"))
+            g_pdl_early_runs = false;
+        else if (strcmp(p, "early") != 0)
+            fail_host("TRN_CUDA_EMU_PDL=%s: expected early or off", p);
+    }
+    if (const char *g = getenv("TRN_CUDA_EMU_STREAMS")) {
+        if (!strcmp(g, "issue"))
+            g_streams_random = false;
+        else if (strcmp(g, "random") != 0)
+            fail_host("TRN_CUDA_EMU_STREAMS=%s: expected random or issue", g);
+    }
 }
 
 const char *op_name(int op) {
@@ -394,7 +413,8 @@ void enter(fiber *f) {
     g_round_ran = true;
 }
 
-void run_block() {
+/* Starts the threads of block blockIdx (they run in run_rounds). */
+void begin_block() {
     for (int i = 0; i < g_threads; i++) {
         fiber &f = g_fibers[i];
         f.tid = {i % blockDim.x, i / blockDim.x % blockDim.y, i / (blockDim.x * blockDim.y)};
@@ -405,9 +425,15 @@ void run_block() {
     memset(g_warp_exited, 0, sizeof(g_warp_exited));
     g_done = 0;
     g_at_barrier = 0;
+    g_at_pdl_wait = 0;
     g_order_of.resize((size_t)g_threads);
     for (int i = 0; i < g_threads; i++)
         g_order_of[(size_t)i] = g_order == ORDER_REVERSE ? g_threads - 1 - i : i;
+}
+
+/* Runs the block's threads in rounds until all have exited, or, in the early phase of a PDL launch (g_pdl_early),
+ * until none can go on and some wait at trn_pdl_wait(). */
+void run_rounds() {
     while (g_done < g_threads) {
         /* rotate: each round starts at a random thread and goes either way round; shuffle: a random permutation */
         g_round_start = 0;
@@ -429,9 +455,58 @@ void run_block() {
         }
         g_current = nullptr;
         g_named = nullptr;
-        if (!g_round_ran)
+        if (!g_round_ran) {
+            if (g_pdl_early && g_at_pdl_wait > 0)
+                return;
             report_deadlock();
+        }
     }
+}
+
+/* A block stopped at trn_pdl_wait() while another kernel runs: its threads' states and the scheduler's, its
+ * dynamic shared memory, and which grid it belongs to. Its threads' stacks stay its own: the running kernel gets
+ * the spare ones. Static __shared__ variables belong to their function (run_grid never holds a block of the kernel
+ * that runs meanwhile); a device function with one, called by both kernels and by the held block before its wait,
+ * would be clobbered: none in cuda/ is. */
+struct suspended_block {
+    std::vector<fiber> fibers;
+    int threads, done, at_barrier, at_pdl_wait;
+    unsigned warp_waiting[kMaxThreads / 32], warp_exited[kMaxThreads / 32];
+    void (*run)(void *);
+    void *closure;
+    std::vector<unsigned char> dynamic_shared;
+    std::vector<int> order_of;
+    const char *kernel;
+    dim3 grid, block;
+    uint3 block_idx;
+};
+char *g_spare_stacks[kMaxThreads]; /* the stacks a suspended block's slots lend the kernel that runs meanwhile */
+
+void suspend_block(suspended_block &b) {
+    b.fibers.assign(g_fibers, g_fibers + g_threads);
+    for (int i = 0; i < g_threads; i++)
+        std::swap(g_fibers[i].stack, g_spare_stacks[i]); /* nullptr: a stack is mapped when the slot starts */
+    b.threads = g_threads, b.done = g_done, b.at_barrier = g_at_barrier, b.at_pdl_wait = g_at_pdl_wait;
+    memcpy(b.warp_waiting, g_warp_waiting, sizeof(g_warp_waiting));
+    memcpy(b.warp_exited, g_warp_exited, sizeof(g_warp_exited));
+    b.run = g_run, b.closure = g_closure;
+    b.dynamic_shared.swap(g_dynamic_shared);
+    b.order_of.swap(g_order_of);
+    b.kernel = g_kernel, b.grid = gridDim, b.block = blockDim, b.block_idx = blockIdx;
+}
+
+void resume_block(suspended_block &b) {
+    for (int i = 0; i < b.threads; i++) {
+        std::swap(g_fibers[i].stack, g_spare_stacks[i]);
+        g_fibers[i] = b.fibers[(size_t)i];
+    }
+    g_threads = b.threads, g_done = b.done, g_at_barrier = b.at_barrier, g_at_pdl_wait = b.at_pdl_wait;
+    memcpy(g_warp_waiting, b.warp_waiting, sizeof(g_warp_waiting));
+    memcpy(g_warp_exited, b.warp_exited, sizeof(g_warp_exited));
+    g_run = b.run, g_closure = b.closure;
+    g_dynamic_shared.swap(b.dynamic_shared);
+    g_order_of.swap(b.order_of);
+    g_kernel = b.kernel, gridDim = b.grid, blockDim = b.block, blockIdx = b.block_idx;
 }
 
 std::recursive_mutex g_lock; /* one kernel (and one registry change) at a time */
@@ -495,24 +570,55 @@ cudaError_t note_error(cudaError_t e) {
 
 /* ---- streams, events, graphs ---- */
 using work = std::function<void()>;
+/* A kernel launch, kept whole so that a graph can run one of its blocks ahead of the kernel before it. */
+struct kernel_launch {
+    const char *name;
+    const void *kernel;
+    dim3 grid, block;
+    size_t smem;
+    cudaStream_t stream;
+    bool pdl; /* launched with cudaLaunchAttributeProgrammaticStreamSerialization */
+    void (*run)(void *);
+    std::shared_ptr<void> closure;
+};
+struct graph_node {
+    work run;
+    std::shared_ptr<const kernel_launch> kernel; /* where the node is a kernel */
+    std::vector<size_t> deps;                    /* the nodes it waits for (earlier ones: issue order is valid) */
+    cudaStream_t stream;                         /* the stream it was captured on */
+};
 } // namespace
 } // namespace trn_emu
 
 struct trn_emu_graph {
-    std::vector<std::shared_ptr<trn_emu::work>> nodes; /* in issue order, which respects every dependency */
-    std::vector<CUstream_st *> joined;                 /* streams drawn into the capture by an event */
+    std::vector<trn_emu::graph_node> nodes; /* in issue order, which respects every dependency */
+    std::vector<CUstream_st *> joined;      /* streams drawn into the capture by an event */
 };
+/* The nodes a capturing stream's next work depends on (its last node, and those of events it waited for). */
+using capture_tail = std::vector<size_t>;
 struct trn_emu_graph_exec {
-    std::vector<std::shared_ptr<trn_emu::work>> nodes;
+    std::vector<trn_emu::graph_node> nodes;
+    uint64_t launches = 0;
+};
+/* Work issued to a stream outside a capture, not run yet: a kernel launch, other work, or a wait for an event. */
+struct pending_work {
+    trn_emu::work run;
+    std::shared_ptr<const trn_emu::kernel_launch> kernel;
+    trn_emu_event *event;  /* a wait: for the event's record number `record` to have run */
+    uint64_t record;
 };
 struct CUstream_st {
     bool capturing = false;
     trn_emu_graph *graph = nullptr;
+    capture_tail tail;
+    std::deque<pending_work> pending;
 };
 struct trn_emu_event {
     double ms = 0;
     bool recorded = false;
     trn_emu_graph *captured_in = nullptr; /* recorded on a capturing stream: a stream that waits for it joins */
+    capture_tail tail;                    /* and depends from then on on these nodes */
+    uint64_t issued = 0, completed = 0;   /* records issued outside a capture, and the last of them that ran */
 };
 struct trn_emu_cublas {
     cudaStream_t stream = nullptr;
@@ -527,13 +633,84 @@ double now_ms() {
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
-/* Runs `w` now, or records it in the graph being captured on `stream`. */
-void submit(cudaStream_t stream, work w) {
+} // namespace
+void run_grid(const kernel_launch &k, const work *concurrent);
+namespace {
+
+/* Streams outside a capture (TRN_CUDA_EMU_STREAMS=random, the default): work issued to a stream other than the
+ * default one waits in the stream's queue until the host synchronizes (a synchronize call, a blocking copy, a free,
+ * work on the default stream, a capture or graph launch): then every queue runs, the streams ranked at random, a
+ * ready head of the highest first (a wait is ready once its event's record has run), so one stream runs as far
+ * ahead of another as the events allow. A kernel launched with PDL right after another kernel of its stream runs a
+ * block ahead of it (run_grid), at every other such pair. With `issue`, work runs when it is issued. */
+std::vector<CUstream_st *> g_queued; /* the streams with work waiting, each once */
+uint64_t g_eager_pairs = 0;
+
+void drain() {
+    static bool draining = false;
+    if (draining || g_queued.empty())
+        return;
+    draining = true;
+    std::lock_guard<std::recursive_mutex> lock(g_lock);
+    read_settings();
+    std::vector<uint64_t> rank(g_queued.size());
+    for (uint64_t &r : rank)
+        r = next_random();
+    for (;;) {
+        size_t best = g_queued.size();
+        bool left = false;
+        for (size_t q = 0; q < g_queued.size(); q++) {
+            const std::deque<pending_work> &p = g_queued[q]->pending;
+            if (p.empty())
+                continue;
+            left = true;
+            const pending_work &head = p.front();
+            if (head.event && head.event->completed < head.record)
+                continue;
+            if (best == g_queued.size() || rank[q] > rank[best])
+                best = q;
+        }
+        if (best == g_queued.size()) {
+            if (left)
+                fail_host("streams wait for events whose records can never run (a cycle of cudaStreamWaitEvent)");
+            break;
+        }
+        std::deque<pending_work> &p = g_queued[best]->pending;
+        pending_work head = std::move(p.front());
+        p.pop_front();
+        if (head.event)
+            continue;
+        const kernel_launch *a = head.kernel.get(), *b = !p.empty() ? p.front().kernel.get() : nullptr;
+        if (g_pdl_early_runs && a && b && b->pdl && b->kernel != a->kernel && g_eager_pairs++ % 2 == 1) {
+            pending_work next = std::move(p.front());
+            p.pop_front();
+            run_grid(*next.kernel, &head.run);
+        } else {
+            head.run();
+        }
+    }
+    g_queued.clear();
+    draining = false;
+}
+
+/* Runs `w` now, or records it in the graph being captured on `stream` (with the kernel launch it is, if any), or
+ * queues it on `stream` (drain). */
+void submit(cudaStream_t stream, work w, std::shared_ptr<const kernel_launch> kernel = nullptr) {
     if (stream && stream->capturing) {
-        stream->graph->nodes.push_back(std::make_shared<work>(std::move(w)));
+        std::vector<trn_emu::graph_node> &nodes = stream->graph->nodes;
+        nodes.push_back({std::move(w), std::move(kernel), stream->tail, stream});
+        stream->tail.assign(1, nodes.size() - 1);
         return;
     }
     std::lock_guard<std::recursive_mutex> lock(g_lock);
+    read_settings();
+    if (stream && g_streams_random) {
+        if (stream->pending.empty())
+            g_queued.push_back(stream);
+        stream->pending.push_back({std::move(w), std::move(kernel), nullptr, 0});
+        return;
+    }
+    drain(); /* the default stream waits for the others */
     w();
 }
 
@@ -637,8 +814,69 @@ void check_kernel_pointer(const char *name, int index, const void *p) {
                   index, p);
 }
 
+void pdl_wait() {
+    fiber *f = g_current;
+    if (!f)
+        fail_host("trn_pdl_wait called outside a kernel");
+    if (!g_pdl_early)
+        return;
+    f->state = AT_PDL_WAIT;
+    g_at_pdl_wait++;
+    yield_to_scheduler();
+}
+
+/* Runs the grid of `k`. With `concurrent` (the kernel launched before it, on which it depends programmatically),
+ * one block, chosen at random, runs first until its threads stop at trn_pdl_wait(); then `concurrent` runs whole;
+ * then that block goes on, and the other blocks run. So what the block reads before its wait is what the kernel
+ * before it had not yet written, and what it writes there, that kernel sees: the two races a PDL launch allows. */
+void run_grid(const kernel_launch &k, const work *concurrent) {
+    std::lock_guard<std::recursive_mutex> lock(g_lock);
+    read_settings();
+    const uint64_t blocks = (uint64_t)k.grid.x * k.grid.y * k.grid.z;
+    const uint64_t early = concurrent ? next_random() % blocks : blocks;
+    auto start = [&](uint64_t b) {
+        g_kernel = k.name;
+        gridDim = k.grid;
+        blockDim = k.block;
+        g_threads = (int)((uint64_t)k.block.x * k.block.y * k.block.z);
+        g_run = k.run;
+        g_closure = k.closure.get();
+        blockIdx = {(unsigned)(b % k.grid.x), (unsigned)(b / k.grid.x % k.grid.y),
+                    (unsigned)(b / ((uint64_t)k.grid.x * k.grid.y))};
+        g_dynamic_shared.assign(k.smem, 0xff);
+        begin_block();
+    };
+    if (concurrent) {
+        start(early);
+        g_pdl_early = true;
+        run_rounds();
+        g_pdl_early = false;
+        if (g_done < g_threads) {
+            suspended_block held;
+            suspend_block(held);
+            (*concurrent)();
+            resume_block(held);
+            for (int i = 0; i < g_threads; i++)
+                if (g_fibers[i].state == AT_PDL_WAIT)
+                    g_fibers[i].state = RUNNABLE;
+            g_at_pdl_wait = 0;
+            run_rounds();
+        } else {
+            (*concurrent)();
+        }
+    }
+    for (uint64_t b = 0; b < blocks; b++)
+        if (b != early) {
+            start(b);
+            run_rounds();
+        }
+    blockIdx = {0, 0, 0};
+    g_kernel = "";
+}
+
 cudaError_t enqueue_kernel(const char *name, const void *kernel, dim3 grid, dim3 block, size_t smem,
-                           cudaStream_t stream, void (*run)(void *), void *closure, void (*free_closure)(void *)) {
+                           cudaStream_t stream, bool pdl, void (*run)(void *), void *closure,
+                           void (*free_closure)(void *)) {
     const uint64_t threads = (uint64_t)block.x * block.y * block.z;
     if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535 || threads == 0 ||
         threads > kMaxThreads || block.z > 64) {
@@ -654,26 +892,9 @@ cudaError_t enqueue_kernel(const char *name, const void *kernel, dim3 grid, dim3
             return note_error(cudaErrorInvalidValue);
         }
     }
-    std::shared_ptr<void> owned(closure, free_closure);
-    submit(stream, [=]() {
-        std::lock_guard<std::recursive_mutex> lock(g_lock);
-        read_settings();
-        g_kernel = name;
-        gridDim = grid;
-        blockDim = block;
-        g_threads = (int)threads;
-        g_run = run;
-        g_closure = owned.get();
-        for (unsigned z = 0; z < grid.z; z++)
-            for (unsigned y = 0; y < grid.y; y++)
-                for (unsigned x = 0; x < grid.x; x++) {
-                    blockIdx = {x, y, z};
-                    g_dynamic_shared.assign(smem, 0xff);
-                    run_block();
-                }
-        blockIdx = {0, 0, 0};
-        g_kernel = "";
-    });
+    auto launch = std::make_shared<const kernel_launch>(
+        kernel_launch{name, kernel, grid, block, smem, stream, pdl, run, std::shared_ptr<void>(closure, free_closure)});
+    submit(stream, [launch]() { run_grid(*launch, nullptr); }, launch);
     return cudaSuccess;
 }
 
@@ -801,7 +1022,7 @@ cudaError_t cudaDeviceGetAttribute(int *value, cudaDeviceAttr attr, int device) 
 }
 cudaError_t cudaDriverGetVersion(int *version) { *version = CUDART_VERSION; return cudaSuccess; }
 cudaError_t cudaRuntimeGetVersion(int *version) { *version = CUDART_VERSION; return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() { drain(); return cudaSuccess; }
 cudaError_t cudaDeviceReset() { return cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes) {
     std::lock_guard<std::recursive_mutex> lock(g_lock);
@@ -822,13 +1043,13 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     *p = allocate(bytes, DEVICE_MEMORY);
     return *p ? cudaSuccess : note_error(cudaErrorMemoryAllocation);
 }
-cudaError_t cudaFree(void *p) { return note_error(release(p, DEVICE_MEMORY)); }
+cudaError_t cudaFree(void *p) { drain(); return note_error(release(p, DEVICE_MEMORY)); }
 cudaError_t cudaMallocHost(void **p, size_t bytes) {
     *p = allocate(bytes ? bytes : 1, PINNED_HOST);
     return *p ? cudaSuccess : note_error(cudaErrorMemoryAllocation);
 }
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned) { return cudaMallocHost(p, bytes); }
-cudaError_t cudaFreeHost(void *p) { return note_error(release(p, PINNED_HOST)); }
+cudaError_t cudaFreeHost(void *p) { drain(); return note_error(release(p, PINNED_HOST)); }
 cudaError_t cudaHostGetDevicePointer(void **device, void *host, unsigned) {
     std::lock_guard<std::recursive_mutex> lock(g_lock);
     const allocation *a = find_allocation(host, 0);
@@ -842,6 +1063,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind 
     if (e != cudaSuccess)
         return note_error(e);
     std::lock_guard<std::recursive_mutex> lock(g_lock);
+    drain();
     if (bytes)
         memmove(dst, src, bytes);
     return cudaSuccess;
@@ -850,6 +1072,17 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     const cudaError_t e = check_copy(dst, src, bytes, kind, "cudaMemcpyAsync");
     if (e != cudaSuccess)
         return note_error(e);
+    bool pageable = false; /* a side in pageable host memory: the copy is done when the call returns, as in CUDA */
+    {
+        std::lock_guard<std::recursive_mutex> lock(g_lock);
+        pageable = bytes && (!find_allocation(dst, bytes) || !find_allocation(src, bytes));
+    }
+    if (pageable && !(stream && stream->capturing)) {
+        std::lock_guard<std::recursive_mutex> lock(g_lock);
+        drain();
+        memmove(dst, src, bytes);
+        return cudaSuccess;
+    }
     submit(stream, [=]() {
         if (bytes)
             memmove(dst, src, bytes);
@@ -871,29 +1104,48 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t str
 cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = new CUstream_st(); return cudaSuccess; }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return cudaStreamCreate(s); }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    drain();
     if (s && s->capturing)
         delete s->graph;
     delete s;
     return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
-    return s && s->capturing ? note_error(cudaErrorStreamCaptureUnsupported) : cudaSuccess;
+    if (s && s->capturing)
+        return note_error(cudaErrorStreamCaptureUnsupported);
+    drain();
+    return cudaSuccess;
 }
-/* Work runs in issue order, so a wait orders nothing; but as in CUDA, a stream that waits for an event recorded
- * during a capture joins that capture (its work is recorded, not run) until the capture ends. */
+/* Work runs in issue order, so a wait orders nothing outside a capture; as in CUDA, a stream that waits for an event
+ * recorded during a capture joins that capture (its work is recorded, not run) until the capture ends, and its next
+ * node depends on the event's. */
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
-    if (s && e->captured_in && !s->capturing) {
+    if (s && !s->capturing && !e->captured_in && e->completed < e->issued) { /* queued: waits for the record */
+        std::lock_guard<std::recursive_mutex> lock(g_lock);
+        if (s->pending.empty())
+            g_queued.push_back(s);
+        s->pending.push_back({work(), nullptr, e, e->issued});
+        return cudaSuccess;
+    }
+    if (!s || !e->captured_in)
+        return cudaSuccess;
+    if (!s->capturing) {
         s->capturing = true;
         s->graph = e->captured_in;
+        s->tail = e->tail;
         e->captured_in->joined.push_back(s);
+    } else if (s->graph == e->captured_in) {
+        s->tail.insert(s->tail.end(), e->tail.begin(), e->tail.end());
     }
     return cudaSuccess;
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
     if (!s || s->capturing)
         return note_error(cudaErrorStreamCaptureUnsupported);
+    drain();
     s->capturing = true;
     s->graph = new trn_emu_graph();
+    s->tail.clear();
     return cudaSuccess;
 }
 cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
@@ -903,6 +1155,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph) {
     for (CUstream_st *joined : s->graph->joined) {
         joined->capturing = false;
         joined->graph = nullptr;
+        joined->tail.clear();
     }
     s->graph->joined.clear();
     s->graph = nullptr;
@@ -915,19 +1168,27 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *statu
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) { *e = new trn_emu_event(); return cudaSuccess; }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned) { return cudaEventCreate(e); }
-cudaError_t cudaEventDestroy(cudaEvent_t e) { delete e; return cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t e) { drain(); delete e; return cudaSuccess; }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) { return cudaEventRecordWithFlags(e, s, 0); }
 cudaError_t cudaEventRecordWithFlags(cudaEvent_t e, cudaStream_t s, unsigned) {
-    e->captured_in = s && s->capturing ? s->graph : nullptr;
-    submit(s, [e]() {
+    const uint64_t number = s && s->capturing ? 0 : ++e->issued;
+    submit(s, [e, number]() {
         e->ms = now_ms();
         e->recorded = true;
+        if (number)
+            e->completed = number;
     });
+    e->captured_in = s && s->capturing ? s->graph : nullptr;
+    if (e->captured_in)
+        e->tail = s->tail;
+    else
+        e->tail.clear();
     return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) { drain(); return cudaSuccess; }
+cudaError_t cudaEventQuery(cudaEvent_t) { drain(); return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end) {
+    drain();
     if (!start->recorded || !end->recorded)
         return note_error(cudaErrorInvalidResourceHandle);
     *ms = (float)(end->ms - start->ms);
@@ -937,9 +1198,82 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
     *exec = new trn_emu_graph_exec{graph->nodes};
     return cudaSuccess;
 }
+/* A graph's nodes run in an order their dependencies allow: in issue order (TRN_CUDA_EMU_STREAMS=issue), or (random,
+ * the default) with the streams they were captured on ranked at random at each launch, a ready node of the highest
+ * ranked stream first: one stream runs as far ahead of another as the edges let it, so work of two streams that
+ * misses an event between them runs in the wrong order at some launch.
+ * A kernel launched with PDL that depends on a kernel of its stream runs a block ahead of it (run_grid), at every
+ * other such pair in turn (each launch takes the other half), so that no two blocks are held at once. */
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
-    for (const auto &node : exec->nodes)
-        submit(s, *node);
+    if (s && s->capturing) { /* a graph launched into a capture: its nodes one after another */
+        for (const auto &node : exec->nodes)
+            submit(s, node.run, node.kernel);
+        return cudaSuccess;
+    }
+    std::lock_guard<std::recursive_mutex> lock(g_lock);
+    read_settings();
+    drain(); /* the graph runs now, after all work issued before it */
+    const auto &nodes = exec->nodes;
+    const size_t n = nodes.size(), parity = exec->launches++ % 2;
+    std::vector<size_t> waiting(n, 0);
+    std::vector<std::vector<size_t>> children(n);
+    for (size_t i = 0; i < n; i++)
+        for (size_t d : nodes[i].deps) {
+            waiting[i]++;
+            children[d].push_back(i);
+        }
+    std::vector<char> done(n, 0);
+    std::map<cudaStream_t, uint64_t> rank;
+    for (const graph_node &node : nodes)
+        if (!rank.count(node.stream))
+            rank[node.stream] = g_streams_random ? next_random() : 0;
+    std::vector<size_t> ready;
+    for (size_t i = 0; i < n; i++)
+        if (!waiting[i])
+            ready.push_back(i);
+    auto finish = [&](size_t i) {
+        done[i] = 1;
+        for (size_t c : children[i])
+            if (--waiting[c] == 0)
+                ready.push_back(c);
+    };
+    while (!ready.empty()) {
+        size_t pick = 0; /* of the highest ranked stream's ready nodes, the earliest */
+        for (size_t r = 1; r < ready.size(); r++) {
+            const uint64_t a = rank[nodes[ready[r]].stream], b = rank[nodes[ready[pick]].stream];
+            if (a > b || (a == b && ready[r] < ready[pick]))
+                pick = r;
+        }
+        const size_t i = ready[pick];
+        ready.erase(ready.begin() + (std::ptrdiff_t)pick);
+        if (done[i])
+            continue;
+        const kernel_launch *a = nodes[i].kernel.get();
+        size_t follower = n;
+        for (size_t c : a && g_pdl_early_runs ? children[i] : std::vector<size_t>{}) {
+            const kernel_launch *b = nodes[c].kernel.get();
+            if (done[c] || !b || !b->pdl || b->stream != a->stream || b->kernel == a->kernel || c % 2 != parity)
+                continue;
+            bool others_done = true;
+            for (size_t d : nodes[c].deps)
+                others_done = others_done && (d == i || done[d]);
+            if (others_done) {
+                follower = c;
+                break;
+            }
+        }
+        if (follower < n) {
+            run_grid(*nodes[follower].kernel, &nodes[i].run);
+            finish(i);
+            finish(follower);
+        } else {
+            nodes[i].run();
+            finish(i);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!done[i])
+            fail_host("cudaGraphLaunch: node %zu of %zu never became ready (a dependency cycle)", i, n);
     return cudaSuccess;
 }
 cudaError_t cudaGraphDestroy(cudaGraph_t graph) { delete graph; return cudaSuccess; }

@@ -1,7 +1,9 @@
 /* test_emulator.cu: the CUDA emulator's own semantics and checks (built only with -DTRN_CUDA_EMULATOR=ON).
  * Run without arguments: warp collectives (shuffles of each kind and width, ballot, __syncthreads_count), dynamic
  * shared memory, mma.sync m16n8k32 against a plain product with the PTX ISA's fragment layout, a captured graph
- * replayed; then each broken kernel or call below in a child process, which must abort with its one-line report:
+ * replayed, a PDL launch in a graph that reads before its trn_pdl_wait() what the kernel before it writes (it must
+ * see the value from before that kernel ran, at every other launch), two streams' work in both orders where no
+ * event orders it (in a graph and outside one) and in order where one does; then each broken kernel or call below in a child process, which must abort with its one-line report:
  *   exited      a lane exits before a full-mask shuffle          -> "has exited"
  *   barrier     half the block waits at __syncthreads             -> "exited" (the other half returned)
  *   outside     a shuffle reads a lane outside its mask           -> "outside the mask"
@@ -53,6 +55,17 @@ static __global__ void mma_kernel(const uint32_t *a, const uint32_t *b, int32_t 
 }
 
 static __global__ void add_one_kernel(int *x) { x[threadIdx.x] += 1; }
+static __global__ void set_kernel(int *x, int v) { x[0] = v; }
+static __global__ void copy_kernel(const int *x, int *y) { y[0] = x[0]; }
+/* launched with PDL after add_one_kernel: x read before and after the wait, each block into its own pair */
+static __global__ void read_around_wait_kernel(const int *x, int *before_after) {
+    const int early = x[threadIdx.x];
+    trn_emu::pdl_wait();
+    if (threadIdx.x == 0) {
+        before_after[2 * blockIdx.x] = early;
+        before_after[2 * blockIdx.x + 1] = x[0];
+    }
+}
 
 static __global__ void exited_kernel(int *out) {
     if (threadIdx.x == 31)
@@ -212,6 +225,120 @@ int main(int argc, char **argv) {
     check(x0[0] == 0 && x0[31] == 0 && x2[0] == 2 && x2[31] == 2, "graph: nothing runs at capture, each launch runs");
     cudaGraphExecDestroy(exec);
     cudaGraphDestroy(graph);
+
+    /* PDL: add_one, then read_around_wait (4 blocks) launched with the attribute; launched 4 times, the pair runs
+     * one block ahead at every other launch: that block reads the old value before its wait, the new one after */
+    int *d_ba;
+    cudaMalloc(&d_ba, 8 * sizeof(int));
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    add_one_kernel<<<1, 32, 0, s>>>(dx);
+    cudaLaunchAttribute pdl_attr[1];
+    pdl_attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    pdl_attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(4);
+    config.blockDim = dim3(32);
+    config.stream = s;
+    config.attrs = pdl_attr;
+    config.numAttrs = 1;
+    cudaLaunchKernelEx(&config, read_around_wait_kernel, (const int *)dx, d_ba);
+    cudaStreamEndCapture(s, &graph);
+    cudaGraphInstantiate(&exec, graph, 0);
+    int stale_launches = 0, right_launches = 0;
+    for (int launch = 0; launch < 4; launch++) { /* dx holds 2 before the first */
+        int ba[8];
+        cudaGraphLaunch(exec, s);
+        cudaMemcpy(ba, d_ba, sizeof(ba), cudaMemcpyDeviceToHost);
+        int stale = 0, right = 0;
+        for (int b = 0; b < 4; b++) {
+            stale += ba[2 * b] == 2 + launch && ba[2 * b + 1] == 3 + launch;
+            right += ba[2 * b] == 3 + launch && ba[2 * b + 1] == 3 + launch;
+        }
+        stale_launches += stale == 1 && right == 3;
+        right_launches += stale == 0 && right == 4;
+    }
+    check(stale_launches == 2 && right_launches == 2,
+          "PDL in a graph: a block runs ahead to trn_pdl_wait() at every other launch and reads the old value");
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    /* the same pair launched outside a graph, 4 times (dx holds 6 before the first) */
+    stale_launches = right_launches = 0;
+    for (int launch = 0; launch < 4; launch++) {
+        int ba[8];
+        add_one_kernel<<<1, 32, 0, s>>>(dx);
+        cudaLaunchKernelEx(&config, read_around_wait_kernel, (const int *)dx, d_ba);
+        cudaMemcpy(ba, d_ba, sizeof(ba), cudaMemcpyDeviceToHost);
+        int stale = 0, right = 0;
+        for (int b = 0; b < 4; b++) {
+            stale += ba[2 * b] == 6 + launch && ba[2 * b + 1] == 7 + launch;
+            right += ba[2 * b] == 7 + launch && ba[2 * b + 1] == 7 + launch;
+        }
+        stale_launches += stale == 1 && right == 3;
+        right_launches += stale == 0 && right == 4;
+    }
+    check(stale_launches == 2 && right_launches == 2,
+          "PDL outside a graph: a block runs ahead to trn_pdl_wait() at every other pair and reads the old value");
+    cudaFree(d_ba);
+
+    /* two streams: s sets x = 1, forks s2 (which copies x to y), then sets x = 2; nothing orders the copy against the
+     * second set, so over 16 launches the copy must see both 1 and 2 */
+    int *d_xy;
+    cudaMalloc(&d_xy, 2 * sizeof(int));
+    cudaStream_t s2;
+    cudaStreamCreate(&s2);
+    cudaEvent_t fork, join;
+    cudaEventCreate(&fork);
+    cudaEventCreate(&join);
+    cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    set_kernel<<<1, 1, 0, s>>>(d_xy, 1);
+    cudaEventRecord(fork, s);
+    cudaStreamWaitEvent(s2, fork, 0);
+    copy_kernel<<<1, 1, 0, s2>>>(d_xy, d_xy + 1);
+    set_kernel<<<1, 1, 0, s>>>(d_xy, 2);
+    cudaEventRecord(join, s2);
+    cudaStreamWaitEvent(s, join, 0);
+    cudaStreamEndCapture(s, &graph);
+    cudaGraphInstantiate(&exec, graph, 0);
+    int seen[3] = {0, 0, 0};
+    for (int launch = 0; launch < 16; launch++) {
+        int xy[2];
+        cudaGraphLaunch(exec, s);
+        cudaMemcpy(xy, d_xy, sizeof(xy), cudaMemcpyDeviceToHost);
+        if (xy[0] == 2 && (xy[1] == 1 || xy[1] == 2))
+            seen[xy[1]]++;
+    }
+    check(seen[1] > 0 && seen[2] > 0 && seen[1] + seen[2] == 16,
+          "graph of two streams: work no event orders runs in both orders");
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    /* the same outside a graph, 16 times; then with s2 waiting for an event recorded after the second set */
+    for (int ordered = 0; ordered < 2; ordered++) {
+        seen[1] = seen[2] = 0;
+        for (int round = 0; round < 16; round++) {
+            int xy[2];
+            set_kernel<<<1, 1, 0, s>>>(d_xy, 1);
+            cudaEventRecord(fork, s);
+            if (ordered)
+                set_kernel<<<1, 1, 0, s>>>(d_xy, 2), cudaEventRecord(fork, s);
+            cudaStreamWaitEvent(s2, fork, 0);
+            copy_kernel<<<1, 1, 0, s2>>>(d_xy, d_xy + 1);
+            if (!ordered)
+                set_kernel<<<1, 1, 0, s>>>(d_xy, 2);
+            cudaDeviceSynchronize();
+            cudaMemcpy(xy, d_xy, sizeof(xy), cudaMemcpyDeviceToHost);
+            if (xy[0] == 2 && (xy[1] == 1 || xy[1] == 2))
+                seen[xy[1]]++;
+        }
+        if (ordered)
+            check(seen[2] == 16, "streams outside a graph: an event orders their work");
+        else
+            check(seen[1] > 0 && seen[2] > 0 && seen[1] + seen[2] == 16,
+                  "streams outside a graph: work no event orders runs in both orders");
+    }
+    cudaEventDestroy(fork);
+    cudaEventDestroy(join);
+    cudaStreamDestroy(s2);
+    cudaFree(d_xy);
     cudaStreamDestroy(s);
     cudaFree(dx), cudaFree(da), cudaFree(db), cudaFree(dd), cudaFree(d_out);
 

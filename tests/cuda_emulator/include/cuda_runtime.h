@@ -14,10 +14,15 @@
  * at different collectives, a shuffle from a lane outside the mask, a barrier that not every thread of the block
  * reaches (deadlock, or threads that exited), __trap(), a pointer argument that is neither device nor pinned host
  * memory, a copy whose direction does not match where its pointers live, dynamic shared memory over 48 KB without
- * cudaFuncSetAttribute. Streams: work runs when issued, or is recorded while its stream (or a stream that waited for
- * an event recorded in the capture) is captured.
- * Not modelled: timing, concurrency between blocks and streams (everything runs in issue order, so a missing
- * stream dependency goes unseen), the memory model beyond barriers, limits on registers and shared memory.
+ * cudaFuncSetAttribute. Streams: work is recorded while its stream (or a stream that waited for an event recorded
+ * in the capture) is captured; a graph keeps its edges (stream order, event waits). Outside a capture, work on a
+ * stream other than the default one waits in the stream's queue until the host synchronizes. A graph launch or a
+ * synchronization runs the work with the streams ranked at random, one as far ahead of another as the edges and
+ * events allow (TRN_CUDA_EMU_STREAMS=random|issue, default random; issue: in issue order, at once). Programmatic
+ * dependent launch: a block of a kernel launched with the attribute runs up to its trn_pdl_wait() before the kernel
+ * ahead of it runs (TRN_CUDA_EMU_PDL=early|off, default early; emulator.cpp, run_grid).
+ * Not modelled: timing, concurrency between blocks, the memory model beyond barriers, limits on registers and
+ * shared memory.
  * Numerics: the _rn intrinsics are exact IEEE operations as on the GPU; expf, rsqrtf and the like are the C
  * library's (the GPU's approximations differ in the last bits). */
 #ifndef TRN_CUDA_EMULATOR_RUNTIME_H
@@ -224,6 +229,10 @@ static inline int dp4a_u8s8(uint32_t a, int b, int c) {
 void mma_m16n8k32_s8(int32_t d[4], const uint32_t a[4], const uint32_t b[2]);
 /* %globaltimer: nanoseconds of the host's monotonic clock */
 unsigned long long global_timer_ns();
+/* trn_pdl_wait() (cuda/device_math.cuh): returns at once, except in a block the emulator runs ahead of the kernel
+ * launched before it (a PDL launch in a graph: emulator.cpp, run_grid), where the thread stops until that kernel
+ * has run. */
+void pdl_wait();
 } // namespace trn_emu
 
 /* ---- the runtime API ---- */
@@ -387,7 +396,8 @@ namespace trn_emu {
 /* Runs `body` (the kernel with its arguments) as a grid now, or records it where `stream` is being captured.
  * Returns the launch's error (a bad configuration); a fault inside the kernel aborts. */
 cudaError_t enqueue_kernel(const char *name, const void *kernel, dim3 grid, dim3 block, size_t smem,
-                           cudaStream_t stream, void (*run)(void *), void *closure, void (*free_closure)(void *));
+                           cudaStream_t stream, bool pdl, void (*run)(void *), void *closure,
+                           void (*free_closure)(void *));
 /* Where a kernel's pointer argument points neither into device memory nor into mapped host memory: one line
  * naming the kernel and the argument's position, then abort(). */
 void check_kernel_pointer(const char *name, int index, const void *p);
@@ -407,12 +417,12 @@ template <class... P> struct kernel_call {
 };
 template <class... P, class... A>
 static inline cudaError_t launch(const char *name, dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                                 void (*kernel)(P...), A &&...args) {
+                                 bool pdl, void (*kernel)(P...), A &&...args) {
     static_assert(sizeof...(P) == sizeof...(A), "a kernel launch passes every parameter");
     auto *call = new kernel_call<P...>{kernel, std::tuple<typename std::decay<P>::type...>(std::forward<A>(args)...)};
     int index = 0;
     std::apply([&](const auto &...v) { (check_arg(name, index++, v), ...); }, call->args);
-    return enqueue_kernel(name, reinterpret_cast<const void *>(kernel), grid, block, smem, stream,
+    return enqueue_kernel(name, reinterpret_cast<const void *>(kernel), grid, block, smem, stream, pdl,
                           &kernel_call<P...>::run, call, &kernel_call<P...>::release);
 }
 /* kernel<<<grid, block, smem, stream>>>(args), rewritten as
@@ -424,7 +434,7 @@ template <class... P> struct launcher_t {
     size_t smem;
     cudaStream_t stream;
     template <class... A> void operator()(A &&...args) const {
-        launch(name, grid, block, smem, stream, kernel, std::forward<A>(args)...);
+        launch(name, grid, block, smem, stream, false, kernel, std::forward<A>(args)...);
     }
 };
 template <class... P>
@@ -434,10 +444,19 @@ static inline launcher_t<P...> launcher(void (*kernel)(P...), const char *name, 
 }
 } // namespace trn_emu
 
+/* cudaLaunchKernelEx(config, kernel, args...): the kernel expression's text names the launch in reports */
+#define cudaLaunchKernelEx(config, kernel, ...) trn_emu::launch_ex(#kernel, config, kernel, ##__VA_ARGS__)
+namespace trn_emu {
 template <class... P, class... A>
-static inline cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t *config, void (*kernel)(P...), A &&...args) {
-    return trn_emu::launch("cudaLaunchKernelEx", config->gridDim, config->blockDim, config->dynamicSmemBytes,
-                           config->stream, kernel, std::forward<A>(args)...);
+static inline cudaError_t launch_ex(const char *name, const cudaLaunchConfig_t *config, void (*kernel)(P...),
+                                    A &&...args) {
+    bool pdl = false;
+    for (unsigned i = 0; i < config->numAttrs; i++)
+        if (config->attrs[i].id == cudaLaunchAttributeProgrammaticStreamSerialization)
+            pdl = config->attrs[i].val.programmaticStreamSerializationAllowed != 0;
+    return launch(name, config->gridDim, config->blockDim, config->dynamicSmemBytes, config->stream, pdl, kernel,
+                  std::forward<A>(args)...);
 }
+} // namespace trn_emu
 
 #endif
