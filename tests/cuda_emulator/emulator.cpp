@@ -12,6 +12,7 @@
 #include "cuda_runtime.h"
 #include "cublas_v2.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -28,6 +29,11 @@
 
 #if !defined(__x86_64__)
 #error "the CUDA emulator's context switch is written for x86-64"
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define TRN_EMU_ASAN 1 /* AddressSanitizer is told of every stack switch (TRN_SANITIZE=address) */
 #endif
 
 /* trn_emu_switch(save, load): saves the callee-saved registers on this stack and its pointer in *save, then
@@ -129,15 +135,42 @@ void *g_closure = nullptr;
 std::vector<unsigned char> g_dynamic_shared;
 
 void check_exit(fiber *f);
-void yield_to_scheduler();
+void yield_to_scheduler(bool exiting = false);
+
+/* trn_emu_switch from the running context (a fiber, or the scheduler on the thread's own stack) to the one saved at
+ * `load`, which runs on fiber `to`'s stack, or on the thread's where `to` is null. `exiting`: the running fiber
+ * never resumes. Under AddressSanitizer, each switch is announced, so that it tracks the stack in use. */
+void switch_context(void **save, void *load, const fiber *to, bool exiting = false) {
+#ifdef TRN_EMU_ASAN
+    static void *thread_stack = nullptr;
+    static size_t thread_stack_bytes = 0;
+    if (!thread_stack) {
+        pthread_attr_t attr;
+        pthread_getattr_np(pthread_self(), &attr);
+        pthread_attr_getstack(&attr, &thread_stack, &thread_stack_bytes);
+        pthread_attr_destroy(&attr);
+    }
+    void *fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(exiting ? nullptr : &fake_stack, to ? to->stack : thread_stack,
+                                   to ? kStackBytes : thread_stack_bytes);
+    trn_emu_switch(save, load);
+    __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#else
+    (void)to, (void)exiting;
+    trn_emu_switch(save, load);
+#endif
+}
 
 void fiber_entry() {
+#ifdef TRN_EMU_ASAN
+    __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr); /* the first switch to this fiber, completed */
+#endif
     g_run(g_closure);
     g_current->state = DONE;
     g_done++;
     g_warp_exited[g_current->linear / 32] |= 1u << (g_current->linear & 31u);
     check_exit(g_current);
-    yield_to_scheduler();
+    yield_to_scheduler(true);
     abort(); /* never resumed */
 }
 
@@ -150,6 +183,9 @@ void start_fiber(fiber *f) {
         mprotect(m, page, PROT_NONE); /* a stack overflow faults instead of writing over the next stack */
         f->stack = static_cast<char *>(m) + page;
     }
+#ifdef TRN_EMU_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(f->stack, kStackBytes); /* the frames an exited thread left poisoned */
+#endif
     const uintptr_t top = ((uintptr_t)(f->stack + kStackBytes)) & ~(uintptr_t)15;
     void **sp = reinterpret_cast<void **>(top - 64);
     for (int i = 0; i < 6; i++)
@@ -163,13 +199,13 @@ void start_fiber(fiber *f) {
 fiber *next_in_round();
 void enter(fiber *f);
 /* The running thread waits: the next runnable thread of the round runs, or the scheduler starts a new round. */
-void yield_to_scheduler() {
+void yield_to_scheduler(bool exiting) {
     fiber *self = g_current;
     if (fiber *next = next_in_round()) {
         enter(next);
-        trn_emu_switch(&self->sp, next->sp);
+        switch_context(&self->sp, next->sp, next, exiting);
     } else {
-        trn_emu_switch(&self->sp, g_scheduler_sp);
+        switch_context(&self->sp, g_scheduler_sp, nullptr, exiting);
     }
     g_current = self; /* resumed by the scheduler or by another thread, which set these already */
 }
@@ -451,7 +487,7 @@ void run_rounds() {
         g_round_ran = false;
         if (fiber *f = next_in_round()) {
             enter(f);
-            trn_emu_switch(&g_scheduler_sp, f->sp); /* back here when the round has no runnable thread left */
+            switch_context(&g_scheduler_sp, f->sp, f); /* back here when the round has no runnable thread left */
         }
         g_current = nullptr;
         g_named = nullptr;
