@@ -184,7 +184,10 @@ void start_fiber(fiber *f) {
         f->stack = static_cast<char *>(m) + page;
     }
 #ifdef TRN_EMU_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(f->stack, kStackBytes); /* the frames an exited thread left poisoned */
+    /* the redzones of the frames an exited thread left behind (fiber_entry's, the switch's: the kernel's own frames
+     * returned), at the top of the stack, where the next thread's frames go */
+    constexpr size_t kTopBytes = 64 * 1024;
+    ASAN_UNPOISON_MEMORY_REGION(f->stack + kStackBytes - kTopBytes, kTopBytes);
 #endif
     const uintptr_t top = ((uintptr_t)(f->stack + kStackBytes)) & ~(uintptr_t)15;
     void **sp = reinterpret_cast<void **>(top - 64);
