@@ -615,7 +615,6 @@ struct kernel_launch {
     const void *kernel;
     dim3 grid, block;
     size_t smem;
-    cudaStream_t stream;
     bool pdl; /* launched with cudaLaunchAttributeProgrammaticStreamSerialization */
     void (*run)(void *);
     std::shared_ptr<void> closure;
@@ -932,7 +931,7 @@ cudaError_t enqueue_kernel(const char *name, const void *kernel, dim3 grid, dim3
         }
     }
     auto launch = std::make_shared<const kernel_launch>(
-        kernel_launch{name, kernel, grid, block, smem, stream, pdl, run, std::shared_ptr<void>(closure, free_closure)});
+        kernel_launch{name, kernel, grid, block, smem, pdl, run, std::shared_ptr<void>(closure, free_closure)});
     submit(stream, [launch]() { run_grid(*launch, nullptr); }, launch);
     return cudaSuccess;
 }
@@ -1289,9 +1288,12 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s) {
             continue;
         const kernel_launch *a = nodes[i].kernel.get();
         size_t follower = n;
-        for (size_t c : a && g_pdl_early_runs ? children[i] : std::vector<size_t>{}) {
+        for (size_t c : children[i]) {
             const kernel_launch *b = nodes[c].kernel.get();
-            if (done[c] || !b || !b->pdl || b->stream != a->stream || b->kernel == a->kernel || c % 2 != parity)
+            if (!a || !g_pdl_early_runs)
+                break;
+            if (done[c] || !b || !b->pdl || nodes[c].stream != nodes[i].stream || b->kernel == a->kernel ||
+                c % 2 != parity)
                 continue;
             bool others_done = true;
             for (size_t d : nodes[c].deps)

@@ -1,9 +1,10 @@
 /* test_emulator.cu: the CUDA emulator's own semantics and checks (built only with -DTRN_CUDA_EMULATOR=ON).
  * Run without arguments: warp collectives (shuffles of each kind and width, ballot, __syncthreads_count), dynamic
  * shared memory, mma.sync m16n8k32 against a plain product with the PTX ISA's fragment layout, a captured graph
- * replayed, a PDL launch in a graph that reads before its trn_pdl_wait() what the kernel before it writes (it must
- * see the value from before that kernel ran, at every other launch), two streams' work in both orders where no
- * event orders it (in a graph and outside one) and in order where one does; then each broken kernel or call below in a child process, which must abort with its one-line report:
+ * replayed, a PDL launch that reads before its trn_pdl_wait() what the kernel before it writes (it must see the
+ * value from before that kernel ran, at every other pair; in a graph and outside one), two streams' work in both
+ * orders where no event orders it (in a graph and outside one) and in order where one does; then each broken kernel
+ * or call below in a child process, which must abort with its one-line report:
  *   exited      a lane exits before a full-mask shuffle          -> "has exited"
  *   barrier     half the block waits at __syncthreads             -> "exited" (the other half returned)
  *   outside     a shuffle reads a lane outside its mask           -> "outside the mask"
@@ -57,6 +58,16 @@ static __global__ void mma_kernel(const uint32_t *a, const uint32_t *b, int32_t 
 static __global__ void add_one_kernel(int *x) { x[threadIdx.x] += 1; }
 static __global__ void set_kernel(int *x, int v) { x[0] = v; }
 static __global__ void copy_kernel(const int *x, int *y) { y[0] = x[0]; }
+/* One launch of the pair add_one, read_around_wait (4 blocks) seen in before_after: 1 where exactly one block read the
+ * old value (`old`) before its wait and the others the new one, 0 where all read the new one, -1 otherwise. */
+static int pdl_launch_kind(const int *before_after, int old) {
+    int stale = 0, right = 0;
+    for (int b = 0; b < 4; b++) {
+        stale += before_after[2 * b] == old && before_after[2 * b + 1] == old + 1;
+        right += before_after[2 * b] == old + 1 && before_after[2 * b + 1] == old + 1;
+    }
+    return stale == 1 && right == 3 ? 1 : stale == 0 && right == 4 ? 0 : -1;
+}
 /* launched with PDL after add_one_kernel: x read before and after the wait, each block into its own pair */
 static __global__ void read_around_wait_kernel(const int *x, int *before_after) {
     const int early = x[threadIdx.x];
@@ -249,13 +260,9 @@ int main(int argc, char **argv) {
         int ba[8];
         cudaGraphLaunch(exec, s);
         cudaMemcpy(ba, d_ba, sizeof(ba), cudaMemcpyDeviceToHost);
-        int stale = 0, right = 0;
-        for (int b = 0; b < 4; b++) {
-            stale += ba[2 * b] == 2 + launch && ba[2 * b + 1] == 3 + launch;
-            right += ba[2 * b] == 3 + launch && ba[2 * b + 1] == 3 + launch;
-        }
-        stale_launches += stale == 1 && right == 3;
-        right_launches += stale == 0 && right == 4;
+        const int kind = pdl_launch_kind(ba, 2 + launch);
+        stale_launches += kind == 1;
+        right_launches += kind == 0;
     }
     check(stale_launches == 2 && right_launches == 2,
           "PDL in a graph: a block runs ahead to trn_pdl_wait() at every other launch and reads the old value");
@@ -268,13 +275,9 @@ int main(int argc, char **argv) {
         add_one_kernel<<<1, 32, 0, s>>>(dx);
         cudaLaunchKernelEx(&config, read_around_wait_kernel, (const int *)dx, d_ba);
         cudaMemcpy(ba, d_ba, sizeof(ba), cudaMemcpyDeviceToHost);
-        int stale = 0, right = 0;
-        for (int b = 0; b < 4; b++) {
-            stale += ba[2 * b] == 6 + launch && ba[2 * b + 1] == 7 + launch;
-            right += ba[2 * b] == 7 + launch && ba[2 * b + 1] == 7 + launch;
-        }
-        stale_launches += stale == 1 && right == 3;
-        right_launches += stale == 0 && right == 4;
+        const int kind = pdl_launch_kind(ba, 6 + launch);
+        stale_launches += kind == 1;
+        right_launches += kind == 0;
     }
     check(stale_launches == 2 && right_launches == 2,
           "PDL outside a graph: a block runs ahead to trn_pdl_wait() at every other pair and reads the old value");
