@@ -292,6 +292,8 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory preparing the CPU backend");
     }
+    const long l2_bytes = sysconf(_SC_LEVEL2_CACHE_SIZE); /* 0 or -1 where the C library does not know */
+    c->kv_request_bytes = (l2_bytes > 0 ? l2_bytes : 1L << 20) / 4;
     for (int n = 0; n < g->n_nodes; n++) {
         c->kv_ahead[n] = -1;
         if (g->nodes[n].op != TRN_OP_ATTENTION)

@@ -205,9 +205,15 @@ static shared_rows shared_product_rows(cpu_context *c, int n, int64_t rows, int6
 }
 
 /* Requests into L2 the first n_pos positions of KV heads [kv0, kv1) of the K and V caches of an attention node:
- * what a step's attention is about to read. */
+ * what a step's attention is about to read, where all of it fits in c->kv_request_bytes (beyond, the first lines
+ * would be evicted by the last before the kernel reads them). */
 static void prefetch_kv(const cpu_context *c, const buffer_view *v, int64_t t, const trn_node *att, int64_t kv0,
                         int64_t kv1, int64_t n_pos) {
+    int64_t total = 0;
+    for (int k = 1; k <= 2; k++)
+        total += (kv1 - kv0) * cache_head_floats(c, att->src[k], n_pos) * 4;
+    if (total > c->kv_request_bytes)
+        return;
     for (int k = 1; k <= 2; k++) {
         const int id = att->src[k];
         const int64_t stride = cache_head_floats(c, id, c->graph->n_ctx), bytes = cache_head_floats(c, id, n_pos) * 4;
@@ -288,7 +294,8 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
                                       .kv = h0 / group, .kv1 = h1 > h0 ? (h1 - 1) / group + 1 : h0 / group,
                                       .kv0 = h0 / group, .which = h1 > h0 ? 0 : 2};
                 kv = &kv_rows;
-                kv_lines = (kv_rows.kv1 - kv_rows.kv) * (kv_rows.floats[0] + kv_rows.floats[1]) * (int64_t)sizeof(float) / 64;
+                kv_lines = TRN_MIN((kv_rows.kv1 - kv_rows.kv) * (kv_rows.floats[0] + kv_rows.floats[1]) *
+                                       (int64_t)sizeof(float), c->kv_request_bytes) / 64; /* the first, at most */
             }
             const product_group pg = group_of(c, n);
             matvec_shared(c, v, &pg, x, xq, ith, nth, kv, kv_lines);
