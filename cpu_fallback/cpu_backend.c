@@ -184,7 +184,6 @@ static void cpu_release(cpu_context *c) {
     free(c->cache_head_dim);
     free(c->cache_is_k);
     trn_free(c->kv_region);
-    free(c->kv_ahead);
     free(c->group_end);
     trn_free(c->sample_logits);
     trn_sampler_free(c->sampler);
@@ -272,7 +271,6 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->scores = trn_alloc((size_t)c->n_threads * (size_t)TRN_ATTENTION_SCRATCH(g->n_ctx) * sizeof(float));
     c->cache_head_dim = calloc((size_t)g->n_buffers, sizeof(int));
     c->cache_is_k = calloc((size_t)g->n_buffers, 1);
-    c->kv_ahead = malloc((size_t)g->n_nodes * sizeof(int));
     c->group_end = calloc((size_t)g->n_nodes, sizeof(int));
     c->sampler = trn_sampler_new(hp->n_vocab);
     c->queues = trn_alloc((size_t)g->n_nodes * (size_t)c->n_threads * sizeof(row_queue));
@@ -287,25 +285,16 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     c->batch_inputs = trn_alloc(2 * (size_t)c->max_batch * sizeof(int32_t));
     c->batch_slots = trn_alloc((size_t)c->max_batch * sizeof(int32_t));
     if (!c->data || !c->owned || !c->matrix || !c->arena || !c->queues || !c->xq || !c->rope_cos_sin || !c->scores ||
-        !c->cache_head_dim || !c->cache_is_k || !c->kv_ahead || !c->group_end || !c->sampler || !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
+        !c->cache_head_dim || !c->cache_is_k || !c->group_end || !c->sampler || !c->sample_logits || !c->one.stride || !c->batch.data || !c->batch.stride || !c->batch.xq || !c->batch_arena ||
         !c->batch_inputs || !c->batch_slots) {
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory preparing the CPU backend");
     }
-    const long l2_bytes = sysconf(_SC_LEVEL2_CACHE_SIZE); /* 0 or -1 where the C library does not know */
-    c->kv_request_bytes = (l2_bytes > 0 ? l2_bytes : 1L << 20) / 4;
     for (int n = 0; n < g->n_nodes; n++) {
-        c->kv_ahead[n] = -1;
         if (g->nodes[n].op != TRN_OP_ATTENTION)
             continue;
         c->cache_head_dim[g->nodes[n].src[1]] = c->cache_head_dim[g->nodes[n].src[2]] = g->nodes[n].head_dim;
         c->cache_is_k[g->nodes[n].src[1]] = 1;
-        int first = -1; /* the first product after the norm that precedes this attention */
-        for (int m = n - 1; m >= 0 && g->nodes[m].op != TRN_OP_RMSNORM && g->nodes[m].op != TRN_OP_ATTENTION; m--)
-            if (g->nodes[m].op == TRN_OP_MATVEC)
-                first = m;
-        if (first >= 0)
-            c->kv_ahead[first] = n;
     }
     size_t repacked_bytes = 0, repacked_at = 0; /* each repacked matrix 64-byte aligned in c->repacked */
     for (int i = 0; i < g->n_buffers; i++)

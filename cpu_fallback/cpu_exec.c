@@ -94,30 +94,6 @@ static int claim_rows(row_queue *q, int64_t chunk, int from_back, int64_t *r0, i
     }
 }
 
-/* Lines of a thread's KV rows still to request: its KV heads [kv, kv1) of K, then [kv0, kv1) of V, the first
- * floats[0] of each K head and floats[1] of each V head (head-major caches, head_floats apart). */
-typedef struct {
-    const float *cache[2];
-    int64_t head_floats[2], floats[2], kv, kv1, kv0;
-    int which;      /* 0: K, 1: V, 2: done */
-    int64_t at;     /* bytes of the current head requested */
-} kv_cursor;
-
-/* Requests the next `lines` lines of k into L2. */
-static void kv_request(kv_cursor *k, int64_t lines) {
-    for (; lines > 0 && k->which < 2; lines--) {
-        prefetch_line((const char *)(k->cache[k->which] + k->kv * k->head_floats[k->which]) + k->at);
-        k->at += 64;
-        if (k->at >= k->floats[k->which] * (int64_t)sizeof(float)) {
-            k->at = 0;
-            if (++k->kv == k->kv1) {
-                k->kv = k->kv0;
-                k->which++;
-            }
-        }
-    }
-}
-
 /* The products a step runs as one (group_products): nodes [first, end), rows numbered through all of them in
  * order, so that a thread's rows of the group are one span of the weights (cpu_prepare repacks the matrices one
  * after another in buffer order, which is the graph's node order). A single product is a group of one. In the
@@ -151,22 +127,17 @@ static void group_matvec(cpu_context *c, const buffer_view *v, const product_gro
 
 /* A step's product group: this thread's rows (split()), in chunks, then what other threads have not started yet.
  * A thief finds a queue of a product its owner has not reached in this step exhausted (every queue is at the end
- * of a step), so it only takes rows its owner has put up. kv (or NULL): KV rows to request, kv_lines of them spread
- * over the thread's own chunks. */
+ * of a step), so it only takes rows its owner has put up. */
 static void matvec_shared(cpu_context *c, const buffer_view *v, const product_group *pg, const float *x,
-                          const trn_block_q8_act *xq, int ith, int nth, kv_cursor *kv, int64_t kv_lines) {
+                          const trn_block_q8_act *xq, int ith, int nth) {
     const size_t row_bytes = c->matrix[c->graph->nodes[pg->first].src[0]].row_bytes;
     const int64_t chunk = TRN_MAX(1, CHUNK_BYTES / (int64_t)row_bytes / MATVEC_ROW_ALIGN) * MATVEC_ROW_ALIGN;
     int64_t begin, end, r0, r1;
     product_rows(pg->rows, ith, nth, &begin, &end);
     row_queue *queues = c->queues + (size_t)pg->first * (size_t)c->n_threads;
     atomic_store_explicit(&queues[ith].range, (uint64_t)end << 32 | (uint64_t)begin, memory_order_relaxed);
-    const int64_t per_chunk = kv ? kv_lines / TRN_MAX(1, (end - begin) / chunk) + 1 : 0;
-    while (claim_rows(&queues[ith], chunk, 0, &r0, &r1)) {
-        if (kv)
-            kv_request(kv, per_chunk);
+    while (claim_rows(&queues[ith], chunk, 0, &r0, &r1))
         group_matvec(c, v, pg, x, xq, r0, r1);
-    }
     for (int k = 1; k < nth; k++)
         while (claim_rows(&queues[(ith + k) % nth], chunk, 1, &r0, &r1))
             group_matvec(c, v, pg, x, xq, r0, r1);
@@ -202,26 +173,6 @@ static shared_rows shared_product_rows(cpu_context *c, int n, int64_t rows, int6
                       .ith = ith, .nth = nth};
     atomic_store_explicit(&sr.queues[ith].range, (uint64_t)end << 32 | (uint64_t)begin, memory_order_relaxed);
     return sr;
-}
-
-/* Requests into L2 the first n_pos positions of KV heads [kv0, kv1) of the K and V caches of an attention node:
- * what a step's attention is about to read, where all of it fits in c->kv_request_bytes (beyond, the first lines
- * would be evicted by the last before the kernel reads them). */
-static void prefetch_kv(const cpu_context *c, const buffer_view *v, int64_t t, const trn_node *att, int64_t kv0,
-                        int64_t kv1, int64_t n_pos) {
-    int64_t total = 0;
-    for (int k = 1; k <= 2; k++)
-        total += (kv1 - kv0) * cache_head_floats(c, att->src[k], n_pos) * 4;
-    if (total > c->kv_request_bytes)
-        return;
-    for (int k = 1; k <= 2; k++) {
-        const int id = att->src[k];
-        const int64_t stride = cache_head_floats(c, id, c->graph->n_ctx), bytes = cache_head_floats(c, id, n_pos) * 4;
-        const float *cache = state_at(c, v, id, t);
-        for (int64_t kv = kv0; kv < kv1; kv++)
-            for (int64_t at = 0; at < bytes; at += 64)
-                prefetch_line((const char *)(cache + kv * stride) + at);
-    }
 }
 
 /* KV heads [kv0, kv1) of one row (`row`, head_dim hd each) into a head-major cache (`base`: its slot's part) at
@@ -278,29 +229,8 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
         const trn_block_q8_act *xq = reads_int8(c, node) ? v->xq + t0 * v->xq_stride : NULL;
         float *dst = row_at(v, node->dst, t0);
         if (n_tok == 1) {
-            kv_cursor kv_rows, *kv = NULL;
-            int64_t kv_lines = 0;
-            if (c->kv_ahead[n] >= 0) { /* this layer's attention: its KV rows, spread over the product */
-                const trn_node *att = &g->nodes[c->kv_ahead[n]];
-                const int group = att->n_head / att->n_head_kv;
-                int64_t h0, h1;
-                split(att->n_head, ith, nth, 1, &h0, &h1);
-                const int64_t pos = int_at(v, att->src[3], t0); /* positions so far */
-                kv_rows = (kv_cursor){.cache = {state_at(c, v, att->src[1], t0), state_at(c, v, att->src[2], t0)},
-                                      .head_floats = {cache_head_floats(c, att->src[1], g->n_ctx),
-                                                      cache_head_floats(c, att->src[2], g->n_ctx)},
-                                      .floats = {cache_head_floats(c, att->src[1], pos),
-                                                 cache_head_floats(c, att->src[2], pos)},
-                                      .kv = h0 / group, .kv1 = h1 > h0 ? (h1 - 1) / group + 1 : h0 / group,
-                                      .kv0 = h0 / group, .which = h1 > h0 ? 0 : 2};
-                kv = &kv_rows;
-                kv_lines = TRN_MIN((kv_rows.kv1 - kv_rows.kv) * (kv_rows.floats[0] + kv_rows.floats[1]) *
-                                       (int64_t)sizeof(float), c->kv_request_bytes) / 64; /* the first, at most */
-            }
             const product_group pg = group_of(c, n);
-            matvec_shared(c, v, &pg, x, xq, ith, nth, kv, kv_lines);
-            if (kv)
-                kv_request(kv, kv_lines); /* whatever the chunks left */
+            matvec_shared(c, v, &pg, x, xq, ith, nth);
             break;
         }
         const int64_t ld_x = (int64_t)(v->stride[node->src[1]] / sizeof(float));
@@ -319,8 +249,6 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
         const int64_t k_head = cache_head_floats(c, node->src[1], g->n_ctx), v_head = cache_head_floats(c, node->src[2], g->n_ctx);
         float *scores = c->scores + (int64_t)ith * TRN_ATTENTION_SCRATCH(g->n_ctx);
         split((int64_t)node->n_head * n_tok, ith, nth, 1, &begin, &end);
-        if (n_tok == 1 && end > begin) /* a step: this thread's KV heads, every position, requested up front */
-            prefetch_kv(c, v, t0, node, begin / group, (end - 1) / group + 1, int_at(v, node->src[3], t0) + 1);
         for (int64_t i = begin; i < end;) {
             const int64_t kv = i / per_kv, t = t0 + i % per_kv / group, j = i % group;
             const int n_q = (int)TRN_MIN(group - j, end - i);

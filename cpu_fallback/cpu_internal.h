@@ -110,10 +110,6 @@ typedef struct {
     int n_plan;
     int *group_end;      /* [n_nodes] for a product that heads a group a step runs as one (group_products): one
                             past the group's last node; 0 for other nodes */
-    int *kv_ahead;       /* [n_nodes] for a layer's first product (Q): its attention node, whose KV rows a step
-                            requests while that product streams its weights; -1 for other nodes */
-    int64_t kv_request_bytes; /* the most KV bytes a thread requests ahead of a step's attention: a quarter of its L2
-                            (more is evicted by the product streaming through before attention reads it) */
     spin_barrier barrier;
     row_queue *queues;   /* [n_nodes][n_threads] */
     prof_entry (*profile)[PROF_KINDS]; /* TRN_CPU_PROFILE: [n_threads][kind] times of passes; NULL otherwise */
