@@ -1,7 +1,7 @@
 /* cpu_exec.c: running one pass of the plan (a decode step or a prefill batch) on the CPU backend's threads: each
  * node split over the threads (matrix rows, heads, vector ranges), product groups with row queues that idle threads
- * steal from, the KV cache stored head-major and prefetched while products stream, and the spinning barrier that
- * prefetches the next product's weights while it waits. The plan itself is cpu_plan.c's. */
+ * steal from, the KV cache stored head-major (the attention kernel requests its rows ahead of its loads), and the
+ * spinning barrier that prefetches the next product's weights while it waits. The plan itself is cpu_plan.c's. */
 #define _POSIX_C_SOURCE 200809L
 #include <sched.h>
 #include <stdlib.h>
