@@ -65,14 +65,16 @@ ATT_INLINE void scores_tile(const float *q, int nh, int hd, const float *k, int 
     for (int i = 0; i < nh * nb; i++)
         acc[i] = v_set1(0.0f);
     /* the span * hd floats of K that follow this tile's (the next tile's rows where span is a multiple of 16, as in
-     * the AVX-512 build), up to the end of [0, n_pos)'s blocks: a share of their lines per d */
+     * the AVX-512 build), up to the end of [0, n_pos)'s blocks: per_d of their lines per d (no division in the
+     * loop) */
     const int span = nb * ATT_W;
     const int64_t next_from = (int64_t)(t0 + span) * hd;
     const int64_t next_to = TRN_MIN(next_from + (int64_t)span * hd, TRN_K_FLOATS(n_pos, hd));
     const char *next = next_to > next_from ? (const char *)(k + next_from) : NULL;
     const int next_lines = next ? (int)((next_to - next_from) * (int64_t)sizeof(float) / 64) : 0;
+    const int per_d = (next_lines + hd - 1) / hd;
     for (int d = 0; d < hd; d++) {
-        for (int l = d * next_lines / hd; l < (d + 1) * next_lines / hd; l++)
+        for (int l = d * per_d; l < TRN_MIN((d + 1) * per_d, next_lines); l++)
             ATT_PREFETCH(next + (int64_t)l * 64);
 #pragma GCC unroll 16
         for (int b = 0; b < nb; b++) {
