@@ -193,12 +193,27 @@ static __device__ inline float warp_sum(float v) {
     return v;
 }
 
+/* The lines of pf's ranges, spread over every thread of the grid (blocks past the position too, which have nothing
+ * else to do): a few requests per thread for a layer's weights. */
+static __device__ void prefetch_ranges(const trn_cuda_l2_prefetch &pf) {
+    const unsigned long long threads = (unsigned long long)gridDim.x * gridDim.y * blockDim.x;
+    const unsigned long long me = ((unsigned long long)blockIdx.y * gridDim.x + blockIdx.x) * blockDim.x + threadIdx.x;
+    for (int r = 0; r < pf.n; r++) {
+        const char *base = static_cast<const char *>(pf.ptr[r]);
+        const unsigned long long lines = (pf.bytes[r] + 127) / 128;
+        for (unsigned long long i = me; i < lines; i += threads)
+            trn_prefetch_l2(base + i * 128);
+    }
+}
+
 /* grid (n_head_kv, n_splits), block (ATT_THREADS); SPLIT_POS positions per block (64 or 32). counters [n_head_kv] (0
- * between launches), part [n_head_kv][n_splits][group][SPLIT_PART]. */
+ * between launches), part [n_head_kv][n_splits][group][SPLIT_PART]. pf: weights to bring into L2 first (weights: no
+ * earlier kernel writes them, so before the PDL wait). */
 template <int SPLIT_POS>
 static __global__ void __launch_bounds__(ATT_THREADS)
     attention_split_kernel(const float *q, const float *k_cache, const float *v_cache, float *out, int group,
-                           int kv_stride, int n_ctx, const int32_t *pos, int *counters, float *part) {
+                           int kv_stride, int n_ctx, const int32_t *pos, int *counters, float *part,
+                           trn_cuda_l2_prefetch pf) {
     static_assert(SPLIT_POS == 32 || SPLIT_POS == 64, "a lane scores positions lane and lane + 32");
     __shared__ float k_s[SPLIT_POS][SPLIT_HD + 1];
     __shared__ __align__(16) float v_s[SPLIT_POS][SPLIT_HD];
@@ -207,6 +222,8 @@ static __global__ void __launch_bounds__(ATT_THREADS)
     __shared__ int last_s;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int kv = blockIdx.x, split = blockIdx.y, n_splits = gridDim.y;
+    if (pf.n > 0)
+        prefetch_ranges(pf);
     trn_pdl_wait(); /* q, the caches and pos come from earlier kernels */
     trn_pdl_launch_dependents();
     const int n_pos = min(*pos + 1, n_ctx), n_active = (n_pos + SPLIT_POS - 1) / SPLIT_POS;
@@ -416,7 +433,8 @@ extern "C" int trn_cuda_attention_rows(const float *q, const float *k_cache, con
 
 extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
                                   int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, void *scratch,
-                                  int split_positions, int pdl, trn_cuda_stream stream) {
+                                  int split_positions, int pdl, const trn_cuda_l2_prefetch *prefetch,
+                                  trn_cuda_stream stream) {
     if (n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 || head_dim <= 0 || head_dim > ATT_MAX_HEAD_DIM ||
         n_ctx <= 0 || (split_positions != 0 && split_positions != 32 && split_positions != 64))
         return (int)cudaErrorInvalidValue;
@@ -438,11 +456,15 @@ extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const fl
         config.gridDim = dim3((unsigned)n_head_kv, (unsigned)split_count(n_ctx, split_pos));
         int *counters = static_cast<int *>(scratch);
         float *part = reinterpret_cast<float *>(static_cast<char *>(scratch) + SPLIT_COUNTER_BYTES);
+        trn_cuda_l2_prefetch pf = {};
+        if (prefetch)
+            pf = *prefetch;
+        pf.n = pf.n < 0 ? 0 : pf.n > TRN_CUDA_L2_RANGES ? TRN_CUDA_L2_RANGES : pf.n;
         const cudaError_t err =
             split_pos == 32 ? cudaLaunchKernelEx(&config, attention_split_kernel<32>, q, k_cache, v_cache, out, group,
-                                                 kv_stride, n_ctx, pos, counters, part)
+                                                 kv_stride, n_ctx, pos, counters, part, pf)
                             : cudaLaunchKernelEx(&config, attention_split_kernel<64>, q, k_cache, v_cache, out, group,
-                                                 kv_stride, n_ctx, pos, counters, part);
+                                                 kv_stride, n_ctx, pos, counters, part, pf);
         return (int)(err != cudaSuccess ? err : cudaGetLastError());
     }
     const cudaError_t err =

@@ -45,6 +45,7 @@ struct launch_entry {
     int node = 0, n_nodes = 1;
     bool fused = false, quantize = false;
     trn_cuda_ternary_op op{};
+    trn_cuda_l2_prefetch prefetch{}; /* attention (TRN_CUDA_L2_PREFETCH=1): the weights of the launches up to the next */
 };
 
 struct cuda_context {
@@ -67,6 +68,8 @@ struct cuda_context {
     bool use_graph = true, fuse = true, pdl = false;
     trn_cuda_ternary_kernel ternary_kernel = TRN_CUDA_TERNARY_AUTO; /* TRN_CUDA_TERNARY */
     int attention_split = 0;             /* TRN_CUDA_ATTENTION_SPLIT: positions per block of the split kernel (0: 64) */
+    bool l2_prefetch = false;            /* TRN_CUDA_L2_PREFETCH=1: attention brings the next launches' weights into L2 */
+    double l2_prefetch_mb = 0.0;         /* the most one attention launch asks for, for describe() */
     std::vector<launch_entry> plan;      /* the launches of a full step, in order */
     int plan_body = 0;                   /* entries before the head: a prompt token's step */
     int launches = 0;                    /* kernel launches per full step */
@@ -240,6 +243,69 @@ void build_plan(cuda_context *c) {
         c->launches += 1 + (e.quantize ? 1 : 0);
 }
 
+/* TRN_CUDA_L2_PREFETCH=1: each attention launch of the plan asks the L2 cache for the resident ternary weights of the
+ * launches after it, up to the next attention (its layer's output, gate/up and down projections, the next layer's
+ * QKV, or the LM head), while attention itself is latency bound and HBM idle; in launch order while they fit in half
+ * the L2, then merged into at most TRN_CUDA_L2_RANGES ranges (the weights of a layer lie together in one blob, so a
+ * merged range covers little else: norms, and gaps of alignment). Streamed and mapped weights are left out. */
+void plan_prefetch(cuda_context *c) {
+    const trn_graph *g = c->graph;
+    const unsigned long long cap = c->prop.l2CacheSize > 0 ? (unsigned long long)c->prop.l2CacheSize / 2 : 0;
+    c->l2_prefetch_mb = 0.0;
+    for (size_t i = 0; i < c->plan.size(); i++) {
+        launch_entry &att = c->plan[i];
+        if (att.fused || g->nodes[att.node].op != TRN_OP_ATTENTION)
+            continue;
+        std::vector<std::pair<uintptr_t, uintptr_t>> ranges; /* [begin, end) */
+        unsigned long long total = 0;
+        for (size_t j = i + 1; j < c->plan.size(); j++) {
+            const launch_entry &e = c->plan[j];
+            if (!e.fused && g->nodes[e.node].op == TRN_OP_ATTENTION)
+                break;
+            for (int n = e.node; n < e.node + e.n_nodes; n++) {
+                const int id = g->nodes[n].src[0];
+                if (!matvec_ternary(c, &g->nodes[n]) || c->weights.group_of_buffer[(size_t)id] < 0 ||
+                    c->weights.groups[(size_t)c->weights.group_of_buffer[(size_t)id]].where !=
+                        trn_cuda::placement::resident)
+                    continue;
+                const trn_cuda_matrix &w = c->matrix[(size_t)id];
+                const size_t codes = (size_t)w.rows * w.row_bytes,
+                             scales = (size_t)w.rows * (size_t)(w.cols / TRN_QK_K) * sizeof(trn_fp16);
+                if (total + codes + scales > cap)
+                    continue;
+                total += codes + scales;
+                ranges.push_back({(uintptr_t)w.qs, (uintptr_t)w.qs + codes});
+                ranges.push_back({(uintptr_t)w.d, (uintptr_t)w.d + scales});
+            }
+        }
+        std::sort(ranges.begin(), ranges.end());
+        std::vector<std::pair<uintptr_t, uintptr_t>> merged;
+        for (const auto &r : ranges) {
+            if (!merged.empty() && r.first <= merged.back().second)
+                merged.back().second = std::max(merged.back().second, r.second);
+            else
+                merged.push_back(r);
+        }
+        while (merged.size() > TRN_CUDA_L2_RANGES) { /* join the two ranges with the smallest gap between them */
+            size_t k = 0;
+            for (size_t m = 1; m + 1 < merged.size(); m++)
+                if (merged[m + 1].first - merged[m].second < merged[k + 1].first - merged[k].second)
+                    k = m;
+            merged[k].second = merged[k + 1].second;
+            merged.erase(merged.begin() + (std::ptrdiff_t)k + 1);
+        }
+        att.prefetch = trn_cuda_l2_prefetch{};
+        att.prefetch.n = (int)merged.size();
+        double bytes = 0.0;
+        for (size_t m = 0; m < merged.size(); m++) {
+            att.prefetch.ptr[m] = reinterpret_cast<const void *>(merged[m].first);
+            att.prefetch.bytes[m] = merged[m].second - merged[m].first;
+            bytes += (double)att.prefetch.bytes[m];
+        }
+        c->l2_prefetch_mb = std::max(c->l2_prefetch_mb, bytes / 1e6);
+    }
+}
+
 /* Enqueues one node by its own kernel. */
 trn_status run_node(cuda_context *c, const launch_entry &e) {
     const trn_graph *g = c->graph;
@@ -282,7 +348,7 @@ trn_status run_node(cuda_context *c, const launch_entry &e) {
                                              static_cast<const float *>(src(2)), static_cast<float *>(dst),
                                              node->n_head, node->n_head_kv, node->head_dim, g->n_ctx,
                                              static_cast<const int32_t *>(src(3)), c->attention_scratch,
-                                             c->attention_split, c->pdl, s));
+                                             c->attention_split, c->pdl, e.prefetch.n ? &e.prefetch : nullptr, s));
         break;
     case TRN_OP_SWIGLU:
         CUDA_LAUNCH_CHECK(trn_cuda_swiglu(static_cast<const float *>(src(0)), static_cast<const float *>(src(1)),
@@ -409,6 +475,7 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_ATTENTION_SPLIT=%s: expected 32 or 64", split);
         c->attention_split = atoi(split);
     }
+    c->l2_prefetch = env_flag("TRN_CUDA_L2_PREFETCH");
     if (const char *prefill = getenv("TRN_CUDA_PREFILL"); prefill && prefill[0]) {
         if (strcmp(prefill, "batched") != 0 && strcmp(prefill, "steps") != 0)
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_PREFILL=%s: expected batched or steps", prefill);
@@ -499,6 +566,8 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         return trn_fail(TRN_ERR_NOMEM, "out of memory for the logits");
     CUDA_CHECK(cudaDeviceSynchronize());
     build_plan(c);
+    if (c->l2_prefetch && c->fuse)
+        plan_prefetch(c);
     c->profile = env_flag("TRN_CUDA_PROFILE");
     if (c->profile) { /* an event between launches breaks programmatic dependent launch: profiled without it */
         c->pdl = false;
@@ -533,11 +602,14 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     if (c->batched_prefill)
         snprintf(prefill_note, sizeof(prefill_note), ", batched prefill (%d tokens, float products by %s)", max_batch,
                  c->prefill.blas ? "cuBLAS" : "the step's kernels");
+    char prefetch_note[64] = "";
+    if (c->l2_prefetch_mb > 0.0)
+        snprintf(prefetch_note, sizeof(prefetch_note), ", L2 prefetch (%.1f MB)", c->l2_prefetch_mb);
     snprintf(c->description, sizeof(c->description),
-             "cuda (%s, sm_%d%d, %s%s%s%s, act %s, %d kernels per token, %s%s%s, %.2f GB on the device)", c->prop.name,
+             "cuda (%s, sm_%d%d, %s%s%s%s%s, act %s, %d kernels per token, %s%s%s, %.2f GB on the device)", c->prop.name,
              c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : c->fuse ? "no graph: pageable weights" : "no graph: TRN_CUDA_NO_GRAPH",
              c->fuse ? ", fused" : ", unfused", c->pdl ? ", PDL" : pascal_path ? ", Pascal code path" : "",
-             c->fuse && c->ternary_kernel == TRN_CUDA_TERNARY_LEAN ? ", lean ternary kernel" : "",
+             c->fuse && c->ternary_kernel == TRN_CUDA_TERNARY_LEAN ? ", lean ternary kernel" : "", prefetch_note,
              config->act == TRN_ACT_F32 ? "f32" : "int8", c->launches, c->weights.note,
              c->weights.dense_f16 ? " (dense f16: ternary matrices expanded)" : "", prefill_note,
              c->device_bytes / 1e9);

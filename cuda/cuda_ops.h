@@ -134,6 +134,17 @@ int trn_cuda_to_half(const float *x, uint16_t *dst, int64_t n, int bf16, trn_cud
 int trn_cuda_delay(int microseconds, trn_cuda_stream stream);
 
 /* ---- attention.cu ---- */
+/* Device byte ranges the split attention kernel asks the L2 cache to fetch (`prefetch.global.L2`, a line per
+ * request, the requests spread over every thread of the grid) before its trn_pdl_wait(): the weights of the launches
+ * that follow it (TRN_CUDA_L2_PREFETCH=1, cuda_backend.cu), read from HBM while attention itself waits on latency.
+ * Ranges must lie in device memory and hold nothing an earlier kernel of the step writes. */
+#define TRN_CUDA_L2_RANGES 8
+typedef struct trn_cuda_l2_prefetch {
+    int n;
+    const void *ptr[TRN_CUDA_L2_RANGES];
+    unsigned long long bytes[TRN_CUDA_L2_RANGES];
+} trn_cuda_l2_prefetch;
+
 /* out[n_head][hd] = softmax(q . k_t / sqrt(hd)) v over t = 0..*pos, K/V caches [n_ctx][n_head_kv * hd];
  * query head h reads KV head h / (n_head / n_head_kv). With `scratch` (device memory of
  * trn_cuda_attention_scratch_bytes for the same shapes and n_ctx, zeroed once before the first launch and left to the
@@ -141,10 +152,11 @@ int trn_cuda_delay(int microseconds, trn_cuda_stream stream);
  * blocks; with NULL, or other shapes, one block per query head. Launches that share a scratch in one stream with
  * pdl set rely on every kernel between them calling trn_pdl_wait() before it returns (device_math.cuh): the last
  * block of a launch resets the scratch's counters, which the next launch must not see before. split_positions: the
- * split kernel's positions per block, 64 or 32 (0: 64); the scratch serves either. */
+ * split kernel's positions per block, 64 or 32 (0: 64); the scratch serves either. prefetch: ranges for the split
+ * kernel to bring into L2 (NULL or n = 0: none; the other kernels ignore it). */
 int trn_cuda_attention(const float *q, const float *k_cache, const float *v_cache, float *out, int n_head,
                        int n_head_kv, int head_dim, int n_ctx, const int32_t *pos, void *scratch, int split_positions,
-                       int pdl, trn_cuda_stream stream);
+                       int pdl, const struct trn_cuda_l2_prefetch *prefetch, trn_cuda_stream stream);
 /* Bytes of scratch the split kernel needs for these shapes; 0 where it does not serve them (head_dim other than 64,
  * more than 8 query heads per KV head). */
 size_t trn_cuda_attention_scratch_bytes(int n_head, int n_head_kv, int head_dim, int n_ctx);

@@ -79,6 +79,15 @@ static __device__ __forceinline__ void trn_pdl_wait() {
 #endif
 }
 
+/* Asks the L2 cache for the 128-byte line holding p (device memory); the thread does not wait for it. */
+static __device__ __forceinline__ void trn_prefetch_l2(const void *p) {
+#if defined(TRN_CUDA_EMULATOR)
+    trn_emu::prefetch_l2(p);
+#elif defined(__CUDA_ARCH__)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#endif
+}
+
 static __device__ __forceinline__ void trn_pdl_launch_dependents() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && !defined(TRN_CUDA_PASCAL) && !defined(TRN_CUDA_EMULATOR)
     asm volatile("griddepcontrol.launch_dependents;" :::);

@@ -254,7 +254,7 @@ void lab_attention(lab &L) {
             r.kind += " @" + std::to_string(position);
             auto launch = [&](int pdl, cudaStream_t s) {
                 LK(trn_cuda_attention(L.y, L.k_cache, L.v_cache, out, kHeads, kKvHeads, kHeadDim, kCtx, L.pos,
-                                      scratch_bytes ? scratch : nullptr, split, pdl, s));
+                                      scratch_bytes ? scratch : nullptr, split, pdl, nullptr, s));
             };
             r.us = time_launches([&](cudaStream_t s) { launch(0, s); }, L.reps, L.stream);
             if (L.pdl_capable)

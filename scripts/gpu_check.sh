@@ -60,6 +60,7 @@ KEYS=(gpu gpu_name driver nvcc commit dirty clocks_before build_ok build_flags t
     tests_skipped decode_tokens_per_s decode_tokens_per_s_min decode_tokens_per_s_max decode_tokens_per_s_runs
     ms_per_token achieved_gbs kernels_per_token bandwidth_gbs roofline_fraction device
     decode_tokens_per_s_lean decode_tokens_per_s_split32 decode_tokens_per_s_lean_split32 lean_text_identical
+    decode_tokens_per_s_l2_prefetch decode_tokens_per_s_lean_l2_prefetch
     prefill_tokens_per_s prefill_token_by_token_tokens_per_s prefill_tokens_per_s_tq1_0 prefill_text_identical
     dense_f16_decode_tokens_per_s dense_f16_prefill_tokens_per_s
     perplexity_batched perplexity_token_by_token kernel_lab
@@ -262,7 +263,13 @@ if [ $BUILD_RC -eq 0 ]; then
     run 60 "$OUT/bench_split32.json" "$OUT/bench_split32.err" env TRN_CUDA_ATTENTION_SPLIT=32 "${BENCH[@]}" --synthetic "$MODEL"
     run 60 "$OUT/bench_lean_split32.json" "$OUT/bench_lean_split32.err" env TRN_CUDA_TERNARY=lean \
         TRN_CUDA_ATTENTION_SPLIT=32 "${BENCH[@]}" --synthetic "$MODEL"
-    for pair in lean:lean split32:split32 lean_split32:lean_split32; do
+    # attention asking L2 for the next launches' weights (TRN_CUDA_L2_PREFETCH=1; test_cuda checked the same bits)
+    run 60 "$OUT/bench_l2_prefetch.json" "$OUT/bench_l2_prefetch.err" env TRN_CUDA_L2_PREFETCH=1 "${BENCH[@]}" \
+        --synthetic "$MODEL"
+    run 60 "$OUT/bench_lean_l2_prefetch.json" "$OUT/bench_lean_l2_prefetch.err" env TRN_CUDA_TERNARY=lean \
+        TRN_CUDA_L2_PREFETCH=1 "${BENCH[@]}" --synthetic "$MODEL"
+    for pair in lean:lean split32:split32 lean_split32:lean_split32 l2_prefetch:l2_prefetch \
+        lean_l2_prefetch:lean_l2_prefetch; do
         k=decode_tokens_per_s_${pair%%:*}
         v=$(field "$OUT/bench_${pair#*:}.json" decode_tokens_per_s)
         if [ "$v" != null ]; then put "$k" "$v"; else skip "$k" "$(head -c 200 "$OUT/bench_${pair#*:}.err")"; fi
@@ -535,6 +542,8 @@ if [ $BUILD_RC -eq 0 ]; then
         "greedy text identical to the classic kernel's: $(v lean_text_identical)"
     echo "attention split 32:  $(v decode_tokens_per_s_split32) tokens/s (TRN_CUDA_ATTENTION_SPLIT=32)," \
         "with the lean kernel $(v decode_tokens_per_s_lean_split32)"
+    echo "L2 prefetch:         $(v decode_tokens_per_s_l2_prefetch) tokens/s (TRN_CUDA_L2_PREFETCH=1)," \
+        "with the lean kernel $(v decode_tokens_per_s_lean_l2_prefetch)"
     echo "batched prefill:     $(v prefill_tokens_per_s) tokens/s for a $PROMPT-token prompt (TQ2_0; token by token" \
         "$(v prefill_token_by_token_tokens_per_s)), TQ1_0 $(v prefill_tokens_per_s_tq1_0); text after a batched prompt" \
         "identical: $(v prefill_text_identical)"

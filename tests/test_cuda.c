@@ -16,7 +16,8 @@
  *     sums its squares in another order), the same greedy choices (near-ties aside); in f32 mode, which fuses nothing,
  *     only the attention kernel differs (positions split across blocks, merged at the end): NMSE <= 1e-8;
  *   - graph replay and plain launches (both unfused) give bitwise identical logits, as do launches with and without
- *     programmatic dependent launch, and the lean ternary kernel (TRN_CUDA_TERNARY=lean) and the classic one;
+ *     programmatic dependent launch, and the lean ternary kernel (TRN_CUDA_TERNARY=lean) and the classic one, and
+ *     with attention prefetching the next launches' weights into L2 (TRN_CUDA_L2_PREFETCH=1) and without;
  *   - the split attention kernel with 32 positions per block (TRN_CUDA_ATTENTION_SPLIT=32) within the fused-vs-unfused
  *     bounds of the default 64;
  *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text);
@@ -195,6 +196,21 @@ static void check_model(const char *path, model_kind kind) {
         ok = ok && run_with_env("TRN_CUDA_TERNARY", "lean", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
         CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0,
                   "%s act %d: the lean and the classic ternary kernels differ", path, act);
+        /* attention asking the L2 cache for the next launches' weights (TRN_CUDA_L2_PREFETCH=1): a hint, the same
+         * bits; where the fused plan has ternary launches after attention (int8 mode) it must ask for some (the
+         * emulator also checks that every line asked for lies in device memory) */
+        setenv("TRN_CUDA_L2_PREFETCH", "1", 1);
+        trn_backend *pf = make(1);
+        ok = ok && pf && run(pf, model, g, (trn_act_mode)act, 0.0f, t_cpu, t_plain, plain);
+        unsetenv("TRN_CUDA_L2_PREFETCH");
+        CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0,
+                  "%s act %d: the L2 prefetch changed the logits", path, act);
+        const trn_type gate_type = model->layers[0].w_gate->type;
+        const int ternary = gate_type == TRN_TYPE_TQ2_0 || gate_type == TRN_TYPE_TQ1_0;
+        if (ok && act == TRN_ACT_INT8 && ternary)
+            CHECK_MSG(strstr(trn_backend_describe(pf), "L2 prefetch") != NULL,
+                      "%s: TRN_CUDA_L2_PREFETCH=1 planned no prefetch (%s)", path, trn_backend_describe(pf));
+        trn_backend_free(pf);
         /* the split attention kernel with 32 positions per block: its partial sums merge in another order */
         ok = ok && run_with_env("TRN_CUDA_ATTENTION_SPLIT", "32", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
         if (ok) {

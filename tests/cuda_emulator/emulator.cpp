@@ -852,6 +852,13 @@ void check_kernel_pointer(const char *name, int index, const void *p) {
                   index, p);
 }
 
+void prefetch_l2(const void *p) {
+    std::lock_guard<std::recursive_mutex> lock(g_lock);
+    const allocation *a = find_allocation(p, 1);
+    if (!a || a->kind != DEVICE_MEMORY)
+        fail("an L2 prefetch of %p, which is not in device memory", p);
+}
+
 void pdl_wait() {
     fiber *f = g_current;
     if (!f)

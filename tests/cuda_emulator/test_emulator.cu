@@ -11,6 +11,7 @@
  *   mixed       lanes of one mask at a shuffle and at a ballot    -> "different collectives"
  *   pointer     a kernel given pageable host memory               -> "points neither"
  *   copy        cudaMemcpy HostToDevice into host memory          -> "not device memory"
+ *   prefetch    an L2 prefetch just past a device allocation      -> "not in device memory"
  * Exit 0 when all hold, 1 otherwise. */
 #include <cuda_runtime.h>
 
@@ -93,6 +94,8 @@ static __global__ void outside_kernel(int *out) {
     if (threadIdx.x < 16)
         out[threadIdx.x] = __shfl_sync(0x0000ffffu, (int)threadIdx.x, 20);
 }
+/* trn_prefetch_l2 (cuda/device_math.cuh) of element from + lane of a */
+static __global__ void prefetch_kernel(const int *a, int from) { trn_emu::prefetch_l2(a + from + threadIdx.x); }
 static __global__ void mixed_kernel(int *out) {
     if (threadIdx.x & 1)
         out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, (int)threadIdx.x, 1);
@@ -115,6 +118,8 @@ static void broken(const char *which) {
     else if (!strcmp(which, "pointer")) {
         static int host[64];
         add_one_kernel<<<1, 32>>>(host);
+    } else if (!strcmp(which, "prefetch")) {
+        prefetch_kernel<<<1, 32>>>(d, 64); /* d holds 64 ints */
     } else if (!strcmp(which, "copy")) {
         static int host[64], src[64];
         cudaMemcpy(host, src, sizeof(src), cudaMemcpyHostToDevice);
@@ -345,10 +350,18 @@ int main(int argc, char **argv) {
     cudaStreamDestroy(s);
     cudaFree(dx), cudaFree(da), cudaFree(db), cudaFree(dd), cudaFree(d_out);
 
+    /* an L2 prefetch inside device memory is a no-op (its check passes) */
+    int *d_pf = nullptr;
+    cudaMalloc(&d_pf, 64 * sizeof(int));
+    prefetch_kernel<<<1, 32>>>(d_pf, 32);
+    check(cudaDeviceSynchronize() == cudaSuccess, "an L2 prefetch of device memory passes");
+    cudaFree(d_pf);
+
     /* the checks bite */
     const char *cases[][2] = {{"exited", "has exited"},         {"barrier", "exited"},
                               {"outside", "outside the mask"},  {"mixed", "different collectives"},
-                              {"pointer", "points neither"},    {"copy", "not device memory"}};
+                              {"pointer", "points neither"},    {"copy", "not device memory"},
+                              {"prefetch", "not in device memory"}};
     for (auto &c : cases) {
         const std::string what = std::string("reported and aborted: ") + c[0];
         check(aborts_with(argv[0], c[0], c[1]), what.c_str());

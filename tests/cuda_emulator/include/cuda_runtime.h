@@ -233,6 +233,9 @@ unsigned long long global_timer_ns();
  * launched before it (a PDL launch in a graph: emulator.cpp, run_grid), where the thread stops until that kernel
  * has run. */
 void pdl_wait();
+/* prefetch.global.L2 [p] (trn_prefetch_l2, cuda/device_math.cuh): nothing to fetch here, but the address must lie in
+ * device memory (a hint to a stray address is a bug in the ranges that asked for it). */
+void prefetch_l2(const void *p);
 } // namespace trn_emu
 
 /* ---- the runtime API ---- */
