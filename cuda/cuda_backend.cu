@@ -361,7 +361,7 @@ trn_status run_node(cuda_context *c, const launch_entry &e) {
     case TRN_OP_SAMPLE:
         CUDA_LAUNCH_CHECK(trn_cuda_sample(static_cast<const float *>(src(0)), g->model->hp.n_vocab,
                                           static_cast<const int32_t *>(src(1)), static_cast<const int32_t *>(src(2)),
-                                          &c->sampling, c->sample_scratch, static_cast<int32_t *>(dst), s));
+                                          &c->sampling, c->sample_scratch, static_cast<int32_t *>(dst), c->pdl, s));
         break;
     default:
         return trn_fail(TRN_ERR_UNSUPPORTED, "the CUDA backend has no kernel for op %s", trn_op_name(node->op));

@@ -198,9 +198,11 @@ typedef struct {
 size_t trn_cuda_sample_scratch_bytes(int n_vocab);
 /* `params` is a host pointer, read at launch (a captured graph keeps the values of capture time).
  * *next = the token sampled from logits[n_vocab] with the rules and draw of host/sampler.h (penalty over
- * history[0..*pos], then temperature, top-k, top-p, and u = hash(seed, *pos)); logits are not modified. */
+ * history[0..*pos], then temperature, top-k, top-p, and u = hash(seed, *pos)); logits are not modified. pdl: launch
+ * with programmatic dependent launch (its one block waits for the kernel before it on the GPU, not on the host's
+ * launch: the decode step's LM head). */
 int trn_cuda_sample(const float *logits, int n_vocab, const int32_t *history, const int32_t *pos,
-                    const trn_cuda_sampling *params, void *scratch, int32_t *next, trn_cuda_stream stream);
+                    const trn_cuda_sampling *params, void *scratch, int32_t *next, int pdl, trn_cuda_stream stream);
 
 #ifdef __cplusplus
 }

@@ -313,7 +313,7 @@ trn_status run_node_rows(prefill *p, const trn_node *node, const node_rows &r, i
     case TRN_OP_SAMPLE: /* the last row only: its logits, the history, its position */
         CUDA_LAUNCH_CHECK(trn_cuda_sample(r.f(node->src[0]), g->model->hp.n_vocab, r.ids(node->src[1]),
                                           r.ids(node->src[2]), p->res.sampling, p->res.sample_scratch,
-                                          static_cast<int32_t *>(r.at(node->dst)), s));
+                                          static_cast<int32_t *>(r.at(node->dst)), 0, s));
         break;
     default:
         return trn_fail(TRN_ERR_UNSUPPORTED, "the CUDA prefill has no kernel for op %s", trn_op_name(node->op));

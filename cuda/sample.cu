@@ -13,6 +13,7 @@
 #include <math.h>
 
 #include "cuda_ops.h"
+#include "device_math.cuh"
 
 #define SAMPLE_THREADS 1024
 #define SAMPLE_WARPS (SAMPLE_THREADS / 32)
@@ -421,13 +422,16 @@ static __device__ void sort_all(sample_shared &sm, const sample_layout &L, int n
 /* ---- the kernel ---- */
 
 /* grid (1), block (SAMPLE_THREADS). The logits (128 KB for 32000) stay in global scratch, not shared memory, so
- * sm_75's 64 KB limit is no concern; shared memory is a fixed ~40 KB. The position is read on the device. */
+ * sm_75's 64 KB limit is no concern; shared memory is a fixed ~40 KB. The position is read on the device. Everything
+ * it reads but `p` comes from earlier kernels: nothing before the PDL wait. */
 static __global__ void __launch_bounds__(SAMPLE_THREADS)
     sample_kernel(const float *logits, int n, const int32_t *history, const int32_t *pos_ptr, trn_cuda_sampling p,
                   void *scratch, int32_t *next) {
     __shared__ sample_shared sm;
     const sample_layout L = sample_layout_of(scratch, n);
     const int tid = threadIdx.x;
+    trn_pdl_wait();
+    trn_pdl_launch_dependents();
     const int pos = *pos_ptr;
     if (tid == 0) {
         sm.first_cut = INT_MAX;
@@ -647,11 +651,20 @@ extern "C" size_t trn_cuda_sample_scratch_bytes(int n_vocab) {
 /* `params` is a host pointer read here, at the call: a captured graph keeps those values (the backend sets them at
  * prepare). */
 extern "C" int trn_cuda_sample(const float *logits, int n_vocab, const int32_t *history, const int32_t *pos,
-                               const trn_cuda_sampling *params, void *scratch, int32_t *next,
+                               const trn_cuda_sampling *params, void *scratch, int32_t *next, int pdl,
                                trn_cuda_stream stream) {
     if (n_vocab <= 0 || !params || !scratch)
         return (int)cudaErrorInvalidValue;
-    sample_kernel<<<1, SAMPLE_THREADS, 0, (cudaStream_t)stream>>>(logits, n_vocab, history, pos, *params, scratch,
-                                                                   next);
-    return (int)cudaGetLastError();
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(1);
+    config.blockDim = dim3(SAMPLE_THREADS);
+    config.stream = (cudaStream_t)stream;
+    cudaLaunchAttribute attribute; /* programmatic dependent launch: see device_math.cuh */
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = pdl ? &attribute : nullptr;
+    config.numAttrs = pdl ? 1 : 0;
+    const cudaError_t err =
+        cudaLaunchKernelEx(&config, sample_kernel, logits, n_vocab, history, pos, *params, scratch, next);
+    return (int)(err != cudaSuccess ? err : cudaGetLastError());
 }

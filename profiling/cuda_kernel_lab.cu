@@ -278,7 +278,7 @@ void lab_sampler(lab &L) {
     trn_cuda_sampling greedy = {0.0f, 0, 1.0f, 1.0f, 1};
     result r{"sampler (greedy)", "f32", "-"};
     r.bytes = kVocab * 4.0;
-    r.us = time_launches([&](cudaStream_t s) { LK(trn_cuda_sample(L.y, kVocab, history, L.pos, &greedy, scratch, next, s)); },
+    r.us = time_launches([&](cudaStream_t s) { LK(trn_cuda_sample(L.y, kVocab, history, L.pos, &greedy, scratch, next, 0, s)); },
                          L.reps, L.stream);
     L.results.push_back(r);
     CK(cudaFree(scratch));

@@ -340,7 +340,7 @@ static void check_sampler(cudaStream_t s) {
                             CK(cudaMemcpy(dp, &pos, 4, cudaMemcpyHostToDevice));
                             int got[2];
                             for (int r = 0; r < 2; r++) {
-                                LK(trn_cuda_sample(dl, n, dh, dp, &dp_, scratch, dnext, s));
+                                LK(trn_cuda_sample(dl, n, dh, dp, &dp_, scratch, dnext, 0, s));
                                 CK(cudaMemcpy(&got[r], dnext, 4, cudaMemcpyDeviceToHost));
                             }
                             nondet += got[0] != got[1];
@@ -382,7 +382,7 @@ static void check_graph(cudaStream_t s) {
     cudaGraph_t graph;
     cudaGraphExec_t exec;
     CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-    LK(trn_cuda_sample(dl, n, dh, dp, &p, scratch, dnext, s));
+    LK(trn_cuda_sample(dl, n, dh, dp, &p, scratch, dnext, 0, s));
     CK(cudaStreamEndCapture(s, &graph));
     CK(cudaGraphInstantiate(&exec, graph, 0));
     trn_sampler *cpu = trn_sampler_new(n);
@@ -438,7 +438,7 @@ static void timings(cudaStream_t s) {
     printf("time (32000 tokens, 2048 history):");
     for (auto &c : cfg)
         printf(" %s %.1f us;", c.name,
-               time_us([&] { LK(trn_cuda_sample(dl, n, dh, dp, &c.p, scratch, dnext, s)); }));
+               time_us([&] { LK(trn_cuda_sample(dl, n, dh, dp, &c.p, scratch, dnext, 0, s)); }));
     printf("\n");
     // Trinity attention: 32 heads, 4 KV heads, head_dim 64, n_ctx 2048, at positions 127 and 2047
     const int n_ctx = 2048, kv = 4 * 64;
