@@ -278,8 +278,12 @@ void lab_sampler(lab &L) {
     trn_cuda_sampling greedy = {0.0f, 0, 1.0f, 1.0f, 1};
     result r{"sampler (greedy)", "f32", "-"};
     r.bytes = kVocab * 4.0;
-    r.us = time_launches([&](cudaStream_t s) { LK(trn_cuda_sample(L.y, kVocab, history, L.pos, &greedy, scratch, next, 0, s)); },
-                         L.reps, L.stream);
+    auto launch = [&](int pdl, cudaStream_t s) {
+        LK(trn_cuda_sample(L.y, kVocab, history, L.pos, &greedy, scratch, next, pdl, s));
+    };
+    r.us = time_launches([&](cudaStream_t s) { launch(0, s); }, L.reps, L.stream);
+    if (L.pdl_capable) /* as the decode step launches it (after the LM head) */
+        r.us_pdl = time_launches([&](cudaStream_t s) { launch(1, s); }, L.reps, L.stream);
     L.results.push_back(r);
     CK(cudaFree(scratch));
     CK(cudaFree(history));
