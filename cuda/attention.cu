@@ -442,15 +442,9 @@ extern "C" int trn_cuda_attention(const float *q, const float *k_cache, const fl
     const int group = n_head / n_head_kv, kv_stride = n_head_kv * head_dim;
     /* float4 rows: k_t starts at a multiple of head_dim floats from k_cache (q goes through shared memory) */
     const bool vec4 = head_dim % 4 == 0 && ((uintptr_t)k_cache & 15) == 0;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3((unsigned)n_head);
-    config.blockDim = dim3(ATT_THREADS);
-    config.stream = (cudaStream_t)stream;
     cudaLaunchAttribute attribute; /* programmatic dependent launch: see device_math.cuh */
-    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute.val.programmaticStreamSerializationAllowed = 1;
-    config.attrs = pdl ? &attribute : nullptr;
-    config.numAttrs = pdl ? 1 : 0;
+    cudaLaunchConfig_t config =
+        trn_launch_config(dim3((unsigned)n_head), dim3(ATT_THREADS), 0, (cudaStream_t)stream, pdl, &attribute);
     if (scratch && vec4 && ((uintptr_t)v_cache & 15) == 0 && split_applies(n_head, n_head_kv, head_dim) &&
         split_count(n_ctx, split_pos) <= 65535 /* grid y */) {
         config.gridDim = dim3((unsigned)n_head_kv, (unsigned)split_count(n_ctx, split_pos));

@@ -3,10 +3,11 @@
  *  - Per-element math, also compiled for the host so tests can check it (__host__ __device__): the RoPE rotation of
  *    one pair and silu(g) * u, each with the rounding of the CPU reference (cpu_fallback/ops_ref.c): every product
  *    rounded before the sum, no multiply-add contracted into an FMA.
- *  - Programmatic dependent launch (PDL) markers. */
+ *  - Programmatic dependent launch (PDL) markers, and the launch configuration that asks for it. */
 #ifndef TRN_DEVICE_MATH_CUH
 #define TRN_DEVICE_MATH_CUH
 
+#include <cuda_runtime.h>
 #include <math.h>
 
 /* Single correctly rounded operations (no contraction into an FMA), the same on the host. */
@@ -86,6 +87,23 @@ static __device__ __forceinline__ void trn_prefetch_l2(const void *p) {
 #elif defined(__CUDA_ARCH__)
     asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 #endif
+}
+
+/* A cudaLaunchKernelEx configuration: grid x block threads, smem bytes of dynamic shared memory, on stream, launched
+ * with programmatic dependent launch where pdl is set. *attribute holds the PDL attribute; it must outlive the
+ * cudaLaunchKernelEx call. */
+static inline cudaLaunchConfig_t trn_launch_config(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
+                                                   cudaLaunchAttribute *attribute) {
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    attribute->id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute->val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = pdl ? attribute : nullptr;
+    config.numAttrs = pdl ? 1 : 0;
+    return config;
 }
 
 static __device__ __forceinline__ void trn_pdl_launch_dependents() {

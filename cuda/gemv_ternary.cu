@@ -896,16 +896,9 @@ template <class K> kernel_fn kernel_for(const ternary_params &p) {
 
 template <class K> cudaError_t launch(const ternary_params &p, size_t smem, bool pdl, cudaStream_t stream) {
     const int64_t tasks = K::kRowsPerWarp == 1 ? p.n_units : p.n_units * p.rows_per_unit / K::kRowsPerWarp;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3((unsigned)grid_for_tasks(tasks, K::kCtasPerSm));
-    config.blockDim = dim3(kCtaThreads);
-    config.dynamicSmemBytes = K::kInt8 ? smem : 0;
-    config.stream = stream;
     cudaLaunchAttribute attribute;
-    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute.val.programmaticStreamSerializationAllowed = 1;
-    config.attrs = pdl ? &attribute : nullptr;
-    config.numAttrs = pdl ? 1 : 0;
+    cudaLaunchConfig_t config = trn_launch_config(dim3((unsigned)grid_for_tasks(tasks, K::kCtasPerSm)),
+                                                  dim3(kCtaThreads), K::kInt8 ? smem : 0, stream, pdl, &attribute);
     const cudaError_t err = cudaLaunchKernelEx(&config, kernel_for<K>(p), p);
     return err != cudaSuccess ? err : cudaGetLastError();
 }

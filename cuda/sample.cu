@@ -655,15 +655,9 @@ extern "C" int trn_cuda_sample(const float *logits, int n_vocab, const int32_t *
                                trn_cuda_stream stream) {
     if (n_vocab <= 0 || !params || !scratch)
         return (int)cudaErrorInvalidValue;
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(1);
-    config.blockDim = dim3(SAMPLE_THREADS);
-    config.stream = (cudaStream_t)stream;
     cudaLaunchAttribute attribute; /* programmatic dependent launch: see device_math.cuh */
-    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute.val.programmaticStreamSerializationAllowed = 1;
-    config.attrs = pdl ? &attribute : nullptr;
-    config.numAttrs = pdl ? 1 : 0;
+    const cudaLaunchConfig_t config =
+        trn_launch_config(dim3(1), dim3(SAMPLE_THREADS), 0, (cudaStream_t)stream, pdl, &attribute);
     const cudaError_t err =
         cudaLaunchKernelEx(&config, sample_kernel, logits, n_vocab, history, pos, *params, scratch, next);
     return (int)(err != cudaSuccess ? err : cudaGetLastError());
