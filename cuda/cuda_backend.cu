@@ -45,7 +45,7 @@ struct launch_entry {
     int node = 0, n_nodes = 1;
     bool fused = false, quantize = false;
     trn_cuda_ternary_op op{};
-    trn_cuda_l2_prefetch prefetch{}; /* attention (TRN_CUDA_L2_PREFETCH=1): the weights of the launches up to the next */
+    trn_cuda_l2_prefetch prefetch{}; /* attention, TRN_CUDA_L2_PREFETCH=1: the weights of the launches up to the next */
 };
 
 struct cuda_context {
@@ -68,8 +68,7 @@ struct cuda_context {
     bool use_graph = true, fuse = true, pdl = false;
     trn_cuda_ternary_kernel ternary_kernel = TRN_CUDA_TERNARY_AUTO; /* TRN_CUDA_TERNARY */
     int attention_split = 0;             /* TRN_CUDA_ATTENTION_SPLIT: positions per block of the split kernel (0: 64) */
-    bool l2_prefetch = false;            /* TRN_CUDA_L2_PREFETCH=1: attention brings the next launches' weights into L2 */
-    double l2_prefetch_mb = 0.0;         /* the most one attention launch asks for, for describe() */
+    double l2_prefetch_mb = 0.0;         /* TRN_CUDA_L2_PREFETCH=1: the most one attention launch asks L2 for (MB) */
     std::vector<launch_entry> plan;      /* the launches of a full step, in order */
     int plan_body = 0;                   /* entries before the head: a prompt token's step */
     int launches = 0;                    /* kernel launches per full step */
@@ -244,10 +243,10 @@ void build_plan(cuda_context *c) {
 }
 
 /* TRN_CUDA_L2_PREFETCH=1: each attention launch of the plan asks the L2 cache for the resident ternary weights of the
- * launches after it, up to the next attention (its layer's output, gate/up and down projections, the next layer's
- * QKV, or the LM head), while attention itself is latency bound and HBM idle; in launch order while they fit in half
- * the L2, then merged into at most TRN_CUDA_L2_RANGES ranges (the weights of a layer lie together in one blob, so a
- * merged range covers little else: norms, and gaps of alignment). Streamed and mapped weights are left out. */
+ * launches after it, up to the next attention (its layer's output, gate/up and down projections, the next layer's QKV,
+ * or the LM head), while attention itself reads little (its K and V rows); in launch order while they fit in half the
+ * L2, then merged into at most TRN_CUDA_L2_RANGES ranges (the weights of a layer lie together in one blob, so a merged
+ * range covers little else: norms, and gaps of alignment). Streamed and mapped weights are left out. */
 void plan_prefetch(cuda_context *c) {
     const trn_graph *g = c->graph;
     const unsigned long long cap = c->prop.l2CacheSize > 0 ? (unsigned long long)c->prop.l2CacheSize / 2 : 0;
@@ -475,7 +474,6 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_ATTENTION_SPLIT=%s: expected 32 or 64", split);
         c->attention_split = atoi(split);
     }
-    c->l2_prefetch = env_flag("TRN_CUDA_L2_PREFETCH");
     if (const char *prefill = getenv("TRN_CUDA_PREFILL"); prefill && prefill[0]) {
         if (strcmp(prefill, "batched") != 0 && strcmp(prefill, "steps") != 0)
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_PREFILL=%s: expected batched or steps", prefill);
@@ -566,7 +564,7 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         return trn_fail(TRN_ERR_NOMEM, "out of memory for the logits");
     CUDA_CHECK(cudaDeviceSynchronize());
     build_plan(c);
-    if (c->l2_prefetch && c->fuse)
+    if (c->fuse && env_flag("TRN_CUDA_L2_PREFETCH"))
         plan_prefetch(c);
     c->profile = env_flag("TRN_CUDA_PROFILE");
     if (c->profile) { /* an event between launches breaks programmatic dependent launch: profiled without it */
