@@ -257,6 +257,8 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
         c->profile = calloc((size_t)c->n_threads, sizeof(*c->profile));
         c->profile_batches = strcmp(profile, "prefill") == 0;
     }
+    const char *split_tokens = getenv("TRN_CPU_SPLIT_TOKENS");
+    c->split_tokens = split_tokens && strcmp(split_tokens, "0") == 0 ? 0 : c->ops->matmul_split_tokens;
     const trn_hparams *hp = &g->model->hp;
     c->data = calloc((size_t)g->n_buffers, sizeof(void *));
     c->owned = calloc((size_t)g->n_buffers, sizeof(void *));

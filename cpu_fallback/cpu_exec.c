@@ -1,6 +1,6 @@
 /* cpu_exec.c: running one pass of the plan (a decode step or a prefill batch) on the CPU backend's threads: each
- * node split over the threads (matrix rows, heads, vector ranges), product groups with row queues that idle threads
- * steal from, the KV cache stored head-major (the attention kernel requests its rows ahead of its loads), and the
+ * node split over the threads (matrix rows, heads, vector ranges; a large prefill batch's products by tokens),
+ * product groups with row queues that idle threads steal from, the KV cache stored head-major (the attention kernel requests its rows ahead of its loads), and the
  * spinning barrier that prefetches the next product's weights while it waits. The plan itself is cpu_plan.c's. */
 #define _POSIX_C_SOURCE 200809L
 #include <sched.h>
@@ -152,15 +152,25 @@ typedef struct {
     trn_rows base; /* first: the kernels see this */
     row_queue *queues;
     int64_t chunk;
-    int ith, nth, victim; /* victim: 0 while taking its own rows, then k for thread (ith + k) % nth */
+    int ith, nth;
+    int victim, victim_end; /* claims from queue (ith + victim) % nth for victim up to victim_end: 0 is this
+                               thread's own (from the front), the others are taken from the back */
 } shared_rows;
 
 static int shared_rows_next(trn_rows *s, int64_t *r0, int64_t *r1) {
     shared_rows *sr = (shared_rows *)s;
-    for (; sr->victim < sr->nth; sr->victim++)
+    for (; sr->victim < sr->victim_end; sr->victim++)
         if (claim_rows(&sr->queues[(sr->ith + sr->victim) % sr->nth], sr->chunk, sr->victim > 0, r0, r1))
             return 1;
     return 0;
+}
+
+static shared_rows shared_rows_of(cpu_context *c, int n, int64_t macs_per_row, int ith, int nth) {
+    return (shared_rows){.base = {.next = shared_rows_next},
+                         .queues = c->queues + (size_t)n * (size_t)c->n_threads,
+                         .chunk = TRN_MAX(1, PREFILL_CHUNK_MACS / TRN_MAX(1, macs_per_row) / MATVEC_ROW_ALIGN) *
+                                  MATVEC_ROW_ALIGN,
+                         .ith = ith, .nth = nth, .victim_end = nth};
 }
 
 /* Node n's rows (of `rows`, each macs_per_row multiply-adds) put up for this thread; as in matvec_shared, a thief
@@ -168,11 +178,42 @@ static int shared_rows_next(trn_rows *s, int64_t *r0, int64_t *r1) {
 static shared_rows shared_product_rows(cpu_context *c, int n, int64_t rows, int64_t macs_per_row, int ith, int nth) {
     int64_t begin, end;
     product_rows(rows, ith, nth, &begin, &end);
-    shared_rows sr = {.base = {.next = shared_rows_next}, .queues = c->queues + (size_t)n * (size_t)c->n_threads,
-                      .chunk = TRN_MAX(1, PREFILL_CHUNK_MACS / TRN_MAX(1, macs_per_row) / MATVEC_ROW_ALIGN) * MATVEC_ROW_ALIGN,
-                      .ith = ith, .nth = nth};
+    shared_rows sr = shared_rows_of(c, n, macs_per_row, ith, nth);
     atomic_store_explicit(&sr.queues[ith].range, (uint64_t)end << 32 | (uint64_t)begin, memory_order_relaxed);
     return sr;
+}
+
+/* Whether a batch's product splits its tokens among the threads rather than its rows: a ternary matrix with int8
+ * activations, every thread's share at least a token tile of the table's kernel (c->split_tokens). */
+static int product_splits_tokens(const cpu_context *c, const trn_matrix *w, const trn_block_q8_act *xq,
+                                 int64_t n_tok, int nth) {
+    return nth > 1 && c->split_tokens > 0 && xq && c->ops->matmul && is_ternary(w->type) &&
+           n_tok >= (int64_t)nth * c->split_tokens;
+}
+
+/* A batch's product by tokens: each thread computes every row for its own tokens (split(), as the elementwise nodes
+ * take them), so the int8 activations it reads and the rows it writes are the ones its RMSNorm, SwiGLU and add wrote
+ * and will read, in its own cache; only the weights are read by every thread. The rows of each thread's tokens are
+ * a queue as in shared_product_rows: a thread done early takes chunks from the back of another's, for that thread's
+ * tokens (one kernel call, whose activations the kernel prepares once), where enough is left to repay preparing
+ * them. Shapes as ops->matmul's, for all n_tok tokens of the batch. */
+static void matmul_by_tokens(cpu_context *c, int n, const trn_matrix *w, const float *x, int64_t ld_x,
+                             const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok,
+                             int ith, int nth) {
+    row_queue *queues = c->queues + (size_t)n * (size_t)c->n_threads;
+    atomic_store_explicit(&queues[ith].range, (uint64_t)w->rows << 32, memory_order_relaxed);
+    for (int k = 0; k < nth; k++) {
+        const int owner = (ith + k) % nth;
+        int64_t t0, t1;
+        split(n_tok, owner, nth, 1, &t0, &t1);
+        shared_rows sr = shared_rows_of(c, n, w->cols * (t1 - t0), ith, nth);
+        sr.victim = k;
+        sr.victim_end = k + 1;
+        const uint64_t range = atomic_load_explicit(&queues[owner].range, memory_order_relaxed);
+        if (k > 0 && (int64_t)(range >> 32) - (int64_t)(range & 0xffffffffu) < 2 * sr.chunk)
+            continue;
+        c->ops->matmul(w, x + t0 * ld_x, ld_x, xq + t0 * ld_xq, ld_xq, dst + t0 * ld_dst, ld_dst, t1 - t0, &sr.base);
+    }
 }
 
 /* KV heads [kv0, kv1) of one row (`row`, head_dim hd each) into a head-major cache (`base`: its slot's part) at
@@ -235,6 +276,10 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
         }
         const int64_t ld_x = (int64_t)(v->stride[node->src[1]] / sizeof(float));
         const int64_t ld_dst = (int64_t)(v->stride[node->dst] / sizeof(float));
+        if (product_splits_tokens(c, w, xq, n_tok, nth)) {
+            matmul_by_tokens(c, n, w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, ith, nth);
+            break;
+        }
         shared_rows rows = shared_product_rows(c, n, width, (int64_t)w->cols * n_tok, ith, nth);
         if (ops->matmul)
             ops->matmul(w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, &rows.base);

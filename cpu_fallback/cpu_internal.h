@@ -101,6 +101,8 @@ typedef struct {
     buffer_view one;     /* a step: data, the planned arena, xq */
     buffer_view batch;   /* prefill: rows of up to max_batch tokens */
     int max_batch;
+    int split_tokens;      /* a batch's ternary products split tokens, not rows, where every thread gets at least
+                              this many (the table's matmul_split_tokens; 0 with TRN_CPU_SPLIT_TOKENS=0: rows) */
     uint8_t *batch_arena;  /* [arena_bytes * max_batch] */
     int32_t *batch_inputs; /* [2][max_batch]: token ids, then positions */
     int32_t *batch_slots;  /* [max_batch]: decode_batch's sequence slot of each token */

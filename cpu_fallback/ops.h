@@ -95,6 +95,11 @@ typedef struct {
     /* What matmul runs for ternary matrices with int8 activations, for reports ("vpdpbusd", "amx tdpbsud", ...);
      * NULL where the table has no batched ternary kernel. */
     const char *matmul_kernel;
+    /* Tokens per thread from which the threads of a batch split its tokens for ternary products (each thread every
+     * row of its tokens) rather than its rows: the kernel's token tile, so that each thread's share still fills one.
+     * 0: always rows (the amx table, whose weight tiles every thread would then unpack; the avx2 table, where it
+     * measured no faster). */
+    int matmul_split_tokens;
 } trn_cpu_ops;
 
 typedef void (*trn_matvec_fn)(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, float *dst, int64_t r0,
@@ -104,6 +109,9 @@ typedef void (*trn_matvec_fn)(const trn_matrix *w, const float *x, const trn_blo
 void trn_matmul_by_matvec(trn_matvec_fn matvec, const trn_matrix *w, const float *x, int64_t ld_x,
                           const trn_block_q8_act *xq, int64_t ld_xq, float *dst, int64_t ld_dst, int64_t n_tok,
                           trn_rows *rows);
+
+/* Tokens per tile of the AVX2 and AVX-512 batched ternary kernels (the avx512 table's matmul_split_tokens). */
+enum { TRN_MATMUL_TILE_TOKENS = 64 };
 
 #if defined(TRN_HAVE_AVX2)
 /* The batched ternary kernel (TQ1_0, TQ2_0 in any layout, int8 activations), same shapes as matmul: each SIMD table's

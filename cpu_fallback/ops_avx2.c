@@ -498,6 +498,7 @@ static const trn_cpu_ops avx2_ops = {
     .matmul = matmul_avx2,
     .matmul_peak = trn_matmul_tq_maddubs_peak,
     .matmul_kernel = "vpmaddubsw",
+    .matmul_split_tokens = 0, /* rows: split by tokens it was no faster (cpu_fallback/README.md) */
 };
 
 const trn_cpu_ops *trn_cpu_ops_avx2_table(void) { return &avx2_ops; }

@@ -48,7 +48,7 @@ enum { TILE_ROWS = 8, WIDE_GROUP = 8 };
 #endif
 
 enum {
-    TILE_TOKENS = 64,     /* tokens whose activations are copied together (a multiple of WIDE_GROUP) */
+    TILE_TOKENS = TRN_MATMUL_TILE_TOKENS, /* tokens whose activations are copied together (a multiple of WIDE_GROUP) */
     STEPS = TRN_QK_K / 4, /* 4-weight steps per block */
     GROUP = 8,            /* tokens per group where no more than GROUP are left */
 };

@@ -167,19 +167,20 @@ static void matmul_avx512(const trn_matrix *w, const float *x, int64_t ld_x, con
 }
 
 /* A table of this file's kernels: every entry but the name, matvec and the batched kernel is shared. */
-#define X16_TABLE(table_name, matvec_fn, matmul_fn, peak_fn, kernel_name)                                        \
+#define X16_TABLE(table_name, matvec_fn, matmul_fn, peak_fn, kernel_name, split_tokens)                          \
     {                                                                                                           \
         .name = table_name, .tq2_0_layout = TRN_LAYOUT_X16, .tq1_0_layout = TRN_LAYOUT_X16,                     \
         .quantize_act = trn_avx2_quantize_act, .matvec = matvec_fn, .get_row = trn_avx2_get_row,                \
         .rmsnorm = trn_avx2_rmsnorm, .rope = trn_avx2_rope,                                                     \
         .attention = trn_avx512_attention, /* ops_attention.c with 16 lanes: the AVX2 build's results */          \
         .swiglu = swiglu_avx512, .matmul = matmul_fn, .matmul_peak = peak_fn, .matmul_kernel = kernel_name,     \
-        .add = trn_avx2_add,                                                                                    \
+        .add = trn_avx2_add, .matmul_split_tokens = split_tokens,                                               \
     }
 static const trn_cpu_ops avx512_ops =
-    X16_TABLE("avx512", matvec_avx512, matmul_avx512, trn_matmul_tq_dpbusd_peak, "vpdpbusd");
+    X16_TABLE("avx512", matvec_avx512, matmul_avx512, trn_matmul_tq_dpbusd_peak, "vpdpbusd", TRN_MATMUL_TILE_TOKENS);
 static const trn_cpu_ops avx512_prefetch_ops =
-    X16_TABLE("avx512", matvec_avx512_prefetch, matmul_avx512, trn_matmul_tq_dpbusd_peak, "vpdpbusd");
+    X16_TABLE("avx512", matvec_avx512_prefetch, matmul_avx512, trn_matmul_tq_dpbusd_peak, "vpdpbusd",
+              TRN_MATMUL_TILE_TOKENS);
 
 const trn_cpu_ops *trn_cpu_ops_avx512_table(int prefetch) { return prefetch ? &avx512_prefetch_ops : &avx512_ops; }
 
@@ -204,10 +205,10 @@ static void matmul_amx_emulated(const trn_matrix *w, const float *x, int64_t ld_
 }
 
 static const trn_cpu_ops amx_ops =
-    X16_TABLE("amx", matvec_avx512_prefetch, matmul_amx, trn_matmul_tq_amx_peak, "amx tdpbsud");
+    X16_TABLE("amx", matvec_avx512_prefetch, matmul_amx, trn_matmul_tq_amx_peak, "amx tdpbsud", 0);
 /* no matmul_peak: the emulator's speed bounds nothing */
 static const trn_cpu_ops amx_emulated_ops =
-    X16_TABLE("amx-emulated", matvec_avx512_prefetch, matmul_amx_emulated, NULL, "amx tdpbsud, emulated tiles");
+    X16_TABLE("amx-emulated", matvec_avx512_prefetch, matmul_amx_emulated, NULL, "amx tdpbsud, emulated tiles", 0);
 
 const trn_cpu_ops *trn_cpu_ops_amx_table(int emulated) { return emulated ? &amx_emulated_ops : &amx_ops; }
 #endif

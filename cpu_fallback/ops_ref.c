@@ -246,6 +246,7 @@ static const trn_cpu_ops ref_ops = {
     .add = add_ref,
     .matmul = matmul_ref,
     .matmul_kernel = "scalar",
+    .matmul_split_tokens = TRN_MATMUL_TILE_TOKENS, /* as the avx512 table, so that scalar builds test that path */
 };
 
 const trn_cpu_ops *trn_cpu_ops_ref(void) { return &ref_ops; }

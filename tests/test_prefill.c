@@ -1,8 +1,10 @@
 /* test_prefill.c: batched prefill (the backend's prefill entry, the ops' matmul) against token-by-token steps.
  *
  * For each model (synthetic "tiny", synthetic "tinyllama" with a few tokens, stories260K where ../shared/testdata
- * has it) and each kernel configuration (scalar kernels; the best kernels, AVX2 where the CPU has it, with 1 and
- * 2 threads; batch sizes of 64 and a small one that divides none of the lengths; f32 activations on "tiny"; the AMX
+ * has it) and each kernel configuration (scalar kernels; the best kernels, AVX2 where the CPU has it, with 1, 2 and
+ * 3 threads; the default batch size, 200 and a small one that divides none of the lengths, so that "tiny"'s batches
+ * of 128 and 200 tokens at 2 and 3 threads run the products split by tokens (every thread at least a kernel tile),
+ * its shorter ones split by rows; f32 activations on "tiny"; the AMX
  * tile kernel on its emulator for the small models, and on the tiles where the CPU has AMX), a reference backend steps through a token sequence one token
  * at a time, keeping every position's logits and sampled token (sampling at temperature 0.8 with a repetition
  * penalty, so the sampled token depends on the token history too). Fresh backends then run the same sequence as:
@@ -10,7 +12,9 @@
  *   all logits: every logit bitwise equal to the steps', the sampled tokens equal, logits() the last row;
  * - prefill of the first n1 tokens filling the cache only, then a prefill of the rest with the last logits only;
  * - trn_backend_prefill through a copy of the interface whose prefill entry is NULL (the path a CUDA backend takes);
+ * a 200-token batch on the Trinity-1.1B shape with its products split by tokens and by rows, bitwise equal;
  * and bad calls (past the context, a token outside the vocabulary, no tokens, a negative position) are refused. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,7 +174,7 @@ static void check_model(const char *path, int n, int n1, int small, int f32) {
         ref.tokens[i] = (int)((37u * (unsigned)i * (unsigned)i + 11u * (unsigned)i + 3u) % (unsigned)n_vocab);
     const run_config configs[] = {
         {1, 1, small, TRN_ACT_INT8}, {0, 1, 0, TRN_ACT_INT8}, {0, 2, 0, TRN_ACT_INT8}, {0, 2, small, TRN_ACT_INT8},
-        {0, 1, small, TRN_ACT_F32},
+        {0, 3, 200, TRN_ACT_INT8}, {0, 1, small, TRN_ACT_F32},
     };
     for (size_t i = 0; i < TRN_ARRAY_LEN(configs); i++) {
         if (configs[i].act == TRN_ACT_F32 && !f32)
@@ -195,6 +199,54 @@ static void check_model(const char *path, int n, int n1, int small, int f32) {
     trn_model_free(model);
 }
 
+/* A batch's products split by tokens against the same batch split by rows (TRN_CPU_SPLIT_TOKENS=0), on the
+ * Trinity-1.1B shape with the avx512 table (the one that splits tokens; the scalar table would take minutes here),
+ * whose products are large enough for a thread done early to take rows of another's tokens (how often it does
+ * depends on the machine; 3 threads share 2 processors here): all logits of a 200-token batch bitwise equal. */
+static void check_token_split(void) {
+    const trn_cpu_ops *ops = trn_cpu_ops_by_name("avx512");
+    if (!ops || ops->matmul_split_tokens == 0) {
+        printf("token split check skipped: no avx512 table on this CPU or build (tiny's batches above check the "
+               "split on this build's table where it splits)\n");
+        return;
+    }
+    table_name = "avx512";
+    trn_model *model = NULL;
+    trn_graph *g = NULL;
+    if (trn_model_load("synthetic:tinyllama", &model) != TRN_OK || trn_graph_build_decode(model, 208, &g) != TRN_OK) {
+        CHECK_MSG(0, "synthetic:tinyllama: %s", trn_last_error());
+        trn_model_free(model);
+        return;
+    }
+    enum { N = 200 };
+    const int n_vocab = model->hp.n_vocab;
+    int tokens[N], next;
+    for (int i = 0; i < N; i++)
+        tokens[i] = (int)((37u * (unsigned)i * (unsigned)i + 11u * (unsigned)i + 3u) % (unsigned)n_vocab);
+    float *logits[2] = {malloc((size_t)N * n_vocab * sizeof(float)), malloc((size_t)N * n_vocab * sizeof(float))};
+    for (int threads = 2; threads <= 3; threads++) {
+        for (int rows = 0; rows < 2; rows++) { /* tokens, then rows */
+            if (rows)
+                setenv("TRN_CPU_SPLIT_TOKENS", "0", 1);
+            const run_config rc = {0, threads, N, TRN_ACT_INT8};
+            trn_backend *b = make_backend(g, &rc);
+            unsetenv("TRN_CPU_SPLIT_TOKENS");
+            CHECK(b && trn_backend_prefill(b, tokens, N, 0, 1, &next, logits[rows]) == TRN_OK);
+            trn_backend_free(b);
+        }
+        const int same = memcmp(logits[0], logits[1], (size_t)N * n_vocab * sizeof(float)) == 0;
+        CHECK_MSG(same, "synthetic:tinyllama, %d threads: logits of products split by tokens and by rows differ",
+                  threads);
+        printf("synthetic:tinyllama (avx512, %d threads, batch %d): products split by tokens and by rows: %s\n",
+               threads, N, same ? "logits bitwise equal" : "DIFFERENT");
+    }
+    table_name = NULL;
+    free(logits[0]);
+    free(logits[1]);
+    trn_graph_free(g);
+    trn_model_free(model);
+}
+
 int main(void) {
     const char *no_amx = NULL;
     if (trn_cpu_ops_amx(&no_amx))
@@ -203,10 +255,11 @@ int main(void) {
         printf("AMX not available on this CPU: real-tile checks skipped (emulator checked): %s\n", no_amx);
     else
         printf("note: no AMX kernel, its checks are skipped: %s\n", no_amx);
-    /* 150 tokens: batches of 64 + 6, then 64 + 15 after the step; of 5: 14 full ones, then 15 + 4 */
-    check_model("synthetic:tiny", 150, 70, 5, 1);
+    /* 240 tokens: batches of 128 + 72 (200 in one), then 39 after the step; of 5: 40 full ones, then 7 + 4 */
+    check_model("synthetic:tiny", 240, 200, 5, 1);
     /* Trinity-1.1B shape, a few tokens: batches of 3 leave a 1-token batch (4 = 3 + 1) on both sides of the step */
     check_model("synthetic:tinyllama", 9, 4, 3, 0);
+    check_token_split();
     const char *stories = test_data_path("stories260K/stories260K.gguf");
     if (stories)
         check_model(stories, 100, 37, 7, 0);
