@@ -13,7 +13,8 @@
  * TRN_CUDA_NO_PDL=1, TRN_CUDA_PROFILE=1 (time per kind of launch, printed when the backend is freed),
  * TRN_CUDA_TERNARY=classic|lean (which ternary kernel the fused launches use; see cuda_ops.h),
  * TRN_CUDA_ATTENTION_SPLIT=64|32 (positions per block of the split attention kernel), TRN_CUDA_PREFILL=batched (prompts
- * as batches through prefill.cu; the default, until a GPU has run it: token by token). */
+ * as batches through prefill.cu; the default, until a GPU has run it: token by token), TRN_CUDA_FOLD_ENDS=1 (the
+ * history store and embedding row folded into the first launch, greedy sampling into the LM head: fold_plan_ends). */
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <nvtx3/nvToolsExt.h>
@@ -44,6 +45,7 @@ namespace {
 struct launch_entry {
     int node = 0, n_nodes = 1;
     bool fused = false, quantize = false;
+    bool no_pdl = false;               /* launched without programmatic dependent launch (a step's first kernel) */
     trn_cuda_ternary_op op{};
     trn_cuda_l2_prefetch prefetch{}; /* attention, TRN_CUDA_L2_PREFETCH=1: the weights of the launches up to the next */
 };
@@ -61,11 +63,14 @@ struct cuda_context {
     float *rope_cos_sin = nullptr;
     void *sample_scratch = nullptr;
     void *attention_scratch = nullptr;   /* the split attention kernel's (fused plans only); nullptr: one block per head */
+    void *argmax_scratch = nullptr;      /* TRN_CUDA_FOLD_ENDS=1: the LM head's greedy argmax */
     int32_t *pinned = nullptr;           /* [0] token, [1] position, [2] sampled id */
     float *host_logits = nullptr;
     trn_cuda_sampling sampling{};
     cudaGraphExec_t full = nullptr, body = nullptr;
     bool use_graph = true, fuse = true, pdl = false;
+    bool fold_ends = false;              /* TRN_CUDA_FOLD_ENDS=1: see fold_plan_ends */
+    int folded = 0;                      /* launches fold_plan_ends removed */
     trn_cuda_ternary_kernel ternary_kernel = TRN_CUDA_TERNARY_AUTO; /* TRN_CUDA_TERNARY */
     int attention_split = 0;             /* TRN_CUDA_ATTENTION_SPLIT: positions per block of the split kernel (0: 64) */
     double l2_prefetch_mb = 0.0;         /* TRN_CUDA_L2_PREFETCH=1: the most one attention launch asks L2 for (MB) */
@@ -242,6 +247,50 @@ void build_plan(cuda_context *c) {
         c->launches += 1 + (e.quantize ? 1 : 0);
 }
 
+/* TRN_CUDA_FOLD_ENDS=1 (issue 17 item 5): a step's first and last kernels folded into their neighbours where the
+ * plan allows it. The token history's store and the embedding row go into layer 0's fused QKV launch (input
+ * EMBED_NORM_QUANT: each CTA reads the token's row itself, CTA 0 writes it to the residual stream for layer 0's
+ * residual add; the embedding resident or mapped, not streamed); greedy sampling without a penalty goes into the LM
+ * head (an argmax over its rows, cuda_ops.h). The folded first launch waits for the host's copies like any kernel
+ * (no programmatic dependent launch: nothing before it to overlap). The floats are get_row's and the argmax is the
+ * sampler's rule, so logits and tokens are bitwise those of the separate kernels. */
+void fold_plan_ends(cuda_context *c) {
+    const trn_graph *g = c->graph;
+    std::vector<launch_entry> &plan = c->plan;
+    const size_t before = plan.size();
+    if (plan.size() >= 3 && !plan[0].fused && !plan[1].fused && plan[2].fused) {
+        const trn_node *store = &g->nodes[plan[0].node], *get = &g->nodes[plan[1].node];
+        launch_entry &first = plan[2];
+        const int embd = get->src[0];
+        const int group = embd >= 0 ? c->weights.group_of_buffer[(size_t)embd] : -1;
+        if (store->op == TRN_OP_STORE_ROW && store->dst == g->buf_history && store->src[0] == g->buf_token &&
+            get->op == TRN_OP_GET_ROW && get->src[1] == g->buf_token && first.op.input == TRN_CUDA_IN_NORM_QUANT &&
+            first.op.output == TRN_CUDA_OUT_QKV && first.op.x == c->buffer[(size_t)get->dst] && group >= 0 &&
+            c->weights.groups[(size_t)group].where != trn_cuda::placement::streamed) {
+            first.op.input = TRN_CUDA_IN_EMBED_NORM_QUANT;
+            first.op.embed = c->matrix[(size_t)embd];
+            first.op.token = static_cast<const int32_t *>(c->buffer[(size_t)g->buf_token]);
+            first.op.x_row = static_cast<float *>(c->buffer[(size_t)get->dst]);
+            first.op.history = static_cast<int32_t *>(c->buffer[(size_t)g->buf_history]);
+            first.no_pdl = true;
+            plan.erase(plan.begin(), plan.begin() + 2);
+            c->plan_body -= 2;
+        }
+    }
+    const trn_cuda_sampling &sp = c->sampling;
+    const bool greedy = sp.temp <= 0.0f && !(sp.repeat_penalty != 1.0f && sp.repeat_penalty > 0.0f);
+    const size_t n = plan.size();
+    if (greedy && c->argmax_scratch && n >= 2 && plan[n - 2].fused && !plan[n - 1].fused &&
+        plan[n - 2].op.output == TRN_CUDA_OUT_STORE && g->nodes[plan[n - 1].node].op == TRN_OP_SAMPLE &&
+        g->nodes[plan[n - 1].node].src[0] == g->buf_logits && plan[n - 2].op.y == c->buffer[(size_t)g->buf_logits]) {
+        plan[n - 2].op.argmax = c->argmax_scratch;
+        plan[n - 2].op.next = static_cast<int32_t *>(c->buffer[(size_t)g->nodes[plan[n - 1].node].dst]);
+        plan.pop_back();
+    }
+    c->folded = (int)(before - plan.size());
+    c->launches -= c->folded;
+}
+
 /* TRN_CUDA_L2_PREFETCH=1: each attention launch of the plan asks the L2 cache for the resident ternary weights of the
  * launches after it, up to the next attention (its layer's output, gate/up and down projections, the next layer's QKV,
  * or the LM head), while attention itself reads little (its K and V rows); in launch order while they fit in half the
@@ -404,7 +453,8 @@ trn_status run_plan(cuda_context *c, int n_entries, int n_nodes, bool ranges) {
         if (timed && i == 0)
             TRN_TRY(record_profile_event(c, 0));
         if (e.fused)
-            CUDA_LAUNCH_CHECK(trn_cuda_ternary(&e.op, c->pdl, reinterpret_cast<trn_cuda_stream>(c->stream)));
+            CUDA_LAUNCH_CHECK(
+                trn_cuda_ternary(&e.op, c->pdl && !e.no_pdl, reinterpret_cast<trn_cuda_stream>(c->stream)));
         else
             TRN_TRY(run_node(c, e));
         if (timed)
@@ -474,6 +524,7 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_ATTENTION_SPLIT=%s: expected 32 or 64", split);
         c->attention_split = atoi(split);
     }
+    c->fold_ends = c->fuse && env_flag("TRN_CUDA_FOLD_ENDS");
     if (const char *prefill = getenv("TRN_CUDA_PREFILL"); prefill && prefill[0]) {
         if (strcmp(prefill, "batched") != 0 && strcmp(prefill, "steps") != 0)
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_PREFILL=%s: expected batched or steps", prefill);
@@ -544,6 +595,10 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         TRN_TRY(device_alloc(c, &c->attention_scratch, attention_bytes, "attention scratch"));
         CUDA_CHECK(cudaMemset(c->attention_scratch, 0, attention_bytes));
     }
+    if (c->fold_ends && config->act == TRN_ACT_INT8) { /* zeroed once; the LM head leaves it zeroed */
+        TRN_TRY(device_alloc(c, &c->argmax_scratch, trn_cuda_argmax_scratch_bytes(), "argmax scratch"));
+        CUDA_CHECK(cudaMemset(c->argmax_scratch, 0, trn_cuda_argmax_scratch_bytes()));
+    }
     if (c->batched_prefill) {
         trn_cuda::prefill_resources res;
         res.graph = g;
@@ -564,6 +619,8 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         return trn_fail(TRN_ERR_NOMEM, "out of memory for the logits");
     CUDA_CHECK(cudaDeviceSynchronize());
     build_plan(c);
+    if (c->fold_ends && config->act == TRN_ACT_INT8)
+        fold_plan_ends(c);
     if (c->fuse && env_flag("TRN_CUDA_L2_PREFETCH"))
         plan_prefetch(c);
     c->profile = env_flag("TRN_CUDA_PROFILE");
@@ -600,9 +657,12 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
     if (c->batched_prefill)
         snprintf(prefill_note, sizeof(prefill_note), ", batched prefill (%d tokens, float products by %s)", max_batch,
                  c->prefill.blas ? "cuBLAS" : "the step's kernels");
-    char prefetch_note[64] = "";
+    char prefetch_note[96] = "";
     if (c->l2_prefetch_mb > 0.0)
         snprintf(prefetch_note, sizeof(prefetch_note), ", L2 prefetch (%.1f MB)", c->l2_prefetch_mb);
+    if (c->folded > 0)
+        snprintf(prefetch_note + strlen(prefetch_note), sizeof(prefetch_note) - strlen(prefetch_note),
+                 ", %d kernels folded", c->folded);
     snprintf(c->description, sizeof(c->description),
              "cuda (%s, sm_%d%d, %s%s%s%s%s, act %s, %d kernels per token, %s%s%s, %.2f GB on the device)", c->prop.name,
              c->prop.major, c->prop.minor, c->use_graph ? "CUDA Graph" : c->fuse ? "no graph: pageable weights" : "no graph: TRN_CUDA_NO_GRAPH",

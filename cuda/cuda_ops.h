@@ -57,6 +57,9 @@ typedef enum {
     TRN_CUDA_IN_F32,        /* float activations x (the f32 mode) */
     TRN_CUDA_IN_QUANT,      /* x quantized to int8 in the kernel */
     TRN_CUDA_IN_NORM_QUANT, /* RMSNorm(x) * norm (eps), then quantized, in the kernel */
+    TRN_CUDA_IN_EMBED_NORM_QUANT, /* the first launch of a step: its input is row *token of embed, dequantized as
+                                     trn_cuda_get_row does, which the launch also writes to x_row; then NORM_QUANT.
+                                     With history (and pos): history[*pos] = *token, the token history's store */
 } trn_cuda_input;
 
 typedef enum {
@@ -93,7 +96,19 @@ typedef struct {
     const int32_t *pos;             /* QKV */
     int head_dim;                   /* QKV */
     trn_cuda_ternary_kernel kernel; /* AUTO (0) unless a test or TRN_CUDA_TERNARY asks for another */
+    trn_cuda_matrix embed;          /* EMBED_NORM_QUANT: the token embedding, any type trn_cuda_get_row reads */
+    const int32_t *token;           /* EMBED_NORM_QUANT: the row of embed (device) */
+    float *x_row;                   /* EMBED_NORM_QUANT: [cols], 16-byte aligned: the row, as trn_cuda_get_row writes it */
+    int32_t *history;               /* EMBED_NORM_QUANT, optional: [n_ctx] token ids; needs pos */
+    void *argmax;                   /* STORE output (int8 input), optional: trn_cuda_argmax_scratch_bytes() of device
+                                       memory zeroed once and left to the kernel after (one launch at a time); the
+                                       launch then also writes to *next the lowest id of the largest y (NaN never
+                                       chosen while a number is there): greedy sampling folded into the LM head */
+    int32_t *next;                  /* with argmax */
 } trn_cuda_ternary_op;
+
+/* Bytes of the argmax scratch of trn_cuda_ternary_op (a 64-bit key and a block counter). */
+size_t trn_cuda_argmax_scratch_bytes(void);
 
 /* Enqueues op. pdl: launch with programmatic dependent launch (sm_90: the kernel starts while the one before it
  * finishes, reading weights early; see device_math.cuh). */

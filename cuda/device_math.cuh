@@ -3,12 +3,15 @@
  *  - Per-element math, also compiled for the host so tests can check it (__host__ __device__): the RoPE rotation of
  *    one pair and silu(g) * u, each with the rounding of the CPU reference (cpu_fallback/ops_ref.c): every product
  *    rounded before the sum, no multiply-add contracted into an FMA.
+ *  - Order keys of floats (the sampler's sorts, the greedy argmax folded into the LM head).
  *  - Programmatic dependent launch (PDL) markers, and the launch configuration that asks for it. */
 #ifndef TRN_DEVICE_MATH_CUH
 #define TRN_DEVICE_MATH_CUH
 
 #include <cuda_runtime.h>
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 /* Single correctly rounded operations (no contraction into an FMA), the same on the host. */
 static __host__ __device__ __forceinline__ float mul_rn(float a, float b) {
@@ -63,6 +66,24 @@ static __host__ __device__ inline float trn_cuda_silu_mul(float g, float u) {
 #else
     return g / (1.0f + expf(-g)) * u;
 #endif
+}
+
+/* A float as an unsigned integer of the same order (larger float, larger key); -0.0 and +0.0 share a key, as they
+ * compare equal on the CPU. */
+static __host__ __device__ inline uint32_t trn_cuda_desc_key(float v) {
+    uint32_t b;
+    memcpy(&b, &v, sizeof(b));
+    if (v == 0.0f)
+        b = 0;
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+/* Greedy argmax as one 64-bit maximum (atomicMax across blocks): the larger key is the larger value, then the lower
+ * id, the CPU's choice among equal logits; a NaN has the lowest value, so it is never chosen while any value is a
+ * number (all NaN: id 0, as the CPU). The id is ~key's low 32 bits. */
+static __host__ __device__ inline unsigned long long trn_cuda_argmax_key(float v, int id) {
+    const unsigned long long value = v != v ? 0ull : (unsigned long long)trn_cuda_desc_key(v);
+    return (value << 32) | (unsigned long long)(~(uint32_t)id);
 }
 
 /* Programmatic dependent launch (sm_90 and newer; no-ops elsewhere, in the Pascal build (TRN_CUDA_PASCAL) and for

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "cuda_ops.h"
+#include "dequant.cuh"
 #include "device_math.cuh"
 #include "ternary_lane.cuh"
 
@@ -239,6 +240,25 @@ struct ternary_params {
     const float *rope_cos_sin;
     const int32_t *pos;
     int head_dim;
+    /* EMBED_NORM_QUANT: the embedding and where its row goes */
+    const uint8_t *embed;
+    const uint16_t *embed_d;
+    size_t embed_row_bytes;
+    int64_t embed_rows;
+    int embed_type;           /* trn_type */
+    const int32_t *token;
+    float *x_row;
+    int32_t *history;
+    /* the greedy argmax folded into a STORE launch (the LM head) */
+    struct argmax_scratch *argmax;
+    int32_t *next;
+};
+
+/* The folded argmax's device state: the largest trn_cuda_argmax_key so far and the blocks done; the launch's last
+ * block reads the key and sets both back to zero. */
+struct argmax_scratch {
+    unsigned long long key;
+    unsigned int blocks_done;
 };
 
 /* Virtual row v -> matrix m and its row. SWIGLU interleaves gate and up (v = 2 r + m); otherwise the matrices'
@@ -286,7 +306,9 @@ __device__ __forceinline__ void load_codes(const ternary_params &p, int64_t v, i
 /* The QUANT and NORM_QUANT prologues: every CTA turns x (256 nb,) into the int8 blocks of the shared-memory layout,
  * RMSNorm first for NORM_QUANT: scale = 1 / sqrt(mean(x^2) + eps), v = (x * scale) * norm, as rmsnorm_ref (the sum
  * of squares in a fixed tree order, the same in every CTA). Then per block, as quantize_act_kernel: warp w takes
- * blocks w, w + 8, ..., lane 8 values. */
+ * blocks w, w + 8, ..., lane 8 values. EMBED_NORM_QUANT: x is the token's embedding row, dequantized here as
+ * trn_cuda_get_row does (so the same floats), which CTA 0 also writes to x_row, and whose id thread 0 of CTA 0 stores
+ * in the history. */
 /* The NORM_QUANT weights warp w needs first (block w's, lane's 8), loaded before trn_pdl_wait() (weights: no earlier
  * kernel writes them) so that their latency overlaps the previous launch's tail; used by the lean kernels. */
 struct norm_preload {
@@ -297,7 +319,7 @@ struct norm_preload {
 __device__ __forceinline__ norm_preload preload_norm(const ternary_params &p) {
     norm_preload r = {};
     const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x >> 5;
-    if (p.input == TRN_CUDA_IN_NORM_QUANT && warp < p.nb) {
+    if ((p.input == TRN_CUDA_IN_NORM_QUANT || p.input == TRN_CUDA_IN_EMBED_NORM_QUANT) && warp < p.nb) {
         const int i0 = warp * TRN_QK_K + 8 * lane;
         r.w0 = *reinterpret_cast<const float4 *>(p.norm + i0);
         r.w1 = *reinterpret_cast<const float4 *>(p.norm + i0 + 4);
@@ -311,12 +333,31 @@ __device__ void quantize_into_shared(const ternary_params &p, uint8_t *act, floa
                                      const norm_preload &pre = norm_preload{}) {
     __shared__ float partial[kWarpsPerCta];
     const int lane = threadIdx.x & (kWarp - 1), warp = threadIdx.x >> 5, n = p.nb * TRN_QK_K;
-    const bool norm = p.input == TRN_CUDA_IN_NORM_QUANT;
+    const bool embed = p.input == TRN_CUDA_IN_EMBED_NORM_QUANT;
+    const bool norm = p.input == TRN_CUDA_IN_NORM_QUANT || embed;
+    const uint8_t *embed_row = nullptr;
+    const uint16_t *embed_d = nullptr;
+    if (embed) {
+        const int32_t token = *p.token;
+        if (token >= 0 && token < p.embed_rows) { /* else NaN, as get_row */
+            embed_row = p.embed + (size_t)token * p.embed_row_bytes;
+            embed_d = p.embed_d ? p.embed_d + (size_t)token * (size_t)p.nb : nullptr;
+        }
+        if (blockIdx.x == 0 && threadIdx.x == 0 && p.history)
+            p.history[*p.pos] = token;
+    }
+    auto x_at = [&](int i) {
+        if (!embed)
+            return p.x[i];
+        return embed_row ? trn_dq::dequant_one((trn_type)p.embed_type, embed_row, embed_d, i) : NAN;
+    };
     float scale = 1.0f;
     if (norm) {
         float ss = 0.0f;
-        for (int i = threadIdx.x; i < n; i += kCtaThreads)
-            ss = add_rn(ss, mul_rn(p.x[i], p.x[i]));
+        for (int i = threadIdx.x; i < n; i += kCtaThreads) {
+            const float x = x_at(i);
+            ss = add_rn(ss, mul_rn(x, x));
+        }
         ss = group_sum<kWarp>(ss);
         if (lane == 0)
             partial[warp] = ss;
@@ -329,8 +370,19 @@ __device__ void quantize_into_shared(const ternary_params &p, uint8_t *act, floa
     for (int b = warp; b < p.nb; b += kWarpsPerCta) {
         const int i0 = b * TRN_QK_K + 8 * lane;
         float v[8];
-        const float4 x0 = *reinterpret_cast<const float4 *>(p.x + i0), x1 = *reinterpret_cast<const float4 *>(p.x + i0 + 4);
-        v[0] = x0.x, v[1] = x0.y, v[2] = x0.z, v[3] = x0.w, v[4] = x1.x, v[5] = x1.y, v[6] = x1.z, v[7] = x1.w;
+        if (embed) {
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                v[k] = x_at(i0 + k);
+            if (blockIdx.x == 0) {
+                *reinterpret_cast<float4 *>(p.x_row + i0) = make_float4(v[0], v[1], v[2], v[3]);
+                *reinterpret_cast<float4 *>(p.x_row + i0 + 4) = make_float4(v[4], v[5], v[6], v[7]);
+            }
+        } else {
+            const float4 x0 = *reinterpret_cast<const float4 *>(p.x + i0);
+            const float4 x1 = *reinterpret_cast<const float4 *>(p.x + i0 + 4);
+            v[0] = x0.x, v[1] = x0.y, v[2] = x0.z, v[3] = x0.w, v[4] = x1.x, v[5] = x1.y, v[6] = x1.z, v[7] = x1.w;
+        }
         if (norm) {
             const bool pre_here = PRELOADED && pre.loaded && b == warp;
             const float4 w0 = pre_here ? pre.w0 : *reinterpret_cast<const float4 *>(p.norm + i0);
@@ -367,17 +419,61 @@ __device__ void quantize_into_shared(const ternary_params &p, uint8_t *act, floa
 }
 
 /* Output kind of a kernel: a trn_cuda_output fixed at compile time, or kOutRuntime (p.output read at run time: the
- * f32 mode, which no fused launch uses). */
-constexpr int kOutRuntime = -1;
+ * f32 mode, which no fused launch uses); STORE | kOutArgmax: STORE with the folded argmax (a kernel of its own, so
+ * the plain LM head's row loop carries none of it). */
+constexpr int kOutRuntime = -1, kOutArgmax = 16;
+__host__ __device__ constexpr int out_base(int out) { return out == kOutRuntime ? kOutRuntime : out & ~kOutArgmax; }
+__host__ __device__ constexpr bool out_argmax(int out) { return out != kOutRuntime && (out & kOutArgmax) != 0; }
+
+/* The greedy argmax folded into a STORE launch (p.argmax set; the LM head): each warp keeps the largest
+ * trn_cuda_argmax_key of its rows in a shared slot (lane 0 writes it, so no barrier until the end), each CTA then
+ * takes its slots' maximum into the scratch's key with one atomicMax, and the CTA that finishes last (a counter, as
+ * the split attention's merge) writes the id to *next and zeroes key and counter for the next launch. */
+__device__ __forceinline__ unsigned long long *argmax_slots() {
+    __shared__ unsigned long long slots[kWarpsPerCta];
+    return slots;
+}
+
+__device__ __forceinline__ void argmax_begin() {
+    if ((threadIdx.x & (kWarp - 1)) == 0)
+        argmax_slots()[threadIdx.x >> 5] = 0ull;
+}
+
+/* Lane 0 of a warp offers a key (the warp's largest of the rows it just finished). */
+__device__ __forceinline__ void argmax_offer(unsigned long long key, int lane) {
+    unsigned long long *slot = argmax_slots() + (threadIdx.x >> 5);
+    if (lane == 0 && key > *slot)
+        *slot = key;
+}
+
+__device__ __forceinline__ void argmax_end(const ternary_params &p) {
+    __syncthreads();
+    if (threadIdx.x != 0)
+        return;
+    unsigned long long best = 0ull;
+    for (int w = 0; w < kWarpsPerCta; w++)
+        best = argmax_slots()[w] > best ? argmax_slots()[w] : best;
+    if (best)
+        atomicMax(&p.argmax->key, best);
+    __threadfence(); /* the key before the count: the last CTA must see every CTA's key */
+    if (atomicAdd(&p.argmax->blocks_done, 1u) == gridDim.x - 1) {
+        __threadfence();
+        const unsigned long long key = atomicExch(&p.argmax->key, 0ull);
+        atomicExch(&p.argmax->blocks_done, 0u);
+        *p.next = (int32_t)~(uint32_t)key;
+    }
+}
 
 /* The epilogue of one unit (one row, or two for SWIGLU and QKV: acc0 the first row's result, acc the second's).
  * Every lane holds the results; lane 0 (and lane 1 for a pair's second value) writes. */
 template <int OUT>
 __device__ __forceinline__ void finish_unit(const ternary_params &p, int64_t unit, float acc0, float acc, int lane) {
-    switch (OUT == kOutRuntime ? p.output : OUT) {
+    switch (OUT == kOutRuntime ? p.output : out_base(OUT)) {
     case TRN_CUDA_OUT_STORE:
         if (lane == 0)
             p.y[unit] = acc;
+        if (out_argmax(OUT))
+            argmax_offer(trn_cuda_argmax_key(acc, (int)unit), lane);
         break;
     case TRN_CUDA_OUT_ADD:
         if (lane == 0)
@@ -611,10 +707,17 @@ __device__ __forceinline__ int reduce_scatter4(const int (&v)[kLeanRows], int la
 template <int OUT>
 __device__ __forceinline__ void lean_finish(const ternary_params &p, int g, float acc, int lane) {
     const float other = __shfl_xor_sync(kFullMask, acc, 1); /* the pair partner: lane r ^ 1 */
+    if (out_argmax(OUT)) { /* the group's 4 rows: lanes 4 k + r hold row r */
+        unsigned long long key = trn_cuda_argmax_key(acc, kLeanRows * g + (lane & 3)), other_key;
+        other_key = __shfl_xor_sync(kFullMask, key, 1);
+        key = other_key > key ? other_key : key;
+        other_key = __shfl_xor_sync(kFullMask, key, 2);
+        argmax_offer(other_key > key ? other_key : key, lane);
+    }
     if (lane >= kLeanRows)
         return;
     const int v = kLeanRows * g + lane;
-    if (OUT == TRN_CUDA_OUT_STORE) {
+    if (out_base(OUT) == TRN_CUDA_OUT_STORE) {
         p.y[v] = acc;
     } else if (OUT == TRN_CUDA_OUT_ADD) {
         p.y[v] = add_rn(p.y[v], acc);
@@ -835,10 +938,15 @@ template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
 /* name<K>: the kernel of one launch kind, K the kernel policy (Classic<F, N, INT8>, LeanTq2<ONE_STEP> or LeanTq1). */
 #define TERNARY_LAUNCH_KIND(name, out)                                                                               \
     template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) name(const ternary_params p) {  \
+        if (out_argmax(out))                                                                                         \
+            argmax_begin();                                                                                          \
         K::template run<out>(p);                                                                                     \
+        if (out_argmax(out))                                                                                         \
+            argmax_end(p);                                                                                           \
     }
 TERNARY_LAUNCH_KIND(ternary_store, TRN_CUDA_OUT_STORE)       /* an unfused product */
 TERNARY_LAUNCH_KIND(lm_head, TRN_CUDA_OUT_STORE)             /* NORM_QUANT input, STORE output */
+TERNARY_LAUNCH_KIND(lm_head_argmax, TRN_CUDA_OUT_STORE | kOutArgmax) /* the same, with greedy sampling folded in */
 TERNARY_LAUNCH_KIND(ternary_residual, TRN_CUDA_OUT_ADD)      /* output and down projections */
 TERNARY_LAUNCH_KIND(ternary_swiglu, TRN_CUDA_OUT_SWIGLU)     /* gate and up */
 TERNARY_LAUNCH_KIND(ternary_qkv_rope, TRN_CUDA_OUT_QKV)      /* Q, K, V, RoPE, the cache rows */
@@ -883,7 +991,7 @@ template <class K> kernel_fn kernel_for(const ternary_params &p) {
     } else {
         switch (p.output) {
         case TRN_CUDA_OUT_STORE:
-            return p.input == TRN_CUDA_IN_NORM_QUANT ? lm_head<K> : ternary_store<K>;
+            return p.argmax ? lm_head_argmax<K> : p.input == TRN_CUDA_IN_NORM_QUANT ? lm_head<K> : ternary_store<K>;
         case TRN_CUDA_OUT_ADD:
             return ternary_residual<K>;
         case TRN_CUDA_OUT_SWIGLU:
@@ -994,6 +1102,14 @@ extern "C" int trn_cuda_ternary(const trn_cuda_ternary_op *op, int pdl, trn_cuda
         if (!aligned(op->xq, 4))
             return cudaErrorMisalignedAddress;
         break;
+    case TRN_CUDA_IN_EMBED_NORM_QUANT:
+        if (!op->norm || !op->token || !op->x_row || op->embed.cols != w[0].cols || (op->history && !op->pos))
+            return cudaErrorInvalidValue;
+        if (const cudaError_t err = trn_dq::check_row_lookup(&op->embed); err != cudaSuccess)
+            return (int)err;
+        if (!aligned(op->norm, 16) || !aligned(op->x_row, 16))
+            return cudaErrorMisalignedAddress;
+        break;
     case TRN_CUDA_IN_NORM_QUANT:
         if (!op->norm)
             return cudaErrorInvalidValue;
@@ -1030,6 +1146,12 @@ extern "C" int trn_cuda_ternary(const trn_cuda_ternary_op *op, int pdl, trn_cuda
     default:
         return cudaErrorInvalidValue;
     }
+    if (op->argmax) { /* greedy argmax over the rows of a STORE launch in int8 mode; ids are 32-bit */
+        if (op->output != TRN_CUDA_OUT_STORE || !int8 || !op->next || total_rows > INT32_MAX)
+            return cudaErrorInvalidValue;
+        if (!aligned(op->argmax, 8))
+            return cudaErrorMisalignedAddress;
+    }
     if (total_rows == 0)
         return cudaSuccess;
     p.n_mat = op->n_mat;
@@ -1050,9 +1172,23 @@ extern "C" int trn_cuda_ternary(const trn_cuda_ternary_op *op, int pdl, trn_cuda
     p.rope_cos_sin = op->rope_cos_sin;
     p.pos = op->pos;
     p.head_dim = op->head_dim;
+    if (op->input == TRN_CUDA_IN_EMBED_NORM_QUANT) {
+        p.embed = static_cast<const uint8_t *>(op->embed.qs);
+        p.embed_d = op->embed.d;
+        p.embed_row_bytes = op->embed.row_bytes;
+        p.embed_rows = op->embed.rows;
+        p.embed_type = (int)op->embed.type;
+        p.token = op->token;
+        p.x_row = op->x_row;
+        p.history = op->history;
+    }
+    p.argmax = static_cast<argmax_scratch *>(op->argmax);
+    p.next = op->next;
     const size_t smem = int8 ? (size_t)nb * kActBytesPerBlock : 0;
     return (int)dispatch(p, tq2, int8, op->kernel, smem, pdl != 0, reinterpret_cast<cudaStream_t>(stream));
 }
+
+extern "C" size_t trn_cuda_argmax_scratch_bytes(void) { return sizeof(argmax_scratch); }
 
 extern "C" int trn_cuda_gemv_ternary(const trn_cuda_matrix *w, const float *x, const trn_cuda_q8_block *xq, float *y,
                                      trn_cuda_stream stream) {

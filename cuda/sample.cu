@@ -4,7 +4,7 @@
  *   logits[n_vocab], history[0..*pos], params -> *next
  *
  * Owns: the sampler kernel, its scratch layout, and the per-element math it shares with the host (trn_cuda_uniform,
- * trn_cuda_penalize, trn_cuda_exp_prob, trn_cuda_desc_key). Does not own: the sampling parameters (host/sampler.h,
+ * trn_cuda_penalize, trn_cuda_exp_prob; trn_cuda_desc_key is device_math.cuh's). Does not own: the sampling parameters (host/sampler.h,
  * set at prepare), the token history (a state buffer written by store_row). The steps (candidate lists A-D) and
  * how far the result agrees with the CPU's are in cuda/README.md, "Sampling on the device".
  * Build without --use_fast_math: it would replace expf (the divisions use __fdiv_rn and survive it). */
@@ -59,16 +59,6 @@ static __host__ __device__ inline float trn_cuda_div(float v, float by) {
  * (<= 2 ulp) would differ more often. Large lists use expf: 32000 double exponentials are slow on cards with
  * 1/32-rate FP64 (sm_61, sm_75 consumer parts). */
 static __host__ __device__ inline float trn_cuda_exp_prob(float x) { return (float)exp((double)x); }
-
-/* A float as an unsigned integer of the same order (larger float, larger key); -0.0 and +0.0 share a key, as they
- * compare equal on the CPU. */
-static __host__ __device__ inline uint32_t trn_cuda_desc_key(float v) {
-    uint32_t b;
-    memcpy(&b, &v, sizeof(b));
-    if (v == 0.0f)
-        b = 0;
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
 
 /* Ascending order of this 64-bit key = the CPU's candidate order: logit descending, then id ascending. */
 static __host__ __device__ inline unsigned long long trn_cuda_sort_key(uint32_t desc_key, int id) {

@@ -13,7 +13,8 @@
 #
 # The steps, in order: commit, nvcc, driver, GPU and its clocks; the CUDA build; the GPU tests (test_cuda is the
 # CUDA-vs-CPU parity test; test_cli and test_golden_text run --device cuda too); three runs of the default decode
-# bench (median, min, max); the lean ternary kernel and the split attention of 32 positions (decode benches; the
+# bench (median, min, max); the lean ternary kernel, the split attention of 32 positions, the L2 prefetch and the
+# folded ends of a step (decode benches; the
 # lean kernel's greedy text against the classic kernel's); the batched prefill (512-token prompts, the text after a
 # prompt, perplexity batched and token by token, the dense FP16 baseline); the GPU kernel lab (build-gpu/cuda_kernel_lab); the
 # greedy text of the GPU against the CPU's (stories260K, and --synthetic tiny with --act f32); a long context (a
@@ -60,7 +61,8 @@ KEYS=(gpu gpu_name driver nvcc commit dirty clocks_before build_ok build_flags t
     tests_skipped decode_tokens_per_s decode_tokens_per_s_min decode_tokens_per_s_max decode_tokens_per_s_runs
     ms_per_token achieved_gbs kernels_per_token bandwidth_gbs roofline_fraction device
     decode_tokens_per_s_lean decode_tokens_per_s_split32 decode_tokens_per_s_lean_split32 lean_text_identical
-    decode_tokens_per_s_l2_prefetch decode_tokens_per_s_lean_l2_prefetch
+    decode_tokens_per_s_l2_prefetch decode_tokens_per_s_lean_l2_prefetch decode_tokens_per_s_fold_ends
+    decode_tokens_per_s_lean_fold_ends kernels_per_token_fold_ends
     prefill_tokens_per_s prefill_token_by_token_tokens_per_s prefill_tokens_per_s_tq1_0 prefill_text_identical
     dense_f16_decode_tokens_per_s dense_f16_prefill_tokens_per_s
     perplexity_batched perplexity_token_by_token kernel_lab
@@ -268,8 +270,17 @@ if [ $BUILD_RC -eq 0 ]; then
         --synthetic "$MODEL"
     run 60 "$OUT/bench_lean_l2_prefetch.json" "$OUT/bench_lean_l2_prefetch.err" env TRN_CUDA_TERNARY=lean \
         TRN_CUDA_L2_PREFETCH=1 "${BENCH[@]}" --synthetic "$MODEL"
+    # the step's ends folded (TRN_CUDA_FOLD_ENDS=1: embedding row into the first launch, greedy argmax into the LM
+    # head; test_cuda checked the same logits and tokens)
+    run 60 "$OUT/bench_fold_ends.json" "$OUT/bench_fold_ends.err" env TRN_CUDA_FOLD_ENDS=1 "${BENCH[@]}" \
+        --synthetic "$MODEL"
+    run 60 "$OUT/bench_lean_fold_ends.json" "$OUT/bench_lean_fold_ends.err" env TRN_CUDA_TERNARY=lean \
+        TRN_CUDA_FOLD_ENDS=1 "${BENCH[@]}" --synthetic "$MODEL"
+    K=$(grep -oE '[0-9]+ kernels per token' "$OUT/bench_fold_ends.json" 2>/dev/null | head -1 | grep -oE '^[0-9]+')
+    if [ -n "$K" ]; then put kernels_per_token_fold_ends "$K"
+    else skip kernels_per_token_fold_ends "no device line in bench_fold_ends.json: $(head -c 200 "$OUT/bench_fold_ends.err")"; fi
     for pair in lean:lean split32:split32 lean_split32:lean_split32 l2_prefetch:l2_prefetch \
-        lean_l2_prefetch:lean_l2_prefetch; do
+        lean_l2_prefetch:lean_l2_prefetch fold_ends:fold_ends lean_fold_ends:lean_fold_ends; do
         k=decode_tokens_per_s_${pair%%:*}
         v=$(field "$OUT/bench_${pair#*:}.json" decode_tokens_per_s)
         if [ "$v" != null ]; then put "$k" "$v"; else skip "$k" "$(head -c 200 "$OUT/bench_${pair#*:}.err")"; fi
@@ -544,6 +555,8 @@ if [ $BUILD_RC -eq 0 ]; then
         "with the lean kernel $(v decode_tokens_per_s_lean_split32)"
     echo "L2 prefetch:         $(v decode_tokens_per_s_l2_prefetch) tokens/s (TRN_CUDA_L2_PREFETCH=1)," \
         "with the lean kernel $(v decode_tokens_per_s_lean_l2_prefetch)"
+    echo "ends folded:         $(v decode_tokens_per_s_fold_ends) tokens/s (TRN_CUDA_FOLD_ENDS=1," \
+        "$(v kernels_per_token_fold_ends) kernels per token), with the lean kernel $(v decode_tokens_per_s_lean_fold_ends)"
     echo "batched prefill:     $(v prefill_tokens_per_s) tokens/s for a $PROMPT-token prompt (TQ2_0; token by token" \
         "$(v prefill_token_by_token_tokens_per_s)), TQ1_0 $(v prefill_tokens_per_s_tq1_0); text after a batched prompt" \
         "identical: $(v prefill_text_identical)"

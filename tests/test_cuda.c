@@ -17,10 +17,12 @@
  *     only the attention kernel differs (positions split across blocks, merged at the end): NMSE <= 1e-8;
  *   - graph replay and plain launches (both unfused) give bitwise identical logits, as do launches with and without
  *     programmatic dependent launch, and the lean ternary kernel (TRN_CUDA_TERNARY=lean) and the classic one, and
- *     with attention prefetching the next launches' weights into L2 (TRN_CUDA_L2_PREFETCH=1) and without;
+ *     with attention prefetching the next launches' weights into L2 (TRN_CUDA_L2_PREFETCH=1) and without, and with
+ *     the step's ends folded (TRN_CUDA_FOLD_ENDS=1: the same tokens too, and fewer kernels on ternary models);
  *   - the split attention kernel with 32 positions per block (TRN_CUDA_ATTENTION_SPLIT=32) within the fused-vs-unfused
  *     bounds of the default 64;
- *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text);
+ *   - sampling on the device with a seed gives the same tokens on two runs (same seed, same text), also with the ends
+ *     folded;
  *   - every weight mode (streamed, partly resident, mapped; copies slowed on purpose; pinned memory refused) gives
  *     bitwise the logits and tokens of resident weights;
  *   - the batched prefill (TRN_CUDA_PREFILL=batched), as check_prefill says. */
@@ -211,6 +213,22 @@ static void check_model(const char *path, model_kind kind) {
             CHECK_MSG(strstr(trn_backend_describe(pf), "L2 prefetch") != NULL,
                       "%s: TRN_CUDA_L2_PREFETCH=1 planned no prefetch (%s)", path, trn_backend_describe(pf));
         trn_backend_free(pf);
+        /* the ends folded (TRN_CUDA_FOLD_ENDS=1): the embedding row and history store in the first launch, greedy
+         * sampling in the LM head: the same logits and tokens, bitwise; in int8 mode on a ternary model fewer kernels */
+        setenv("TRN_CUDA_FOLD_ENDS", "1", 1);
+        trn_backend *fe = make(1);
+        int t_fold[STEPS];
+        ok = ok && fe && run(fe, model, g, (trn_act_mode)act, 0.0f, t_cpu, t_fold, plain);
+        unsetenv("TRN_CUDA_FOLD_ENDS");
+        CHECK_MSG(ok && memcmp(plain, gpu, n * sizeof(float)) == 0 && memcmp(t_fold, t_gpu, sizeof(t_fold)) == 0,
+                  "%s act %d: folding the step's ends changed the logits or the tokens", path, act);
+        if (ok && act == TRN_ACT_INT8 && ternary)
+            CHECK_MSG(strstr(trn_backend_describe(fe), "kernels folded") != NULL,
+                      "%s: TRN_CUDA_FOLD_ENDS=1 folded nothing (%s)", path, trn_backend_describe(fe));
+        if (ok)
+            printf("%s, act %s: ends folded: logits and tokens bitwise the same on %s\n", path, act ? "f32" : "int8",
+                   trn_backend_describe(fe));
+        trn_backend_free(fe);
         /* the split attention kernel with 32 positions per block: its partial sums merge in another order */
         ok = ok && run_with_env("TRN_CUDA_ATTENTION_SPLIT", "32", model, g, (trn_act_mode)act, t_cpu, t_plain, plain);
         if (ok) {
@@ -228,6 +246,13 @@ static void check_model(const char *path, model_kind kind) {
              run(d, model, g, TRN_ACT_INT8, 0.8f, NULL, s2, plain);
     CHECK_MSG(ok && memcmp(s1, s2, sizeof(s1)) == 0, "%s: sampling with one seed gave two texts", path);
     trn_backend_free(d);
+    /* with the ends folded the sampler stays a kernel of its own (not greedy): the same text */
+    setenv("TRN_CUDA_FOLD_ENDS", "1", 1);
+    d = make(1);
+    ok = d && run(d, model, g, TRN_ACT_INT8, 0.8f, NULL, s2, plain);
+    unsetenv("TRN_CUDA_FOLD_ENDS");
+    CHECK_MSG(ok && memcmp(s1, s2, sizeof(s1)) == 0, "%s: sampling with the ends folded gave another text", path);
+    trn_backend_free(d);
     free(cpu);
     free(gpu);
     free(plain);
@@ -241,8 +266,9 @@ static void check_model(const char *path, model_kind kind) {
 
 /* A prompt of STEPS tokens through a CUDA backend (the environment set by the caller) with batches of max_batch:
  * batched (trn_backend_prefill, which must then be the backend's batched one) or one step per token
- * (trn_backend_prefill_steps); every token's logits into all[STEPS][n_vocab], then AFTER greedy decode steps whose
- * logits go to after[AFTER][n_vocab]. */
+ * (trn_backend_prefill_steps); every token's logits into all[STEPS][n_vocab] (all NULL: none, so that token by token
+ * the prompt's tokens but the last take the step without the head), then AFTER greedy decode steps whose logits go to
+ * after[AFTER][n_vocab]. */
 static int prefill_and_decode(const trn_model *model, const trn_graph *g, trn_act_mode act, int max_batch, int batched,
                               const int *prompt, float *all, float *after) {
     trn_backend *d = make(1);
@@ -258,7 +284,7 @@ static int prefill_and_decode(const trn_model *model, const trn_graph *g, trn_ac
     ok = ok && (batched ? trn_backend_prefill(d, prompt, STEPS, 0, 1, &next, all)
                         : trn_backend_prefill_steps(d, prompt, STEPS, 0, 1, &next, all)) == TRN_OK;
     const int n_vocab = model->hp.n_vocab;
-    if (ok) { /* logits() after a prompt: its last token's */
+    if (ok && all) { /* logits() after a prompt: its last token's */
         const float *last = trn_backend_logits(d);
         ok = last && next >= 0 && memcmp(last, all + (size_t)(STEPS - 1) * n_vocab, (size_t)n_vocab * sizeof(float)) == 0;
     }
@@ -340,6 +366,13 @@ static void check_prefill(const char *path, model_kind kind) {
         unsetenv("TRN_CUDA_NO_CUBLAS");
         setenv("TRN_CUDA_PREFILL", "steps", 1);
         ok = ok && prefill_and_decode(model, g, (trn_act_mode)act, 0, 0, prompt, ref, ref_after);
+        /* the step's ends folded (TRN_CUDA_FOLD_ENDS=1): the prompt through the step without the head, then decode
+         * steps whose logits and tokens must be bitwise the default's */
+        setenv("TRN_CUDA_FOLD_ENDS", "1", 1);
+        const int folded = ok && prefill_and_decode(model, g, (trn_act_mode)act, 0, 0, prompt, NULL, got_after);
+        unsetenv("TRN_CUDA_FOLD_ENDS");
+        CHECK_MSG(folded && memcmp(got_after, ref_after, n_after * sizeof(float)) == 0,
+                  "%s act %s: with the ends folded the decode after a prompt differs", path, mode);
         setenv("TRN_CUDA_PREFILL", "batched", 1);
         ok = ok && prefill_and_decode(model, g, (trn_act_mode)act, 64, 1, prompt, got, got_after);
         unsetenv("TRN_CUDA_PREFILL");

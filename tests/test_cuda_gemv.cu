@@ -4,7 +4,7 @@
  * in registers) equal the classic ones for every code and activation pattern tried. Exit status 1 on any mismatch, 77 (skipped, after the host checks) where no
  * GPU is present. Expect: int8 ternary rows (classic and lean kernels), quantized activations and get_row bitwise equal;
  * f32-mode and float types within 1e-6 of sum|w x| per row (F32 also against cuBLAS's Sgemv); the fused launches of trn_cuda_ternary as check_fused
- * says. */
+ * says, and the folded ends of a step (embedding row in, greedy argmax out) as check_folded says. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cmath>
@@ -237,6 +237,100 @@ static void check_fused(trn_type t, int64_t cols, int n_head, int n_kv, int hd, 
     for (dev_matrix *d : {&wq, &wk, &wv, &wg, &wu}) { CK(cudaFree((void *)d->m.qs)); CK(cudaFree((void *)d->m.d)); }
 }
 
+/* The folded ends of a step (TRN_CUDA_FOLD_ENDS, cuda_backend.cu). EMBED_NORM_QUANT: QKV from token 3's row of an
+ * embedding of each type get_row reads, against get_row then NORM_QUANT: q and the cache rows bitwise, the row
+ * written to x_row bitwise get_row's, and the token stored at history[pos]. The argmax of a STORE launch: rows r and
+ * r + rows / 2 equal (each maximum present twice, in different CTAs: the lower id must win), logits bitwise those
+ * without the argmax, the id the host's first maximum of them; three launches in a row (the scratch resets itself),
+ * the last on another input. */
+static void check_folded(trn_type t, int64_t cols, trn_cuda_ternary_kernel kernel) {
+    const int n_head = 4, n_kv = 2, hd = 64, q_rows = n_head * hd, kv_rows = n_kv * hd, n_ctx = 5, pos = 3;
+    const int vocab = 5, token = 3;
+    dev_matrix wq = make(t, q_rows, cols), wk = make(t, kv_rows, cols), wv = make(t, kv_rows, cols);
+    std::vector<float> norm((size_t)cols), table((size_t)n_ctx * hd);
+    for (auto &v : norm) v = frand(0.5f, 1.5f);
+    for (auto &v : table) v = frand(-1.0f, 1.0f);
+    float *dnorm = up(norm.data(), norm.size()), *dtable = up(table.data(), table.size());
+    const int32_t pos_v = pos, token_v = token;
+    int32_t *dpos = up(&pos_v, 1), *dtoken = up(&token_v, 1);
+    const char *name = trn_type_name(t);
+    /* q, then the k and v cache rows at pos, of one QKV launch with the input op_in describes */
+    auto qkv = [&](trn_cuda_ternary_op op) {
+        std::vector<float> nan_cache((size_t)n_ctx * kv_rows, NAN);
+        float *dq, *dkc = up(nan_cache.data(), nan_cache.size()), *dvc = up(nan_cache.data(), nan_cache.size());
+        CK(cudaMalloc(&dq, (size_t)q_rows * 4));
+        op.n_mat = 3; op.w[0] = wq.m; op.w[1] = wk.m; op.w[2] = wv.m; op.norm = dnorm; op.eps = 1e-5f;
+        op.output = TRN_CUDA_OUT_QKV; op.y = dq; op.k_cache = dkc; op.v_cache = dvc; op.rope_cos_sin = dtable;
+        op.pos = dpos; op.head_dim = hd; op.kernel = kernel;
+        LK(trn_cuda_ternary(&op, 0, nullptr));
+        std::vector<float> out = down(dq, (size_t)q_rows), kc = down(dkc, nan_cache.size()), vc = down(dvc, nan_cache.size());
+        out.insert(out.end(), kc.begin() + (size_t)pos * kv_rows, kc.begin() + (size_t)(pos + 1) * kv_rows);
+        out.insert(out.end(), vc.begin() + (size_t)pos * kv_rows, vc.begin() + (size_t)(pos + 1) * kv_rows);
+        for (void *p : {(void *)dq, (void *)dkc, (void *)dvc}) CK(cudaFree(p));
+        return out;
+    };
+    for (trn_type et : {TRN_TYPE_F32, TRN_TYPE_F16, TRN_TYPE_Q8_0, t}) {
+        dev_matrix emb = make(et, vocab, cols);
+        float *drow, *dx_row;
+        CK(cudaMalloc(&drow, (size_t)cols * 4));
+        CK(cudaMalloc(&dx_row, (size_t)cols * 4));
+        std::vector<int32_t> hist((size_t)n_ctx, -1);
+        int32_t *dhist = up(hist.data(), hist.size());
+        LK(trn_cuda_get_row(&emb.m, dtoken, drow, nullptr));
+        trn_cuda_ternary_op op = {};
+        op.input = TRN_CUDA_IN_NORM_QUANT; op.x = drow;
+        const std::vector<float> want = qkv(op);
+        op = {};
+        op.input = TRN_CUDA_IN_EMBED_NORM_QUANT; op.embed = emb.m; op.token = dtoken; op.x_row = dx_row; op.history = dhist;
+        const std::vector<float> got = qkv(op);
+        const auto row = down(drow, (size_t)cols), x_row = down(dx_row, (size_t)cols);
+        hist = down(dhist, hist.size());
+        if (memcmp(got.data(), want.data(), want.size() * 4)) { failures++; printf("FAIL folded %s: EMBED_NORM_QUANT from %s: QKV differs from get_row + NORM_QUANT\n", name, trn_type_name(et)); }
+        if (memcmp(x_row.data(), row.data(), row.size() * 4)) { failures++; printf("FAIL folded %s: EMBED_NORM_QUANT from %s: x_row differs from get_row\n", name, trn_type_name(et)); }
+        if (hist[(size_t)pos] != token || hist[0] != -1) { failures++; printf("FAIL folded %s: EMBED_NORM_QUANT did not store token %d at history[%d] alone\n", name, token, pos); }
+        for (void *p : {(void *)drow, (void *)dx_row, (void *)dhist, (void *)emb.m.qs, (void *)emb.m.d}) if (p) CK(cudaFree(p));
+    }
+
+    /* the argmax: a head of 2 x 1024 rows, the second half a copy of the first */
+    const int half = 1024, rows = 2 * half;
+    std::vector<uint8_t> file = random_ternary_rows(t, half, cols);
+    file.insert(file.end(), file.begin(), file.end());
+    const trn_cuda_matrix head = upload_ternary(t, file, rows, cols);
+    void *scratch;
+    CK(cudaMalloc(&scratch, trn_cuda_argmax_scratch_bytes()));
+    CK(cudaMemset(scratch, 0, trn_cuda_argmax_scratch_bytes()));
+    float *dy, *dy_plain;
+    int32_t *dnext;
+    CK(cudaMalloc(&dy, (size_t)rows * 4));
+    CK(cudaMalloc(&dy_plain, (size_t)rows * 4));
+    CK(cudaMalloc(&dnext, 4));
+    int checked = 0;
+    for (int launch = 0; launch < 3; launch++) {
+        std::vector<float> x((size_t)cols);
+        for (auto &v : x) v = frand(-3.0f, 3.0f);
+        float *dx = up(x.data(), x.size());
+        trn_cuda_ternary_op op = {};
+        op.n_mat = 1; op.w[0] = head; op.input = TRN_CUDA_IN_NORM_QUANT; op.x = dx; op.norm = dnorm; op.eps = 1e-5f;
+        op.output = TRN_CUDA_OUT_STORE; op.y = dy_plain; op.kernel = kernel;
+        LK(trn_cuda_ternary(&op, 0, nullptr));
+        op.y = dy; op.argmax = scratch; op.next = dnext;
+        LK(trn_cuda_ternary(&op, 1, nullptr));
+        if (launch < 2) LK(trn_cuda_ternary(&op, 1, nullptr)); /* the same input again: the same id */
+        const auto y = down(dy, (size_t)rows), y_plain = down(dy_plain, (size_t)rows);
+        const int32_t next = down(dnext, 1)[0];
+        int want = 0;
+        for (int r = 1; r < rows; r++) if (y_plain[(size_t)r] > y_plain[(size_t)want]) want = r;
+        if (memcmp(y.data(), y_plain.data(), y.size() * 4)) { failures++; printf("FAIL folded %s: the argmax changed the logits\n", name); }
+        if (next != want || want >= half || y_plain[(size_t)want] != y_plain[(size_t)want + half]) { failures++; printf("FAIL folded %s: argmax %d, want %d (the first of two equal maxima)\n", name, next, want); }
+        else checked++;
+        CK(cudaFree(dx));
+    }
+    printf("folded %-6s %-7s cols %-5lld: EMBED_NORM_QUANT from F32, F16, Q8_0, %s rows bitwise get_row + NORM_QUANT; argmax right in %d of 3 launches (ties across CTAs)\n",
+           name, kernel == TRN_CUDA_TERNARY_LEAN ? "lean" : "classic", (long long)cols, name, checked);
+    for (void *p : {(void *)dnorm, (void *)dtable, (void *)dpos, (void *)dtoken, scratch, (void *)dy, (void *)dy_plain, (void *)dnext, (void *)head.qs, (void *)head.d}) CK(cudaFree(p));
+    for (dev_matrix *d : {&wq, &wk, &wv}) { CK(cudaFree((void *)d->m.qs)); CK(cudaFree((void *)d->m.d)); }
+}
+
 static void bench(trn_type t, int64_t rows, int64_t cols, bool int8, trn_cuda_ternary_kernel kernel = TRN_CUDA_TERNARY_AUTO) {
     dev_matrix dm = make(t, rows, cols);
     std::vector<float> x((size_t)cols);
@@ -322,6 +416,7 @@ int main() {
             check_fused(t, 2048, 32, 4, 64, 5632, k); /* Trinity-1.1B */
             check_fused(t, 512, 4, 2, 16, 40, k);     /* 2 blocks per row: lanes past the row idle */
             check_fused(t, 5632, 2, 1, 8, 24, k);     /* 22 blocks: the lean kernel's several steps per row */
+            check_folded(t, 2048, k);
         }
     }
     printf("%s: %d failures\n", failures ? "FAILED" : "all checks passed", failures);
