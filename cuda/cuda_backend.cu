@@ -251,9 +251,9 @@ void build_plan(cuda_context *c) {
  * plan allows it. The token history's store and the embedding row go into layer 0's fused QKV launch (input
  * EMBED_NORM_QUANT: each CTA reads the token's row itself, CTA 0 writes it to the residual stream for layer 0's
  * residual add; the embedding resident or mapped, not streamed); greedy sampling without a penalty goes into the LM
- * head (an argmax over its rows, cuda_ops.h). The folded first launch waits for the host's copies like any kernel
- * (no programmatic dependent launch: nothing before it to overlap). The floats are get_row's and the argmax is the
- * sampler's rule, so logits and tokens are bitwise those of the separate kernels. */
+ * head (an argmax over its rows, cuda_ops.h). The folded first launch waits for the host's copy like any kernel (no
+ * programmatic dependent launch: before it is the copy of token and position, not a kernel). The floats are
+ * get_row's and the argmax is the sampler's rule, so logits and tokens are bitwise those of the separate kernels. */
 void fold_plan_ends(cuda_context *c) {
     const trn_graph *g = c->graph;
     std::vector<launch_entry> &plan = c->plan;
@@ -466,11 +466,12 @@ trn_status run_plan(cuda_context *c, int n_entries, int n_nodes, bool ranges) {
     return TRN_OK;
 }
 
-/* Inputs in (pinned -> device), the nodes, and for a full step the sampled id out (device -> pinned). */
+/* Inputs in (pinned -> device, one copy), the nodes, and for a full step the sampled id out (device -> pinned). */
 trn_status enqueue_step(cuda_context *c, bool full, bool ranges) {
     const trn_graph *g = c->graph;
-    CUDA_CHECK(cudaMemcpyAsync(c->buffer[g->buf_token], &c->pinned[0], sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
-    CUDA_CHECK(cudaMemcpyAsync(c->buffer[g->buf_pos], &c->pinned[1], sizeof(int32_t), cudaMemcpyHostToDevice, c->stream));
+    /* token and position in one copy: pinned[0..1] to the pair allocated side by side at prepare */
+    CUDA_CHECK(cudaMemcpyAsync(c->buffer[g->buf_token], &c->pinned[0], 2 * sizeof(int32_t), cudaMemcpyHostToDevice,
+                               c->stream));
     TRN_TRY(run_plan(c, full ? (int)c->plan.size() : c->plan_body, full ? g->n_nodes : g->n_body_nodes, ranges));
     if (full)
         CUDA_CHECK(cudaMemcpyAsync(&c->pinned[2], c->buffer[g->buf_next_token], sizeof(int32_t), cudaMemcpyDeviceToHost,
@@ -562,9 +563,17 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         c->use_graph = false;
     void *arena = nullptr;
     TRN_TRY(device_alloc(c, &arena, g->arena_bytes, "the activation arena"));
+    /* token and position side by side (as in pinned memory), so that a step copies both in one 8-byte copy */
+    void *inputs = nullptr;
+    TRN_TRY(device_alloc(c, &inputs, 2 * sizeof(int32_t), "the step's token and position"));
+    CUDA_CHECK(cudaMemset(inputs, 0, 2 * sizeof(int32_t)));
+    c->buffer[(size_t)g->buf_token] = inputs;
+    c->buffer[(size_t)g->buf_pos] = static_cast<int32_t *>(inputs) + 1;
     int64_t max_cols = 0;
     for (int i = 0; i < g->n_buffers; i++) {
         const trn_buffer *buf = &g->buffers[i];
+        if (i == g->buf_token || i == g->buf_pos)
+            continue; /* allocated above */
         if (buf->kind == TRN_BUF_WEIGHT) {
             max_cols = std::max<int64_t>(max_cols, buf->ne[0]);
         } else if (buf->kind == TRN_BUF_ACTIVATION) {
