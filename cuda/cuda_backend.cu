@@ -250,10 +250,11 @@ void build_plan(cuda_context *c) {
 /* TRN_CUDA_FOLD_ENDS=1 (issue 17 item 5): a step's first and last kernels folded into their neighbours where the
  * plan allows it. The token history's store and the embedding row go into layer 0's fused QKV launch (input
  * EMBED_NORM_QUANT: each CTA reads the token's row itself, CTA 0 writes it to the residual stream for layer 0's
- * residual add; the embedding resident or mapped, not streamed); greedy sampling without a penalty goes into the LM
- * head (an argmax over its rows, cuda_ops.h). The folded first launch waits for the host's copy like any kernel (no
- * programmatic dependent launch: before it is the copy of token and position, not a kernel). The floats are
- * get_row's and the argmax is the sampler's rule, so logits and tokens are bitwise those of the separate kernels. */
+ * residual add; the embedding resident or mapped, as weights.cu places it, never streamed); greedy sampling without
+ * a penalty goes into the LM head (an argmax over its rows, cuda_ops.h). The folded first launch waits for the host's
+ * copy like any kernel (no programmatic dependent launch: before it is the copy of token and position, not a
+ * kernel). The floats are get_row's and the argmax is the sampler's rule, so logits and tokens are bitwise those of
+ * the separate kernels. */
 void fold_plan_ends(cuda_context *c) {
     const trn_graph *g = c->graph;
     std::vector<launch_entry> &plan = c->plan;

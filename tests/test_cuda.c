@@ -421,7 +421,9 @@ static void check_prefill(const char *path, model_kind kind) {
 
 /* Weight residency: every mode gives bitwise the logits of resident weights (the same kernels read the same bytes,
  * only from elsewhere), also with each copy delayed on purpose (a kernel reading a ring slot before its layer
- * arrived would read another layer's weights) and with pinned memory refused (pageable copies, no graph). */
+ * arrived would read another layer's weights), with pinned memory refused (pageable copies, no graph), and with the
+ * step's ends folded (TRN_CUDA_FOLD_ENDS=1: in both modes the embedding is mapped, so the first launch reads its row
+ * over the bus). */
 static void check_weights(const char *path) {
     trn_model *model = NULL;
     trn_graph *g = NULL;
@@ -443,6 +445,8 @@ static void check_weights(const char *path) {
         {"mapped", NULL, TRN_WEIGHTS_MAPPED, -1},
         {"streaming, copies delayed 300 us", "TRN_CUDA_SLOW_COPY_US", TRN_WEIGHTS_STREAMING, 0},
         {"streaming, pinned memory refused", "TRN_CUDA_FAIL_PINNED", TRN_WEIGHTS_STREAMING, 1},
+        {"streaming, ends folded", "TRN_CUDA_FOLD_ENDS", TRN_WEIGHTS_STREAMING, 0},
+        {"mapped, ends folded", "TRN_CUDA_FOLD_ENDS", TRN_WEIGHTS_MAPPED, -1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         trn_backend_config config = {.act = TRN_ACT_INT8, .sampling = trn_sampling_default(), .weights = cases[i].mode,
