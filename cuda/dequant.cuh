@@ -63,7 +63,7 @@ __device__ __forceinline__ uint32_t load_u32(const uint8_t *p) { return load_u16
 /* Element i of a row of `type` as the CPU's trn_dequantize_row computes it. row: the row's bytes (ternary: its codes
  * in the split layout), d_row: the row's ternary scales. */
 __device__ inline float dequant_one(trn_type type, const uint8_t *__restrict__ row, const uint16_t *__restrict__ d_row,
-                             int64_t i) {
+                                    int64_t i) {
     switch (type) {
     case TRN_TYPE_F32:
         return reinterpret_cast<const float *>(row)[i];

@@ -324,6 +324,8 @@ static double prompt_nll(const float *all, const int *prompt, int n_vocab) {
  *     over the rows, ternary products by the int8 GEMM, which is bitwise the matrix-vector kernel) against unfused
  *     steps, for batches of 7 (not dividing the prompt), 8 and 512 (the whole prompt in one): every token's logits
  *     and the AFTER decode steps after the prompt (the KV cache it left) bitwise equal;
+ *   - with the step's ends folded (TRN_CUDA_FOLD_ENDS=1) the prompt token by token through the step without the head,
+ *     then the decode after it: bitwise the default steps' decode;
  *   - by default (cuBLAS for F32/F16/BF16 products) against the default fused steps, batches of 64: logits within
  *     1e-4 in f32 mode and check_model's GPU-vs-CPU 1e-3 in int8 mode (the fused RMSNorm; cuBLAS sums in its own
  *     order, and F16/BF16 weights take fp16/bf16-rounded activations), and the prompt's perplexity within 0.1%
