@@ -526,7 +526,7 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_ATTENTION_SPLIT=%s: expected 32 or 64", split);
         c->attention_split = atoi(split);
     }
-    c->fold_ends = c->fuse && env_flag("TRN_CUDA_FOLD_ENDS");
+    c->fold_ends = c->fuse && config->act == TRN_ACT_INT8 && env_flag("TRN_CUDA_FOLD_ENDS"); /* fused int8 plans */
     if (const char *prefill = getenv("TRN_CUDA_PREFILL"); prefill && prefill[0]) {
         if (strcmp(prefill, "batched") != 0 && strcmp(prefill, "steps") != 0)
             return trn_fail(TRN_ERR_INVALID, "TRN_CUDA_PREFILL=%s: expected batched or steps", prefill);
@@ -605,7 +605,7 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         TRN_TRY(device_alloc(c, &c->attention_scratch, attention_bytes, "attention scratch"));
         CUDA_CHECK(cudaMemset(c->attention_scratch, 0, attention_bytes));
     }
-    if (c->fold_ends && config->act == TRN_ACT_INT8) { /* zeroed once; the LM head leaves it zeroed */
+    if (c->fold_ends) { /* zeroed once; the LM head leaves it zeroed */
         TRN_TRY(device_alloc(c, &c->argmax_scratch, trn_cuda_argmax_scratch_bytes(), "argmax scratch"));
         CUDA_CHECK(cudaMemset(c->argmax_scratch, 0, trn_cuda_argmax_scratch_bytes()));
     }
@@ -629,7 +629,7 @@ trn_status prepare_impl(cuda_context *c, const trn_graph *g, const trn_backend_c
         return trn_fail(TRN_ERR_NOMEM, "out of memory for the logits");
     CUDA_CHECK(cudaDeviceSynchronize());
     build_plan(c);
-    if (c->fold_ends && config->act == TRN_ACT_INT8)
+    if (c->fold_ends)
         fold_plan_ends(c);
     if (c->fuse && env_flag("TRN_CUDA_L2_PREFETCH"))
         plan_prefetch(c);
