@@ -33,7 +33,7 @@ static int compare_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n) {
+double trn_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof(double), compare_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
@@ -111,7 +111,7 @@ double trn_bandwidth_probe(int n_threads, size_t bytes, int reps) {
     }
     (void)sink;
     trn_free(buf);
-    return (double)bytes / median(times, reps) / 1e9;
+    return (double)bytes / trn_median(times, reps) / 1e9;
 }
 
 enum { PREFILL_REPS = 3, DECODE_ROUNDS = 7 };
@@ -161,8 +161,8 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
         trn_cuda_profiler_stop();
 #endif
     if (status == TRN_OK) {
-        const double step_s = median(times, n_decode);
-        out->bandwidth_gbs = on_cpu ? median(probes, DECODE_ROUNDS) : 0.0;
+        const double step_s = trn_median(times, n_decode);
+        out->bandwidth_gbs = on_cpu ? trn_median(probes, DECODE_ROUNDS) : 0.0;
 #ifdef TRN_HAVE_CUDA
         /* a GPU's bound: device memory bandwidth, from a 1 GB device-to-device copy (bytes read + written) */
         if (strcmp(trn_backend_name(backend), "cuda") == 0 &&
@@ -218,9 +218,9 @@ static trn_status measure_prefill(const trn_graph *graph, trn_backend *backend, 
             batched[r] = trn_time_s() - t0;
         }
     }
-    res->prefill_steps_tokens_per_s = n / median(steps, PREFILL_REPS);
-    res->prefill_tokens_per_s = res->prefill_batched ? n / median(batched, PREFILL_REPS) : res->prefill_steps_tokens_per_s;
-    res->prefill_peak_macs = median(probes, PREFILL_REPS);
+    res->prefill_steps_tokens_per_s = n / trn_median(steps, PREFILL_REPS);
+    res->prefill_tokens_per_s = res->prefill_batched ? n / trn_median(batched, PREFILL_REPS) : res->prefill_steps_tokens_per_s;
+    res->prefill_peak_macs = trn_median(probes, PREFILL_REPS);
     res->prefill_macs_per_token = ternary_macs_per_token(graph);
     return TRN_OK;
 }

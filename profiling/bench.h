@@ -64,4 +64,7 @@ trn_status trn_bench_compare_weights(const trn_model *model, const trn_bench_opt
  * the caches; the median of `reps` runs. */
 double trn_bandwidth_probe(int n_threads, size_t bytes, int reps);
 
+/* Sorts v[0..n) in place (ascending) and returns its median. */
+double trn_median(double *v, int n);
+
 #endif
