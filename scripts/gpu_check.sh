@@ -14,7 +14,7 @@
 # The steps, in order: commit, nvcc, driver, GPU and its clocks; the CUDA build; the GPU tests (test_cuda is the
 # CUDA-vs-CPU parity test; test_cli and test_golden_text run --device cuda too); three runs of the default decode
 # bench (median, min, max); the lean ternary kernel, the split attention of 32 positions, the L2 prefetch and the
-# folded ends of a step (decode benches; the
+# folded ends of a step (decode benches, then each against the default within one process by profiling/ab_lab; the
 # lean kernel's greedy text against the classic kernel's); the batched prefill (512-token prompts, the text after a
 # prompt, perplexity batched and token by token, the dense FP16 baseline); the GPU kernel lab (build-gpu/cuda_kernel_lab); the
 # greedy text of the GPU against the CPU's (stories260K, and --synthetic tiny with --act f32); a long context (a
@@ -36,11 +36,11 @@ EMULATED=false
 BUILD=build-gpu
 # the model and sizes of the steps: Trinity-1.1B's shape on a GPU; on the emulator the 2-layer model, small sizes
 MODEL=tinyllama MODEL_TQ1=tinyllama-tq1 DECODE=256 PROMPT=512 PROMPT_REPEATS=40 TEXT_LINES=200 PPL_CONTEXT=512
-LONG_PROMPT=1536 LONG_DECODE=256 SHORT_DECODE=64 PARALLEL=16 HALF_LAYERS=11 CAP_SCALE=1
+LONG_PROMPT=1536 LONG_DECODE=256 SHORT_DECODE=64 PARALLEL=16 HALF_LAYERS=11 CAP_SCALE=1 AB_ROUNDS=20 AB_STEPS=32
 if [ "${GPU_CHECK_EMULATOR:-0}" = 1 ]; then # a dry run of this script on the CUDA emulator (tests/cuda_emulator)
     EMULATED=true BUILD=build-emu
     MODEL=tiny MODEL_TQ1=tiny DECODE=16 PROMPT=64 PROMPT_REPEATS=10 TEXT_LINES=20 PPL_CONTEXT=128
-    LONG_PROMPT=160 LONG_DECODE=32 SHORT_DECODE=8 PARALLEL=4 HALF_LAYERS=1 CAP_SCALE=4
+    LONG_PROMPT=160 LONG_DECODE=32 SHORT_DECODE=8 PARALLEL=4 HALF_LAYERS=1 CAP_SCALE=4 AB_ROUNDS=4 AB_STEPS=4
 fi
 BUDGET=${GPU_CHECK_BUDGET_S:-$([ $EMULATED = true ] && echo 2400 || echo 540)}
 DEADLINE=$((START + BUDGET))
@@ -62,7 +62,7 @@ KEYS=(gpu gpu_name driver nvcc commit dirty clocks_before build_ok build_flags t
     ms_per_token achieved_gbs kernels_per_token bandwidth_gbs roofline_fraction device
     decode_tokens_per_s_lean decode_tokens_per_s_split32 decode_tokens_per_s_lean_split32 lean_text_identical
     decode_tokens_per_s_l2_prefetch decode_tokens_per_s_lean_l2_prefetch decode_tokens_per_s_fold_ends
-    decode_tokens_per_s_lean_fold_ends kernels_per_token_fold_ends
+    decode_tokens_per_s_lean_fold_ends kernels_per_token_fold_ends in_process_comparisons
     prefill_tokens_per_s prefill_token_by_token_tokens_per_s prefill_tokens_per_s_tq1_0 prefill_text_identical
     dense_f16_decode_tokens_per_s dense_f16_prefill_tokens_per_s
     perplexity_batched perplexity_token_by_token kernel_lab
@@ -285,6 +285,32 @@ if [ $BUILD_RC -eq 0 ]; then
         v=$(field "$OUT/bench_${pair#*:}.json" decode_tokens_per_s)
         if [ "$v" != null ]; then put "$k" "$v"; else skip "$k" "$(head -c 200 "$OUT/bench_${pair#*:}.err")"; fi
     done
+    # the same variants against the default within one process (profiling/ab_lab: two backends take turns in rounds
+    # of AB_STEPS steps; "default_time_over_variant" above 1: the variant is faster), and whether their last logits
+    # are bitwise the same
+    AB_JSON="" sep=""
+    for spec in "lean TRN_CUDA_TERNARY=lean TRN_CUDA_TERNARY=classic" \
+        "fold_ends TRN_CUDA_FOLD_ENDS=1 TRN_CUDA_FOLD_ENDS=0" \
+        "lean_fold_ends TRN_CUDA_TERNARY=lean,TRN_CUDA_FOLD_ENDS=1 TRN_CUDA_TERNARY=classic,TRN_CUDA_FOLD_ENDS=0" \
+        "split32 TRN_CUDA_ATTENTION_SPLIT=32 TRN_CUDA_ATTENTION_SPLIT=64" \
+        "l2_prefetch TRN_CUDA_L2_PREFETCH=1 TRN_CUDA_L2_PREFETCH=0"; do
+        read -r name a b <<<"$spec"
+        run 40 "$OUT/ab_$name.txt" "$OUT/ab_$name.err" "./$BUILD/ab_lab" --synthetic "$MODEL" --device cuda \
+            --a "$a" --b "$b" --rounds "$AB_ROUNDS" --steps "$AB_STEPS"
+        rc=$?
+        r=$(grep -oE 'median [0-9.]+, quartiles [0-9.]+-[0-9.]+' "$OUT/ab_$name.txt" 2>/dev/null | head -1)
+        if [ $rc -eq 0 ] && [ -n "$r" ]; then
+            read -r _ med _ q <<<"${r//,/}"
+            same=$(grep -q "last logits: identical" "$OUT/ab_$name.txt" && echo true || echo false)
+            AB_JSON+="$sep\"$name\": {\"default_time_over_variant\": $(num "$med"), \"quartiles\": [$(num "${q%-*}"),"
+            AB_JSON+=" $(num "${q#*-}")], \"logits_identical\": $same}"
+        else
+            AB_JSON+="$sep\"$name\": $(jstr "$(why $rc): $(head -c 200 "$OUT/ab_$name.err")")"
+        fi
+        sep=", "
+    done
+    put in_process_comparisons "{$AB_JSON}"
+    write_json
     for k in classic lean; do
         run 60 "$OUT/tl_$k.txt" "$OUT/tl_$k.err" env TRN_CUDA_TERNARY=$k "$TRN" generate --synthetic "$MODEL" \
             -p "Once upon a time" -n 48 --temp 0 --device cuda
@@ -557,6 +583,9 @@ if [ $BUILD_RC -eq 0 ]; then
         "with the lean kernel $(v decode_tokens_per_s_lean_l2_prefetch)"
     echo "ends folded:         $(v decode_tokens_per_s_fold_ends) tokens/s (TRN_CUDA_FOLD_ENDS=1," \
         "$(v kernels_per_token_fold_ends) kernels per token), with the lean kernel $(v decode_tokens_per_s_lean_fold_ends)"
+    AB=$(v in_process_comparisons | grep -oE '"[a-z0-9_]+": \{"default_time_over_variant": [0-9.]+' |
+        sed -E 's/"([a-z0-9_]+)".*: ([0-9.]+)/\1 \2/' | paste -sd',' | sed 's/,/, /g')
+    echo "in one process:      ${AB:-n/a} (ab_lab: default time / variant time, above 1 the variant is faster)"
     echo "batched prefill:     $(v prefill_tokens_per_s) tokens/s for a $PROMPT-token prompt (TQ2_0; token by token" \
         "$(v prefill_token_by_token_tokens_per_s)), TQ1_0 $(v prefill_tokens_per_s_tq1_0); text after a batched prompt" \
         "identical: $(v prefill_text_identical)"
