@@ -175,10 +175,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "error: %s\n", trn_last_error());
         goto done;
     }
-    int same = 1;
-    const float *la = trn_backend_logits(b[0]), *lb = trn_backend_logits(b[1]);
-    for (int i = 0; i < n_vocab && same; i++)
-        same = memcmp(&la[i], &lb[i], sizeof(float)) == 0;
+    const int same = memcmp(trn_backend_logits(b[0]), trn_backend_logits(b[1]), (size_t)n_vocab * sizeof(float)) == 0;
     const double median[2] = {trn_median(t[0], rounds), trn_median(t[1], rounds)};
     const double median_ratio = trn_median(ratio, rounds); /* sorted now: quartiles from it */
     printf("%s, %s; %d rounds of %s\n", model_path, trn_backend_describe(b[0]), rounds,
