@@ -617,7 +617,8 @@ __device__ void Classic<F, N, INT8>::run(const ternary_params &p) {
  * bitwise those of Classic: the same integer block sums, the same term expression, the same block order. */
 constexpr int kLeanRows = 4;
 
-/* Group g's row j: matrix m and row within it. */
+/* Group g's row j: matrix m and row within it. STORE and ADD launches of a lean kernel have one matrix
+ * (lean_serves). */
 template <int OUT>
 __device__ __forceinline__ void lean_row(const ternary_params &p, int g, int j, int &m, int &row) {
     if (OUT == TRN_CUDA_OUT_SWIGLU) {
@@ -627,6 +628,8 @@ __device__ __forceinline__ void lean_row(const ternary_params &p, int g, int j, 
     }
     row = kLeanRows * g + j;
     m = 0;
+    if (OUT != TRN_CUDA_OUT_QKV)
+        return;
     if (row >= (int)p.rows[0]) {
         row -= (int)p.rows[0];
         m = 1;
@@ -664,11 +667,11 @@ __device__ __forceinline__ void lean_load(const ternary_params &p, int g, int s,
     }
     int m, row0;
     lean_row<OUT>(p, g, 0, m, row0);
-    const uint8_t *q = (m == 0 ? p.qs[0] : m == 1 ? p.qs[1] : p.qs[2]) + (uint32_t)row0 * row_bytes + at;
+    const uint8_t *q = p.qs[m] + (uint32_t)row0 * row_bytes + at;
 #pragma unroll
     for (int j = 0; j < kLeanRows; j++)
         c[j] = code(q + (uint32_t)j * row_bytes);
-    d = __ldcs((m == 0 ? p.d[0] : m == 1 ? p.d[1] : p.d[2]) + (uint32_t)(row0 + part) * (uint32_t)p.nb + (uint32_t)b);
+    d = __ldcs(p.d[m] + (uint32_t)(row0 + part) * (uint32_t)p.nb + (uint32_t)b);
 }
 
 /* The lane's activations of step s (block 8 s + lane / 4, quarter lane % 4) and that block's scale and sum. */
@@ -703,9 +706,28 @@ __device__ __forceinline__ int reduce_scatter4(const int (&v)[kLeanRows], int la
     return keep + __shfl_xor_sync(kFullMask, send, 1);
 }
 
+/* Where a QKV launch's rows go at this step's position (pos is read once per launch, after the PDL wait): the K and
+ * V cache rows and the RoPE table's row. Unused, and not read, by the other launch kinds. */
+struct qkv_rows {
+    float *k, *v;
+    const float *cos_sin;
+};
+
+template <int OUT> __device__ __forceinline__ qkv_rows qkv_rows_at(const ternary_params &p) {
+    qkv_rows r = {};
+    if (OUT == TRN_CUDA_OUT_QKV) {
+        const uint32_t pos = (uint32_t)*p.pos;
+        r.k = p.k_cache + (size_t)pos * (uint32_t)p.rows[1];
+        r.v = p.v_cache + (size_t)pos * (uint32_t)p.rows[1];
+        r.cos_sin = p.rope_cos_sin + (size_t)pos * (uint32_t)p.head_dim;
+    }
+    return r;
+}
+
 /* The epilogue of group g: lane r < 4 holds row r's result acc (every lane with lane % 4 == r does). */
 template <int OUT>
-__device__ __forceinline__ void lean_finish(const ternary_params &p, int g, float acc, int lane) {
+__device__ __forceinline__ void lean_finish(const ternary_params &p, const qkv_rows &qkv, int g, float acc,
+                                            int lane) {
     const float other = __shfl_xor_sync(kFullMask, acc, 1); /* the pair partner: lane r ^ 1 */
     if (out_argmax(OUT)) { /* the group's 4 rows: lanes 4 k + r hold row r */
         unsigned long long key = trn_cuda_argmax_key(acc, kLeanRows * g + (lane & 3)), other_key;
@@ -724,18 +746,19 @@ __device__ __forceinline__ void lean_finish(const ternary_params &p, int g, floa
     } else if (OUT == TRN_CUDA_OUT_SWIGLU) { /* lanes 0, 2: gate rows 2 g, 2 g + 1; lanes 1, 3 their up rows */
         if (!(lane & 1))
             p.y[2 * g + (lane >> 1)] = trn_cuda_silu_mul(acc, other);
-    } else { /* QKV: rows (0, 1) and (2, 3) of the group are RoPE pairs of q or k, or values of v */
+    } else { /* QKV: rows (0, 1) and (2, 3) of the group are RoPE pairs of q or k, or values of v; a group lies in
+                one matrix (rows multiples of 4), so m is the warp's */
         int m, row;
-        lean_row<OUT>(p, g, lane, m, row);
-        const int pos = *p.pos;
+        lean_row<OUT>(p, g, 0, m, row);
+        row += lane;
         const float x0 = lane & 1 ? other : acc, x1 = lane & 1 ? acc : other;
         float y0 = x0, y1 = x1;
-        if (m < 2) {
-            const float *cs = p.rope_cos_sin + (int64_t)pos * p.head_dim + ((row & ~1) % p.head_dim);
-            trn_cuda_rope_pair(x0, x1, cs[0], cs[1], &y0, &y1);
+        if (m < 2) { /* head_dim a power of two (lean_serves): (row & ~1) % head_dim without a division */
+            const float2 cs = *reinterpret_cast<const float2 *>(qkv.cos_sin + (uint32_t)(row & (p.head_dim - 2)));
+            trn_cuda_rope_pair(x0, x1, cs.x, cs.y, &y0, &y1);
         }
-        float *dst = m == 0 ? p.y : (m == 1 ? p.k_cache : p.v_cache) + (int64_t)pos * p.rows[1];
-        dst[row] = lane & 1 ? y1 : y0;
+        float *dst = m == 0 ? p.y : m == 1 ? qkv.k : qkv.v;
+        dst[(uint32_t)row] = lane & 1 ? y1 : y0;
     }
 }
 
@@ -776,6 +799,7 @@ __device__ void LeanTq2<ONE_STEP>::run(const ternary_params &p) {
     if (g < n_groups)
         lean_load<OUT>(p, g, 0, lane, cur, dcur);
     lean_prologue(p, act, xd, xs);
+    const qkv_rows qkv = qkv_rows_at<OUT>(p);
     int4 a[4];
     float bd;
     int bs;
@@ -803,7 +827,7 @@ __device__ void LeanTq2<ONE_STEP>::run(const ternary_params &p) {
         for (int k = 0; k < 8; k++)
             acc = add_rn(acc, __shfl_sync(kFullMask, term, 4 * k + part));
         if (next_s == 0) {
-            lean_finish<OUT>(p, g, acc, lane);
+            lean_finish<OUT>(p, qkv, g, acc, lane);
             acc = 0.0f;
         }
 #pragma unroll
@@ -843,11 +867,11 @@ __device__ __forceinline__ void lean_tq1_load(const ternary_params &p, int g, in
     } else {
         int m, row0;
         lean_row<OUT>(p, g, 0, m, row0);
-        const uint8_t *q = (m == 0 ? p.qs[0] : m == 1 ? p.qs[1] : p.qs[2]) + (uint32_t)row0 * row_bytes;
+        const uint8_t *q = p.qs[m] + (uint32_t)row0 * row_bytes;
 #pragma unroll
         for (int i = 0; i < kLeanRows; i++)
             rows[i] = q + (uint32_t)i * row_bytes;
-        scales = m == 0 ? p.d[0] : m == 1 ? p.d[1] : p.d[2];
+        scales = p.d[m];
         scale_row = (uint32_t)(row0 + part);
     }
 #pragma unroll
@@ -884,6 +908,7 @@ template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
     if (g < n_groups)
         lean_tq1_load<OUT>(p, g, lane, cur, dcur);
     lean_prologue(p, act, xd, xs);
+    const qkv_rows qkv = qkv_rows_at<OUT>(p);
     int a[kLeanTq1Steps][5];
     float bd[kLeanTq1Steps];
     int bs[kLeanTq1Steps];
@@ -921,7 +946,7 @@ template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
             acc = add_rn(acc, __shfl_sync(kFullMask, term, part));      /* block 2 s */
             acc = add_rn(acc, __shfl_sync(kFullMask, term, 16 + part)); /* block 2 s + 1 */
         }
-        lean_finish<OUT>(p, g, acc, lane);
+        lean_finish<OUT>(p, qkv, g, acc, lane);
 #pragma unroll
         for (int s = 0; s < kLeanTq1Steps; s++) {
 #pragma unroll
@@ -1012,9 +1037,15 @@ template <class K> cudaError_t launch(const ternary_params &p, size_t smem, bool
 }
 
 /* Whether a lean kernel serves p: int8 mode, TQ2_0 (LeanTq2) or TQ1_0 rows of at most 2 * kLeanTq1Steps blocks
- * (LeanTq1), every matrix's rows a multiple of kLeanRows, and its 32-bit row offsets (codes and scales) in range. */
+ * (LeanTq1), every matrix's rows a multiple of kLeanRows, and its 32-bit row offsets (codes and scales) in range;
+ * for QKV a head size that is a power of two and a cos/sin table read in pairs (8-byte aligned); STORE and ADD
+ * with one matrix (the backend's launches; the kernel's row map assumes it). */
 bool lean_serves(const ternary_params &p, bool tq2, bool int8) {
     if (!int8 || (!tq2 && p.nb > 2 * kLeanTq1Steps))
+        return false;
+    if (p.output == TRN_CUDA_OUT_QKV && ((p.head_dim & (p.head_dim - 1)) != 0 || !aligned(p.rope_cos_sin, 8)))
+        return false;
+    if ((p.output == TRN_CUDA_OUT_STORE || p.output == TRN_CUDA_OUT_ADD) && p.n_mat != 1)
         return false;
     for (int m = 0; m < p.n_mat; m++)
         if (p.rows[m] % kLeanRows != 0 || (uint64_t)p.rows[m] * p.row_bytes > UINT32_MAX ||

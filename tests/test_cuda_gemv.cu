@@ -417,6 +417,7 @@ int main() {
             check_fused(t, 2048, 32, 4, 64, 5632, k); /* Trinity-1.1B */
             check_fused(t, 512, 4, 2, 16, 40, k);     /* 2 blocks per row: lanes past the row idle */
             check_fused(t, 5632, 2, 1, 8, 24, k);     /* 22 blocks: the lean kernel's several steps per row */
+            check_fused(t, 512, 2, 1, 24, 40, k);     /* a head size not a power of two: QKV falls back to classic */
             check_folded(t, 2048, k);
         }
     }
