@@ -839,19 +839,23 @@ __device__ void LeanTq2<ONE_STEP>::run(const ternary_params &p) {
     }
 }
 
-/* ---- the lean TQ1_0 kernel: four rows per warp iteration, whole rows of up to 8 blocks per load ---- */
+/* ---- the lean TQ1_0 kernel: four rows per warp iteration, a chunk of up to 8 blocks per load ---- */
 
-/* As LeanTq2, for TQ1_0 rows of at most 8 blocks (4 steps of 2 blocks; every Trinity-1.1B launch but the down
- * projection). Half-warp h takes block 2 s + h of step s, lane j = lane % 16 < 13 its code word j (lanes 13..15
- * idle), in all four rows of a group; the four rows' whole codes (4 steps x 4 rows words per lane) are loaded at
- * once, the next group's in flight while this one is computed, and the lane's activations of every step (5 words
- * each) are loaded into registers once per launch. Per step: tq1_regs_isum per row, reduce_scatter4 over the lane's
- * quad then a sum over the half-warp's 4 quads (lane 16 h + 4 i + r ends with row r's block sum), the classic term,
- * and a fold of the step's two blocks in order. Bitwise the classic kernel's results. */
-constexpr int kLeanTq1Steps = 4; /* blocks per row <= 2 * kLeanTq1Steps */
+/* As LeanTq2, for TQ1_0. A chunk is 4 steps of 2 blocks (8 blocks); ONE_CHUNK serves rows of at most 8 blocks
+ * (every Trinity-1.1B launch but the down projection), the other variant longer rows (the down projection's 22
+ * blocks: 3 chunks), chunk by chunk. Half-warp h takes block 8 k + 2 s + h of step s of chunk k, lane j = lane % 16
+ * < 13 its code word j (lanes 13..15 idle), in all four rows of a group; a chunk's codes of the four rows (4 steps x
+ * 4 rows words per lane) are loaded at once, the next chunk's (or next group's) in flight while this one is
+ * computed, and the lane's activations of the chunk's steps (5 words each) are in registers: loaded once per
+ * launch (ONE_CHUNK), else once per chunk and group. Per step: tq1_regs_isum per row, reduce_scatter4 over the
+ * lane's quad then a sum over the half-warp's 4 quads (lane 16 h + 4 i + r ends with row r's block sum), the
+ * classic term, and a fold of the step's two blocks in order, chunk after chunk. Bitwise the classic kernel's
+ * results: the same block sums, term expression and block order. */
+constexpr int kLeanTq1Steps = 4;                      /* steps per chunk */
+constexpr int kLeanTq1Chunk = 2 * kLeanTq1Steps;      /* blocks per chunk */
 
 template <int OUT>
-__device__ __forceinline__ void lean_tq1_load(const ternary_params &p, int g, int lane,
+__device__ __forceinline__ void lean_tq1_load(const ternary_params &p, int g, int k, int lane,
                                               uint32_t (&c)[kLeanTq1Steps][kLeanRows], uint16_t (&d)[kLeanTq1Steps]) {
     const int h = lane >> 4, j = lane & 15, part = lane & 3;
     const uint32_t row_bytes = (uint32_t)p.row_bytes;
@@ -876,7 +880,7 @@ __device__ __forceinline__ void lean_tq1_load(const ternary_params &p, int g, in
     }
 #pragma unroll
     for (int s = 0; s < kLeanTq1Steps; s++) {
-        const int b = 2 * s + h;
+        const int b = kLeanTq1Chunk * k + 2 * s + h;
         const bool live = b < p.nb && j < kTq1Bytes / 4;
         const uint32_t at = (uint32_t)b * kTq1Bytes + 4u * (uint32_t)j;
 #pragma unroll
@@ -886,35 +890,15 @@ __device__ __forceinline__ void lean_tq1_load(const ternary_params &p, int g, in
     }
 }
 
-struct LeanTq1 {
-    /* (256, 2): up to 128 registers per thread; two CTAs (16 warps) per SM */
-    static constexpr int kCtasPerSm = 2, kRowsPerWarp = kLeanRows;
-    static constexpr bool kInt8 = true;
-    template <int OUT> static __device__ void run(const ternary_params &p);
-};
-
-template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
-    extern __shared__ __align__(16) uint8_t smem[];
-    const int nb = p.nb;
-    uint8_t *act = smem;
-    float *xd = reinterpret_cast<float *>(smem + (size_t)nb * kActBlock);
-    int *xs = reinterpret_cast<int *>(xd + nb);
-    const int lane = threadIdx.x & (kWarp - 1), h = lane >> 4, j = lane & 15, part = lane & 3;
-    const int n_groups = (int)(p.n_units * p.rows_per_unit / kLeanRows);
-    const int stride = (int)gridDim.x * kWarpsPerCta;
-    int g = (int)blockIdx.x * kWarpsPerCta + (threadIdx.x >> 5);
-    uint32_t cur[kLeanTq1Steps][kLeanRows], nxt[kLeanTq1Steps][kLeanRows];
-    uint16_t dcur[kLeanTq1Steps], dnxt[kLeanTq1Steps];
-    if (g < n_groups)
-        lean_tq1_load<OUT>(p, g, lane, cur, dcur);
-    lean_prologue(p, act, xd, xs);
-    const qkv_rows qkv = qkv_rows_at<OUT>(p);
-    int a[kLeanTq1Steps][5];
-    float bd[kLeanTq1Steps];
-    int bs[kLeanTq1Steps];
+/* The lane's activations of chunk k's steps (block 8 k + 2 s + lane / 16, code word lane % 16) and those blocks'
+ * scales and sums; zeros past the row's end and in the idle lanes. */
+__device__ __forceinline__ void lean_tq1_acts(const uint8_t *act, const float *xd, const int *xs, int nb, int k,
+                                              int lane, int (&a)[kLeanTq1Steps][5], float (&bd)[kLeanTq1Steps],
+                                              int (&bs)[kLeanTq1Steps]) {
+    const int h = lane >> 4, j = lane & 15;
 #pragma unroll
     for (int s = 0; s < kLeanTq1Steps; s++) {
-        const int b = 2 * s + h;
+        const int b = kLeanTq1Chunk * k + 2 * s + h;
         if (b < nb && j < kTq1Bytes / 4) {
             tq1_lane_acts(act + b * kActBlock, j, a[s]);
         } else {
@@ -925,14 +909,53 @@ template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
         bd[s] = b < nb ? xd[b] : 0.0f;
         bs[s] = b < nb ? xs[b] : 0;
     }
+}
+
+template <bool ONE_CHUNK> struct LeanTq1 {
+    /* (256, 2): up to 128 registers per thread; two CTAs (16 warps) per SM */
+    static constexpr int kCtasPerSm = 2, kRowsPerWarp = kLeanRows;
+    static constexpr bool kInt8 = true;
+    template <int OUT> static __device__ void run(const ternary_params &p);
+};
+
+template <bool ONE_CHUNK>
+template <int OUT>
+__device__ void LeanTq1<ONE_CHUNK>::run(const ternary_params &p) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    const int nb = p.nb;
+    uint8_t *act = smem;
+    float *xd = reinterpret_cast<float *>(smem + (size_t)nb * kActBlock);
+    int *xs = reinterpret_cast<int *>(xd + nb);
+    const int lane = threadIdx.x & (kWarp - 1), part = lane & 3;
+    const int chunks = ONE_CHUNK ? 1 : (nb + kLeanTq1Chunk - 1) / kLeanTq1Chunk;
+    const int n_groups = (int)(p.n_units * p.rows_per_unit / kLeanRows);
+    const int stride = (int)gridDim.x * kWarpsPerCta;
+    int g = (int)blockIdx.x * kWarpsPerCta + (threadIdx.x >> 5), k = 0;
+    uint32_t cur[kLeanTq1Steps][kLeanRows], nxt[kLeanTq1Steps][kLeanRows];
+    uint16_t dcur[kLeanTq1Steps], dnxt[kLeanTq1Steps];
+    if (g < n_groups)
+        lean_tq1_load<OUT>(p, g, 0, lane, cur, dcur);
+    lean_prologue(p, act, xd, xs);
+    const qkv_rows qkv = qkv_rows_at<OUT>(p);
+    int a[kLeanTq1Steps][5];
+    float bd[kLeanTq1Steps];
+    int bs[kLeanTq1Steps];
+    if (ONE_CHUNK)
+        lean_tq1_acts(act, xd, xs, nb, 0, lane, a, bd, bs);
+    float acc = 0.0f;
     while (g < n_groups) { /* warp-uniform */
-        const int next_g = g + stride;
+        int next_g = g, next_k = k + 1;
+        if (next_k == chunks) {
+            next_k = 0;
+            next_g += stride;
+        }
         if (next_g < n_groups)
-            lean_tq1_load<OUT>(p, next_g, lane, nxt, dnxt);
-        float acc = 0.0f;
+            lean_tq1_load<OUT>(p, next_g, next_k, lane, nxt, dnxt);
+        if (!ONE_CHUNK)
+            lean_tq1_acts(act, xd, xs, nb, k, lane, a, bd, bs);
 #pragma unroll
         for (int s = 0; s < kLeanTq1Steps; s++) {
-            if (2 * s >= nb) /* warp-uniform */
+            if (kLeanTq1Chunk * k + 2 * s >= nb) /* warp-uniform */
                 break;
             int v[kLeanRows];
 #pragma unroll
@@ -940,13 +963,16 @@ template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
                 v[i] = tq1_regs_isum(cur[s][i], a[s]);
             int isum = reduce_scatter4(v, lane);   /* row `part` over the lane's quad */
             isum += __shfl_xor_sync(kFullMask, isum, 4);
-            isum += __shfl_xor_sync(kFullMask, isum, 8); /* over the half-warp: block 2 s + h */
+            isum += __shfl_xor_sync(kFullMask, isum, 8); /* over the half-warp: block 8 k + 2 s + h */
             /* past the row's end everything is 0: the term is +0 and leaves acc (never -0) unchanged */
             const float term = mul_rn(mul_rn(half_to_float(dcur[s]), bd[s]), (float)(isum - bs[s]));
-            acc = add_rn(acc, __shfl_sync(kFullMask, term, part));      /* block 2 s */
-            acc = add_rn(acc, __shfl_sync(kFullMask, term, 16 + part)); /* block 2 s + 1 */
+            acc = add_rn(acc, __shfl_sync(kFullMask, term, part));      /* block 8 k + 2 s */
+            acc = add_rn(acc, __shfl_sync(kFullMask, term, 16 + part)); /* block 8 k + 2 s + 1 */
         }
-        lean_finish<OUT>(p, qkv, g, acc, lane);
+        if (next_k == 0) {
+            lean_finish<OUT>(p, qkv, g, acc, lane);
+            acc = 0.0f;
+        }
 #pragma unroll
         for (int s = 0; s < kLeanTq1Steps; s++) {
 #pragma unroll
@@ -955,12 +981,14 @@ template <int OUT> __device__ void LeanTq1::run(const ternary_params &p) {
             dcur[s] = dnxt[s];
         }
         g = next_g;
+        k = next_k;
     }
 }
 
 /* ---- the launch kinds: one kernel name each, so that a profile tells them apart ---- */
 
-/* name<K>: the kernel of one launch kind, K the kernel policy (Classic<F, N, INT8>, LeanTq2<ONE_STEP> or LeanTq1). */
+/* name<K>: the kernel of one launch kind, K the kernel policy (Classic<F, N, INT8>, LeanTq2<ONE_STEP> or
+ * LeanTq1<ONE_CHUNK>). */
 #define TERNARY_LAUNCH_KIND(name, out)                                                                               \
     template <class K> __global__ void __launch_bounds__(kCtaThreads, K::kCtasPerSm) name(const ternary_params p) {  \
         if (out_argmax(out))                                                                                         \
@@ -1036,12 +1064,12 @@ template <class K> cudaError_t launch(const ternary_params &p, size_t smem, bool
     return err != cudaSuccess ? err : cudaGetLastError();
 }
 
-/* Whether a lean kernel serves p: int8 mode, TQ2_0 (LeanTq2) or TQ1_0 rows of at most 2 * kLeanTq1Steps blocks
- * (LeanTq1), every matrix's rows a multiple of kLeanRows, and its 32-bit row offsets (codes and scales) in range;
+/* Whether a lean kernel serves p: int8 mode, TQ2_0 (LeanTq2) or TQ1_0 (LeanTq1), every matrix's rows a multiple
+ * of kLeanRows, and its 32-bit row offsets (codes and scales) in range;
  * for QKV a head size that is a power of two and a cos/sin table read in pairs (8-byte aligned); STORE and ADD
  * with one matrix (the backend's launches; the kernel's row map assumes it). */
 bool lean_serves(const ternary_params &p, bool tq2, bool int8) {
-    if (!int8 || (!tq2 && p.nb > 2 * kLeanTq1Steps))
+    if (!int8)
         return false;
     if (p.output == TRN_CUDA_OUT_QKV && ((p.head_dim & (p.head_dim - 1)) != 0 || !aligned(p.rope_cos_sin, 8)))
         return false;
@@ -1056,12 +1084,14 @@ bool lean_serves(const ternary_params &p, bool tq2, bool int8) {
 
 /* Steps per load of Classic: TQ2_0 the whole row up to cols 8192 in int8 mode (Trinity-1.1B: cols 2048 -> 1,
  * 5632 -> 3), TQ1_0 up to 16 blocks; f32 mode keeps a quarter less in flight (3 and 4) to stay within 64 registers.
- * A lean kernel where asked for and it serves the launch (LeanTq2's ONE_STEP for rows of at most 8 blocks). */
+ * A lean kernel where asked for and it serves the launch (LeanTq2's ONE_STEP and LeanTq1's ONE_CHUNK for rows of at
+ * most 8 blocks). */
 cudaError_t dispatch(const ternary_params &p, bool tq2, bool int8, trn_cuda_ternary_kernel kernel, size_t smem,
                      bool pdl, cudaStream_t s) {
     if (kernel == TRN_CUDA_TERNARY_LEAN && lean_serves(p, tq2, int8)) {
         if (!tq2)
-            return launch<LeanTq1>(p, smem, pdl, s);
+            return p.nb <= kLeanTq1Chunk ? launch<LeanTq1<true>>(p, smem, pdl, s)
+                                         : launch<LeanTq1<false>>(p, smem, pdl, s);
         return p.nb <= 8 ? launch<LeanTq2<true>>(p, smem, pdl, s) : launch<LeanTq2<false>>(p, smem, pdl, s);
     }
     if (tq2) {

@@ -6,8 +6,8 @@
  * Launch kinds (kernel names as a profile shows them): ternary_qkv_rope (RMSNorm + int8 + Q/K/V + RoPE + cache
  * store, 2560 x 2048), ternary_residual (output projection 2048 x 2048 and down projection 2048 x 5632, int8 + add),
  * ternary_swiglu (RMSNorm + int8 + gate/up 2 x 5632 x 2048 + SwiGLU), lm_head (RMSNorm + int8 + 32000 x 2048), for
- * TQ2_0 and TQ1_0, each with the classic and the lean kernel (TQ1_0's down projection: classic only); attention (split kernel, 32 query / 4 KV heads of 64, at
- * positions 511 and 1535 of a 2048 context); the sampler (greedy over 32000 logits).
+ * TQ2_0 and TQ1_0, each with the classic and the lean kernel; attention (split kernel, 32 query / 4 KV heads of 64,
+ * at positions 511 and 1535 of a 2048 context); the sampler (greedy over 32000 logits).
  *
  * Timing: each entry is captured into a CUDA Graph of 20 back-to-back launches (so host launch cost is not in the
  * figure), replayed reps times; the median replay / 20 is the time per launch, once with plain launches and, on
@@ -163,8 +163,6 @@ void run_ternary(lab &L, const char *kind, trn_type t, trn_cuda_ternary_op op, d
     const trn_cuda_ternary_kernel variants[] = {TRN_CUDA_TERNARY_CLASSIC, TRN_CUDA_TERNARY_LEAN};
     std::vector<float> classic_out;
     for (trn_cuda_ternary_kernel v : variants) {
-        if (v == TRN_CUDA_TERNARY_LEAN && t == TRN_TYPE_TQ1_0 && op.w[0].cols > 8 * 256)
-            continue; /* the lean TQ1_0 kernel serves rows of at most 8 blocks (the classic one runs the others) */
         op.kernel = v;
         result r{kind, trn_type_name(t), v == TRN_CUDA_TERNARY_LEAN ? "lean" : "classic"};
         r.bytes = bytes;
