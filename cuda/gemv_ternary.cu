@@ -878,15 +878,21 @@ __device__ __forceinline__ void lean_tq1_load(const ternary_params &p, int g, in
         scales = p.d[m];
         scale_row = (uint32_t)(row0 + part);
     }
+    /* the lane's word of block 8 k + h in each row; step s adds 2 s blocks (constant offsets) */
+    const int first = kLeanTq1Chunk * k + h;
+    const uint32_t at = (uint32_t)first * kTq1Bytes + 4u * (uint32_t)j;
+#pragma unroll
+    for (int i = 0; i < kLeanRows; i++)
+        rows[i] += at;
+    const uint16_t *scale = scales + scale_row * (uint32_t)p.nb + (uint32_t)first;
+    const bool lane_live = j < kTq1Bytes / 4;
 #pragma unroll
     for (int s = 0; s < kLeanTq1Steps; s++) {
-        const int b = kLeanTq1Chunk * k + 2 * s + h;
-        const bool live = b < p.nb && j < kTq1Bytes / 4;
-        const uint32_t at = (uint32_t)b * kTq1Bytes + 4u * (uint32_t)j;
+        const bool in_row = first + 2 * s < p.nb, live = in_row && lane_live;
 #pragma unroll
         for (int i = 0; i < kLeanRows; i++)
-            c[s][i] = live ? __ldcs(reinterpret_cast<const uint32_t *>(rows[i] + at)) : 0u;
-        d[s] = b < p.nb ? __ldcs(scales + scale_row * (uint32_t)p.nb + (uint32_t)b) : (uint16_t)0;
+            c[s][i] = live ? __ldcs(reinterpret_cast<const uint32_t *>(rows[i] + 2 * s * kTq1Bytes)) : 0u;
+        d[s] = in_row ? __ldcs(scale + 2 * s) : (uint16_t)0;
     }
 }
 
@@ -895,19 +901,16 @@ __device__ __forceinline__ void lean_tq1_load(const ternary_params &p, int g, in
 __device__ __forceinline__ void lean_tq1_acts(const uint8_t *act, const float *xd, const int *xs, int nb, int k,
                                               int lane, int (&a)[kLeanTq1Steps][5], float (&bd)[kLeanTq1Steps],
                                               int (&bs)[kLeanTq1Steps]) {
-    const int h = lane >> 4, j = lane & 15;
+    const int h = lane >> 4, j = lane & 15, first = kLeanTq1Chunk * k + h; /* step s: block first + 2 s */
+    const tq1_word_map map = tq1_word(j);
+    const uint8_t *base = act + first * kActBlock;
+    const bool lane_live = j < kTq1Bytes / 4;
 #pragma unroll
     for (int s = 0; s < kLeanTq1Steps; s++) {
-        const int b = kLeanTq1Chunk * k + 2 * s + h;
-        if (b < nb && j < kTq1Bytes / 4) {
-            tq1_lane_acts(act + b * kActBlock, j, a[s]);
-        } else {
-#pragma unroll
-            for (int n = 0; n < 5; n++)
-                a[s][n] = 0;
-        }
-        bd[s] = b < nb ? xd[b] : 0.0f;
-        bs[s] = b < nb ? xs[b] : 0;
+        const bool in_row = first + 2 * s < nb, live = in_row && lane_live;
+        tq1_lane_acts(base + 2 * s * kActBlock, map, live, a[s]);
+        bd[s] = in_row ? xd[first + 2 * s] : 0.0f;
+        bs[s] = in_row ? xs[first + 2 * s] : 0;
     }
 }
 

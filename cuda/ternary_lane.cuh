@@ -134,12 +134,18 @@ static __host__ __device__ __forceinline__ int tq1_word_isum(uint32_t w, int j, 
     return s;
 }
 
-/* The 5 activation words a lane multiplies with code word j of a block (a[n] = the 4 activations of digit n; 0 for
- * the qh word's missing fifth digit). */
-static __host__ __device__ __forceinline__ void tq1_lane_acts(const uint8_t *act_b, int j, int (&a)[5]) {
-    const tq1_word_map m = tq1_word(j);
+/* The 5 activation words a lane multiplies with a code word of map m (a[n] = the 4 activations of digit n; 0 for
+ * the qh word's missing fifth digit, and all 0 where not live: selects, not branches, so loads stay predicated). */
+static __host__ __device__ __forceinline__ void tq1_lane_acts(const uint8_t *act_b, const tq1_word_map &m, bool live,
+                                                              int (&a)[5]) {
     for (int n = 0; n < 5; n++)
-        a[n] = n < m.digits ? *reinterpret_cast<const int *>(act_b + act_offset(0, 4 * (m.base + m.stride * n))) : 0;
+        a[n] = live && n < m.digits ? *reinterpret_cast<const int *>(act_b + act_offset(0, 4 * (m.base + m.stride * n)))
+                                    : 0;
+}
+
+/* The same for code word j of a block. */
+static __host__ __device__ __forceinline__ void tq1_lane_acts(const uint8_t *act_b, int j, int (&a)[5]) {
+    tq1_lane_acts(act_b, tq1_word(j), true, a);
 }
 
 /* The same integer as tq1_word_isum with the lane's activations already in registers (tq1_lane_acts): the fifth
