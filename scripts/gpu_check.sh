@@ -14,8 +14,8 @@
 # The steps, in order: commit, nvcc, driver, GPU and its clocks; the CUDA build; the GPU tests (test_cuda is the
 # CUDA-vs-CPU parity test; test_cli and test_golden_text run --device cuda too); three runs of the default decode
 # bench (median, min, max); the lean ternary kernel, the split attention of 32 positions, the L2 prefetch and the
-# folded ends of a step (decode benches, then each against the default within one process by profiling/ab_lab; the
-# lean kernel's greedy text against the classic kernel's); the batched prefill (512-token prompts, the text after a
+# folded ends of a step (decode benches, then each against the default within one process by profiling/ab_lab, the
+# lean kernel on TQ1_0 too; the lean kernel's greedy text against the classic kernel's); the batched prefill (512-token prompts, the text after a
 # prompt, perplexity batched and token by token, the dense FP16 baseline); the GPU kernel lab (build-gpu/cuda_kernel_lab); the
 # greedy text of the GPU against the CPU's (stories260K, and --synthetic tiny with --act f32); a long context (a
 # 1,536-token prompt, decode positions 1,536 to 1,791); the weight modes compared (--compare-weights); --parallel 16;
@@ -289,13 +289,14 @@ if [ $BUILD_RC -eq 0 ]; then
     # of AB_STEPS steps; "default_time_over_variant" above 1: the variant is faster), and whether their last logits
     # are bitwise the same
     AB_JSON="" sep=""
-    for spec in "lean TRN_CUDA_TERNARY=lean TRN_CUDA_TERNARY=classic" \
-        "fold_ends TRN_CUDA_FOLD_ENDS=1 TRN_CUDA_FOLD_ENDS=0" \
-        "lean_fold_ends TRN_CUDA_TERNARY=lean,TRN_CUDA_FOLD_ENDS=1 TRN_CUDA_TERNARY=classic,TRN_CUDA_FOLD_ENDS=0" \
-        "split32 TRN_CUDA_ATTENTION_SPLIT=32 TRN_CUDA_ATTENTION_SPLIT=64" \
-        "l2_prefetch TRN_CUDA_L2_PREFETCH=1 TRN_CUDA_L2_PREFETCH=0"; do
-        read -r name a b <<<"$spec"
-        run 40 "$OUT/ab_$name.txt" "$OUT/ab_$name.err" "./$BUILD/ab_lab" --synthetic "$MODEL" --device cuda \
+    for spec in "lean $MODEL TRN_CUDA_TERNARY=lean TRN_CUDA_TERNARY=classic" \
+        "lean_tq1_0 $MODEL_TQ1 TRN_CUDA_TERNARY=lean TRN_CUDA_TERNARY=classic" \
+        "fold_ends $MODEL TRN_CUDA_FOLD_ENDS=1 TRN_CUDA_FOLD_ENDS=0" \
+        "lean_fold_ends $MODEL TRN_CUDA_TERNARY=lean,TRN_CUDA_FOLD_ENDS=1 TRN_CUDA_TERNARY=classic,TRN_CUDA_FOLD_ENDS=0" \
+        "split32 $MODEL TRN_CUDA_ATTENTION_SPLIT=32 TRN_CUDA_ATTENTION_SPLIT=64" \
+        "l2_prefetch $MODEL TRN_CUDA_L2_PREFETCH=1 TRN_CUDA_L2_PREFETCH=0"; do
+        read -r name model a b <<<"$spec"
+        run 40 "$OUT/ab_$name.txt" "$OUT/ab_$name.err" "./$BUILD/ab_lab" --synthetic "$model" --device cuda \
             --a "$a" --b "$b" --rounds "$AB_ROUNDS" --steps "$AB_STEPS"
         rc=$?
         r=$(grep -oE 'median [0-9.]+, quartiles [0-9.]+-[0-9.]+' "$OUT/ab_$name.txt" 2>/dev/null | head -1)
