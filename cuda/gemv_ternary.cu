@@ -1068,9 +1068,9 @@ template <class K> cudaError_t launch(const ternary_params &p, size_t smem, bool
 }
 
 /* Whether a lean kernel serves p: int8 mode, TQ2_0 (LeanTq2) or TQ1_0 (LeanTq1), every matrix's rows a multiple
- * of kLeanRows, and its 32-bit row offsets (codes and scales) in range;
- * for QKV a head size that is a power of two and a cos/sin table read in pairs (8-byte aligned); STORE and ADD
- * with one matrix (the backend's launches; the kernel's row map assumes it). */
+ * of kLeanRows, and its 32-bit row offsets (codes and scales) in range; for QKV a head size that is a power of two
+ * and a cos/sin table read in pairs (8-byte aligned); STORE and ADD with one matrix (the backend's launches; the
+ * kernel's row map assumes it). */
 bool lean_serves(const ternary_params &p, bool tq2, bool int8) {
     if (!int8)
         return false;
