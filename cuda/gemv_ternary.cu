@@ -214,7 +214,11 @@ struct Tq1Format {
         return __ldcs(reinterpret_cast<const uint32_t *>(row_qs + (size_t)b * kCodeBytes) + (lane & 15));
     }
     __device__ static word zero() { return 0; }
-    __device__ static int isum(word c, const uint8_t *act_b, int lane) { return tq1_word_isum(c, lane & 15, act_b); }
+    __device__ static int isum(word c, const uint8_t *act_b, int lane) {
+        int a[5];
+        tq1_lane_acts(act_b, lane & 15, a);
+        return tq1_regs_isum(c, a);
+    }
     __device__ static float fsum(word c, const float *x_b, int lane) { return tq1_word_fsum(c, lane & 15, x_b); }
 };
 

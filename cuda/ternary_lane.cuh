@@ -5,8 +5,9 @@
  * dot product in two forms: tq2_lane_isum (the classic kernel: each 2-bit plane shifted down and masked, signed
  * dp4a) and tq2_planes_isum (the lean kernel: each plane masked in place, i.e. 4^l times the codes, unsigned-by-signed
  * dp4a into one sum per plane, the 4^l undone once by exact arithmetic shifts). Both return the same integer. The same
- * for TQ1_0's base-3 words: tq1_word_isum (activations read from shared memory per digit) and tq1_regs_isum
- * (activations in registers). */
+ * for TQ1_0's base-3 words: tq1_word_isum (digit by digit, activations read from shared memory per digit: the
+ * reference the tests hold the kernels to) and tq1_regs_isum (whole quotients instead of digits, activations in
+ * registers: what both TQ1_0 kernels run). */
 #ifndef TRN_CUDA_TERNARY_LANE_CUH
 #define TRN_CUDA_TERNARY_LANE_CUH
 
@@ -118,8 +119,8 @@ static __host__ __device__ __forceinline__ uint32_t tq1_next_digits(uint32_t &e,
     return ((te >> 8) & 0x00ff00ffu) | (to & 0xff00ff00u);
 }
 
-/* A lane's share of a TQ1_0 block's integer dot product: code word w (word j of the block), act_b = the block's
- * activations in shared memory. */
+/* A lane's share of a TQ1_0 block's integer dot product, digit by digit: code word w (word j of the block), act_b =
+ * the block's activations in shared memory. */
 static __host__ __device__ __forceinline__ int tq1_word_isum(uint32_t w, int j, const uint8_t *act_b) {
     const tq1_word_map m = tq1_word(j);
     uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
@@ -148,14 +149,43 @@ static __host__ __device__ __forceinline__ void tq1_lane_acts(const uint8_t *act
     tq1_lane_acts(act_b, tq1_word(j), true, a);
 }
 
-/* The same integer as tq1_word_isum with the lane's activations already in registers (tq1_lane_acts): the fifth
- * digit is always decoded, and the qh word's is multiplied by a[4] = 0. */
+/* Bytes 1 and 3 of w in the low bytes of its 16-bit lanes: (w >> 8) & 0x00ff00ff (one prmt on the device). */
+static __host__ __device__ __forceinline__ uint32_t tq1_odd_bytes(uint32_t w) {
+#ifdef __CUDA_ARCH__
+    return __byte_perm(w, 0u, 0x4341u);
+#else
+    return (w >> 8) & 0x00ff00ffu;
+#endif
+}
+
+/* Byte k of the result is byte 1 of e's 16-bit lane k / 2 (k even) or of o's (k odd): the high bytes of the four
+ * lanes of a spread word, back in byte order (one prmt on the device). */
+static __host__ __device__ __forceinline__ uint32_t tq1_high_bytes(uint32_t e, uint32_t o) {
+#ifdef __CUDA_ARCH__
+    return __byte_perm(e, o, 0x7351u);
+#else
+    return ((e >> 8) & 0x00ff00ffu) | (o & 0xff00ff00u);
+#endif
+}
+
+/* The same integer as tq1_word_isum with the lane's activations already in registers (tq1_lane_acts), by whole
+ * quotients instead of digits: H_m = floor(3^m q / 256) <= 242 for m <= 5 (3^5 * 255 < 2^16: e * 3^m and o * 3^m
+ * never leave their 16-bit lanes, so H_m of four bytes is one multiply per lane pair and one byte permutation), and
+ * digit n is c_n = H_{n+1} - 3 H_n (H_0 = 0), so sum_n c_n a_n = sum_{m=1..5} H_m a_{m-1} - 3 sum_{m=1..4} H_m a_m:
+ * nine unsigned-by-signed dp4a on quotients that need no masking, where the digits cost a multiply, a mask and a
+ * merge each. The fifth digit is always decoded, and the qh word's is multiplied by a[4] = 0. */
 static __host__ __device__ __forceinline__ int tq1_regs_isum(uint32_t w, const int (&a)[5]) {
-    uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
-    int s = 0;
-    for (int n = 0; n < 5; n++)
-        s = dot4_i8((int)tq1_next_digits(e, o), a[n], s);
-    return s;
+    const uint32_t e = w & 0x00ff00ffu, o = tq1_odd_bytes(w);
+    int s1 = 0, s3 = 0;
+    uint32_t pow3 = 1;
+    for (int m = 1; m <= 5; m++) { /* constant trip count: unrolled, pow3 = 3^m a constant */
+        pow3 *= 3u;
+        const uint32_t h = tq1_high_bytes(e * pow3, o * pow3); /* byte k: H_m of byte k */
+        s1 = dot4_u8s8(h, a[m - 1], s1);
+        if (m < 5)
+            s3 = dot4_u8s8(h, a[m], s3);
+    }
+    return s1 - 3 * s3;
 }
 
 #endif

@@ -15,8 +15,9 @@ divergent shuffle, which jumps back into the prologue, holds as many but is long
   dp4a      the dp4a instructions in it
   per_row   warp-instructions per row of 2048 weights (Trinity-1.1B's QKV/gate/up width; 512 code bytes in TQ2_0):
             loop * (dp4a a row needs) / dp4a. A TQ2_0 row needs 2048 / 4 / 32 = 16 warp-dp4a with all 32 lanes on
-            4 weights each; the classic TQ1_0 layout issues 5 dp4a per lane for 2 blocks (13 of 16 lanes useful), so
-            a row of 8 blocks is 20. Kernels are told apart by name (Tq1 / tq1 in the name: TQ1_0).
+            4 weights each; TQ1_0 kernels give each code word of a block to a lane of a half-warp (13 of 16 lanes
+            useful) and issue 9 dp4a per word (tq1_regs_isum), so a row of 8 blocks is 8 * 16 * 9 / 32 = 36. Kernels
+            are told apart by name (Tq1 / tq1 in the name: TQ1_0).
 Nothing runs on a GPU: this is how the lean loop's gain is seen on a machine without one.
 """
 import argparse
@@ -111,7 +112,7 @@ def count(obj, cuobjdump):
             continue
         head, tail, n, dp4a = loop
         tq1 = "tq1" in pretty.lower()
-        need = 20 if tq1 else 16
+        need = 36 if tq1 else 16
         rows.append({"kernel": pretty, "format": "TQ1_0" if tq1 else "TQ2_0", "loop_instructions": n,
                      "dp4a": dp4a, "per_row_2048": round(n * need / dp4a, 1),
                      "loop": f"0x{head:x}-0x{tail:x}"})

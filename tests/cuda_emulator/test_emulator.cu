@@ -221,6 +221,12 @@ int main(int argc, char **argv) {
     }
     check(ok, "mma.sync m16n8k32 s8: D = A B + C in the PTX ISA's fragment layout");
 
+    /* prmt.b32 (default mode): the byte order of CUDA's documentation of __byte_perm */
+    check(__byte_perm(0x33221100u, 0x77665544u, 0x7351u) == 0x77335511u &&
+              __byte_perm(0x33221100u, 0x77665544u, 0x0123u) == 0x00112233u &&
+              __byte_perm(0x33221100u, 0u, 0x4341u) == 0x00330011u,
+          "__byte_perm: byte i of the result is byte (s >> 4 i) & 7 of y:x");
+
     /* a graph: captured work does not run until the graph is launched, then runs at each launch */
     int *dx;
     cudaMalloc(&dx, 32 * sizeof(int));

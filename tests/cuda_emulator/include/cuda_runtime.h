@@ -126,6 +126,13 @@ static inline unsigned __dp4a(unsigned a, unsigned b, unsigned c) {
     for (int k = 0; k < 4; k++) c += ((a >> (8 * k)) & 255u) * ((b >> (8 * k)) & 255u);
     return c;
 }
+/* prmt.b32 in its default mode: byte i of the result is byte (s >> 4 i) & 7 of the eight bytes y:x */
+static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+    const unsigned long long xy = (unsigned long long)y << 32 | x;
+    unsigned r = 0;
+    for (int i = 0; i < 4; i++) r |= (unsigned)(xy >> (8 * ((s >> (4 * i)) & 7u)) & 255u) << (8 * i);
+    return r;
+}
 static inline int min(int a, int b) { return a < b ? a : b; }
 static inline int max(int a, int b) { return a > b ? a : b; }
 static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
