@@ -83,6 +83,44 @@ static double round_time(trn_backend *b, int steps, int n_prefill, const int *st
     return (trn_time_s() - t0) / steps;
 }
 
+/* The rounds split by where the two threads sat (trn_core_latency_probe before each round): on a machine whose
+ * threads are sometimes near (one core complex) and sometimes far apart (two, or wherever a VM's host puts them),
+ * memory bandwidth and every barrier's cost change with it, so a setting may win in one placement only. A round is
+ * "far" where its latency is more than twice the lowest seen. Filled by near_far_ratios before the ratios are
+ * sorted, printed by print_near_far where both kinds of round occurred. */
+static struct {
+    double near[4096], far[4096], lowest, highest; /* --rounds is at most 4096 */
+    int n_near, n_far;
+} placement;
+
+static void near_far_ratios(const double *ratio, const double *latency, int rounds) {
+    placement.lowest = 0.0;
+    for (int r = 0; r < rounds; r++)
+        if (latency[r] > 0 && (placement.lowest == 0.0 || latency[r] < placement.lowest))
+            placement.lowest = latency[r];
+    for (int r = 0; r < rounds; r++) {
+        if (latency[r] <= 0)
+            continue;
+        if (latency[r] > 2.0 * placement.lowest) {
+            placement.far[placement.n_far++] = ratio[r];
+            placement.highest = latency[r] > placement.highest ? latency[r] : placement.highest;
+        } else {
+            placement.near[placement.n_near++] = ratio[r];
+        }
+    }
+}
+
+static void print_near_far(void) {
+    if (placement.n_near == 0) /* no probe: not a CPU run, or one thread */
+        return;
+    if (placement.n_far == 0)
+        printf("  threads near in every round (%.0f ns one way at the lowest)\n", placement.lowest);
+    else
+        printf("  by placement: %d rounds near (%.0f ns one way): median B/A %.4f; %d rounds far (up to %.0f ns): "
+               "median B/A %.4f\n", placement.n_near, placement.lowest, trn_median(placement.near, placement.n_near),
+               placement.n_far, placement.highest, trn_median(placement.far, placement.n_far));
+}
+
 static int usage(const char *why) {
     fprintf(stderr, "error: %s\nusage: ab_lab (-m FILE | --synthetic NAME) --a KEY=VALUE[,...] --b KEY=VALUE[,...] "
                     "[-t THREADS] [--device cpu|cuda] [--rounds R] [--steps S] [--prefill N]\n", why);
@@ -132,7 +170,7 @@ int main(int argc, char **argv) {
     trn_graph *graph = NULL;
     trn_backend *b[2] = {NULL, NULL};
     int *stream = NULL;
-    double *t[2] = {NULL, NULL}, *ratio = NULL;
+    double *t[2] = {NULL, NULL}, *ratio = NULL, *latency = NULL;
     int rc = 1;
     trn_status st = trn_model_load(model_path, &model);
     const int n_ctx = TRN_MAX(2 * WINDOW, n_prefill) + 1;
@@ -146,7 +184,8 @@ int main(int argc, char **argv) {
     t[0] = malloc((size_t)rounds * sizeof(double));
     t[1] = malloc((size_t)rounds * sizeof(double));
     ratio = malloc((size_t)rounds * sizeof(double));
-    if (st == TRN_OK && (!stream || !t[0] || !t[1] || !ratio))
+    latency = malloc((size_t)rounds * sizeof(double));
+    if (st == TRN_OK && (!stream || !t[0] || !t[1] || !ratio || !latency))
         st = trn_fail(TRN_ERR_NOMEM, "out of memory for %d rounds", rounds);
     if (st != TRN_OK) {
         fprintf(stderr, "error: %s\n", trn_last_error());
@@ -164,7 +203,9 @@ int main(int argc, char **argv) {
             round_time(b[k], WINDOW, 0, stream, &pos[k], &st);
     for (int k = 0; k < 2; k++)
         pos[k] = WINDOW;
+    const int probe_cores = strcmp(device, "cpu") == 0 && threads != 1;
     for (int r = 0; r < rounds && st == TRN_OK; r++) {
+        latency[r] = probe_cores ? trn_core_latency_probe() : 0.0;
         for (int j = 0; j < 2 && st == TRN_OK; j++) {
             const int k = r % 2 ? 1 - j : j; /* A then B, then B then A */
             t[k][r] = round_time(b[k], steps, n_prefill, stream, &pos[k], &st);
@@ -177,6 +218,7 @@ int main(int argc, char **argv) {
     }
     const int same = memcmp(trn_backend_logits(b[0]), trn_backend_logits(b[1]), (size_t)n_vocab * sizeof(float)) == 0;
     const double median[2] = {trn_median(t[0], rounds), trn_median(t[1], rounds)};
+    near_far_ratios(ratio, latency, rounds);
     const double median_ratio = trn_median(ratio, rounds); /* sorted now: quartiles from it */
     printf("%s, %s; %d rounds of %s\n", model_path, trn_backend_describe(b[0]), rounds,
            n_prefill ? "one batched prefill" : "decode steps");
@@ -189,6 +231,7 @@ int main(int argc, char **argv) {
     printf("  B/A per round: median %.4f, quartiles %.4f-%.4f (above 1: A faster)\n", median_ratio,
            ratio[rounds / 4], ratio[3 * rounds / 4]);
     printf("  last logits: %s\n", same ? "identical" : "differ");
+    print_near_far();
     rc = 0;
 done:
     for (int k = 0; k < 2; k++) {
@@ -196,6 +239,7 @@ done:
         free(t[k]);
     }
     free(ratio);
+    free(latency);
     free(stream);
     trn_graph_free(graph);
     trn_model_free(model);

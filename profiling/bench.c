@@ -114,6 +114,39 @@ double trn_bandwidth_probe(int n_threads, size_t bytes, int reps) {
     return (double)bytes / trn_median(times, reps) / 1e9;
 }
 
+double trn_core_latency_probe(void) {
+#ifdef TRN_HAVE_OPENMP
+    enum { ROUND_TRIPS = 2048 };
+    const long max_spins = 1L << 24; /* tens of ms: a thread that is not running makes the other give up */
+    if (omp_get_num_procs() < 2)
+        return 0.0;
+    int turn = 0, gave_up = 0, threads = 0;
+    double seconds = 0.0;
+#pragma omp parallel num_threads(2)
+    {
+        const int me = omp_get_thread_num();
+#pragma omp single
+        threads = omp_get_num_threads(); /* and a barrier: both start together */
+        double t0 = trn_time_s();
+        for (int i = 0; threads == 2 && i < ROUND_TRIPS; i++) {
+            const int mine = 2 * i + me; /* thread 0 holds the line at even turns, thread 1 at odd ones */
+            long spins = 0;
+            while (__atomic_load_n(&turn, __ATOMIC_ACQUIRE) != mine && !__atomic_load_n(&gave_up, __ATOMIC_RELAXED))
+                if (++spins == max_spins)
+                    __atomic_store_n(&gave_up, 1, __ATOMIC_RELAXED);
+            if (__atomic_load_n(&gave_up, __ATOMIC_RELAXED))
+                break;
+            __atomic_store_n(&turn, mine + 1, __ATOMIC_RELEASE);
+        }
+        if (me == 0)
+            seconds = trn_time_s() - t0;
+    }
+    return threads == 2 && !gave_up ? seconds / (2.0 * ROUND_TRIPS) * 1e9 : 0.0;
+#else
+    return 0.0;
+#endif
+}
+
 enum { PREFILL_REPS = 3, DECODE_ROUNDS = 7 };
 #define PEAK_PROBE_S 0.05 /* seconds per thread of each multiply-add probe */
 
@@ -135,7 +168,7 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
     memset(out, 0, sizeof(*out));
     progress("decode at %d thread(s), each round after a bandwidth probe", threads);
     out->threads = threads;
-    double probes[DECODE_ROUNDS];
+    double probes[DECODE_ROUNDS], latencies[DECODE_ROUNDS];
     double *times = malloc((size_t)n_decode * sizeof(double));
     if (!times)
         return trn_fail(TRN_ERR_NOMEM, "out of memory for %d step times", n_decode);
@@ -150,6 +183,7 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
     for (int round = 0; round < DECODE_ROUNDS && status == TRN_OK; round++) {
         /* the probe reads host memory: it bounds the CPU backend only (a GPU is probed once, below) */
         probes[round] = on_cpu ? trn_bandwidth_probe(threads, (size_t)256 << 20, 1) : 0.0;
+        latencies[round] = on_cpu && threads > 1 ? trn_core_latency_probe() : 0.0;
         for (const int stop = n_decode * (round + 1) / DECODE_ROUNDS; done < stop && status == TRN_OK; done++) {
             const double t0 = trn_time_s();
             status = trn_backend_step(backend, token, pos + done, 1, &token);
@@ -163,6 +197,7 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
     if (status == TRN_OK) {
         const double step_s = trn_median(times, n_decode);
         out->bandwidth_gbs = on_cpu ? trn_median(probes, DECODE_ROUNDS) : 0.0;
+        out->core_latency_ns = trn_median(latencies, DECODE_ROUNDS);
 #ifdef TRN_HAVE_CUDA
         /* a GPU's bound: device memory bandwidth, from a 1 GB device-to-device copy (bytes read + written) */
         if (strcmp(trn_backend_name(backend), "cuda") == 0 &&
@@ -320,7 +355,10 @@ static void print_decode(const trn_bench_result *r, const trn_bench_decode *d, F
                 d->bandwidth_gbs, d->threads, d->threads == 1 ? "" : "s",
                 d->bandwidth_gbs * 1e9 / (r->weight_bytes_per_token + r->kv_bytes_per_token),
                 100.0 * d->roofline_fraction);
-    else
+    if (d->core_latency_ns > 0)
+        fprintf(out, "  two threads    a cache line between them takes %.0f ns one way (probe, same run)\n",
+                d->core_latency_ns);
+    if (d->bandwidth_gbs <= 0)
         fprintf(out, "  bound          read bandwidth not measured for this device\n");
 }
 
@@ -360,6 +398,7 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
         json_number(out, "bandwidth_gbs", 1, "%.3f", d->bandwidth_gbs);
         json_number(out, "achieved_gbs", 1, "%.3f", d->achieved_gbs);
         json_number(out, "roofline_fraction", 1, "%.4f", d->roofline_fraction);
+        json_number(out, "core_latency_ns", d->core_latency_ns > 0, "%.1f", d->core_latency_ns);
         json_number(out, "decode_tokens_per_s_1thread", r->has_1thread, "%.3f", d1->tokens_per_s);
         json_number(out, "decode_ms_per_token_1thread", r->has_1thread, "%.4f", d1->ms_per_token);
         json_number(out, "bandwidth_gbs_1thread", r->has_1thread, "%.3f", d1->bandwidth_gbs);

@@ -29,6 +29,7 @@ typedef struct {
                                   them on a GPU (device-to-device copy); 0: not measured */
     double achieved_gbs;       /* bytes read per token (weights and KV cache) x decode tokens/s */
     double roofline_fraction;  /* achieved / probe bandwidth */
+    double core_latency_ns;    /* trn_core_latency_probe, median over the rounds (CPU, 2+ threads; else 0) */
 } trn_bench_decode;
 
 typedef struct {
@@ -63,6 +64,12 @@ trn_status trn_bench_compare_weights(const trn_model *model, const trn_bench_opt
 /* Read bandwidth in GB/s: n_threads threads each stream through their share of a buffer much larger than
  * the caches; the median of `reps` runs. */
 double trn_bandwidth_probe(int n_threads, size_t bytes, int reps);
+
+/* One-way latency in ns of a cache line handed back and forth between two threads of one process (the threads the
+ * CPU backend runs on); 0 where not measured (no OpenMP, fewer than two processors, or a thread not scheduled).
+ * Where the two threads sit on cores far apart (another CCD, or where a VM's host puts them) every barrier and every
+ * vector one thread reads from the other's cache costs that much more, as the read bandwidth may differ too. */
+double trn_core_latency_probe(void);
 
 /* Sorts v[0..n) in place (ascending) and returns its median. */
 double trn_median(double *v, int n);

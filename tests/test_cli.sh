@@ -345,6 +345,10 @@ try:
     kernel = obj.get("prefill_kernel", "absent")
     assert kernel is None or (isinstance(kernel, str) and kernel), "prefill_kernel: %r" % (kernel,)
     assert bound[0] is None or kernel is not None, "a prefill bound without its kernel"
+    # how far apart two threads sit: a positive number of ns, or null (one thread, no OpenMP, a GPU run)
+    latency = obj.get("core_latency_ns", "absent")
+    assert latency is None or (isinstance(latency, (int, float)) and latency > 0), "core_latency_ns: %r" % (latency,)
+    assert latency is None or obj["threads"] >= 2, "core_latency_ns at one thread"
 except Exception as e:
     print("    json check: %s" % (e,))
     sys.exit(1)
