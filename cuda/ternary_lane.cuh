@@ -168,6 +168,19 @@ static __host__ __device__ __forceinline__ uint32_t tq1_high_bytes(uint32_t e, u
 #endif
 }
 
+/* 3 x. On the device one IADD3 (x + x + x), an ALU-pipe instruction, where ptxas turns a multiplication by a
+ * constant (and shift-and-add forms of it) into IMAD, which issues on the FMA pipe that also runs every dp4a: with
+ * half of tq1_regs_isum's multiplies here, the two pipes share its work. */
+static __host__ __device__ __forceinline__ uint32_t times3_alu(uint32_t x) {
+#if defined(__CUDA_ARCH__) && !defined(TRN_CUDA_EMULATOR)
+    uint32_t y;
+    asm("{ .reg .b32 t; add.u32 t, %1, %1; add.u32 %0, t, %1; }" : "=r"(y) : "r"(x));
+    return y;
+#else
+    return 3u * x;
+#endif
+}
+
 /* The same integer as tq1_word_isum with the lane's activations already in registers (tq1_lane_acts), by whole
  * quotients instead of digits: H_m = floor(3^m q / 256) <= 242 for m <= 5 (3^5 * 255 < 2^16: e * 3^m and o * 3^m
  * never leave their 16-bit lanes, so H_m of four bytes is one multiply per lane pair and one byte permutation), and
@@ -177,10 +190,11 @@ static __host__ __device__ __forceinline__ uint32_t tq1_high_bytes(uint32_t e, u
 static __host__ __device__ __forceinline__ int tq1_regs_isum(uint32_t w, const int (&a)[5]) {
     const uint32_t e = w & 0x00ff00ffu, o = tq1_odd_bytes(w);
     int s1 = 0, s3 = 0;
-    uint32_t pow3 = 1;
+    uint32_t e_pow3 = e, pow3 = 1;
     for (int m = 1; m <= 5; m++) { /* constant trip count: unrolled, pow3 = 3^m a constant */
+        e_pow3 = times3_alu(e_pow3);
         pow3 *= 3u;
-        const uint32_t h = tq1_high_bytes(e * pow3, o * pow3); /* byte k: H_m of byte k */
+        const uint32_t h = tq1_high_bytes(e_pow3, o * pow3); /* byte k: H_m of byte k */
         s1 = dot4_u8s8(h, a[m - 1], s1);
         if (m < 5)
             s3 = dot4_u8s8(h, a[m], s3);

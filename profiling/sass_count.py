@@ -18,6 +18,11 @@ divergent shuffle, which jumps back into the prologue, holds as many but is long
             4 weights each; TQ1_0 kernels give each code word of a block to a lane of a half-warp (13 of 16 lanes
             useful) and issue 9 dp4a per word (tq1_regs_isum), so a row of 8 blocks is 8 * 16 * 9 / 32 = 36. Kernels
             are told apart by name (Tq1 / tq1 in the name: TQ1_0).
+  fma, alu  of those per row, the instructions that issue on the FMA-heavy pipe (IMAD, IMUL, IDP) and on the ALU
+            pipe (integer adds, logic, shifts, permutes, compares, selects). On sm_80 and sm_90 each takes a warp
+            instruction every second cycle per scheduler, so a loop issues no faster than max(per_row, 2 fma,
+            2 alu) cycles per row: `bound` (FP32 adds and multiplies, which may take either FMA pipe, and the
+            memory, shuffle and branch units are left out).
 Nothing runs on a GPU: this is how the lean loop's gain is seen on a machine without one.
 """
 import argparse
@@ -99,6 +104,18 @@ def row_loop(code):
     return best
 
 
+FMA_HEAVY = {"IMAD", "IMUL", "IDP"}
+ALU = {"IADD3", "IADD", "LOP3", "LOP", "PRMT", "SHF", "SHL", "SHR", "LEA", "SEL", "ISETP", "IMNMX", "VIADD", "FSEL",
+       "FSETP", "BMSK", "SGXT", "PLOP3", "MOV", "IABS", "FLO", "POPC", "BREV"}
+
+
+def opcode(text):
+    """The opcode of one SASS instruction, without its predicate and modifiers: '@!P0 IMAD.WIDE.U32 ...' -> 'IMAD'."""
+    words = text.split()
+    word = words[1] if words[0].startswith("@") and len(words) > 1 else words[0]
+    return word.split(".")[0]
+
+
 def count(obj, cuobjdump):
     sass = subprocess.run([cuobjdump, "-sass", obj], capture_output=True, text=True)
     if sass.returncode != 0:
@@ -113,8 +130,14 @@ def count(obj, cuobjdump):
         head, tail, n, dp4a = loop
         tq1 = "tq1" in pretty.lower()
         need = 36 if tq1 else 16
+        ops = [opcode(t) for a, t in funcs[mangled] if head <= a <= tail]
+        fma = sum(1 for o in ops if o in FMA_HEAVY)
+        alu = sum(1 for o in ops if o in ALU)
+        per_row = n * need / dp4a
         rows.append({"kernel": pretty, "format": "TQ1_0" if tq1 else "TQ2_0", "loop_instructions": n,
-                     "dp4a": dp4a, "per_row_2048": round(n * need / dp4a, 1),
+                     "dp4a": dp4a, "per_row_2048": round(per_row, 1),
+                     "fma_per_row": round(fma * need / dp4a, 1), "alu_per_row": round(alu * need / dp4a, 1),
+                     "bound_cycles_per_row": round(max(per_row, 2 * fma * need / dp4a, 2 * alu * need / dp4a), 1),
                      "loop": f"0x{head:x}-0x{tail:x}"})
     return rows
 
@@ -155,9 +178,10 @@ def main():
         rows = count(obj, cuobjdump)
         report[label] = rows
         print(f"== {label}: row loops of the dp4a kernels (static warp-instructions)")
-        print(f"{'loop':>5} {'dp4a':>5} {'per 2048-weight row':>20}  kernel")
+        print(f"{'loop':>5} {'dp4a':>5} {'per 2048-weight row':>20} {'fma':>6} {'alu':>6} {'bound':>6}  kernel")
         for r in sorted(rows, key=lambda r: r["kernel"]):
-            print(f"{r['loop_instructions']:5d} {r['dp4a']:5d} {r['per_row_2048']:20.1f}  {short(r['kernel'])}")
+            print(f"{r['loop_instructions']:5d} {r['dp4a']:5d} {r['per_row_2048']:20.1f} {r['fma_per_row']:6.1f} "
+                  f"{r['alu_per_row']:6.1f} {r['bound_cycles_per_row']:6.1f}  {short(r['kernel'])}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
