@@ -85,40 +85,57 @@ static double round_time(trn_backend *b, int steps, int n_prefill, const int *st
 
 /* The rounds split by where the two threads sat (trn_core_latency_probe before each round): on a machine whose
  * threads are sometimes near (one core complex) and sometimes far apart (two, or wherever a VM's host puts them),
- * memory bandwidth and every barrier's cost change with it, so a setting may win in one placement only. A round is
- * "far" where its latency is more than twice the lowest seen. Filled by near_far_ratios before the ratios are
- * sorted, printed by print_near_far where both kinds of round occurred. */
+ * memory bandwidth and every barrier's cost change with it, so a setting may win in one placement only. The rounds'
+ * latencies, sorted, are cut at their largest ratio between neighbours where it is at least 2 and leaves at least 3
+ * rounds on each side (a lone slow probe, a thread preempted, is no placement); else all rounds are one placement.
+ * Filled by near_far_ratios before the ratios are sorted, printed by print_near_far. */
+enum { MIN_ROUNDS_PER_PLACEMENT = 3 };
 static struct {
-    double near[4096], far[4096], lowest, highest; /* --rounds is at most 4096 */
-    int n_near, n_far;
+    double near[4096], far[4096], lowest, cut, above_cut, highest; /* --rounds is at most 4096 */
+    int n_near, n_far, probed;
 } placement;
 
 static void near_far_ratios(const double *ratio, const double *latency, int rounds) {
-    placement.lowest = 0.0;
+    double sorted[4096];
+    int n = 0;
     for (int r = 0; r < rounds; r++)
-        if (latency[r] > 0 && (placement.lowest == 0.0 || latency[r] < placement.lowest))
-            placement.lowest = latency[r];
-    for (int r = 0; r < rounds; r++) {
-        if (latency[r] <= 0)
-            continue;
-        if (latency[r] > 2.0 * placement.lowest) {
-            placement.far[placement.n_far++] = ratio[r];
-            placement.highest = latency[r] > placement.highest ? latency[r] : placement.highest;
-        } else {
-            placement.near[placement.n_near++] = ratio[r];
+        if (latency[r] > 0)
+            sorted[n++] = latency[r];
+    placement.probed = n;
+    if (n == 0)
+        return;
+    trn_median(sorted, n); /* sorts */
+    placement.lowest = sorted[0];
+    placement.highest = sorted[n - 1];
+    placement.cut = 0.0; /* no cut: one placement */
+    double widest = 2.0;
+    for (int i = MIN_ROUNDS_PER_PLACEMENT; i <= n - MIN_ROUNDS_PER_PLACEMENT; i++)
+        if (sorted[i] >= widest * sorted[i - 1]) {
+            widest = sorted[i] / sorted[i - 1];
+            placement.cut = sorted[i - 1]; /* the nearest's highest */
+            placement.above_cut = sorted[i];
         }
+    for (int r = 0; r < rounds; r++) {
+        if (latency[r] <= 0 || placement.cut == 0.0)
+            continue;
+        if (latency[r] > placement.cut)
+            placement.far[placement.n_far++] = ratio[r];
+        else
+            placement.near[placement.n_near++] = ratio[r];
     }
 }
 
 static void print_near_far(void) {
-    if (placement.n_near == 0) /* no probe: not a CPU run, or one thread */
+    if (placement.probed == 0) /* no probe: not a CPU run, or one thread */
         return;
-    if (placement.n_far == 0)
-        printf("  threads near in every round (%.0f ns one way at the lowest)\n", placement.lowest);
+    if (placement.cut == 0.0)
+        printf("  threads %.0f-%.0f ns apart (one way): one placement throughout\n", placement.lowest,
+               placement.highest);
     else
-        printf("  by placement: %d rounds near (%.0f ns one way): median B/A %.4f; %d rounds far (up to %.0f ns): "
-               "median B/A %.4f\n", placement.n_near, placement.lowest, trn_median(placement.near, placement.n_near),
-               placement.n_far, placement.highest, trn_median(placement.far, placement.n_far));
+        printf("  by placement: %d rounds near (%.0f-%.0f ns one way): median B/A %.4f; %d rounds far (%.0f-%.0f "
+               "ns): median B/A %.4f\n", placement.n_near, placement.lowest, placement.cut,
+               trn_median(placement.near, placement.n_near), placement.n_far, placement.above_cut, placement.highest,
+               trn_median(placement.far, placement.n_far));
 }
 
 static int usage(const char *why) {
