@@ -66,7 +66,8 @@ trn_status trn_bench_compare_weights(const trn_model *model, const trn_bench_opt
 double trn_bandwidth_probe(int n_threads, size_t bytes, int reps);
 
 /* One-way latency in ns of a cache line handed back and forth between two threads of one process (the threads the
- * CPU backend runs on); 0 where not measured (no OpenMP, fewer than two processors, or a thread not scheduled).
+ * CPU backend runs on); 0 where not measured (no OpenMP, fewer than two processors, a thread not scheduled, or
+ * 2,048 round trips taking over 50 ms on a busy machine).
  * Where the two threads sit on cores far apart (another CCD, or where a VM's host puts them) every barrier and every
  * vector one thread reads from the other's cache costs that much more, as the read bandwidth may differ too. */
 double trn_core_latency_probe(void);
