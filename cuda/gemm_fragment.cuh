@@ -85,7 +85,7 @@ static __host__ __device__ __forceinline__ void tq2_unpack_part(uint4 c, int par
  * bytes are weights 4 (base + stride n) + 0..3 (tq1_word). */
 static __host__ __device__ __forceinline__ void tq1_unpack_word(uint32_t w, int j, uint8_t *dst) {
     const tq1_word_map m = tq1_word(j);
-    uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
+    uint32_t e = w & 0x00ff00ffu, o = tq1_odd_bytes(w);
     for (int n = 0; n < 5; n++)
         if (n < m.digits) {
             const uint32_t codes = tq1_next_digits(e, o);

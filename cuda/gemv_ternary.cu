@@ -170,7 +170,7 @@ __device__ __forceinline__ float tq2_lane_fsum(uint4 c, const float *x_b, int pa
 /* f32 mode: code word w (word j) of the block whose floats start at x_b (16-byte aligned). */
 __device__ __forceinline__ float tq1_word_fsum(uint32_t w, int j, const float *x_b) {
     const tq1_word_map m = tq1_word(j);
-    uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
+    uint32_t e = w & 0x00ff00ffu, o = tq1_odd_bytes(w);
     float s = 0.0f;
 #pragma unroll
     for (int n = 0; n < 5; n++) {

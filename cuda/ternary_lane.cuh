@@ -108,6 +108,25 @@ static __host__ __device__ __forceinline__ tq1_word_map tq1_word(int j) {
     return {60, 1, 4};
 }
 
+/* Bytes 1 and 3 of w in the low bytes of its 16-bit lanes: (w >> 8) & 0x00ff00ff (one prmt on the device). */
+static __host__ __device__ __forceinline__ uint32_t tq1_odd_bytes(uint32_t w) {
+#ifdef __CUDA_ARCH__
+    return __byte_perm(w, 0u, 0x4341u);
+#else
+    return (w >> 8) & 0x00ff00ffu;
+#endif
+}
+
+/* Byte k of the result is byte 1 of e's 16-bit lane k / 2 (k even) or of o's (k odd): the high bytes of the four
+ * lanes of a spread word, back in byte order (one prmt on the device). */
+static __host__ __device__ __forceinline__ uint32_t tq1_high_bytes(uint32_t e, uint32_t o) {
+#ifdef __CUDA_ARCH__
+    return __byte_perm(e, o, 0x7351u);
+#else
+    return ((e >> 8) & 0x00ff00ffu) | (o & 0xff00ff00u);
+#endif
+}
+
 /* Base-3 digits of four bytes at once. A byte q holds its digits as a fraction: digit n is
  * ((q * 3^n mod 256) * 3) >> 8. The bytes are spread over 16-bit lanes (e: bytes 0 and 2, o: bytes 1 and 3);
  * t = 3 * (q * 3^n mod 256) < 768 never leaves its lane, its high byte is digit n and its low byte q * 3^(n+1)
@@ -116,14 +135,14 @@ static __host__ __device__ __forceinline__ uint32_t tq1_next_digits(uint32_t &e,
     const uint32_t te = e * 3u, to = o * 3u;
     e = te & 0x00ff00ffu;
     o = to & 0x00ff00ffu;
-    return ((te >> 8) & 0x00ff00ffu) | (to & 0xff00ff00u);
+    return tq1_high_bytes(te, to);
 }
 
 /* A lane's share of a TQ1_0 block's integer dot product, digit by digit: code word w (word j of the block), act_b =
  * the block's activations in shared memory. */
 static __host__ __device__ __forceinline__ int tq1_word_isum(uint32_t w, int j, const uint8_t *act_b) {
     const tq1_word_map m = tq1_word(j);
-    uint32_t e = w & 0x00ff00ffu, o = (w >> 8) & 0x00ff00ffu;
+    uint32_t e = w & 0x00ff00ffu, o = tq1_odd_bytes(w);
     int s = 0;
     for (int n = 0; n < 5; n++) {
         if (n < m.digits) {
@@ -147,25 +166,6 @@ static __host__ __device__ __forceinline__ void tq1_lane_acts(const uint8_t *act
 /* The same for code word j of a block. */
 static __host__ __device__ __forceinline__ void tq1_lane_acts(const uint8_t *act_b, int j, int (&a)[5]) {
     tq1_lane_acts(act_b, tq1_word(j), true, a);
-}
-
-/* Bytes 1 and 3 of w in the low bytes of its 16-bit lanes: (w >> 8) & 0x00ff00ff (one prmt on the device). */
-static __host__ __device__ __forceinline__ uint32_t tq1_odd_bytes(uint32_t w) {
-#ifdef __CUDA_ARCH__
-    return __byte_perm(w, 0u, 0x4341u);
-#else
-    return (w >> 8) & 0x00ff00ffu;
-#endif
-}
-
-/* Byte k of the result is byte 1 of e's 16-bit lane k / 2 (k even) or of o's (k odd): the high bytes of the four
- * lanes of a spread word, back in byte order (one prmt on the device). */
-static __host__ __device__ __forceinline__ uint32_t tq1_high_bytes(uint32_t e, uint32_t o) {
-#ifdef __CUDA_ARCH__
-    return __byte_perm(e, o, 0x7351u);
-#else
-    return ((e >> 8) & 0x00ff00ffu) | (o & 0xff00ff00u);
-#endif
 }
 
 /* 3 x. On the device one IADD3 (x + x + x), an ALU-pipe instruction, where ptxas turns a multiplication by a
