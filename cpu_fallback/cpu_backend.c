@@ -205,17 +205,38 @@ static int node_reads_as_matrix(const trn_graph *g, int id) {
     return 0;
 }
 
-/* The layout buffer `id` is repacked into for c's kernel table (ops.h), or TRN_LAYOUT_ROWS where it stays as
- * loaded: ternary matrices that some MATVEC reads, with at least one full group of rows. */
+/* The type buffer `id` is held as: TQ2_0 for a TQ1_0 matrix that some MATVEC reads where c's kernel table asks for
+ * it (ops.h, tq1_0_as_tq2_0) and TRN_CPU_TQ1_AS_TQ2 is not 0, else its own. */
+static trn_type held_type(const cpu_context *c, int id) {
+    const trn_buffer *buf = &c->graph->buffers[id];
+    const char *widen = getenv("TRN_CPU_TQ1_AS_TQ2");
+    return buf->kind == TRN_BUF_WEIGHT && buf->type == TRN_TYPE_TQ1_0 && c->ops->tq1_0_as_tq2_0 &&
+                   !(widen && strcmp(widen, "0") == 0) && node_reads_as_matrix(c->graph, id)
+               ? TRN_TYPE_TQ2_0
+               : buf->type;
+}
+
+/* The layout buffer `id` is repacked into for c's kernel table (ops.h), or TRN_LAYOUT_ROWS where it stays in the
+ * file's row order: ternary matrices that some MATVEC reads, with at least one full group of rows. */
 static trn_layout repack_layout(const cpu_context *c, int id) {
     const trn_buffer *buf = &c->graph->buffers[id];
-    const trn_layout layout = buf->kind != TRN_BUF_WEIGHT      ? TRN_LAYOUT_ROWS
-                              : buf->type == TRN_TYPE_TQ2_0 ? c->ops->tq2_0_layout
-                              : buf->type == TRN_TYPE_TQ1_0 ? c->ops->tq1_0_layout
-                                                            : TRN_LAYOUT_ROWS;
+    const trn_type type = held_type(c, id);
+    const trn_layout layout = buf->kind != TRN_BUF_WEIGHT  ? TRN_LAYOUT_ROWS
+                              : type == TRN_TYPE_TQ2_0 ? c->ops->tq2_0_layout
+                              : type == TRN_TYPE_TQ1_0 ? c->ops->tq1_0_layout
+                                                       : TRN_LAYOUT_ROWS;
     return layout != TRN_LAYOUT_ROWS && buf->ne[1] >= trn_layout_group_rows(layout) && node_reads_as_matrix(c->graph, id)
                ? layout
                : TRN_LAYOUT_ROWS;
+}
+
+/* Bytes of buffer `id` in the repacked region (64-byte aligned), or 0 where it is used as loaded. */
+static size_t repacked_bytes_of(const cpu_context *c, int id) {
+    const trn_buffer *buf = &c->graph->buffers[id];
+    const trn_type type = held_type(c, id);
+    if (repack_layout(c, id) == TRN_LAYOUT_ROWS && type == buf->type)
+        return 0;
+    return ((size_t)buf->ne[1] * trn_row_bytes(type, buf->ne[0]) + 63) & ~(size_t)63;
 }
 
 /* Physical memory in bytes, or 0 if unknown. */
@@ -300,8 +321,7 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     }
     size_t repacked_bytes = 0, repacked_at = 0; /* each repacked matrix 64-byte aligned in c->repacked */
     for (int i = 0; i < g->n_buffers; i++)
-        if (repack_layout(c, i) != TRN_LAYOUT_ROWS)
-            repacked_bytes += (g->buffers[i].bytes + 63) & ~(size_t)63;
+        repacked_bytes += repacked_bytes_of(c, i);
     if (repacked_bytes && !(c->repacked = trn_alloc_huge(repacked_bytes))) {
         cpu_release(c);
         return trn_fail(TRN_ERR_NOMEM, "out of memory repacking %.1f MB of weights", repacked_bytes / 1e6);
@@ -337,10 +357,14 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
             }
             c->matrix[i] = (trn_matrix){buf->type, buf->tensor->data, buf->ne[1], buf->ne[0],
                                         trn_row_bytes(buf->type, buf->ne[0]), TRN_LAYOUT_ROWS};
-            if (repack_layout(c, i) != TRN_LAYOUT_ROWS) {
-                /* repack once into the layout the table's kernels read (ops.h): a group of rows is one stream */
-                c->matrix[i] = trn_repack(&c->matrix[i], repack_layout(c, i), c->repacked + repacked_at);
-                repacked_at += (buf->bytes + 63) & ~(size_t)63;
+            if (repacked_bytes_of(c, i)) {
+                /* repack once into the type and layout the table's kernels read (ops.h): a group of rows is one
+                 * stream */
+                c->matrix[i] = trn_repack_as(&c->matrix[i], held_type(c, i), repack_layout(c, i),
+                                             c->repacked + repacked_at);
+                if (c->matrix[i].type != buf->type)
+                    c->widened_bytes += (double)(c->matrix[i].rows * c->matrix[i].row_bytes) - (double)buf->bytes;
+                repacked_at += repacked_bytes_of(c, i);
             }
             break;
         case TRN_BUF_ACTIVATION:
@@ -385,9 +409,16 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
         cpu_release(c);
         return planned;
     }
-    snprintf(c->description, sizeof(c->description), "cpu (%s kernels, act %s, %d thread%s)", c->ops->name,
-             config->act == TRN_ACT_F32 ? "f32" : "int8", c->n_threads, c->n_threads == 1 ? "" : "s");
+    snprintf(c->description, sizeof(c->description), "cpu (%s kernels, act %s, %d thread%s%s)", c->ops->name,
+             config->act == TRN_ACT_F32 ? "f32" : "int8", c->n_threads, c->n_threads == 1 ? "" : "s",
+             c->widened_bytes > 0 ? ", tq1_0 held as tq2_0" : "");
     return TRN_OK;
+}
+
+static void cpu_stats(trn_backend *backend, trn_backend_stats *out) {
+    const cpu_context *c = backend->context;
+    out->weights = "host";
+    out->widened_bytes_per_token = c->widened_bytes; /* every widened matrix is read whole by a step */
 }
 
 static void cpu_free(trn_backend *backend) {
@@ -405,6 +436,7 @@ static const trn_backend_i cpu_iface = {
     .logits = cpu_logits,
     .describe = cpu_describe,
     .free = cpu_free,
+    .stats = cpu_stats,
     .prefill = cpu_prefill,
     .decode_batch = cpu_decode_batch,
 };

@@ -86,6 +86,7 @@ typedef struct {
     void **data;         /* [n_buffers] where each buffer's elements are */
     void **owned;        /* [n_buffers] allocations made here (state, outputs, widened norms) */
     trn_matrix *matrix;  /* [n_buffers] weight views */
+    double widened_bytes; /* bytes the matrices held wider than the file's type add (ops.h, tq1_0_as_tq2_0) */
     trn_block_q8_act *xq; /* int8 copy of the current matrix-vector input */
     float *rope_cos_sin; /* [n_ctx][head_dim] interleaved cos, sin per pair */
     float *scores;       /* [n_threads][TRN_ATTENTION_SCRATCH(n_ctx)] attention scratch */

@@ -79,20 +79,37 @@ void trn_tq2_0_block_at(const trn_matrix *w, int64_t r, int64_t b, const uint8_t
     *qs = group_block_at(w, &g, r, b) + (r % 4) * g.code_bytes;
 }
 
-trn_matrix trn_repack(const trn_matrix *src, trn_layout layout, void *dst) {
+trn_matrix trn_repack_as(const trn_matrix *src, trn_type type, trn_layout layout, void *dst) {
+    if (type != src->type && !(src->type == TRN_TYPE_TQ1_0 && type == TRN_TYPE_TQ2_0))
+        abort(); /* the only conversion: TQ1_0 held as TQ2_0 */
     trn_matrix view = *src;
     view.data = dst;
+    view.type = type;
+    view.row_bytes = trn_row_bytes(type, src->cols);
     view.layout = layout;
     const group_geometry g = geometry(&view);
     const int64_t nb = src->cols / TRN_QK_K, full_rows = trn_layout_full_rows(&view);
-    const int block_bytes = trn_type_get(src->type)->block_bytes;
-    for (int64_t r = 0; r < full_rows; r++)
-        for (int64_t b = 0; b < nb; b++)
-            copy_group_block(&g, (uint8_t *)group_block_at(&view, &g, r, b), (int)(r % g.group),
-                             (uint8_t *)src->data + r * src->row_bytes + b * block_bytes, 1);
-    memcpy((uint8_t *)dst + full_rows * src->row_bytes, (const uint8_t *)src->data + full_rows * src->row_bytes,
-           (size_t)(src->rows - full_rows) * src->row_bytes);
+    const int src_block_bytes = trn_type_get(src->type)->block_bytes, block_bytes = trn_type_get(type)->block_bytes;
+    for (int64_t r = 0; r < src->rows; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *block = (const uint8_t *)src->data + r * src->row_bytes + b * src_block_bytes;
+            trn_block_tq2_0 widened;
+            if (type != src->type) { /* the same codes and scale, two bits per weight */
+                uint8_t codes[TRN_QK_K];
+                trn_tq1_0_block_codes((const trn_block_tq1_0 *)block, codes);
+                trn_tq2_0_block_from_codes(codes, ((const trn_block_tq1_0 *)block)->d, &widened);
+                block = (const uint8_t *)&widened;
+            }
+            if (r < full_rows)
+                copy_group_block(&g, (uint8_t *)group_block_at(&view, &g, r, b), (int)(r % g.group), (uint8_t *)block, 1);
+            else /* rows past the last full group: the file layout */
+                memcpy((uint8_t *)dst + r * view.row_bytes + b * block_bytes, block, (size_t)block_bytes);
+        }
     return view;
+}
+
+trn_matrix trn_repack(const trn_matrix *src, trn_layout layout, void *dst) {
+    return trn_repack_as(src, src->type, layout, dst);
 }
 
 void trn_get_row_any_layout(const trn_matrix *w, int64_t row, float *dst) {

@@ -47,6 +47,9 @@ void trn_layout_row_span(const trn_matrix *w, int64_t r0, int64_t r1, const uint
 /* Writes w (a TQ1_0 or TQ2_0 matrix in the file layout) in `layout` into dst (as many bytes as the file layout)
  * and returns the view. X4 is for TQ2_0 only. */
 trn_matrix trn_repack(const trn_matrix *src, trn_layout layout, void *dst);
+/* As trn_repack, into `type`: src's own type, or TQ2_0 for a TQ1_0 matrix (the same codes and scales, two bits per
+ * weight, so every product gives the same bits; dst holds rows * trn_row_bytes(TQ2_0, cols) bytes). */
+trn_matrix trn_repack_as(const trn_matrix *src, trn_type type, trn_layout layout, void *dst);
 static inline trn_matrix trn_repack_tq2_0_x4(const trn_matrix *src, void *dst) {
     return trn_repack(src, TRN_LAYOUT_X4, dst);
 }

@@ -55,6 +55,11 @@ static inline trn_rows trn_rows_range(int64_t r0, int64_t r1) { return (trn_rows
 typedef struct {
     const char *name; /* "scalar", "avx2", "avx512", "amx" or "amx-emulated" */
     trn_layout tq2_0_layout, tq1_0_layout; /* what the backend repacks ternary matrices into for this table */
+    /* 1: the backend holds TQ1_0 matrices as TQ2_0 (trn_repack_as: the same codes and scales at 2 bits per weight
+     * instead of 1.69, so every product gives the same bits), in tq2_0_layout: for a table whose TQ1_0 kernel is
+     * bound by its arithmetic (base-3 digits) where its TQ2_0 kernel is bound by memory, so that reading 22% more
+     * bytes is faster (the AVX2 table; cpu_fallback/README.md). */
+    int tq1_0_as_tq2_0;
     /* x[n] -> n/256 blocks (n a multiple of 256). */
     void (*quantize_act)(const float *x, trn_block_q8_act *xq, int64_t n);
     /* dst[r] = W[r] . x for r in [r0, r1); ternary types read xq (the quantized x) when it is not NULL and x

@@ -236,18 +236,23 @@ static float ternary_codes(const float *x, uint8_t codes[TRN_QK_K]) {
     return d;
 }
 
-static void quant_tq2_0(const float *x, uint8_t *raw) {
-    trn_block_tq2_0 b;
-    uint8_t codes[TRN_QK_K];
-    b.d = trn_f32_to_fp16(ternary_codes(x, codes));
+void trn_tq2_0_block_from_codes(const uint8_t codes[256], trn_fp16 d, trn_block_tq2_0 *block) {
+    block->d = d;
     /* Byte 32h + m holds weights 128h + 32l + m (l = 0..3) in bits 2l..2l+1. */
     for (int h = 0; h < 2; h++)
         for (int m = 0; m < 32; m++) {
             uint8_t byte = 0;
             for (int l = 0; l < 4; l++)
                 byte |= (uint8_t)(codes[128 * h + 32 * l + m] << (2 * l));
-            b.qs[32 * h + m] = byte;
+            block->qs[32 * h + m] = byte;
         }
+}
+
+static void quant_tq2_0(const float *x, uint8_t *raw) {
+    trn_block_tq2_0 b;
+    uint8_t codes[TRN_QK_K];
+    const trn_fp16 d = trn_f32_to_fp16(ternary_codes(x, codes));
+    trn_tq2_0_block_from_codes(codes, d, &b);
     memcpy(raw, &b, sizeof(b));
 }
 

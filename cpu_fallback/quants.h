@@ -23,5 +23,7 @@ int trn_quantize_row(trn_type type, const float *src, void *dst, int64_t n);
 /* Ternary codes (w + 1, in {0, 1, 2}) of the 256 weights of one block, in weight order. */
 void trn_tq2_0_block_codes(const trn_block_tq2_0 *block, uint8_t codes[256]);
 void trn_tq1_0_block_codes(const trn_block_tq1_0 *block, uint8_t codes[256]);
+/* The TQ2_0 block of 256 codes (in {0, 1, 2}, weight order) and scale d. */
+void trn_tq2_0_block_from_codes(const uint8_t codes[256], trn_fp16 d, trn_block_tq2_0 *block);
 
 #endif

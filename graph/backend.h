@@ -60,6 +60,8 @@ typedef struct {
     double h2d_bytes_per_token;    /* weight bytes copied host -> device per decode step */
     double mapped_bytes_per_token; /* weight bytes kernels read from host memory per decode step */
     double device_bytes;           /* device memory allocated */
+    double widened_bytes_per_token; /* weight bytes a decode step reads beyond the model file's, where the backend
+                                       holds matrices in a wider type (the CPU's TQ1_0 as TQ2_0 on the AVX2 table) */
 } trn_backend_stats;
 
 typedef struct {

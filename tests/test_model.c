@@ -138,6 +138,8 @@ static void check_graph(const trn_model *model, const trn_graph *g) {
     fclose(f);
 }
 
+static char last_description[128]; /* the backend's description in the last run */
+
 /* `steps` greedy steps on the table named `kernels` with `threads` threads. */
 static int run(const trn_model *model, const trn_graph *g, const char *kernels, int threads, int steps,
                run_result *out) {
@@ -152,6 +154,7 @@ static int run(const trn_model *model, const trn_graph *g, const char *kernels, 
     }
     CHECK_MSG(strstr(trn_backend_describe(backend), kernels) != NULL, "%s asked, %s described", kernels,
               trn_backend_describe(backend));
+    snprintf(last_description, sizeof(last_description), "%s", trn_backend_describe(backend));
     const int n_vocab = model->hp.n_vocab;
     out->logits = malloc((size_t)steps * n_vocab * sizeof(float));
     int token = trn_tokenizer_bos(model->tokenizer);
@@ -172,7 +175,7 @@ static int run(const trn_model *model, const trn_graph *g, const char *kernels, 
  * differently, and int8 activations turn such differences into whole quantization steps now and then: a deep
  * random model (tinyllama-tq1: 22 layers of random weights) amplifies them to about 7e-4, as it did before the
  * AVX-512 table existed. */
-static void check_model(const char *path, int steps, double max_nmse) {
+static void check_model(const char *path, int steps, double max_nmse, int tq1) {
     trn_model *model = NULL;
     if (trn_model_load(path, &model) != TRN_OK) {
         CHECK_MSG(0, "loading %s: %s", path, trn_last_error());
@@ -203,6 +206,22 @@ static void check_model(const char *path, int steps, double max_nmse) {
                 !run(model, g, tables[t], 3, steps, &simd[t][2]))
                 continue;
             have[t] = 1;
+            /* the avx2 table holds TQ1_0 matrices as TQ2_0 (ops.h): the same logits as with them kept as TQ1_0 */
+            const int held = strstr(last_description, "tq1_0 held as tq2_0") != NULL;
+            CHECK_MSG(held == (tq1 && t == 0), "%s: %s described as %s", path, tables[t], last_description);
+            if (held) {
+                run_result kept = {0};
+                setenv("TRN_CPU_TQ1_AS_TQ2", "0", 1);
+                if (run(model, g, tables[t], 2, steps, &kept)) {
+                    CHECK_MSG(strstr(last_description, "held as") == NULL, "%s: TRN_CPU_TQ1_AS_TQ2=0 ignored: %s", path,
+                              last_description);
+                    CHECK_MSG(memcmp(kept.logits, simd[t][1].logits, logits_bytes) == 0,
+                              "%s: %s logits differ between TQ1_0 held as TQ2_0 and as TQ1_0", path, tables[t]);
+                    printf("%s: %s logits identical with TQ1_0 held as TQ2_0 and as TQ1_0\n", path, tables[t]);
+                }
+                unsetenv("TRN_CPU_TQ1_AS_TQ2");
+                free(kept.logits);
+            }
             for (int k = 1; k < 3; k++) {
                 CHECK_MSG(memcmp(simd[t][0].tokens, simd[t][k].tokens, sizeof(scalar.tokens)) == 0,
                           "%s: %s tokens differ between 1 and %d threads", path, tables[t], k + 1);
@@ -231,11 +250,11 @@ static void check_model(const char *path, int steps, double max_nmse) {
 }
 
 int main(void) {
-    check_model("synthetic:tiny", MAX_STEPS, 1e-8);
-    check_model("synthetic:tinyllama-tq1", 4, 1e-2); /* TQ1_0 at Trinity-1.1B's shapes; the scalar steps take a while */
+    check_model("synthetic:tiny", MAX_STEPS, 1e-8, 0);
+    check_model("synthetic:tinyllama-tq1", 4, 1e-2, 1); /* TQ1_0 at Trinity-1.1B's shapes; the scalar steps take a while */
     const char *stories = test_data_path("stories260K/stories260K.gguf");
     if (stories)
-        check_model(stories, MAX_STEPS, 1e-8);
+        check_model(stories, MAX_STEPS, 1e-8, 0);
     else
         printf("stories260K part skipped: ../shared/testdata is absent\n");
     return test_finish("test_model");

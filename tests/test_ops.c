@@ -97,33 +97,51 @@ static trn_matrix in_layout(const trn_matrix *w, trn_layout layout) {
     return layout == TRN_LAYOUT_ROWS ? *w : trn_repack(w, layout, trn_alloc(w->row_bytes * (size_t)w->rows));
 }
 
-/* Every table's ternary product of w (in every layout, over the whole range and over row ranges cut anywhere,
- * also inside a group) against ref, bitwise; get_row and the block accessor against the file layout. */
+/* Whether block `blk` of row r of `view` (w held in view's type and layout) has w's codes and scale: the file's
+ * bytes where the type is w's, the same codes and scale where a TQ1_0 matrix is held as TQ2_0. */
+static int same_block(const trn_matrix *w, const trn_matrix *view, int64_t r, int64_t blk) {
+    trn_ternary_block scratch;
+    const trn_ternary_block *held = trn_ternary_block_at(view, r, blk, &scratch);
+    const uint8_t *file = (const uint8_t *)w->data + r * w->row_bytes + blk * trn_type_get(w->type)->block_bytes;
+    if (view->type == w->type)
+        return memcmp(held, file, (size_t)trn_type_get(w->type)->block_bytes) == 0;
+    uint8_t codes[TRN_QK_K], held_codes[TRN_QK_K];
+    trn_tq1_0_block_codes((const trn_block_tq1_0 *)file, codes);
+    trn_tq2_0_block_codes(&held->tq2_0, held_codes);
+    return memcmp(codes, held_codes, TRN_QK_K) == 0 && held->tq2_0.d == ((const trn_block_tq1_0 *)file)->d;
+}
+
+/* Every table's ternary product of w (in every layout, and a TQ1_0 matrix also held as TQ2_0 in every layout, over
+ * the whole range and over row ranges cut anywhere, also inside a group) against ref, bitwise; get_row and the block
+ * accessor against the file layout. */
 static void check_ternary_layouts(const trn_matrix *w, const float *x, const trn_block_q8_act *xq, const float *ref,
                                   const char *what) {
     const int64_t rows = w->rows, cols = w->cols;
     float *out = malloc((size_t)rows * sizeof(float)), *split = malloc((size_t)rows * sizeof(float));
     float *a = malloc((size_t)cols * sizeof(float)), *b = malloc((size_t)cols * sizeof(float));
-    for (size_t l = 0; l < TRN_ARRAY_LEN(all_layouts); l++) {
-        const trn_matrix view = in_layout(w, all_layouts[l]);
-        /* the accessor gives the file's bytes for every block of every row */
+    const size_t n_views = TRN_ARRAY_LEN(all_layouts) * (w->type == TRN_TYPE_TQ1_0 ? 2 : 1);
+    for (size_t l = 0; l < n_views; l++) {
+        const trn_layout layout = all_layouts[l % TRN_ARRAY_LEN(all_layouts)];
+        const trn_matrix view = l < TRN_ARRAY_LEN(all_layouts)
+                                    ? in_layout(w, layout)
+                                    : trn_repack_as(w, TRN_TYPE_TQ2_0, layout,
+                                                    trn_alloc(trn_row_bytes(TRN_TYPE_TQ2_0, cols) * (size_t)rows));
+        /* the accessor gives the file's codes and scale for every block of every row */
         int same_blocks = 1;
-        const size_t block_bytes = (size_t)trn_type_get(w->type)->block_bytes;
         for (int64_t r = 0; r < rows; r++)
-            for (int64_t blk = 0; blk < cols / TRN_QK_K; blk++) {
-                trn_ternary_block scratch;
-                same_blocks &= memcmp(trn_ternary_block_at(&view, r, blk, &scratch),
-                                      (const uint8_t *)w->data + r * w->row_bytes + blk * block_bytes, block_bytes) == 0;
-            }
-        CHECK_MSG(same_blocks, "%s layout %d: trn_ternary_block_at differs from the file's blocks", what, (int)view.layout);
+            for (int64_t blk = 0; blk < cols / TRN_QK_K; blk++)
+                same_blocks &= same_block(w, &view, r, blk);
+        CHECK_MSG(same_blocks, "%s layout %d as %s: trn_ternary_block_at differs from the file's blocks", what,
+                  (int)view.layout, trn_type_name(view.type));
         const trn_cpu_ops *tables[4] = {trn_cpu_ops_ref(), fast_tables[0], fast_tables[1], NULL};
         tables[1 + n_fast] = avx512_other;
         for (int t = 0; t < 1 + n_fast + (avx512_other != NULL); t++) {
             const trn_cpu_ops *ops = tables[t];
             memset(out, 0, (size_t)rows * sizeof(float));
             ops->matvec(&view, x, xq, out, 0, rows);
-            CHECK_MSG(memcmp(ref, out, (size_t)rows * sizeof(float)) == 0, "%s layout %d: %s differs from the reference",
-                      what, (int)view.layout, ops->name);
+            CHECK_MSG(memcmp(ref, out, (size_t)rows * sizeof(float)) == 0,
+                      "%s layout %d as %s: %s differs from the reference", what, (int)view.layout,
+                      trn_type_name(view.type), ops->name);
             /* ranges as threads take them (multiples of four) and cut anywhere else: the same numbers */
             const int64_t cuts[] = {rows / 8 * 4, rows / 3 + 1, 17, rows - 1};
             for (size_t c = 0; c < TRN_ARRAY_LEN(cuts); c++) {
