@@ -147,7 +147,7 @@ static void matvec_tq2_0_x4_avx2(const trn_matrix *w, const trn_block_q8_act *xq
                                  int64_t r1) {
     const int64_t nb = w->cols / TRN_QK_K;
     const int64_t full_rows = w->layout == TRN_LAYOUT_X4 ? w->rows / 4 * 4 : 0;
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1), mask = _mm256_set1_epi8(3);
     int64_t r = r0;
     for (; r + 4 <= r1 && r + 4 <= full_rows && r % 4 == 0; r += 4) {
         const uint8_t *group = (const uint8_t *)w->data + (r / 4) * nb * TRN_X4_GROUP_BLOCK_BYTES;
@@ -158,21 +158,25 @@ static void matvec_tq2_0_x4_avx2(const trn_matrix *w, const trn_block_q8_act *xq
             _mm_prefetch((const char *)gb + TRN_PF_AHEAD + 64, _MM_HINT_T0);
             _mm_prefetch((const char *)gb + TRN_PF_AHEAD + 128, _MM_HINT_T0);
             _mm_prefetch((const char *)gb + TRN_PF_AHEAD + 192, _MM_HINT_T0);
-            __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-            for (int half = 0; half < 2; half++) {
-                const int8_t *a = xq[b].q + 128 * half;
-                const __m256i a0 = _mm256_loadu_si256((const __m256i *)a);
-                const __m256i a1 = _mm256_loadu_si256((const __m256i *)(a + 32));
-                const __m256i a2 = _mm256_loadu_si256((const __m256i *)(a + 64));
-                const __m256i a3 = _mm256_loadu_si256((const __m256i *)(a + 96));
-                s0 = _mm256_add_epi16(s0, tq2_half_dot16(gb + 0 * 64 + 32 * half, a0, a1, a2, a3));
-                s1 = _mm256_add_epi16(s1, tq2_half_dot16(gb + 1 * 64 + 32 * half, a0, a1, a2, a3));
-                s2 = _mm256_add_epi16(s2, tq2_half_dot16(gb + 2 * 64 + 32 * half, a0, a1, a2, a3));
-                s3 = _mm256_add_epi16(s3, tq2_half_dot16(gb + 3 * 64 + 32 * half, a0, a1, a2, a3));
-            }
+            /* Field l of a half block's 32 bytes, in each row k, into row k's running sum s[k]. The empty asm keeps
+             * the four running sums in registers: without it GCC re-associates the unrolled sums into a tree whose
+             * 32 products spill to the stack (a fifth of the instructions; 11-16% slower on a Zen 3 core). */
+            __m256i s[4];
+            for (int k = 0; k < 4; k++)
+                s[k] = _mm256_setzero_si256();
+            for (int half = 0; half < 2; half++)
+                for (int l = 0; l < 4; l++) {
+                    const __m256i a = _mm256_loadu_si256((const __m256i *)(xq[b].q + 128 * half + 32 * l));
+                    for (int k = 0; k < 4; k++) {
+                        const __m256i q = _mm256_loadu_si256((const __m256i *)(gb + 64 * k + 32 * half));
+                        const __m256i field = _mm256_and_si256(l ? _mm256_srli_epi16(q, 2 * l) : q, mask);
+                        s[k] = _mm256_add_epi16(s[k], _mm256_maddubs_epi16(field, a));
+                        __asm__("" : "+x"(s[k]));
+                    }
+                }
             const __m128i isum = _mm_sub_epi32(
-                hsum4_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones), _mm256_madd_epi16(s2, ones),
-                            _mm256_madd_epi16(s3, ones)),
+                hsum4_epi32(_mm256_madd_epi16(s[0], ones), _mm256_madd_epi16(s[1], ones), _mm256_madd_epi16(s[2], ones),
+                            _mm256_madd_epi16(s[3], ones)),
                 _mm_set1_epi32(xq[b].sum));
             const __m128 dw = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(gb + 256)));
             const __m128 scale = _mm_mul_ps(dw, _mm_set1_ps(xq[b].d));
