@@ -502,9 +502,11 @@ static inline void group_block(const tile_block *tb, const int8_t *a, int n, int
         sums[t] = _mm256_setzero_si256();
     for (int half = 0; half < 2; half++) { /* 32 steps: int16 lanes stay within 32 x 762 */
         __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-        for (int j = 32 * half; j < 32 * half + 32; j++) {
-            const __m256i c = _mm256_load_si256((const __m256i *)tb->codes[j]);
+        for (int j = 32 * half; j < 32 * half + 32; j += 2) {
+            __m256i c = _mm256_load_si256((const __m256i *)tb->codes[j]);
             MADDUBS_STEP(j);
+            c = _mm256_load_si256((const __m256i *)tb->codes[j + 1]);
+            MADDUBS_STEP(j + 1);
         }
         const __m256i s[GROUP] = {s0, s1, s2, s3, s4, s5, s6, s7};
         for (int t = 0; t < GROUP; t++) /* lanes 2k, 2k + 1 (row k) -> int32 lane k */
