@@ -101,7 +101,8 @@ trn_matrix trn_repack_as(const trn_matrix *src, trn_type type, trn_layout layout
                 block = (const uint8_t *)&widened;
             }
             if (r < full_rows)
-                copy_group_block(&g, (uint8_t *)group_block_at(&view, &g, r, b), (int)(r % g.group), (uint8_t *)block, 1);
+                copy_group_block(&g, (uint8_t *)group_block_at(&view, &g, r, b), (int)(r % g.group),
+                                 (uint8_t *)block, 1);
             else /* rows past the last full group: the file layout */
                 memcpy((uint8_t *)dst + r * view.row_bytes + b * block_bytes, block, (size_t)block_bytes);
         }

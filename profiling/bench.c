@@ -420,8 +420,8 @@ void trn_bench_print(const trn_model *model, const trn_bench_result *r, int json
     fprintf(out, "read per token   %.1f MB of weights + %.1f MB of KV cache (mean of the decode steps, positions from %d)\n",
             r->weight_bytes_per_token / 1e6, r->kv_bytes_per_token / 1e6, r->decode_pos0);
     if (r->stats.widened_bytes_per_token > 0)
-        fprintf(out, "  held as        %.1f MB of weights: TQ1_0 matrices as TQ2_0 codes, which this kernel table reads "
-                     "faster (the bound below is the file's)\n",
+        fprintf(out, "  held as        %.1f MB of weights: TQ1_0 matrices as TQ2_0 codes, which this kernel table "
+                     "reads faster (the bound below is the file's)\n",
                 (r->weight_bytes_per_token + r->stats.widened_bytes_per_token) / 1e6);
     if (r->prefill_batched)
         fprintf(out, "prefill          %d-token prompt, %d thread%s: %.2f tokens/s batched, %.2f tokens/s token by token "

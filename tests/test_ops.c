@@ -2,9 +2,10 @@
  * Trinity-1.1B and on odd ones (stories260K's 172-wide rows, one row, row counts that are not multiples of four
  * or sixteen), and the table selection (names, TRN_KERNELS).
  *
- * Ternary matrix-vector products must agree bitwise across tables, layouts (file, X4, X16) and row splits (their
- * block sums are exact integers and the float steps run in one order), also on bytes the quantizer never writes;
- * float-activation kernels must agree within a normalized error of 1e-6 (only the summation order differs).
+ * Ternary matrix-vector products must agree bitwise across tables, layouts (file, X4, X16; TQ1_0 also held as
+ * TQ2_0, trn_repack_as) and row splits (their block sums are exact integers and the float steps run in one order),
+ * also on bytes the quantizer never writes; float-activation kernels must agree within a normalized error of 1e-6
+ * (only the summation order differs).
  * Where the CPU (or build) lacks a table its comparisons are skipped with a message and the rest still runs.
  * Tolerances are normalized squared errors (sum (a-b)^2 / sum b^2): 1e-10 to 1e-12 for float ops, i.e. a
  * relative RMS error of 1e-5 to 1e-6. */
