@@ -538,12 +538,12 @@ double TRN_MATMUL_PEAK(double seconds) {
     _Alignas(64) int8_t a[WIDE_GROUP * TRN_QK_K];
     for (int i = 0; i < (int)sizeof(a); i++)
         a[i] = (int8_t)(i * 37 % 255 - 127);
-    volatile int sink = 0;
+    volatile unsigned sink = 0; /* unsigned: the folded sums wrap, as they may */
     double best = 0.0;
     const double start = trn_time_s();
     for (long rounds = 64;; rounds = TRN_MIN(rounds * 2, 4096)) {
         const double t0 = trn_time_s();
-        sink += PEAK_FOLD(peak_rounds(a, rounds));
+        sink += (unsigned)PEAK_FOLD(peak_rounds(a, rounds));
         const double now = trn_time_s();
         if (now > t0)
             best = TRN_MAX(best, (double)rounds * PEAK_MACS_PER_ROUND / (now - t0));
