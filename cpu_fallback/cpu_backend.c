@@ -280,6 +280,8 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
     }
     const char *split_tokens = getenv("TRN_CPU_SPLIT_TOKENS");
     c->split_tokens = split_tokens && strcmp(split_tokens, "0") == 0 ? 0 : c->ops->matmul_split_tokens;
+    const char *attention_steal = getenv("TRN_CPU_ATTENTION_STEAL");
+    c->attention_steal = !(attention_steal && strcmp(attention_steal, "0") == 0);
     const trn_hparams *hp = &g->model->hp;
     c->data = calloc((size_t)g->n_buffers, sizeof(void *));
     c->owned = calloc((size_t)g->n_buffers, sizeof(void *));

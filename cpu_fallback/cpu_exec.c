@@ -255,6 +255,28 @@ static int step_heads(cpu_context *c, const trn_node *node, const buffer_view *v
     return 1;
 }
 
+/* Attention triples [i0, i1) of a pass's n_tok tokens from t0 ((KV head, token, query head of the group), in that
+ * order): a run of triples that share a KV head and a token is one call of the table's kernel. */
+static void attention_triples(cpu_context *c, const trn_node *node, const buffer_view *v, int t0, int n_tok,
+                              int64_t i0, int64_t i1, int ith) {
+    const trn_graph *g = c->graph;
+    const int group = node->n_head / node->n_head_kv, hd = node->head_dim;
+    const int64_t per_kv = (int64_t)n_tok * group;
+    const int64_t k_head = cache_head_floats(c, node->src[1], g->n_ctx);
+    const int64_t v_head = cache_head_floats(c, node->src[2], g->n_ctx);
+    float *scores = c->scores + (int64_t)ith * TRN_ATTENTION_SCRATCH(g->n_ctx);
+    for (int64_t i = i0; i < i1;) {
+        const int64_t kv = i / per_kv, t = t0 + i % per_kv / group, j = i % group;
+        const int n_q = (int)TRN_MIN(group - j, i1 - i);
+        const int64_t h = kv * group + j;
+        const float *k_cache = state_at(c, v, node->src[1], t), *v_cache = state_at(c, v, node->src[2], t);
+        c->ops->attention((const float *)row_at(v, node->src[0], t) + h * hd, n_q, k_cache + kv * k_head,
+                          v_cache + kv * v_head, hd, int_at(v, node->src[3], t) + 1, hd, scores,
+                          (float *)row_at(v, node->dst, t) + h * hd);
+        i += n_q;
+    }
+}
+
 static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith, int nth) {
     const trn_graph *g = c->graph;
     const trn_node *node = &g->nodes[n];
@@ -287,23 +309,18 @@ static void run_node(cpu_context *c, const pass *p, int n, int quantize, int ith
             trn_matmul_by_matvec(ops->matvec, w, x, ld_x, xq, v->xq_stride, dst, ld_dst, n_tok, &rows.base);
         break;
     }
-    case TRN_OP_ATTENTION: { /* (KV head, token, query head of the group) triples in that order: a thread's run of
-                                triples that share a KV head and a token is one call */
-        const int group = node->n_head / node->n_head_kv, hd = node->head_dim;
-        const int64_t per_kv = (int64_t)n_tok * group;
-        const int64_t k_head = cache_head_floats(c, node->src[1], g->n_ctx), v_head = cache_head_floats(c, node->src[2], g->n_ctx);
-        float *scores = c->scores + (int64_t)ith * TRN_ATTENTION_SCRATCH(g->n_ctx);
+    case TRN_OP_ATTENTION: { /* (KV head, token, query head of the group) triples; in a batch put up as in
+                                matvec_shared: a thread's own share from the front, one call's triples at a time,
+                                then, from the back, what the others have not started; so a core slowed down (a busy
+                                machine's other tenants) holds the others up by one call, not by half the heads (a
+                                step's one or two calls per thread, a few microseconds each, are split as before) */
+        row_queue *queues = c->queues + (size_t)n * (size_t)c->n_threads;
         split((int64_t)node->n_head * n_tok, ith, nth, 1, &begin, &end);
-        for (int64_t i = begin; i < end;) {
-            const int64_t kv = i / per_kv, t = t0 + i % per_kv / group, j = i % group;
-            const int n_q = (int)TRN_MIN(group - j, end - i);
-            const int64_t h = kv * group + j;
-            const float *k_cache = state_at(c, v, node->src[1], t), *v_cache = state_at(c, v, node->src[2], t);
-            ops->attention((const float *)row_at(v, node->src[0], t) + h * hd, n_q, k_cache + kv * k_head,
-                           v_cache + kv * v_head, hd, int_at(v, node->src[3], t) + 1, hd, scores,
-                           (float *)row_at(v, node->dst, t) + h * hd);
-            i += n_q;
-        }
+        atomic_store_explicit(&queues[ith].range, (uint64_t)end << 32 | (uint64_t)begin, memory_order_relaxed);
+        const int queues_taken = c->attention_steal && n_tok > 1 ? nth : 1;
+        for (int k = 0; k < queues_taken; k++)
+            while (claim_rows(&queues[(ith + k) % nth], node->n_head / node->n_head_kv, k > 0, &begin, &end))
+                attention_triples(c, node, v, t0, n_tok, begin, end, ith);
         break;
     }
     case TRN_OP_RMSNORM: /* the norm's scale from the whole row in every thread, its elements in ranges */

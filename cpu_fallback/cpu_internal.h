@@ -104,6 +104,8 @@ typedef struct {
     int max_batch;
     int split_tokens;      /* a batch's ternary products split tokens, not rows, where every thread gets at least
                               this many (the table's matmul_split_tokens; 0 with TRN_CPU_SPLIT_TOKENS=0: rows) */
+    int attention_steal;   /* a thread done with its attention heads takes calls another has not started (0 with
+                              TRN_CPU_ATTENTION_STEAL=0: each thread its own even share) */
     uint8_t *batch_arena;  /* [arena_bytes * max_batch] */
     int32_t *batch_inputs; /* [2][max_batch]: token ids, then positions */
     int32_t *batch_slots;  /* [max_batch]: decode_batch's sequence slot of each token */

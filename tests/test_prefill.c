@@ -4,10 +4,11 @@
  * has it) and each kernel configuration (scalar kernels; the best kernels, AVX2 where the CPU has it, with 1, 2 and
  * 3 threads; the default batch size, 200 and a small one that divides none of the lengths, so that "tiny"'s batches
  * of 128 and 200 tokens at 2 and 3 threads run the products split by tokens (every thread at least a kernel tile),
- * its shorter ones split by rows; f32 activations on "tiny"; the AMX
- * tile kernel on its emulator for the small models, and on the tiles where the CPU has AMX), a reference backend steps through a token sequence one token
- * at a time, keeping every position's logits and sampled token (sampling at temperature 0.8 with a repetition
- * penalty, so the sampled token depends on the token history too). Fresh backends then run the same sequence as:
+ * its shorter ones split by rows (and a thread done early with its attention calls takes another's); f32
+ * activations on "tiny"; the AMX tile kernel on its emulator for the small models, and on the tiles where the CPU
+ * has AMX), a reference backend steps through a token sequence one token at a time, keeping every position's
+ * logits and sampled token (sampling at temperature 0.8 with a repetition penalty, so the sampled token depends on
+ * the token history too). Fresh backends then run the same sequence as:
  * - prefill of the first n1 tokens with all logits, one decode step, and a second prefill from pos0 = n1 + 1 with
  *   all logits: every logit bitwise equal to the steps', the sampled tokens equal, logits() the last row;
  * - prefill of the first n1 tokens filling the cache only, then a prefill of the rest with the last logits only;
