@@ -3,9 +3,10 @@
  * reuses the entries declared in ops_simd.h.
  *
  * Ternary matrix-vector products (the bulk of a ternary model's time) work on groups of rows so one set of
- * activation loads serves several weight streams: TQ2_0 in four-row groups (X4), codes unpacked with shifts and
- * masks; TQ1_0 in sixteen-row groups (X16), base-3 digits extracted with byte adds and compares (the backend holds
- * TQ1_0 matrices as TQ2_0 for this table, ops.h; the TQ1_0 kernels serve other callers and tests). Codes are
+ * activation loads serves several weight streams: sixteen-row groups (X16, the table's layout), TQ2_0 codes
+ * unpacked with shifts and masks, TQ1_0 base-3 digits extracted with byte adds and compares (the backend holds
+ * TQ1_0 matrices as TQ2_0 for this table, ops.h; the TQ1_0 kernels serve other callers and tests); TQ2_0 in
+ * four-row groups (X4), the table's layout until X16 measured faster, for callers that repack so. Codes are
  * multiplied with int8 activations by vpmaddubsw, summed exactly per block in integers, and scaled in the same
  * order as the reference, so results are bitwise identical. Each kernel's scalar reference is matvec_ref
  * (ops_ref.c). */
@@ -140,6 +141,37 @@ static inline __m256i tq2_half_dot16(const uint8_t *qs, __m256i a0, __m256i a1, 
     return _mm256_add_epi16(t, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 6), mask), a3));
 }
 
+/* TQ2_0 rows [r0, r1), one at a time, in any layout (rows outside full groups, or a range not starting on one). */
+static void matvec_tq2_0_rows_avx2(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                                   int64_t r1) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *file_row = trn_file_row(w, r);
+        float acc = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            trn_ternary_block scratch;
+            const trn_block_tq2_0 *block =
+                file_row ? (const trn_block_tq2_0 *)file_row + b : &trn_ternary_block_at(w, r, b, &scratch)->tq2_0;
+            const uint8_t *qs = block->qs;
+            __m256i s = _mm256_setzero_si256();
+            for (int half = 0; half < 2; half++) {
+                const int8_t *a = xq[b].q + 128 * half;
+                s = _mm256_add_epi16(s, tq2_half_dot16(qs + 32 * half, _mm256_loadu_si256((const __m256i *)a),
+                                                       _mm256_loadu_si256((const __m256i *)(a + 32)),
+                                                       _mm256_loadu_si256((const __m256i *)(a + 64)),
+                                                       _mm256_loadu_si256((const __m256i *)(a + 96))));
+            }
+            s = _mm256_madd_epi16(s, ones);
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            s4 = _mm_hadd_epi32(s4, s4);
+            s4 = _mm_hadd_epi32(s4, s4);
+            acc += (trn_fp16_to_f32(block->d) * xq[b].d) * (float)(_mm_cvtsi128_si32(s4) - xq[b].sum);
+        }
+        dst[r] = acc;
+    }
+}
+
 /* TQ2_0 in the X4 layout: a group of four rows is one sequential stream of 264-byte group blocks. For each
  * half block the four activation vectors are loaded once and serve all four rows; each row's block sum stays
  * in int16 lanes (exact) until one vpmaddwd. */
@@ -184,30 +216,67 @@ static void matvec_tq2_0_x4_avx2(const trn_matrix *w, const trn_block_q8_act *xq
         }
         _mm_storeu_ps(dst + r, acc);
     }
-    for (; r < r1; r++) { /* rows outside full groups (or a range not starting on a group), one at a time */
-        const uint8_t *file_row = trn_file_row(w, r);
-        float acc = 0.0f;
+    matvec_tq2_0_rows_avx2(w, xq, dst, r, r1);
+}
+
+/* TQ2_0 in the X16 layout (ops.h): a group of sixteen rows is one sequential stream of 1056-byte group blocks, 16
+ * columns of 16 rows x 4 code bytes, then 16 scales. A column is two registers (rows 0-7, 8-15) whose dword lanes
+ * are rows; field l of column j, (q >> 2l) & 3, holds the codes of weights trn_tq2_0_x16_act(j, l) .. + 3 of every
+ * row, which one broadcast dword of activations multiplies by vpmaddubsw. Each row's sums stay in the int16 pair of
+ * its lane for half a block (32 products of pairs of at most 3 * 127 each: at most 24384, exact), then one
+ * vpmaddwd per register: lane k ends as row k's isum with no horizontal sums, which the X4 kernel pays per block of
+ * four rows. Rows of [r0, r1) are stored; rows outside full groups go one at a time. */
+static void matvec_tq2_0_x16_avx2(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
+                                  int64_t r1) {
+    const int64_t nb = w->cols / TRN_QK_K, full_rows = trn_layout_full_rows(w);
+    const size_t group_block = TRN_X16_ROWS * sizeof(trn_block_tq2_0);
+    const __m256i ones = _mm256_set1_epi16(1), mask = _mm256_set1_epi8(3);
+    for (int64_t first = r0 / TRN_X16_ROWS * TRN_X16_ROWS; first < TRN_MIN(r1, full_rows); first += TRN_X16_ROWS) {
+        const uint8_t *group = (const uint8_t *)w->data + first / TRN_X16_ROWS * nb * group_block;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
         for (int64_t b = 0; b < nb; b++) {
-            trn_ternary_block scratch;
-            const trn_block_tq2_0 *block =
-                file_row ? (const trn_block_tq2_0 *)file_row + b : &trn_ternary_block_at(w, r, b, &scratch)->tq2_0;
-            const uint8_t *qs = block->qs;
-            __m256i s = _mm256_setzero_si256();
-            for (int half = 0; half < 2; half++) {
-                const int8_t *a = xq[b].q + 128 * half;
-                s = _mm256_add_epi16(s, tq2_half_dot16(qs + 32 * half, _mm256_loadu_si256((const __m256i *)a),
-                                                       _mm256_loadu_si256((const __m256i *)(a + 32)),
-                                                       _mm256_loadu_si256((const __m256i *)(a + 64)),
-                                                       _mm256_loadu_si256((const __m256i *)(a + 96))));
+            const uint8_t *gb = group + b * group_block;
+            const int8_t *a = xq[b].q;
+            __m256i i0 = _mm256_setzero_si256(), i1 = i0;
+            for (int half = 0; half < 2; half++) { /* columns 8 half .. 8 half + 7: weights 128 half .. + 127 */
+                const uint8_t *gh = gb + 8 * TRN_X16_COLUMN_BYTES * half;
+                const int8_t *ah = a + 128 * half; /* constant offsets from gh and ah in the unrolled loop */
+                __m256i s0 = _mm256_setzero_si256(), s1 = s0;
+#pragma GCC unroll 8
+                for (int j = 0; j < 8; j++) {
+                    _mm_prefetch((const char *)gh + TRN_X16_COLUMN_BYTES * j + TRN_PF_AHEAD, _MM_HINT_T0);
+                    const __m256i q0 = _mm256_loadu_si256((const __m256i *)(gh + TRN_X16_COLUMN_BYTES * j));
+                    const __m256i q1 = _mm256_loadu_si256((const __m256i *)(gh + TRN_X16_COLUMN_BYTES * j + 32));
+#pragma GCC unroll 4
+                    for (int l = 0; l < 4; l++) {
+                        int32_t act;
+                        memcpy(&act, ah + trn_tq2_0_x16_act(j, l), 4);
+                        const __m256i av = _mm256_set1_epi32(act);
+                        s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(
+                                                      _mm256_and_si256(l ? _mm256_srli_epi16(q0, 2 * l) : q0, mask), av));
+                        s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(
+                                                      _mm256_and_si256(l ? _mm256_srli_epi16(q1, 2 * l) : q1, mask), av));
+                        __asm__("" : "+x"(s0), "+x"(s1)); /* as in the X4 kernel: no re-associated tree */
+                    }
+                }
+                i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(s0, ones));
+                i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(s1, ones));
             }
-            s = _mm256_madd_epi16(s, ones);
-            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-            s4 = _mm_hadd_epi32(s4, s4);
-            s4 = _mm_hadd_epi32(s4, s4);
-            acc += (trn_fp16_to_f32(block->d) * xq[b].d) * (float)(_mm_cvtsi128_si32(s4) - xq[b].sum);
+            const __m256i sum = _mm256_set1_epi32(xq[b].sum);
+            const __m256 dx = _mm256_set1_ps(xq[b].d);
+            const uint8_t *scales = gb + TRN_TQ2_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES;
+            const __m256 sc0 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)scales)), dx);
+            const __m256 sc1 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + 16))), dx);
+            acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(sc0, _mm256_cvtepi32_ps(_mm256_sub_epi32(i0, sum))));
+            acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(sc1, _mm256_cvtepi32_ps(_mm256_sub_epi32(i1, sum))));
         }
-        dst[r] = acc;
+        float sums[TRN_X16_ROWS];
+        _mm256_storeu_ps(sums, acc0);
+        _mm256_storeu_ps(sums + 8, acc1);
+        trn_store_group_rows(sums, TRN_X16_ROWS, first, dst, r0, r1);
     }
+    if (r1 > full_rows)
+        matvec_tq2_0_rows_avx2(w, xq, dst, TRN_MAX(r0, full_rows), r1);
 }
 
 /* TQ1_0, one row at a time (the file layout, and rows outside full groups): each block's base-3 digits are
@@ -376,8 +445,11 @@ void trn_avx2_matvec(const trn_matrix *w, const float *x, const trn_block_q8_act
         matvec_ternary_f32_avx2(w, x, dst, r0, r1);
         return;
     }
-    if (w->type == TRN_TYPE_TQ2_0) { /* any layout: rows outside X4 groups go one at a time */
-        matvec_tq2_0_x4_avx2(w, xq, dst, r0, r1);
+    if (w->type == TRN_TYPE_TQ2_0) { /* any layout: rows outside X16 or X4 groups go one at a time */
+        if (w->layout == TRN_LAYOUT_X16)
+            matvec_tq2_0_x16_avx2(w, xq, dst, r0, r1);
+        else
+            matvec_tq2_0_x4_avx2(w, xq, dst, r0, r1);
         return;
     }
     if (w->type == TRN_TYPE_TQ1_0) { /* any layout: rows outside X16 groups go one at a time */
@@ -490,7 +562,7 @@ static void matmul_avx2(const trn_matrix *w, const float *x, int64_t ld_x, const
 
 static const trn_cpu_ops avx2_ops = {
     .name = "avx2",
-    .tq2_0_layout = TRN_LAYOUT_X4,
+    .tq2_0_layout = TRN_LAYOUT_X16,
     .tq1_0_layout = TRN_LAYOUT_X16,
     .tq1_0_as_tq2_0 = 1, /* its TQ2_0 kernel, reading 22% more bytes, is ~1.6x its TQ1_0 one (ops.h) */
     .quantize_act = trn_avx2_quantize_act,

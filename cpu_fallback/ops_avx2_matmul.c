@@ -102,10 +102,14 @@ static void prefetch_tile(const trn_matrix *w, int64_t next, int64_t b) {
         return;
     }
     const int block_bytes = trn_type_get(w->type)->block_bytes;
-    if (w->layout == TRN_LAYOUT_X16 && next % TRN_X16_ROWS == 0 && next + TRN_X16_ROWS <= trn_layout_full_rows(w)) {
-        const size_t group_block = (size_t)TRN_X16_ROWS * (size_t)block_bytes; /* the next tile's 16 rows' blocks */
-        for (size_t i = 0; i < group_block + 64; i += 64)
-            _mm_prefetch((const char *)w->data + ((next / TRN_X16_ROWS) * nb + b) * group_block + i, _MM_HINT_T1);
+    if (w->layout == TRN_LAYOUT_X16 && next % TILE_ROWS == 0) { /* the next X16 group's blocks: where next is the
+                                                                     second half of this tile's group (8-row tiles),
+                                                                     this tile has brought its lines in already */
+        const int64_t group = (next + TRN_X16_ROWS - 1) / TRN_X16_ROWS;
+        const size_t group_block = (size_t)TRN_X16_ROWS * (size_t)block_bytes;
+        if ((group + 1) * TRN_X16_ROWS <= trn_layout_full_rows(w))
+            for (size_t i = 0; i < group_block + 64; i += 64)
+                _mm_prefetch((const char *)w->data + (group * nb + b) * group_block + i, _MM_HINT_T1);
         return;
     }
     for (int64_t row = next; row < TRN_MIN(next + TILE_ROWS, w->rows); row++)
@@ -146,8 +150,30 @@ static void unpack_x4(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb)
     }
 }
 
+#if !defined(TRN_MATMUL_DPBUSD)
+/* Block b of the 8-row tile at r (r a multiple of 8, its X16 group of TQ2_0 rows whole): the tile's rows are the
+ * first or the second 32 bytes of each 64-byte column of the group block, and column j's field l, (q >> 2l) & 3,
+ * holds step trn_tq2_0_x16_act(j, l) / 4 with dword k = row k, the tile's own order: no transpose. */
+static void unpack_x16_tq2_half(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
+    const int64_t nb = w->cols / TRN_QK_K;
+    const size_t group_block = (size_t)TRN_X16_ROWS * sizeof(trn_block_tq2_0);
+    const uint8_t *gb = (const uint8_t *)w->data + (size_t)((r / TRN_X16_ROWS) * nb + b) * group_block;
+    const int half = (int)(r % TRN_X16_ROWS) / TILE_ROWS;
+    const __m256i mask = _mm256_set1_epi8(3);
+    _mm256_store_ps(tb->d, _mm256_cvtph_ps(_mm_loadu_si128(
+                               (const __m128i *)(gb + TRN_TQ2_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES + 16 * half))));
+    for (int j = 0; j < TRN_TQ2_0_X16_COLUMNS; j++) {
+        const __m256i column = _mm256_loadu_si256((const __m256i *)(gb + j * TRN_X16_COLUMN_BYTES + 32 * half));
+        for (int l = 0; l < 4; l++)
+            _mm256_store_si256((__m256i *)tb->codes[trn_tq2_0_x16_act(j, l) / 4],
+                               _mm256_and_si256(l ? _mm256_srli_epi32(column, 2 * l) : column, mask));
+    }
+}
+#endif
+
 /* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others get zero codes and scales) into tb: whole X4
- * groups through unpack_x4, whole X16 groups through trn_x16_unpack_tq2 or _tq1 (ops_x16.h; 16-row tiles);
+ * groups through unpack_x4, whole X16 groups through trn_x16_unpack_tq2 or _tq1 (ops_x16.h; 16-row tiles) or, in
+ * the AVX2 build, halves of whole TQ2_0 X16 groups through unpack_x16_tq2_half (8-row tiles);
  * anything else (the file layout, rows off the groups, a partial tile, TQ1_0 without VNNI) decoded row by row into
  * `rows`, then transposed 8 rows at a time. */
 static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[TILE_ROWS][TRN_QK_K],
@@ -166,6 +192,12 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
     if (w->type == TRN_TYPE_TQ1_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
         r + TILE_ROWS <= trn_layout_full_rows(w)) {
         trn_x16_unpack_tq1(trn_x16_group_block(w, r, b), tb->codes, tb->d);
+        return;
+    }
+#else
+    if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TILE_ROWS == 0 &&
+        (r / TRN_X16_ROWS + 1) * TRN_X16_ROWS <= trn_layout_full_rows(w)) {
+        unpack_x16_tq2_half(w, r, b, tb);
         return;
     }
 #endif

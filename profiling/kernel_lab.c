@@ -334,7 +334,7 @@ LAB_AVX512 static void lab_matmul_32x8(const trn_matrix *w, const trn_block_q8_a
 /* Matrix-vector variants (the winner keeps its number when it moves into cpu_fallback/; "lab" ones live only here):
  *   1  scalar reference, TQ2_0, file layout (ops_ref.c)
  *   2  AVX2, TQ2_0, file layout: rows read one at a time (the unrepacked path)
- *   3  AVX2, TQ2_0 repacked into four-row groups (X4) with software prefetch (the AVX2 table's)
+ *   3  AVX2, TQ2_0 repacked into four-row groups (X4) with software prefetch (the AVX2 table's until the 18th session)
  *   4  AVX2, TQ1_0, file layout (base-3 digits decoded per block, one row at a time)
  *   5  AVX-512 VNNI, TQ2_0, sixteen-row groups (X16): vpdpbusd on masked 2-bit fields (the AVX-512 table's)
  *   6  lab: AVX-512 VNNI, TQ2_0, X4: a zmm per row, four rows' sums folded per block
@@ -343,6 +343,7 @@ LAB_AVX512 static void lab_matmul_32x8(const trn_matrix *w, const trn_block_q8_a
  *   9  AVX-512 VNNI, TQ1_0, X16: digits never extracted, two vpdpbusd per digit (the AVX-512 table's)
  *  10  scalar reference, TQ1_0, file layout (ops_ref.c)
  *  11-14  the AVX-512 table's two variants, TQ2_0 and TQ1_0 X16: weight prefetch 4 KB ahead on (Intel's) and off (AMD's)
+ *  15  AVX2, TQ2_0, X16: shifted and masked fields times a broadcast dword, rows in the lanes (the AVX2 table's)
  * For each shape: the matrix is larger than the last-level cache when repeated (a fresh copy per repetition is
  * not needed: 22 layers' worth of one shape is allocated and walked), one thread unless -t, best of REPS. Every
  * copy lies on 2 MB pages where the kernel grants them (trn_alloc_huge, as the backend's repacked matrices do),
@@ -382,6 +383,7 @@ static const variant variants[] = {
     {"avx512 vnni, x16, prefetch off", "avx512 plain", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL},
     {"avx512 vnni, tq1_0 x16, prefetch on", "avx512 prefetch", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL},
     {"avx512 vnni, tq1_0 x16, prefetch off", "avx512 plain", TRN_TYPE_TQ1_0, TRN_LAYOUT_X16, NULL},
+    {"avx2, x16 (the avx2 table's layout)", "avx2", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL},
 };
 
 /* The kernel of a variant, or NULL where this build or CPU cannot run it. */
@@ -808,11 +810,11 @@ int main(int argc, char **argv) {
     bad |= threads != 1;
 #endif
     if (bad) {
-        fprintf(stderr, "usage: kernel_lab [VARIANT 1..14, 0 for all] [REPS >= 1] [--hot] [-t THREADS]\n"
+        fprintf(stderr, "usage: kernel_lab [VARIANT 1..%d, 0 for all] [REPS >= 1] [--hot] [-t THREADS]\n"
                         "       kernel_lab --matmul [VARIANT 1..%d, 0 for all] [REPS >= 1] [-t THREADS] [--tokens 1..4096]\n"
                         "       kernel_lab --attention [REPS >= 1]\n"
                         "       kernel_lab --mix [REPS >= 1]\n",
-                (int)TRN_ARRAY_LEN(matmul_variants));
+                (int)TRN_ARRAY_LEN(variants), (int)TRN_ARRAY_LEN(matmul_variants));
         return 2;
     }
     bad |= (attention || mix) && (attention + mix + matmul + hot > 1 || threads != 1 || only != 0);

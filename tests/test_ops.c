@@ -682,6 +682,7 @@ int main(void) {
             check_matmul(fast, TRN_TYPE_TQ1_0, rows, cols, n_tok, 1, TRN_LAYOUT_X16);
         }
         check_matmul(fast, TRN_TYPE_TQ2_0, 13, 512, 3, 0, TRN_LAYOUT_X4); /* float activations */
+        check_matmul(fast, TRN_TYPE_TQ2_0, 21, 512, 3, 0, TRN_LAYOUT_X16);
         check_matmul(fast, TRN_TYPE_TQ1_0, 13, 512, 3, 0, TRN_LAYOUT_X16);
         check_matmul(fast, TRN_TYPE_F32, 172, 64, 3, 0, TRN_LAYOUT_ROWS);
         check_matmul(fast, TRN_TYPE_F16, 37, 2048, 2, 0, TRN_LAYOUT_ROWS);
