@@ -506,7 +506,7 @@ static int cpu_has_dpbusd(void) { return trn_cpu_ops_avx512() != NULL; }
  * prefill runs the LM head for its last token only):
  *   1  scalar reference, TQ2_0: the reference matrix-vector product once per token (ops_ref.c)
  *   2  AVX-512 VNNI matrix-vector kernel once per token, TQ2_0 X16: the token-by-token path's products
- *   3  AVX2 vpmaddubsw tiles, TQ2_0 X4 (the AVX2 table's matmul)
+ *   3  AVX2 vpmaddubsw tiles, TQ2_0 X4 (the AVX2 table's matmul until X16, variant 9)
  *   4  AVX-512 VNNI tiles, TQ2_0 X16 (the AVX-512 table's matmul: trn_matmul_tq_dpbusd)
  *   5  AVX-512 VNNI tiles, TQ1_0 X16 (the AVX-512 table's matmul)
  *   6  lab: AVX-512 VNNI straight from the X16 columns, TQ2_0: no unpacked tile, each column's four fields
@@ -514,6 +514,7 @@ static int cpu_has_dpbusd(void) { return trn_cpu_ops_avx512() != NULL; }
  *   7  lab: as 6 on 32 rows (two X16 groups) and 10 tokens, each activation broadcast once for both groups
  *   8  lab: 32-row tiles (two X16 groups unpacked once per block) on 8-token groups, each token's activations
  *      broadcast into a register once for both 16-row halves
+ *   9  AVX2 vpmaddubsw tiles, TQ2_0 X16: 8-row halves of the columns, no transpose (the AVX2 table's matmul)
  * Prints time per product, GB/s of weights, G multiply-adds per second (rows x cols x tokens / time) and whether
  * every output equals the reference bitwise. */
 static const matmul_variant matmul_variants[] = {
@@ -539,6 +540,11 @@ static const matmul_variant matmul_variants[] = {
     {"lab: vnni from x16 columns (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always, NULL},
     {"lab: vnni, 32 rows x 10 tokens (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always, NULL},
     {"lab: vnni tiles, 32 rows x 8 tokens (x86, avx2 build)", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always, NULL},
+#endif
+#if defined(TRN_HAVE_AVX2)
+    {"avx2 maddubs tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, cpu_has_avx2, trn_matmul_tq_maddubs},
+#else
+    {"avx2 maddubs tiles, x16", TRN_TYPE_TQ2_0, TRN_LAYOUT_X16, NULL, always, NULL},
 #endif
 };
 
