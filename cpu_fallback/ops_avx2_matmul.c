@@ -102,14 +102,13 @@ static void prefetch_tile(const trn_matrix *w, int64_t next, int64_t b) {
         return;
     }
     const int block_bytes = trn_type_get(w->type)->block_bytes;
-    if (w->layout == TRN_LAYOUT_X16 && next % TILE_ROWS == 0) { /* the next X16 group's blocks: where next is the
-                                                                     second half of this tile's group (8-row tiles),
-                                                                     this tile has brought its lines in already */
-        const int64_t group = (next + TRN_X16_ROWS - 1) / TRN_X16_ROWS;
+    /* the X16 group at or after next: where next is the second half of this tile's group (8-row tiles), this tile
+     * has brought its lines in already */
+    const int64_t group = (next + TRN_X16_ROWS - 1) / TRN_X16_ROWS;
+    if (w->layout == TRN_LAYOUT_X16 && next % TILE_ROWS == 0 && (group + 1) * TRN_X16_ROWS <= trn_layout_full_rows(w)) {
         const size_t group_block = (size_t)TRN_X16_ROWS * (size_t)block_bytes;
-        if ((group + 1) * TRN_X16_ROWS <= trn_layout_full_rows(w))
-            for (size_t i = 0; i < group_block + 64; i += 64)
-                _mm_prefetch((const char *)w->data + (group * nb + b) * group_block + i, _MM_HINT_T1);
+        for (size_t i = 0; i < group_block + 64; i += 64)
+            _mm_prefetch((const char *)w->data + (group * nb + b) * group_block + i, _MM_HINT_T1);
         return;
     }
     for (int64_t row = next; row < TRN_MIN(next + TILE_ROWS, w->rows); row++)
