@@ -141,6 +141,18 @@ static inline __m256i tq2_half_dot16(const uint8_t *qs, __m256i a0, __m256i a1, 
     return _mm256_add_epi16(t, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 6), mask), a3));
 }
 
+/* The float step of one block of an X16 group: i0, i1 the sixteen rows' integer sums (rows 0-7, 8-15, one per lane),
+ * scales the group block's sixteen fp16 scales: acc += (d_w * d_x) * (float)(isum - sum), the reference's order. */
+static inline void x16_block_add(__m256i i0, __m256i i1, const uint8_t *scales, const trn_block_q8_act *x,
+                                 __m256 *acc0, __m256 *acc1) {
+    const __m256i sum = _mm256_set1_epi32(x->sum);
+    const __m256 dx = _mm256_set1_ps(x->d);
+    const __m256 sc0 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)scales)), dx);
+    const __m256 sc1 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + 16))), dx);
+    *acc0 = _mm256_add_ps(*acc0, _mm256_mul_ps(sc0, _mm256_cvtepi32_ps(_mm256_sub_epi32(i0, sum))));
+    *acc1 = _mm256_add_ps(*acc1, _mm256_mul_ps(sc1, _mm256_cvtepi32_ps(_mm256_sub_epi32(i1, sum))));
+}
+
 /* TQ2_0 rows [r0, r1), one at a time, in any layout (rows outside full groups, or a range not starting on one). */
 static void matvec_tq2_0_rows_avx2(const trn_matrix *w, const trn_block_q8_act *xq, float *dst, int64_t r0,
                                    int64_t r1) {
@@ -262,13 +274,7 @@ static void matvec_tq2_0_x16_avx2(const trn_matrix *w, const trn_block_q8_act *x
                 i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(s0, ones));
                 i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(s1, ones));
             }
-            const __m256i sum = _mm256_set1_epi32(xq[b].sum);
-            const __m256 dx = _mm256_set1_ps(xq[b].d);
-            const uint8_t *scales = gb + TRN_TQ2_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES;
-            const __m256 sc0 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)scales)), dx);
-            const __m256 sc1 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + 16))), dx);
-            acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(sc0, _mm256_cvtepi32_ps(_mm256_sub_epi32(i0, sum))));
-            acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(sc1, _mm256_cvtepi32_ps(_mm256_sub_epi32(i1, sum))));
+            x16_block_add(i0, i1, gb + TRN_TQ2_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES, &xq[b], &acc0, &acc1);
         }
         float sums[TRN_X16_ROWS];
         _mm256_storeu_ps(sums, acc0);
@@ -340,13 +346,8 @@ static void matvec_tq1_0_x16_avx2(const trn_matrix *w, const trn_block_q8_act *x
                     ts1 = tq1_next(ts1);
                 }
             }
-            const __m256i sum = _mm256_set1_epi32(xq[b].sum);
-            const __m256 dx = _mm256_set1_ps(xq[b].d);
-            const uint8_t *scales = gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES;
-            const __m256 sc0 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)scales)), dx);
-            const __m256 sc1 = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + 16))), dx);
-            acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(sc0, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(s0, ones), sum))));
-            acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(sc1, _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(s1, ones), sum))));
+            x16_block_add(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones),
+                          gb + TRN_TQ1_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES, &xq[b], &acc0, &acc1);
         }
         float sums[TRN_X16_ROWS];
         _mm256_storeu_ps(sums, acc0);
