@@ -94,8 +94,8 @@ typedef struct {
     void (*matmul)(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
                    float *dst, int64_t ld_dst, int64_t n_tok, trn_rows *rows);
     /* The multiply-adds per second (int8 activations times ternary codes) that matmul's inner instruction sustains
-     * on the calling thread, measured for about `seconds`: the compute bound of a batched prefill. NULL where the
-     * table has no batched ternary kernel. */
+     * on the calling thread over about `seconds` (trn_sustained_macs): the compute bound of a batched prefill. NULL
+     * where the table has no batched ternary kernel. */
     double (*matmul_peak)(double seconds);
     /* What matmul runs for ternary matrices with int8 activations, for reports ("vpdpbusd", "amx tdpbsud", ...);
      * NULL where the table has no batched ternary kernel. */
@@ -148,6 +148,14 @@ void trn_matmul_tq_amx_emulated(const trn_matrix *w, const trn_block_q8_act *xq,
                                 int64_t ld_dst, int64_t n_tok, trn_rows *rows);
 double trn_matmul_tq_amx_peak(double seconds);
 #endif
+
+/* The tables' matmul_peak around their inner loop: `run` does `rounds` rounds of macs_per_round multiply-adds (its
+ * result is only kept); called `chunk` rounds at a time until `seconds` have passed after one warm-up call. All the
+ * multiply-adds / all the time: the rate sustained, not the best moment's, because a machine whose vector pipes are
+ * taken at times by another tenant (a VM's two threads on one core's two hardware threads) gives a prefill the
+ * sustained rate (profiling/README.md, nineteenth session). */
+double trn_sustained_macs(int32_t (*run)(const void *ctx, long rounds), const void *ctx, long chunk,
+                         double macs_per_round, double seconds);
 
 const trn_cpu_ops *trn_cpu_ops_ref(void);
 /* The AVX2 table, or NULL where it is not compiled in or the CPU lacks AVX2, FMA or F16C. */

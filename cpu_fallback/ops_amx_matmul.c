@@ -228,8 +228,13 @@ static int32_t peak_rounds(long rounds) {
     return c[0][0];
 }
 
-/* matmul_peak (ops.h) of the amx table: int8 multiply-adds per second of tdpbsud on the calling thread, timed over
- * rounds of growing count until `seconds` have passed; the best rate of any round. */
+static int32_t run_peak(const void *ctx, long rounds) {
+    (void)ctx;
+    return peak_rounds(rounds);
+}
+
+/* matmul_peak (ops.h) of the amx table: int8 multiply-adds per second of tdpbsud on the calling thread, sustained
+ * over `seconds`. */
 double trn_matmul_tq_amx_peak(double seconds) {
     _Alignas(64) int8_t a[GROUP_TOKENS][K_STEP_BYTES];
     _Alignas(64) uint8_t bt[K_STEP_BYTES / 4][TILE_ROWS * 4];
@@ -248,20 +253,8 @@ double trn_matmul_tq_amx_peak(double seconds) {
     TRN_TILE_LOAD(5, a, sizeof(a[0]));
     TRN_TILE_LOAD(6, bt, sizeof(bt[0]));
     TRN_TILE_LOAD(7, bt, sizeof(bt[0]));
-    volatile int32_t sink = 0;
-    double best = 0.0;
-    const double start = trn_time_s();
-    for (long rounds = 16;; rounds = TRN_MIN(rounds * 2, 1024)) {
-        const double t0 = trn_time_s();
-        sink += peak_rounds(rounds);
-        const double now = trn_time_s();
-        if (now > t0)
-            best = TRN_MAX(best, (double)rounds * PEAK_DPBSUD_PER_ROUND * PEAK_MACS_PER_DPBSUD / (now - t0));
-        if (now - start >= seconds)
-            break;
-    }
-    (void)sink;
+    const double rate = trn_sustained_macs(run_peak, NULL, 64, PEAK_DPBSUD_PER_ROUND * PEAK_MACS_PER_DPBSUD, seconds);
     TRN_TILE_RELEASE();
-    return best;
+    return rate;
 }
 #endif

@@ -563,26 +563,15 @@ enum { PEAK_MACS_PER_ROUND = STEPS * GROUP * TILE_ROWS * 4 };
 #define PEAK_FOLD(v) _mm256_extract_epi32(v, 0)
 #endif
 
-/* matmul_peak (ops.h) of this build: the group loop alone, timed over rounds of growing count until `seconds`
- * have passed; the best rate of any round (another process may take the core for a while). */
+/* peak_rounds as trn_sustained_macs runs it: ctx is the activations. */
+static int32_t run_peak(const void *ctx, long rounds) { return PEAK_FOLD(peak_rounds(ctx, rounds)); }
+
+/* matmul_peak (ops.h) of this build: the group loop alone, sustained over `seconds`. */
 double TRN_MATMUL_PEAK(double seconds) {
     _Alignas(64) int8_t a[WIDE_GROUP * TRN_QK_K];
     for (int i = 0; i < (int)sizeof(a); i++)
         a[i] = (int8_t)(i * 37 % 255 - 127);
-    volatile unsigned sink = 0; /* unsigned: the folded sums wrap, as they may */
-    double best = 0.0;
-    const double start = trn_time_s();
-    for (long rounds = 64;; rounds = TRN_MIN(rounds * 2, 4096)) {
-        const double t0 = trn_time_s();
-        sink += (unsigned)PEAK_FOLD(peak_rounds(a, rounds));
-        const double now = trn_time_s();
-        if (now > t0)
-            best = TRN_MAX(best, (double)rounds * PEAK_MACS_PER_ROUND / (now - t0));
-        if (now - start >= seconds)
-            break;
-    }
-    (void)sink;
-    return best;
+    return trn_sustained_macs(run_peak, a, 256, PEAK_MACS_PER_ROUND, seconds);
 }
 
 #if !defined(TRN_MATMUL_DPBUSD)

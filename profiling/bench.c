@@ -6,8 +6,8 @@
  * requested thread count and (CPU only) at one thread, each with its own probe. The bound: the bytes a step must
  * read (every weight, and the KV cache of the positions before it) / probe bandwidth; the fraction reached is the
  * figure that matters. A batched prefill is bound by multiply-adds instead: on the CPU its bound is the ternary
- * products' int8 multiply-adds per token / the rate of the batched kernel's inner loop alone on every thread
- * (matmul_peak, cpu_fallback/ops.h), probed between the prefill runs. */
+ * products' int8 multiply-adds per token / the rate the batched kernel's inner loop alone sustains on every thread
+ * at once (matmul_peak, cpu_fallback/ops.h), probed between the prefill runs. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 
@@ -219,7 +219,8 @@ static trn_status measure_decode(trn_backend *backend, int threads, int token, i
     return status;
 }
 
-/* Multiply-adds per second of `peak` (a table's matmul_peak) on n_threads threads at once, summed. */
+/* Multiply-adds per second of `peak` (a table's matmul_peak, a sustained rate) on n_threads threads at once, summed:
+ * where threads share a core's pipes, the sum is what they get together, as the batched kernel will. */
 static double multiply_add_probe(double (*peak)(double), int n_threads) {
     double total = 0.0;
 #pragma omp parallel num_threads(n_threads) reduction(+ : total)

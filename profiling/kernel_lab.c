@@ -6,6 +6,7 @@
  *   ./build/kernel_lab --matmul [VARIANT] [REPS] [-t THREADS] [--tokens N]    matrix-matrix (batched prefill)
  *   ./build/kernel_lab --attention [REPS]                                     attention of each table
  *   ./build/kernel_lab --mix [REPS]                                           instruction-mix ceilings
+ *   ./build/kernel_lab --steady [REPS] [-t THREADS]                           is this machine's compute steady?
  *
  * (no VARIANT, or 0: all of them). Exits with status 1 where any variant's output differs from the reference.
  * Owns the lab-only kernels (alternatives that did not go into cpu_fallback/) and the timing harness; the kernels
@@ -570,7 +571,8 @@ static int run_matmul(int only, int reps, int threads, int64_t n_tok) {
     int differ = 0;
     const trn_cpu_ops *best_ops = trn_cpu_ops_best();
     if (best_ops->matmul_peak) /* what the best table's batched kernel could reach: its inner loop alone */
-        printf("peak: %.1f GMAC/s per thread (%s table's matmul_peak: the inner loop alone, activations in L1)\n",
+        printf("peak: %.1f GMAC/s per thread (%s table's matmul_peak: the inner loop alone, activations in L1, "
+               "sustained over 0.2 s)\n",
                best_ops->matmul_peak(0.2) / 1e9, best_ops->name);
     printf("%-3s %-34s %-14s %10s %9s %9s %s\n", "var", "kernel", "shape", "ms", "GB/s", "GMAC/s", "vs reference");
     for (size_t s = 0; s + 1 < TRN_ARRAY_LEN(shapes); s++) { /* not the LM head */
@@ -700,6 +702,53 @@ static int run_attention(int reps) {
     return bad;
 }
 
+/* ---- steadiness (--steady) ---- */
+
+static int compare_rates(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The best table's batched inner loop in short stretches (matmul_peak(0): a warm-up and one stretch, tens of us),
+ * 200 x REPS of them on one thread, then on THREADS threads at once: percentiles of GMAC/s per thread. A machine
+ * whose vector pipes another tenant takes at times (a VM's threads on hardware threads of one core) shows two
+ * modes, or a rate that falls when its threads run together: compare its compute figures only as same-run ratios
+ * (profiling/README.md, nineteenth session). */
+static int run_steady(int reps, int threads) {
+    const trn_cpu_ops *ops = trn_cpu_ops_best();
+    if (!ops->matmul_peak) {
+        printf("--steady: the %s table has no batched kernel; nothing measured\n", ops->name);
+        return 0;
+    }
+    const int n = 200 * reps;
+    double *rates = malloc((size_t)n * (size_t)threads * sizeof(double));
+    if (!rates) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    printf("the %s table's batched inner loop in %d stretches per thread (GMAC/s per thread)\n", ops->name, n);
+    printf("%-8s %8s %8s %8s %8s %8s\n", "threads", "min", "p10", "median", "p90", "max");
+    for (int nth = 1;; nth = threads) {
+#pragma omp parallel num_threads(nth)
+        {
+            int ith = 0;
+#ifdef TRN_HAVE_OPENMP
+            ith = omp_get_thread_num();
+#endif
+            for (int i = 0; i < n; i++)
+                rates[(size_t)ith * (size_t)n + (size_t)i] = ops->matmul_peak(0.0) / 1e9;
+        }
+        const size_t all = (size_t)n * (size_t)nth;
+        qsort(rates, all, sizeof(double), compare_rates);
+        printf("%-8d %8.1f %8.1f %8.1f %8.1f %8.1f\n", nth, rates[0], rates[all / 10], rates[all / 2],
+               rates[all * 9 / 10], rates[all - 1]);
+        if (nth == threads)
+            break;
+    }
+    free(rates);
+    return 0;
+}
+
 /* ---- instruction mixes (--mix) ---- */
 
 #ifdef LAB_X86
@@ -780,7 +829,8 @@ static int run_mix(int reps) {
 #endif
 
 int main(int argc, char **argv) {
-    int only = 0, reps = 5, positional = 0, hot = 0, matmul = 0, attention = 0, mix = 0, threads = 1, bad = 0;
+    int only = 0, reps = 5, positional = 0, hot = 0, matmul = 0, attention = 0, mix = 0, steady = 0, threads = 1;
+    int bad = 0;
     int64_t n_tok = 64;
     for (int i = 1; i < argc && !bad; i++) {
         char *end = NULL;
@@ -792,6 +842,8 @@ int main(int argc, char **argv) {
             attention = 1;
         } else if (strcmp(argv[i], "--mix") == 0) {
             mix = 1;
+        } else if (strcmp(argv[i], "--steady") == 0) {
+            steady = 1;
         } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
             threads = (int)strtol(argv[++i], &end, 10);
             bad = *end != '\0';
@@ -806,7 +858,7 @@ int main(int argc, char **argv) {
             bad = 1;
         }
     }
-    if ((attention || mix) && positional == 1) { /* --attention REPS, --mix REPS */
+    if ((attention || mix || steady) && positional == 1) { /* --attention REPS, --mix REPS, --steady REPS */
         reps = only;
         only = 0;
     }
@@ -819,15 +871,20 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: kernel_lab [VARIANT 1..%d, 0 for all] [REPS >= 1] [--hot] [-t THREADS]\n"
                         "       kernel_lab --matmul [VARIANT 1..%d, 0 for all] [REPS >= 1] [-t THREADS] [--tokens 1..4096]\n"
                         "       kernel_lab --attention [REPS >= 1]\n"
-                        "       kernel_lab --mix [REPS >= 1]\n",
+                        "       kernel_lab --mix [REPS >= 1]\n"
+                        "       kernel_lab --steady [REPS >= 1] [-t THREADS]\n",
                 (int)TRN_ARRAY_LEN(variants), (int)TRN_ARRAY_LEN(matmul_variants));
         return 2;
     }
     bad |= (attention || mix) && (attention + mix + matmul + hot > 1 || threads != 1 || only != 0);
+    bad |= steady && (attention + mix + matmul + hot > 0 || only != 0);
     if (bad) {
-        fprintf(stderr, "kernel_lab: --attention and --mix take REPS only (no -t, --hot, --matmul or each other)\n");
+        fprintf(stderr, "kernel_lab: --attention and --mix take REPS only, --steady REPS and -t (no --hot, --matmul or "
+                        "each other)\n");
         return 2;
     }
+    if (steady)
+        return run_steady(reps, threads);
     if (mix)
         return run_mix(reps);
     if (attention)

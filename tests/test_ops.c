@@ -305,6 +305,33 @@ static void check_ternary_any_bytes(trn_type type, int64_t rows, int64_t cols) {
     trn_free(data);
 }
 
+/* trn_sustained_macs (the tables' matmul_peak): one warm-up call not counted, then chunks until the time has passed
+ * (at least one), the rate over the counted ones; and every table's probe gives a rate. */
+static long counted_rounds;
+static int32_t count_rounds(const void *ctx, long rounds) {
+    (void)ctx;
+    counted_rounds += rounds;
+    return (int32_t)rounds;
+}
+
+static void check_sustained_macs(void) {
+    counted_rounds = 0;
+    double rate = trn_sustained_macs(count_rounds, NULL, 8, 1000.0, 0.0);
+    CHECK_MSG(counted_rounds == 16 && rate > 0, "no time asked: a warm-up and one chunk, %ld rounds, rate %g",
+              counted_rounds, rate);
+    counted_rounds = 0;
+    const double start = trn_time_s();
+    rate = trn_sustained_macs(count_rounds, NULL, 8, 1000.0, 0.02);
+    const double took = trn_time_s() - start;
+    CHECK_MSG(took >= 0.02 && counted_rounds > 16 && rate > 0 && rate <= (counted_rounds - 8) * 1000.0 / 0.02,
+              "0.02 s asked: %g s, %ld rounds, rate %g", took, counted_rounds, rate);
+    for (int t = 0; t < n_fast; t++)
+        if (fast_tables[t]->matmul_peak) {
+            rate = fast_tables[t]->matmul_peak(0.001);
+            CHECK_MSG(rate > 1e6 && rate < 1e15, "%s matmul_peak: %g multiply-adds/s", fast_tables[t]->name, rate);
+        }
+}
+
 /* Table selection: names, availability, the order of preference and TRN_KERNELS. */
 static void check_tables(void) {
     CHECK(trn_cpu_ops_by_name("scalar") == trn_cpu_ops_ref());
@@ -615,6 +642,7 @@ int main(void) {
     else
         printf("note: no AMX kernel, its comparisons are skipped: %s\n", no_amx);
     check_tables();
+    check_sustained_macs();
     static const int64_t act_sizes[] = {256, 2048, 5632};
     for (int t = 0; t < n_fast; t++)
         for (size_t i = 0; i < TRN_ARRAY_LEN(act_sizes); i++)
