@@ -293,7 +293,8 @@ static trn_status cpu_prepare(trn_backend *backend, const trn_graph *g, const tr
             max_cols = TRN_MAX(max_cols, g->buffers[i].ne[0]);
     c->xq = trn_alloc((size_t)(max_cols / TRN_QK_K + 1) * sizeof(trn_block_q8_act));
     c->rope_cos_sin = trn_alloc((size_t)g->n_ctx * (size_t)hp->head_dim * sizeof(float));
-    c->scores = trn_alloc((size_t)c->n_threads * (size_t)TRN_ATTENTION_SCRATCH(g->n_ctx) * sizeof(float));
+    c->scores_stride = TRN_ATTENTION_SCRATCH(g->n_ctx, hp->head_dim);
+    c->scores = trn_alloc((size_t)c->n_threads * (size_t)c->scores_stride * sizeof(float));
     c->cache_head_dim = calloc((size_t)g->n_buffers, sizeof(int));
     c->cache_is_k = calloc((size_t)g->n_buffers, 1);
     c->group_end = calloc((size_t)g->n_nodes, sizeof(int));

@@ -264,7 +264,7 @@ static void attention_triples(cpu_context *c, const trn_node *node, const buffer
     const int64_t per_kv = (int64_t)n_tok * group;
     const int64_t k_head = cache_head_floats(c, node->src[1], g->n_ctx);
     const int64_t v_head = cache_head_floats(c, node->src[2], g->n_ctx);
-    float *scores = c->scores + (int64_t)ith * TRN_ATTENTION_SCRATCH(g->n_ctx);
+    float *scores = c->scores + (int64_t)ith * c->scores_stride;
     for (int64_t i = i0; i < i1;) {
         const int64_t kv = i / per_kv, t = t0 + i % per_kv / group, j = i % group;
         const int n_q = (int)TRN_MIN(group - j, i1 - i);

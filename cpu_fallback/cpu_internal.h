@@ -89,7 +89,8 @@ typedef struct {
     double widened_bytes; /* bytes the matrices held wider than the file's type add (ops.h, tq1_0_as_tq2_0) */
     trn_block_q8_act *xq; /* int8 copy of the current matrix-vector input */
     float *rope_cos_sin; /* [n_ctx][head_dim] interleaved cos, sin per pair */
-    float *scores;       /* [n_threads][TRN_ATTENTION_SCRATCH(n_ctx)] attention scratch */
+    float *scores;       /* [n_threads][scores_stride] attention scratch */
+    int64_t scores_stride; /* TRN_ATTENTION_SCRATCH(n_ctx, head_dim) */
     int *cache_head_dim; /* [n_buffers] head_dim for a KV cache, 0 for other buffers: caches are stored head-major
                             (the graph's rows are [n_ctx][n_head_kv * head_dim]), so that a KV head's part is one
                             sequential stream for the attention kernel: V as [n_head_kv][n_ctx][head_dim], K in the

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "amx.h"
-#include "host/common.h"
 #include "ops_simd.h"
 
 const trn_cpu_ops *trn_cpu_ops_avx2(void) {
@@ -92,19 +91,4 @@ const trn_cpu_ops *trn_cpu_ops_for_backend(const char *kernels, const char **req
     const char *env = getenv("TRN_KERNELS");
     *requested = kernels && *kernels ? kernels : env && *env ? env : "auto";
     return trn_cpu_ops_by_name(*requested);
-}
-
-double trn_sustained_macs(int32_t (*run)(const void *ctx, long rounds), const void *ctx, long chunk,
-                         double macs_per_round, double seconds) {
-    volatile int32_t sink = run(ctx, chunk); /* warm-up: caches, clocks, a tile configuration's first use */
-    long done = 0;
-    const double start = trn_time_s();
-    double now = start;
-    while (now - start < seconds || done == 0) {
-        sink += run(ctx, chunk);
-        done += chunk;
-        now = trn_time_s();
-    }
-    (void)sink;
-    return (double)done * macs_per_round / (now - start);
 }

@@ -27,9 +27,9 @@ typedef struct {
     int8_t q[TRN_QK_K];
 } trn_block_q8_act;
 
-/* Scratch floats of one attention call over n_pos positions (8 heads' scores, n_pos rounded up to 16 each, in the
- * SIMD tables). */
-#define TRN_ATTENTION_SCRATCH(n_pos) (8 * (((int64_t)(n_pos) + 15) / 16 * 16))
+/* Scratch floats of one attention call over n_pos positions of head_dim (in the SIMD tables: 8 heads' scores, n_pos
+ * rounded up to 16 each, the same transposed, and 8 heads' queries transposed). */
+#define TRN_ATTENTION_SCRATCH(n_pos, head_dim) (16 * (((int64_t)(n_pos) + 15) / 16 * 16) + 8 * (int64_t)(head_dim))
 
 /* The K of one KV head as the attention entry reads it: blocks of TRN_KV_BLOCK positions, each dimension-major, so
  * that dimension d of 16 consecutive positions is one row of 16 floats; positions [0, n) take TRN_K_FLOATS(n, hd)
@@ -77,7 +77,7 @@ typedef struct {
     /* n_q query heads that share one KV head, over n_pos cached positions: for each head h,
      * out[h][hd] = sum_t softmax_t(q[h] . k_t / sqrt(hd)) v_t, where k_t[d] = k_cache[trn_k_index(t, d, hd)] (blocks
      * of 16 positions, above) and v_t = v_cache + t * v_stride; q and out hold the heads one after another, hd floats
-     * each. scores: scratch of TRN_ATTENTION_SCRATCH(n_pos) floats. A head's output is the same whatever n_q it is
+     * each. scores: scratch of TRN_ATTENTION_SCRATCH(n_pos, hd) floats. A head's output is the same whatever n_q it is
      * computed with (the backend may split a group anywhere), and the same in the AVX2 and AVX-512 tables. */
     void (*attention)(const float *q, int n_q, const float *k_cache, const float *v_cache, int64_t v_stride,
                       int n_pos, int head_dim, float *scores, float *out);
@@ -94,8 +94,8 @@ typedef struct {
     void (*matmul)(const trn_matrix *w, const float *x, int64_t ld_x, const trn_block_q8_act *xq, int64_t ld_xq,
                    float *dst, int64_t ld_dst, int64_t n_tok, trn_rows *rows);
     /* The multiply-adds per second (int8 activations times ternary codes) that matmul's inner instruction sustains
-     * on the calling thread over about `seconds` (trn_sustained_macs): the compute bound of a batched prefill. NULL
-     * where the table has no batched ternary kernel. */
+     * on the calling thread over about `seconds` (trn_sustained_rate, host/common.h): the compute bound of a batched
+     * prefill. NULL where the table has no batched ternary kernel. */
     double (*matmul_peak)(double seconds);
     /* What matmul runs for ternary matrices with int8 activations, for reports ("vpdpbusd", "amx tdpbsud", ...);
      * NULL where the table has no batched ternary kernel. */
@@ -148,14 +148,6 @@ void trn_matmul_tq_amx_emulated(const trn_matrix *w, const trn_block_q8_act *xq,
                                 int64_t ld_dst, int64_t n_tok, trn_rows *rows);
 double trn_matmul_tq_amx_peak(double seconds);
 #endif
-
-/* The tables' matmul_peak around their inner loop: `run` does `rounds` rounds of macs_per_round multiply-adds (its
- * result is only kept); called `chunk` rounds at a time until `seconds` have passed after one warm-up call. All the
- * multiply-adds / all the time: the rate sustained, not the best moment's, because a machine whose vector pipes are
- * taken at times by another tenant (a VM's two threads on one core's two hardware threads) gives a prefill the
- * sustained rate (profiling/README.md, nineteenth session). */
-double trn_sustained_macs(int32_t (*run)(const void *ctx, long rounds), const void *ctx, long chunk,
-                         double macs_per_round, double seconds);
 
 const trn_cpu_ops *trn_cpu_ops_ref(void);
 /* The AVX2 table, or NULL where it is not compiled in or the CPU lacks AVX2, FMA or F16C. */

@@ -253,7 +253,8 @@ double trn_matmul_tq_amx_peak(double seconds) {
     TRN_TILE_LOAD(5, a, sizeof(a[0]));
     TRN_TILE_LOAD(6, bt, sizeof(bt[0]));
     TRN_TILE_LOAD(7, bt, sizeof(bt[0]));
-    const double rate = trn_sustained_macs(run_peak, NULL, 64, PEAK_DPBSUD_PER_ROUND * PEAK_MACS_PER_DPBSUD, seconds);
+    const double rate =
+        trn_sustained_rate(run_peak, NULL, 64, PEAK_DPBSUD_PER_ROUND * PEAK_MACS_PER_DPBSUD, seconds);
     TRN_TILE_RELEASE();
     return rate;
 }

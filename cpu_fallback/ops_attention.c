@@ -16,13 +16,17 @@
  *         for j < 8, then ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7));
  *   out[d] = (FMA chain over t = 0..n_pos-1 of e_t v_t[d], from 0) * (1 / sum).
  * A head_dim that is not a multiple of ATT_W takes the AVX2 build (AVX-512) or the one-lane path (AVX2), with that
- * same arithmetic. Scores live in the scratch as [head][P] with P = n_pos rounded up to 16 (TRN_ATTENTION_SCRATCH
- * covers 8 heads).
+ * same arithmetic. The scratch (TRN_ATTENTION_SCRATCH) holds, for 8 heads, the scores as [head][P] (P = n_pos
+ * rounded up to 16), the weights e_t transposed as [P][8] and the queries transposed as [hd][8], so that the
+ * broadcast operands of both FMA loops come from one base pointer at constant offsets (with a pointer per head,
+ * GCC spilled them: about a sixth of the time, profiling/README.md, nineteenth session).
  *
  * In a decode step the KV rows come from memory, and the hardware prefetchers alone let the loads and the FMAs
- * take turns: each scores tile requests the next tile's K rows, spread over its loop, and the first values pass
- * requests the V row ATT_PREFETCH_ROWS ahead (profiling/README.md, ninth session: 6-7% shorter steps after a
- * 1,000-token prompt). Where the rows are in cache (prefill, the kernel lab) the requests cost nothing measurable. */
+ * take turns: each scores tile requests the next tile's K rows, spread over its loop, and the values go over the
+ * rows in runs of ATT_VALUE_ROWS (every group of dimensions over a run before the next run, the accumulators kept in
+ * `out` between runs), each pass over a run requesting a share of the next run's rows (profiling/README.md, ninth
+ * session: 6-7% shorter steps after a 1,000-token prompt from the requests; nineteenth: the runs, 30% less time
+ * per call with K and V from memory). */
 #include <immintrin.h>
 #include <math.h>
 
@@ -44,15 +48,46 @@
 enum {
     ATT_HEADS = 8,             /* heads of one call computed together (their scores fit TRN_ATTENTION_SCRATCH) */
     ATT_PARTIALS = 16 / ATT_W, /* vectors of the 16 partial sums of the softmax */
-    ATT_PREFETCH_ROWS = 16,    /* V rows ahead of the first values pass */
+    ATT_VALUE_ROWS = 32,       /* V rows of a run: every group of dimensions goes over them before the next run */
 };
 
 #define ATT_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 
-/* Scores of nh heads (q: nh rows of hd) for the blocks of W positions from t0 that fit ATT_ACC accumulators
+/* r[h] = floats 0..7 of row h -> r[i] = float i of rows 0..7 (an 8x8 transpose; 256-bit in both builds). */
+static inline void transpose8_ps(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* dst[i * 8 + h] = src[h * ld + i] for i < n (a multiple of 8), h < 8; rows h >= nh are taken as zeros. */
+static void transpose_heads(const float *src, int64_t ld, int nh, int64_t n, float *dst) {
+    for (int64_t i0 = 0; i0 < n; i0 += 8) {
+        __m256 r[8];
+        for (int h = 0; h < 8; h++)
+            r[h] = h < nh ? _mm256_loadu_ps(src + h * ld + i0) : _mm256_setzero_ps();
+        transpose8_ps(r);
+        for (int i = 0; i < 8; i++)
+            _mm256_storeu_ps(dst + (i0 + i) * 8, r[i]);
+    }
+}
+
+/* Scores of nh heads (qt: their queries as [hd][ATT_HEADS]) for the blocks of W positions from t0 that fit ATT_ACC accumulators
  * (ATT_ACC / nh blocks), into scores[h * P + t]; positions from n_pos on are neither read nor written. nh is a
  * constant at each call (the switch below), so the accumulators stay in registers. */
-ATT_INLINE void scores_tile(const float *q, int nh, int hd, const float *k, int t0, int n_pos, float scale,
+ATT_INLINE void scores_tile(const float *qt, int nh, int hd, const float *k, int t0, int n_pos, float scale,
                             float *scores, int64_t P) {
     enum { MAX_BLOCKS = ATT_ACC };
     const int nb = ATT_ACC / nh;
@@ -82,7 +117,7 @@ ATT_INLINE void scores_tile(const float *q, int nh, int hd, const float *k, int 
             const vec kv = valid[b] == ATT_W ? v_load(at) : v_load_n(at, first_lanes(valid[b]), 0.0f);
 #pragma GCC unroll 8
             for (int h = 0; h < nh; h++)
-                acc[h * nb + b] = v_fma(v_set1(q[h * hd + d]), kv, acc[h * nb + b]);
+                acc[h * nb + b] = v_fma(v_set1(qt[d * ATT_HEADS + h]), kv, acc[h * nb + b]);
         }
     }
 #pragma GCC unroll 8
@@ -98,21 +133,20 @@ ATT_INLINE void scores_tile(const float *q, int nh, int hd, const float *k, int 
         }
 }
 
-/* Outputs of nh heads for the dimensions [d0, d0 + ATT_ACC / nh vectors) that lie below hd: the FMA chains over
- * every position of e (scores[h * P + t]), times inv[h]. */
-ATT_INLINE void values_tile(const float *e, int nh, int hd, const float *v, int64_t v_stride, int n_pos, int d0,
-                            const float *inv, float *out, int64_t P) {
+/* Outputs of nh heads for the dimensions [d0, d0 + ATT_ACC / nh vectors) that lie below hd, over the positions
+ * [t_begin, t_end): the FMA chains over those positions of e (et[t * ATT_HEADS + h]), continued from out (from 0 at
+ * position 0) and stored back to out, times inv[h] after the last position (n_pos). */
+ATT_INLINE void values_tile(const float *et, int nh, int hd, const float *v, int64_t v_stride, int t_begin, int t_end,
+                            int n_pos, int d0, const float *inv, float *out) {
     const int nc = ATT_ACC / nh, chunks = TRN_MIN(nc, (hd - d0) / ATT_W);
     vec acc[ATT_ACC];
+#pragma GCC unroll 8
+    for (int h = 0; h < nh; h++)
 #pragma GCC unroll 16
-    for (int i = 0; i < nh * nc; i++)
-        acc[i] = v_set1(0.0f);
-    const int row_lines = d0 == 0 ? (int)(hd * (int64_t)sizeof(float) / 64) : 0; /* requests in the first pass */
-    for (int t = 0; t < n_pos; t++) {
+        for (int c = 0; c < nc; c++)
+            acc[h * nc + c] = t_begin == 0 || c >= chunks ? v_set1(0.0f) : v_load(out + h * hd + d0 + c * ATT_W);
+    for (int t = t_begin; t < t_end; t++) {
         const float *row = v + t * v_stride + d0;
-        if (t + ATT_PREFETCH_ROWS < n_pos)
-            for (int l = 0; l < row_lines; l++)
-                ATT_PREFETCH((const char *)(v + (t + ATT_PREFETCH_ROWS) * v_stride) + l * 64);
 #pragma GCC unroll 16
         for (int c = 0; c < nc; c++) {
             if (c >= chunks)
@@ -120,14 +154,24 @@ ATT_INLINE void values_tile(const float *e, int nh, int hd, const float *v, int6
             const vec vv = v_load(row + c * ATT_W);
 #pragma GCC unroll 8
             for (int h = 0; h < nh; h++)
-                acc[h * nc + c] = v_fma(v_set1(e[h * P + t]), vv, acc[h * nc + c]);
+                acc[h * nc + c] = v_fma(v_set1(et[t * ATT_HEADS + h]), vv, acc[h * nc + c]);
         }
     }
+    const int last = t_end == n_pos;
 #pragma GCC unroll 8
     for (int h = 0; h < nh; h++)
 #pragma GCC unroll 16
         for (int c = 0; c < chunks; c++)
-            v_store(out + h * hd + d0 + c * ATT_W, v_mul(acc[h * nc + c], v_set1(inv[h])));
+            v_store(out + h * hd + d0 + c * ATT_W, last ? v_mul(acc[h * nc + c], v_set1(inv[h])) : acc[h * nc + c]);
+}
+
+/* Share `part` of `parts` of the V rows [r0, r1) requested, every line of each (hd floats from v + r * v_stride):
+ * the next run's rows, a share in each pass over the current run (in the inner loop the requests cost a tenth of a
+ * pass where the rows were in cache). */
+static void request_rows(const float *v, int64_t v_stride, int hd, int r0, int r1, int part, int parts) {
+    for (int r = r0 + (r1 - r0) * part / parts; r < r0 + (r1 - r0) * (part + 1) / parts; r++)
+        for (int l = 0; l < hd * (int)sizeof(float); l += 64)
+            ATT_PREFETCH((const char *)(v + r * v_stride) + l);
 }
 
 /* One head's softmax in place over s[0..n_pos): s_t becomes e_t; returns 1 / sum. */
@@ -204,15 +248,16 @@ void ATTENTION_FN(const float *q, int n_q, const float *k_cache, const float *v_
     }
     const float scale = 1.0f / sqrtf((float)hd);
     const int64_t P = (n_pos + 15) / 16 * 16;
+    float *et = scores + ATT_HEADS * P, *qt = scores + 2 * ATT_HEADS * P; /* [P][8], [hd][8] */
     for (int h0 = 0; h0 < n_q; h0 += ATT_HEADS) {
         const int nh = TRN_MIN(ATT_HEADS, n_q - h0);
-        const float *qh = q + (int64_t)h0 * hd;
         float *oh = out + (int64_t)h0 * hd;
+        transpose_heads(q + (int64_t)h0 * hd, hd, nh, hd, qt);
         /* scores, blocks of positions as many as the accumulators hold */
         const int span = ATT_ACC / nh * ATT_W;
         for (int t0 = 0; t0 < n_pos; t0 += span) {
             switch (nh) {
-#define SCORES_CASE(N) case N: scores_tile(qh, N, hd, k_cache, t0, n_pos, scale, scores, P); break;
+#define SCORES_CASE(N) case N: scores_tile(qt, N, hd, k_cache, t0, n_pos, scale, scores, P); break;
                 SCORES_CASE(1) SCORES_CASE(2) SCORES_CASE(3) SCORES_CASE(4)
                 SCORES_CASE(5) SCORES_CASE(6) SCORES_CASE(7) default: SCORES_CASE(8)
 #undef SCORES_CASE
@@ -221,13 +266,19 @@ void ATTENTION_FN(const float *q, int n_q, const float *k_cache, const float *v_
         float inv[ATT_HEADS];
         for (int h = 0; h < nh; h++)
             inv[h] = softmax_w(scores + h * P, n_pos);
-        const int dims = ATT_ACC / nh * ATT_W;
-        for (int d0 = 0; d0 < hd; d0 += dims) {
-            switch (nh) {
-#define VALUES_CASE(N) case N: values_tile(scores, N, hd, v_cache, v_stride, n_pos, d0, inv, oh, P); break;
-                VALUES_CASE(1) VALUES_CASE(2) VALUES_CASE(3) VALUES_CASE(4)
-                VALUES_CASE(5) VALUES_CASE(6) VALUES_CASE(7) default: VALUES_CASE(8)
+        /* the weights e_t as [t][head] (positions n_pos..P - 1 carry whatever the scratch held: never read) */
+        transpose_heads(scores, P, nh, (n_pos + 7) / 8 * 8, et);
+        const int dims = ATT_ACC / nh * ATT_W, passes = (hd + dims - 1) / dims;
+        for (int t = 0; t < n_pos; t += ATT_VALUE_ROWS) {
+            const int t_end = TRN_MIN(n_pos, t + ATT_VALUE_ROWS), next_end = TRN_MIN(n_pos, t_end + ATT_VALUE_ROWS);
+            for (int d0 = 0, pass = 0; d0 < hd; d0 += dims, pass++) {
+                request_rows(v_cache, v_stride, hd, t_end, next_end, pass, passes);
+                switch (nh) {
+#define VALUES_CASE(N) case N: values_tile(et, N, hd, v_cache, v_stride, t, t_end, n_pos, d0, inv, oh); break;
+                    VALUES_CASE(1) VALUES_CASE(2) VALUES_CASE(3) VALUES_CASE(4)
+                    VALUES_CASE(5) VALUES_CASE(6) VALUES_CASE(7) default: VALUES_CASE(8)
 #undef VALUES_CASE
+                }
             }
         }
     }

@@ -563,7 +563,7 @@ enum { PEAK_MACS_PER_ROUND = STEPS * GROUP * TILE_ROWS * 4 };
 #define PEAK_FOLD(v) _mm256_extract_epi32(v, 0)
 #endif
 
-/* peak_rounds as trn_sustained_macs runs it: ctx is the activations. */
+/* peak_rounds as trn_sustained_rate runs it: ctx is the activations. */
 static int32_t run_peak(const void *ctx, long rounds) { return PEAK_FOLD(peak_rounds(ctx, rounds)); }
 
 /* matmul_peak (ops.h) of this build: the group loop alone, sustained over `seconds`. */
@@ -571,7 +571,7 @@ double TRN_MATMUL_PEAK(double seconds) {
     _Alignas(64) int8_t a[WIDE_GROUP * TRN_QK_K];
     for (int i = 0; i < (int)sizeof(a); i++)
         a[i] = (int8_t)(i * 37 % 255 - 127);
-    return trn_sustained_macs(run_peak, a, 256, PEAK_MACS_PER_ROUND, seconds);
+    return trn_sustained_rate(run_peak, a, 256, PEAK_MACS_PER_ROUND, seconds);
 }
 
 #if !defined(TRN_MATMUL_DPBUSD)

@@ -72,6 +72,21 @@ double trn_time_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double trn_sustained_rate(int32_t (*run)(const void *ctx, long rounds), const void *ctx, long chunk,
+                          double units_per_round, double seconds) {
+    volatile int32_t sink = run(ctx, chunk); /* warm-up: caches, clocks, a tile configuration's first use */
+    long done = 0;
+    const double start = trn_time_s();
+    double now = start;
+    while (now - start < seconds || done == 0) {
+        sink += run(ctx, chunk);
+        done += chunk;
+        now = trn_time_s();
+    }
+    (void)sink;
+    return (double)done * units_per_round / (now - start);
+}
+
 int trn_size_product(const uint64_t *factors, int n, uint64_t *out) {
     uint64_t p = 1;
     for (int i = 0; i < n; i++)

@@ -69,6 +69,13 @@ trn_status trn_read_file(const char *path, size_t max_bytes, const char *what, c
 
 /* Monotonic wall-clock time in seconds. */
 double trn_time_s(void);
+/* The rate of a repeated piece of work run as one stretch of about `seconds`: `run` does `rounds` rounds of
+ * units_per_round units of work (its result is only kept), called `chunk` rounds at a time until `seconds` have
+ * passed after one warm-up call. All the units / all the time: the rate sustained, not the best moment's, because
+ * a machine whose pipes another tenant takes at times (a VM's two threads on one core's two hardware threads)
+ * gives a long kernel the sustained rate (the CPU tables' matmul_peak; profiling/README.md, nineteenth session). */
+double trn_sustained_rate(int32_t (*run)(const void *ctx, long rounds), const void *ctx, long chunk,
+                          double units_per_round, double seconds);
 
 #define TRN_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define TRN_MAX(a, b) ((a) > (b) ? (a) : (b))

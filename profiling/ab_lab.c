@@ -3,10 +3,11 @@
  * not the settings; here two backends of one model, prepared under environment settings A and B (the switches the
  * backends read when they prepare: TRN_CPU_GROUPS, TRN_CPU_SPLIT_TOKENS, TRN_KERNELS, TRN_CUDA_FOLD_ENDS, ...), take
  * turns in short rounds (A then B, then B then A), and each round's B/A time ratio compares them under the same
- * conditions. A round is a run of decode steps (positions cycling through a window) or one batched prefill.
+ * conditions. A round is a run of decode steps (positions cycling through a window of 64 from --position P,
+ * default 64, the positions before it filled once by a batched prefill) or one batched prefill.
  *
  *   ./build/ab_lab (-m FILE | --synthetic NAME) --a KEY=VALUE[,KEY=VALUE...] --b KEY=VALUE[,...]
- *                  [-t THREADS] [--device cpu|cuda] [--rounds R] [--steps S] [--prefill N]
+ *                  [-t THREADS] [--device cpu|cuda] [--rounds R] [--steps S] [--prefill N] [--position P]
  *
  * Prints each side's median round time and the median B/A ratio with its quartiles (above 1: A is faster), and
  * whether the two backends' last logits are identical (both are fed the same tokens at the same positions). */
@@ -22,7 +23,7 @@
 #include "host/sampler.h"
 #include "profiling/bench.h"
 
-enum { MAX_SETTINGS = 8, WINDOW = 64 /* decode positions cycle through [WINDOW, 2 WINDOW) */ };
+enum { MAX_SETTINGS = 8, WINDOW = 64 /* decode positions cycle through [position, position + WINDOW) */ };
 
 typedef struct {
     char *keys[MAX_SETTINGS], *values[MAX_SETTINGS];
@@ -65,10 +66,10 @@ static trn_status prepare_with(const char *device, const trn_graph *g, const trn
     return st;
 }
 
-/* One round on backend b: `steps` decode steps from position *pos (wrapping within the window), or one prefill of
- * n_prefill tokens at position 0. The tokens are a fixed stream, the same for both sides. Returns seconds per step,
- * or per prefill. */
-static double round_time(trn_backend *b, int steps, int n_prefill, const int *stream, int *pos,
+/* One round on backend b: `steps` decode steps from position *pos (wrapping within the window from `first`), or one
+ * prefill of n_prefill tokens at position 0. The tokens are a fixed stream, the same for both sides. Returns seconds
+ * per step, or per prefill. */
+static double round_time(trn_backend *b, int steps, int n_prefill, const int *stream, int first, int *pos,
                          trn_status *st) {
     const double t0 = trn_time_s();
     int next = 0;
@@ -78,7 +79,7 @@ static double round_time(trn_backend *b, int steps, int n_prefill, const int *st
     }
     for (int i = 0; i < steps && *st == TRN_OK; i++) {
         *st = trn_backend_step(b, stream[*pos], *pos, 1, &next);
-        *pos = *pos + 1 < 2 * WINDOW ? *pos + 1 : WINDOW;
+        *pos = *pos + 1 < first + WINDOW ? *pos + 1 : first;
     }
     return (trn_time_s() - t0) / steps;
 }
@@ -140,14 +141,14 @@ static void print_near_far(void) {
 
 static int usage(const char *why) {
     fprintf(stderr, "error: %s\nusage: ab_lab (-m FILE | --synthetic NAME) --a KEY=VALUE[,...] --b KEY=VALUE[,...] "
-                    "[-t THREADS] [--device cpu|cuda] [--rounds R] [--steps S] [--prefill N]\n", why);
+                    "[-t THREADS] [--device cpu|cuda] [--rounds R] [--steps S] [--prefill N] [--position P]\n", why);
     return 2;
 }
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *device = "cpu";
     char *spec[2] = {NULL, NULL};
-    int threads = 0, rounds = 40, steps = 16, n_prefill = 0;
+    int threads = 0, rounds = 40, steps = 16, n_prefill = 0, first = WINDOW;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *value = i + 1 < argc ? argv[i + 1] : NULL;
         if (!value)
@@ -163,13 +164,16 @@ int main(int argc, char **argv) {
         } else if (strcmp(arg, "--device") == 0) {
             device = value;
         } else if (strcmp(arg, "-t") == 0 || strcmp(arg, "--rounds") == 0 || strcmp(arg, "--steps") == 0 ||
-                   strcmp(arg, "--prefill") == 0) {
+                   strcmp(arg, "--prefill") == 0 || strcmp(arg, "--position") == 0) {
             char *end;
             const long v = strtol(value, &end, 10);
-            if (*end || v < (strcmp(arg, "--prefill") == 0 ? 1 : strcmp(arg, "--rounds") == 0 ? 2 : 1) || v > 4096)
-                return usage("-t, --rounds, --steps and --prefill take a number from 1 (--rounds 2) to 4096");
+            if (*end || v < (strcmp(arg, "--rounds") == 0 ? 2 : 1) || v > 4096)
+                return usage("-t, --rounds, --steps, --prefill and --position take a number from 1 (--rounds 2) to "
+                             "4096");
             *(strcmp(arg, "-t") == 0 ? &threads : strcmp(arg, "--rounds") == 0 ? &rounds
-                                     : strcmp(arg, "--steps") == 0 ? &steps : &n_prefill) = (int)v;
+                                     : strcmp(arg, "--steps") == 0 ? &steps : strcmp(arg, "--prefill") == 0 ? &n_prefill
+                                                                                                            : &first) =
+                (int)v;
         } else {
             return usage("unknown option");
         }
@@ -190,7 +194,7 @@ int main(int argc, char **argv) {
     double *t[2] = {NULL, NULL}, *ratio = NULL, *latency = NULL;
     int rc = 1;
     trn_status st = trn_model_load(model_path, &model);
-    const int n_ctx = TRN_MAX(2 * WINDOW, n_prefill) + 1;
+    const int n_ctx = TRN_MAX(first + WINDOW, n_prefill) + 1;
     if (st == TRN_OK)
         st = trn_graph_build_decode(model, n_ctx, &graph);
     trn_backend_config config = {.n_threads = threads, .sampling = trn_sampling_default()};
@@ -214,18 +218,22 @@ int main(int argc, char **argv) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         stream[i] = 3 + (int)((x >> 33) % (uint64_t)(n_vocab - 3));
     }
-    int pos[2] = {0, 0};
+    int pos[2] = {first, first};
     if (n_prefill == 0) /* the positions before the window, once per side */
-        for (int k = 0; k < 2 && st == TRN_OK; k++)
-            round_time(b[k], WINDOW, 0, stream, &pos[k], &st);
-    for (int k = 0; k < 2; k++)
-        pos[k] = WINDOW;
+        for (int k = 0; k < 2 && st == TRN_OK; k++) {
+            int next = 0;
+            st = trn_backend_prefill(b[k], stream, first, 0, 1, &next, NULL);
+        }
+    if (st != TRN_OK) {
+        fprintf(stderr, "error: %s\n", trn_last_error());
+        goto done;
+    }
     const int probe_cores = strcmp(device, "cpu") == 0 && threads != 1;
     for (int r = 0; r < rounds && st == TRN_OK; r++) {
         latency[r] = probe_cores ? trn_core_latency_probe() : 0.0;
         for (int j = 0; j < 2 && st == TRN_OK; j++) {
             const int k = r % 2 ? 1 - j : j; /* A then B, then B then A */
-            t[k][r] = round_time(b[k], steps, n_prefill, stream, &pos[k], &st);
+            t[k][r] = round_time(b[k], steps, n_prefill, stream, first, &pos[k], &st);
         }
         ratio[r] = t[1][r] / t[0][r];
     }

@@ -656,7 +656,7 @@ static int run_attention(int reps) {
     for (size_t p = 0; p < TRN_ARRAY_LEN(positions); p++) {
         const int n_pos = positions[p];
         float *q = trn_alloc(HEADS * HD * sizeof(float)), *k = trn_alloc((size_t)TRN_K_FLOATS(n_pos, HD) * sizeof(float));
-        float *v = trn_alloc((size_t)n_pos * HD * sizeof(float)), *scores = trn_alloc((size_t)TRN_ATTENTION_SCRATCH(n_pos) * sizeof(float));
+        float *v = trn_alloc((size_t)n_pos * HD * sizeof(float)), *scores = trn_alloc((size_t)TRN_ATTENTION_SCRATCH(n_pos, HD) * sizeof(float));
         float *out[3], *ref = trn_alloc(HEADS * HD * sizeof(float));
         for (int i = 0; i < HEADS * HD; i++)
             q[i] = (float)(next() % 2001) / 1000.0f - 1.0f;

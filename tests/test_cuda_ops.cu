@@ -184,7 +184,7 @@ static void check_attention(cudaStream_t s) {
                 const trn_cuda_l2_prefetch pf = {2, {dk, dv}, {k.size() * sizeof(float), v.size() * sizeof(float) - 1}};
                 LK(trn_cuda_attention(dq, dk, dv, dout, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp,
                                       split ? scratch : nullptr, split == 2 ? 32 : 64, 0, split ? &pf : nullptr, s));
-                std::vector<float> want(q.size()), scores((size_t)TRN_ATTENTION_SCRATCH(n_ctx));
+                std::vector<float> want(q.size()), scores((size_t)TRN_ATTENTION_SCRATCH(n_ctx, sh.hd));
                 for (int h = 0; h < sh.n_head; h++)
                     ref->attention(q.data() + h * sh.hd, 1, k_blocked.data() + (size_t)(h / group) * TRN_K_FLOATS(n_ctx, sh.hd),
                                    v.data() + (h / group) * sh.hd, stride, pos + 1, sh.hd, scores.data(),
@@ -268,7 +268,7 @@ static void check_rows(cudaStream_t s) {
                 step_bad += memcmp(host(drows, q.size()).data(), host(done, q.size()).data(), q.size() * 4) != 0;
                 LK(trn_cuda_attention_rows(dq, dk, dv, drows, sh.n_head, sh.n_head_kv, sh.hd, n_ctx, dp, n_rows, 0, s));
                 const std::vector<float> k_blocked = blocked_k(k, sh.n_head_kv, sh.hd, n_ctx);
-                std::vector<float> want(q.size()), scores((size_t)TRN_ATTENTION_SCRATCH(n_ctx));
+                std::vector<float> want(q.size()), scores((size_t)TRN_ATTENTION_SCRATCH(n_ctx, sh.hd));
                 for (int t = 0; t < n_rows; t++)
                     for (int h = 0; h < sh.n_head; h++)
                         ref->attention(q.data() + (size_t)t * q_width + h * sh.hd, 1,

@@ -305,7 +305,7 @@ static void check_ternary_any_bytes(trn_type type, int64_t rows, int64_t cols) {
     trn_free(data);
 }
 
-/* trn_sustained_macs (the tables' matmul_peak): one warm-up call not counted, then chunks until the time has passed
+/* trn_sustained_rate (the tables' matmul_peak): one warm-up call not counted, then chunks until the time has passed
  * (at least one), the rate over the counted ones; and every table's probe gives a rate. */
 static long counted_rounds;
 static int32_t count_rounds(const void *ctx, long rounds) {
@@ -316,12 +316,12 @@ static int32_t count_rounds(const void *ctx, long rounds) {
 
 static void check_sustained_macs(void) {
     counted_rounds = 0;
-    double rate = trn_sustained_macs(count_rounds, NULL, 8, 1000.0, 0.0);
+    double rate = trn_sustained_rate(count_rounds, NULL, 8, 1000.0, 0.0);
     CHECK_MSG(counted_rounds == 16 && rate > 0, "no time asked: a warm-up and one chunk, %ld rounds, rate %g",
               counted_rounds, rate);
     counted_rounds = 0;
     const double start = trn_time_s();
-    rate = trn_sustained_macs(count_rounds, NULL, 8, 1000.0, 0.02);
+    rate = trn_sustained_rate(count_rounds, NULL, 8, 1000.0, 0.02);
     const double took = trn_time_s() - start;
     CHECK_MSG(took >= 0.02 && counted_rounds > 16 && rate > 0 && rate <= (counted_rounds - 8) * 1000.0 / 0.02,
               "0.02 s asked: %g s, %ld rounds, rate %g", took, counted_rounds, rate);
@@ -463,7 +463,7 @@ static void check_attention(const trn_cpu_ops *fast, int n_pos, int head_dim, in
     const size_t head_bytes = (size_t)n_q * (size_t)head_dim * sizeof(float);
     float *q = malloc(head_bytes), *rows = malloc((size_t)n_pos * stride * 4), *v = malloc((size_t)n_pos * stride * 4);
     float *k = calloc((size_t)TRN_K_FLOATS(n_pos, head_dim), sizeof(float));
-    float *scores = malloc((size_t)TRN_ATTENTION_SCRATCH(n_pos) * sizeof(float));
+    float *scores = malloc((size_t)TRN_ATTENTION_SCRATCH(n_pos, head_dim) * sizeof(float));
     float *r = malloc(head_bytes), *f = malloc(head_bytes), *parts = malloc(head_bytes);
     for (int i = 0; i < n_q * head_dim; i++)
         q[i] = 2.0f * frand();
