@@ -84,18 +84,40 @@ static void transpose_heads(const float *src, int64_t ld, int nh, int64_t n, flo
     }
 }
 
-/* Scores of nh heads (qt: their queries as [hd][ATT_HEADS]) for the blocks of W positions from t0 that fit ATT_ACC accumulators
- * (ATT_ACC / nh blocks), into scores[h * P + t]; positions from n_pos on are neither read nor written. nh is a
- * constant at each call (the switch below), so the accumulators stay in registers. */
+/* The FMA chains of a scores tile over d (scores_tile): nb blocks of W positions whose dimension d lies at
+ * rows[b] + 16 d, valid[b] of them below n_pos (all W where `full`, a constant at each call: no test in the loop);
+ * before each d, per_d more lines of the next tile's K requested from *pf up to pf_end. */
+ATT_INLINE void scores_over_d(const float *qt, int nh, int nb, int hd, const float *const *rows, const int *valid,
+                              int full, const char *pf, const char *pf_end, int per_d, vec *acc) {
+    for (int d = 0; d < hd; d++) {
+        for (int j = 0; j < per_d && pf < pf_end; j++, pf += 64)
+            ATT_PREFETCH(pf);
+#pragma GCC unroll 16
+        for (int b = 0; b < nb; b++) {
+            const float *at = rows[b] + d * TRN_KV_BLOCK;
+            const vec kv = full || valid[b] == ATT_W ? v_load(at) : v_load_n(at, first_lanes(valid[b]), 0.0f);
+#pragma GCC unroll 8
+            for (int h = 0; h < nh; h++)
+                acc[h * nb + b] = v_fma(v_set1(qt[d * ATT_HEADS + h]), kv, acc[h * nb + b]);
+        }
+    }
+}
+
+/* Scores of nh heads (qt: their queries as [hd][ATT_HEADS]) for the blocks of W positions from t0 that fit ATT_ACC
+ * accumulators (ATT_ACC / nh blocks), into scores[h * P + t]; positions from n_pos on are neither read nor written.
+ * nh is a constant at each call (the switch below), so the accumulators stay in registers. */
 ATT_INLINE void scores_tile(const float *qt, int nh, int hd, const float *k, int t0, int n_pos, float scale,
                             float *scores, int64_t P) {
     enum { MAX_BLOCKS = ATT_ACC };
     const int nb = ATT_ACC / nh;
     vec acc[ATT_ACC];
     int valid[MAX_BLOCKS];
+    const float *rows[MAX_BLOCKS];
 #pragma GCC unroll 16
-    for (int b = 0; b < nb; b++)
+    for (int b = 0; b < nb; b++) {
         valid[b] = TRN_MAX(0, TRN_MIN(ATT_W, n_pos - t0 - b * ATT_W));
+        rows[b] = k + trn_k_index(t0 + b * ATT_W, 0, hd);
+    }
 #pragma GCC unroll 16
     for (int i = 0; i < nh * nb; i++)
         acc[i] = v_set1(0.0f);
@@ -105,21 +127,14 @@ ATT_INLINE void scores_tile(const float *qt, int nh, int hd, const float *k, int
     const int span = nb * ATT_W;
     const int64_t next_from = (int64_t)(t0 + span) * hd;
     const int64_t next_to = TRN_MIN(next_from + (int64_t)span * hd, TRN_K_FLOATS(n_pos, hd));
-    const char *next = next_to > next_from ? (const char *)(k + next_from) : NULL;
-    const int next_lines = next ? (int)((next_to - next_from) * (int64_t)sizeof(float) / 64) : 0;
+    const char *next = (const char *)(k + next_from);
+    const int next_lines = next_to > next_from ? (int)((next_to - next_from) * (int64_t)sizeof(float) / 64) : 0;
     const int per_d = (next_lines + hd - 1) / hd;
-    for (int d = 0; d < hd; d++) {
-        for (int l = d * per_d; l < TRN_MIN((d + 1) * per_d, next_lines); l++)
-            ATT_PREFETCH(next + (int64_t)l * 64);
-#pragma GCC unroll 16
-        for (int b = 0; b < nb; b++) {
-            const float *at = k + trn_k_index(t0 + b * ATT_W, d, hd); /* W positions of a block's row d */
-            const vec kv = valid[b] == ATT_W ? v_load(at) : v_load_n(at, first_lanes(valid[b]), 0.0f);
-#pragma GCC unroll 8
-            for (int h = 0; h < nh; h++)
-                acc[h * nb + b] = v_fma(v_set1(qt[d * ATT_HEADS + h]), kv, acc[h * nb + b]);
-        }
-    }
+    const char *next_end = next + (int64_t)next_lines * 64;
+    if (valid[nb - 1] == ATT_W) /* blocks fill in order: the last full means all are */
+        scores_over_d(qt, nh, nb, hd, rows, valid, 1, next, next_end, per_d, acc);
+    else
+        scores_over_d(qt, nh, nb, hd, rows, valid, 0, next, next_end, per_d, acc);
 #pragma GCC unroll 8
     for (int h = 0; h < nh; h++)
 #pragma GCC unroll 16
