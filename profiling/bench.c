@@ -7,7 +7,7 @@
  * read (every weight, and the KV cache of the positions before it) / probe bandwidth; the fraction reached is the
  * figure that matters. A batched prefill is bound by multiply-adds instead: on the CPU its bound is the ternary
  * products' int8 multiply-adds per token / the rate the batched kernel's inner loop alone sustains on every thread
- * at once (matmul_peak, cpu_fallback/ops.h), probed between the prefill runs. */
+ * at once (matmul_peak, cpu_fallback/ops.h), probed just before and just after each batched run. */
 #define _POSIX_C_SOURCE 200809L
 #include "bench.h"
 
@@ -243,22 +243,27 @@ static double ternary_macs_per_token(const trn_graph *g) {
 }
 
 /* The prompt batched and token by token, alternately; *next: the token sampled after it. peak: the CPU table's
- * matmul_peak where the prefill runs its batched int8 kernel, probed before each batched run; NULL otherwise. */
+ * matmul_peak where the prefill runs its batched int8 kernel, probed just before and just after each batched run
+ * (their mean is that run's bound: on a VM whose compute rate changes from one second to the next, a probe a
+ * second away measured another machine); NULL otherwise. */
 static trn_status measure_prefill(const trn_graph *graph, trn_backend *backend, const int *ids, int n, int *next,
                                   double (*peak)(double), int threads, trn_bench_result *res) {
     double batched[PREFILL_REPS], steps[PREFILL_REPS], probes[PREFILL_REPS];
     res->prefill_batched = trn_backend_has_batched_prefill(backend);
     progress("prefill of %d tokens, batched and token by token, 3 rounds", n);
+    const int probing = peak && res->prefill_batched;
     for (int r = 0; r < PREFILL_REPS; r++) {
-        probes[r] = peak && res->prefill_batched ? multiply_add_probe(peak, threads) : 0.0;
         double t0 = trn_time_s();
         TRN_TRY(trn_backend_prefill_steps(backend, ids, n, 0, 1, next, NULL));
         steps[r] = trn_time_s() - t0;
+        probes[r] = probing ? multiply_add_probe(peak, threads) : 0.0;
         if (res->prefill_batched) {
             t0 = trn_time_s();
             TRN_TRY(trn_backend_prefill(backend, ids, n, 0, 1, next, NULL));
             batched[r] = trn_time_s() - t0;
         }
+        if (probing)
+            probes[r] = 0.5 * (probes[r] + multiply_add_probe(peak, threads));
     }
     res->prefill_steps_tokens_per_s = n / trn_median(steps, PREFILL_REPS);
     res->prefill_tokens_per_s = res->prefill_batched ? n / trn_median(batched, PREFILL_REPS) : res->prefill_steps_tokens_per_s;
