@@ -74,12 +74,13 @@ double trn_time_s(void) {
 
 double trn_sustained_rate(int32_t (*run)(const void *ctx, long rounds), const void *ctx, long chunk,
                           double units_per_round, double seconds) {
-    volatile int32_t sink = run(ctx, chunk); /* warm-up: caches, clocks, a tile configuration's first use */
+    /* warm-up: caches, clocks, a tile configuration's first use; unsigned, so that the kept results may wrap */
+    volatile uint32_t sink = (uint32_t)run(ctx, chunk);
     long done = 0;
     const double start = trn_time_s();
     double now = start;
-    while (now - start < seconds || done == 0) {
-        sink += run(ctx, chunk);
+    while (now - start < seconds || done == 0 || now <= start) { /* at least one chunk, and time that has passed */
+        sink += (uint32_t)run(ctx, chunk);
         done += chunk;
         now = trn_time_s();
     }
