@@ -6,14 +6,15 @@
  * in ops_ref.c.
  *
  * A matrix-vector product reads every weight byte once per token; this kernel reads it once per batch and is bound
- * by integer multiply-adds instead. Rows go in tiles of TILE_ROWS (8, one per 32-bit lane of a 256-bit vector; 16
- * with 512-bit vectors in the vpdpbusd build). For each 256-weight block the tile's codes are held so that one
- * vector has, for 4 consecutive weights, the 4 codes of each row (dword k = row k): multiplied by a token's 4 int8
- * activations broadcast to every dword, each lane accumulates its own row, so a block ends with the rows' sums in
- * the lanes, without horizontal reductions. Per step (4 weights, all rows, one token): vpmaddubsw + vpaddw into
- * int16 lanes (widened by vpmaddwd every 32 steps, before 32 x 762 could leave int16: codes <= 3, |q| <= 127), or
- * one vpdpbusd into int32 lanes. Tokens go in groups whose accumulators stay in registers for a whole block (8, or
- * 16 with the 32 registers of the vpdpbusd build, whose last group is 8 or 4 tokens where no more are left).
+ * by integer multiply-adds instead. Rows go in tiles of TILE_ROWS = 16 (one per 32-bit lane: two 256-bit vectors
+ * in the vpmaddubsw build, one 512-bit vector in the vpdpbusd build). For each 256-weight block the tile's codes are
+ * held so that a step's codes hold, for 4 consecutive weights, the 4 codes of each row (dword k = row k):
+ * multiplied by a token's 4 int8 activations broadcast to every dword, each lane accumulates its own row, so a block
+ * ends with the rows' sums in the lanes, without horizontal reductions. Per step (4 weights, all rows, one token):
+ * two vpmaddubsw + vpaddw into int16 lanes (widened by vpmaddwd every 32 steps, before 32 x 762 could leave int16:
+ * codes <= 3, |q| <= 127), or one vpdpbusd into int32 lanes. Tokens go in groups whose accumulators stay in
+ * registers for 32 steps or a whole block: 6 tokens with the 16 registers of the vpmaddubsw build (12 sums; 4 or 2
+ * where fewer are left), 16 with the 32 of the vpdpbusd build (8 or 4 where no more are left).
  *
  * The vpdpbusd build keeps sixteen independent vpdpbusd chains in every group (8 tokens: two steps at a time; 4:
  * four), starts each token's chains at -x->sum (neg_sum), and, on whole X16 groups of rows, decodes a block's codes
@@ -44,7 +45,8 @@ enum { TILE_ROWS = 16, WIDE_GROUP = 16, QUARTER_GROUP = 4 };
 #else
 #define TRN_MATMUL_TQ trn_matmul_tq_maddubs
 #define TRN_MATMUL_PEAK trn_matmul_tq_maddubs_peak
-enum { TILE_ROWS = 8, WIDE_GROUP = 8 };
+/* WIDE_GROUP: what the token count is padded to; groups are of 6 tokens (4 or 2 for what is left) */
+enum { TILE_ROWS = 16, WIDE_GROUP = 8, TOKEN_GROUP = 6 };
 #endif
 
 enum {
@@ -102,8 +104,7 @@ static void prefetch_tile(const trn_matrix *w, int64_t next, int64_t b) {
         return;
     }
     const int block_bytes = trn_type_get(w->type)->block_bytes;
-    /* the X16 group at or after next: where next is the second half of this tile's group (8-row tiles), this tile
-     * has brought its lines in already */
+    /* the X16 group at or after next (tiles of whole groups start on one) */
     const int64_t group = (next + TRN_X16_ROWS - 1) / TRN_X16_ROWS;
     if (w->layout == TRN_LAYOUT_X16 && next % TILE_ROWS == 0 && (group + 1) * TRN_X16_ROWS <= trn_layout_full_rows(w)) {
         const size_t group_block = (size_t)TRN_X16_ROWS * (size_t)block_bytes;
@@ -142,37 +143,39 @@ static void unpack_x4(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb)
                 const __m512i packed = _mm512_inserti64x4(_mm512_castsi256_si512(p[0][i]), p[1][i], 1);
                 _mm512_store_si512(step, _mm512_and_si512(_mm512_srli_epi32(packed, 2 * l), _mm512_set1_epi8(3)));
 #else
-                _mm256_store_si256((__m256i *)step, _mm256_and_si256(_mm256_srli_epi32(p[0][i], 2 * l),
-                                                                     _mm256_set1_epi8(3)));
+                for (int e = 0; e < TILE_ROWS / 8; e++)
+                    _mm256_store_si256((__m256i *)(step + 8 * e), _mm256_and_si256(_mm256_srli_epi32(p[e][i], 2 * l),
+                                                                                   _mm256_set1_epi8(3)));
 #endif
             }
     }
 }
 
 #if !defined(TRN_MATMUL_DPBUSD)
-/* Block b of the 8-row tile at r (r a multiple of 8, its X16 group of TQ2_0 rows whole): the tile's rows are the
- * first or the second 32 bytes of each 64-byte column of the group block, and column j's field l, (q >> 2l) & 3,
- * holds step trn_tq2_0_x16_act(j, l) / 4 with dword k = row k, the tile's own order: no transpose. */
-static void unpack_x16_tq2_half(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
+/* Block b of the 16-row tile at r (r a multiple of 16, its X16 group of TQ2_0 rows whole): column j's field l,
+ * (q >> 2l) & 3, holds step trn_tq2_0_x16_act(j, l) / 4 with dword k = row k, the tile's own order: no transpose
+ * (the 64-byte column as two 256-bit halves, rows 0-7 and 8-15). */
+static void unpack_x16_tq2(const trn_matrix *w, int64_t r, int64_t b, tile_block *tb) {
     const int64_t nb = w->cols / TRN_QK_K;
     const size_t group_block = (size_t)TRN_X16_ROWS * sizeof(trn_block_tq2_0);
     const uint8_t *gb = (const uint8_t *)w->data + (size_t)((r / TRN_X16_ROWS) * nb + b) * group_block;
-    const int half = (int)(r % TRN_X16_ROWS) / TILE_ROWS;
     const __m256i mask = _mm256_set1_epi8(3);
-    _mm256_store_ps(tb->d, _mm256_cvtph_ps(_mm_loadu_si128(
-                               (const __m128i *)(gb + TRN_TQ2_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES + 16 * half))));
-    for (int j = 0; j < TRN_TQ2_0_X16_COLUMNS; j++) {
-        const __m256i column = _mm256_loadu_si256((const __m256i *)(gb + j * TRN_X16_COLUMN_BYTES + 32 * half));
-        for (int l = 0; l < 4; l++)
-            _mm256_store_si256((__m256i *)tb->codes[trn_tq2_0_x16_act(j, l) / 4],
-                               _mm256_and_si256(l ? _mm256_srli_epi32(column, 2 * l) : column, mask));
-    }
+    for (int e = 0; e < 2; e++)
+        _mm256_store_ps(tb->d + 8 * e, _mm256_cvtph_ps(_mm_loadu_si128(
+                                           (const __m128i *)(gb + TRN_TQ2_0_X16_COLUMNS * TRN_X16_COLUMN_BYTES) + e)));
+    for (int j = 0; j < TRN_TQ2_0_X16_COLUMNS; j++)
+        for (int e = 0; e < 2; e++) {
+            const __m256i column = _mm256_loadu_si256((const __m256i *)(gb + j * TRN_X16_COLUMN_BYTES) + e);
+            for (int l = 0; l < 4; l++)
+                _mm256_store_si256((__m256i *)(tb->codes[trn_tq2_0_x16_act(j, l) / 4] + 8 * e),
+                                   _mm256_and_si256(l ? _mm256_srli_epi32(column, 2 * l) : column, mask));
+        }
 }
 #endif
 
 /* Block b of rows r..r+n_rows-1 (n_rows <= TILE_ROWS; the others get zero codes and scales) into tb: whole X4
- * groups through unpack_x4, whole X16 groups through trn_x16_unpack_tq2 or _tq1 (ops_x16.h; 16-row tiles) or, in
- * the AVX2 build, halves of whole TQ2_0 X16 groups through unpack_x16_tq2_half (8-row tiles);
+ * groups through unpack_x4, whole X16 groups through trn_x16_unpack_tq2 or _tq1 (ops_x16.h) in the vpdpbusd build,
+ * whole TQ2_0 X16 groups through unpack_x16_tq2 in the vpmaddubsw build;
  * anything else (the file layout, rows off the groups, a partial tile, TQ1_0 without VNNI) decoded row by row into
  * `rows`, then transposed 8 rows at a time. */
 static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, uint8_t rows[TILE_ROWS][TRN_QK_K],
@@ -194,9 +197,9 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
         return;
     }
 #else
-    if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TILE_ROWS == 0 &&
-        (r / TRN_X16_ROWS + 1) * TRN_X16_ROWS <= trn_layout_full_rows(w)) {
-        unpack_x16_tq2_half(w, r, b, tb);
+    if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
+        r + TILE_ROWS <= trn_layout_full_rows(w)) {
+        unpack_x16_tq2(w, r, b, tb);
         return;
     }
 #endif
@@ -499,67 +502,112 @@ static __m512i peak_rounds(const int8_t *a, long rounds) {
 enum { PEAK_MACS_PER_ROUND = STEPS * WIDE_GROUP * TILE_ROWS * 4 };
 #define PEAK_FOLD(v) _mm512_reduce_add_epi32(v)
 #else
-static inline void add_block(float acc[TILE_ROWS], __m256i sums, const float d[TILE_ROWS], const trn_block_q8_act *x) {
-    const __m256i isum = _mm256_sub_epi32(sums, _mm256_set1_epi32(x->sum));
-    const __m256 term = _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(d), _mm256_set1_ps(x->d)), _mm256_cvtepi32_ps(isum));
-    _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), term));
+/* acc[k] += (d[k] * x->d) * (float)(isum_k - x->sum) for the tile's 16 rows: isum of rows 0-7 in lo, 8-15 in hi. */
+static inline void add_block(float acc[TILE_ROWS], __m256i lo, __m256i hi, const float d[TILE_ROWS],
+                             const trn_block_q8_act *x) {
+    const __m256i sum = _mm256_set1_epi32(x->sum);
+    const __m256 dx = _mm256_set1_ps(x->d);
+    const __m256 t_lo =
+        _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(d), dx), _mm256_cvtepi32_ps(_mm256_sub_epi32(lo, sum)));
+    const __m256 t_hi =
+        _mm256_mul_ps(_mm256_mul_ps(_mm256_load_ps(d + 8), dx), _mm256_cvtepi32_ps(_mm256_sub_epi32(hi, sum)));
+    _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), t_lo));
+    _mm256_storeu_ps(acc + 8, _mm256_add_ps(_mm256_loadu_ps(acc + 8), t_hi));
 }
 
-/* Step j for the group's 8 tokens: the codes c times token t's activations at a + 256 t + 4 j, added to the int16
- * sums s0..s7. The empty asm keeps the eight running sums in registers: without it GCC re-associates the unrolled
- * sums into a tree whose products spill to the stack. */
-#define MADDUBS_STEP(j) \
-    do { \
-        int32_t x[GROUP]; \
-        for (int t = 0; t < GROUP; t++) \
-            memcpy(&x[t], a + t * TRN_QK_K + 4 * (j), 4); \
-        s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[0]))); \
-        s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[1]))); \
-        s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[2]))); \
-        s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[3]))); \
-        s4 = _mm256_add_epi16(s4, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[4]))); \
-        s5 = _mm256_add_epi16(s5, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[5]))); \
-        s6 = _mm256_add_epi16(s6, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[6]))); \
-        s7 = _mm256_add_epi16(s7, _mm256_maddubs_epi16(c, _mm256_set1_epi32(x[7]))); \
-        __asm__("" : "+x"(s0), "+x"(s1), "+x"(s2), "+x"(s3), "+x"(s4), "+x"(s5), "+x"(s6), "+x"(s7)); \
-    } while (0)
-
-static inline void group_block(const tile_block *tb, const int8_t *a, int n, int n_valid, float (*acc)[TILE_ROWS],
-                               const trn_block_q8_act *xb, int64_t ld_xq) {
-    (void)n; /* always GROUP */
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i sums[GROUP];
-    for (int t = 0; t < GROUP; t++)
-        sums[t] = _mm256_setzero_si256();
-    for (int half = 0; half < 2; half++) { /* 32 steps: int16 lanes stay within 32 x 762 */
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-        for (int j = 32 * half; j < 32 * half + 32; j += 2) {
-            __m256i c = _mm256_load_si256((const __m256i *)tb->codes[j]);
-            MADDUBS_STEP(j);
-            c = _mm256_load_si256((const __m256i *)tb->codes[j + 1]);
-            MADDUBS_STEP(j + 1);
-        }
-        const __m256i s[GROUP] = {s0, s1, s2, s3, s4, s5, s6, s7};
-        for (int t = 0; t < GROUP; t++) /* lanes 2k, 2k + 1 (row k) -> int32 lane k */
-            sums[t] = _mm256_add_epi32(sums[t], _mm256_madd_epi16(s[t], ones));
+/* One 4-weight step for token t: rows 0-7's codes (ymm12) and rows 8-15's (ymm13) times the token's 4 activations
+ * at x + 256 t, broadcast, added to its int16 sums l<t>, h<t>. Per step a token costs one broadcast for two
+ * vpmaddubsw: with six tokens, 12 vpmaddubsw, 12 vpaddw, 6 broadcasts and 2 loads (8 rows x 8 tokens took 8
+ * broadcasts and 8 vpaddw per 8 vpmaddubsw, and ran 1.2-1.4x slower on a Zen 3 VM whose cores' pipes were
+ * shared). In asm: from intrinsics GCC rotated the twelve sums through the registers, with up to ten moves per
+ * step, or spilled one. */
+#define STEP_TOKEN_ASM(t, offset) \
+    "vpbroadcastd " #offset "(%[x]), %%ymm14\n\t" \
+    "vpmaddubsw %%ymm14, %%ymm12, %%ymm15\n\t" \
+    "vpaddw %%ymm15, %[l" #t "], %[l" #t "]\n\t" \
+    "vpmaddubsw %%ymm14, %%ymm13, %%ymm14\n\t" \
+    "vpaddw %%ymm14, %[h" #t "], %[h" #t "]\n\t"
+#define STEP_CODES_ASM "vmovdqa (%[c]), %%ymm12\n\tvmovdqa 32(%[c]), %%ymm13\n\t"
+#define STEP_SUMS_2 [l0] "+x"(l0), [h0] "+x"(h0), [l1] "+x"(l1), [h1] "+x"(h1)
+#define STEP_SUMS_4 STEP_SUMS_2, [l2] "+x"(l2), [h2] "+x"(h2), [l3] "+x"(l3), [h3] "+x"(h3)
+#define STEP_SUMS_6 STEP_SUMS_4, [l4] "+x"(l4), [h4] "+x"(h4), [l5] "+x"(l5), [h5] "+x"(h5)
+#define STEP_IN(c_rows, j, n) \
+    [c] "r"((c_rows)[j]), [x] "r"(a + 4 * (j)), "m"(*(const uint8_t(*)[TILE_ROWS * 4])(c_rows)[j]), \
+        "m"(*(const int8_t(*)[(n) * TRN_QK_K])a)
+#define STEP_CLOBBERS "xmm12", "xmm13", "xmm14", "xmm15"
+/* Steps j0 .. j0 + 31 for n tokens (6, 4 or 2: a constant where inlined) whose activations are at a + 256 t, from
+ * c_rows (16 rows' codes per step), into l0..l5 (rows 0-7) and h0..h5 (rows 8-15). */
+#define TOKEN_STEPS(c_rows, j0, n) \
+    for (int j = (j0); j < (j0) + 32; j++) { \
+        if ((n) == 6) \
+            __asm__(STEP_CODES_ASM STEP_TOKEN_ASM(0, 0) STEP_TOKEN_ASM(1, 256) STEP_TOKEN_ASM(2, 512) \
+                        STEP_TOKEN_ASM(3, 768) STEP_TOKEN_ASM(4, 1024) STEP_TOKEN_ASM(5, 1280) \
+                    : STEP_SUMS_6 : STEP_IN(c_rows, j, 6) : STEP_CLOBBERS); \
+        else if ((n) == 4) \
+            __asm__(STEP_CODES_ASM STEP_TOKEN_ASM(0, 0) STEP_TOKEN_ASM(1, 256) STEP_TOKEN_ASM(2, 512) \
+                        STEP_TOKEN_ASM(3, 768) \
+                    : STEP_SUMS_4 : STEP_IN(c_rows, j, 4) : STEP_CLOBBERS); \
+        else \
+            __asm__(STEP_CODES_ASM STEP_TOKEN_ASM(0, 0) STEP_TOKEN_ASM(1, 256) : STEP_SUMS_2 : STEP_IN(c_rows, j, 2) \
+                    : STEP_CLOBBERS); \
     }
-    for (int t = 0; t < n_valid; t++)
-        add_block(acc[t], sums[t], tb->d, xb + t * ld_xq);
-}
-
-/* The group's inner loop alone (8 tokens' activations in L1, one code vector), `rounds` times: 64 steps of 8
- * vpmaddubsw (32 multiply-adds each) and their vpaddw per round. */
-static __m256i peak_rounds(const int8_t *a, long rounds) {
-    const __m256i c = _mm256_set1_epi8(1);
-    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-    for (long r = 0; r < rounds; r++)
-        for (int j = 0; j < STEPS; j++) {
-            MADDUBS_STEP(j);
+/* The tile's block sums for n tokens (6, 4 or 2) whose activations are at a + 256 t, added by add_block to acc for
+ * the first n_valid: two runs of 32 steps (each token's int16 sums stay within 32 x 762: codes <= 3, |q| <= 127),
+ * each widened by vpmaddwd into int32 lanes; the first run's wait in memory (the second needs every register),
+ * the second's go straight into add_block. One function per n, not inlined into the tile's loops, so that nothing
+ * else competes with the twelve accumulators for the sixteen registers (inlined, GCC spilled one and added register
+ * moves). */
+static inline __attribute__((always_inline)) void block_sums(const tile_block *tb, const int8_t *a, int n,
+                                                             int n_valid, float (*acc)[TILE_ROWS],
+                                                             const trn_block_q8_act *xb, int64_t ld_xq) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i first[TOKEN_GROUP][2];
+    for (int j0 = 0; j0 < STEPS; j0 += 32) {
+        __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0;
+        __m256i h0 = l0, h1 = l0, h2 = l0, h3 = l0, h4 = l0, h5 = l0;
+        TOKEN_STEPS(tb->codes, j0, n);
+        const __m256i l[TOKEN_GROUP] = {l0, l1, l2, l3, l4, l5}, h[TOKEN_GROUP] = {h0, h1, h2, h3, h4, h5};
+        if (j0 == 0) {
+            for (int t = 0; t < n; t++) { /* lanes 2k, 2k + 1 (row k) -> int32 lane k */
+                first[t][0] = _mm256_madd_epi16(l[t], ones);
+                first[t][1] = _mm256_madd_epi16(h[t], ones);
+            }
+            __asm__("" : "+m"(first)); /* kept in memory through the second run */
+        } else {
+            for (int t = 0; t < n_valid; t++)
+                add_block(acc[t], _mm256_add_epi32(first[t][0], _mm256_madd_epi16(l[t], ones)),
+                          _mm256_add_epi32(first[t][1], _mm256_madd_epi16(h[t], ones)), tb->d, xb + t * ld_xq);
         }
-    return _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(s0, s1), _mm256_add_epi16(s2, s3)),
-                            _mm256_add_epi16(_mm256_add_epi16(s4, s5), _mm256_add_epi16(s6, s7)));
+    }
 }
-enum { PEAK_MACS_PER_ROUND = STEPS * GROUP * TILE_ROWS * 4 };
+#define BLOCK_SUMS_FOR(N) \
+    static __attribute__((noinline)) void block_sums_##N(const tile_block *tb, const int8_t *a, int n_valid, \
+                                                         float (*acc)[TILE_ROWS], const trn_block_q8_act *xb, \
+                                                         int64_t ld_xq) { \
+        block_sums(tb, a, N, n_valid, acc, xb, ld_xq); \
+    }
+BLOCK_SUMS_FOR(6)
+BLOCK_SUMS_FOR(4)
+BLOCK_SUMS_FOR(2)
+
+/* The group's inner loop alone (6 tokens' activations in L1, the codes of one block), `rounds` times: 64 steps of
+ * 12 vpmaddubsw (32 multiply-adds each) and their vpaddw per round. */
+static __m256i peak_rounds(const int8_t *a, long rounds) {
+    _Alignas(64) uint32_t codes[STEPS][TILE_ROWS];
+    memset(codes, 1, sizeof(codes));
+    __m256i l0 = _mm256_setzero_si256(), l1 = l0, l2 = l0, l3 = l0, l4 = l0, l5 = l0;
+    __m256i h0 = l0, h1 = l0, h2 = l0, h3 = l0, h4 = l0, h5 = l0;
+    for (long r = 0; r < rounds; r++) {
+        TOKEN_STEPS(codes, 0, TOKEN_GROUP);
+        TOKEN_STEPS(codes, 32, TOKEN_GROUP);
+    }
+    const __m256i l = _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(l0, l1), _mm256_add_epi16(l2, l3)),
+                                       _mm256_add_epi16(l4, l5));
+    const __m256i h = _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(h0, h1), _mm256_add_epi16(h2, h3)),
+                                       _mm256_add_epi16(h4, h5));
+    return _mm256_add_epi16(l, h);
+}
+enum { PEAK_MACS_PER_ROUND = STEPS * TOKEN_GROUP * TILE_ROWS * 4 };
 #define PEAK_FOLD(v) _mm256_extract_epi32(v, 0)
 #endif
 
@@ -575,12 +623,14 @@ double TRN_MATMUL_PEAK(double seconds) {
 }
 
 #if !defined(TRN_MATMUL_DPBUSD)
-/* dst[t * ld_dst + k] = acc[t][k] for t < nt, k < n_rows (n_rows <= TILE_ROWS): one vector store per token. (The
+/* dst[t * ld_dst + k] = acc[t][k] for t < nt, k < n_rows (n_rows <= TILE_ROWS): two vector stores per token. (The
  * vpdpbusd build stores the last block's sums straight from its epilogue: add_block.) */
 static void store_tile(float *dst, int64_t ld_dst, const float (*acc)[TILE_ROWS], int64_t nt, int n_rows) {
     if (n_rows == TILE_ROWS) {
-        for (int64_t t = 0; t < nt; t++)
+        for (int64_t t = 0; t < nt; t++) {
             _mm256_storeu_ps(dst + t * ld_dst, _mm256_loadu_ps(acc[t]));
+            _mm256_storeu_ps(dst + t * ld_dst + 8, _mm256_loadu_ps(acc[t] + 8));
+        }
         return;
     }
     for (int64_t t = 0; t < nt; t++)
@@ -653,9 +703,18 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, co
     for (int64_t b = 0; b < w->cols / TRN_QK_K; b++) {
         prefetch_tile(w, r + TILE_ROWS, b);
         unpack_tile(w, r, n_rows, b, rows, &tb);
-        for (int64_t t0 = 0; t0 < nt; t0 += GROUP)
-            group_block(&tb, q + (b * nt_padded + t0) * TRN_QK_K, GROUP, (int)TRN_MIN(GROUP, nt - t0), acc + t0,
-                        xq + t0 * ld_xq + b, ld_xq);
+        for (int64_t t0 = 0; t0 < nt;) { /* groups of 6 while 6 padded tokens are left, then 4 or 2 (an even rest) */
+            const int64_t left = nt_padded - t0;
+            const int n = left >= 6 ? 6 : left >= 4 ? 4 : 2, n_valid = (int)TRN_MIN(n, nt - t0);
+            const int8_t *a = q + (b * nt_padded + t0) * TRN_QK_K;
+            if (n == 6)
+                block_sums_6(&tb, a, n_valid, acc + t0, xq + t0 * ld_xq + b, ld_xq);
+            else if (n == 4)
+                block_sums_4(&tb, a, n_valid, acc + t0, xq + t0 * ld_xq + b, ld_xq);
+            else
+                block_sums_2(&tb, a, n_valid, acc + t0, xq + t0 * ld_xq + b, ld_xq);
+            t0 += n;
+        }
     }
     store_tile(dst + r, ld_dst, acc, nt, n_rows);
 }

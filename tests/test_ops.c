@@ -696,7 +696,9 @@ int main(void) {
         }
         /* rows x cols x tokens: one token, odd counts, groups of 4 (2, 3, 4, 16 + 4), of 8 (5, 6, 8, 16 + 8,
          * 16 + 16 + 5), a group of 16 with 14 tokens, more than a 64-token tile, whole 16-token groups (32, 128) and
-         * several 64-token tiles and a part (300); every layout a table may repack into */
+         * several 64-token tiles and a part (300); the vpmaddubsw build's groups of 6 with a rest of 2 (8, 32) or 4
+         * (14, 37, every 64-token tile), some partly padding (1-5, 20, 37); rows in partial 16-row tiles (7, 13, 35,
+         * 37); every layout a table may repack into */
         static const int64_t matmul_shapes[][3] = {{13, 256, 1}, {7, 768, 3},    {64, 512, 65},  {1000, 2048, 5},
                                                    {37, 2048, 2}, {40, 512, 24},  {24, 1024, 37}, {48, 1280, 4},
                                                    {32, 256, 20}, {40, 768, 8},   {35, 512, 6},   {48, 512, 14},
