@@ -515,7 +515,7 @@ static int cpu_has_dpbusd(void) { return trn_cpu_ops_avx512() != NULL; }
  *   7  lab: as 6 on 32 rows (two X16 groups) and 10 tokens, each activation broadcast once for both groups
  *   8  lab: 32-row tiles (two X16 groups unpacked once per block) on 8-token groups, each token's activations
  *      broadcast into a register once for both 16-row halves
- *   9  AVX2 vpmaddubsw tiles, TQ2_0 X16: 8-row halves of the columns, no transpose (the AVX2 table's matmul)
+ *   9  AVX2 vpmaddubsw tiles, TQ2_0 X16: 16-row tiles, the columns as they are (the AVX2 table's matmul)
  * Prints time per product, GB/s of weights, G multiply-adds per second (rows x cols x tokens / time) and whether
  * every output equals the reference bitwise. */
 static const matmul_variant matmul_variants[] = {
