@@ -185,21 +185,19 @@ static void unpack_tile(const trn_matrix *w, int64_t r, int n_rows, int64_t b, u
         unpack_x4(w, r, b, tb);
         return;
     }
+    const int whole_x16 = w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
+                          r + TILE_ROWS <= trn_layout_full_rows(w);
+    if (whole_x16 && w->type == TRN_TYPE_TQ2_0) {
 #if defined(TRN_MATMUL_DPBUSD)
-    if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
-        r + TILE_ROWS <= trn_layout_full_rows(w)) {
         trn_x16_unpack_tq2(trn_x16_group_block(w, r, b), tb->codes, tb->d);
-        return;
-    }
-    if (w->type == TRN_TYPE_TQ1_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
-        r + TILE_ROWS <= trn_layout_full_rows(w)) {
-        trn_x16_unpack_tq1(trn_x16_group_block(w, r, b), tb->codes, tb->d);
-        return;
-    }
 #else
-    if (w->type == TRN_TYPE_TQ2_0 && w->layout == TRN_LAYOUT_X16 && n_rows == TILE_ROWS && r % TRN_X16_ROWS == 0 &&
-        r + TILE_ROWS <= trn_layout_full_rows(w)) {
         unpack_x16_tq2(w, r, b, tb);
+#endif
+        return;
+    }
+#if defined(TRN_MATMUL_DPBUSD)
+    if (whole_x16 && w->type == TRN_TYPE_TQ1_0) {
+        trn_x16_unpack_tq1(trn_x16_group_block(w, r, b), tb->codes, tb->d);
         return;
     }
 #endif
@@ -705,9 +703,9 @@ static void tile(const trn_matrix *w, int64_t r, int n_rows, const int8_t *q, co
         unpack_tile(w, r, n_rows, b, rows, &tb);
         for (int64_t t0 = 0; t0 < nt;) { /* groups of 6 while 6 padded tokens are left, then 4 or 2 (an even rest) */
             const int64_t left = nt_padded - t0;
-            const int n = left >= 6 ? 6 : left >= 4 ? 4 : 2, n_valid = (int)TRN_MIN(n, nt - t0);
+            const int n = left >= TOKEN_GROUP ? TOKEN_GROUP : left >= 4 ? 4 : 2, n_valid = (int)TRN_MIN(n, nt - t0);
             const int8_t *a = q + (b * nt_padded + t0) * TRN_QK_K;
-            if (n == 6)
+            if (n == TOKEN_GROUP)
                 block_sums_6(&tb, a, n_valid, acc + t0, xq + t0 * ld_xq + b, ld_xq);
             else if (n == 4)
                 block_sums_4(&tb, a, n_valid, acc + t0, xq + t0 * ld_xq + b, ld_xq);
